@@ -1,0 +1,91 @@
+"""The ``noaber`` command line (Typer): the composition root for terminal use.
+
+Every command has ``--help``. Errors a user can act on are printed as one line without a
+traceback and exit with status 1 (2 for usage errors, as Typer does).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from energy.console import console, err_console
+from energy.errors import NoaberError
+
+app = typer.Typer(
+    name="noaber",
+    help="Noaber: local solar, batteries and V2G for Drenthe's dorpshuizen, and the Meetkoffer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The SQL store: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _engine():
+    from energy.db import make_engine
+    from energy.settings import get_settings
+
+    return make_engine(get_settings().sqlalchemy_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("heads", help="Target revision (default: all heads)"),
+) -> None:
+    """Create or migrate the database to the latest schema (idempotent)."""
+    from energy.db import current_revisions, upgrade
+    from energy.settings import get_settings
+
+    engine = _engine()
+    upgrade(engine, revision)
+    console.print(
+        f"database at {', '.join(sorted(current_revisions(engine)))}: {get_settings().sqlalchemy_url}"
+    )
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Noaber version."""
+    from energy import __version__
+
+    console.print(f"noaber {__version__}")
+
+
+# --- sub-applications of the foundation and the domain packages (one line each) ---
+def _mount() -> None:
+    import importlib
+
+    for module, name in (
+        ("energy.cli_core", None),
+        ("modbus_gateway.cli", "gateway"),
+        ("optimizer.cli", "optimize"),
+        ("settlement.cli", None),
+        ("meetkoffer.cli", "meetkoffer"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # not built yet; anything else missing is a real error
+                continue
+            raise
+        mod.register(app) if name is None else app.add_typer(mod.app, name=name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``noaber`` console script."""
+    _mount()
+    try:
+        app(args=argv, standalone_mode=True)
+    except NoaberError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except (ValueError, OSError) as exc:  # validation and file errors: one line, no traceback
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

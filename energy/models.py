@@ -1,0 +1,280 @@
+"""Core domain tables: sites, assets, devices, channels, members, communities, users, readings.
+
+Privacy (ARCHITECTURE.md): a :class:`Member` is a pseudonymous id; names, e-mail and
+addresses live only in :class:`MemberPersonal`, which can be exported and erased without
+touching measurements, the ledger or anyone else's statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from energy.db import Base, UTCDateTime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AssetKind(enum.StrEnum):
+    """What an asset is."""
+
+    BUILDING_LOAD = "building_load"
+    PROCESS_LOAD = "process_load"
+    PV = "pv"
+    BATTERY = "battery"
+    EV = "ev"
+    EV_CHARGER = "ev_charger"
+    METER = "meter"
+
+
+class Quantity(enum.StrEnum):
+    """The measured quantity of a channel."""
+
+    POWER = "power"  # [W], positive = import/consumption
+    ENERGY_IMPORT = "energy_import"  # counter [Wh]
+    ENERGY_EXPORT = "energy_export"  # counter [Wh]
+    SOC = "soc"  # [%]
+    VOLTAGE = "voltage"  # [V]
+    CURRENT = "current"  # [A]
+    FREQUENCY = "frequency"  # [Hz]
+    TEMPERATURE = "temperature"  # [degC]
+    PRODUCTION = "production"  # [units]
+    STATE = "state"  # device state code
+
+
+QUANTITY_UNITS: dict[Quantity, str] = {
+    Quantity.POWER: "W",
+    Quantity.ENERGY_IMPORT: "Wh",
+    Quantity.ENERGY_EXPORT: "Wh",
+    Quantity.SOC: "%",
+    Quantity.VOLTAGE: "V",
+    Quantity.CURRENT: "A",
+    Quantity.FREQUENCY: "Hz",
+    Quantity.TEMPERATURE: "degC",
+    Quantity.PRODUCTION: "unit",
+    Quantity.STATE: "",
+}
+
+
+class Role(enum.StrEnum):
+    """What a user may do. Ownership checks narrow every role but ``operator``."""
+
+    OPERATOR = "operator"  # cooperative / province: everything
+    SITE_MANAGER = "site_manager"  # a dorpshuis or club: their sites
+    FIRM = "firm"  # a process-industry firm: its own sites and campaigns
+    MEMBER = "member"  # an EV owner or other member: their own assets and statements
+
+
+class MemberKind(enum.StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class Member(Base):
+    """A person or organisation that owns assets; pseudonymous (``ref`` like ``m-7f3a9c``)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[MemberKind] = mapped_column(Enum(MemberKind, native_enum=False, length=20))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    personal: Mapped[MemberPersonal | None] = relationship(
+        back_populates="member", cascade="all, delete-orphan", uselist=False
+    )
+
+
+class MemberPersonal(Base):
+    """Personal data of a member, kept apart from measurements and the ledger (AVG/GDPR)."""
+
+    __tablename__ = "member_personal"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    address: Mapped[str | None] = mapped_column(String(500))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    member: Mapped[Member] = relationship(back_populates="personal")
+
+
+class Community(Base):
+    """Members who share energy (an energy community)."""
+
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+
+
+community_members = Table(
+    "community_members",
+    Base.metadata,
+    Column("community_id", ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True),
+    Column("member_id", ForeignKey("members.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Site(Base):
+    """A grid connection: one EAN, a location, a timezone and grid limits."""
+
+    __tablename__ = "sites"
+    __table_args__ = (
+        CheckConstraint("grid_import_limit_kw > 0", name="import_limit_positive"),
+        CheckConstraint("grid_export_limit_kw >= 0", name="export_limit_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    ean: Mapped[str] = mapped_column(String(18), unique=True)
+    kind: Mapped[str] = mapped_column(String(40), default="dorpshuis")
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Amsterdam")
+    grid_import_limit_kw: Mapped[float] = mapped_column(Float)
+    grid_export_limit_kw: Mapped[float] = mapped_column(Float)
+    owner_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id"))
+
+    assets: Mapped[list[Asset]] = relationship(back_populates="site", cascade="all, delete-orphan")
+    devices: Mapped[list[Device]] = relationship(
+        back_populates="site", cascade="all, delete-orphan"
+    )
+    owner: Mapped[Member | None] = relationship()
+    community: Mapped[Community | None] = relationship()
+
+
+class Asset(Base):
+    """Something at a site that consumes, produces or stores energy, or a meter."""
+
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[AssetKind] = mapped_column(Enum(AssetKind, native_enum=False, length=20))
+    owner_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    site: Mapped[Site] = relationship(back_populates="assets")
+    owner: Mapped[Member | None] = relationship()
+    channels: Mapped[list[Channel]] = relationship(
+        back_populates="asset", cascade="all, delete-orphan"
+    )
+
+
+class Device(Base):
+    """A Modbus device at a site, read and written through a profile."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    profile: Mapped[str] = mapped_column(String(100))
+    transport: Mapped[str] = mapped_column(String(10), default="tcp")
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    serial_port: Mapped[str | None] = mapped_column(String(255))
+    unit_id: Mapped[int] = mapped_column(Integer, default=1)
+    poll_interval_s: Mapped[float] = mapped_column(Float, default=5.0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    site: Mapped[Site] = relationship(back_populates="devices")
+
+
+class Channel(Base):
+    """A measured quantity of an asset, with its unit and our sign convention.
+
+    ``key`` is globally unique (``<site>/<asset>/<quantity>`` by default). Power is positive
+    for import/consumption; ``sign`` records how the source maps to that (+1 or -1).
+    """
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    register: Mapped[str | None] = mapped_column(String(100))
+    quantity: Mapped[Quantity] = mapped_column(Enum(Quantity, native_enum=False, length=20))
+    unit: Mapped[str] = mapped_column(String(16))
+    sign: Mapped[int] = mapped_column(Integer, default=1)
+
+    asset: Mapped[Asset] = relationship(back_populates="channels")
+    device: Mapped[Device | None] = relationship()
+
+
+user_sites = Table(
+    "user_sites",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(Base):
+    """A login. ``member_id`` links a member or firm user to the member it acts for."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    member: Mapped[Member | None] = relationship()
+    sites: Mapped[list[Site]] = relationship(secondary=user_sites)
+
+
+class IntervalReading(Base):
+    """One channel's aggregate over one 15-minute ISP (``isp_start`` is the UTC start).
+
+    ``energy_wh`` is the energy in the ISP (positive = import); ``coverage`` the share of the
+    ISP covered by valid samples (0..1).
+    """
+
+    __tablename__ = "interval_readings"
+    __table_args__ = (
+        CheckConstraint("coverage >= 0 AND coverage <= 1", name="coverage_range"),
+        CheckConstraint("sample_count >= 0", name="count_nonneg"),
+    )
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    isp_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    energy_wh: Mapped[float] = mapped_column(Float)
+    power_mean_w: Mapped[float | None] = mapped_column(Float)
+    power_min_w: Mapped[float | None] = mapped_column(Float)
+    power_max_w: Mapped[float | None] = mapped_column(Float)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    coverage: Mapped[float] = mapped_column(Float)

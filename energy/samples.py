@@ -1,0 +1,222 @@
+"""Raw high-frequency samples in Parquet, partitioned by channel and UTC day.
+
+Layout: ``<root>/channel=<id>/date=<YYYY-MM-DD>/part-<n>.parquet`` with the columns
+``ts`` (int64 ns since the epoch, UTC), ``value`` (float64, in the channel's unit and our sign
+convention) and ``quality`` (uint8, :class:`Quality`). Appends write a new part file atomically
+(write to a temporary name, then rename); :meth:`SampleStore.compact` merges a day's parts into
+one sorted file without duplicates. A sample is identified by (channel, ts): appending the same
+sample again changes nothing, so re-imports are idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+DAY_NS = 86_400 * 1_000_000_000
+SCHEMA = pa.schema([("ts", pa.int64()), ("value", pa.float64()), ("quality", pa.uint8())])
+
+
+class Quality(enum.IntEnum):
+    """Quality flag carried by every sample."""
+
+    GOOD = 0
+    STALE = 1
+    INVALID = 2
+    MISSING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """Samples of one channel, sorted by time, unique timestamps."""
+
+    ts: np.ndarray  # int64 [ns since epoch, UTC]
+    value: np.ndarray  # float64
+    quality: np.ndarray  # uint8 (Quality)
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @classmethod
+    def empty(cls) -> Samples:
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint8))
+
+
+def _dedupe_sorted(table: pa.Table) -> pa.Table:
+    """Sort by ts and keep the last-written sample of each timestamp (stable, deterministic)."""
+    n = table.num_rows
+    if n == 0:
+        return table
+    ts = table.column("ts").to_numpy()
+    order = np.lexsort((np.arange(n), ts))  # by ts, then by write order
+    ts_sorted = ts[order]
+    keep = np.ones(n, dtype=bool)
+    keep[:-1] = ts_sorted[1:] != ts_sorted[:-1]  # last of each run of equal ts
+    return table.take(pa.array(order[keep]))
+
+
+class SampleStore:
+    """A Parquet store of raw samples under ``root``."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _day_dir(self, channel_id: int, day_index: int) -> Path:
+        day = np.datetime64(day_index, "D").astype(str)
+        return self.root / f"channel={channel_id}" / f"date={day}"
+
+    def append(
+        self,
+        channel_id: int,
+        ts_ns: np.ndarray,
+        value: np.ndarray,
+        quality: np.ndarray | None = None,
+    ) -> int:
+        """Append samples of one channel; returns the number of samples that were new.
+
+        Samples whose (channel, ts) is already stored with the same value and quality are
+        skipped, so importing a file twice writes nothing the second time. A sample at an
+        existing timestamp with a different value is a correction and replaces it (last write
+        wins at compaction and read).
+        """
+        ts_ns = np.asarray(ts_ns, dtype=np.int64)
+        value = np.asarray(value, dtype=np.float64)
+        if quality is None:
+            quality = np.where(np.isnan(value), Quality.INVALID, Quality.GOOD).astype(np.uint8)
+        quality = np.asarray(quality, dtype=np.uint8)
+        if not (ts_ns.shape == value.shape == quality.shape) or ts_ns.ndim != 1:
+            raise ValueError(
+                f"channel {channel_id}: ts, value and quality must be 1-D of equal length, "
+                f"got {ts_ns.shape}, {value.shape}, {quality.shape}"
+            )
+        if ts_ns.size == 0:
+            return 0
+        written = 0
+        days = ts_ns // DAY_NS
+        for day in np.unique(days):
+            sel = days == day
+            new = pa.table(
+                {"ts": ts_ns[sel], "value": value[sel], "quality": quality[sel]}, schema=SCHEMA
+            )
+            new = _dedupe_sorted(new)
+            existing = self._read_day(channel_id, int(day))
+            if existing is not None and existing.num_rows:
+                new = self._only_changed(existing, new)
+            if new.num_rows == 0:
+                continue
+            self._write_part(self._day_dir(channel_id, int(day)), new)
+            written += new.num_rows
+        return written
+
+    @staticmethod
+    def _only_changed(existing: pa.Table, new: pa.Table) -> pa.Table:
+        ets = existing.column("ts").to_numpy()
+        nts = new.column("ts").to_numpy()
+        idx = np.searchsorted(ets, nts)
+        idx_c = np.minimum(idx, len(ets) - 1)
+        same_ts = ets[idx_c] == nts
+        ev = existing.column("value").to_numpy()[idx_c]
+        nv = new.column("value").to_numpy()
+        eq = existing.column("quality").to_numpy()[idx_c]
+        nq = new.column("quality").to_numpy()
+        same_val = (ev == nv) | (np.isnan(ev) & np.isnan(nv))
+        unchanged = same_ts & same_val & (eq == nq)
+        return new.filter(pa.array(~unchanged))
+
+    @staticmethod
+    def _write_part(directory: Path, table: pa.Table) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = directory / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, directory / name)
+
+    def _parts(self, channel_id: int, day_index: int) -> list[Path]:
+        d = self._day_dir(channel_id, day_index)
+        if not d.is_dir():
+            return []
+        # Write order: by modification time, then name (parts written in one ns are rare).
+        return sorted(d.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def _read_day(self, channel_id: int, day_index: int) -> pa.Table | None:
+        parts = self._parts(channel_id, day_index)
+        if not parts:
+            return None
+        tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
+        return _dedupe_sorted(pa.concat_tables(tables))
+
+    def days(self, channel_id: int) -> list[int]:
+        """Day indices (days since the epoch, UTC) that hold samples of a channel."""
+        base = self.root / f"channel={channel_id}"
+        if not base.is_dir():
+            return []
+        out = []
+        for d in base.glob("date=*"):
+            if any(d.glob("part-*.parquet")):
+                out.append(int(np.datetime64(d.name.removeprefix("date="), "D").astype(np.int64)))
+        return sorted(out)
+
+    def channels(self) -> list[int]:
+        """Channel ids with stored samples."""
+        if not self.root.is_dir():
+            return []
+        return sorted(int(p.name.removeprefix("channel=")) for p in self.root.glob("channel=*"))
+
+    def read(
+        self, channel_id: int, start_ns: int | None = None, end_ns: int | None = None
+    ) -> Samples:
+        """Samples of a channel in ``[start_ns, end_ns)`` as NumPy arrays, sorted and unique."""
+        tables = []
+        for day in self.days(channel_id):
+            if start_ns is not None and (day + 1) * DAY_NS <= start_ns:
+                continue
+            if end_ns is not None and day * DAY_NS >= end_ns:
+                continue
+            t = self._read_day(channel_id, day)
+            if t is None:
+                continue
+            if start_ns is not None:
+                t = t.filter(pc.greater_equal(t.column("ts"), start_ns))
+            if end_ns is not None:
+                t = t.filter(pc.less(t.column("ts"), end_ns))
+            tables.append(t)
+        if not tables:
+            return Samples.empty()
+        t = pa.concat_tables(tables)
+        return Samples(
+            t.column("ts").to_numpy(),
+            t.column("value").to_numpy(),
+            t.column("quality").to_numpy(),
+        )
+
+    def compact(self, channel_id: int | None = None) -> int:
+        """Merge each day's parts into one sorted, duplicate-free file; returns files removed."""
+        removed = 0
+        for ch in [channel_id] if channel_id is not None else self.channels():
+            for day in self.days(ch):
+                parts = self._parts(ch, day)
+                if len(parts) <= 1:
+                    continue
+                merged = self._read_day(ch, day)
+                assert merged is not None
+                self._write_part(self._day_dir(ch, day), merged)
+                for p in parts:
+                    p.unlink()
+                    removed += 1
+        return removed
+
+    def iter_days(self, channel_id: int) -> Iterator[tuple[int, Samples]]:
+        """Yield ``(day_index, samples)`` per stored day, in time order."""
+        for day in self.days(channel_id):
+            s = self.read(channel_id, day * DAY_NS, (day + 1) * DAY_NS)
+            if len(s):
+                yield day, s

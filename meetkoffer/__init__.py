@@ -1,0 +1,1 @@
+"""The Meetkoffer: measurement campaigns at process-industry firms, findings and verified savings."""

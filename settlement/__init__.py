@@ -1,0 +1,1 @@
+"""Settlement: allocation of shared kWh, a double-entry hash-chained ledger, pricing, statements."""
