@@ -54,24 +54,28 @@ def version() -> None:
     console.print(f"noaber {__version__}")
 
 
-# --- sub-applications of the foundation and the domain packages (one line each) ---
+# --- sub-applications of the foundation and the domain packages ---
+#: Modules that add their commands with ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = (
+    "energy.cli_core",
+    "modbus_gateway.cli",
+    "optimizer.cli",
+    "settlement.cli",
+    "meetkoffer.cli",
+)
+
+
 def _mount() -> None:
     import importlib
 
-    for module, name in (
-        ("energy.cli_core", None),
-        ("modbus_gateway.cli", "gateway"),
-        ("optimizer.cli", "optimize"),
-        ("settlement.cli", None),
-        ("meetkoffer.cli", "meetkoffer"),
-    ):
+    for module in COMMAND_MODULES:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == module:  # not built yet; anything else missing is a real error
+            if exc.name == module:  # a package whose commands are not built yet
                 continue
             raise
-        mod.register(app) if name is None else app.add_typer(mod.app, name=name)
+        mod.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
