@@ -1,0 +1,106 @@
+"""FastAPI dependencies: settings, a database session, the current user and role checks.
+
+``CurrentUser`` reads a bearer token (``Authorization: Bearer …``, from ``POST /auth/token``);
+for safe methods (GET/HEAD) the browser pages may instead carry the same token in the
+HttpOnly cookie :data:`TOKEN_COOKIE` set by the login form. No or a bad token gives 401;
+:func:`require_roles` gives 403 for a role that may not use a route at all. Ownership (someone
+else's resource) is checked in the routers and answers 404, so existence is not revealed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from energy.errors import NoaberError
+from energy.models import Role, User
+from energy.security import decode_access_token
+from energy.settings import Settings
+
+TOKEN_COOKIE = "noaber_token"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for one request; routes that write call ``session.commit()`` themselves."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    """The user of a valid token (header, or cookie for GET/HEAD); 401 otherwise."""
+    token = bearer
+    if token is None and request.method in SAFE_METHODS:
+        token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        raise _unauthorized("not authenticated")
+    try:
+        claims = decode_access_token(token, settings.secret_key)
+    except NoaberError as exc:
+        raise _unauthorized(str(exc)) from None
+    user = session.scalar(
+        select(User).where(User.username == claims.username).options(selectinload(User.sites))
+    )
+    if user is None or user.disabled:
+        raise _unauthorized("unknown or disabled user")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role | str) -> Callable[[User], User]:
+    """A dependency that passes the current user through if their role is one of ``roles``.
+
+    Use as ``user: Annotated[User, Depends(require_roles(Role.OPERATOR))]`` or in a route's
+    ``dependencies=[...]``. A user with another role gets 403.
+    """
+    allowed = frozenset(Role(r) for r in roles)
+    if not allowed:
+        raise ValueError("require_roles needs at least one role")
+
+    def _check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"role {user.role.value} may not use this route",
+            )
+        return user
+
+    _check.__name__ = "require_" + "_".join(sorted(r.value for r in allowed))
+    return _check
+
+
+def not_found(what: str) -> HTTPException:
+    """404 for a resource that does not exist or that the user may not see (same answer)."""
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{what} not found")

@@ -1,0 +1,1 @@
+"""Routers per resource; each module exposes ``router`` and is included in ``app.py``."""

@@ -1,0 +1,224 @@
+"""Browser pages: the login page, the site list and a site's dashboard, plus plotly.js.
+
+Pages use the same token as the API, carried in an HttpOnly, SameSite=Lax cookie that the
+login form sets; the cookie is accepted for GET/HEAD only (see :mod:`energy.api.deps`).
+plotly.js is served from the installed Python package at ``/static/plotly.min.js``: no CDN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+import plotly.graph_objects as go
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from energy.api.access import site_for
+from energy.api.deps import (
+    TOKEN_COOKIE,
+    SessionDep,
+    SettingsDep,
+    get_current_user,
+    require_roles,
+)
+from energy.api.profile import latest_week, resolve_period, site_power_channels, site_profile
+from energy.i18n import SUPPORTED_LOCALES, template_env, translations
+from energy.models import Role, User
+from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
+from energy.security import create_access_token
+from energy.timegrid import ISP_S
+from energy.users import authenticate, visible_sites
+
+router = APIRouter(tags=["pages"])
+
+DashboardUser = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
+LangQ = Annotated[str | None, Query(description="Page language: nl or en")]
+
+#: Labels and colours of the profile groups in the chart.
+GROUP_STYLE = {
+    "pv": ("Solar", "#e0a800"),
+    "load": ("Load", "#2f5d8a"),
+    "battery": ("Battery", "#7a4fa3"),
+    "ev": ("EVs", "#2f7d4a"),
+    "grid": ("Grid", "#444444"),
+}
+
+
+def page_locale(lang: str | None, settings_locale: str) -> str:
+    """The page locale: ``?lang=`` if supported, else the configured one."""
+    if lang in SUPPORTED_LOCALES:
+        return str(lang)
+    return settings_locale if settings_locale in SUPPORTED_LOCALES else "nl"
+
+
+def gettext(locale: str, message: str) -> str:
+    """``message`` translated to ``locale`` with the API's catalogue."""
+    return translations("energy.api", locale).gettext(message)
+
+
+def render(template: str, locale: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """Render a template of ``energy/api/templates`` in ``locale``."""
+    env = template_env("energy.api", locale)
+    html = env.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _safe_next(next_url: str | None) -> str:
+    """Only same-site absolute paths are followed after login (no open redirect)."""
+    if next_url and next_url.startswith("/") and not next_url.startswith("//"):
+        return next_url
+    return "/"
+
+
+def login_page(request: Request, locale: str, error: str | None, status_code: int) -> HTMLResponse:
+    """The login form; ``next`` is the page asked for."""
+    next_url = request.query_params.get("next") or (
+        request.url.path if request.method == "GET" and request.url.path != "/" else "/"
+    )
+    return render("login.html", locale, status_code, error=error, next_url=_safe_next(next_url))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def home(request: Request, session: SessionDep, settings: SettingsDep, lang: LangQ = None):
+    """The site list when signed in (cookie), else the login form."""
+    locale = page_locale(lang, settings.locale)
+    try:
+        user = get_current_user(request, session, settings, None)
+    except HTTPException:
+        return login_page(request, locale, None, 200)
+    return render(
+        "home.html",
+        locale,
+        user=user,
+        sites=visible_sites(session, user),
+        can_dashboard=user.role is not Role.MEMBER,
+    )
+
+
+@router.post("/login", include_in_schema=False)
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+    lang: LangQ = None,
+) -> Response:
+    """Check the form's credentials, set the token cookie and go to ``next``."""
+    user = authenticate(session, username, password)
+    locale = page_locale(lang, settings.locale)
+    if user is None:
+        msg = gettext(locale, "Incorrect username or password.")
+        return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED)
+    token = create_access_token(
+        user.username, user.role.value, settings.secret_key, settings.token_ttl_s
+    )
+    resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    resp.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=settings.token_ttl_s,
+        httponly=True,
+        samesite="lax",
+        secure=settings.mode == "production",
+        path="/",
+    )
+    return resp
+
+
+@router.post("/logout", include_in_schema=False)
+def logout() -> Response:
+    """Forget the token cookie."""
+    resp = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
+    resp.delete_cookie(TOKEN_COOKIE, path="/")
+    return resp
+
+
+@router.get(PLOTLY_STATIC_PATH, include_in_schema=False)
+def plotly_bundle(request: Request) -> Response:
+    """plotly.js of the installed ``plotly`` package (cached by the browser, ETag checked)."""
+    js = plotly_js()
+    etag = '"' + hashlib.sha256(js.encode()).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(
+        js,
+        media_type="application/javascript",
+        headers={"ETag": etag, "Cache-Control": "public, max-age=86400"},
+    )
+
+
+@router.get("/health", include_in_schema=False)
+def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def profile_figure(frame, locale: str) -> go.Figure:
+    """A Plotly figure of a site's 15-minute profile [kW], local time on the x axis."""
+    x = frame.index.tz_convert("Europe/Amsterdam")
+    fig = go.Figure()
+    for col in frame.columns:
+        label, colour = GROUP_STYLE.get(col, (col, "#888888"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=(frame[col] / 1000.0).round(3),
+                name=gettext(locale, label),
+                mode="lines",
+                line={"color": colour, "width": 2.4 if col == "grid" else 1.4, "shape": "hv"},
+            )
+        )
+    fig.update_layout(
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        yaxis_title="kW",
+        hovermode="x unified",
+        legend={"orientation": "h", "y": 1.08},
+        template="plotly_white",
+    )
+    fig.update_xaxes(rangeslider={"visible": True})
+    return fig
+
+
+@router.get("/sites/{site_name}/dashboard", response_class=HTMLResponse)
+def site_dashboard(
+    site_name: str,
+    user: DashboardUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    lang: LangQ = None,
+):
+    """The site's dashboard: energy per group and an interactive 15-minute profile chart."""
+    locale = page_locale(lang, settings.locale)
+    site = site_for(session, user, site_name)
+    s, e = resolve_period(
+        None, None, latest_week(session, list(site_power_channels(session, site)))
+    )
+    frame = site_profile(session, site, s, e)
+    kpis = [
+        {
+            "label": gettext(locale, GROUP_STYLE.get(c, (c, ""))[0]),
+            "energy_wh": float(frame[c].sum(skipna=True)) * ISP_S / 3600.0,
+        }
+        for c in frame.columns
+    ]
+    has_data = bool(frame.notna().any().any())
+    peak_kw = (
+        float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
+    )
+    chart = figure_html(profile_figure(frame, locale), "profile-chart", height_px=480)
+    return render(
+        "dashboard.html",
+        locale,
+        user=user,
+        site=site,
+        start=s,
+        end=e,
+        kpis=kpis,
+        peak_import_kw=peak_kw if peak_kw == peak_kw else 0.0,
+        has_data=has_data,
+        chart=chart,
+        plotly_src=PLOTLY_STATIC_PATH,
+    )

@@ -1,0 +1,134 @@
+"""Passwords and access tokens.
+
+Passwords are hashed with Argon2id (argon2-cffi, the parameters of RFC 9106's second
+recommended option as chosen by ``argon2.PasswordHasher`` defaults). Access tokens are JWTs
+(PyJWT, HS256) signed with ``Settings.secret_key`` and expiring after ``Settings.token_ttl_s``.
+
+References
+----------
+RFC 9106, "Argon2 Memory-Hard Function for Password Hashing and Proof-of-Work Applications".
+RFC 7519, "JSON Web Token (JWT)".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from energy.errors import NoaberError
+
+JWT_ALGORITHM = "HS256"
+TOKEN_AUDIENCE = "noaber-api"
+TOKEN_ISSUER = "noaber"
+
+_hasher = PasswordHasher()
+
+
+class InvalidTokenError(NoaberError):
+    """A token that is malformed, badly signed, expired or for another audience."""
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id hash (PHC string) of ``password``; a fresh random salt every call."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True if ``password`` matches ``password_hash``; False for a mismatch or a bad hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """True if the hash was made with weaker parameters than the current ones."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
+
+
+#: A valid Argon2 hash of a random string, verified against for unknown users so a login
+#: takes the same time whether or not the user exists.
+DUMMY_HASH = _hasher.hash("noaber-no-such-user")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says: who (``username``), in which role, until when (UTC)."""
+
+    username: str
+    role: str
+    expires_at: dt.datetime
+
+
+def create_access_token(
+    username: str,
+    role: str,
+    secret_key: str,
+    ttl_s: int,
+    now: dt.datetime | None = None,
+) -> str:
+    """A signed JWT for ``username`` valid for ``ttl_s`` seconds from ``now`` (UTC).
+
+    Parameters
+    ----------
+    username : str
+        The subject (``sub`` claim).
+    role : str
+        The user's role at issue time (informational; the API re-reads the user).
+    secret_key : str
+        The HMAC key (``Settings.secret_key``).
+    ttl_s : int
+        Lifetime [s], > 0.
+    now : datetime, optional
+        Issue time (timezone-aware); injected by tests.
+    """
+    if ttl_s <= 0:
+        raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
+    issued = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    payload = {
+        "sub": username,
+        "role": role,
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + dt.timedelta(seconds=ttl_s)).timestamp()),
+        "aud": TOKEN_AUDIENCE,
+        "iss": TOKEN_ISSUER,
+    }
+    return jwt.encode(payload, secret_key, algorithm=JWT_ALGORITHM)
+
+
+def decode_access_token(token: str, secret_key: str) -> TokenClaims:
+    """Verify signature, expiry, audience and issuer of ``token`` and return its claims.
+
+    Raises
+    ------
+    InvalidTokenError
+        If anything about the token is wrong (the message says what).
+    """
+    try:
+        payload = jwt.decode(
+            token,
+            secret_key,
+            algorithms=[JWT_ALGORITHM],
+            audience=TOKEN_AUDIENCE,
+            issuer=TOKEN_ISSUER,
+            options={"require": ["sub", "exp", "iat", "aud", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidTokenError("token has expired") from None
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(f"invalid token: {exc}") from None
+    sub = payload.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidTokenError("invalid token: no subject")
+    return TokenClaims(
+        username=sub,
+        role=str(payload.get("role", "")),
+        expires_at=dt.datetime.fromtimestamp(payload["exp"], dt.UTC),
+    )

@@ -1,0 +1,200 @@
+"""Users: creation with validation, authentication, and what each user may see.
+
+Roles (:class:`energy.models.Role`) and ownership:
+
+- ``operator`` sees everything;
+- ``site_manager`` sees the sites linked to them (``user.sites``);
+- ``firm`` sees the sites whose owner member is ``user.member_id``;
+- ``member`` sees the assets they own (``asset.owner_member_id == user.member_id``) and the
+  sites where they own an asset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from energy.errors import ValidationError
+from energy.models import Asset, Member, Role, Site, User
+from energy.security import DUMMY_HASH, hash_password, verify_password
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,99}$")
+PASSWORD_MIN_LEN = 8
+PASSWORD_MAX_LEN = 1024
+
+
+def validate_username(username: str) -> str:
+    """``username`` if it is 3-100 characters of ``a-z 0-9 . _ @ -`` starting alphanumeric."""
+    if not USERNAME_RE.match(username):
+        raise ValidationError(
+            "must be 3-100 characters of a-z, 0-9, '.', '_', '@', '-' and start with a "
+            f"letter or digit, got {username!r}",
+            source="user",
+            location="username",
+        )
+    return username
+
+
+def validate_password(password: str) -> str:
+    """``password`` if its length is within [8, 1024] characters."""
+    if not PASSWORD_MIN_LEN <= len(password) <= PASSWORD_MAX_LEN:
+        raise ValidationError(
+            f"must be {PASSWORD_MIN_LEN}-{PASSWORD_MAX_LEN} characters, got {len(password)}",
+            source="user",
+            location="password",
+        )
+    return password
+
+
+def parse_role(role: str | Role) -> Role:
+    """The :class:`Role` named ``role``, or a ValidationError listing the valid ones."""
+    try:
+        return Role(role)
+    except ValueError:
+        valid = ", ".join(r.value for r in Role)
+        raise ValidationError(
+            f"must be one of {valid}, got {role!r}", source="user", location="role"
+        ) from None
+
+
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: str | Role,
+    member_ref: str | None = None,
+    site_names: Iterable[str] = (),
+) -> User:
+    """Create a user with a hashed password; validated, nothing written if anything is wrong.
+
+    Parameters
+    ----------
+    session : Session
+        The caller commits.
+    username : str
+        Unique login name (see :func:`validate_username`).
+    password : str
+        Clear-text password, 8-1024 characters; stored as an Argon2id hash only.
+    role : str or Role
+        ``operator``, ``site_manager``, ``firm`` or ``member``.
+    member_ref : str, optional
+        The member a ``firm`` or ``member`` user acts for (required for those roles, refused
+        for the others).
+    site_names : iterable of str
+        Sites a ``site_manager`` manages (at least one; refused for the other roles).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        Naming the field (``username``, ``password``, ``role``, ``member_ref``, ``site_names``).
+    """
+    validate_username(username)
+    validate_password(password)
+    r = parse_role(role)
+    names = list(dict.fromkeys(site_names))
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ValidationError(
+            f"a user {username!r} already exists", source="user", location="username"
+        )
+    member: Member | None = None
+    if r in (Role.FIRM, Role.MEMBER):
+        if not member_ref:
+            raise ValidationError(
+                f"role {r.value} needs the member the user acts for",
+                source="user",
+                location="member_ref",
+            )
+        member = session.scalar(select(Member).where(Member.ref == member_ref))
+        if member is None:
+            raise ValidationError(f"no member {member_ref!r}", source="user", location="member_ref")
+    elif member_ref:
+        raise ValidationError(
+            f"role {r.value} does not act for a member, got {member_ref!r}",
+            source="user",
+            location="member_ref",
+        )
+    sites: list[Site] = []
+    if r is Role.SITE_MANAGER:
+        if not names:
+            raise ValidationError(
+                "role site_manager needs at least one site", source="user", location="site_names"
+            )
+        found = {s.name: s for s in session.scalars(select(Site).where(Site.name.in_(names)))}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ValidationError(
+                f"no site(s) {', '.join(repr(m) for m in missing)}",
+                source="user",
+                location="site_names",
+            )
+        sites = [found[n] for n in names]
+    elif names:
+        raise ValidationError(
+            f"only a site_manager is linked to sites, role is {r.value}",
+            source="user",
+            location="site_names",
+        )
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        role=r,
+        member_id=member.id if member else None,
+        sites=sites,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The enabled user with this name and password, else None (same work either way)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        verify_password(DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password_hash, password) or user.disabled:
+        return None
+    return user
+
+
+def user_may_see_site(user: User, site: Site) -> bool:
+    """Whether ``user`` may read ``site`` (see the module docstring for the rules)."""
+    if user.role is Role.OPERATOR:
+        return True
+    if user.role is Role.SITE_MANAGER:
+        return any(s.id == site.id for s in user.sites)
+    if user.role is Role.FIRM:
+        return user.member_id is not None and site.owner_member_id == user.member_id
+    if user.role is Role.MEMBER:
+        return user.member_id is not None and any(
+            a.owner_member_id == user.member_id for a in site.assets
+        )
+    return False
+
+
+def user_may_see_asset(user: User, asset: Asset) -> bool:
+    """Whether ``user`` may read ``asset``: a member only their own, others by site."""
+    if user.role is Role.MEMBER:
+        return user.member_id is not None and asset.owner_member_id == user.member_id
+    return user_may_see_site(user, asset.site)
+
+
+def visible_sites(session: Session, user: User) -> list[Site]:
+    """The sites ``user`` may read, ordered by name."""
+    q = select(Site).order_by(Site.name)
+    if user.role is Role.SITE_MANAGER:
+        ids = [s.id for s in user.sites]
+        q = q.where(Site.id.in_(ids))
+    elif user.role in (Role.FIRM, Role.MEMBER) and user.member_id is None:
+        return []
+    elif user.role is Role.FIRM:
+        q = q.where(Site.owner_member_id == user.member_id)
+    elif user.role is Role.MEMBER:
+        owned = select(Asset.site_id).where(Asset.owner_member_id == user.member_id)
+        q = q.where(Site.id.in_(owned))
+    elif user.role is not Role.OPERATOR:
+        return []
+    return list(session.scalars(q))
