@@ -1,0 +1,556 @@
+"""Community files (YAML) and meter data (CSV or the interval-reading store).
+
+A community file::
+
+    name: dorpshuis-zuid                 # identifier, [a-z0-9-]
+    display_name: Dorpshuis Zuid
+    tariff: tariffs_2026.yaml            # optional; default: the shipped 2026 tariff
+    key:
+      type: optimal                      # fixed | relative | proportional | optimal | priority
+      shares: {dorpshuis: 0.5, ev-a: 0.25, ev-b: 0.25}   # fixed, relative, optimal
+      shares_csv: shares.csv             # optional: timestamp, member, share per ISP
+      order: [dorpshuis, ev-a]           # priority
+    members:
+      - name: dorpshuis                  # the member's name in this file
+        ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
+        kind: organisation               # person | organisation
+        meters: ["871687400000000011"]   # EANs or channel keys of the store
+        assets: [{kind: building}, {kind: pv}]
+
+Meter data (long form), one row per ISP, meter and direction::
+
+    timestamp,meter,direction,energy_wh
+    2026-10-01T00:00:00+02:00,871687400000000011,offtake,412
+
+or the wide DSO form ``timestamp,<meter>:offtake,<meter>:injection,...``. A meter that has no
+row for an ISP in the file counts as 0 Wh for that ISP (DSO exports omit empty registers).
+Every bad row is reported with its line number, and a bad file changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from energy.errors import ValidationError
+from settlement.allocation import KEY_TYPES
+
+STORAGE_KINDS = ("ev", "battery")
+ASSET_KINDS = ("building", "pv", "battery", "ev", "heat_pump", "other")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member of a community file."""
+
+    name: str
+    ref: str
+    kind: str
+    meters: tuple[str, ...]
+    assets: tuple[str, ...] = ()
+    storage_efficiency: Decimal = Decimal("1")
+
+    @property
+    def has_storage(self) -> bool:
+        """True if the member's meter serves a battery or an EV (provenance applies)."""
+        return any(a in STORAGE_KINDS for a in self.assets)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """The allocation key of a community."""
+
+    type: str
+    shares: dict[str, Decimal] = field(default_factory=dict)
+    shares_csv: Path | None = None
+    order: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommunitySpec:
+    """A validated community file."""
+
+    name: str
+    display_name: str
+    members: tuple[MemberSpec, ...]
+    key: KeySpec
+    tariff_path: Path | None
+    source: str = "<community>"
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Member refs in file order."""
+        return tuple(m.ref for m in self.members)
+
+    def member_by_name(self, name: str) -> MemberSpec:
+        """The member called ``name`` in the file."""
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def meter_owner(self) -> dict[str, int]:
+        """Meter id -> member index."""
+        return {meter: i for i, m in enumerate(self.members) for meter in m.meters}
+
+
+def derive_ref(community: str, name: str) -> str:
+    """A stable pseudonymous ref for a member without an explicit ``ref`` (``m-`` + 10 hex)."""
+    return "m-" + hashlib.sha256(f"{community}\x00{name}".encode()).hexdigest()[:10]
+
+
+def _decimal(value: Any, where: str, source: str) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"not a number: {value!r}", source, where) from None
+    if not d.is_finite():
+        raise ValidationError(f"not a finite number: {value!r}", source, where)
+    return d
+
+
+def parse_community(
+    data: Any, source: str = "<community>", base_dir: Path | None = None
+) -> CommunitySpec:
+    """Validate a community mapping (as loaded from YAML or posted to the API).
+
+    Raises
+    ------
+    ValidationError
+        Naming the field and the value that is wrong.
+    """
+    if not isinstance(data, dict):
+        raise ValidationError("a community must be a mapping", source)
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValidationError(f"name must match {_NAME.pattern}, got {name!r}", source, "name")
+    raw_members = data.get("members")
+    if not isinstance(raw_members, list) or not raw_members:
+        raise ValidationError("members must be a non-empty list", source, "members")
+    members: list[MemberSpec] = []
+    seen_meters: dict[str, str] = {}
+    for k, raw in enumerate(raw_members):
+        loc = f"members[{k}]"
+        if not isinstance(raw, dict):
+            raise ValidationError("a member must be a mapping", source, loc)
+        mname = raw.get("name")
+        if not isinstance(mname, str) or not mname.strip():
+            raise ValidationError(
+                f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
+            )
+        ref = raw.get("ref", derive_ref(name, mname))
+        if not isinstance(ref, str) or not _NAME.match(ref):
+            raise ValidationError(
+                f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref"
+            )
+        kind = raw.get("kind", "person")
+        if kind not in ("person", "organisation"):
+            raise ValidationError(
+                f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
+            )
+        meters = raw.get("meters")
+        if not isinstance(meters, list) or not meters:
+            raise ValidationError("meters must be a non-empty list", source, loc + ".meters")
+        meter_ids = []
+        for j, meter in enumerate(meters):
+            mid = str(meter).strip()
+            if not mid:
+                raise ValidationError("empty meter id", source, f"{loc}.meters[{j}]")
+            if mid in seen_meters:
+                raise ValidationError(
+                    f"meter {mid!r} already belongs to member {seen_meters[mid]!r}",
+                    source,
+                    f"{loc}.meters[{j}]",
+                )
+            seen_meters[mid] = mname
+            meter_ids.append(mid)
+        assets = []
+        eff = Decimal("1")
+        for j, asset in enumerate(raw.get("assets") or []):
+            akind = asset.get("kind") if isinstance(asset, dict) else asset
+            if akind not in ASSET_KINDS:
+                raise ValidationError(
+                    f"asset kind must be one of {', '.join(ASSET_KINDS)}, got {akind!r}",
+                    source,
+                    f"{loc}.assets[{j}].kind",
+                )
+            if isinstance(asset, dict) and "efficiency" in asset:
+                eff = _decimal(asset["efficiency"], f"{loc}.assets[{j}].efficiency", source)
+                if not Decimal("0") < eff <= Decimal("1"):
+                    raise ValidationError(
+                        f"efficiency must lie in (0, 1], got {eff}",
+                        source,
+                        f"{loc}.assets[{j}].efficiency",
+                    )
+            assets.append(akind)
+        members.append(MemberSpec(mname, ref, kind, tuple(meter_ids), tuple(assets), eff))
+    names = [m.name for m in members]
+    for label, values in (("name", names), ("ref", [m.ref for m in members])):
+        dups = sorted({v for v in values if values.count(v) > 1})
+        if dups:
+            raise ValidationError(f"member {label} {dups[0]!r} appears twice", source, "members")
+    key = _parse_key(data.get("key"), names, source, base_dir)
+    tariff = data.get("tariff")
+    tariff_path = None
+    if tariff is not None:
+        tariff_path = Path(str(tariff))
+        if not tariff_path.is_absolute() and base_dir is not None:
+            tariff_path = base_dir / tariff_path
+    display = str(data.get("display_name") or name)
+    return CommunitySpec(name, display, tuple(members), key, tariff_path, source)
+
+
+def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | None) -> KeySpec:
+    if not isinstance(raw, dict):
+        raise ValidationError("key must be a mapping with a type", source, "key")
+    ktype = raw.get("type")
+    if ktype not in KEY_TYPES:
+        raise ValidationError(
+            f"key.type must be one of {', '.join(KEY_TYPES)}, got {ktype!r}", source, "key.type"
+        )
+    shares: dict[str, Decimal] = {}
+    order: tuple[str, ...] = ()
+    shares_csv = None
+    if ktype in ("fixed", "relative", "optimal"):
+        raw_shares = raw.get("shares")
+        if not isinstance(raw_shares, dict) or not raw_shares:
+            raise ValidationError(
+                f"key type {ktype!r} needs shares per member", source, "key.shares"
+            )
+        for member, value in raw_shares.items():
+            if member not in names:
+                raise ValidationError(f"unknown member {member!r}", source, f"key.shares.{member}")
+            d = _decimal(value, f"key.shares.{member}", source)
+            if d < 0 or d > 1:
+                raise ValidationError(
+                    f"share must lie in [0, 1], got {d}", source, f"key.shares.{member}"
+                )
+            shares[str(member)] = d
+        total = sum(shares.values(), Decimal(0))
+        if total != 1:
+            raise ValidationError(f"shares must sum to 1, got {total}", source, "key.shares")
+        if raw.get("shares_csv"):
+            shares_csv = Path(str(raw["shares_csv"]))
+            if not shares_csv.is_absolute() and base_dir is not None:
+                shares_csv = base_dir / shares_csv
+    elif ktype == "priority":
+        raw_order = raw.get("order")
+        if not isinstance(raw_order, list) or not raw_order:
+            raise ValidationError("key type 'priority' needs an order", source, "key.order")
+        for j, member in enumerate(raw_order):
+            if member not in names:
+                raise ValidationError(f"unknown member {member!r}", source, f"key.order[{j}]")
+        if len(set(raw_order)) != len(raw_order):
+            raise ValidationError("a member appears twice in the order", source, "key.order")
+        order = tuple(str(m) for m in raw_order)
+    return KeySpec(str(ktype), shares, shares_csv, order)
+
+
+def load_community(path: Path | str) -> CommunitySpec:
+    """Read and validate a community YAML file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"not valid YAML: {exc}", str(p)) from None
+    return parse_community(data, str(p), p.parent)
+
+
+@dataclass(frozen=True)
+class MeterData:
+    """Offtake and injection per ISP and member [Wh], members in community order."""
+
+    isps: pd.DatetimeIndex
+    members: tuple[str, ...]
+    offtake_wh: np.ndarray
+    injection_wh: np.ndarray
+
+    def digest(self) -> str:
+        """sha256 over the ISPs, members and volumes (part of the data version)."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.isps.as_unit("ns").asi8).tobytes())
+        h.update("\x00".join(self.members).encode())
+        h.update(np.ascontiguousarray(self.offtake_wh, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.injection_wh, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+
+def _parse_ts(value: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no UTC offset")
+    ts = ts.tz_convert("UTC").as_unit("ns")
+    if ts.value % (900 * 10**9):
+        raise ValueError(f"timestamp {value!r} is not the start of a 15-minute ISP")
+    return ts
+
+
+def _parse_wh(value: str) -> int:
+    text = value.strip()
+    d = Decimal(text)
+    if not d.is_finite() or d != d.to_integral_value():
+        raise ValueError(f"energy_wh must be a whole number of Wh, got {value!r}")
+    if d < 0:
+        raise ValueError(f"energy_wh must be >= 0, got {value!r}")
+    return int(d)
+
+
+def read_meter_csv(
+    source: Path | str | io.TextIOBase,
+    community: CommunitySpec,
+    isps: pd.DatetimeIndex | None = None,
+) -> MeterData:
+    """Read meter data in long or wide form for the members of ``community``.
+
+    Parameters
+    ----------
+    source : path or text stream
+        The CSV.
+    community : CommunitySpec
+        Meters are mapped to members through it; a meter it does not know is an error.
+    isps : pandas.DatetimeIndex, optional
+        The ISP grid (UTC). Default: every ISP from the first to the last timestamp in the
+        file. A timestamp outside a given grid is an error.
+
+    Raises
+    ------
+    ValidationError
+        Listing the bad lines (up to 20) with what is wrong; nothing is returned then.
+    """
+    name = str(source) if isinstance(source, (str, Path)) else "<meters>"
+    if isinstance(source, (str, Path)):
+        text = Path(source).read_text(encoding="utf-8-sig")
+    else:
+        text = source.read()
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ValidationError("empty file", name) from None
+    owner = community.meter_owner()
+    errors: list[str] = []
+    records: list[tuple[pd.Timestamp, int, str, int]] = []
+    if header == ["timestamp", "meter", "direction", "energy_wh"]:
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                if len(row) != 4:
+                    raise ValueError(f"expected 4 fields, got {len(row)}")
+                ts = _parse_ts(row[0].strip())
+                meter = row[1].strip()
+                if meter not in owner:
+                    raise ValueError(
+                        f"unknown meter {meter!r} (not in community {community.name!r})"
+                    )
+                direction = row[2].strip()
+                if direction not in ("offtake", "injection"):
+                    raise ValueError(f"direction must be offtake or injection, got {direction!r}")
+                records.append((ts, line, f"{meter}\x00{direction}", _parse_wh(row[3])))
+            except (ValueError, ArithmeticError) as exc:
+                errors.append(f"line {line}: {exc}")
+    elif header and header[0] == "timestamp" and len(header) > 1:
+        columns = []
+        for col in header[1:]:
+            meter, _, direction = col.rpartition(":")
+            if meter not in owner or direction not in ("offtake", "injection"):
+                raise ValidationError(
+                    f"column {col!r} must be <meter>:offtake or <meter>:injection for a meter "
+                    f"of community {community.name!r}",
+                    name,
+                    "line 1",
+                )
+            columns.append(f"{meter}\x00{direction}")
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"expected {len(header)} fields, got {len(row)}")
+                ts = _parse_ts(row[0].strip())
+                for col, cell in zip(columns, row[1:]):
+                    if cell.strip():
+                        records.append((ts, line, col, _parse_wh(cell)))
+            except (ValueError, ArithmeticError) as exc:
+                errors.append(f"line {line}: {exc}")
+    else:
+        raise ValidationError(
+            "header must be 'timestamp,meter,direction,energy_wh' (long form) or "
+            "'timestamp,<meter>:offtake,<meter>:injection,...' (wide form)",
+            name,
+            "line 1",
+        )
+    seen: dict[tuple[int, str], int] = {}
+    for ts, line, col, _wh in records:
+        k = (ts.value, col)
+        if k in seen:
+            meter, direction = col.split("\x00")
+            errors.append(
+                f"line {line}: duplicate value for meter {meter!r} {direction} at "
+                f"{ts.isoformat()} (first on line {seen[k]})"
+            )
+        else:
+            seen[k] = line
+    if isps is not None and records:
+        lo, hi = isps[0].value, isps[-1].value
+        for ts, line, _col, _wh in records:
+            if not lo <= ts.value <= hi:
+                errors.append(f"line {line}: {ts.isoformat()} lies outside the period")
+    if errors:
+        errors.sort(key=lambda e: int(e.split()[1].rstrip(":")))
+        more = f" (and {len(errors) - MAX_ERRORS} more)" if len(errors) > MAX_ERRORS else ""
+        raise ValidationError("; ".join(errors[:MAX_ERRORS]) + more, name)
+    if isps is None:
+        if not records:
+            raise ValidationError("no meter data", name)
+        t0 = min(r[0] for r in records)
+        t1 = max(r[0] for r in records)
+        isps = pd.date_range(t0, t1, freq="15min", tz="UTC").as_unit("ns")
+    return _assemble(community, isps, ((r[0].value, r[2], r[3]) for r in records))
+
+
+def _assemble(
+    community: CommunitySpec, isps: pd.DatetimeIndex, rows: Iterable[tuple[int, str, int]]
+) -> MeterData:
+    owner = community.meter_owner()
+    t_index = {int(v): k for k, v in enumerate(isps.as_unit("ns").asi8)}
+    n = len(community.members)
+    off = np.zeros((len(isps), n), dtype=np.int64)
+    inj = np.zeros((len(isps), n), dtype=np.int64)
+    for ts_ns, col, wh in rows:
+        meter, direction = col.split("\x00")
+        target = off if direction == "offtake" else inj
+        target[t_index[ts_ns], owner[meter]] += wh
+    return MeterData(isps, community.refs, off, inj)
+
+
+def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIndex) -> MeterData:
+    """Meter data from the interval-reading store: each meter id is a channel key.
+
+    ``energy_wh`` of a reading is positive for offtake and negative for injection; it is
+    rounded to whole Wh (half to even). An ISP without a reading counts as 0 Wh.
+    """
+    from sqlalchemy import select
+
+    from energy.models import Channel
+    from energy.readings import read_readings
+
+    owner = community.meter_owner()
+    keys = list(owner)
+    channels = {c.key: c.id for c in session.scalars(select(Channel).where(Channel.key.in_(keys)))}
+    missing = [k for k in keys if k not in channels]
+    if missing:
+        raise ValidationError(
+            f"meter {missing[0]!r} is not a channel key in the store", community.source
+        )
+    end = isps[-1] + pd.Timedelta(minutes=15)
+    frame = read_readings(
+        session, list(channels.values()), isps[0].to_pydatetime(), end.to_pydatetime()
+    )
+    by_id = {v: k for k, v in channels.items()}
+    rows = []
+    for cid, ts, e in zip(frame["channel_id"], frame["isp_start"], frame["energy_wh"]):
+        wh = int(np.rint(e))
+        if wh == 0:
+            continue
+        direction = "offtake" if wh > 0 else "injection"
+        rows.append(
+            (pd.Timestamp(ts).as_unit("ns").value, f"{by_id[int(cid)]}\x00{direction}", abs(wh))
+        )
+    return _assemble(community, isps, rows)
+
+
+def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarray:
+    """Key shares per ISP and member ``(T, N)`` [-]: the static shares, overridden per ISP by
+    ``shares_csv`` (``timestamp,member,share``; every member of an ISP given, summing to 1)."""
+    names = [m.name for m in community.members]
+    static = np.array([float(community.key.shares.get(n, 0)) for n in names])
+    f = np.broadcast_to(static, (len(isps), len(names))).copy()
+    path = community.key.shares_csv
+    if path is None:
+        return f
+    t_index = {int(v): k for k, v in enumerate(isps.as_unit("ns").asi8)}
+    per_isp: dict[int, dict[str, Decimal]] = {}
+    errors = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        if header != ["timestamp", "member", "share"]:
+            raise ValidationError("header must be 'timestamp,member,share'", str(path), "line 1")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                ts = _parse_ts(row[0].strip())
+                member = row[1].strip()
+                if member not in names:
+                    raise ValueError(f"unknown member {member!r}")
+                share = Decimal(row[2].strip())
+                if not Decimal(0) <= share <= 1:
+                    raise ValueError(f"share must lie in [0, 1], got {share}")
+                per_isp.setdefault(ts.value, {})[member] = share
+            except (ValueError, ArithmeticError, IndexError) as exc:
+                errors.append(f"line {line}: {exc}")
+    for ts_ns, given in per_isp.items():
+        total = sum(given.values(), Decimal(0))
+        if total != 1:
+            stamp = pd.Timestamp(ts_ns, tz="UTC").isoformat()
+            errors.append(f"shares at {stamp} sum to {total}, not 1")
+    if errors:
+        raise ValidationError("; ".join(errors[:MAX_ERRORS]), str(path))
+    for ts_ns, given in per_isp.items():
+        if ts_ns in t_index:
+            f[t_index[ts_ns]] = [float(given.get(n, 0)) for n in names]
+    return f
+
+
+def allocate_community(community: CommunitySpec, data: MeterData):
+    """Allocate ``data`` with the community's key (see :func:`settlement.allocation.allocate`)."""
+    from settlement.allocation import allocate
+
+    shares = None
+    if community.key.type in ("fixed", "relative", "optimal"):
+        shares = shares_matrix(community, data.isps)
+    order = [community.member_by_name(n).ref for n in community.key.order] or None
+    return allocate(
+        community.key.type, community.refs, data.offtake_wh, data.injection_wh, shares, order
+    )
+
+
+def allocation_frame(community: CommunitySpec, data: MeterData, alloc: Any) -> pd.DataFrame:
+    """The allocation as a long table: ``timestamp, member, offtake_wh, shared_wh,
+    net_offtake_wh, injection_wh, net_injection_wh`` (timestamp in UTC ISO 8601, member by
+    name as in the community file)."""
+    t, n = alloc.shared_wh.shape
+    names = np.array([m.name for m in community.members], dtype=object)
+    stamps = np.array([ts.isoformat() for ts in data.isps], dtype=object)
+    return pd.DataFrame(
+        {
+            "timestamp": np.repeat(stamps, n),
+            "member": np.tile(names, t),
+            "offtake_wh": alloc.offtake_wh.reshape(-1),
+            "shared_wh": alloc.shared_wh.reshape(-1),
+            "net_offtake_wh": alloc.net_offtake_wh.reshape(-1),
+            "injection_wh": alloc.injection_wh.reshape(-1),
+            "net_injection_wh": alloc.net_injection_wh.reshape(-1),
+        }
+    )
+
+
+def local_dates(isps: pd.DatetimeIndex) -> list[dt.date]:
+    """Local (Europe/Amsterdam) calendar date of each ISP."""
+    return list(isps.tz_convert("Europe/Amsterdam").date)
