@@ -1,0 +1,358 @@
+"""Campaign analyses: plain functions over 15-minute energy series.
+
+Every function takes ``energy_wh``: a :class:`pandas.Series` of energy per ISP [Wh] indexed by
+the UTC start of each 15-minute ISP (as :func:`energy.readings.read_readings` or
+``power_to_buckets(...).to_frame()["energy_wh"]`` give it). The mean power of an ISP is
+``energy_wh * 4`` [W]. Missing ISPs are simply absent (or NaN) and are never filled in;
+results say how many ISPs they rest on. Local time (Europe/Amsterdam by default) decides
+what is a night, a weekend or a shift; a DST day has 92 or 100 ISPs and nothing here assumes 96.
+
+References
+----------
+ISO 50001:2018 / ISO 50006:2014 (significant energy uses, EnPI and energy baselines);
+US DOE EnPI tool documentation (regression validity: F-test p < 0.10, each variable p < 0.2
+and one p < 0.10, R^2 >= 0.5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import pandas as pd
+
+from energy.timegrid import ISP_S, LOCAL_TZ
+
+HOURS_PER_YEAR = 8760.0
+"""Hours in a (non-leap) year [h], used to annualise."""
+WH_PER_ISP_TO_KW = 1.0 / 250.0
+"""Energy in one ISP [Wh] times this gives its mean power [kW] (4 ISPs per hour, /1000)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingHours:
+    """When the firm produces: weekdays (0 = Monday) and a local start and end time.
+
+    ``start`` < ``end`` is one shift window per working day; ``start`` == ``end`` means the
+    whole day. Everything else is *off-hours* (nights, weekends, between shifts).
+    """
+
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    start: dt.time = dt.time(6, 0)
+    end: dt.time = dt.time(22, 0)
+    tz: str = LOCAL_TZ
+
+    def __post_init__(self) -> None:
+        bad = [d for d in self.weekdays if not 0 <= d <= 6]
+        if bad:
+            raise ValueError(f"operating_hours.weekdays must be 0..6 (Monday = 0), got {bad}")
+        if self.end < self.start:
+            raise ValueError(
+                f"operating_hours.end {self.end} is before start {self.start}; "
+                "night shifts crossing midnight are not supported"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> OperatingHours:
+        """Build from ``{"weekdays": [0, 1, ...], "start": "06:00", "end": "22:00"}``."""
+        wd = cast(Iterable[int], data.get("weekdays", (0, 1, 2, 3, 4)))
+        start = data.get("start", "06:00")
+        end = data.get("end", "22:00")
+        return cls(
+            weekdays=tuple(int(d) for d in wd),
+            start=start if isinstance(start, dt.time) else dt.time.fromisoformat(str(start)),
+            end=end if isinstance(end, dt.time) else dt.time.fromisoformat(str(end)),
+            tz=str(data.get("tz", LOCAL_TZ)),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "weekdays": list(self.weekdays),
+            "start": self.start.strftime("%H:%M"),
+            "end": self.end.strftime("%H:%M"),
+            "tz": self.tz,
+        }
+
+    def producing(self, index: pd.DatetimeIndex) -> np.ndarray:
+        """Boolean mask: True where the ISP (UTC start) falls inside operating hours."""
+        local = index.tz_convert(self.tz)
+        minutes = local.hour * 60 + local.minute
+        s = self.start.hour * 60 + self.start.minute
+        e = self.end.hour * 60 + self.end.minute
+        in_day = np.ones(len(index), bool) if s == e else (minutes >= s) & (minutes < e)
+        return np.asarray(np.isin(local.day_of_week, self.weekdays) & in_day)
+
+
+def _clean(energy_wh: pd.Series, name: str = "energy_wh") -> pd.Series:
+    if not isinstance(energy_wh.index, pd.DatetimeIndex) or energy_wh.index.tz is None:
+        raise ValueError(f"{name} needs a timezone-aware DatetimeIndex of ISP starts")
+    return energy_wh.astype(float).dropna().sort_index()
+
+
+def power_kw(energy_wh: pd.Series) -> pd.Series:
+    """Mean power per ISP [kW] from energy per ISP [Wh]."""
+    return _clean(energy_wh) * WH_PER_ISP_TO_KW
+
+
+def daily_energy_kwh(energy_wh: pd.Series, tz: str = LOCAL_TZ) -> pd.DataFrame:
+    """Energy per local calendar day.
+
+    Returns
+    -------
+    DataFrame indexed by local date with ``energy_kwh`` and ``isp_count`` (92, 96 or 100 on a
+    complete day; fewer where data are missing).
+    """
+    e = _clean(energy_wh)
+    day = pd.Index(e.index.tz_convert(tz).date, name="date")
+    g = e.groupby(day)
+    return pd.DataFrame({"energy_kwh": g.sum() / 1000.0, "isp_count": g.count()})
+
+
+def profile_15min(energy_wh: pd.Series, tz: str = LOCAL_TZ) -> pd.DataFrame:
+    """Average day profile: mean power [kW] per local time of day for weekdays, Sat and Sun."""
+    p = power_kw(energy_wh)
+    local = p.index.tz_convert(tz)
+    tod = pd.Index([f"{h:02d}:{m:02d}" for h, m in zip(local.hour, local.minute)], name="time")
+    daytype = np.where(
+        local.day_of_week < 5, "weekday", np.where(local.day_of_week == 5, "saturday", "sunday")
+    )
+    df = pd.DataFrame({"power_kw": p.to_numpy(), "time": tod, "day_type": daytype})
+    out = df.pivot_table(index="time", columns="day_type", values="power_kw", aggfunc="mean")
+    return out.reindex(columns=[c for c in ("weekday", "saturday", "sunday") if c in out.columns])
+
+
+@dataclass(frozen=True, slots=True)
+class BaseLoad:
+    """Base load: a low percentile of the off-hours (night and weekend) mean power."""
+
+    base_load_kw: float
+    percentile: float
+    isp_count: int
+    energy_kwh_per_year: float
+    cost_eur_per_year: float
+
+
+def base_load(
+    energy_wh: pd.Series,
+    hours: OperatingHours,
+    price_eur_per_kwh: float,
+    percentile: float = 10.0,
+) -> BaseLoad:
+    """Base load [kW] and what it costs per year [EUR].
+
+    The base load is the ``percentile`` of the 15-minute mean power over off-hours ISPs
+    (nights, weekends, between shifts). It runs all year: its energy is
+    ``base_load_kw * 8760 h`` and its cost that times ``price_eur_per_kwh``.
+
+    Raises
+    ------
+    ValueError
+        If there are no off-hours ISPs or the percentile is outside 0..100.
+    """
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must lie in 0..100, got {percentile}")
+    p = power_kw(energy_wh)
+    off = p[~hours.producing(p.index)]
+    if off.empty:
+        raise ValueError("no off-hours ISPs: the campaign has no night or weekend data")
+    kw = float(np.percentile(off.to_numpy(), percentile))
+    e = kw * HOURS_PER_YEAR
+    return BaseLoad(kw, percentile, int(off.size), e, e * price_eur_per_kwh)
+
+
+@dataclass(frozen=True, slots=True)
+class OffHours:
+    """Energy used outside operating hours and its share of the total."""
+
+    off_hours_kwh: float
+    total_kwh: float
+    share: float  # 0..1
+    off_hours_isp_share: float  # share of the ISPs that are off-hours (0..1)
+
+
+def off_hours_share(energy_wh: pd.Series, hours: OperatingHours) -> OffHours:
+    """Share of the energy consumed outside operating hours (0..1)."""
+    e = _clean(energy_wh)
+    prod = hours.producing(e.index)
+    total = float(e.sum()) / 1000.0
+    off = float(e[~prod].sum()) / 1000.0
+    return OffHours(
+        off, total, off / total if total else 0.0, float((~prod).mean()) if e.size else 0.0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Peak:
+    """The highest 15-minute mean power and when it occurred (UTC ISP start)."""
+
+    peak_kw: float
+    at: pd.Timestamp
+    p99_kw: float
+    p95_kw: float
+    top: pd.Series  # the N highest ISPs [kW], UTC index
+
+
+def peak_demand(energy_wh: pd.Series, top_n: int = 10) -> Peak:
+    """Peak 15-minute demand [kW], its time, the 95th/99th percentiles and the top N ISPs."""
+    p = power_kw(energy_wh)
+    if p.empty:
+        raise ValueError("no data: cannot find a peak in an empty series")
+    at = p.idxmax()
+    return Peak(
+        float(p.max()),
+        pd.Timestamp(at),
+        float(np.percentile(p, 99)),
+        float(np.percentile(p, 95)),
+        p.nlargest(top_n),
+    )
+
+
+def load_duration_curve(energy_wh: pd.Series) -> pd.DataFrame:
+    """Load duration curve: 15-minute mean power [kW] sorted high to low.
+
+    Returns ``hours`` (cumulative duration [h] at or above that power) and ``power_kw``.
+    """
+    p = np.sort(power_kw(energy_wh).to_numpy())[::-1]
+    hours = np.arange(1, p.size + 1) * (ISP_S / 3600.0)
+    return pd.DataFrame({"hours": hours, "power_kw": p})
+
+
+def carpet(energy_wh: pd.Series, tz: str = LOCAL_TZ) -> pd.DataFrame:
+    """Carpet plot matrix: local date (rows) x local time of day (columns), mean power [kW].
+
+    The repeated hour of the autumn DST day is averaged; the skipped spring hour is NaN.
+    """
+    p = power_kw(energy_wh)
+    local = p.index.tz_convert(tz)
+    df = pd.DataFrame(
+        {
+            "date": local.date,
+            "time": [f"{h:02d}:{m:02d}" for h, m in zip(local.hour, local.minute)],
+            "power_kw": p.to_numpy(),
+        }
+    )
+    out = df.pivot_table(index="date", columns="time", values="power_kw", aggfunc="mean")
+    cols = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 15, 30, 45)]
+    return out.reindex(columns=cols)
+
+
+def equipment_breakdown(
+    equipment_wh: Mapping[str, pd.Series],
+    incomer_wh: pd.Series | None = None,
+    significant_share: float = 0.8,
+    min_share: float = 0.05,
+) -> pd.DataFrame:
+    """Energy per equipment, sorted, with a Pareto of significant energy uses (SEUs).
+
+    Parameters
+    ----------
+    equipment_wh
+        Energy per ISP [Wh] of each sub-metered equipment, by name.
+    incomer_wh
+        Energy per ISP [Wh] of the main incomer (the total). If given, the row
+        ``unmetered`` holds incomer minus the sum of the sub-meters over the ISPs where the
+        incomer has data (negative if the sub-meters add up to more: a mapping error).
+    significant_share
+        Equipment is *significant* while the cumulative share before it is below this (the
+        Pareto cut, ISO 50001 SEU) and its own share is at least ``min_share``. The
+        unmetered remainder is never marked significant.
+
+    Returns
+    -------
+    DataFrame indexed by name with ``energy_kwh``, ``share`` and ``cumulative_share`` (of the
+    incomer total if given, else of the sum), and ``significant`` (bool).
+    """
+    rows: dict[str, float] = {}
+    idx: pd.DatetimeIndex | None = None
+    if incomer_wh is not None:
+        inc = _clean(incomer_wh, "incomer_wh")
+        idx = pd.DatetimeIndex(inc.index)
+    for name, s in equipment_wh.items():
+        s = _clean(s, f"equipment {name!r}")
+        if idx is not None:
+            s = s[s.index.isin(idx)]
+        rows[name] = float(s.sum()) / 1000.0
+    df = pd.DataFrame({"energy_kwh": pd.Series(rows, dtype=float)}).sort_values(
+        "energy_kwh", ascending=False
+    )
+    metered = float(df["energy_kwh"].sum())
+    total = metered
+    if incomer_wh is not None:
+        total = float(inc.sum()) / 1000.0
+        df.loc["unmetered", "energy_kwh"] = total - metered
+    df["share"] = df["energy_kwh"] / total if total else 0.0
+    df["cumulative_share"] = np.nan
+    df["significant"] = False
+    cum = 0.0
+    for name in df.index:
+        if name == "unmetered":
+            continue
+        share = float(df.at[name, "share"])
+        df.at[name, "significant"] = cum < significant_share and share >= min_share
+        cum += share
+        df.at[name, "cumulative_share"] = cum
+    df.index.name = "equipment"
+    return df
+
+
+@dataclass(frozen=True, slots=True)
+class EnpiRegression:
+    """Energy = intercept + slope * production over periods (days), with its statistics.
+
+    ``valid`` applies the DOE EnPI rules: model F-test p < 0.10, slope p < 0.10, R^2 >= 0.5.
+    """
+
+    intercept_kwh: float
+    slope_kwh_per_unit: float
+    r2: float
+    p_value_model: float
+    p_value_slope: float
+    n: int
+    enpi_kwh_per_unit: float  # total energy / total production
+    valid: bool
+    data: pd.DataFrame = field(repr=False)  # energy_kwh, production, fitted_kwh, enpi
+
+
+def enpi_regression(energy_kwh: pd.Series, production: pd.Series) -> EnpiRegression:
+    """Regress energy per period [kWh] on production per period [units] (ordinary least squares).
+
+    Periods where either is missing are left out; at least 3 are needed.
+
+    References
+    ----------
+    ISO 50006:2014 clause 4.4 (EnPI normalised for relevant variables); US DOE EnPI Lite
+    regression validity criteria.
+    """
+    from scipy import stats
+
+    df = pd.DataFrame({"energy_kwh": energy_kwh, "production": production}).dropna()
+    n = len(df)
+    if n < 3:
+        raise ValueError(f"EnPI regression needs at least 3 periods with production, got {n}")
+    x = df["production"].to_numpy(float)
+    y = df["energy_kwh"].to_numpy(float)
+    if np.ptp(x) == 0:
+        raise ValueError("production is constant over all periods: no regression possible")
+    res = stats.linregress(x, y)
+    fitted = res.intercept + res.slope * x
+    r2 = float(res.rvalue**2)
+    p_slope = float(res.pvalue)
+    df = df.assign(
+        fitted_kwh=fitted,
+        enpi=np.where(x > 0, y / np.where(x > 0, x, 1.0), np.nan),
+    )
+    total_prod = float(x.sum())
+    return EnpiRegression(
+        float(res.intercept),
+        float(res.slope),
+        r2,
+        p_slope,  # single regressor: the model F-test p equals the slope t-test p
+        p_slope,
+        n,
+        float(y.sum() / total_prod) if total_prod else float("nan"),
+        bool(p_slope < 0.10 and r2 >= 0.5),
+        df,
+    )

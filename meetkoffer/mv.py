@@ -1,0 +1,445 @@
+"""Savings verification (M&V) following IPMVP Options B and C.
+
+A baseline model is fitted on the baseline period, driven by the reporting period's
+conditions (production, degree days, time of week) to give the *adjusted baseline*, and
+
+    avoided energy = adjusted baseline - reporting-period energy + non-routine adjustments
+
+(IPMVP Core Concepts 2022, eq. 1). Option B applies this to an isolated machine measured on
+its own channel, Option C to the whole facility (the main incomer). The fit is judged with
+ASHRAE Guideline 14 metrics and the savings get the Annex B fractional savings uncertainty at
+68 % and 90 % confidence (see :mod:`meetkoffer.ashrae14`). CO2 avoided uses per-year emission
+factors from configuration (:mod:`meetkoffer.emissions`).
+
+Input frames are indexed by period start (UTC; days, hours or ISPs) and hold ``energy_kwh``
+plus the drivers the model uses: ``production`` [units] and/or ``temp_c`` [degC mean].
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from energy.timegrid import LOCAL_TZ
+from meetkoffer import ashrae14, caltrack
+from meetkoffer.emissions import AppliedFactor, EmissionFactor, factor_for_year
+
+OPTIONS = ("B", "C")
+MODELS = ("regression", "caltrack")
+
+
+def _local_day_start(index: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(index.tz_convert(tz).normalize()).tz_convert("UTC")
+
+
+def daily_frame(
+    energy_wh: pd.Series,
+    production: pd.Series | None = None,
+    temp_c: pd.Series | None = None,
+    tz: str = LOCAL_TZ,
+    min_coverage: float = 0.9,
+) -> pd.DataFrame:
+    """Daily M&V data from 15-minute energy [Wh per ISP] and driver series.
+
+    Parameters
+    ----------
+    energy_wh
+        Energy per ISP [Wh], UTC index of ISP starts.
+    production
+        Units produced per period (hour, shift or day), indexed by the period start (UTC);
+        summed per local day of the start.
+    temp_c
+        Outdoor temperature readings [degC]; averaged per local day.
+    min_coverage
+        Days with fewer than this share of their ISPs (92, 96 or 100) are left out rather
+        than extrapolated.
+
+    Returns
+    -------
+    DataFrame indexed by the UTC instant of each local midnight: ``energy_kwh``,
+    ``isp_count`` and, if given, ``production`` (0 on days without production records
+    inside the covered span) and ``temp_c``.
+    """
+    e = energy_wh.dropna()
+    day = _local_day_start(pd.DatetimeIndex(e.index), tz)
+    g = e.groupby(day)
+    out = pd.DataFrame({"energy_kwh": g.sum() / 1000.0, "isp_count": g.count()})
+    nxt = pd.DatetimeIndex(
+        (out.index.tz_convert(tz) + pd.DateOffset(days=1)).normalize()
+    ).tz_convert("UTC")
+    expected = ((nxt - out.index).total_seconds() / 900.0).astype(int)
+    out = out[out["isp_count"].to_numpy() >= min_coverage * expected.to_numpy()]
+    if production is not None:
+        pr = production.dropna()
+        daily = pr.groupby(_local_day_start(pd.DatetimeIndex(pr.index), tz)).sum()
+        out["production"] = daily.reindex(out.index).fillna(0.0).to_numpy()
+    if temp_c is not None:
+        tc = temp_c.dropna()
+        daily = tc.groupby(_local_day_start(pd.DatetimeIndex(tc.index), tz)).mean()
+        out["temp_c"] = daily.reindex(out.index).to_numpy()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NonRoutineAdjustment:
+    """A non-routine adjustment [kWh] with the reason it is made.
+
+    Positive ``energy_kwh`` raises the adjusted baseline (e.g. a production line added in the
+    reporting period that the baseline did not have); negative lowers it.
+    """
+
+    energy_kwh: float
+    reason: str
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reason or not self.reason.strip():
+            raise ValueError("a non-routine adjustment needs a reason, got an empty one")
+        if not np.isfinite(self.energy_kwh):
+            raise ValueError(
+                f"non-routine adjustment energy_kwh must be finite, got {self.energy_kwh}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionSpec:
+    """Drivers of a regression baseline.
+
+    ``production``: a term per unit produced. ``heating_bp_c`` / ``cooling_bp_c``: HDD / CDD
+    terms with these balance points [degC]. ``time_of_week``: indicator terms per day of week
+    (daily data) or hour of week (hourly and 15-minute data), as in the LBNL TOWT model.
+    """
+
+    production: bool = True
+    heating_bp_c: float | None = None
+    cooling_bp_c: float | None = None
+    time_of_week: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionModel:
+    """An OLS baseline model: named coefficients and what it needs to predict."""
+
+    spec: RegressionSpec
+    interval: str
+    columns: tuple[str, ...]
+    coef: np.ndarray
+    tz: str = LOCAL_TZ
+
+    @property
+    def p(self) -> int:
+        return len(self.columns)
+
+    def coefficients(self) -> dict[str, float]:
+        return {c: float(v) for c, v in zip(self.columns, self.coef)}
+
+    def design(self, frame: pd.DataFrame) -> np.ndarray:
+        """Regressor matrix in the fitted column order (unseen time-of-week bins are 0)."""
+        x = design_matrix(frame, self.spec, self.interval, self.tz)
+        return x.reindex(columns=list(self.columns), fill_value=0.0).to_numpy(float)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.design(frame) @ self.coef
+
+
+def _tow_labels(index: pd.DatetimeIndex, interval: str, tz: str) -> pd.Index:
+    local = index.tz_convert(tz)
+    if interval in ("daily", "monthly"):
+        return pd.Index([f"dow{d}" for d in local.day_of_week])
+    return pd.Index([f"how{d * 24 + h:03d}" for d, h in zip(local.day_of_week, local.hour)])
+
+
+def design_matrix(
+    frame: pd.DataFrame, spec: RegressionSpec, interval: str, tz: str = LOCAL_TZ
+) -> pd.DataFrame:
+    """Regressors of ``spec`` for the periods of ``frame`` (intercept first)."""
+    cols: dict[str, np.ndarray] = {"intercept": np.ones(len(frame))}
+    if spec.production:
+        if "production" not in frame:
+            raise ValueError("the model uses production but the data have no 'production' column")
+        cols["production"] = frame["production"].to_numpy(float)
+    for name, bp in (("hdd", spec.heating_bp_c), ("cdd", spec.cooling_bp_c)):
+        if bp is None:
+            continue
+        if "temp_c" not in frame:
+            raise ValueError(f"the model uses {name} but the data have no 'temp_c' column")
+        t = frame["temp_c"].to_numpy(float)
+        cols[name] = np.maximum(bp - t, 0.0) if name == "hdd" else np.maximum(t - bp, 0.0)
+    x = pd.DataFrame(cols, index=frame.index)
+    if spec.time_of_week:
+        labels = _tow_labels(pd.DatetimeIndex(frame.index), interval, tz)
+        dummies = pd.get_dummies(pd.Series(labels, index=frame.index), dtype=float)
+        first = sorted(dummies.columns)[0]
+        x = pd.concat([x, dummies.drop(columns=[first])], axis=1)
+    return x
+
+
+def fit_regression(
+    baseline: pd.DataFrame, spec: RegressionSpec, interval: str = "daily", tz: str = LOCAL_TZ
+) -> RegressionModel:
+    """Ordinary least squares of ``energy_kwh`` on the regressors of ``spec``.
+
+    Raises
+    ------
+    ValueError
+        If there are not more baseline points than parameters.
+    """
+    df = baseline.dropna(subset=["energy_kwh"])
+    x = design_matrix(df, spec, interval, tz)
+    ok = np.isfinite(x.to_numpy(float)).all(axis=1)
+    x, y = x[ok], df["energy_kwh"].to_numpy(float)[ok]
+    if len(y) <= x.shape[1]:
+        raise ValueError(
+            f"baseline has {len(y)} usable periods for {x.shape[1]} parameters; it needs more"
+        )
+    coef, *_ = np.linalg.lstsq(x.to_numpy(float), y, rcond=None)
+    return RegressionModel(spec, interval, tuple(x.columns), coef, tz)
+
+
+@dataclass
+class SavingsResult:
+    """The outcome of one savings verification."""
+
+    option: str
+    model: str
+    interval: str
+    coefficients: dict[str, float]
+    metrics: ashrae14.FitMetrics
+    baseline_n: int
+    reporting_m: int
+    adjusted_baseline_kwh: float
+    reporting_kwh: float
+    nonroutine_kwh: float
+    avoided_kwh: float
+    fraction_saved: float
+    fsu_68: float
+    fsu_90: float
+    fsu_ashrae_68: float
+    fsu_ashrae_90: float
+    uncertainty_kwh_68: float
+    uncertainty_kwh_90: float
+    avoided_eur: float
+    avoided_co2_t: float
+    emission_factors: list[AppliedFactor]
+    adjustments: list[NonRoutineAdjustment]
+    warnings: list[str]
+    baseline_series: pd.DataFrame = field(repr=False)  # energy_kwh, fitted_kwh
+    reporting_series: pd.DataFrame = field(repr=False)  # energy_kwh, adjusted_baseline_kwh, ...
+
+    @property
+    def significant(self) -> bool:
+        """ASHRAE 14: savings should exceed about twice their standard error (FSU_68 < 50 %)."""
+        return self.avoided_kwh > 0 and self.fsu_68 < 0.5
+
+    def summary(self) -> dict[str, object]:
+        """Plain numbers for tables, JSON and the database."""
+        return {
+            "option": self.option,
+            "model": self.model,
+            "interval": self.interval,
+            "baseline_n": self.baseline_n,
+            "reporting_m": self.reporting_m,
+            "adjusted_baseline_kwh": self.adjusted_baseline_kwh,
+            "reporting_kwh": self.reporting_kwh,
+            "nonroutine_kwh": self.nonroutine_kwh,
+            "avoided_kwh": self.avoided_kwh,
+            "fraction_saved": self.fraction_saved,
+            "fsu_68": self.fsu_68,
+            "fsu_90": self.fsu_90,
+            "fsu_ashrae_68": self.fsu_ashrae_68,
+            "fsu_ashrae_90": self.fsu_ashrae_90,
+            "uncertainty_kwh_68": self.uncertainty_kwh_68,
+            "uncertainty_kwh_90": self.uncertainty_kwh_90,
+            "avoided_eur": self.avoided_eur,
+            "avoided_co2_t": self.avoided_co2_t,
+            "cv_rmse": self.metrics.cv_rmse,
+            "nmbe": self.metrics.nmbe,
+            "r2": self.metrics.r2,
+            "rho": self.metrics.rho,
+            "ashrae14_pass": self.metrics.passes,
+            "significant": self.significant,
+        }
+
+
+def verify_savings(
+    baseline: pd.DataFrame,
+    reporting: pd.DataFrame,
+    *,
+    option: str,
+    price_eur_per_kwh: float,
+    emission_factors: dict[int, EmissionFactor],
+    model: str = "regression",
+    spec: RegressionSpec | None = None,
+    interval: str = "daily",
+    adjustments: Sequence[NonRoutineAdjustment] = (),
+    tz: str = LOCAL_TZ,
+    caltrack_require_sufficiency: bool = False,
+) -> SavingsResult:
+    """Verify the savings of a measure (IPMVP Option B or C).
+
+    Parameters
+    ----------
+    baseline, reporting
+        Periods (UTC index) with ``energy_kwh`` and the model's drivers.
+    option
+        ``"B"`` (isolated machine, its own channel) or ``"C"`` (whole facility, incomer).
+    model
+        ``"regression"`` (drivers from ``spec``) or ``"caltrack"`` (CalTRACK 2.0 daily
+        change-point model on ``temp_c``; needs daily data).
+    interval
+        Data interval for the ASHRAE 14 limits: ``daily``, ``hourly``, ``15min`` or ``monthly``.
+    adjustments
+        Non-routine adjustments with their reasons.
+    caltrack_require_sufficiency
+        Refuse a CalTRACK baseline shorter than 365 days (Meetkoffer campaigns last weeks, so
+        by default the shortfall is reported as a warning instead).
+
+    Returns
+    -------
+    SavingsResult
+        Avoided energy [kWh], EUR, t CO2, FSU at 68 % and 90 %, fit metrics and series.
+    """
+    if option not in OPTIONS:
+        raise ValueError(f"option must be 'B' or 'C', got {option!r}")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if price_eur_per_kwh < 0:
+        raise ValueError(f"price_eur_per_kwh must be >= 0, got {price_eur_per_kwh}")
+    for name, fr in (("baseline", baseline), ("reporting", reporting)):
+        if "energy_kwh" not in fr or fr["energy_kwh"].dropna().empty:
+            raise ValueError(f"the {name} period has no energy data")
+    if baseline.index.max() >= reporting.index.min():
+        raise ValueError("the baseline period must end before the reporting period starts")
+    warnings: list[str] = []
+    base = baseline.dropna(subset=["energy_kwh"])
+    rep = reporting.dropna(subset=["energy_kwh"])
+    if model == "caltrack":
+        if interval != "daily":
+            raise ValueError("the CalTRACK model is a daily model; use interval='daily'")
+        if "temp_c" not in base or "temp_c" not in rep:
+            raise ValueError("the CalTRACK model needs 'temp_c' in the baseline and reporting data")
+        base = base.dropna(subset=["temp_c"])
+        rep = rep.dropna(subset=["temp_c"])
+        cm = caltrack.fit_daily(
+            base["energy_kwh"], base["temp_c"], require_sufficiency=caltrack_require_sufficiency
+        )
+        warnings.extend(f"CalTRACK sufficiency: {r}" for r in cm.sufficiency.reasons)
+        fitted = cm.predict(base["temp_c"])
+        predicted = cm.predict(rep["temp_c"])
+        x_base, x_rep = cm.design(base["temp_c"]), cm.design(rep["temp_c"])
+        p = cm.p
+        b = cm.best
+        coefficients = {
+            "intercept": b.intercept_kwh,
+            "beta_hdd": b.beta_hdd_kwh_per_cdd,
+            "beta_cdd": b.beta_cdd_kwh_per_cdd,
+            "heating_bp_c": np.nan if b.heating_bp_c is None else b.heating_bp_c,
+            "cooling_bp_c": np.nan if b.cooling_bp_c is None else b.cooling_bp_c,
+        }
+        model_name = f"caltrack_daily:{b.kind}"
+    else:
+        spec = spec or RegressionSpec()
+        rm = fit_regression(base, spec, interval, tz)
+        fitted = rm.predict(base)
+        predicted = rm.predict(rep)
+        x_base, x_rep = rm.design(base), rm.design(rep)
+        p = rm.p
+        coefficients = rm.coefficients()
+        model_name = "regression:" + "+".join(
+            c for c in rm.columns if not c.startswith(("dow", "how"))
+        )
+        if spec.time_of_week:
+            model_name += "+time_of_week"
+    y = base["energy_kwh"].to_numpy(float)
+    metrics = ashrae14.fit_metrics(y, fitted, p, interval)
+    if not metrics.passes:
+        warnings.append(
+            f"baseline fails ASHRAE 14 ({interval}): CV(RMSE) {metrics.cv_rmse:.1%} "
+            f"(max {metrics.cv_rmse_max:.0%}), NMBE {metrics.nmbe:.2%} (max {metrics.nmbe_max:.0%})"
+        )
+    measured = rep["energy_kwh"].to_numpy(float)
+    adj_base = float(predicted.sum())
+    reporting_kwh = float(measured.sum())
+    nonroutine = float(sum(a.energy_kwh for a in adjustments))
+    avoided = adj_base - reporting_kwh + nonroutine
+    denom = adj_base + nonroutine
+    fraction = avoided / denom if denom else 0.0
+    n, m = int(y.size), int(measured.size)
+    months = None
+    if model == "caltrack":
+        months = m / (365.25 / 12)
+    # ASHRAE 14 Annex B approximation (eq. B-14) and the exact OLS form; report the larger.
+    fsu_ashrae = {
+        c: ashrae14.fractional_savings_uncertainty(
+            metrics.cv_rmse, n, p, m, fraction, metrics.rho, c, reporting_months=months
+        )
+        for c in (0.68, 0.90)
+    }
+    unc_ashrae = {
+        c: ashrae14.savings_uncertainty_kwh(
+            metrics.cv_rmse, n, p, m, denom, metrics.rho, c, reporting_months=months
+        )
+        for c in (0.68, 0.90)
+    }
+    unc_exact = {
+        c: ashrae14.ols_savings_uncertainty_kwh(x_base, x_rep, y - fitted, c, metrics.rho)
+        for c in (0.68, 0.90)
+    }
+    unc = {c: max(unc_ashrae[c], unc_exact[c]) for c in (0.68, 0.90)}
+    fsu = {c: unc[c] / abs(avoided) if avoided else float("inf") for c in (0.68, 0.90)}
+    # CO2 and money per reporting period, with the emission factor of that period's year.
+    per_period = pd.Series(predicted - measured, index=rep.index)
+    years = pd.DatetimeIndex(rep.index).tz_convert(tz).year
+    applied: dict[int, AppliedFactor] = {}
+    co2_kg = 0.0
+    for year, s in per_period.groupby(np.asarray(years)):
+        af = factor_for_year(emission_factors, int(year))
+        applied[int(year)] = af
+        co2_kg += float(s.sum()) * af.factor.kg_co2_per_kwh
+    for a in adjustments:
+        year = (a.start or pd.DatetimeIndex(rep.index)[0]).astimezone(dt.UTC).year
+        af = applied.get(year) or factor_for_year(emission_factors, year)
+        applied[year] = af
+        co2_kg += a.energy_kwh * af.factor.kg_co2_per_kwh
+    warnings.extend(af.note for af in applied.values() if af.note)
+    rep_series = pd.DataFrame(
+        {
+            "energy_kwh": measured,
+            "adjusted_baseline_kwh": predicted,
+            "avoided_kwh": predicted - measured,
+        },
+        index=rep.index,
+    )
+    rep_series["cumulative_avoided_kwh"] = rep_series["avoided_kwh"].cumsum()
+    return SavingsResult(
+        option=option,
+        model=model_name,
+        interval=interval,
+        coefficients=coefficients,
+        metrics=metrics,
+        baseline_n=n,
+        reporting_m=m,
+        adjusted_baseline_kwh=adj_base,
+        reporting_kwh=reporting_kwh,
+        nonroutine_kwh=nonroutine,
+        avoided_kwh=avoided,
+        fraction_saved=fraction,
+        fsu_68=fsu[0.68],
+        fsu_90=fsu[0.90],
+        fsu_ashrae_68=fsu_ashrae[0.68],
+        fsu_ashrae_90=fsu_ashrae[0.90],
+        uncertainty_kwh_68=unc[0.68],
+        uncertainty_kwh_90=unc[0.90],
+        avoided_eur=avoided * price_eur_per_kwh,
+        avoided_co2_t=co2_kg / 1000.0,
+        emission_factors=list(applied.values()),
+        adjustments=list(adjustments),
+        warnings=warnings,
+        baseline_series=pd.DataFrame({"energy_kwh": y, "fitted_kwh": fitted}, index=base.index),
+        reporting_series=rep_series,
+    )
