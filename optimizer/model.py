@@ -1,0 +1,774 @@
+"""The scheduling model: parameters -> ``build_model()`` -> ``solve()`` -> a results table.
+
+Staged as in oemof-solph (STYLE.md item 13):
+
+1. :func:`params_from_scenario` turns a :class:`~optimizer.scenario.Scenario` into plain
+   arrays (:class:`ModelParams`), including the EV sessions mapped onto steps.
+2. :func:`build_model` writes a linear Pyomo model with one block per asset kind
+   (``grid``, ``pv``, ``battery``, ``evs``); every number that changes between re-plans is a
+   mutable ``Param`` so the persistent HiGHS interface updates it without a rebuild.
+3. :class:`Planner` solves it with ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
+   Pyomo 6.10), first as an LP; binaries that forbid simultaneous charge/discharge and
+   import/export are added only at steps where a negative price or an import price below the
+   export price would make that pay, and wherever the LP still shows both at once.
+4. :func:`results_frame` gives the schedule per step.
+
+Conventions: powers [kW] (positive into the asset), energies [kWh], prices [EUR/kWh], one
+step lasts ``dt_h`` hours and a storage SoC is written recursively at the END of each step
+(``soc[t] = soc[t-1] + dt * (eta_c * charge - discharge / eta_d)``), as DOMAIN.md advises
+(a running sum grows the matrix quadratically).
+
+An EV is plugged in during a step only if the whole step lies within ``[arrival,
+departure)``: arrival is rounded up and departure down to the step grid, so a plan never
+counts on a car that is not there. EV variables exist only for plugged-in steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from pyomo.contrib.solver.common.results import TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs
+
+from energy.errors import NoaberError
+from optimizer.scenario import Scenario
+
+EPS_KW = 1e-6
+"""Powers below this are treated as zero when checking simultaneous flows [kW]."""
+
+
+class InfeasibleScenarioError(NoaberError):
+    """The scenario cannot be met; ``reasons`` explains why, one line each."""
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__("infeasible scenario: " + "; ".join(reasons))
+
+
+class SolveError(NoaberError):
+    """The solver ended without a usable plan (time limit without a solution, error)."""
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, slots=True)
+class SessionParams:
+    """One EV session on the step grid."""
+
+    first_step: int
+    last_step: int
+    soc_start_kwh: float
+    soc_target_kwh: float
+    soc_lb_kwh: float
+    target_pct: float
+    departure: pd.Timestamp
+    departs_in_horizon: bool
+
+
+@dataclass(frozen=True)
+class EVParams:
+    """An EV in model units. ``steps`` are the plugged-in steps, ``session_of`` their session."""
+
+    name: str
+    owner: str
+    capacity_kwh: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    efficiency: float
+    v2g: bool
+    soc_min_kwh: float
+    degradation_eur_per_kwh: float
+    sessions: tuple[SessionParams, ...]
+    steps: np.ndarray
+    session_of: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryParams:
+    """A stationary battery in model units [kWh, kW]."""
+
+    name: str
+    capacity_kwh: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    efficiency_charge: float
+    efficiency_discharge: float
+    soc_min_kwh: float
+    soc_max_kwh: float
+    soc_initial_kwh: float
+    soc_final_min_kwh: float
+    degradation_eur_per_kwh: float
+
+
+@dataclass
+class ModelParams:
+    """All numbers of one plan (arrays have one value per step)."""
+
+    index: pd.DatetimeIndex
+    dt_h: float
+    timezone: str
+    pv_kw: np.ndarray
+    load_kw: np.ndarray
+    import_price_eur_per_kwh: np.ndarray
+    export_price_eur_per_kwh: np.ndarray
+    import_limit_kw: np.ndarray
+    export_limit_kw: np.ndarray
+    capacity_tariff_eur_per_kw: float = 0.0
+    peak_floor_kw: float = 0.0
+    battery: BatteryParams | None = None
+    evs: tuple[EVParams, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+
+def _plugged_steps(
+    index: pd.DatetimeIndex, dt_h: float, arrival: pd.Timestamp, departure: pd.Timestamp
+) -> np.ndarray:
+    starts = index.as_unit("ns").asi8
+    step_ns = round(dt_h * 3600e9)
+    ok = (starts >= arrival.as_unit("ns").value) & (
+        starts + step_ns <= departure.as_unit("ns").value
+    )
+    return np.flatnonzero(ok)
+
+
+def params_from_scenario(sc: Scenario) -> ModelParams:
+    """Model parameters of a scenario (see the module docstring for the step rounding).
+
+    A session that departs after the horizon gets a target at the horizon end that keeps its
+    departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
+    """
+    s = sc.series
+    dt_h = sc.dt_h
+    index = sc.index
+    end = sc.end
+    battery = None
+    if sc.battery is not None:
+        b = sc.battery
+        cap = b.capacity_kwh
+        battery = BatteryParams(
+            name=b.name,
+            capacity_kwh=cap,
+            max_charge_kw=b.max_charge_kw,
+            max_discharge_kw=b.max_discharge_kw,
+            efficiency_charge=b.efficiency_charge,
+            efficiency_discharge=b.efficiency_discharge,
+            soc_min_kwh=cap * b.soc_min_pct / 100,
+            soc_max_kwh=cap * b.soc_max_pct / 100,
+            soc_initial_kwh=cap * b.soc_initial_pct / 100,
+            soc_final_min_kwh=cap * b.soc_final_min_effective_pct / 100,
+            degradation_eur_per_kwh=b.degradation_eur_per_kwh,
+        )
+    evs = []
+    for ev in sc.evs:
+        cap = ev.capacity_kwh
+        sessions: list[SessionParams] = []
+        steps: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        for sess in ev.sessions:
+            plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
+            if len(plugged) == 0:
+                if sess.arrival < end and sess.departure > index[0]:
+                    sessions.append(  # kept so the feasibility check can explain it
+                        SessionParams(
+                            -1,
+                            -1,
+                            cap * sess.soc_arrival_pct / 100,
+                            cap * sess.soc_departure_pct / 100,
+                            0.0,
+                            sess.soc_departure_pct,
+                            sess.departure,
+                            sess.departure <= end,
+                        )
+                    )
+                continue
+            start_kwh = cap * sess.soc_arrival_pct / 100
+            target_kwh = cap * sess.soc_departure_pct / 100
+            in_horizon = sess.departure <= end
+            if not in_horizon:
+                after_h = (sess.departure - end).total_seconds() / 3600
+                target_kwh = max(0.0, target_kwh - after_h * ev.max_charge_kw * ev.efficiency)
+            soc_min_kwh = cap * ev.soc_min_pct / 100
+            sessions.append(
+                SessionParams(
+                    first_step=int(plugged[0]),
+                    last_step=int(plugged[-1]),
+                    soc_start_kwh=start_kwh,
+                    soc_target_kwh=min(target_kwh, cap),
+                    soc_lb_kwh=min(soc_min_kwh, start_kwh),
+                    target_pct=sess.soc_departure_pct,
+                    departure=sess.departure,
+                    departs_in_horizon=in_horizon,
+                )
+            )
+            steps.append(plugged)
+            owners.append(np.full(len(plugged), len(sessions) - 1))
+        evs.append(
+            EVParams(
+                name=ev.name,
+                owner=ev.owner,
+                capacity_kwh=cap,
+                max_charge_kw=ev.max_charge_kw,
+                max_discharge_kw=ev.max_discharge_kw if ev.v2g else 0.0,
+                efficiency=ev.efficiency,
+                v2g=ev.v2g,
+                soc_min_kwh=cap * ev.soc_min_pct / 100,
+                degradation_eur_per_kwh=ev.degradation_eur_per_kwh,
+                sessions=tuple(sessions),
+                steps=np.concatenate(steps) if steps else np.zeros(0, int),
+                session_of=np.concatenate(owners) if owners else np.zeros(0, int),
+            )
+        )
+    return ModelParams(
+        index=index,
+        dt_h=dt_h,
+        timezone=sc.site.timezone,
+        pv_kw=s["pv_kw"].to_numpy(float),
+        load_kw=s["load_kw"].to_numpy(float),
+        import_price_eur_per_kwh=s["import_price_eur_per_kwh"].to_numpy(float),
+        export_price_eur_per_kwh=s["export_price_eur_per_kwh"].to_numpy(float),
+        import_limit_kw=s["grid_import_limit_kw"].to_numpy(float),
+        export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
+        capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
+        battery=battery,
+        evs=tuple(evs),
+        meta={"site": sc.site.name},
+    )
+
+
+# ----------------------------------------------------------------------------- feasibility
+
+
+def _local_hhmm(t: pd.Timestamp, tz: str) -> str:
+    return t.tz_convert(tz).strftime("%H:%M")
+
+
+def _local_stamp(t: pd.Timestamp, tz: str) -> str:
+    return t.tz_convert(tz).strftime("%d-%m-%Y %H:%M")
+
+
+def explain_infeasibility(p: ModelParams) -> list[str]:
+    """Direct checks that find an impossible scenario before the solver does.
+
+    Checks (each a necessary condition of feasibility):
+
+    * every EV session: the departure target is reachable with the charger at full power
+      over the plugged-in steps, and again with the charger limited by the grid headroom
+      ``import_limit + pv + battery max discharge - load`` of each step;
+    * every step: the load can be served by the grid import limit, PV, the battery and
+      the V2G cars plugged in at that step;
+    * the battery can reach its final SoC floor charging at full power.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem found; empty if none was found.
+    """
+    reasons: list[str] = []
+    dt = p.dt_h
+    headroom_kw = p.import_limit_kw + p.pv_kw - p.load_kw
+    if p.battery is not None:
+        headroom_kw = headroom_kw + p.battery.max_discharge_kw
+    for ev in p.evs:
+        for sess in ev.sessions:
+            when = f"by {_local_hhmm(sess.departure, p.timezone)}"
+            if not sess.departs_in_horizon:
+                when = "by the end of the horizon (to stay on course for its departure)"
+            need = sess.soc_target_kwh - sess.soc_start_kwh
+            if need <= 1e-9:
+                continue
+            if sess.first_step < 0:
+                reasons.append(
+                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
+                    f"{need:.1f} kWh: it is not plugged in for a whole step"
+                )
+                continue
+            n_steps = sess.last_step - sess.first_step + 1
+            reach = n_steps * dt * ev.max_charge_kw * ev.efficiency
+            if reach + 1e-6 < need:
+                reasons.append(
+                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
+                    f"{need - reach:.1f} kWh with the charger at full power"
+                )
+                continue
+            window = slice(sess.first_step, sess.last_step + 1)
+            power = np.clip(headroom_kw[window], 0.0, ev.max_charge_kw)
+            reach_grid = float(power.sum()) * dt * ev.efficiency
+            if reach_grid + 1e-6 < need:
+                reasons.append(
+                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
+                    f"{need - reach_grid:.1f} kWh under the grid import limit "
+                    f"({float(p.import_limit_kw[window].min()):g} kW) after the building load"
+                )
+    supply_kw = p.import_limit_kw + p.pv_kw
+    if p.battery is not None:
+        supply_kw = supply_kw + p.battery.max_discharge_kw
+    for ev in p.evs:
+        if ev.max_discharge_kw > 0:
+            add = np.zeros(p.n)
+            add[ev.steps] = ev.max_discharge_kw
+            supply_kw = supply_kw + add
+    short = np.flatnonzero(p.load_kw > supply_kw + 1e-6)
+    if len(short):
+        t = short[0]
+        reasons.append(
+            f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
+            f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
+            f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
+        )
+    if p.battery is not None:
+        b = p.battery
+        reach = min(
+            b.soc_max_kwh, b.soc_initial_kwh + p.n * dt * b.max_charge_kw * b.efficiency_charge
+        )
+        if reach + 1e-6 < b.soc_final_min_kwh:
+            reasons.append(
+                f"battery '{b.name}' cannot reach its final SoC of "
+                f"{100 * b.soc_final_min_kwh / b.capacity_kwh:g} %, it is short "
+                f"{b.soc_final_min_kwh - reach:.1f} kWh charging at full power"
+            )
+    return reasons
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _indexed(values: np.ndarray) -> dict[int, float]:
+    return {i: float(v) for i, v in enumerate(values)}
+
+
+def build_model(p: ModelParams) -> pyo.ConcreteModel:
+    """The Pyomo model of a plan: one block per asset kind, mutable data.
+
+    Blocks: ``grid`` (import/export within time-varying limits, peak for the capacity
+    tariff), ``pv`` (used PV <= available PV, the rest curtailed), ``battery`` (recursive SoC,
+    final floor), ``evs`` (recursive SoC per session, departure targets, V2G only for cars that
+    allow it, within the owner's minimum SoC). Power balance per step:
+    ``import - export + pv + discharges - charges = load``.
+
+    Objective [EUR]: ``sum dt * (import_price * import - export_price * export)
+    + capacity_tariff * peak + degradation * dt * (charge + discharge)``. The capacity tariff
+    is charged as one month's tariff on the horizon's peak (the peak sets the month's bill).
+    """
+    n, dt = p.n, p.dt_h
+    m = pyo.ConcreteModel(name=f"schedule-{p.meta.get('site', '')}")
+    m.T = pyo.RangeSet(0, n - 1)
+    m.pv_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.pv_kw))
+    m.load_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.load_kw))
+    m.import_price = pyo.Param(m.T, mutable=True, initialize=_indexed(p.import_price_eur_per_kwh))
+    m.export_price = pyo.Param(m.T, mutable=True, initialize=_indexed(p.export_price_eur_per_kwh))
+    m.import_limit_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.import_limit_kw))
+    m.export_limit_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.export_limit_kw))
+
+    # grid
+    m.grid = g = pyo.Block()
+    g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.import_limit_kw[t]))
+    g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.export_limit_kw[t]))
+    cost = [dt * (m.import_price[t] * g.imp[t] - m.export_price[t] * g.exp[t]) for t in m.T]
+    if p.capacity_tariff_eur_per_kw > 0:
+        g.peak_floor_kw = pyo.Param(mutable=True, initialize=p.peak_floor_kw)
+        g.peak = pyo.Var(bounds=(0.0, None))
+        g.peak_c = pyo.Constraint(m.T, rule=lambda b, t: b.peak >= b.imp[t])
+        g.peak_floor_c = pyo.Constraint(expr=g.peak >= g.peak_floor_kw)
+        cost.append(p.capacity_tariff_eur_per_kw * g.peak)
+
+    # pv (curtailable)
+    m.pv = pv = pyo.Block()
+    pv.used = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.pv_kw[t]))
+
+    supply: list[list[Any]] = [[g.imp[t], -g.exp[t], pv.used[t]] for t in range(n)]
+
+    # battery
+    if p.battery is not None:
+        bp = p.battery
+        m.battery = b = pyo.Block()
+        b.ch_max = pyo.Param(m.T, mutable=True, initialize=bp.max_charge_kw)
+        b.dis_max = pyo.Param(m.T, mutable=True, initialize=bp.max_discharge_kw)
+        b.soc0 = pyo.Param(mutable=True, initialize=bp.soc_initial_kwh)
+        b.soc_final = pyo.Param(mutable=True, initialize=bp.soc_final_min_kwh)
+        b.ch = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bb.ch_max[t]))
+        b.dis = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bb.dis_max[t]))
+        b.soc = pyo.Var(m.T, bounds=(bp.soc_min_kwh, bp.soc_max_kwh))
+        ec, ed = bp.efficiency_charge, bp.efficiency_discharge
+
+        def _soc(bb: Any, t: int) -> Any:
+            prev = bb.soc0 if t == 0 else bb.soc[t - 1]
+            return bb.soc[t] == prev + dt * (ec * bb.ch[t] - bb.dis[t] / ed)
+
+        b.soc_c = pyo.Constraint(m.T, rule=_soc)
+        b.final_c = pyo.Constraint(expr=b.soc[n - 1] >= b.soc_final)
+        for t in range(n):
+            supply[t] += [b.dis[t], -b.ch[t]]
+        if bp.degradation_eur_per_kwh > 0:
+            cost += [bp.degradation_eur_per_kwh * dt * (b.ch[t] + b.dis[t]) for t in m.T]
+
+    # EVs
+    if p.evs:
+        m.evs = e = pyo.Block()
+        plugged = [(k, int(t)) for k, ev in enumerate(p.evs) for t in ev.steps]
+        v2g = [
+            (k, int(t)) for k, ev in enumerate(p.evs) if ev.max_discharge_kw > 0 for t in ev.steps
+        ]
+        sess_idx = [
+            (k, j)
+            for k, ev in enumerate(p.evs)
+            for j, s in enumerate(ev.sessions)
+            if s.first_step >= 0
+        ]
+        session_at = {
+            (k, int(t)): int(j)
+            for k, ev in enumerate(p.evs)
+            for t, j in zip(ev.steps, ev.session_of)
+        }
+        e.P = pyo.Set(dimen=2, initialize=plugged, ordered=True)
+        e.V = pyo.Set(dimen=2, initialize=v2g, ordered=True)
+        e.S = pyo.Set(dimen=2, initialize=sess_idx, ordered=True)
+        e.ch_max = pyo.Param(
+            e.P, mutable=True, initialize={kt: p.evs[kt[0]].max_charge_kw for kt in plugged}
+        )
+        e.dis_max = pyo.Param(
+            e.V, mutable=True, initialize={kt: p.evs[kt[0]].max_discharge_kw for kt in v2g}
+        )
+        e.soc_start = pyo.Param(
+            e.S,
+            mutable=True,
+            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_start_kwh for kj in sess_idx},
+        )
+        e.soc_target = pyo.Param(
+            e.S,
+            mutable=True,
+            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_target_kwh for kj in sess_idx},
+        )
+        e.soc_lb = pyo.Param(
+            e.S,
+            mutable=True,
+            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_lb_kwh for kj in sess_idx},
+        )
+        e.ch = pyo.Var(e.P, bounds=lambda bb, k, t: (0.0, bb.ch_max[k, t]))
+        e.dis = pyo.Var(e.V, bounds=lambda bb, k, t: (0.0, bb.dis_max[k, t]))
+        e.soc = pyo.Var(
+            e.P,
+            bounds=lambda bb, k, t: (bb.soc_lb[k, session_at[k, t]], p.evs[k].capacity_kwh),
+        )
+        v2g_set = set(v2g)
+
+        def _ev_soc(bb: Any, k: int, t: int) -> Any:
+            ev = p.evs[k]
+            j = session_at[k, t]
+            prev = bb.soc_start[k, j] if t == ev.sessions[j].first_step else bb.soc[k, t - 1]
+            delta = ev.efficiency * bb.ch[k, t]
+            if (k, t) in v2g_set:
+                delta = delta - bb.dis[k, t] / ev.efficiency
+            return bb.soc[k, t] == prev + dt * delta
+
+        e.soc_c = pyo.Constraint(e.P, rule=_ev_soc)
+        e.target_c = pyo.Constraint(
+            e.S,
+            rule=lambda bb, k, j: bb.soc[k, p.evs[k].sessions[j].last_step] >= bb.soc_target[k, j],
+        )
+        for k, t in plugged:
+            supply[t].append(-e.ch[k, t])
+            deg = p.evs[k].degradation_eur_per_kwh
+            if deg > 0:
+                cost.append(deg * dt * e.ch[k, t])
+        for k, t in v2g:
+            supply[t].append(e.dis[k, t])
+            deg = p.evs[k].degradation_eur_per_kwh
+            if deg > 0:
+                cost.append(deg * dt * e.dis[k, t])
+
+    m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(supply[t]) == mm.load_kw[t])
+    m.cost = pyo.Objective(expr=pyo.quicksum(cost), sense=pyo.minimize)
+    m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
+    m._excl_blocks = 0
+    m._n_binaries = 0
+    return m
+
+
+def steps_needing_binaries(p: ModelParams) -> np.ndarray:
+    """Steps where simultaneous charge/discharge or import/export could pay.
+
+    That is where the import price is negative (wasting energy through storage losses earns
+    money) or importing is cheaper than exporting (import and export at once would pay). A
+    negative export price alone needs none: curtailing PV is free, so wasting energy in
+    storage losses or exporting it never beats curtailment. Other steps are covered by the
+    check after each solve (:func:`simultaneous_pairs`).
+    """
+    ip, ep = p.import_price_eur_per_kwh, p.export_price_eur_per_kwh
+    return np.flatnonzero((ip < 0) | (ip < ep))
+
+
+def add_exclusivity(m: pyo.ConcreteModel, p: ModelParams, pairs: set[tuple[str, int]]) -> list[Any]:
+    """Add binaries that forbid both directions at once for ``(asset, step)`` pairs.
+
+    ``asset`` is ``"grid"``, ``"battery"`` or an EV name. Pairs that already have a binary
+    or have only one direction are skipped. Returns the new constraint data objects (for a
+    persistent solver).
+    """
+    todo = sorted(pr for pr in pairs if pr not in m._excl_done)
+    ev_index = {ev.name: k for k, ev in enumerate(p.evs)}
+    items: list[tuple[Any, Any, Any, Any]] = []  # (up, up_max, down, down_max)
+    for asset, t in todo:
+        if asset == "grid":
+            items.append((m.grid.imp[t], m.import_limit_kw[t], m.grid.exp[t], m.export_limit_kw[t]))
+        elif asset == "battery" and p.battery is not None:
+            b = m.battery
+            items.append((b.ch[t], b.ch_max[t], b.dis[t], b.dis_max[t]))
+        elif asset in ev_index and (ev_index[asset], t) in m.evs.V:
+            k = ev_index[asset]
+            e = m.evs
+            items.append((e.ch[k, t], e.ch_max[k, t], e.dis[k, t], e.dis_max[k, t]))
+        m._excl_done.add((asset, t))
+    if not items:
+        return []
+    m._excl_blocks += 1
+    m._n_binaries += len(items)
+    blk = pyo.Block()
+    m.add_component(f"exclusive_{m._excl_blocks}", blk)
+    blk.I = pyo.RangeSet(0, len(items) - 1)
+    blk.y = pyo.Var(blk.I, domain=pyo.Binary)
+    blk.up = pyo.Constraint(blk.I, rule=lambda bb, i: items[i][0] <= items[i][1] * bb.y[i])
+    blk.down = pyo.Constraint(blk.I, rule=lambda bb, i: items[i][2] <= items[i][3] * (1 - bb.y[i]))
+    return [*blk.up.values(), *blk.down.values()]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _values(var: Any, keys: Any) -> np.ndarray:
+    return np.fromiter((var[k].value or 0.0 for k in keys), float, count=len(keys))
+
+
+def results_frame(m: pyo.ConcreteModel, p: ModelParams) -> pd.DataFrame:
+    """The schedule per step (index: UTC step start), wide.
+
+    Columns: ``pv_available_kw, pv_kw, curtailed_kw, load_kw, grid_import_kw,
+    grid_export_kw, import_price_eur_per_kwh, export_price_eur_per_kwh,
+    grid_import_limit_kw, grid_export_limit_kw``; with a battery ``battery_charge_kw,
+    battery_discharge_kw, battery_soc_pct``; per EV ``ev:<name>:charge_kw``,
+    ``ev:<name>:discharge_kw``, ``ev:<name>:soc_pct`` (SoC at the end of the step; NaN when
+    not plugged in) and ``ev:<name>:plugged``.
+    """
+    T = list(range(p.n))
+    pv_used = np.minimum(_values(m.pv.used, T), p.pv_kw)
+    cols: dict[str, np.ndarray] = {
+        "pv_available_kw": p.pv_kw,
+        "pv_kw": pv_used,
+        "curtailed_kw": p.pv_kw - pv_used,
+        "load_kw": p.load_kw,
+        "grid_import_kw": _values(m.grid.imp, T),
+        "grid_export_kw": _values(m.grid.exp, T),
+        "import_price_eur_per_kwh": p.import_price_eur_per_kwh,
+        "export_price_eur_per_kwh": p.export_price_eur_per_kwh,
+        "grid_import_limit_kw": p.import_limit_kw,
+        "grid_export_limit_kw": p.export_limit_kw,
+    }
+    if p.battery is not None:
+        cols["battery_charge_kw"] = _values(m.battery.ch, T)
+        cols["battery_discharge_kw"] = _values(m.battery.dis, T)
+        cols["battery_soc_pct"] = 100 * _values(m.battery.soc, T) / p.battery.capacity_kwh
+    for k, ev in enumerate(p.evs):
+        ch = np.zeros(p.n)
+        dis = np.zeros(p.n)
+        soc = np.full(p.n, np.nan)
+        plugged = np.zeros(p.n, bool)
+        keys = [(k, int(t)) for t in ev.steps]
+        if keys:
+            ch[ev.steps] = _values(m.evs.ch, keys)
+            soc[ev.steps] = 100 * _values(m.evs.soc, keys) / ev.capacity_kwh
+            plugged[ev.steps] = True
+            if ev.max_discharge_kw > 0:
+                dis[ev.steps] = _values(m.evs.dis, keys)
+        cols[f"ev:{ev.name}:charge_kw"] = ch
+        cols[f"ev:{ev.name}:discharge_kw"] = dis
+        cols[f"ev:{ev.name}:soc_pct"] = soc
+        cols[f"ev:{ev.name}:plugged"] = plugged
+    frame = pd.DataFrame(cols, index=p.index)
+    frame.index.name = "timestamp"
+    return _clean(frame)
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Round solver noise (|x| < 1e-7 kW) to zero in the power columns."""
+    for c in frame.columns:
+        if c.endswith("_kw"):
+            v = frame[c].to_numpy(float)
+            frame[c] = np.where(np.abs(v) < 1e-7, 0.0, v)
+    return frame
+
+
+def simultaneous_pairs(flows: pd.DataFrame, p: ModelParams) -> set[tuple[str, int]]:
+    """``(asset, step)`` pairs where a plan imports and exports, or charges and discharges, at once."""
+    found: set[tuple[str, int]] = set()
+    pairs = [("grid", "grid_import_kw", "grid_export_kw")]
+    if p.battery is not None:
+        pairs.append(("battery", "battery_charge_kw", "battery_discharge_kw"))
+    pairs += [(ev.name, f"ev:{ev.name}:charge_kw", f"ev:{ev.name}:discharge_kw") for ev in p.evs]
+    for asset, up, down in pairs:
+        both = (flows[up].to_numpy() > EPS_KW) & (flows[down].to_numpy() > EPS_KW)
+        found.update((asset, int(t)) for t in np.flatnonzero(both))
+    return found
+
+
+# ----------------------------------------------------------------------------- solving
+
+
+@dataclass
+class Plan:
+    """A solved schedule and how it was obtained."""
+
+    flows: pd.DataFrame
+    objective_eur: float
+    build_s: float
+    solve_s: float
+    status: str
+    mip: bool
+    gap: float | None
+    n_binaries: int
+    params: ModelParams
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Solver settings: relative MIP gap, time limit [s], threads (None: HiGHS default)."""
+
+    mip_gap: float = 0.005
+    time_limit_s: float = 60.0
+    threads: int | None = None
+
+
+class Planner:
+    """Builds the model once and solves it, and again after :meth:`update` of the data.
+
+    The persistent HiGHS interface keeps the model in the solver; a re-plan changes mutable
+    parameters (prices, PV, load, limits, start SoC, targets, per-step power limits) and
+    re-solves without rebuilding. Structural changes (a new EV session) need a new Planner.
+    """
+
+    def __init__(
+        self, params: ModelParams, options: SolveOptions | None = None, *, check: bool = True
+    ):
+        self.params = params
+        self.options = options or SolveOptions()
+        if check:
+            reasons = explain_infeasibility(params)
+            if reasons:
+                raise InfeasibleScenarioError(reasons)
+        t0 = time.perf_counter()
+        self.model = build_model(params)
+        self.solver = Highs()
+        cfg = self.solver.config
+        cfg.load_solutions = False
+        cfg.raise_exception_on_nonoptimal_result = False
+        au = cfg.auto_updates
+        au.check_for_new_or_removed_constraints = False
+        au.check_for_new_or_removed_vars = False
+        au.check_for_new_or_removed_params = False
+        au.check_for_new_objective = False
+        au.update_constraints = False
+        au.update_vars = False
+        au.update_named_expressions = False
+        au.update_objective = False
+        au.update_parameters = True
+        self.solver.set_instance(self.model)
+        self.build_s = time.perf_counter() - t0
+
+    def _add_binaries(self, pairs: set[tuple[str, int]]) -> int:
+        cons = add_exclusivity(self.model, self.params, pairs)
+        if cons:
+            self.solver.add_constraints(cons)
+        return len(cons) // 2
+
+    def _assets(self) -> list[str]:
+        names = ["grid"]
+        if self.params.battery is not None:
+            names.append("battery")
+        names += [ev.name for ev in self.params.evs if ev.max_discharge_kw > 0]
+        return names
+
+    def solve(self) -> Plan:
+        """Solve (LP first; binaries only where needed) and return the plan.
+
+        Raises
+        ------
+        InfeasibleScenarioError
+            When the solver proves infeasibility; the reasons come from
+            :func:`explain_infeasibility` or, failing that, say which checks passed.
+        SolveError
+            When the solver stops without a feasible plan (time limit, numerical error).
+        """
+        p = self.params
+        t0 = time.perf_counter()
+        steps = steps_needing_binaries(p)
+        self._add_binaries({(a, int(t)) for a in self._assets() for t in steps})
+        flows = None
+        for _round in range(4):
+            res = self.solver.solve(
+                self.model,
+                rel_gap=self.options.mip_gap,
+                time_limit=self.options.time_limit_s,
+                threads=self.options.threads,
+            )
+            tc = res.termination_condition
+            if tc in (
+                TerminationCondition.provenInfeasible,
+                TerminationCondition.infeasibleOrUnbounded,
+                TerminationCondition.locallyInfeasible,
+            ):
+                reasons = explain_infeasibility(p) or [
+                    "the solver proved the plan infeasible although every direct check passed "
+                    "(EV targets at full power and under the grid limit, load against the grid "
+                    "limit, battery final SoC); the combination of EV targets, battery floor and "
+                    "grid limit cannot be met together"
+                ]
+                raise InfeasibleScenarioError(reasons)
+            has_solution = res.incumbent_objective is not None
+            if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:
+                raise SolveError(
+                    f"no plan for site {p.meta.get('site', '?')!r}: solver stopped with {tc.name} "
+                    f"after {time.perf_counter() - t0:.1f} s (time limit {self.options.time_limit_s:g} s)"
+                )
+            res.solution_loader.load_vars()
+            flows = results_frame(self.model, p)
+            both = simultaneous_pairs(flows, p)
+            if not both:
+                break
+            if _round == 2:  # give up on being selective: exclusivity everywhere
+                both = {(a, t) for a in self._assets() for t in range(p.n)}
+            self._add_binaries(both)
+        else:  # pragma: no cover - four rounds always end with exclusivity everywhere
+            raise SolveError("simultaneous flows remained after adding binaries everywhere")
+        assert flows is not None
+        n_bin = self.model._n_binaries
+        gap = None
+        if n_bin and res.objective_bound is not None and res.incumbent_objective:
+            gap = abs(res.incumbent_objective - res.objective_bound) / max(
+                1e-9, abs(res.incumbent_objective)
+            )
+        status = "optimal" if tc == TerminationCondition.convergenceCriteriaSatisfied else tc.name
+        return Plan(
+            flows=flows,
+            objective_eur=float(res.incumbent_objective),
+            build_s=self.build_s,
+            solve_s=time.perf_counter() - t0,
+            status=status,
+            mip=n_bin > 0,
+            gap=gap,
+            n_binaries=n_bin,
+            params=p,
+        )
+
+
+def plan(scenario: Scenario, options: SolveOptions | None = None) -> Plan:
+    """Plan a scenario: parameters, feasibility check, model, solve, results."""
+    opts = options or SolveOptions(mip_gap=scenario.mip_gap, time_limit_s=scenario.time_limit_s)
+    return Planner(params_from_scenario(scenario), opts).solve()
