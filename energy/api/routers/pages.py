@@ -164,8 +164,10 @@ def profile_figure(frame, locale: str) -> go.Figure:
         label, colour = GROUP_STYLE.get(col, (col, "#888888"))
         fig.add_trace(
             go.Scatter(
-                x=x,
-                y=(frame[col] / 1000.0).round(3),
+                x=[t.isoformat() for t in x],
+                # Plain lists, not NumPy arrays: Plotly would ship those base64-encoded, and
+                # `el.data[i].y` would then not be an array in the browser.
+                y=[None if v != v else round(v / 1000.0, 3) for v in frame[col].tolist()],
                 name=gettext(locale, label),
                 mode="lines",
                 line={"color": colour, "width": 2.4 if col == "grid" else 1.4, "shape": "hv"},
