@@ -1,0 +1,190 @@
+"""The gateway's site configuration: a ``devices:`` section (and ``buses:`` for RS-485).
+
+It is a section of a site description: other top-level keys are ignored, so the same file can
+carry the site's assets, tariffs and so on. Example::
+
+    buses:
+      rs485-1: {port: /dev/ttyUSB0, baudrate: 9600, inter_frame_pause_s: 0.03}
+    devices:
+      - name: meter-main
+        profile: eastron_sdm630          # shipped name, or a path to the user's own YAML
+        transport: tcp
+        host: 127.0.0.1
+        port: 5020
+        unit_id: 1
+        poll_interval_s: 1
+        channels: {power_w: main.power_w, energy_import_wh: main.import_wh}
+        faults: [{kind: busy, probability: 0.2}]   # only used by ``noaber simulate``
+      - name: ev-1
+        profile: wallbox_quasar
+        transport: rtu
+        bus: rs485-1
+        unit_id: 2
+        asset: ev-charger-1              # name the optimizer uses for setpoints
+        limits: {power_w_min: -3700, power_w_max: 7400, ramp_w_per_s: 2000}
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from energy.errors import ValidationError as NoaberValidationError
+from modbus_gateway.profiles import Profile, _where, get_profile
+
+FaultKind = Literal["timeout", "busy", "exception", "short", "garbage", "disconnect"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FaultSpec(_Strict):
+    """A fault the simulator injects: in a time window, with a probability per request."""
+
+    kind: FaultKind
+    code: int = Field(default=4, ge=1, le=255)  # exception code for kind=exception
+    start_s: float = Field(default=0.0, ge=0)  # after simulator start
+    duration_s: float | None = Field(default=None, gt=0)  # None: until the end
+    probability: float = Field(default=1.0, ge=0, le=1)
+
+
+class BusConfig(_Strict):
+    """An RS-485 bus: one master, a lock and a pause between frames."""
+
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    inter_frame_pause_s: float = Field(default=0.03, ge=0, le=5)
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+
+class LimitsConfig(_Strict):
+    """The site's limits on a device's power setpoint [W], stricter than the profile's."""
+
+    power_w_min: float | None = None
+    power_w_max: float | None = None
+    ramp_w_per_s: float | None = Field(default=None, gt=0)
+
+
+class DeviceConfig(_Strict):
+    """One Modbus device of the site."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    profile: str
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=0, le=65535)
+    bus: str | None = None
+    unit_id: int | None = Field(default=None, ge=0, le=255)
+    poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600)
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    stale_after_s: float | None = Field(default=None, gt=0)
+    asset: str | None = None
+    limits: LimitsConfig = LimitsConfig()
+    channels: dict[str, str] | None = None  # register name -> channel key
+    faults: list[FaultSpec] = []
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _transport(self) -> DeviceConfig:
+        if self.transport == "rtu" and not self.bus:
+            raise ValueError("transport rtu needs bus: the name of an entry in buses")
+        if self.unit_id == 0:
+            raise ValueError("unit_id 0 is the broadcast address; devices have 1..247")
+        return self
+
+
+class GatewayConfig(BaseModel):
+    """The gateway section of a site file (``buses:``, ``devices:``, ``spool_path:``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    buses: dict[str, BusConfig] = {}
+    devices: list[DeviceConfig] = Field(min_length=1)
+    spool_path: str | None = None
+    base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for i, d in enumerate(self.devices):
+            if d.name in seen:
+                raise ValueError(f"devices[{i}].name: duplicate device name {d.name!r}")
+            seen.add(d.name)
+            if d.bus is not None and d.bus not in self.buses:
+                raise ValueError(f"devices[{i}].bus: no bus {d.bus!r} in buses")
+        assets = [d.asset for d in self.devices if d.asset]
+        if len(assets) != len(set(assets)):
+            raise ValueError("devices: an asset name is used by more than one device")
+        return self
+
+    @cached_property
+    def profiles(self) -> dict[str, Profile]:
+        """The profile of each device, by device name."""
+        return {d.name: get_profile(d.profile, Path(self.base_dir)) for d in self.devices}
+
+    def unit_id(self, device: DeviceConfig) -> int:
+        return (
+            device.unit_id
+            if device.unit_id is not None
+            else self.profiles[device.name].default_unit_id
+        )
+
+    def channel_map(self, device: DeviceConfig) -> dict[str, str]:
+        """Register name -> channel key (default: every register as ``<device>.<register>``)."""
+        prof = self.profiles[device.name]
+        if device.channels is None:
+            return {
+                r: f"{device.name}.{r}"
+                for r, spec in prof.registers.items()
+                if spec.type not in {"sunssf", "string"}
+            }
+        return dict(device.channels)
+
+
+def parse_config(data: object, source: str, base_dir: Path | None = None) -> GatewayConfig:
+    """Validate a site document; errors name the file and the path (``devices[2].port``)."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise NoaberValidationError("a site file must be a mapping", source)
+    data = dict(data)
+    data.setdefault("base_dir", str(base_dir or Path(".")))
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] != "value_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        raise NoaberValidationError(msg, source, _where(err["loc"])) from None
+    for i, d in enumerate(cfg.devices):
+        try:
+            prof = cfg.profiles[d.name]
+        except Exception as exc:
+            raise NoaberValidationError(str(exc), source, f"devices[{i}].profile") from None
+        for reg in d.channels or {}:
+            if reg not in prof.registers:
+                raise NoaberValidationError(
+                    f"profile {prof.name} has no register {reg!r}", source, f"devices[{i}].channels"
+                )
+    return cfg
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    """Load the gateway section of a site YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else None
+        raise NoaberValidationError(f"not valid YAML: {exc}", str(path), line) from None
+    return parse_config(data, str(path), path.parent)

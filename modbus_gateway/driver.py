@@ -1,0 +1,272 @@
+"""The generic driver: one Modbus read or one write over a link, which returns or raises.
+
+Timing, retries and backoff belong to the core loop (:mod:`modbus_gateway.poller`), not here
+(STYLE.md item 9). A :class:`Link` is one physical path — a TCP endpoint or an RS-485 bus — with
+one master: a lock serialises requests and, on RTU, a pause separates frames.
+
+pymodbus 3.10+ API: ``device_id=``; a reply with fewer registers than asked is returned as a
+success by pymodbus, so the count is checked here and raised as :class:`ShortReply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from energy.errors import NoaberError
+from modbus_gateway.plan import ReadBlock, plan_reads
+from modbus_gateway.profiles import Decoded, Profile, decode, encode
+
+log = logging.getLogger(__name__)
+
+# Modbus exception codes (Modbus Application Protocol V1.1b3, clause 7).
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+DEVICE_FAILURE = 4
+DEVICE_BUSY = 6
+GATEWAY_PATH_UNAVAILABLE = 0x0A
+GATEWAY_TARGET_NO_RESPONSE = 0x0B
+
+
+class ModbusError(Exception):
+    """A failed Modbus transaction."""
+
+
+class DeviceTimeout(ModbusError):
+    """No reply within the timeout (a dead slave on RS-485 is silence)."""
+
+
+class LinkDown(ModbusError):
+    """The TCP connection or serial port cannot be opened or was lost."""
+
+
+class ExceptionReply(ModbusError):
+    """The device answered with a Modbus exception code."""
+
+    def __init__(self, code: int, what: str):
+        self.code = code
+        super().__init__(f"{what}: exception code {code}")
+
+
+class DeviceBusy(ExceptionReply):
+    """Exception 6, slave device busy: retry later with backoff."""
+
+
+class ShortReply(ModbusError):
+    """A reply with fewer registers than requested (pymodbus returns it as success)."""
+
+
+class WriteRefused(NoaberError):
+    """A write the profile does not allow (register not writable, value out of its limits)."""
+
+
+class WriteVerifyError(NoaberError):
+    """The read-back after a write does not show the written value."""
+
+
+class Link:
+    """One master on one physical path, shared by every device (unit id) behind it.
+
+    Parameters
+    ----------
+    client : pymodbus async client
+        Created with ``retries=0`` and ``reconnect_delay=0``: the core loop owns retries.
+    timeout_s : float
+        Per-request timeout [s].
+    inter_frame_pause_s : float
+        Minimum silence between the end of one transaction and the next request [s]
+        (RS-485: 30 ms is a common default; 0 on TCP).
+    """
+
+    def __init__(self, client: Any, name: str, timeout_s: float, inter_frame_pause_s: float = 0.0):
+        self.client = client
+        self.name = name
+        self.timeout_s = timeout_s
+        self.inter_frame_pause_s = inter_frame_pause_s
+        self.lock = asyncio.Lock()
+        self._last_end = 0.0
+        self.requests = 0  # transactions attempted
+
+    @classmethod
+    def tcp(cls, host: str, port: int, timeout_s: float) -> Link:
+        client = AsyncModbusTcpClient(
+            host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
+        )
+        return cls(client, f"tcp://{host}:{port}", timeout_s)
+
+    @classmethod
+    def rtu(
+        cls,
+        port: str,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        bytesize: int = 8,
+        timeout_s: float = 0.5,
+        inter_frame_pause_s: float = 0.03,
+    ) -> Link:
+        client = AsyncModbusSerialClient(
+            port,
+            framer=FramerType.RTU,
+            baudrate=baudrate,
+            parity=parity,
+            stopbits=stopbits,
+            bytesize=bytesize,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+        )
+        return cls(client, f"rtu://{port}", timeout_s, inter_frame_pause_s)
+
+    async def _ensure_connected(self) -> None:
+        if self.client.connected:
+            return
+        try:
+            ok = await asyncio.wait_for(self.client.connect(), self.timeout_s + 1.0)
+        except (TimeoutError, OSError) as exc:
+            raise LinkDown(f"{self.name}: cannot connect: {exc}") from None
+        if not ok:
+            raise LinkDown(f"{self.name}: cannot connect")
+
+    async def _pause(self) -> None:
+        if self.inter_frame_pause_s > 0:
+            wait = self._last_end + self.inter_frame_pause_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _call(self, what: str, coro_fn, *args, **kwargs):
+        async with self.lock:
+            await self._ensure_connected()
+            await self._pause()
+            self.requests += 1
+            try:
+                return await asyncio.wait_for(coro_fn(*args, **kwargs), self.timeout_s * 2 + 0.5)
+            except ConnectionException as exc:
+                self.client.close()
+                raise LinkDown(f"{self.name} {what}: {exc}") from None
+            except (ModbusIOException, TimeoutError):
+                if not self.client.connected:
+                    raise LinkDown(f"{self.name} {what}: connection closed") from None
+                raise DeviceTimeout(f"{self.name} {what}: no reply") from None
+            except ModbusException as exc:
+                raise ModbusError(f"{self.name} {what}: {exc}") from None
+            finally:
+                self._last_end = time.monotonic()
+
+    async def read(self, unit: int, function: int, address: int, count: int) -> list[int]:
+        """Read ``count`` registers; raises on timeout, exception reply or short reply."""
+        what = f"unit {unit} fc{function} {address}+{count}"
+        fn = (
+            self.client.read_holding_registers
+            if function == 3
+            else self.client.read_input_registers
+        )
+        rr = await self._call(what, fn, address, count=count, device_id=unit)
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0) or 0)
+            if code == DEVICE_BUSY:
+                raise DeviceBusy(code, f"{self.name} {what}")
+            raise ExceptionReply(code, f"{self.name} {what}")
+        regs = list(rr.registers)
+        if len(regs) < count:
+            raise ShortReply(f"{self.name} {what}: got {len(regs)} registers")
+        return regs[:count]
+
+    async def write(self, unit: int, address: int, words: Sequence[int]) -> None:
+        """Write registers: function 6 for one register (some devices reject 16 for one), else 16."""
+        what = f"unit {unit} write {address}={list(words)}"
+        if len(words) == 1:
+            rr = await self._call(
+                what, self.client.write_register, address, words[0], device_id=unit
+            )
+        else:
+            rr = await self._call(
+                what, self.client.write_registers, address, list(words), device_id=unit
+            )
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0) or 0)
+            if code == DEVICE_BUSY:
+                raise DeviceBusy(code, f"{self.name} {what}")
+            raise ExceptionReply(code, f"{self.name} {what}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def decode_words(profile: Profile, words: dict[str, list[int]]) -> dict[str, Decoded]:
+    """Decode registers read (by name), applying SunSpec scale factors read alongside."""
+    out: dict[str, Decoded] = {}
+    sfs: dict[str, int | None] = {}
+    for name, w in words.items():
+        spec = profile.registers[name]
+        if spec.type == "sunssf":
+            d = decode(profile, spec, w)
+            out[name] = d
+            sfs[name] = int(d.value) if d.quality == 0 else None  # type: ignore[arg-type]
+    for name, w in words.items():
+        spec = profile.registers[name]
+        if spec.type == "sunssf":
+            continue
+        sf = sfs.get(spec.scale_register) if spec.scale_register else None
+        out[name] = decode(profile, spec, w, sf)
+    return out
+
+
+def split_block(profile: Profile, block: ReadBlock, regs: list[int]) -> dict[str, list[int]]:
+    """The words of each register of a block."""
+    out = {}
+    for name in block.registers:
+        spec = profile.registers[name]
+        off = spec.address - block.address
+        out[name] = regs[off : off + spec.words]
+    return out
+
+
+class Driver:
+    """Reads and writes one device (a unit id behind a link) by register name."""
+
+    def __init__(self, link: Link, unit_id: int, profile: Profile):
+        self.link = link
+        self.unit_id = unit_id
+        self.profile = profile
+
+    async def read_block(self, block: ReadBlock) -> dict[str, list[int]]:
+        """One read request; the words per register name."""
+        regs = await self.link.read(self.unit_id, block.function, block.address, block.count)
+        return split_block(self.profile, block, regs)
+
+    async def read_values(self, names: Iterable[str]) -> dict[str, Decoded]:
+        """Read and decode registers (one request per coalesced block); raises on failure."""
+        words: dict[str, list[int]] = {}
+        for block in plan_reads(self.profile, names):
+            words.update(await self.read_block(block))
+        return decode_words(self.profile, words)
+
+    async def write_value(
+        self, name: str, value: float, scale_factor: int | None = None
+    ) -> list[int]:
+        """Write an engineering value to a writable register; returns the words written.
+
+        Raises :class:`WriteRefused` for a register the profile does not mark writable or a
+        value outside its limits (callers clamp first).
+        """
+        spec = self.profile.registers.get(name)
+        if spec is None:
+            raise WriteRefused(f"profile {self.profile.name} has no register {name!r}")
+        if spec.writable is None:
+            raise WriteRefused(f"register {name!r} of {self.profile.name} is not writable")
+        if not spec.writable.min <= value <= spec.writable.max:
+            raise WriteRefused(
+                f"{name} = {value} outside [{spec.writable.min}, {spec.writable.max}]"
+            )
+        words = encode(self.profile, spec, value, scale_factor)
+        await self.link.write(self.unit_id, spec.address, words)
+        return words

@@ -1,0 +1,348 @@
+"""The core loop: polls every device on its interval, owns timing, retries and backoff.
+
+Quality of each value (``energy.samples.Quality``):
+
+- GOOD: decoded and within the profile's plausible range.
+- INVALID: the device answered but the value cannot be trusted: a short reply (fewer registers
+  than asked), an exception reply (illegal address/value, device failure), NaN, a value out of
+  range or a bad scale factor. The value is NaN.
+- STALE: no answer this time (timeout, lost link, busy after retries), and the last good value
+  is younger than ``stale_after_s`` (default three poll intervals): that value, flagged.
+- MISSING: no answer and no recent good value, or SunSpec "not implemented". The value is NaN.
+
+A device that fails ``dead_after`` polls in a row is backed off (exponentially, up to
+``backoff_max_s``), so a dead slave cannot stall an RS-485 bus; it is picked up again on the
+first poll that succeeds. No exception escapes the loop (STYLE.md item 9; evcc ``Site.Run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from energy.samples import Quality
+from modbus_gateway.config import DeviceConfig, GatewayConfig
+from modbus_gateway.driver import (
+    DeviceBusy,
+    DeviceTimeout,
+    Driver,
+    ExceptionReply,
+    Link,
+    LinkDown,
+    ModbusError,
+    ShortReply,
+    decode_words,
+)
+from modbus_gateway.plan import ReadBlock, plan_reads
+from modbus_gateway.profiles import Decoded, Profile, resolve_sunspec
+from modbus_gateway.spool import Sample
+from modbus_gateway.sunspec import NotSunSpec, discover, model_bases
+
+log = logging.getLogger(__name__)
+
+
+class Clock:
+    """Wall time for timestamps, monotonic time and sleep for scheduling (injectable)."""
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries and backoff of the core loop."""
+
+    busy_retries: int = 2  # extra attempts after exception 6
+    busy_backoff_s: float = 0.05  # first wait after busy, doubled per attempt
+    dead_after: int = 3  # failed polls in a row before backing off
+    backoff_max_s: float = 60.0
+    on_time_s: float = 0.1  # a poll that starts within this of its slot is on time
+
+
+@dataclass
+class DeviceRuntime:
+    """A configured device at run time: driver, read plan, last values and counters."""
+
+    config: DeviceConfig
+    profile: Profile
+    driver: Driver
+    channels: dict[str, str]  # register -> channel key
+    blocks: list[ReadBlock] = field(default_factory=list)
+    discovered: bool = False
+    values: dict[str, tuple[float | str, Quality, int]] = field(default_factory=dict)
+    last_good: dict[str, tuple[float | str, int]] = field(default_factory=dict)
+    failures: int = 0  # failed polls in a row
+    polls: int = 0
+    polls_on_time: int = 0
+    polls_failed: int = 0
+    requests: int = 0
+    status: str = "starting"
+    last_error: str = ""
+    next_due: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def stale_after_ns(self) -> int:
+        s = self.config.stale_after_s or 3 * self.config.poll_interval_s
+        return int(s * 1e9)
+
+
+class Gateway:
+    """Polls the devices of a site and hands sample batches to ``on_samples``.
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        Devices and buses.
+    on_samples : callable, optional
+        Receives the samples of each poll (e.g. :meth:`StoreAndForward.put`).
+    clock : Clock, optional
+        Injected time source.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        on_samples: Callable[[list[Sample]], None] | None = None,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+    ):
+        self.config = config
+        self.on_samples = on_samples
+        self.clock = clock or Clock()
+        self.policy = policy or RetryPolicy()
+        self.links: dict[str, Link] = {}
+        self.devices: dict[str, DeviceRuntime] = {}
+        for d in config.devices:
+            link = self._link_for(d)
+            prof = config.profiles[d.name]
+            rt = DeviceRuntime(
+                d, prof, Driver(link, config.unit_id(d), prof), config.channel_map(d)
+            )
+            if not prof.sunspec:
+                rt.blocks = plan_reads(prof, rt.channels)
+                rt.discovered = True
+            self.devices[d.name] = rt
+        self._stop = asyncio.Event()
+
+    def _link_for(self, d: DeviceConfig) -> Link:
+        if d.transport == "rtu":
+            assert d.bus is not None
+            key = f"rtu:{d.bus}"
+            if key not in self.links:
+                b = self.config.buses[d.bus]
+                self.links[key] = Link.rtu(
+                    b.port,
+                    b.baudrate,
+                    b.parity,
+                    b.stopbits,
+                    b.bytesize,
+                    b.timeout_s,
+                    b.inter_frame_pause_s,
+                )
+        else:
+            key = f"tcp:{d.host}:{d.port}"
+            if key not in self.links:
+                self.links[key] = Link.tcp(d.host, d.port, d.timeout_s)
+        return self.links[key]
+
+    @property
+    def channels(self) -> list[str]:
+        return [c for dev in self.devices.values() for c in dev.channels.values()]
+
+    # ------------------------------------------------------------------ one poll
+    async def _discover(self, dev: DeviceRuntime) -> None:
+        models = await discover(dev.driver.link, dev.driver.unit_id)
+        bases = model_bases(models)
+        missing = [m for m in dev.profile.sunspec_models if m not in bases]
+        if missing:
+            log.warning("%s: SunSpec models %s not found", dev.name, missing)
+        prof = resolve_sunspec(dev.profile, bases)
+        dev.driver.profile = prof
+        dev.blocks = plan_reads(prof, [r for r in dev.channels if r in prof.registers])
+        dev.discovered = True
+
+    async def _read(self, dev: DeviceRuntime, block: ReadBlock) -> dict[str, list[int]]:
+        for attempt in range(self.policy.busy_retries + 1):
+            try:
+                dev.requests += 1
+                return await dev.driver.read_block(block)
+            except DeviceBusy:
+                if attempt == self.policy.busy_retries:
+                    raise
+                await self.clock.sleep(self.policy.busy_backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def poll_once(self, dev: DeviceRuntime) -> list[Sample]:
+        """Read a device once; every channel gets a sample with a quality flag."""
+        ts_ns = self.clock.time_ns()  # request time
+        words: dict[str, list[int]] = {}
+        no_answer: set[str] = set()
+        invalid: dict[str, str] = {}
+        errors: list[str] = []
+        answered = False
+        if not dev.discovered:
+            try:
+                await self._discover(dev)
+            except (ModbusError, NotSunSpec) as exc:
+                errors.append(str(exc))
+                no_answer.update(dev.channels)
+        silent = False
+        for block in dev.blocks:
+            if silent:
+                no_answer.update(block.registers)
+                continue
+            try:
+                words.update(await self._read(dev, block))
+                answered = True
+            except (DeviceTimeout, LinkDown) as exc:
+                silent = True  # the device is not answering: do not wait on every block
+                no_answer.update(block.registers)
+                errors.append(str(exc))
+            except DeviceBusy as exc:
+                answered = True
+                no_answer.update(block.registers)
+                errors.append(str(exc))
+            except (ShortReply, ExceptionReply, ModbusError) as exc:
+                answered = True
+                for r in block.registers:
+                    invalid[r] = str(exc)
+                errors.append(str(exc))
+        decoded = decode_words(dev.driver.profile, words)
+        samples = []
+        for reg, channel in dev.channels.items():
+            d = decoded.get(reg)
+            if d is None:
+                if reg in no_answer or reg not in invalid:
+                    d = self._carry(dev, reg, ts_ns)
+                else:
+                    d = Decoded(math.nan, Quality.INVALID, invalid[reg])
+            value = d.value
+            if d.quality == Quality.GOOD:
+                dev.last_good[reg] = (value, ts_ns)
+            dev.values[reg] = (value, d.quality, ts_ns)
+            if not isinstance(value, str):
+                samples.append(Sample(channel, ts_ns, float(value), int(d.quality)))
+        ok = answered and not errors
+        dev.last_error = "; ".join(errors[-2:])
+        if answered:
+            dev.failures = 0
+            dev.status = "ok" if ok else "degraded"
+        else:
+            dev.failures += 1
+            dev.polls_failed += 1
+            dev.status = "backoff" if dev.failures >= self.policy.dead_after else "no reply"
+            if dev.profile.sunspec and dev.failures >= self.policy.dead_after:
+                dev.discovered = False  # rediscover: it may come back with another map
+                dev.blocks = []
+        return samples
+
+    def _carry(self, dev: DeviceRuntime, reg: str, ts_ns: int) -> Decoded:
+        last = dev.last_good.get(reg)
+        if last is not None and ts_ns - last[1] <= dev.stale_after_ns:
+            return Decoded(last[0], Quality.STALE, "last good value")
+        return Decoded(math.nan, Quality.MISSING, "no reply")
+
+    # ------------------------------------------------------------------ loop
+    def _interval(self, dev: DeviceRuntime) -> float:
+        base = dev.config.poll_interval_s
+        over = dev.failures - self.policy.dead_after
+        if over < 0:
+            return base
+        return min(self.policy.backoff_max_s, base * 2 ** (over + 1))
+
+    async def _device_loop(self, dev: DeviceRuntime, until: float | None) -> None:
+        clock = self.clock
+        dev.next_due = clock.monotonic()
+        while not self._stop.is_set():
+            now = clock.monotonic()
+            if until is not None and dev.next_due >= until:
+                return
+            if dev.next_due > now:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), dev.next_due - now)
+                    return
+                except TimeoutError:
+                    pass
+            start = clock.monotonic()
+            dev.polls += 1
+            if start - dev.next_due <= self.policy.on_time_s:
+                dev.polls_on_time += 1
+            try:
+                samples = await self.poll_once(dev)
+            except Exception as exc:  # never let one device stop the gateway
+                log.exception("%s: poll failed", dev.name)
+                dev.last_error = f"{type(exc).__name__}: {exc}"
+                dev.status = "error"
+                ts_ns = clock.time_ns()
+                samples = [
+                    Sample(c, ts_ns, math.nan, int(Quality.MISSING)) for c in dev.channels.values()
+                ]
+            if samples and self.on_samples is not None:
+                try:
+                    self.on_samples(samples)
+                except Exception:
+                    log.exception("%s: sample consumer failed", dev.name)
+            interval = self._interval(dev)
+            dev.next_due += interval
+            now = clock.monotonic()
+            if dev.next_due < now:  # overran: skip the missed slots, keep the grid
+                missed = math.ceil((now - dev.next_due) / interval)
+                dev.next_due += missed * interval
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Poll every device until :meth:`stop` (or for ``duration_s`` seconds)."""
+        self._stop.clear()
+        until = None if duration_s is None else self.clock.monotonic() + duration_s
+        tasks = [
+            asyncio.create_task(self._device_loop(d, until), name=f"poll:{d.name}")
+            for d in self.devices.values()
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+
+    def status_rows(self) -> list[dict[str, object]]:
+        """One row per device for the live table: status, errors and last values."""
+        rows = []
+        for dev in self.devices.values():
+            rows.append(
+                {
+                    "device": dev.name,
+                    "status": dev.status,
+                    "polls": dev.polls,
+                    "on_time_pct": 100.0 * dev.polls_on_time / dev.polls if dev.polls else 0.0,
+                    "values": {r: (v, q) for r, (v, q, _) in dev.values.items()},
+                    "error": dev.last_error,
+                }
+            )
+        return rows
+
+
+def samples_by_channel(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
+    for s in samples:
+        out.setdefault(s.channel, []).append(s)
+    return out

@@ -1,0 +1,424 @@
+"""Device profiles as data: one YAML file per device model, validated with pydantic.
+
+A profile names every register the gateway reads or writes: address (0-based), function code
+(3 holding / 4 input), type, word and byte order, scale (a fixed multiplier or a SunSpec scale
+factor register), sign (to our convention: positive = import/consumption), unit, a plausible range,
+and which registers are writable with their limits. One generic driver reads any profile
+(STYLE.md items 8 and 9; evcc ``templates/definition/meter/*.yaml``).
+
+Shipped profiles live in ``modbus_gateway/profiles/*.yaml``; a user adds a model by writing a
+YAML file with the same schema and passing its path wherever a profile name is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from energy.errors import NoaberError
+from energy.errors import ValidationError as NoaberValidationError
+from energy.samples import Quality
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+RegType = Literal[
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "float32",
+    "int64",
+    "uint64",
+    "float64",
+    "string",
+    "sunssf",
+]
+Order = Literal["big", "little"]
+
+#: Number of 16-bit registers per type (strings give their length explicitly).
+TYPE_WORDS: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "sunssf": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+_STRUCT = {
+    "int16": "h",
+    "sunssf": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "float32": "f",
+    "int64": "q",
+    "uint64": "Q",
+    "float64": "d",
+}
+#: SunSpec "not implemented" raw values per type (SunSpec Information Model Specification, 4.3).
+SUNSPEC_NOT_IMPLEMENTED: dict[str, int] = {
+    "int16": 0x8000,
+    "sunssf": 0x8000,
+    "uint16": 0xFFFF,
+    "int32": 0x80000000,
+    "uint32": 0xFFFFFFFF,
+    "int64": 0x8000000000000000,
+    "uint64": 0xFFFFFFFFFFFFFFFF,
+}
+#: Maximum registers in one read request (Modbus Application Protocol V1.1b3, 6.3: 125).
+MODBUS_MAX_READ = 125
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WritableSpec(_Strict):
+    """Limits of a writable register, in engineering units (after scale and sign)."""
+
+    min: float
+    max: float
+    ramp_per_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> WritableSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+class RegisterSpec(_Strict):
+    """One register (or a group of registers holding one value)."""
+
+    address: int = Field(ge=0, le=65535)
+    function: Literal[3, 4] = 3
+    type: RegType = "uint16"
+    length: int | None = Field(default=None, ge=1, le=125)  # words, for strings
+    word_order: Order | None = None
+    byte_order: Order | None = None
+    scale: float = 1.0
+    scale_register: str | None = None
+    sign: Literal[1, -1] = 1
+    unit: str = ""
+    valid_min: float | None = None
+    valid_max: float | None = None
+    writable: WritableSpec | None = None
+    model: int | None = None  # SunSpec model id: address is then the offset in the model's data
+    sim_value: float | str | None = None  # constant the simulator serves when it has no model
+
+    @property
+    def words(self) -> int:
+        if self.type == "string":
+            return self.length or 1
+        return TYPE_WORDS[self.type]
+
+    @model_validator(mode="after")
+    def _check(self) -> RegisterSpec:
+        if self.type == "string" and self.length is None:
+            raise ValueError("a string register needs length (in registers)")
+        if self.type != "string" and self.length is not None:
+            raise ValueError(f"length is only for strings, not for {self.type}")
+        if self.address + self.words > 65536:
+            raise ValueError("address + length runs past 65535")
+        if self.writable is not None and self.function != 3:
+            raise ValueError("only holding registers (function 3) can be writable")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+
+class WriteStep(_Strict):
+    """A fixed value (engineering units) written to a register (YAML key ``register``)."""
+
+    reg: str = Field(alias="register")
+    value: float
+
+
+class WatchdogSpec(_Strict):
+    """Keeps the device's communication watchdog alive.
+
+    ``mode: value`` writes ``value`` (e.g. the Quasar idle timeout in s) every ``refresh_s``;
+    ``mode: counter`` increments the register (SunSpec controller heartbeat).
+    """
+
+    reg: str = Field(alias="register")
+    mode: Literal["value", "counter"] = "value"
+    value: float = 0
+    refresh_s: float = Field(gt=0)
+
+
+class ControlSpec(_Strict):
+    """How to command the device's power: control mode first, setpoint, watchdog, safe default."""
+
+    setpoint: str  # writable register receiving the power setpoint [W, our sign]
+    enable: list[WriteStep] = []  # written in order before the first setpoint (control mode)
+    watchdog: WatchdogSpec | None = None
+    setpoint_refresh_s: float | None = Field(default=None, gt=0)
+    #: If set, the setpoint register takes % of this register's value [W] instead of W.
+    setpoint_percent_of: str | None = None
+    safe_default: list[WriteStep] = []  # written in order on shutdown or lost schedule
+
+
+class ReadableRange(_Strict):
+    """Addresses ``[start, end)`` of one function code that read without error as one block."""
+
+    function: Literal[3, 4]
+    start: int = Field(ge=0, le=65535)
+    end: int = Field(ge=1, le=65536)
+
+
+class Profile(_Strict):
+    """A device model: its registers and how to control it."""
+
+    name: str
+    description: str = ""
+    kind: Literal["meter", "battery", "charger", "inverter", "storage", "generic"] = "generic"
+    default_unit_id: int = Field(default=1, ge=0, le=255)
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    max_read_count: int = Field(default=MODBUS_MAX_READ, ge=1, le=MODBUS_MAX_READ)
+    sunspec: bool = False
+    sunspec_models: list[int] = []
+    readable_ranges: list[ReadableRange] = []
+    registers: dict[str, RegisterSpec]
+    control: ControlSpec | None = None
+
+    @model_validator(mode="after")
+    def _refs(self) -> Profile:
+        regs = self.registers
+        for name, r in regs.items():
+            if r.scale_register is not None:
+                sf = regs.get(r.scale_register)
+                if sf is None:
+                    raise ValueError(
+                        f"registers.{name}.scale_register: no register {r.scale_register!r}"
+                    )
+                if sf.type != "sunssf":
+                    raise ValueError(
+                        f"registers.{name}.scale_register: {r.scale_register!r} must be sunssf"
+                    )
+            if r.model is not None and r.model not in self.sunspec_models:
+                raise ValueError(f"registers.{name}.model: {r.model} not in sunspec_models")
+        if self.control is not None:
+            c = self.control
+            refs = [("control.setpoint", c.setpoint)]
+            refs += [(f"control.enable[{i}]", s.reg) for i, s in enumerate(c.enable)]
+            refs += [(f"control.safe_default[{i}]", s.reg) for i, s in enumerate(c.safe_default)]
+            if c.watchdog is not None:
+                refs.append(("control.watchdog", c.watchdog.reg))
+            if c.setpoint_percent_of is not None and c.setpoint_percent_of not in regs:
+                raise ValueError(
+                    f"control.setpoint_percent_of: no register {c.setpoint_percent_of!r}"
+                )
+            for where, ref in refs:
+                if ref not in regs:
+                    raise ValueError(f"{where}: no register {ref!r}")
+                if regs[ref].writable is None:
+                    raise ValueError(f"{where}: register {ref!r} is not writable")
+        return self
+
+    def words_of(self, spec: RegisterSpec) -> tuple[Order, Order]:
+        """Word and byte order of a register (its own, else the profile's)."""
+        return spec.word_order or self.word_order, spec.byte_order or self.byte_order
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top)"
+
+
+def parse_profile(data: object, source: str) -> Profile:
+    """Validate a profile document; errors name the file and the path inside it."""
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = _where(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise NoaberValidationError(
+            f"{msg} (got {err.get('input')!r})" if err["type"] != "value_error" else msg,
+            source,
+            loc,
+        ) from None
+
+
+def load_profile(path: Path | str) -> Profile:
+    """Load and validate one profile YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else None
+        raise NoaberValidationError(f"not valid YAML: {exc}", str(path), line) from None
+    if not isinstance(data, dict):
+        raise NoaberValidationError("a profile must be a mapping", str(path))
+    return parse_profile(data, str(path))
+
+
+@cache
+def shipped_profiles() -> dict[str, Profile]:
+    """Every profile shipped in ``modbus_gateway/profiles/``, by name."""
+    out = {}
+    for p in sorted(PROFILE_DIR.glob("*.yaml")):
+        prof = load_profile(p)
+        out[prof.name] = prof
+    return out
+
+
+def get_profile(name_or_path: str, base_dir: Path | None = None) -> Profile:
+    """A shipped profile by name, or a user's profile by path (relative to ``base_dir``)."""
+    shipped = shipped_profiles()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    p = Path(name_or_path)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    if p.suffix in {".yaml", ".yml"} and p.is_file():
+        return load_profile(p)
+    raise NoaberError(
+        f"unknown profile {name_or_path!r}: not a shipped profile ({', '.join(sorted(shipped))}) "
+        "nor a YAML file"
+    )
+
+
+# --------------------------------------------------------------------------- decode / encode
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded value in engineering units and our sign convention, with its quality."""
+
+    value: float | str
+    quality: Quality
+    reason: str = ""
+
+
+def words_to_bytes(words: Sequence[int], word_order: Order, byte_order: Order) -> bytes:
+    """Registers to a big-endian byte string, undoing the device's word and byte order."""
+    ws = list(words) if word_order == "big" else list(reversed(words))
+    if byte_order == "big":
+        return b"".join(w.to_bytes(2, "big") for w in ws)
+    return b"".join(w.to_bytes(2, "little") for w in ws)
+
+
+def bytes_to_words(data: bytes, word_order: Order, byte_order: Order) -> list[int]:
+    """Inverse of :func:`words_to_bytes`."""
+    bo: Literal["big", "little"] = "big" if byte_order == "big" else "little"
+    ws = [int.from_bytes(data[i : i + 2], bo) for i in range(0, len(data), 2)]
+    return ws if word_order == "big" else list(reversed(ws))
+
+
+def raw_value(profile: Profile, spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
+    """The raw (unscaled) value of a register from its words."""
+    wo, bo = profile.words_of(spec)
+    data = words_to_bytes(words, wo, bo)
+    if spec.type == "string":
+        return data.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
+    return struct.unpack(">" + _STRUCT[spec.type], data)[0]
+
+
+def decode(
+    profile: Profile,
+    spec: RegisterSpec,
+    words: Sequence[int],
+    scale_factor: int | None = None,
+) -> Decoded:
+    """Decode a register's words to engineering units with a quality flag.
+
+    A SunSpec "not implemented" value is MISSING; NaN or infinity, a value outside
+    ``[valid_min, valid_max]`` or a missing/invalid scale factor is INVALID. The value of a
+    non-GOOD result is NaN, never a number that could be mistaken for a measurement.
+
+    Parameters
+    ----------
+    scale_factor : int, optional
+        The decoded SunSpec scale factor (power of ten) when ``spec.scale_register`` is set.
+    """
+    if len(words) != spec.words:
+        return Decoded(math.nan, Quality.INVALID, f"got {len(words)} registers, need {spec.words}")
+    if spec.type == "string":
+        return Decoded(str(raw_value(profile, spec, words)), Quality.GOOD)
+    raw = raw_value(profile, spec, words)
+    assert not isinstance(raw, str)
+    if profile.sunspec and spec.type in SUNSPEC_NOT_IMPLEMENTED:
+        wo, bo = profile.words_of(spec)
+        unsigned = int.from_bytes(words_to_bytes(words, wo, bo), "big")
+        if unsigned == SUNSPEC_NOT_IMPLEMENTED[spec.type]:
+            return Decoded(math.nan, Quality.MISSING, "not implemented")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        if profile.sunspec and math.isnan(raw):
+            return Decoded(math.nan, Quality.MISSING, "not implemented (NaN)")
+        return Decoded(math.nan, Quality.INVALID, f"not finite: {raw}")
+    value = float(raw) * spec.scale
+    if spec.scale_register is not None:
+        if scale_factor is None or not -10 <= scale_factor <= 10:
+            return Decoded(math.nan, Quality.INVALID, f"bad scale factor {scale_factor}")
+        value *= 10.0**scale_factor
+    value = value * spec.sign + 0.0  # + 0.0 turns -0.0 into 0.0
+    if (spec.valid_min is not None and value < spec.valid_min) or (
+        spec.valid_max is not None and value > spec.valid_max
+    ):
+        return Decoded(math.nan, Quality.INVALID, f"out of range: {value}")
+    return Decoded(value, Quality.GOOD)
+
+
+def encode(
+    profile: Profile, spec: RegisterSpec, value: float, scale_factor: int | None = None
+) -> list[int]:
+    """Engineering value (our sign) to the register words; rounds to the register's resolution."""
+    if spec.type == "string":
+        raise NoaberError("writing strings is not supported")
+    raw = value * spec.sign / spec.scale
+    if spec.scale_register is not None:
+        if scale_factor is None:
+            raise NoaberError(f"scale factor {spec.scale_register} unknown")
+        raw /= 10.0**scale_factor
+    code = _STRUCT[spec.type]
+    if code in "fd":
+        data = struct.pack(">" + code, raw)
+    else:
+        iv = round(raw)
+        try:
+            data = struct.pack(">" + code, iv)
+        except struct.error:
+            raise NoaberError(f"value {value} does not fit {spec.type}") from None
+    wo, bo = profile.words_of(spec)
+    return bytes_to_words(data, wo, bo)
+
+
+def resolve_sunspec(profile: Profile, model_bases: dict[int, int]) -> Profile:
+    """A copy of a SunSpec profile with absolute addresses.
+
+    ``model_bases`` maps a model id to the address of its first data register (after ID and L),
+    as found by discovery. Registers of models the device does not have are dropped.
+    """
+    regs = {}
+    for name, r in profile.registers.items():
+        if r.model is None:
+            regs[name] = r
+        elif r.model in model_bases:
+            regs[name] = r.model_copy(update={"address": model_bases[r.model] + r.address})
+    # drop registers whose scale register disappeared with its model
+    regs = {n: r for n, r in regs.items() if r.scale_register is None or r.scale_register in regs}
+    ctrl = profile.control
+    if ctrl is not None:
+        needed = [ctrl.setpoint, *(s.reg for s in ctrl.enable + ctrl.safe_default)]
+        if ctrl.watchdog is not None:
+            needed.append(ctrl.watchdog.reg)
+        if any(n not in regs for n in needed):
+            ctrl = None
+    return profile.model_copy(update={"registers": regs, "control": ctrl})

@@ -1,0 +1,542 @@
+"""Simulated Modbus devices for every shipped profile, served by pymodbus on 127.0.0.1.
+
+Each :class:`SimulatedDevice` holds the registers of one profile and a small physical model
+chosen by the profile's ``kind`` (a meter whose net power follows a PV day curve, a battery
+whose SoC follows the written setpoints, a V2G charger with a car plugged in, a SunSpec storage
+system with heartbeat and revert timer). The clock and the random generator are injected, so
+one seed replays a run exactly (STYLE.md item 12).
+
+Faults (:class:`~modbus_gateway.config.FaultSpec`) are injected per request: ``timeout`` (no
+reply at all), ``busy`` (exception 6), ``exception`` (any code), ``short`` (one register fewer
+than asked, sent as a normal reply), ``garbage`` (0xFFFF in every word: NaN for floats,
+"not implemented" for SunSpec, out of range elsewhere) and ``disconnect`` (the TCP connection
+is closed, no reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+
+from modbus_gateway.config import FaultSpec, GatewayConfig
+from modbus_gateway.profiles import Profile, decode, encode, resolve_sunspec
+
+log = logging.getLogger(__name__)
+
+SUNSPEC_BASE = 40000
+SUNSPEC_MODEL_LEN = {1: 66, 802: 62, 124: 24}
+SUNS_MARKER = [0x5375, 0x6E53]  # "SunS"
+
+
+class Silence(Exception):
+    """The device does not answer this request."""
+
+
+@dataclass
+class WriteRecord:
+    """A register write seen by the simulator."""
+
+    t: float  # simulator clock [s]
+    address: int
+    words: list[int]
+    name: str | None
+
+
+def sunspec_layout(
+    base: int = SUNSPEC_BASE, models: Iterable[int] = (1, 802, 124)
+) -> dict[int, int]:
+    """Data start address of each model in the simulator's SunSpec map."""
+    out = {}
+    addr = base + 2
+    for m in models:
+        out[m] = addr + 2
+        addr += 2 + SUNSPEC_MODEL_LEN[m]
+    return out
+
+
+@dataclass
+class SimulatedDevice:
+    """Registers of one profile plus a physical model, faults and a write log.
+
+    Parameters
+    ----------
+    profile : Profile
+        The device model; SunSpec profiles are laid out at 40000 with models 1, 802, 124.
+    clock : callable
+        Seconds, monotonic (injected for deterministic runs).
+    rng : random.Random
+        Drives noise and fault probabilities.
+    """
+
+    profile: Profile
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    faults: list[FaultSpec] = field(default_factory=list)
+    time_of_day_s: float | None = None  # PV curve phase at start; None: 12:00
+    frozen: bool = False  # True: the physical model does not advance (values stay put)
+
+    def __post_init__(self) -> None:
+        self.t0 = self.clock()
+        self.words: dict[tuple[str, int], int] = {}
+        self.writable: set[int] = set()
+        self.write_log: list[WriteRecord] = []
+        self.requests = 0
+        self.on_disconnect: Callable[[], None] | None = None
+        if self.profile.sunspec:
+            bases = sunspec_layout()
+            self.base_profile = self.profile
+            self.profile = resolve_sunspec(self.profile, bases)
+            end = SUNSPEC_BASE + 2
+            self.words[("h", SUNSPEC_BASE)] = SUNS_MARKER[0]
+            self.words[("h", SUNSPEC_BASE + 1)] = SUNS_MARKER[1]
+            for m, data in bases.items():
+                self.words[("h", data - 2)] = m
+                self.words[("h", data - 1)] = SUNSPEC_MODEL_LEN[m]
+                for a in range(data, data + SUNSPEC_MODEL_LEN[m]):
+                    self.words[("h", a)] = 0
+                end = data + SUNSPEC_MODEL_LEN[m]
+            self.words[("h", end)] = 0xFFFF
+            self.words[("h", end + 1)] = 0
+        self.name_at: dict[tuple[str, int], str] = {}
+        for name, spec in self.profile.registers.items():
+            table = "i" if spec.function == 4 else "h"
+            for a in range(spec.address, spec.address + spec.words):
+                self.words.setdefault((table, a), 0)
+                self.name_at[(table, a)] = name
+                if spec.writable is not None:
+                    self.writable.add(a)
+        self.state: dict[str, float] = {}
+        self.last_t = self.clock()
+        self.model = MODELS.get(self.profile.kind, _generic_model)
+        self.model(self, 0.0, True)
+
+    # ---------------------------------------------------------------- values by name
+    def _sf(self, name: str) -> int | None:
+        spec = self.profile.registers[name]
+        if spec.scale_register is None:
+            return None
+        return int(self.get(spec.scale_register))
+
+    def set(self, name: str, value: float | str) -> None:
+        """Store an engineering value (our sign) in a register, if the profile has it."""
+        spec = self.profile.registers.get(name)
+        if spec is None:
+            return
+        if spec.type == "string":
+            data = str(value).encode()[: spec.words * 2].ljust(spec.words * 2, b"\0")
+            words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+        else:
+            words = encode(self.profile, spec, float(value), self._sf(name))
+        self.set_words(name, words)
+
+    def set_words(self, name: str, words: list[int]) -> None:
+        spec = self.profile.registers[name]
+        table = "i" if spec.function == 4 else "h"
+        for i, w in enumerate(words):
+            self.words[(table, spec.address + i)] = w & 0xFFFF
+
+    def get(self, name: str) -> float:
+        """The engineering value of a register (NaN if not decodable)."""
+        spec = self.profile.registers[name]
+        table = "i" if spec.function == 4 else "h"
+        words = [self.words[(table, spec.address + i)] for i in range(spec.words)]
+        d = decode(self.profile, spec, words, self._sf(name) if spec.scale_register else None)
+        return float(d.value) if not isinstance(d.value, str) else math.nan
+
+    def has(self, name: str) -> bool:
+        return name in self.profile.registers
+
+    # ---------------------------------------------------------------- requests
+    def _active_fault(self) -> FaultSpec | None:
+        t = self.clock() - self.t0
+        for f in self.faults:
+            if t < f.start_s or (f.duration_s is not None and t >= f.start_s + f.duration_s):
+                continue
+            if f.probability >= 1.0 or self.rng.random() < f.probability:
+                return f
+        return None
+
+    def _step(self) -> None:
+        if self.frozen:
+            return
+        now = self.clock()
+        dt = max(0.0, now - self.last_t)
+        self.last_t = now
+        self.model(self, dt, False)
+
+    def _fault_reply(self) -> ExcCodes | str | None:
+        f = self._active_fault()
+        if f is None:
+            return None
+        if f.kind == "timeout":
+            raise Silence()
+        if f.kind == "disconnect":
+            if self.on_disconnect is not None:
+                self.on_disconnect()
+            raise Silence()
+        if f.kind == "busy":
+            return ExcCodes.DEVICE_BUSY
+        if f.kind == "exception":
+            try:
+                return ExcCodes(f.code)
+            except ValueError:
+                return ExcCodes.DEVICE_FAILURE
+        return f.kind  # "short" / "garbage": shape the reply
+
+    def read(self, function: int, address: int, count: int) -> list[int] | ExcCodes:
+        """Serve a read of ``count`` registers (function 3 or 4)."""
+        self.requests += 1
+        fault = self._fault_reply()
+        if isinstance(fault, ExcCodes):
+            return fault
+        table = "i" if function == 4 else "h"
+        if any((table, a) not in self.words for a in range(address, address + count)):
+            return ExcCodes.ILLEGAL_ADDRESS
+        self._step()
+        regs = [self.words[(table, a)] for a in range(address, address + count)]
+        if fault == "short":
+            return regs[:-1]
+        if fault == "garbage":
+            return [0xFFFF] * count
+        return regs
+
+    def write(self, function: int, address: int, values: list[int]) -> ExcCodes | None:
+        """Serve a write (function 6 or 16): only writable registers."""
+        self.requests += 1
+        fault = self._fault_reply()
+        if isinstance(fault, ExcCodes):
+            return fault
+        if any(a not in self.writable for a in range(address, address + len(values))):
+            return ExcCodes.ILLEGAL_ADDRESS
+        self._step()
+        name = self.name_at.get(("h", address))
+        spec = self.profile.registers[name] if name else None
+        if spec is not None and spec.words == len(values) and spec.writable is not None:
+            d = decode(
+                self.profile, spec, values, self._sf(name) if name and spec.scale_register else None
+            )
+            if d.quality != 0 or not (spec.writable.min <= float(d.value) <= spec.writable.max):
+                return ExcCodes.ILLEGAL_VALUE
+        for i, w in enumerate(values):
+            self.words[("h", address + i)] = int(w) & 0xFFFF
+        self.write_log.append(WriteRecord(self.clock(), address, list(values), name))
+        self.state["last_write_t"] = self.clock()
+        if name is not None:
+            self.state[f"written_t:{name}"] = self.clock()
+        self.model(self, 0.0, False)
+        return None
+
+    def writes_to(self, name: str) -> list[WriteRecord]:
+        return [w for w in self.write_log if w.name == name]
+
+
+# -------------------------------------------------------------------- physical models
+
+
+def _pv_w(dev: SimulatedDevice, peak_w: float) -> float:
+    tod = (
+        (dev.time_of_day_s if dev.time_of_day_s is not None else 43200.0) + dev.clock() - dev.t0
+    ) % 86400
+    return peak_w * max(0.0, math.sin(math.pi * (tod - 6 * 3600) / (12 * 3600)))
+
+
+def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """Net power at a connection = building load - PV (positive = import)."""
+    st = dev.state
+    if init:
+        st.update(import_wh=1_234_000.0, export_wh=567_000.0)
+    t = dev.clock() - dev.t0
+    load_w = 1800 + 400 * math.sin(2 * math.pi * t / 600) + dev.rng.gauss(0, 30)
+    net_w = load_w - _pv_w(dev, 4000)
+    if net_w >= 0:
+        st["import_wh"] += net_w * dt / 3600
+    else:
+        st["export_wh"] += -net_w * dt / 3600
+    phases = [n for n in ("1", "2", "3") if dev.has(f"power_l{n}_w")]
+    for n in phases:
+        v = 230 + dev.rng.gauss(0, 0.5)
+        p = net_w / len(phases)
+        dev.set(f"voltage_l{n}_v", v)
+        dev.set(f"current_l{n}_a", p / v)
+        dev.set(f"power_l{n}_w", p)
+    if dev.has("voltage_v"):
+        v = 230 + dev.rng.gauss(0, 0.5)
+        dev.set("voltage_v", v)
+        dev.set("current_a", net_w / v)
+    dev.set("power_w", net_w)
+    dev.set("frequency_hz", 50 + dev.rng.gauss(0, 0.01))
+    dev.set("energy_import_wh", round(st["import_wh"], -1))
+    dev.set("energy_export_wh", round(st["export_wh"], -1))
+
+
+def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """ESS: the battery covers what the grid setpoint leaves; SoC integrates battery power."""
+    st = dev.state
+    if init:
+        st.update(soc=55.0, capacity_wh=10_000.0)
+        dev.set("grid_setpoint_w", 0)
+    t = dev.clock() - dev.t0
+    net_w = 1500 + 300 * math.sin(2 * math.pi * t / 600) - _pv_w(dev, 3000)
+    setpoint = dev.get("grid_setpoint_w")
+    battery_w = max(-5000.0, min(5000.0, setpoint - net_w))  # + = charging
+    if (st["soc"] >= 100 and battery_w > 0) or (st["soc"] <= 0 and battery_w < 0):
+        battery_w = 0.0
+    st["soc"] = min(100.0, max(0.0, st["soc"] + battery_w * dt / st["capacity_wh"] * 100))
+    v = 52.0 + (st["soc"] - 50) * 0.04
+    dev.set("battery_voltage_v", v)
+    dev.set("battery_current_a", battery_w / v)
+    dev.set("battery_power_w", battery_w)
+    dev.set("soc_pct", round(st["soc"]))
+    dev.set("battery_state", 1 if battery_w > 0 else (2 if battery_w < 0 else 0))
+    dev.set("grid_power_l1_w", net_w + battery_w)
+
+
+def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """Wallbox Quasar with a car plugged in: in remote mode the power follows the setpoint.
+
+    The Modbus idle timeout (register 88) hands control back to the user (register 81 = 0)
+    when no write arrives for that many seconds.
+    """
+    st = dev.state
+    if init:
+        st.update(ev_soc=40.0, capacity_wh=40_000.0, started=0.0)
+        dev.set("charger_state", 1)  # connected, waiting
+        dev.set("ev_soc_pct", 40)
+    now = dev.clock()
+    timeout = dev.get("modbus_idle_timeout_s")
+    remote = dev.get("control_mode") == 1
+    if remote and timeout > 0 and now - st.get("last_write_t", now) > timeout:
+        dev.set("control_mode", 0)
+        dev.set("power_setpoint_w", 0)
+        st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
+        remote = False
+    if dev.get("action") == 1:
+        st["started"] = 1.0
+    elif dev.get("action") == 2:
+        st["started"] = 0.0
+    power = dev.get("power_setpoint_w") if remote and st["started"] else 0.0
+    if (st["ev_soc"] >= 100 and power > 0) or (st["ev_soc"] <= 5 and power < 0):
+        power = 0.0
+    st["ev_soc"] = min(100.0, max(0.0, st["ev_soc"] + power * dt / st["capacity_wh"] * 100))
+    dev.set("power_w", power)
+    dev.set("ev_soc_pct", round(st["ev_soc"]))
+    dev.set("charger_state", 2 if power > 0 else (3 if power < 0 else 1))
+
+
+def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """SunSpec storage: model 124 rate control with revert timer, 802 heartbeat and SoC."""
+    st = dev.state
+    if init:
+        st.update(soc=60.0, hb=0.0)
+        for sf, v in {
+            "WHRtg_SF": 1, "SoC_SF": -1, "SoH_SF": 0, "V_SF": -1, "A_SF": -1, "W_SF": 0,
+            "WChaMax_SF": 0, "ChaState_SF": -1, "InOutWRte_SF": -1,
+        }.items():  # fmt: skip
+            dev.set(sf, v)
+        dev.set("manufacturer", "Noaber")
+        dev.set("device_model", "SimStorage 10")
+        dev.set("serial_number", "SIM-0001")
+        dev.set("capacity_wh", 10_000)
+        dev.set("soh_pct", 98)
+        dev.set("max_charge_w", 5000)
+        dev.set("revert_timeout_s", 0)
+        if dev.has("dod_pct"):
+            dev.set_words("dod_pct", [0xFFFF])  # not implemented
+        st["ctrl_hb"] = dev.get("controller_heartbeat")
+        st["ctrl_hb_t"] = dev.clock()
+    now = dev.clock()
+    st["hb"] = (st["hb"] + dt) % 65535
+    dev.set("battery_heartbeat", int(st["hb"]))
+    hb = dev.get("controller_heartbeat")
+    if hb != st["ctrl_hb"]:
+        st["ctrl_hb"], st["ctrl_hb_t"] = hb, now
+    mode: int = int(dev.get("storage_control_mode"))
+    rvrt = dev.get("revert_timeout_s")
+    last_sp = st.get("written_t:discharge_rate_pct", -math.inf)
+    expired = rvrt > 0 and (now - last_sp > rvrt or now - st["ctrl_hb_t"] > rvrt)
+    if mode and expired:
+        dev.set("storage_control_mode", 0)
+        dev.set("discharge_rate_pct", 0)
+        st["reverted"] = st.get("reverted", 0) + 1
+        mode = 0
+    power: float = 0.0  # + = charging (our convention)
+    if mode:
+        power = dev.get("discharge_rate_pct") / 100 * dev.get("max_charge_w")
+        if (not mode & 1 and power > 0) or (not mode & 2 and power < 0):
+            power = 0.0
+    if (st["soc"] >= 100 and power > 0) or (st["soc"] <= 0 and power < 0):
+        power = 0.0
+    st["soc"] = min(100.0, max(0.0, st["soc"] + power * dt / 10_000 * 100))
+    volt_v = 400 + (st["soc"] - 50) * 0.5
+    dev.set("soc_pct", round(st["soc"], 1))
+    dev.set("charge_state_pct", round(st["soc"], 1))
+    dev.set("voltage_v", volt_v)
+    dev.set("current_a", power / volt_v)
+    dev.set("power_w", power)
+    dev.set("charge_status", 4 if power > 0 else (3 if power < 0 else 2))
+    dev.set("battery_state", 2)
+
+
+def _generic_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """A profile without a model serves its registers' ``sim_value`` (user profiles)."""
+    if init:
+        for name, spec in dev.profile.registers.items():
+            if spec.sim_value is not None:
+                dev.set(name, spec.sim_value)
+
+
+MODELS: dict[str, Callable[[SimulatedDevice, float, bool], None]] = {
+    "meter": _meter_model,
+    "battery": _victron_model,
+    "charger": _charger_model,
+    "storage": _storage_model,
+}
+
+
+# -------------------------------------------------------------------- pymodbus server glue
+
+
+class SimContext(ModbusServerContext):
+    """A pymodbus server context that serves :class:`SimulatedDevice` objects by unit id."""
+
+    def __init__(self, devices: dict[int, SimulatedDevice]):  # deliberately no super().__init__
+        self.sim = devices
+        self._devices = {}
+        self.simdevices = []
+        self.old_simulator = True  # pymodbus then calls our async_getValues/async_setValues
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
+
+    def _device(self, device_id: int) -> SimulatedDevice:
+        dev = self.sim.get(device_id)
+        if dev is None:
+            raise NoSuchIdException(f"no unit {device_id}")  # silence on a bus
+        return dev
+
+    async def async_getValues(self, device_id, func_code, address, count=1):
+        dev = self._device(device_id)
+        try:
+            if func_code in (6, 16, 22, 23):  # the echo after a write: no new fault roll
+                return [dev.words.get(("h", a), 0) for a in range(address, address + count)]
+            return dev.read(func_code, address, count)
+        except Silence:
+            raise NoSuchIdException("silence") from None
+
+    async def async_setValues(self, device_id, func_code, address, values):
+        dev = self._device(device_id)
+        try:
+            return dev.write(func_code, address, list(values))
+        except Silence:
+            raise NoSuchIdException("silence") from None
+
+    def device_ids(self):
+        return list(self.sim)
+
+
+class SimServer:
+    """A Modbus TCP server (or RTU server on a serial port) for simulated devices.
+
+    ``port=0`` picks a free port; :attr:`port` holds the one bound after :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        devices: dict[int, SimulatedDevice],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        serial_port: str | None = None,
+        baudrate: int = 9600,
+    ):
+        self.devices = devices
+        self.host = host
+        self.port = port
+        self.serial_port = serial_port
+        self.baudrate = baudrate
+        self.context = SimContext(devices)
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
+        for dev in devices.values():
+            dev.on_disconnect = self.drop_connections
+
+    async def start(self) -> SimServer:
+        if self.serial_port is not None:
+            self.server = ModbusSerialServer(
+                self.context,
+                framer=FramerType.RTU,
+                port=self.serial_port,
+                baudrate=self.baudrate,
+                ignore_missing_devices=True,
+            )
+        else:
+            self.server = ModbusTcpServer(
+                self.context, address=(self.host, self.port), ignore_missing_devices=True
+            )
+        self.context.server = self.server
+        await self.server.serve_forever(background=True)
+        if self.serial_port is None:
+            transport = self.server.transport
+            self.port = transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    def drop_connections(self) -> None:
+        """Close every client connection (the ``disconnect`` fault)."""
+        if self.server is None:
+            return
+        for conn in list(self.server.active_connections.values()):
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.drop_connections()
+            await self.server.shutdown()
+            self.server = None
+            await asyncio.sleep(0)
+
+
+def device_from_config(
+    cfg: GatewayConfig, name: str, clock: Callable[[], float] = time.monotonic
+) -> SimulatedDevice:
+    """A simulated device for a configured device, with its faults and seed."""
+    dev_cfg = next(d for d in cfg.devices if d.name == name)
+    return SimulatedDevice(
+        cfg.profiles[name],
+        clock=clock,
+        rng=random.Random(dev_cfg.seed),
+        faults=list(dev_cfg.faults),
+    )
+
+
+async def serve_config(
+    cfg: GatewayConfig, clock: Callable[[], float] = time.monotonic
+) -> tuple[list[SimServer], dict[str, SimulatedDevice]]:
+    """Start simulators for every device of a site: one TCP server per host:port, one RTU
+    server per bus (several unit ids each). Returns the servers and the devices by name."""
+    devices = {d.name: device_from_config(cfg, d.name, clock) for d in cfg.devices}
+    groups: dict[tuple[str, str | int], dict[int, SimulatedDevice]] = {}
+    for d in cfg.devices:
+        key: tuple[str, str | int] = ("rtu", d.bus) if d.transport == "rtu" else (d.host, d.port)  # type: ignore[assignment]
+        unit = cfg.unit_id(d)
+        group = groups.setdefault(key, {})
+        if unit in group:
+            raise ValueError(f"devices: unit id {unit} used twice on {key[0]}:{key[1]}")
+        group[unit] = devices[d.name]
+    servers = []
+    for key, devs in groups.items():
+        if key[0] == "rtu":
+            bus = cfg.buses[str(key[1])]
+            srv = SimServer(devs, serial_port=bus.port, baudrate=bus.baudrate)
+        else:
+            srv = SimServer(devs, host=str(key[0]), port=int(key[1]))
+        servers.append(await srv.start())
+    return servers, devices

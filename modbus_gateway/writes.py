@@ -1,0 +1,355 @@
+"""Safe writes: setpoints within limits and ramps, control mode first, watchdog, safe default.
+
+:class:`SafeWriter` is the :class:`SetpointSink` the composition root hands to the optimizer's
+MPC loop (``await sink.apply("ev-charger-1", -3000.0, requested_by="mpc")``). For each write:
+
+1. only registers the profile marks writable (anything else raises :class:`WriteRefused`);
+2. the setpoint is clamped to the profile's and the site's limits and to the maximum ramp rate
+   (the first setpoint ramps from 0 over one second);
+3. before the first setpoint the profile's ``control.enable`` steps are written in order
+   (Wallbox Quasar: register 81 = 1, remote control, first);
+4. every write is read back and compared (:class:`WriteVerifyError` if it differs);
+5. the device watchdog is kept alive (Quasar 88 idle timeout, SunSpec controller heartbeat)
+   and the setpoint re-written before it expires (an unchanged Victron ESS setpoint is not
+   re-written: flash wear);
+6. on shutdown, or when no setpoint arrives for ``schedule_timeout_s`` (lost schedule), the
+   profile's ``control.safe_default`` is written: control back to the device;
+7. every write is logged with who or what asked for it (:attr:`SafeWriter.log`, the Python
+   logger ``modbus_gateway.writes`` and optionally a JSON-lines file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from energy.errors import NoaberError
+from modbus_gateway.driver import ModbusError, WriteRefused, WriteVerifyError
+from modbus_gateway.poller import Clock, DeviceRuntime, Gateway
+from modbus_gateway.profiles import ControlSpec, RegisterSpec
+
+log = logging.getLogger(__name__)
+
+
+class SetpointSink(Protocol):
+    """What a scheduler may do with a device: ask for a power setpoint [W, + = charging]."""
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLogEntry:
+    """One write: when, where, what, for whom, and how it went."""
+
+    ts_ns: int
+    device: str
+    register: str
+    value: float
+    requested_by: str
+    result: str  # "ok", "refused: ...", "failed: ..."
+    requested_value: float | None = None
+
+
+@dataclass
+class _Control:
+    dev: DeviceRuntime
+    spec: ControlSpec
+    enabled: bool = False
+    power_w: float | None = None  # last setpoint written [W]
+    setpoint_t: float = -math.inf  # monotonic time of the last setpoint write
+    apply_t: float = -math.inf  # last apply() from the scheduler
+    watchdog_t: float = -math.inf
+    heartbeat: int = 0
+    percent_ref_w: float | None = None
+
+
+class SafeWriter:
+    """Writes setpoints to the gateway's devices safely (see the module docstring).
+
+    Parameters
+    ----------
+    gateway : Gateway
+        Its devices and links are used (one master per bus).
+    schedule_timeout_s : float
+        No ``apply`` for this long hands control back to the device [s].
+    log_path : Path, optional
+        JSON-lines audit file of every write.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        clock: Clock | None = None,
+        schedule_timeout_s: float = 900.0,
+        log_path: Path | str | None = None,
+    ):
+        self.gateway = gateway
+        self.clock = clock or gateway.clock
+        self.schedule_timeout_s = schedule_timeout_s
+        self.log_path = Path(log_path) if log_path else None
+        self.log: list[WriteLogEntry] = []
+        self.controls: dict[str, _Control] = {}
+        for dev in gateway.devices.values():
+            if dev.profile.control is not None:
+                asset = dev.config.asset or dev.name
+                self.controls[asset] = _Control(dev, dev.profile.control)
+        self._locks = {a: asyncio.Lock() for a in self.controls}
+
+    # ------------------------------------------------------------------ logging
+    def _record(
+        self,
+        dev: DeviceRuntime,
+        register: str,
+        value: float,
+        requested_by: str,
+        result: str,
+        requested_value: float | None = None,
+    ) -> None:
+        entry = WriteLogEntry(
+            self.clock.time_ns(), dev.name, register, value, requested_by, result, requested_value
+        )
+        self.log.append(entry)
+        level = logging.INFO if result == "ok" else logging.WARNING
+        log.log(
+            level, "write %s.%s = %s by %s: %s", dev.name, register, value, requested_by, result
+        )
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(asdict(entry)) + "\n")
+
+    # ------------------------------------------------------------------ primitive
+    async def _scale_factor(self, dev: DeviceRuntime, spec: RegisterSpec) -> int | None:
+        if spec.scale_register is None:
+            return None
+        vals = await dev.driver.read_values([spec.scale_register])
+        d = vals[spec.scale_register]
+        if d.quality != 0:
+            raise WriteVerifyError(f"{dev.name}: scale factor {spec.scale_register} unreadable")
+        return int(d.value)  # type: ignore[arg-type]
+
+    async def write_register(
+        self, device: str, register: str, value: float, requested_by: str
+    ) -> None:
+        """Write one register by name, read it back; refuses non-writable registers.
+
+        Raises
+        ------
+        WriteRefused
+            The register is not writable in the profile, or the value is outside its limits.
+        WriteVerifyError
+            The read-back differs from the value written.
+        """
+        dev = self.gateway.devices.get(device)
+        if dev is None:
+            raise NoaberError(f"no device {device!r}")
+        await self._write(dev, register, value, requested_by)
+
+    async def _write(
+        self,
+        dev: DeviceRuntime,
+        register: str,
+        value: float,
+        requested_by: str,
+        requested_value: float | None = None,
+    ) -> None:
+        prof = dev.driver.profile
+        spec = prof.registers.get(register)
+        try:
+            if spec is None or spec.writable is None:
+                raise WriteRefused(f"register {register!r} of {prof.name} is not writable")
+            sf = await self._scale_factor(dev, spec)
+            await dev.driver.write_value(register, value, sf)
+            back = (await dev.driver.read_values([register]))[register]
+            resolution = abs(spec.scale) * (10.0**sf if sf is not None else 1.0)
+            if back.quality != 0 or abs(float(back.value) - value) > resolution / 2 + 1e-9:  # type: ignore[arg-type]
+                raise WriteVerifyError(
+                    f"{dev.name}.{register}: wrote {value}, read back {back.value}"
+                )
+        except (WriteRefused, WriteVerifyError, ModbusError) as exc:
+            kind = "refused" if isinstance(exc, WriteRefused) else "failed"
+            self._record(dev, register, value, requested_by, f"{kind}: {exc}", requested_value)
+            raise
+        self._record(dev, register, value, requested_by, "ok", requested_value)
+
+    # ------------------------------------------------------------------ setpoints
+    def _ctl(self, asset_name: str) -> _Control:
+        ctl = self.controls.get(asset_name)
+        if ctl is None:
+            raise NoaberError(
+                f"no controllable asset {asset_name!r} (known: {', '.join(sorted(self.controls))})"
+            )
+        return ctl
+
+    async def _limits_w(self, ctl: _Control) -> tuple[float, float, float | None]:
+        """Setpoint limits [W] and ramp [W/s] from the profile and the site."""
+        prof = ctl.dev.driver.profile
+        spec = prof.registers[ctl.spec.setpoint]
+        assert spec.writable is not None
+        lo, hi, ramp = spec.writable.min, spec.writable.max, spec.writable.ramp_per_s
+        if ctl.spec.setpoint_percent_of is not None:
+            if ctl.percent_ref_w is None:
+                ref = ctl.spec.setpoint_percent_of
+                d = (await ctl.dev.driver.read_values([ref]))[ref]
+                if d.quality != 0 or float(d.value) <= 0:  # type: ignore[arg-type]
+                    raise WriteVerifyError(f"{ctl.dev.name}: {ref} unreadable: {d.reason}")
+                ctl.percent_ref_w = float(d.value)  # type: ignore[arg-type]
+            k = ctl.percent_ref_w / 100.0
+            lo, hi = lo * k, hi * k
+            ramp = ramp * k if ramp is not None else None
+        limits = ctl.dev.config.limits
+        if limits.power_w_min is not None:
+            lo = max(lo, limits.power_w_min)
+        if limits.power_w_max is not None:
+            hi = min(hi, limits.power_w_max)
+        if limits.ramp_w_per_s is not None:
+            ramp = limits.ramp_w_per_s if ramp is None else min(ramp, limits.ramp_w_per_s)
+        if lo > hi:
+            raise NoaberError(f"{ctl.dev.name}: site limits exclude every setpoint ({lo} > {hi})")
+        return lo, hi, ramp
+
+    def _to_register(self, ctl: _Control, power_w: float) -> float:
+        if ctl.spec.setpoint_percent_of is not None:
+            assert ctl.percent_ref_w is not None
+            return power_w / ctl.percent_ref_w * 100.0
+        return power_w
+
+    async def _enable(self, ctl: _Control, requested_by: str) -> None:
+        for step in ctl.spec.enable:
+            await self._write(ctl.dev, step.reg, step.value, requested_by)
+        ctl.enabled = True
+        await self._watchdog(ctl, requested_by)
+
+    async def _watchdog(self, ctl: _Control, requested_by: str) -> None:
+        wd = ctl.spec.watchdog
+        if wd is None:
+            return
+        if wd.mode == "counter":
+            spec = ctl.dev.driver.profile.registers[wd.reg]
+            top = int(spec.writable.max) if spec.writable else 65534
+            ctl.heartbeat = (ctl.heartbeat + 1) % (top + 1)
+            value = float(ctl.heartbeat)
+        else:
+            value = wd.value
+        await self._write(ctl.dev, wd.reg, value, f"{requested_by} (watchdog)")
+        ctl.watchdog_t = self.clock.monotonic()
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float:
+        """Command a power setpoint [W, + = charging/consumption]; returns what was written.
+
+        The value is clamped to the profile's and the site's limits and to the ramp rate.
+        """
+        if not math.isfinite(power_w):
+            raise NoaberError(f"setpoint for {asset_name!r} must be finite, got {power_w}")
+        ctl = self._ctl(asset_name)
+        async with self._locks[asset_name]:
+            now = self.clock.monotonic()
+            ctl.apply_t = now
+            if not ctl.enabled:
+                await self._enable(ctl, requested_by)
+            lo, hi, ramp = await self._limits_w(ctl)
+            target = min(hi, max(lo, power_w))
+            if ramp is not None:
+                last = ctl.power_w if ctl.power_w is not None else 0.0
+                dt = min(now - ctl.setpoint_t, 3600.0) if ctl.power_w is not None else 1.0
+                step = ramp * max(dt, 0.0)
+                target = min(last + step, max(last - step, target))
+            if (
+                ctl.power_w is not None
+                and target == ctl.power_w
+                and ctl.spec.setpoint_refresh_s is None
+            ):
+                self._record(
+                    ctl.dev,
+                    ctl.spec.setpoint,
+                    target,
+                    requested_by,
+                    "ok (unchanged, not re-written)",
+                    power_w,
+                )
+                return target
+            await self._write(
+                ctl.dev, ctl.spec.setpoint, self._to_register(ctl, target), requested_by, power_w
+            )
+            ctl.power_w = target
+            ctl.setpoint_t = now
+            return target
+
+    async def release(self, asset_name: str, requested_by: str) -> None:
+        """Hand control back to the device: write the profile's safe default in order."""
+        ctl = self._ctl(asset_name)
+        async with self._locks[asset_name]:
+            errors = []
+            for step in ctl.spec.safe_default:
+                try:
+                    await self._write(ctl.dev, step.reg, step.value, requested_by)
+                except (ModbusError, NoaberError) as exc:
+                    errors.append(str(exc))  # keep going: the next step may still help
+            ctl.enabled = False
+            ctl.power_w = None
+            ctl.setpoint_t = -math.inf
+            if errors:
+                raise NoaberError(f"{ctl.dev.name}: safe default incomplete: {'; '.join(errors)}")
+
+    async def keepalive_once(self) -> None:
+        """Refresh watchdogs and setpoints that are due; release assets whose schedule is lost."""
+        now = self.clock.monotonic()
+        for asset, ctl in self.controls.items():
+            if not ctl.enabled:
+                continue
+            try:
+                if now - ctl.apply_t > self.schedule_timeout_s:
+                    await self.release(asset, "gateway (lost schedule)")
+                    continue
+                async with self._locks[asset]:
+                    wd = ctl.spec.watchdog
+                    if wd is not None and now - ctl.watchdog_t >= wd.refresh_s:
+                        await self._watchdog(ctl, "gateway")
+                    every = ctl.spec.setpoint_refresh_s
+                    if (
+                        every is not None
+                        and ctl.power_w is not None
+                        and now - ctl.setpoint_t >= every
+                    ):
+                        await self._write(
+                            ctl.dev,
+                            ctl.spec.setpoint,
+                            self._to_register(ctl, ctl.power_w),
+                            "gateway (setpoint refresh)",
+                        )
+                        ctl.setpoint_t = now
+            except (ModbusError, NoaberError) as exc:
+                log.warning("%s: keepalive failed: %s", asset, exc)
+
+    def _tick_s(self) -> float:
+        periods = [1.0]
+        for ctl in self.controls.values():
+            if ctl.spec.watchdog is not None:
+                periods.append(ctl.spec.watchdog.refresh_s / 4)
+            if ctl.spec.setpoint_refresh_s is not None:
+                periods.append(ctl.spec.setpoint_refresh_s / 4)
+        return max(0.05, min(periods))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep watchdogs alive until ``stop`` is set, then restore every safe default."""
+        tick = self._tick_s()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), tick)
+            except TimeoutError:
+                await self.keepalive_once()
+        await self.close()
+
+    async def close(self) -> None:
+        """Shutdown: every enabled asset gets its safe default (errors are logged, not raised)."""
+        for asset, ctl in self.controls.items():
+            if ctl.enabled:
+                try:
+                    await self.release(asset, "gateway (shutdown)")
+                except (ModbusError, NoaberError) as exc:
+                    log.error("%s: safe default on shutdown failed: %s", asset, exc)
