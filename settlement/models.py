@@ -1,0 +1,149 @@
+"""Settlement tables: runs, the hash-chained transfers, per-member-day figures, statements.
+
+The ledger refers to members only by their pseudonymous ref (``energy.models.Member.ref``);
+names and addresses are joined from ``MemberPersonal`` only when a statement is rendered.
+Transfers are immutable: the migration installs triggers that refuse UPDATE and DELETE
+(PostgreSQL and SQLite). Everything else here may be written by the settlement code only
+inside the posting transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from energy.db import Base, UTCDateTime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ChainHead(Base):
+    """The head of the transfer hash chain; locked (``FOR UPDATE``) by every posting."""
+
+    __tablename__ = "settlement_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class DocCounter(Base):
+    """Gap-free document number counters (one row per series, locked while posting)."""
+
+    __tablename__ = "settlement_doc_counters"
+
+    series: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SettlementRun(Base):
+    """One settlement of a community and period on one version of the data."""
+
+    __tablename__ = "settlement_runs"
+    __table_args__ = (
+        UniqueConstraint("community", "period", "data_version", name="uq_settlement_runs_key"),
+        CheckConstraint("status IN ('posted', 'pending', 'voided')", name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community: Mapped[str] = mapped_column(String(100), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    data_version: Mapped[str] = mapped_column(String(64))
+    provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(10))
+    tariff_digest: Mapped[str] = mapped_column(String(64))
+    n_transfers: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Transfer(Base):
+    """An immutable double-entry transfer: ``amount`` moves from ``debit_account`` to
+    ``credit_account`` in one ledger (``wh`` or ``cents``).
+
+    ``flags``: ``posted`` (counts), ``pending`` (a provisional run; does not count),
+    ``post_pending`` (posts a pending transfer; counts), ``void_pending`` (voids one).
+    ``hash = sha256(canonical serialisation incl. prev_hash)``, see
+    :func:`settlement.ledger.transfer_hash`.
+    """
+
+    __tablename__ = "settlement_transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("ledger IN ('wh', 'cents')", name="ledger_valid"),
+        CheckConstraint("debit_account <> credit_account", name="accounts_differ"),
+        CheckConstraint(
+            "flags IN ('posted', 'pending', 'post_pending', 'void_pending')", name="flags_valid"
+        ),
+        Index("ix_settlement_transfers_member_day", "member_ref", "day"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ledger: Mapped[str] = mapped_column(String(5))
+    debit_account: Mapped[str] = mapped_column(String(120))
+    credit_account: Mapped[str] = mapped_column(String(120))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    idempotency_id: Mapped[str] = mapped_column(String(200), unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("settlement_transfers.seq"), unique=True
+    )
+    pending_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("settlement_transfers.seq")
+    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"), index=True)
+    community: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(7))
+    code: Mapped[str] = mapped_column(String(20))
+    day: Mapped[dt.date] = mapped_column(Date)
+    member_ref: Mapped[str | None] = mapped_column(String(64))
+    flags: Mapped[str] = mapped_column(String(12), default="posted")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MemberDay(Base):
+    """Metered and allocated energy of one member on one local day in one run [Wh]."""
+
+    __tablename__ = "settlement_member_days"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"), primary_key=True)
+    member_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    offtake_wh: Mapped[int] = mapped_column(BigInteger)
+    shared_wh: Mapped[int] = mapped_column(BigInteger)
+    injection_wh: Mapped[int] = mapped_column(BigInteger)
+    supplied_wh: Mapped[int] = mapped_column(BigInteger)
+    discharge_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    green_discharge_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    green_supplied_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Statement(Base):
+    """A member's statement for a period; ``number`` is gap-free per series (year)."""
+
+    __tablename__ = "settlement_statements"
+    __table_args__ = (CheckConstraint("kind IN ('statement', 'correction')", name="kind_valid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    member_ref: Mapped[str] = mapped_column(String(64), index=True)
+    community: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(7))
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"))
+    kind: Mapped[str] = mapped_column(String(12))
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_statements.id"))
+    max_seq: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
