@@ -1,0 +1,25 @@
+"""Numba time-series kernels: raw samples to buckets (15-minute ISPs, local days, ...).
+
+Every kernel has a plain NumPy/pandas reference in :mod:`energy.kernels.reference` that the
+tests compare it with (STYLE.md item 5).
+"""
+
+from energy.kernels.calendar import fixed_edges, local_calendar_edges, utc_bucket_starts
+from energy.kernels.power import (
+    DEFAULT_MAX_GAP_NS,
+    BucketResult,
+    power_to_buckets,
+    power_to_buckets_many,
+    power_to_edges,
+)
+
+__all__ = [
+    "DEFAULT_MAX_GAP_NS",
+    "BucketResult",
+    "fixed_edges",
+    "local_calendar_edges",
+    "power_to_buckets",
+    "power_to_buckets_many",
+    "power_to_edges",
+    "utc_bucket_starts",
+]

@@ -1,0 +1,726 @@
+"""Power samples to energy per bucket: trapezoid rule, gaps, quality, one pass.
+
+The kernel reads each sample once and keeps only per-bucket outputs (no temporaries the size
+of the input). Rules, shared with the plain NumPy/pandas reference
+(:func:`energy.kernels.reference.power_to_buckets_ref`):
+
+* **Duplicates** (equal timestamps): the last sample of a run wins, as in
+  :class:`energy.samples.SampleStore` (last write wins); the others are counted in
+  ``duplicate_count``.
+* **Order**: timestamps must not decrease. Out-of-order input raises :class:`ValueError`
+  naming the first offending index, or is sorted first (stable, so "last wins" means last in
+  input order) with ``unsorted="sort"``.
+* **Validity**: a sample is valid when its quality is 0 (:attr:`Quality.GOOD`) and its value
+  finite. NaN, infinite and flagged samples are excluded and counted per bucket
+  (``invalid_count``); integration bridges them like any missing sample.
+* **Integration**: power is linear between consecutive valid samples (trapezoid rule); a sample
+  interval crossing a bucket edge is split at the edge with the interpolated power there. An
+  interval longer than ``max_gap_ns`` is not integrated; it is reported in ``gaps_ns``
+  (emoncms skips integration across gaps of 2 h or more; the limit is configurable).
+* **Statistics**: ``count``, ``min_w``, ``max_w`` over valid samples whose timestamp lies in
+  the bucket; ``mean_w`` is the *time-weighted* mean power over the covered part of the bucket
+  (integrated energy / covered time), NaN when nothing is covered; ``coverage`` is the covered
+  share of the bucket (0..1).
+
+Energy is conserved: the bucket energies sum to the trapezoid integral of the whole series
+minus the reported gaps.
+
+A long channel is split into chunks at bucket edges, run in parallel (the kernel releases the
+GIL), and stitched at the seams: the sample interval that crosses a seam is integrated by the
+later chunk and its piece in the last bucket of the earlier chunk is added after both finish,
+in the same order of floating-point additions as one sequential pass, so chunked and
+sequential results are bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba as nb
+import numpy as np
+import pandas as pd
+
+from energy.kernels.calendar import check_edges, fixed_edges
+from energy.timegrid import ISP_NS
+
+DEFAULT_MAX_GAP_NS = 2 * 3600 * 1_000_000_000
+"""Longest sample interval still integrated [ns] (2 h, as emoncms)."""
+
+WNS2_PER_WH = 7.2e12
+"""The kernel accumulates ``(p0 + p1) * dt`` [W*ns]; divide by 2 * 3.6e12 for [Wh]."""
+
+CHUNK_MIN = 2_000_000
+"""A channel is split over threads only from this many samples on."""
+
+_ERR_UNSORTED = -1
+_ERR_RANGE = -2
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def n_workers() -> int:
+    """Worker threads for the kernels: ``NOABER_KERNEL_THREADS`` or the number of CPUs."""
+    env = os.environ.get("NOABER_KERNEL_THREADS")
+    if env:
+        return max(1, int(env))
+    return os.cpu_count() or 1
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=n_workers(), thread_name_prefix="noaber-kernel")
+    return _POOL
+
+
+@nb.njit(cache=True, nogil=True)
+def _flush(
+    fb: int,
+    carry_b: int,
+    e_acc: float,
+    cov_acc: int,
+    cnt: int,
+    mn: float,
+    mx: float,
+    out_e: np.ndarray,
+    out_cov: np.ndarray,
+    out_cnt: np.ndarray,
+    out_min: np.ndarray,
+    out_max: np.ndarray,
+) -> bool:
+    """Write the frontier bucket; returns True when it was the carry bucket (not written)."""
+    if fb == carry_b:
+        return True
+    out_e[fb] = e_acc
+    out_cov[fb] = cov_acc
+    out_cnt[fb] = cnt
+    if cnt > 0:
+        out_min[fb] = mn
+        out_max[fb] = mx
+    return False
+
+
+BLOCK = 256
+"""Samples per vectorised block of the fast path."""
+
+_FAST = {"nnan", "ninf", "nsz", "reassoc", "arcp", "contract"}
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _block(
+    ts: np.ndarray,
+    p: np.ndarray,
+    pbits: np.ndarray,
+    q: np.ndarray,
+    has_q: bool,
+    i: int,
+    k: int,
+    tp: int,
+    pp: float,
+) -> tuple[float, int, int, float, float, int]:
+    """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
+
+    Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
+    the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
+    the float results are meaningless and the caller takes the exact scalar path instead.
+    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, bad)``.
+    """
+    a = ts[i : i + k]
+    b = p[i : i + k]
+    d0 = a[0] - tp
+    e = (pp + b[0]) * d0
+    dmin = d0
+    dmax = d0
+    mn = b[0]
+    mx = b[0]
+    for j in range(k - 1):
+        d = a[j + 1] - a[j]
+        e += (b[j] + b[j + 1]) * d
+        dmin = min(dmin, d)
+        dmax = max(dmax, d)
+        v = b[j + 1]
+        mn = v if v < mn else mn
+        mx = v if v > mx else mx
+    bits = pbits[i : i + k]
+    bad = 0
+    for j in range(k):
+        bad |= ((bits[j] >> 52) & 0x7FF) == 0x7FF
+    if has_q:
+        qq = q[i : i + k]
+        for j in range(k):
+            bad |= qq[j]
+    return e, dmin, dmax, mn, mx, bad
+
+
+@nb.njit(cache=True, nogil=True)
+def _power_kernel(
+    ts: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    has_q: bool,
+    lo: int,
+    hi: int,
+    edges: np.ndarray,
+    max_gap_ns: int,
+    have_prev: bool,
+    tp: int,
+    pp: float,
+    carry_b: int,
+    out_e: np.ndarray,
+    out_cov: np.ndarray,
+    out_cnt: np.ndarray,
+    out_min: np.ndarray,
+    out_max: np.ndarray,
+    out_inv: np.ndarray,
+    gaps: np.ndarray,
+) -> tuple[int, int, int, float, int, int]:
+    """One pass over samples ``[lo, hi)`` into buckets ``edges`` (see module docstring).
+
+    ``have_prev, tp, pp`` is the last valid sample before ``lo`` (chunk seams) and ``carry_b``
+    its bucket, whose energy/coverage piece is returned instead of written. Returns
+    ``(status, n_gaps, n_dup, carry_e, carry_cov, bad_index)``; status < 0 is an error.
+    """
+    n = ts.shape[0]
+    nbk = edges.shape[0] - 1
+    n_gaps = 0
+    n_dup = 0
+    carry_e = 0.0
+    carry_cov = 0
+    if hi <= lo:
+        return 0, 0, 0, 0.0, 0, -1
+    # Bucket of the first sample (binary search once per call).
+    t0 = ts[lo]
+    if t0 < edges[0] or t0 >= edges[nbk]:
+        return _ERR_RANGE, 0, 0, 0.0, 0, lo
+    sb = int(np.searchsorted(edges, t0, side="right")) - 1
+    sb_end = edges[sb + 1]
+    tlast = ts[lo - 1] if lo > 0 else t0
+    # Frontier: the bucket being integrated, with its accumulators.
+    fb = carry_b if have_prev else -1
+    fend = edges[fb + 1] if have_prev else 0
+    e_acc = 0.0
+    cov_acc = 0
+    cnt = 0
+    mn = np.inf
+    mx = -np.inf
+    pbits = p.view(np.int64)
+    last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
+    scalar_until = lo
+    i = lo - 1
+    while True:
+        i += 1
+        if i >= hi:
+            break
+        if have_prev and last_ok == i - 1 and i >= scalar_until:
+            # Fast path: a block of clean samples inside the frontier bucket.
+            k = min(BLOCK, hi - i)
+            if ts[i + k - 1] >= fend:
+                k = int(np.searchsorted(ts[i : i + k], fend, side="left"))
+            scalar_until = i + k
+            if k >= 16 and not (i + k < n and ts[i + k] == ts[i + k - 1]):
+                be, dmin, dmax, bmn, bmx, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
+                if bad == 0 and dmin > 0 and dmax <= max_gap_ns:
+                    e_acc += be
+                    cov_acc += ts[i + k - 1] - tp
+                    cnt += k
+                    mn = min(mn, bmn)
+                    mx = max(mx, bmx)
+                    i += k - 1
+                    tp = ts[i]
+                    pp = p[i]
+                    tlast = tp
+                    last_ok = i
+                    continue
+        t = ts[i]
+        if t < tlast:
+            return _ERR_UNSORTED, n_gaps, n_dup, carry_e, carry_cov, i
+        tlast = t
+        if t >= sb_end:
+            while sb < nbk and t >= edges[sb + 1]:
+                sb += 1
+            if sb >= nbk:
+                return _ERR_RANGE, n_gaps, n_dup, carry_e, carry_cov, i
+            sb_end = edges[sb + 1]
+        if i + 1 < n and ts[i + 1] == t:
+            n_dup += 1
+            continue
+        v = p[i]
+        if (has_q and q[i] != 0) or v - v != 0.0:  # NaN and +-inf fail v - v == 0
+            out_inv[sb] += 1
+            continue
+        if have_prev:
+            dt = t - tp
+            if dt > max_gap_ns:
+                if n_gaps < gaps.shape[0]:
+                    gaps[n_gaps, 0] = tp
+                    gaps[n_gaps, 1] = t
+                n_gaps += 1
+                if sb != fb:
+                    if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
+                              out_min, out_max):  # fmt: skip
+                        carry_e = e_acc
+                        carry_cov = cov_acc
+                    fb = sb
+                    fend = sb_end
+                    e_acc = 0.0
+                    cov_acc = 0
+                    cnt = 0
+                    mn = np.inf
+                    mx = -np.inf
+            elif t < fend:
+                e_acc += (pp + v) * dt
+                cov_acc += dt
+            else:
+                # Split the interval at every bucket edge it crosses.
+                slope = (v - pp) / dt
+                a = tp
+                pa = pp
+                while True:
+                    e = fend
+                    pe = pp + slope * (e - tp)
+                    e_acc += (pa + pe) * (e - a)
+                    cov_acc += e - a
+                    if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
+                              out_min, out_max):  # fmt: skip
+                        carry_e = e_acc
+                        carry_cov = cov_acc
+                    fb += 1
+                    fend = edges[fb + 1]
+                    e_acc = 0.0
+                    cov_acc = 0
+                    cnt = 0
+                    mn = np.inf
+                    mx = -np.inf
+                    a = e
+                    pa = pe
+                    if t < fend:
+                        break
+                e_acc += (pa + v) * (t - a)
+                cov_acc += t - a
+        else:
+            have_prev = True
+            fb = sb
+            fend = sb_end
+        cnt += 1
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+        tp = t
+        pp = v
+        last_ok = i
+    if fb >= 0 and _flush(
+        fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt, out_min, out_max
+    ):
+        carry_e = e_acc
+        carry_cov = cov_acc
+    return 0, n_gaps, n_dup, carry_e, carry_cov, -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _prev_valid(
+    ts: np.ndarray, p: np.ndarray, q: np.ndarray, has_q: bool, lo: int
+) -> tuple[bool, int, float]:
+    """The last valid, not superseded sample before index ``lo``."""
+    n = ts.shape[0]
+    j = lo - 1
+    while j >= 0:
+        superseded = j + 1 < n and ts[j + 1] == ts[j]
+        v = p[j]
+        if not superseded and not (has_q and q[j] != 0) and v - v == 0.0:
+            return True, ts[j], v
+        j -= 1
+    return False, 0, 0.0
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    """Per-bucket energy and power statistics of one channel.
+
+    Attributes
+    ----------
+    start_ns : numpy.ndarray
+        int64 bucket starts [ns since epoch, UTC], contiguous.
+    end_ns : numpy.ndarray
+        int64 bucket ends [ns] (``start_ns`` shifted by one bucket).
+    energy_wh : numpy.ndarray
+        Energy in the bucket [Wh] (0 where nothing was integrated).
+    mean_w, min_w, max_w : numpy.ndarray
+        Time-weighted mean power over the covered part, min and max of the valid samples [W];
+        NaN where undefined.
+    count : numpy.ndarray
+        int64 valid samples in the bucket.
+    coverage : numpy.ndarray
+        Covered share of the bucket, 0..1.
+    invalid_count : numpy.ndarray
+        int64 NaN/infinite/flagged samples in the bucket.
+    duplicate_count : int
+        Samples superseded by a later one with the same timestamp.
+    gaps_ns : numpy.ndarray
+        int64 ``[k, 2]``: ``[start, end)`` of sample intervals not integrated [ns].
+    """
+
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    energy_wh: np.ndarray
+    mean_w: np.ndarray
+    min_w: np.ndarray
+    max_w: np.ndarray
+    count: np.ndarray
+    coverage: np.ndarray
+    invalid_count: np.ndarray
+    duplicate_count: int = 0
+    gaps_ns: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+
+    def __len__(self) -> int:
+        return int(self.start_ns.shape[0])
+
+    @property
+    def covered_ns(self) -> np.ndarray:
+        """Covered time per bucket [ns] (float64)."""
+        return self.coverage * (self.end_ns - self.start_ns)
+
+    @property
+    def gap_ns_total(self) -> int:
+        """Total length of the reported gaps [ns]."""
+        return int((self.gaps_ns[:, 1] - self.gaps_ns[:, 0]).sum()) if len(self.gaps_ns) else 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """The buckets as a DataFrame indexed by bucket start (UTC, ns).
+
+        Columns are those :func:`energy.readings.upsert_readings` takes: ``energy_wh,
+        power_mean_w, power_min_w, power_max_w, sample_count, coverage``.
+        """
+        index = pd.DatetimeIndex(
+            pd.to_datetime(self.start_ns, unit="ns", utc=True), name="isp_start"
+        ).as_unit("ns")
+        return pd.DataFrame(
+            {
+                "energy_wh": self.energy_wh,
+                "power_mean_w": self.mean_w,
+                "power_min_w": self.min_w,
+                "power_max_w": self.max_w,
+                "sample_count": self.count,
+                "coverage": self.coverage,
+            },
+            index=index,
+        )
+
+    def select(self, mask: np.ndarray) -> BucketResult:
+        """The buckets where ``mask`` holds (gaps and duplicate count are kept as they are)."""
+        return BucketResult(
+            self.start_ns[mask],
+            self.end_ns[mask],
+            self.energy_wh[mask],
+            self.mean_w[mask],
+            self.min_w[mask],
+            self.max_w[mask],
+            self.count[mask],
+            self.coverage[mask],
+            self.invalid_count[mask],
+            self.duplicate_count,
+            self.gaps_ns,
+        )
+
+    @classmethod
+    def empty(cls) -> BucketResult:
+        f = np.empty(0, np.float64)
+        i = np.empty(0, np.int64)
+        return cls(i, i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy(), i.copy())
+
+
+def _as_inputs(
+    ts_ns: Any, power_w: Any, quality: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    ts = np.ascontiguousarray(ts_ns)
+    if ts.dtype.kind == "M":
+        ts = ts.astype("datetime64[ns]").view(np.int64)
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    p = np.ascontiguousarray(power_w, dtype=np.float64)
+    if ts.ndim != 1 or p.shape != ts.shape:
+        raise ValueError(
+            f"ts_ns and values must be 1-D arrays of equal length, got {ts.shape} and {p.shape}"
+        )
+    if quality is None:
+        return ts, p, np.empty(0, np.uint8), False
+    q = np.ascontiguousarray(quality, dtype=np.uint8)
+    if q.shape != ts.shape:
+        raise ValueError(f"quality must have the shape of ts_ns {ts.shape}, got {q.shape}")
+    return ts, p, q, True
+
+
+def sort_samples(
+    ts: np.ndarray, values: np.ndarray, q: np.ndarray, has_q: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort samples by time, stably (equal timestamps keep their input order)."""
+    order = np.argsort(ts, kind="stable")
+    return ts[order], values[order], (q[order] if has_q else q)
+
+
+def _unsorted_error(ts: np.ndarray, i: int) -> ValueError:
+    return ValueError(
+        f"timestamps must not decrease: ts_ns[{i}]={int(ts[i])} < ts_ns[{i - 1}]="
+        f"{int(ts[i - 1])}; sort the samples or pass unsorted='sort'"
+    )
+
+
+def _split_points(ts: np.ndarray, edges: np.ndarray, n_chunks: int) -> list[int]:
+    """Chunk starts: about equal sizes, each at the first sample of a bucket."""
+    n = ts.shape[0]
+    cuts = [0]
+    for k in range(1, n_chunks):
+        i = (n * k) // n_chunks
+        if i <= cuts[-1] or i >= n:
+            continue
+        b = int(np.searchsorted(edges, ts[i], side="right")) - 1
+        if b + 1 >= edges.shape[0]:
+            continue
+        j = int(np.searchsorted(ts, edges[b + 1], side="left"))
+        if cuts[-1] < j < n:
+            cuts.append(j)
+    return cuts
+
+
+def _run(
+    ts: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    has_q: bool,
+    edges: np.ndarray,
+    max_gap_ns: int,
+    n_threads: int,
+    chunk_min: int,
+) -> tuple[Any, ...]:
+    """Run the kernel over all samples (chunked over threads when long), raw outputs."""
+    nbk = edges.shape[0] - 1
+    out_e = np.zeros(nbk, np.float64)
+    out_cov = np.zeros(nbk, np.int64)
+    out_cnt = np.zeros(nbk, np.int64)
+    out_min = np.full(nbk, np.nan)
+    out_max = np.full(nbk, np.nan)
+    out_inv = np.zeros(nbk, np.int64)
+    n = ts.shape[0]
+    n_chunks = max(1, min(n_threads, n // max(chunk_min, 1)))
+    cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
+    bounds = list(zip(cuts, [*cuts[1:], n]))
+
+    def one(lo: int, hi: int, gap_cap: int) -> tuple[Any, ...]:
+        have_prev, tp, pp = _prev_valid(ts, p, q, has_q, lo) if lo > 0 else (False, 0, 0.0)
+        carry_b = int(np.searchsorted(edges, tp, side="right")) - 1 if have_prev else -1
+        gaps = np.empty((gap_cap, 2), np.int64)
+        res = _power_kernel(
+            ts, p, q, has_q, lo, hi, edges, max_gap_ns, have_prev, tp, pp, carry_b,
+            out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps,
+        )  # fmt: skip
+        return res, carry_b, gaps
+
+    def cap(lo: int, hi: int) -> int:
+        # Gaps are disjoint and each longer than max_gap_ns: this bounds their number.
+        span = int(ts[hi - 1]) - int(ts[lo - 1] if lo > 0 else ts[lo])
+        return max(1, min(hi - lo + 1, span // (max_gap_ns + 1) + 1))
+
+    if len(bounds) == 1:
+        results = [one(0, n, cap(0, n))]
+    else:
+        futs = [_pool().submit(one, lo, hi, cap(lo, hi)) for lo, hi in bounds]
+        results = [f.result() for f in futs]
+    gap_parts = []
+    n_dup = 0
+    for res, carry_b, gaps in results:
+        status, n_gaps, dup, carry_e, carry_cov, bad = res
+        if status == _ERR_UNSORTED:
+            raise _unsorted_error(ts, bad)
+        if status < 0:  # a sample beyond the edges: only possible when the input is unsorted
+            drop = _first_drop(ts)
+            if drop:
+                raise _unsorted_error(ts, drop)
+            raise ValueError(f"sample {bad} at {int(ts[bad])} ns lies outside the bucket edges")
+        if carry_b >= 0:
+            out_e[carry_b] += carry_e
+            out_cov[carry_b] += carry_cov
+        gap_parts.append(gaps[:n_gaps])
+        n_dup += dup
+    gaps_all = np.concatenate(gap_parts) if gap_parts else np.empty((0, 2), np.int64)
+    return out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps_all, np.int64(n_dup)
+
+
+def _first_drop(ts: np.ndarray) -> int:
+    bad = np.flatnonzero(ts[1:] < ts[:-1])
+    return int(bad[0]) + 1 if bad.size else 0
+
+
+def _result(edges: np.ndarray, raw: tuple[Any, ...], keep: slice = slice(None)) -> BucketResult:
+    out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, n_dup = raw
+    width = np.diff(edges)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(out_cov > 0, out_e / np.where(out_cov > 0, out_cov, 1) * 0.5, np.nan)
+    return BucketResult(
+        start_ns=edges[:-1][keep].copy(),
+        end_ns=edges[1:][keep].copy(),
+        energy_wh=(out_e / WNS2_PER_WH)[keep],
+        mean_w=mean[keep],
+        min_w=out_min[keep],
+        max_w=out_max[keep],
+        count=out_cnt[keep],
+        coverage=np.minimum(out_cov / width, 1.0)[keep],
+        invalid_count=out_inv[keep],
+        duplicate_count=int(n_dup),
+        gaps_ns=gaps,
+    )
+
+
+def _check_gap(max_gap_ns: int) -> int:
+    if int(max_gap_ns) != max_gap_ns or max_gap_ns < 0:
+        raise ValueError(f"max_gap_ns must be a non-negative integer [ns], got {max_gap_ns!r}")
+    return int(max_gap_ns)
+
+
+def power_to_buckets(
+    ts_ns: Any,
+    power_w: Any,
+    bucket_ns: int = ISP_NS,
+    origin_ns: int = 0,
+    max_gap_ns: int = DEFAULT_MAX_GAP_NS,
+    quality: Any = None,
+    *,
+    unsorted: str = "raise",
+    n_threads: int | None = None,
+    chunk_min: int = CHUNK_MIN,
+) -> BucketResult:
+    """Energy and power statistics per fixed UTC bucket from power samples.
+
+    Trapezoid rule between consecutive valid samples, split at bucket edges; intervals longer
+    than ``max_gap_ns`` are reported as gaps, not integrated. The mean power of a bucket is the
+    time-weighted mean over its covered part (energy / covered time), not the sample mean.
+
+    Parameters
+    ----------
+    ts_ns : array_like
+        Sample timestamps [ns since epoch, UTC], int64 (or datetime64), non-decreasing.
+    power_w : array_like
+        Power [W], float64; positive = import/consumption.
+    bucket_ns : int
+        Bucket width [ns], 1 s to 1 day; default one ISP (15 min).
+    origin_ns : int
+        An instant on the bucket grid [ns]; 0 aligns to the UTC epoch.
+    max_gap_ns : int
+        Longest sample interval that is integrated [ns]; default 2 h.
+    quality : array_like of uint8, optional
+        Quality flags (:class:`energy.samples.Quality`); only 0 (GOOD) is valid.
+    unsorted : {"raise", "sort"}
+        What to do with decreasing timestamps: raise :class:`ValueError`, or sort (a copy).
+    n_threads : int, optional
+        Threads for one long channel (chunks stitched exactly); default all CPUs.
+    chunk_min : int
+        Minimum samples per chunk.
+
+    Returns
+    -------
+    BucketResult
+        Buckets from the one holding the first sample to the one holding the last.
+
+    References
+    ----------
+    Trapezoid rule; gap handling after emoncms (no integration across gaps >= 2 h).
+    """
+    if unsorted not in ("raise", "sort"):
+        raise ValueError(f"unsorted must be 'raise' or 'sort', got {unsorted!r}")
+    ts, p, q, has_q = _as_inputs(ts_ns, power_w, quality)
+    max_gap_ns = _check_gap(max_gap_ns)
+    if ts.shape[0] == 0:
+        return BucketResult.empty()
+    if unsorted == "sort" and (ts[-1] < ts[0] or _first_drop(ts)):
+        ts, p, q = sort_samples(ts, p, q, has_q)
+    if ts[-1] < ts[0]:
+        raise _unsorted_error(ts, _first_drop(ts))
+    edges = fixed_edges(int(ts[0]), int(ts[-1]), bucket_ns, origin_ns)
+    threads = n_workers() if n_threads is None else max(1, int(n_threads))
+    raw = _run(ts, p, q, has_q, edges, max_gap_ns, threads, chunk_min)
+    return _result(edges, raw)
+
+
+def power_to_edges(
+    ts_ns: Any,
+    power_w: Any,
+    edges: Any,
+    max_gap_ns: int = DEFAULT_MAX_GAP_NS,
+    quality: Any = None,
+    *,
+    unsorted: str = "raise",
+    n_threads: int | None = None,
+    chunk_min: int = CHUNK_MIN,
+) -> BucketResult:
+    """Like :func:`power_to_buckets`, into arbitrary buckets ``[edges[k], edges[k+1])``.
+
+    Used for local calendar buckets (:func:`energy.kernels.calendar.local_calendar_edges`).
+    Samples outside the edges still bound the integration of the buckets at the ends, but
+    their statistics are not reported. All ``len(edges) - 1`` buckets are returned.
+    """
+    e = check_edges(edges)
+    ts, p, q, has_q = _as_inputs(ts_ns, power_w, quality)
+    max_gap_ns = _check_gap(max_gap_ns)
+    if unsorted == "sort" and ts.shape[0] and _first_drop(ts):
+        ts, p, q = sort_samples(ts, p, q, has_q)
+    if ts.shape[0] and ts[-1] < ts[0]:
+        raise _unsorted_error(ts, _first_drop(ts))
+    lo_edge = min(int(ts[0]), int(e[0])) - 1 if ts.shape[0] else int(e[0]) - 1
+    hi_edge = max(int(ts[-1]) + 1, int(e[-1]) + 1) if ts.shape[0] else int(e[-1]) + 1
+    ext = np.concatenate(([lo_edge], e, [hi_edge])).astype(np.int64)
+    if ts.shape[0] == 0:
+        nbk = e.shape[0] - 1
+        z = np.zeros(nbk, np.int64)
+        nan = np.full(nbk, np.nan)
+        return BucketResult(
+            e[:-1].copy(), e[1:].copy(), np.zeros(nbk), nan, nan.copy(), nan.copy(), z,
+            np.zeros(nbk), z.copy(),
+        )  # fmt: skip
+    threads = n_workers() if n_threads is None else max(1, int(n_threads))
+    raw = _run(ts, p, q, has_q, ext, _check_gap(max_gap_ns), threads, chunk_min)
+    res = _result(ext, raw, slice(1, -1))
+    return res
+
+
+def power_to_buckets_many(
+    series: Sequence[tuple[Any, ...]],
+    bucket_ns: int = ISP_NS,
+    origin_ns: int = 0,
+    max_gap_ns: int = DEFAULT_MAX_GAP_NS,
+    *,
+    unsorted: str = "raise",
+    n_threads: int | None = None,
+) -> list[BucketResult]:
+    """:func:`power_to_buckets` for many channels at once, in parallel over channels.
+
+    Parameters
+    ----------
+    series : sequence of tuples
+        Per channel ``(ts_ns, power_w)`` or ``(ts_ns, power_w, quality)``.
+    n_threads : int, optional
+        Worker threads (the kernel releases the GIL); default all CPUs; 1 runs one by one.
+
+    Returns
+    -------
+    list of BucketResult
+        In the order of ``series``.
+    """
+    threads = n_workers() if n_threads is None else max(1, int(n_threads))
+
+    def one(item: tuple[Any, ...]) -> BucketResult:
+        if len(item) not in (2, 3):
+            raise ValueError("each series must be (ts_ns, power_w) or (ts_ns, power_w, quality)")
+        quality = item[2] if len(item) == 3 else None
+        return power_to_buckets(
+            item[0], item[1], bucket_ns, origin_ns, max_gap_ns, quality,
+            unsorted=unsorted, n_threads=1,
+        )  # fmt: skip
+
+    if threads == 1 or len(series) <= 1:
+        return [one(s) for s in series]
+    if threads == n_workers():
+        return list(_pool().map(one, series))
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        return list(ex.map(one, series))
