@@ -25,6 +25,7 @@ counts on a car that is not there. EV variables exist only for plugged-in steps.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -682,6 +683,63 @@ class Planner:
         self.solver.set_instance(self.model)
         self.build_s = time.perf_counter() - t0
 
+    def update(self, params: ModelParams, frozen_steps: int = 0) -> None:
+        """Load new data into the built model (no rebuild) and freeze the first steps.
+
+        ``params`` must have the structure of the built model (:func:`structure_of`): the same
+        steps, battery and EV sessions; only numbers differ. Steps before ``frozen_steps`` are
+        in the past: their flows are forced to zero by zero limits, so storage carries its
+        start SoC through them unchanged. Set the measured SoC as the battery's
+        ``soc_initial_kwh`` and as ``soc_start_kwh`` of the session in progress.
+
+        Raises
+        ------
+        ValueError
+            If the structure differs (a new EV session needs a new Planner).
+        """
+        if structure_of(params) != structure_of(self.params):
+            raise ValueError(
+                "the structure of the plan changed (steps, battery or EV sessions); build a new Planner"
+            )
+        m, k = self.model, frozen_steps
+        live = np.arange(params.n) >= k
+        for t in range(params.n):
+            on = bool(live[t])
+            m.pv_kw[t] = float(params.pv_kw[t]) if on else 0.0
+            m.load_kw[t] = float(params.load_kw[t]) if on else 0.0
+            m.import_price[t] = float(params.import_price_eur_per_kwh[t])
+            m.export_price[t] = float(params.export_price_eur_per_kwh[t])
+            m.import_limit_kw[t] = float(params.import_limit_kw[t]) if on else 0.0
+            m.export_limit_kw[t] = float(params.export_limit_kw[t]) if on else 0.0
+        if params.battery is not None:
+            b, bp = m.battery, params.battery
+            for t in range(params.n):
+                b.ch_max[t] = bp.max_charge_kw if live[t] else 0.0
+                b.dis_max[t] = bp.max_discharge_kw if live[t] else 0.0
+            b.soc0 = float(np.clip(bp.soc_initial_kwh, bp.soc_min_kwh, bp.soc_max_kwh))
+            b.soc_final = bp.soc_final_min_kwh
+        if params.capacity_tariff_eur_per_kw > 0:
+            m.grid.peak_floor_kw = params.peak_floor_kw
+        if params.evs:
+            e = m.evs
+            for kk, ev in enumerate(params.evs):
+                for t in ev.steps:
+                    e.ch_max[kk, int(t)] = ev.max_charge_kw if live[t] else 0.0
+                    if (kk, int(t)) in e.V:
+                        e.dis_max[kk, int(t)] = ev.max_discharge_kw if live[t] else 0.0
+                for j, sess in enumerate(ev.sessions):
+                    if sess.first_step < 0:
+                        continue
+                    if sess.last_step < k:  # gone: no constraint left
+                        start = target = lb = 0.0
+                    else:
+                        start, target = sess.soc_start_kwh, sess.soc_target_kwh
+                        lb = min(ev.soc_min_kwh, start)
+                    e.soc_start[kk, j] = start
+                    e.soc_target[kk, j] = target
+                    e.soc_lb[kk, j] = lb
+        self.params = params
+
     def _add_binaries(self, pairs: set[tuple[str, int]]) -> int:
         cons = add_exclusivity(self.model, self.params, pairs)
         if cons:
@@ -766,6 +824,26 @@ class Planner:
             n_binaries=n_bin,
             params=p,
         )
+
+
+def structure_of(p: ModelParams) -> tuple[Any, ...]:
+    """What fixes the shape of the model: steps, battery, tariff, EVs and their sessions."""
+    evs = tuple(
+        (
+            ev.name,
+            ev.capacity_kwh,
+            ev.max_discharge_kw > 0,
+            ev.efficiency,
+            ev.degradation_eur_per_kwh,
+            tuple(int(t) for t in ev.steps),
+            tuple((s.first_step, s.last_step) for s in ev.sessions),
+        )
+        for ev in p.evs
+    )
+    battery = None
+    if p.battery is not None:  # everything but the start SoC and the final floor (mutable)
+        battery = dataclasses.replace(p.battery, soc_initial_kwh=0.0, soc_final_min_kwh=0.0)
+    return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, evs)
 
 
 def plan(scenario: Scenario, options: SolveOptions | None = None) -> Plan:

@@ -1,0 +1,254 @@
+"""Model-predictive control: re-plan every step from measured SoC and the latest forecasts.
+
+Each step (15 minutes by default) :class:`MPCController`:
+
+1. asks ``scenario_at(now)`` for the scenario of the horizon starting now (latest PV, load
+   and price forecasts and the known EV sessions);
+2. reads the measured SoC of the battery and of the plugged-in cars (``measure()``);
+3. re-plans. The model is anchored: it is built once for ``horizon`` steps and re-used while
+   the structure (EV sessions) stays the same; the steps already past are frozen by zero
+   limits (see :meth:`optimizer.model.Planner.update`), so a re-plan only changes data in the
+   persistent HiGHS model. It is rebuilt when less than half the horizon remains or when an
+   EV session appears, leaves or changes;
+4. hands the first step's battery and charger setpoints [W] (positive = charging) to a
+   :class:`SetpointSink`, the gateway's safe-write path, with ``requested_by``.
+
+If planning fails (an infeasible scenario, a solver error, a missing measurement), every
+controlled asset gets its safe default instead: the battery idles (0 W) and a charger
+charges at full power as it would without control, so no car leaves emptier than without
+Noaber. The failure is logged and kept in :attr:`MPCController.status`.
+
+The clock, the sleep and the sink are injected (STYLE.md item 12), so a test replays a day
+without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from optimizer.model import Plan, Planner, SolveOptions, params_from_scenario, structure_of
+from optimizer.scenario import Scenario
+
+log = logging.getLogger("optimizer.mpc")
+
+REQUESTED_BY = "optimizer.mpc"
+
+
+class SetpointSink(Protocol):
+    """Where setpoints go: the gateway's safe-write path provides one."""
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Any:
+        """Apply ``power_w`` [W] (positive = charging) to an asset; raise if refused."""
+        ...
+
+
+class RecordingSink:
+    """A sink that records every setpoint (for dry runs and tests)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, str]] = []
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> None:
+        self.calls.append((asset_name, power_w, requested_by))
+
+
+class LoggingSink(RecordingSink):
+    """A dry-run sink: records and logs setpoints, writes nothing to devices."""
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> None:
+        await super().apply(asset_name, power_w, requested_by)
+        log.info("dry run: %s -> %.0f W (%s)", asset_name, power_w, requested_by)
+
+
+@dataclass
+class MPCStatus:
+    """What the loop did last; exposed to the API/CLI so a failure is visible."""
+
+    steps: int = 0
+    plans: int = 0
+    rebuilds: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_step_at: str | None = None
+    last_ok: bool | None = None
+    last_error: str | None = None
+    last_objective_eur: float | None = None
+    last_setpoints_w: dict[str, float] = field(default_factory=dict)
+    fallback_active: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def with_measurements(sc: Scenario, soc_pct: dict[str, float], now: pd.Timestamp) -> Scenario:
+    """The scenario with the measured SoC [%]: the battery's start SoC and, for a car plugged
+    in at ``now``, the SoC at the start of its session (the session then starts now)."""
+    battery = sc.battery
+    if battery is not None and battery.name in soc_pct:
+        value = min(max(soc_pct[battery.name], battery.soc_min_pct), battery.soc_max_pct)
+        battery = dataclasses.replace(
+            battery, soc_initial_pct=value, soc_final_min_pct=battery.soc_final_min_effective_pct
+        )
+    evs = []
+    for ev in sc.evs:
+        sessions = []
+        for s in ev.sessions:
+            if ev.name in soc_pct and s.arrival <= now < s.departure:
+                s = dataclasses.replace(
+                    s, arrival=min(s.arrival, now), soc_arrival_pct=soc_pct[ev.name]
+                )
+            sessions.append(s)
+        evs.append(dataclasses.replace(ev, sessions=tuple(sessions)))
+    return sc.replace(battery=battery, evs=tuple(evs))
+
+
+class MPCController:
+    """Re-plans each step and drives the battery and chargers; see the module docstring.
+
+    Parameters
+    ----------
+    scenario_at : callable
+        ``scenario_at(now) -> Scenario`` for the horizon starting at ``now`` (UTC step start).
+    measure : async callable
+        ``await measure() -> {asset_name: soc_pct}`` for the battery and the plugged-in cars.
+    sink : SetpointSink
+        The gateway's safe-write path.
+    clock : callable
+        ``clock() -> pandas.Timestamp`` (UTC); injected for tests.
+    options : SolveOptions
+        Solver settings (gap, time limit) for every re-plan.
+    safe_default_w : dict, optional
+        Setpoint per asset on failure [W]; default: battery 0 W, chargers full power.
+    """
+
+    def __init__(
+        self,
+        scenario_at: Callable[[pd.Timestamp], Scenario],
+        measure: Callable[[], Awaitable[dict[str, float]]],
+        sink: SetpointSink,
+        clock: Callable[[], pd.Timestamp] | None = None,
+        options: SolveOptions | None = None,
+        safe_default_w: dict[str, float] | None = None,
+        requested_by: str = REQUESTED_BY,
+    ):
+        self.scenario_at = scenario_at
+        self.measure = measure
+        self.sink = sink
+        self.clock = clock or (lambda: pd.Timestamp(dt.datetime.now(dt.UTC)))
+        self.options = options or SolveOptions(time_limit_s=60.0)
+        self.safe_default_w = dict(safe_default_w or {})
+        self.requested_by = requested_by
+        self.status = MPCStatus()
+        self.planner: Planner | None = None
+        self.anchor: pd.Timestamp | None = None
+        self.last_plan: Plan | None = None
+        self._assets: list[str] = []
+
+    def _defaults(self, sc: Scenario | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if sc is not None:
+            if sc.battery is not None:
+                out[sc.battery.name] = 0.0
+            for ev in sc.evs:
+                out[ev.name] = ev.max_charge_kw * 1000.0
+        out.update(self.safe_default_w)
+        return out
+
+    def _plan(self, sc: Scenario, now: pd.Timestamp) -> tuple[Plan, int]:
+        """Plan on the anchored model; returns the plan and the index of ``now`` in it."""
+        step = pd.Timedelta(minutes=sc.step_minutes)
+        n = len(sc.series)
+        if self.planner is not None and self.anchor is not None:
+            k = int((now - self.anchor) / step)
+            if 0 <= k <= n // 2:
+                index = pd.date_range(self.anchor, periods=n, freq=step).as_unit("ns")
+                series = sc.series.reindex(index).ffill().bfill()
+                params = params_from_scenario(sc.replace(series=series))
+                if structure_of(params) == structure_of(self.planner.params):
+                    self.planner.update(params, frozen_steps=k)
+                    return self.planner.solve(), k
+        self.planner = Planner(params_from_scenario(sc), self.options)
+        self.anchor = now
+        self.status.rebuilds += 1
+        return self.planner.solve(), 0
+
+    async def step(self) -> dict[str, float]:
+        """One control step: plan and apply, or fall back. Returns the setpoints sent [W]."""
+        now = self.clock()
+        st = self.status
+        st.steps += 1
+        st.last_step_at = now.isoformat()
+        sc: Scenario | None = None
+        try:
+            sc = self.scenario_at(now)
+            now = sc.start
+            soc = await self.measure()
+            sc = with_measurements(sc, soc, now)
+            result, k = self._plan(sc, now)
+            row = result.flows.iloc[k]
+            setpoints: dict[str, float] = {}
+            if sc.battery is not None:
+                setpoints[sc.battery.name] = 1000.0 * float(
+                    row["battery_charge_kw"] - row["battery_discharge_kw"]
+                )
+            for ev in sc.evs:
+                if bool(row[f"ev:{ev.name}:plugged"]):
+                    setpoints[ev.name] = 1000.0 * float(
+                        row[f"ev:{ev.name}:charge_kw"] - row[f"ev:{ev.name}:discharge_kw"]
+                    )
+            for name, power_w in setpoints.items():
+                await self.sink.apply(name, round(power_w, 1), self.requested_by)
+        except Exception as exc:  # any failure: safe defaults, visibly
+            st.failures += 1
+            st.consecutive_failures += 1
+            st.last_ok = False
+            st.last_error = f"{type(exc).__name__}: {exc}"
+            st.fallback_active = True
+            log.error(
+                "planning failed at %s, devices fall back to safe defaults: %s",
+                now.isoformat(),
+                st.last_error,
+            )
+            defaults = self._defaults(sc)
+            sent: dict[str, float] = {}
+            for name, power_w in defaults.items():
+                try:
+                    await self.sink.apply(name, power_w, f"{self.requested_by}:fallback")
+                    sent[name] = power_w
+                except Exception as sink_exc:
+                    log.error("safe default for %s was refused: %s", name, sink_exc)
+            st.last_setpoints_w = sent
+            self.planner = None  # rebuild from scratch next time
+            return sent
+        st.plans += 1
+        st.consecutive_failures = 0
+        st.last_ok = True
+        st.last_error = None
+        st.fallback_active = False
+        st.last_objective_eur = result.objective_eur
+        st.last_setpoints_w = setpoints
+        self.last_plan = result
+        return setpoints
+
+    async def run(
+        self,
+        max_steps: int,
+        step_s: float = 900.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> MPCStatus:
+        """Run at most ``max_steps`` steps, sleeping until the next step boundary in between."""
+        for i in range(max_steps):
+            await self.step()
+            if i + 1 < max_steps:
+                now = self.clock()
+                wait = step_s - (now.value / 1e9) % step_s
+                await sleep(wait)
+        return self.status
