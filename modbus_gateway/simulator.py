@@ -293,7 +293,7 @@ def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     battery_w = max(-5000.0, min(5000.0, setpoint - net_w))  # + = charging
     if (st["soc"] >= 100 and battery_w > 0) or (st["soc"] <= 0 and battery_w < 0):
         battery_w = 0.0
-    st["soc"] = min(100.0, max(0.0, st["soc"] + battery_w * dt / st["capacity_wh"] * 100))
+    st["soc"] = min(100.0, max(0.0, st["soc"] + battery_w * dt / 3600 / st["capacity_wh"] * 100))
     v = 52.0 + (st["soc"] - 50) * 0.04
     dev.set("battery_voltage_v", v)
     dev.set("battery_current_a", battery_w / v)
@@ -329,7 +329,7 @@ def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     power = dev.get("power_setpoint_w") if remote and st["started"] else 0.0
     if (st["ev_soc"] >= 100 and power > 0) or (st["ev_soc"] <= 5 and power < 0):
         power = 0.0
-    st["ev_soc"] = min(100.0, max(0.0, st["ev_soc"] + power * dt / st["capacity_wh"] * 100))
+    st["ev_soc"] = min(100.0, max(0.0, st["ev_soc"] + power * dt / 3600 / st["capacity_wh"] * 100))
     dev.set("power_w", power)
     dev.set("ev_soc_pct", round(st["ev_soc"]))
     dev.set("charger_state", 2 if power > 0 else (3 if power < 0 else 1))
@@ -364,8 +364,11 @@ def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
         st["ctrl_hb"], st["ctrl_hb_t"] = hb, now
     mode: int = int(dev.get("storage_control_mode"))
     rvrt = dev.get("revert_timeout_s")
-    last_sp = st.get("written_t:discharge_rate_pct", -math.inf)
-    expired = rvrt > 0 and (now - last_sp > rvrt or now - st["ctrl_hb_t"] > rvrt)
+    # the revert timer runs from the last setpoint (or mode) write; the heartbeat likewise
+    mode_t = st.get("written_t:storage_control_mode", -math.inf)
+    last_sp = max(st.get("written_t:discharge_rate_pct", -math.inf), mode_t)
+    last_hb = max(st["ctrl_hb_t"], mode_t)
+    expired = rvrt > 0 and (now - last_sp > rvrt or now - last_hb > rvrt)
     if mode and expired:
         dev.set("storage_control_mode", 0)
         dev.set("discharge_rate_pct", 0)
@@ -378,7 +381,7 @@ def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
             power = 0.0
     if (st["soc"] >= 100 and power > 0) or (st["soc"] <= 0 and power < 0):
         power = 0.0
-    st["soc"] = min(100.0, max(0.0, st["soc"] + power * dt / 10_000 * 100))
+    st["soc"] = min(100.0, max(0.0, st["soc"] + power * dt / 3600 / 10_000 * 100))
     volt_v = 400 + (st["soc"] - 50) * 0.5
     dev.set("soc_pct", round(st["soc"], 1))
     dev.set("charge_state_pct", round(st["soc"], 1))

@@ -24,6 +24,15 @@ class FakeClock:
     def advance(self, s: float) -> None:
         self.t += s
 
+    def monotonic(self) -> float:
+        return self.t
+
+    def time_ns(self) -> int:
+        return int(self.t * 1e9)
+
+    async def sleep(self, s: float) -> None:
+        self.t += s
+
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable]:
