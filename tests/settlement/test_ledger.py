@@ -1,0 +1,86 @@
+"""The ledger: immutability enforced by the database, tamper detection by `verify`."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from energy.db import is_postgres
+from settlement import ledger
+from settlement.settle import post_run
+from tests.settlement.conftest import make_plan
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE settlement_transfers SET amount = amount + 1 WHERE seq = 3",
+        "DELETE FROM settlement_transfers WHERE seq = 3",
+    ],
+)
+def test_database_refuses_update_and_delete(engine, sessions, statement):
+    post_run(sessions, make_plan())
+    with pytest.raises(DBAPIError, match="immutable"), engine.begin() as conn:
+        conn.execute(text(statement))
+    with sessions() as s:
+        assert ledger.verify(s).ok
+
+
+def _tamper(engine, statement: str) -> None:
+    """What an attacker with database rights can do: bypass the triggers and change a row."""
+    with engine.begin() as conn:
+        if is_postgres(engine):
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            conn.execute(text(statement))
+        else:
+            conn.execute(text("DROP TRIGGER settlement_transfers_no_update"))
+            conn.execute(text("DROP TRIGGER settlement_transfers_no_delete"))
+            conn.execute(text(statement))
+
+
+def test_verify_names_a_changed_transfer(engine, sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        report = ledger.verify(s)
+        assert report.ok and report.checked > 10
+    _tamper(engine, "UPDATE settlement_transfers SET amount = amount + 100 WHERE seq = 7")
+    with sessions() as s:
+        report = ledger.verify(s)
+    assert report.first_broken_seq == 7
+    assert "hash" in (report.reason or "")
+
+
+def test_verify_names_a_rehashed_transfer_by_its_successor(engine, sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        t = s.get(ledger.Transfer, 5)
+        row = {f: getattr(t, f) for f in ledger.HASHED_FIELDS}
+    row["amount"] += 1
+    new_hash = ledger.transfer_hash(row)
+    _tamper(
+        engine,
+        f"UPDATE settlement_transfers SET amount = amount + 1, hash = '{new_hash}' WHERE seq = 5",
+    )
+    with sessions() as s:
+        report = ledger.verify(s)
+    assert report.first_broken_seq == 6
+    assert "prev_hash" in (report.reason or "")
+
+
+def test_verify_finds_a_deleted_transfer(engine, sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        last = s.get(ledger.ChainHead, 1).last_seq
+    _tamper(engine, f"DELETE FROM settlement_transfers WHERE seq = {last}")
+    with sessions() as s:
+        report = ledger.verify(s)
+    assert report.first_broken_seq == last
+    assert "chain head" in (report.reason or "")
+
+
+def test_canonical_serialisation_is_stable():
+    row = {f: None for f in ledger.HASHED_FIELDS}
+    row.update(seq=1, ledger="wh", amount=5, prev_hash=ledger.GENESIS_HASH)
+    assert ledger.canonical(row).startswith(b'{"amount":5,')
+    assert ledger.transfer_hash(row) == ledger.transfer_hash(dict(reversed(list(row.items()))))

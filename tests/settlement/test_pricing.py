@@ -1,0 +1,167 @@
+"""Pricing: exact integer money, rounding stated once, tariff versions and tax bands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from energy.errors import ValidationError
+from settlement.pricing import (
+    TaxBand,
+    energy_tax_nc,
+    load_tariff,
+    nc_per_wh,
+    parse_tariff,
+    round_nc,
+    shared_price_nc,
+)
+from settlement.settle import post_run
+from tests.settlement.conftest import community, meter_data
+
+
+def test_shipped_tariff_2026():
+    t = load_tariff()
+    v = t.version_for_day(dt.date(2026, 10, 1))
+    assert v.energy_tax_bands[0] == TaxBand(10000, Decimal("0.09160"))
+    assert v.vat_pct == Decimal("21")
+    with pytest.raises(ValidationError, match="no tariff version"):
+        t.version_for_day(dt.date(2027, 1, 1))
+
+
+def test_prices_are_exact_integers():
+    assert nc_per_wh(Decimal("0.15")) == 15_000_000  # 15 ct/kWh = 0.015 ct/Wh = 15e6 nc/Wh
+    with pytest.raises(ValidationError, match="8 decimals"):
+        nc_per_wh(Decimal("0.123456789"))
+    # half to even at exactly half a cent
+    assert round_nc(
+        np.array([500_000_000, 1_500_000_000, 1_500_000_001, 2_499_999_999])
+    ).tolist() == [0, 2, 2, 2]
+
+
+def test_energy_tax_crosses_a_band_within_a_day():
+    bands = (TaxBand(10000, Decimal("0.09160")), TaxBand(None, Decimal("0.09037")))
+    # 9,999.5 kWh before; 1 kWh today: 0.5 kWh at band 1 + 0.5 kWh at band 2
+    nc = energy_tax_nc(np.array([1000]), 9_999_500, bands)
+    assert nc.tolist() == [500 * 9_160_000 + 500 * 9_037_000]
+
+
+def _tariff(**price):
+    return parse_tariff(
+        {
+            "name": "t",
+            "versions": [
+                {
+                    "valid_from": "2026-01-01",
+                    "valid_to": "2027-01-01",
+                    "shared_price": price,
+                    "energy_tax_bands": [{"up_to_kwh": None, "eur_per_kwh": "0.1"}],
+                }
+            ],
+        }
+    )
+
+
+def test_time_of_use_by_local_time():
+    t = _tariff(
+        type="time_of_use",
+        default_eur_per_kwh="0.10",
+        periods=[
+            {"from": "17:00", "to": "21:00", "price_eur_per_kwh": "0.25"},
+            {"from": "23:00", "to": "06:00", "price_eur_per_kwh": "0.05"},
+        ],
+    )
+    isps = pd.DatetimeIndex(
+        ["2026-10-01T15:00Z", "2026-10-01T16:45Z", "2026-10-01T22:00Z", "2026-10-01T10:00Z"]
+    ).as_unit("ns")
+    # local (CEST, +2): 17:00, 18:45, 00:00, 12:00
+    assert shared_price_nc(t.versions[0], isps).tolist() == [
+        25_000_000,
+        25_000_000,
+        5_000_000,
+        10_000_000,
+    ]
+
+
+def test_indexed_price_with_floor_and_cap():
+    t = _tariff(
+        type="indexed",
+        multiplier="1",
+        markup_eur_per_kwh="0.02",
+        floor_eur_per_kwh="0",
+        cap_eur_per_kwh="0.30",
+    )
+    isps = pd.date_range("2026-10-01", periods=3, freq="15min", tz="UTC").as_unit("ns")
+    out = shared_price_nc(t.versions[0], isps, np.array([-0.1, 0.1, 0.5]))
+    assert out.tolist() == [0, 12_000_000, 30_000_000]
+    with pytest.raises(ValidationError, match="day-ahead"):
+        shared_price_nc(t.versions[0], isps)
+
+
+def test_bad_tariff_is_named():
+    with pytest.raises(ValidationError, match="overlap"):
+        parse_tariff(
+            {
+                "versions": [
+                    {
+                        "valid_from": "2026-01-01",
+                        "valid_to": "2026-12-01",
+                        "shared_price": {"type": "fixed", "price_eur_per_kwh": "0.1"},
+                        "energy_tax_bands": [{"up_to_kwh": None, "eur_per_kwh": "0.1"}],
+                    },
+                    {
+                        "valid_from": "2026-11-01",
+                        "valid_to": "2027-01-01",
+                        "shared_price": {"type": "fixed", "price_eur_per_kwh": "0.1"},
+                        "energy_tax_bands": [{"up_to_kwh": None, "eur_per_kwh": "0.1"}],
+                    },
+                ]
+            }
+        )
+
+
+def test_correction_is_priced_at_the_tariff_of_the_interval(sessions, tmp_path):
+    """October is corrected after the November price rise: October stays at October's price."""
+    from settlement.ledger import effective_transfers
+    from settlement.settle import plan_energy
+
+    def version(start, end, price):
+        return {
+            "valid_from": start,
+            "valid_to": end,
+            "shared_price": {"type": "fixed", "price_eur_per_kwh": price},
+            "energy_tax_bands": [{"up_to_kwh": None, "eur_per_kwh": "0.09160"}],
+            "vat_pct": "21",
+        }
+
+    tariff = parse_tariff(
+        {
+            "name": "rise",
+            "versions": [
+                version("2026-01-01", "2026-11-01", "0.10"),
+                version("2026-11-01", "2027-01-01", "0.30"),
+            ],
+        }
+    )
+    c = community()
+    post_run(sessions, plan_energy(c, "2026-10", meter_data(), tariff))
+    post_run(sessions, plan_energy(c, "2026-11", meter_data("2026-11"), tariff))
+    d = meter_data()
+    off = d.offtake_wh.copy()
+    off[:, 1] += 50  # the DSO corrects the dorpshuis' October offtake
+    plan = plan_energy(c, "2026-10", type(d)(d.isps, d.members, off, d.injection_wh), tariff)
+    post_run(sessions, plan)
+    with sessions() as s:
+        eff = effective_transfers(s, "dorp-test", "2026-10")
+    wh = {(t.day, t.member_ref): t.amount for t in eff if t.ledger == "wh" and t.code == "shared"}
+    cents = {
+        (t.day, t.member_ref): t.amount for t in eff if t.ledger == "cents" and t.code == "shared"
+    }
+    total_wh = sum(v for k, v in wh.items())
+    total_cents = sum(v for k, v in cents.items())
+    assert total_cents == pytest.approx(
+        total_wh * 0.010, abs=len(plan.days)
+    )  # 10 ct/kWh = 0.010 ct/Wh
