@@ -1,0 +1,619 @@
+"""Campaign orchestration: create, import, aggregate, analyse, verify savings.
+
+The steps are thin: the domain work lives in :mod:`meetkoffer.analysis`,
+:mod:`meetkoffer.findings`, :mod:`meetkoffer.mv` and the kernels of :mod:`energy.kernels`.
+
+Raw samples of every clamp go to :class:`energy.samples.SampleStore` on the equipment's
+channel; :func:`aggregate` turns them into 15-minute interval readings (power channels with
+:func:`energy.kernels.power_to_buckets_many`, counter channels by interpolating the counter
+at the ISP edges); :func:`load_series` reads those readings back as pandas series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from energy.errors import NotFoundError, ValidationError
+from energy.models import (
+    Asset,
+    AssetKind,
+    Channel,
+    Member,
+    MemberKind,
+    MemberPersonal,
+    Quantity,
+    Site,
+)
+from energy.readings import read_readings, upsert_readings
+from energy.samples import SampleStore
+from energy.timegrid import ISP_NS, ensure_utc
+from meetkoffer import analysis as an
+from meetkoffer import findings as fi
+from meetkoffer import importing, mv
+from meetkoffer.emissions import EmissionFactor, factor_for_year, load_emission_factors
+from meetkoffer.models import (
+    Campaign,
+    Equipment,
+    FindingRecord,
+    NonRoutineRecord,
+    ProductionRecord,
+    SavingsRecord,
+    TemperatureReading,
+)
+
+MAX_GAP_NS = 2 * 3600 * 1_000_000_000
+
+
+def _slug(name: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not s:
+        raise ValueError(f"name {name!r} has no letters or digits")
+    return s
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    """The campaign called ``name``; :class:`NotFoundError` if there is none."""
+    c = session.scalar(select(Campaign).where(Campaign.name == name))
+    if c is None:
+        raise NotFoundError(f"no campaign {name!r} (create it with `noaber meetkoffer create`)")
+    return c
+
+
+def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "campaign") -> Campaign:
+    """Create a campaign (and its firm, site, assets and channels where new) from a mapping.
+
+    Keys: ``name``, ``display_name``, ``firm: {ref, name}``, ``site: {name, display_name, ean,
+    latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}``, ``start``, ``end``
+    (ISO 8601 with offset), ``price_eur_per_kwh``, ``operating_hours``, optional ``findings``
+    (:class:`meetkoffer.findings.FindingParams` fields) and ``equipment``: a list of
+    ``{name, role: incomer|submeter, quantity: power|energy}`` with exactly one incomer.
+
+    Raises
+    ------
+    ValidationError
+        Naming the key that is missing or wrong.
+    """
+
+    def need(key: str, where: Mapping[str, Any] = cfg, prefix: str = "") -> Any:
+        if key not in where or where[key] in (None, ""):
+            raise ValidationError(f"missing {prefix}{key}", source, prefix + key)
+        return where[key]
+
+    name = str(need("name"))
+    if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
+        raise ValidationError(f"campaign {name!r} exists already", source, "name")
+    try:
+        start = ensure_utc(need("start"))
+        end = ensure_utc(need("end"))
+    except ValueError as exc:
+        raise ValidationError(str(exc), source, "start/end") from None
+    if end <= start:
+        raise ValidationError(f"end {end} must be after start {start}", source, "end")
+    price = float(need("price_eur_per_kwh"))
+    if price < 0:
+        raise ValidationError(f"must be >= 0, got {price}", source, "price_eur_per_kwh")
+    try:
+        hours = an.OperatingHours.from_dict(cfg.get("operating_hours") or {})
+        fi.FindingParams(price_eur_per_kwh=price, **(cfg.get("findings") or {}))  # validates
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc), source, "operating_hours/findings") from None
+    firm_cfg = need("firm")
+    ref = str(need("ref", firm_cfg, "firm."))
+    firm = session.scalar(select(Member).where(Member.ref == ref))
+    if firm is None:
+        firm = Member(ref=ref, kind=MemberKind.ORGANISATION)
+        if firm_cfg.get("name"):
+            firm.personal = MemberPersonal(name=str(firm_cfg["name"]), extra={})
+        session.add(firm)
+        session.flush()
+    site_cfg = need("site")
+    site_name = str(need("name", site_cfg, "site."))
+    site = session.scalar(select(Site).where(Site.name == site_name))
+    if site is None:
+        site = Site(
+            name=site_name,
+            display_name=str(site_cfg.get("display_name", site_name)),
+            ean=str(need("ean", site_cfg, "site.")),
+            kind="factory",
+            latitude=float(site_cfg.get("latitude", 52.8)),
+            longitude=float(site_cfg.get("longitude", 6.6)),
+            grid_import_limit_kw=float(need("grid_import_limit_kw", site_cfg, "site.")),
+            grid_export_limit_kw=float(site_cfg.get("grid_export_limit_kw", 0.0)),
+            owner_member_id=firm.id,
+        )
+        session.add(site)
+        session.flush()
+    elif site.owner_member_id not in (None, firm.id):
+        raise ValidationError(f"site {site_name!r} belongs to another firm", source, "site.name")
+    eq_cfg = need("equipment")
+    if not isinstance(eq_cfg, list):
+        raise ValidationError("must be a list", source, "equipment")
+    roles = [str(e.get("role", "submeter")) for e in eq_cfg]
+    if roles.count("incomer") != 1:
+        raise ValidationError(
+            f"exactly one equipment needs role: incomer, got {roles.count('incomer')}",
+            source,
+            "equipment",
+        )
+    campaign = Campaign(
+        name=name,
+        display_name=str(cfg.get("display_name", name)),
+        site_id=site.id,
+        firm_member_id=firm.id,
+        start_at=start.to_pydatetime(),
+        end_at=end.to_pydatetime(),
+        price_eur_per_kwh=price,
+        operating_hours=hours.to_dict(),
+        params={k: v for k, v in (cfg.get("findings") or {}).items()},
+    )
+    session.add(campaign)
+    session.flush()
+    seen: set[str] = set()
+    for i, e in enumerate(eq_cfg):
+        loc = f"equipment[{i}]"
+        ename = str(need("name", e, loc + "."))
+        if ename in seen:
+            raise ValidationError(f"equipment {ename!r} appears twice", source, loc)
+        seen.add(ename)
+        role = roles[i]
+        if role not in ("incomer", "submeter"):
+            raise ValidationError(f"role must be incomer or submeter, got {role!r}", source, loc)
+        qty = str(e.get("quantity", "power"))
+        if qty not in ("power", "energy"):
+            raise ValidationError(f"quantity must be power or energy, got {qty!r}", source, loc)
+        slug = _slug(ename)
+        asset = session.scalar(select(Asset).where(Asset.site_id == site.id, Asset.name == slug))
+        if asset is None:
+            asset = Asset(
+                site_id=site.id,
+                name=slug,
+                kind=AssetKind.METER if role == "incomer" else AssetKind.PROCESS_LOAD,
+                owner_member_id=firm.id,
+                params={"display_name": ename},
+            )
+            session.add(asset)
+            session.flush()
+        quantity = Quantity.POWER if qty == "power" else Quantity.ENERGY_IMPORT
+        key = f"{site.name}/{slug}/{quantity.value}"
+        channel = session.scalar(select(Channel).where(Channel.key == key))
+        if channel is None:
+            channel = Channel(
+                key=key,
+                asset_id=asset.id,
+                quantity=quantity,
+                unit="W" if quantity == Quantity.POWER else "Wh",
+                sign=1,
+                register=f"meetkoffer:{campaign.name}",
+            )
+            session.add(channel)
+            session.flush()
+        session.add(
+            Equipment(campaign_id=campaign.id, channel_id=channel.id, name=ename, role=role)
+        )
+    session.flush()
+    session.refresh(campaign)
+    return campaign
+
+
+def create_campaign_from_file(session: Session, path: Path) -> Campaign:
+    """Create a campaign from a YAML file (see :func:`create_campaign`)."""
+    try:
+        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError(f"cannot read campaign file: {exc}", str(path)) from None
+    if not isinstance(cfg, dict):
+        raise ValidationError("must be a mapping", str(path))
+    return create_campaign(session, cfg, str(path))
+
+
+def hours_of(c: Campaign) -> an.OperatingHours:
+    return an.OperatingHours.from_dict(c.operating_hours or {})
+
+
+def params_of(c: Campaign, kg_co2_per_kwh: float) -> fi.FindingParams:
+    return fi.FindingParams(
+        price_eur_per_kwh=c.price_eur_per_kwh, kg_co2_per_kwh=kg_co2_per_kwh, **(c.params or {})
+    )
+
+
+def _channel_names(c: Campaign) -> dict[str, Equipment]:
+    out: dict[str, Equipment] = {}
+    for e in c.equipment:
+        out[e.name] = e
+        out[e.channel.key] = e
+    return out
+
+
+def import_samples(
+    session: Session, store: SampleStore, c: Campaign, path: Path, text: str | None = None
+) -> dict[str, int]:
+    """Import a sample export into the store; returns new samples per equipment.
+
+    The whole file is validated first (:func:`meetkoffer.importing.parse_samples`); a bad
+    file raises and stores nothing. Samples outside the campaign period are refused too.
+    """
+    names = _channel_names(c)
+    parsed = importing.parse_samples(path, names, text)
+    start_ns = pd.Timestamp(c.start_at).as_unit("ns").value
+    end_ns = pd.Timestamp(c.end_at).as_unit("ns").value
+    errors = []
+    for ch, data in parsed.items():
+        eq = names[ch]
+        want = "power" if eq.channel.quantity == Quantity.POWER else "energy"
+        if data.kind != want:
+            errors.append(
+                (int(data.lines[0]), f"channel {ch!r} is a {want} channel, got {data.kind} units")
+            )
+        outside = (data.ts_ns < start_ns) | (data.ts_ns >= end_ns)
+        if outside.any():
+            errors.append(
+                (
+                    int(data.lines[np.flatnonzero(outside)[0]]),
+                    f"timestamp outside the campaign period of {c.name!r}",
+                )
+            )
+    if errors:
+        errors.sort()
+        raise ValidationError(
+            "nothing imported: " + "; ".join(f"line {ln}: {m}" for ln, m in errors[:20]),
+            str(path),
+            f"line {errors[0][0]}",
+        )
+    written: dict[str, int] = {}
+    for ch, data in parsed.items():
+        eq = names[ch]
+        written[eq.name] = written.get(eq.name, 0) + store.append(
+            eq.channel_id, data.ts_ns, data.value
+        )
+    return written
+
+
+def import_production(session: Session, c: Campaign, path: Path, text: str | None = None) -> int:
+    """Import production records (replacing records with the same period start)."""
+    df = importing.parse_production(path, text)
+    for r in df.itertuples(index=False):
+        session.merge(
+            ProductionRecord(
+                campaign_id=c.id,
+                period_start=r.period_start.to_pydatetime(),
+                period_end=r.period_end.to_pydatetime(),
+                units=float(r.units),
+                unit=str(r.unit),
+            )
+        )
+    session.flush()
+    return len(df)
+
+
+def import_temperature(session: Session, c: Campaign, path: Path, text: str | None = None) -> int:
+    """Import outdoor temperatures [degC] (replacing readings at the same time)."""
+    s = importing.parse_temperature(path, text)
+    for ts, v in s.items():
+        session.merge(TemperatureReading(campaign_id=c.id, ts=ts.to_pydatetime(), temp_c=float(v)))
+    session.flush()
+    return len(s)
+
+
+def counter_to_isp_energy(
+    ts_ns: np.ndarray, counter_wh: np.ndarray, max_gap_ns: int = MAX_GAP_NS
+) -> pd.DataFrame:
+    """Energy per ISP [Wh] from a cumulative counter, interpolated linearly at ISP edges.
+
+    Counter intervals longer than ``max_gap_ns`` are not spread (their energy is left out and
+    the ISPs they cover get lower coverage). Returns the columns of an interval reading.
+    """
+    if ts_ns.size < 2:
+        return pd.DataFrame(columns=["energy_wh", "sample_count", "coverage"])
+    first = ts_ns[0] - ts_ns[0] % ISP_NS
+    edges = np.arange(first, ts_ns[-1] + ISP_NS, ISP_NS, dtype=np.int64)
+    dv = np.diff(counter_wh)
+    dt_ns = np.diff(ts_ns)
+    ok = dt_ns <= max_gap_ns
+    # Cumulative energy and covered time over valid (short) intervals: linear inside a valid
+    # interval, flat across a gap. Breakpoints are the pairs [t_i, t_i+1] of every interval.
+    e_cum = np.concatenate(([0.0], np.cumsum(np.where(ok, dv, 0.0))))
+    c_cum = np.concatenate(([0.0], np.cumsum(np.where(ok, dt_ns, 0)).astype(float)))
+    x = np.column_stack([ts_ns[:-1], ts_ns[1:]]).ravel().astype(float)
+    y_e = np.column_stack([e_cum[:-1], e_cum[1:]]).ravel()
+    y_c = np.column_stack([c_cum[:-1], c_cum[1:]]).ravel()
+    e_at = np.interp(edges.astype(float), x, y_e)
+    c_at = np.interp(edges.astype(float), x, y_c)
+    n = len(edges) - 1
+    counts = np.bincount((ts_ns - first) // ISP_NS, minlength=n + 1)[:n]
+    idx = pd.DatetimeIndex(pd.to_datetime(edges[:-1], unit="ns", utc=True)).as_unit("ns")
+    return pd.DataFrame(
+        {
+            "energy_wh": np.diff(e_at),
+            "sample_count": counts,
+            "coverage": np.clip(np.diff(c_at) / ISP_NS, 0.0, 1.0),
+        },
+        index=idx,
+    )
+
+
+def aggregate(
+    session: Session, store: SampleStore, c: Campaign, n_threads: int | None = None
+) -> dict[str, int]:
+    """Raw samples of every equipment channel -> 15-minute interval readings (stored).
+
+    Returns the number of ISPs written per equipment.
+    """
+    from energy.kernels import power_to_buckets_many
+
+    start_ns = pd.Timestamp(c.start_at).as_unit("ns").value
+    end_ns = pd.Timestamp(c.end_at).as_unit("ns").value
+    power = [e for e in c.equipment if e.channel.quantity == Quantity.POWER]
+    energy = [e for e in c.equipment if e.channel.quantity != Quantity.POWER]
+    frames: dict[str, pd.DataFrame] = {}
+    samples = [store.read(e.channel_id, start_ns, end_ns) for e in power]
+    results = power_to_buckets_many(
+        [(s.ts, s.value, s.quality) for s in samples],
+        ISP_NS,
+        0,
+        MAX_GAP_NS,
+        n_threads=n_threads,
+    )
+    for e, r in zip(power, results):
+        frames[e.name] = r.to_frame()
+    for e in energy:
+        s = store.read(e.channel_id, start_ns, end_ns)
+        good = s.quality == 0
+        frames[e.name] = counter_to_isp_energy(s.ts[good], s.value[good])
+    written = {}
+    for e in c.equipment:
+        f = frames[e.name]
+        f = f[(f.index >= pd.Timestamp(c.start_at)) & (f.index < pd.Timestamp(c.end_at))]
+        f = f[f["coverage"] > 0]
+        written[e.name] = upsert_readings(session, e.channel_id, f)
+    session.flush()
+    return written
+
+
+@dataclass
+class CampaignSeries:
+    """The 15-minute energy of every equipment and the drivers, ready for analyses."""
+
+    incomer: str
+    energy_wh: dict[str, pd.Series]  # by equipment name, incomer included
+    production: pd.Series  # units, indexed by period start (UTC)
+    temp_c: pd.Series  # degC, UTC index
+    coverage: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def incomer_wh(self) -> pd.Series:
+        return self.energy_wh[self.incomer]
+
+    @property
+    def submeters_wh(self) -> dict[str, pd.Series]:
+        return {k: v for k, v in self.energy_wh.items() if k != self.incomer}
+
+
+def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> CampaignSeries:
+    """Read a campaign's interval readings and drivers; ISPs below ``min_coverage`` are left out."""
+    ids = {e.channel_id: e for e in c.equipment}
+    df = read_readings(session, list(ids), c.start_at, c.end_at)
+    energy: dict[str, pd.Series] = {}
+    coverage: dict[str, float] = {}
+    for e in c.equipment:
+        part = df[df["channel_id"] == e.channel_id]
+        s = pd.Series(
+            part["energy_wh"].to_numpy(float),
+            index=pd.DatetimeIndex(part["isp_start"]).as_unit("ns"),
+        )
+        cov = part["coverage"].to_numpy(float)
+        energy[e.name] = s[cov >= min_coverage]
+        coverage[e.name] = float(cov.mean()) if cov.size else 0.0
+    incomer = next(e.name for e in c.equipment if e.role == "incomer")
+    prod = session.scalars(
+        select(ProductionRecord)
+        .where(ProductionRecord.campaign_id == c.id)
+        .order_by(ProductionRecord.period_start)
+    ).all()
+    production = pd.Series(
+        [p.units for p in prod],
+        index=pd.DatetimeIndex([p.period_start for p in prod], tz="UTC")
+        if prod
+        else pd.DatetimeIndex([], tz="UTC"),
+        dtype=float,
+    )
+    temps = session.scalars(
+        select(TemperatureReading)
+        .where(TemperatureReading.campaign_id == c.id)
+        .order_by(TemperatureReading.ts)
+    ).all()
+    temp = pd.Series(
+        [t.temp_c for t in temps],
+        index=pd.DatetimeIndex([t.ts for t in temps], tz="UTC")
+        if temps
+        else pd.DatetimeIndex([], tz="UTC"),
+        dtype=float,
+    )
+    return CampaignSeries(incomer, energy, production, temp, coverage)
+
+
+def campaign_factor(c: Campaign, factors: dict[int, EmissionFactor]) -> tuple[float, str]:
+    """Emission factor [kg/kWh] of the campaign's year and a note on its source."""
+    af = factor_for_year(factors, pd.Timestamp(c.start_at).year)
+    note = f"{af.factor.kg_co2_per_kwh} kg CO2/kWh ({af.factor.year}; {af.factor.source})"
+    return af.factor.kg_co2_per_kwh, note + (f"; {af.note}" if af.note else "")
+
+
+def analyze(
+    session: Session, c: Campaign, factors: dict[int, EmissionFactor] | None = None
+) -> tuple[CampaignSeries, list[fi.Finding]]:
+    """Run the findings on the stored readings and store them (replacing earlier ones)."""
+    factors = factors or load_emission_factors()
+    series = load_series(session, c)
+    if series.incomer_wh.empty:
+        raise ValidationError(
+            f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}; "
+            "import samples and run aggregation first"
+        )
+    kg, _ = campaign_factor(c, factors)
+    found = fi.find_all(
+        series.incomer_wh,
+        series.submeters_wh,
+        hours_of(c),
+        params_of(c, kg),
+        series.production if not series.production.empty else None,
+    )
+    session.execute(delete(FindingRecord).where(FindingRecord.campaign_id == c.id))
+    for f in found:
+        session.add(
+            FindingRecord(
+                campaign_id=c.id,
+                rank=f.rank,
+                kind=f.kind,
+                title=f.title,
+                equipment=f.equipment,
+                energy_kwh_per_year=f.energy_kwh_per_year,
+                cost_eur_per_year=f.cost_eur_per_year,
+                co2_t_per_year=f.co2_t_per_year,
+                chart=f.chart,
+                evidence=_jsonable(f.evidence),
+            )
+        )
+    c.analyzed_at = dt.datetime.now(dt.UTC)
+    session.flush()
+    return series, found
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (pd.Timestamp, dt.datetime)):
+        return obj.isoformat()
+    return obj
+
+
+def parse_period(text: str, what: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``FROM..TO`` (ISO dates are local midnights in Europe/Amsterdam; times need offsets)."""
+    if ".." not in text:
+        raise ValidationError(f"{what} must be FROM..TO, got {text!r}", location=what)
+    a, b = (p.strip() for p in text.split("..", 1))
+
+    def one(s: str) -> pd.Timestamp:
+        try:
+            if len(s) == 10:
+                return pd.Timestamp(s).tz_localize(an.LOCAL_TZ).tz_convert("UTC").as_unit("ns")
+            return ensure_utc(s)
+        except ValueError as exc:
+            raise ValidationError(f"{what}: {exc}", location=what) from None
+
+    start, end = one(a), one(b)
+    if end <= start:
+        raise ValidationError(f"{what}: end {b} must be after start {a}", location=what)
+    return start, end
+
+
+def verify(
+    session: Session,
+    c: Campaign,
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    *,
+    option: str = "C",
+    equipment: str | None = None,
+    model: str = "regression",
+    spec: mv.RegressionSpec | None = None,
+    adjustments: list[mv.NonRoutineAdjustment] | None = None,
+    factors: dict[int, EmissionFactor] | None = None,
+) -> tuple[mv.SavingsResult, SavingsRecord]:
+    """Verify savings for the incomer (Option C) or one machine (Option B) and store them."""
+    factors = factors or load_emission_factors()
+    series = load_series(session, c)
+    if option == "C":
+        if equipment not in (None, series.incomer):
+            raise ValidationError("Option C is the whole facility: leave --equipment out")
+        equipment = series.incomer
+    elif equipment is None:
+        raise ValidationError("Option B needs the isolated machine: give --equipment NAME")
+    if equipment not in series.energy_wh:
+        raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
+    prod = series.production if not series.production.empty else None
+    temp = series.temp_c if not series.temp_c.empty else None
+    daily = mv.daily_frame(series.energy_wh[equipment], prod, temp)
+    if spec is None:
+        spec = mv.RegressionSpec(production=prod is not None, time_of_week=True)
+    base = daily[(daily.index >= baseline[0]) & (daily.index < baseline[1])]
+    rep = daily[(daily.index >= reporting[0]) & (daily.index < reporting[1])]
+    res = mv.verify_savings(
+        base,
+        rep,
+        option=option,
+        price_eur_per_kwh=c.price_eur_per_kwh,
+        emission_factors=factors,
+        model=model,
+        spec=spec,
+        interval="daily",
+        adjustments=adjustments or [],
+    )
+    eq = next(e for e in c.equipment if e.name == equipment)
+    rec = SavingsRecord(
+        campaign_id=c.id,
+        equipment_id=eq.id,
+        option=option,
+        model=res.model,
+        baseline_start=baseline[0].to_pydatetime(),
+        baseline_end=baseline[1].to_pydatetime(),
+        reporting_start=reporting[0].to_pydatetime(),
+        reporting_end=reporting[1].to_pydatetime(),
+        adjusted_baseline_kwh=res.adjusted_baseline_kwh,
+        reporting_kwh=res.reporting_kwh,
+        nonroutine_kwh=res.nonroutine_kwh,
+        avoided_kwh=res.avoided_kwh,
+        avoided_eur=res.avoided_eur,
+        avoided_co2_t=res.avoided_co2_t,
+        fsu_68=res.fsu_68 if np.isfinite(res.fsu_68) else None,
+        fsu_90=res.fsu_90 if np.isfinite(res.fsu_90) else None,
+        cv_rmse=res.metrics.cv_rmse,
+        nmbe=res.metrics.nmbe,
+        r2=res.metrics.r2,
+        ashrae14_pass=res.metrics.passes,
+        summary=_jsonable(
+            {
+                **res.summary(),
+                "equipment": equipment,
+                "coefficients": res.coefficients,
+                "warnings": res.warnings,
+                "emission_factors": [
+                    {
+                        "year": a.requested_year,
+                        "factor_year": a.factor.year,
+                        "kg_co2_per_kwh": a.factor.kg_co2_per_kwh,
+                        "source": a.factor.source,
+                    }
+                    for a in res.emission_factors
+                ],
+            }
+        ),
+    )
+    for a in res.adjustments:
+        rec.adjustments.append(
+            NonRoutineRecord(
+                energy_kwh=a.energy_kwh, reason=a.reason, start_at=a.start, end_at=a.end
+            )
+        )
+    session.add(rec)
+    session.flush()
+    return res, rec

@@ -1,0 +1,197 @@
+"""Meetkoffer tables: campaigns, equipment mapping, production, temperature, findings, savings.
+
+Raw samples live in :class:`energy.samples.SampleStore` (one channel per clamp) and 15-minute
+aggregates in :class:`energy.models.IntervalReading`; these tables hold what is specific to a
+campaign. Table names start with ``mk_``. Timestamps are UTC (:class:`energy.db.UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from energy.db import Base, UTCDateTime
+from energy.models import Channel, Member, Site
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Campaign(Base):
+    """A measurement campaign: a firm, a site, a period ``[start, end)`` and its equipment."""
+
+    __tablename__ = "mk_campaigns"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="period_positive"),
+        CheckConstraint("price_eur_per_kwh >= 0", name="price_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    firm_member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    price_eur_per_kwh: Mapped[float] = mapped_column(Float)
+    operating_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    analyzed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    site: Mapped[Site] = relationship()
+    firm: Mapped[Member] = relationship()
+    equipment: Mapped[list[Equipment]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="Equipment.id"
+    )
+    findings: Mapped[list[FindingRecord]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="FindingRecord.rank"
+    )
+    savings: Mapped[list[SavingsRecord]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="SavingsRecord.id"
+    )
+
+
+class Equipment(Base):
+    """A channel of the campaign mapped to equipment; ``role`` ``incomer`` is the total."""
+
+    __tablename__ = "mk_equipment"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "name"),
+        CheckConstraint("role IN ('incomer', 'submeter')", name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20), default="submeter")
+
+    campaign: Mapped[Campaign] = relationship(back_populates="equipment")
+    channel: Mapped[Channel] = relationship()
+
+
+class ProductionRecord(Base):
+    """Units produced in ``[period_start, period_end)`` (an hour, a shift or a day)."""
+
+    __tablename__ = "mk_production"
+    __table_args__ = (
+        CheckConstraint("period_end > period_start", name="period_positive"),
+        CheckConstraint("units >= 0", name="units_nonneg"),
+    )
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    period_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    units: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(20))
+
+
+class TemperatureReading(Base):
+    """Outdoor temperature [degC] at a moment."""
+
+    __tablename__ = "mk_temperature"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    temp_c: Mapped[float] = mapped_column(Float)
+
+
+class FindingRecord(Base):
+    """A stored finding of the latest analysis (ranked, with evidence)."""
+
+    __tablename__ = "mk_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    rank: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(300))
+    equipment: Mapped[str | None] = mapped_column(String(100))
+    energy_kwh_per_year: Mapped[float] = mapped_column(Float)
+    cost_eur_per_year: Mapped[float] = mapped_column(Float)
+    co2_t_per_year: Mapped[float] = mapped_column(Float)
+    chart: Mapped[str] = mapped_column(String(120))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="findings")
+
+
+class SavingsRecord(Base):
+    """One savings verification (IPMVP Option B or C) and its results."""
+
+    __tablename__ = "mk_savings"
+    __table_args__ = (CheckConstraint("option IN ('B', 'C')", name="option_known"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    equipment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mk_equipment.id", ondelete="SET NULL")
+    )
+    option: Mapped[str] = mapped_column(String(1))
+    model: Mapped[str] = mapped_column(String(100))
+    baseline_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    baseline_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reporting_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reporting_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    adjusted_baseline_kwh: Mapped[float] = mapped_column(Float)
+    reporting_kwh: Mapped[float] = mapped_column(Float)
+    nonroutine_kwh: Mapped[float] = mapped_column(Float)
+    avoided_kwh: Mapped[float] = mapped_column(Float)
+    avoided_eur: Mapped[float] = mapped_column(Float)
+    avoided_co2_t: Mapped[float] = mapped_column(Float)
+    fsu_68: Mapped[float | None] = mapped_column(Float)
+    fsu_90: Mapped[float | None] = mapped_column(Float)
+    cv_rmse: Mapped[float] = mapped_column(Float)
+    nmbe: Mapped[float] = mapped_column(Float)
+    r2: Mapped[float] = mapped_column(Float)
+    ashrae14_pass: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="savings")
+    adjustments: Mapped[list[NonRoutineRecord]] = relationship(
+        back_populates="savings", cascade="all, delete-orphan"
+    )
+
+
+class NonRoutineRecord(Base):
+    """A non-routine adjustment [kWh] of a savings verification, with its reason."""
+
+    __tablename__ = "mk_nonroutine"
+    __table_args__ = (CheckConstraint("length(reason) > 0", name="reason_given"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    savings_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_savings.id", ondelete="CASCADE"), index=True
+    )
+    energy_kwh: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(500))
+    start_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    end_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    savings: Mapped[SavingsRecord] = relationship(back_populates="adjustments")

@@ -1,0 +1,132 @@
+"""A campaign end to end on SQLite and PostgreSQL: create, import, aggregate, analyse, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sqlalchemy import select
+
+from energy.errors import NotFoundError, ValidationError
+from energy.models import Asset, AssetKind, Channel, Site
+from energy.samples import SampleStore
+from meetkoffer import campaign as cp
+from meetkoffer import mv
+from meetkoffer.models import Campaign, FindingRecord, SavingsRecord
+from tests.meetkoffer.campaign_fixture import DATA, STEP_AT, STEP_KW, build
+from tests.meetkoffer.synth import TZ
+
+
+def test_create_campaign_makes_core_rows(sessions) -> None:
+    cfg = yaml.safe_load((DATA / "campaign.yaml").read_text())
+    with sessions.begin() as s:
+        c = cp.create_campaign(s, cfg)
+        site = s.get(Site, c.site_id)
+        assert site.kind == "factory" and site.owner_member_id == c.firm_member_id
+        kinds = {a.name: a.kind for a in s.scalars(select(Asset).where(Asset.site_id == site.id))}
+        assert kinds["main-incomer"] == AssetKind.METER
+        assert kinds["compressor-1"] == AssetKind.PROCESS_LOAD
+        keys = set(s.scalars(select(Channel.key)))
+        assert "kunststof-emmen/lighting/energy_import" in keys
+    with sessions.begin() as s, pytest.raises(ValidationError, match="exists already"):
+        cp.create_campaign(s, cfg)
+    bad = {**cfg, "name": "other", "equipment": [{"name": "a"}]}
+    with sessions.begin() as s, pytest.raises(ValidationError, match="exactly one equipment"):
+        cp.create_campaign(s, bad)
+    with sessions() as s, pytest.raises(NotFoundError):
+        cp.get_campaign(s, "nope")
+
+
+def test_bad_file_changes_nothing(sessions, tmp_path: Path) -> None:
+    store = SampleStore(tmp_path / "samples")
+    cfg = yaml.safe_load((DATA / "campaign.yaml").read_text())
+    with sessions.begin() as s:
+        c = cp.create_campaign(s, cfg)
+    text = (
+        "timestamp,channel,value,unit\n"
+        "2026-03-02T08:00:00+01:00,compressor 1,30,kW\n"
+        "2026-03-02T08:00:00+01:00,lighting,30,kW\n"  # lighting is a kWh counter channel
+        "2026-04-02T08:00:00+01:00,compressor 1,30,kW\n"  # after the campaign
+    )
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, c.name)
+        with pytest.raises(ValidationError) as exc:
+            cp.import_samples(s, store, c, Path("k.csv"), text=text)
+    assert "line 3: channel 'lighting' is a energy channel" in str(exc.value)
+    assert "line 4: timestamp outside the campaign period" in str(exc.value)
+    assert store.channels() == []
+
+
+def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
+    store = SampleStore(tmp_path / "samples")
+    with sessions.begin() as s:
+        c, plant = build(s, store)
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, "kunststof-2026-03")
+        series = cp.load_series(s, c)
+        assert series.incomer == "main incomer"
+        inc = series.incomer_wh
+        assert len(inc) == len(plant.index)
+        # Step-held 1-minute samples: the trapezoid only blurs the last minute of each ISP.
+        assert inc.sum() == pytest.approx(plant.incomer_wh.sum(), rel=0.01)
+        light = series.energy_wh["lighting"]
+        assert light.sum() == pytest.approx(plant.lighting_wh.sum(), rel=1e-6)
+        assert len(series.production) == 20 and len(series.temp_c) == 28
+
+        _, found = cp.analyze(s, c)
+        kinds = {(f.kind, f.equipment) for f in found}
+        assert ("off_hours_equipment", "compressor 1") in kinds
+        assert ("standby", None) in kinds and ("peak", None) in kinds
+    with sessions() as s:
+        recs = s.scalars(select(FindingRecord).order_by(FindingRecord.rank)).all()
+        assert [r.rank for r in recs] == list(range(1, len(recs) + 1))
+        comp = next(r for r in recs if r.equipment == "compressor 1")
+        assert comp.evidence["weekend_kwh_in_campaign"] == pytest.approx(5730.0, rel=0.01)
+        assert s.scalar(select(Campaign)).analyzed_at is not None
+
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, "kunststof-2026-03")
+        base = cp.parse_period(f"2026-03-02..{STEP_AT}", "baseline")
+        rep = cp.parse_period(f"{STEP_AT}..2026-03-30", "reporting")
+        adj = mv.NonRoutineAdjustment(0.0, "no change to the line during reporting")
+        res, _ = cp.verify(
+            s, c, base, rep, option="B", equipment="extruder line 2", adjustments=[adj]
+        )
+        weekdays = 10
+        true_kwh = STEP_KW * 16 * weekdays
+        assert abs(res.avoided_kwh - true_kwh) <= max(res.uncertainty_kwh_90, 0.01 * true_kwh)
+        res_c, _ = cp.verify(s, c, base, rep, option="C")
+        assert (
+            abs(res_c.avoided_kwh - true_kwh) <= res_c.uncertainty_kwh_90 + 40.0
+        )  # + the peak ISP
+        with pytest.raises(ValidationError, match="Option B needs"):
+            cp.verify(s, c, base, rep, option="B")
+    with sessions() as s:
+        rows = s.scalars(select(SavingsRecord).order_by(SavingsRecord.id)).all()
+        assert [r.option for r in rows] == ["B", "C"]
+        assert rows[0].adjustments[0].reason.startswith("no change")
+        assert rows[0].summary["equipment"] == "extruder line 2"
+        assert rows[0].summary["emission_factors"][0]["source"]
+
+
+def test_counter_to_isp_energy_spreads_and_skips_gaps() -> None:
+    h = 3600 * 10**9
+    ts = np.array([0, h, 4 * h, 5 * h], np.int64)
+    wh = np.array([0.0, 1000.0, 1000.0 + 3000.0, 5000.0])
+    f = cp.counter_to_isp_energy(ts, wh, max_gap_ns=2 * h)
+    assert len(f) == 20
+    assert f["energy_wh"].iloc[:4].tolist() == pytest.approx([250.0] * 4)
+    assert f["energy_wh"].iloc[4:16].sum() == 0.0  # the 3 h gap is not spread
+    assert f["coverage"].iloc[4:16].sum() == 0.0
+    assert f["energy_wh"].iloc[16:].sum() == pytest.approx(1000.0)
+
+
+def test_parse_period_local_dates() -> None:
+    a, b = cp.parse_period("2026-03-29..2026-03-30", "baseline")
+    assert (b - a) == pd.Timedelta(hours=23)
+    assert a == pd.Timestamp("2026-03-29", tz=TZ).tz_convert("UTC")
+    with pytest.raises(ValidationError, match=r"FROM\.\.TO"):
+        cp.parse_period("2026-03-29", "baseline")
