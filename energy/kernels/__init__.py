@@ -5,6 +5,7 @@ tests compare it with (STYLE.md item 5).
 """
 
 from energy.kernels.calendar import fixed_edges, local_calendar_edges, utc_bucket_starts
+from energy.kernels.counters import CounterResult, counter_to_buckets
 from energy.kernels.power import (
     DEFAULT_MAX_GAP_NS,
     BucketResult,
@@ -16,6 +17,8 @@ from energy.kernels.power import (
 __all__ = [
     "DEFAULT_MAX_GAP_NS",
     "BucketResult",
+    "CounterResult",
+    "counter_to_buckets",
     "fixed_edges",
     "local_calendar_edges",
     "power_to_buckets",
