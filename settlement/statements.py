@@ -1,0 +1,239 @@
+"""Member statements: read from the ledger, rendered as HTML, PDF and CSV.
+
+A statement (numbered gap-free when its run is posted) shows, per local day of the month,
+the kWh a member received from the community and delivered to it (EV discharge included),
+the green share of what an EV delivered, and the money: shared energy bought and sold,
+energy tax, VAT, V2G compensation and the fee. Its figures are read from the ledger as it
+stood when the statement was issued (transfers up to ``max_seq``), so it can be reproduced at
+any time; the total is checked against the member's ledger balance before rendering. A
+correction statement refers to the statement it corrects and shows the differences.
+
+Personal data (the member's name) is joined from ``MemberPersonal`` here, only when
+rendering; it never enters the ledger.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from energy.errors import NoaberError, NotFoundError
+from settlement import ledger
+from settlement.models import MemberDay, Statement, Transfer
+
+CSV_COLUMNS = (
+    "date",
+    "received_wh",
+    "delivered_wh",
+    "ev_discharge_wh",
+    "green_delivered_wh",
+    "shared_energy_cents",
+    "energy_tax_cents",
+    "vat_cents",
+    "delivered_energy_cents",
+    "v2g_compensation_cents",
+    "fee_cents",
+    "net_cents",
+)
+
+
+@dataclass
+class DayLine:
+    """One day of a statement: energy [Wh] and money [cents]."""
+
+    day: dt.date
+    received_wh: int = 0
+    delivered_wh: int = 0
+    ev_discharge_wh: int = 0
+    green_delivered_wh: int = 0
+    shared_energy_cents: int = 0
+    energy_tax_cents: int = 0
+    vat_cents: int = 0
+    delivered_energy_cents: int = 0
+    v2g_compensation_cents: int = 0
+    fee_cents: int = 0
+
+    @property
+    def net_cents(self) -> int:
+        """What the member is owed (positive) or owes (negative) for the day [cents]."""
+        return (
+            self.delivered_energy_cents
+            + self.v2g_compensation_cents
+            - self.shared_energy_cents
+            - self.energy_tax_cents
+            - self.vat_cents
+            - self.fee_cents
+        )
+
+
+@dataclass
+class StatementData:
+    """Everything a rendered statement shows."""
+
+    statement: Statement
+    member_name: str | None
+    days: list[DayLine]
+    total: DayLine
+    ledger_balance_cents: int
+    corrects: Statement | None = None
+    previous_total: DayLine | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def green_share(self) -> float | None:
+        """Green share of the EV's discharge [-], None without discharge."""
+        if self.total.ev_discharge_wh <= 0:
+            return None
+        return self.total.green_delivered_wh / self.total.ev_discharge_wh
+
+    @property
+    def difference(self) -> DayLine | None:
+        """This statement's totals minus those of the statement it corrects."""
+        if self.previous_total is None:
+            return None
+        out = DayLine(self.total.day)
+        for f in CSV_COLUMNS[1:-1]:
+            setattr(out, f, getattr(self.total, f) - getattr(self.previous_total, f))
+        return out
+
+
+_MONEY_FIELD = {
+    "shared": "shared_energy_cents",
+    "energy_tax": "energy_tax_cents",
+    "vat": "vat_cents",
+    "supplied": "delivered_energy_cents",
+    "v2g": "v2g_compensation_cents",
+    "fee": "fee_cents",
+}
+_WH_FIELD = {"shared": "received_wh", "supplied": "delivered_wh"}
+
+
+def _lines(session: Session, st: Statement) -> tuple[list[DayLine], DayLine]:
+    """Day lines of a statement from the ledger (transfers up to ``max_seq``)."""
+    rows = session.execute(
+        select(
+            Transfer.ledger, Transfer.code, Transfer.day, Transfer.amount, Transfer.reverses_id
+        ).where(
+            Transfer.member_ref == st.member_ref,
+            Transfer.community == st.community,
+            Transfer.period == st.period,
+            Transfer.flags.in_(ledger.COUNTING_FLAGS),
+            Transfer.seq <= st.max_seq,
+        )
+    ).all()
+    by_day: dict[dt.date, DayLine] = {}
+    for led, code, day, amount, rev in rows:
+        line = by_day.setdefault(day, DayLine(day))
+        name = (_WH_FIELD if led == "wh" else _MONEY_FIELD)[code]
+        setattr(line, name, getattr(line, name) + (-amount if rev is not None else amount))
+    for md in session.scalars(
+        select(MemberDay).where(
+            MemberDay.run_id == st.run_id, MemberDay.member_ref == st.member_ref
+        )
+    ):
+        line = by_day.setdefault(md.day, DayLine(md.day))
+        line.ev_discharge_wh = md.discharge_wh
+        line.green_delivered_wh = md.green_discharge_wh
+    days = [by_day[d] for d in sorted(by_day)]
+    total = DayLine(days[0].day if days else dt.date.min)
+    for line in days:
+        for f in CSV_COLUMNS[1:-1]:
+            setattr(total, f, getattr(total, f) + getattr(line, f))
+    return days, total
+
+
+def statement_data(session: Session, statement_id: int) -> StatementData:
+    """Load a statement and its figures; checks its total against the ledger balance.
+
+    Raises
+    ------
+    NotFoundError
+        No such statement.
+    NoaberError
+        If the statement's net total differs from the member's ledger balance (a broken
+        invariant: run ``noaber ledger verify``).
+    """
+    from energy.models import Member, MemberPersonal
+
+    st = session.get(Statement, statement_id)
+    if st is None:
+        raise NotFoundError(f"no statement {statement_id}")
+    days, total = _lines(session, st)
+    account = ledger.member_account(st.member_ref)
+    balance = ledger.balances(
+        session, "cents", [account], community=st.community, period=st.period, max_seq=st.max_seq
+    )[account]
+    if balance != total.net_cents:
+        raise NoaberError(
+            f"statement {st.number}: total {total.net_cents} cents differs from the ledger balance {balance}"
+        )
+    name = session.execute(
+        select(MemberPersonal.name)
+        .join(Member, Member.id == MemberPersonal.member_id)
+        .where(Member.ref == st.member_ref)
+    ).scalar_one_or_none()
+    corrects = session.get(Statement, st.corrects_id) if st.corrects_id else None
+    previous_total = _lines(session, corrects)[1] if corrects is not None else None
+    return StatementData(st, name, days, total, balance, corrects, previous_total)
+
+
+def find_statement(
+    session: Session, member_ref: str, period: str, community: str | None = None
+) -> Statement:
+    """The latest statement of a member for a period (a correction if there is one)."""
+    q = select(Statement).where(Statement.member_ref == member_ref, Statement.period == period)
+    if community is not None:
+        q = q.where(Statement.community == community)
+    st = session.scalars(q.order_by(Statement.id.desc()).limit(1)).first()
+    if st is None:
+        raise NotFoundError(f"no statement for member {member_ref!r} in {period}")
+    return st
+
+
+def render_html(session: Session, statement_id: int, locale: str = "nl") -> str:
+    """The statement as an HTML page (Dutch by default, English with ``locale='en'``)."""
+    from energy.i18n import template_env
+
+    data = statement_data(session, statement_id)
+    return template_env("settlement", locale).get_template("statement.html").render(s=data)
+
+
+def render_csv(session: Session, statement_id: int) -> str:
+    """The statement as CSV: one row per day and a ``total`` row (Wh and cents, integers)."""
+    data = statement_data(session, statement_id)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for line in [*data.days, data.total]:
+        label = "total" if line is data.total else line.day.isoformat()
+        w.writerow([label, *(getattr(line, f) for f in CSV_COLUMNS[1:-1]), line.net_cents])
+    return buf.getvalue()
+
+
+def render_pdf(session: Session, statement_id: int, out: Path, locale: str = "nl") -> Path:
+    """The statement as PDF (printed by headless Chromium, see :mod:`energy.pdf`)."""
+    from energy.pdf import html_to_pdf
+
+    return html_to_pdf(render_html(session, statement_id, locale), out, wait_for_plots=False)
+
+
+def member_totals(session: Session, community: str, period: str) -> dict[str, int]:
+    """Net cents per member over the latest statement of each member of a period."""
+    latest: dict[str, Statement] = {}
+    for st in session.scalars(
+        select(Statement)
+        .where(Statement.community == community, Statement.period == period)
+        .order_by(Statement.id)
+    ):
+        latest[st.member_ref] = st
+    out: dict[str, int] = defaultdict(int)
+    for ref, st in latest.items():
+        out[ref] = _lines(session, st)[1].net_cents
+    return dict(out)

@@ -1,0 +1,124 @@
+"""Statements: totals equal ledger balances, corrections reference the original, HTML in
+Dutch and English, CSV, and PDF by headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from energy.db import make_engine, session_factory, upgrade
+from settlement import ledger
+from settlement.audit import reconcile
+from settlement.community import MeterData
+from settlement.models import Statement
+from settlement.settle import post_run
+from settlement.statements import (
+    CSV_COLUMNS,
+    find_statement,
+    render_csv,
+    render_html,
+    render_pdf,
+    statement_data,
+)
+from tests.conftest import need
+from tests.settlement.conftest import make_plan, meter_data
+
+
+def test_statement_totals_equal_ledger_balances(sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        report = reconcile(s, "dorp-test", "2026-10")
+        assert report.ok, report.problems
+        for st_row in s.scalars(select(Statement)):
+            data = statement_data(s, st_row.id)
+            acc = ledger.member_account(st_row.member_ref)
+            assert data.total.net_cents == ledger.balances(s, "cents", [acc])[acc]
+            wh = ledger.balances(s, "wh", [acc])[acc]
+            assert data.total.received_wh - data.total.delivered_wh == wh
+            assert len(data.days) == 31
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 10_000), scale=st.integers(1, 4))
+def test_property_statements_reconcile_with_the_ledger(tmp_path_factory, seed, scale):
+    eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'p.db'}")
+    upgrade(eng)
+    sessions = session_factory(eng)
+    d = meter_data(seed=seed)
+    data = MeterData(d.isps, d.members, d.offtake_wh * scale, d.injection_wh * scale)
+    post_run(sessions, make_plan(data=data))
+    with sessions() as s:
+        assert ledger.verify(s).ok
+        report = reconcile(s, "dorp-test", "2026-10")
+        assert report.ok, report.problems
+        cents = ledger.balances(s, "cents")
+        wh = ledger.balances(s, "wh")
+        assert sum(cents.values()) == 0 and sum(wh.values()) == 0  # debits equal credits in total
+        statement_total = sum(m.statement_cents or 0 for m in report.members)
+        members = sum(v for k, v in cents.items() if k.startswith("member:"))
+        assert statement_total == members
+    eng.dispose()
+
+
+def test_correction_statement_references_the_original(sessions):
+    post_run(sessions, make_plan())
+    d = meter_data()
+    inj = d.injection_wh.copy()
+    inj[1200, 2] += 400  # one ISP of the EV's discharge corrected
+    post_run(sessions, make_plan(data=MeterData(d.isps, d.members, d.offtake_wh, inj)))
+    with sessions() as s:
+        st = find_statement(s, "m-ev01", "2026-10")
+        assert st.kind == "correction"
+        data = statement_data(s, st.id)
+        assert data.corrects is not None and data.corrects.member_ref == "m-ev01"
+        assert data.difference is not None and data.difference.net_cents != 0
+        html = render_html(s, st.id)
+        assert "Correctie-afrekening" in html and data.corrects.number in html
+        assert reconcile(s, "dorp-test", "2026-10").ok
+
+
+def test_html_in_dutch_and_english_with_the_members_name(sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        st = find_statement(s, "m-ev01", "2026-10")
+        nl = render_html(s, st.id)
+        en = render_html(s, st.id, "en")
+    assert 'lang="nl"' in nl and "Afrekening" in nl and "Groen aandeel" in nl and "ev-jansen" in nl
+    assert 'lang="en"' in en and "Statement" in en and "Green share" in en
+    assert "€" in nl and "kWh" in nl
+
+
+def test_csv_has_a_row_per_day_and_a_total(sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        st = find_statement(s, "m-dh01", "2026-10")
+        text = render_csv(s, st.id)
+        data = statement_data(s, st.id)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert len(rows) == 32 and rows[-1]["date"] == "total"
+    assert (
+        sum(int(r["net_cents"]) for r in rows[:-1])
+        == int(rows[-1]["net_cents"])
+        == data.total.net_cents
+    )
+    assert np.sum([int(r["received_wh"]) for r in rows[:-1]]) == data.total.received_wh
+
+
+def test_pdf_by_headless_chromium(tmp_path, sessions):
+    from energy.pdf import chromium_available
+
+    need(chromium_available(), "Chromium (/usr/bin/chromium) and playwright are needed for PDF")
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        st = find_statement(s, "m-ev01", "2026-10")
+        out = render_pdf(s, st.id, tmp_path / "st.pdf")
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 5000
