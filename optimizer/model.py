@@ -756,6 +756,11 @@ class Planner:
     def solve(self) -> Plan:
         """Solve (LP first; binaries only where needed) and return the plan.
 
+        The LP is solved first. Where its solution imports and exports, or charges and
+        discharges, at once (which pays only where :func:`steps_needing_binaries` says), binaries
+        forbidding that are added for every asset at those steps and the model is solved again
+        (at most three times; the last time with binaries at every step).
+
         Raises
         ------
         InfeasibleScenarioError
@@ -766,8 +771,6 @@ class Planner:
         """
         p = self.params
         t0 = time.perf_counter()
-        steps = steps_needing_binaries(p)
-        self._add_binaries({(a, int(t)) for a in self._assets() for t in steps})
         flows = None
         for _round in range(4):
             res = self.solver.solve(
@@ -800,9 +803,10 @@ class Planner:
             both = simultaneous_pairs(flows, p)
             if not both:
                 break
+            steps = {t for _a, t in both}
             if _round == 2:  # give up on being selective: exclusivity everywhere
-                both = {(a, t) for a in self._assets() for t in range(p.n)}
-            self._add_binaries(both)
+                steps = set(range(p.n))
+            self._add_binaries({(a, t) for a in self._assets() for t in steps})
         else:  # pragma: no cover - four rounds always end with exclusivity everywhere
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
         assert flows is not None
