@@ -208,7 +208,7 @@ def bench_b() -> None:
     )
     print(
         f"    pyomo+HiGHS  build {build:.3f} s  solve {solve:.3f} s  total {total:.3f} s  objective "
-        f"{result.objective_eur:.4f} EUR  ({'MIP, %d binaries' % result.n_binaries if result.mip else 'LP'}, "
+        f"{result.objective_eur:.4f} EUR  ({f'MIP, {result.n_binaries} binaries' if result.mip else 'LP'}, "
         f"gap {100 * gap:.3f} %)  target <= 5 s at <= 0.5 %: {'met' if total <= 5 and gap <= 0.005 else 'NOT met'}"
     )
 

@@ -21,7 +21,7 @@ def synthetic_scenario(
 ) -> Scenario:
     """A site with 40 kWp PV, a 50 kWh battery and ``n_evs`` V2G cars over ``days`` days."""
     rng = np.random.default_rng(seed)
-    n = int(round(days * 24 * 60 / step_minutes))
+    n = round(days * 24 * 60 / step_minutes)
     index = pd.date_range(
         pd.Timestamp(start).tz_convert("UTC"), periods=n, freq=f"{step_minutes}min"
     ).as_unit("ns")
