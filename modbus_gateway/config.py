@@ -13,7 +13,7 @@ carry the site's assets, tariffs and so on. Example::
         port: 5020
         unit_id: 1
         poll_interval_s: 1
-        channels: {power_w: main.power_w, energy_import_wh: main.import_wh}
+        channels: {total_power_w: main.power_w, import_energy_kwh: main.import_kwh}
         faults: [{kind: busy, probability: 0.2}]   # only used by ``noaber simulate``
       - name: ev-1
         profile: wallbox_quasar
@@ -82,6 +82,8 @@ class DeviceConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=0, le=65535)
     bus: str | None = None
+    serial_port: str | None = None  # RTU without a buses entry: a bus of its own with defaults
+    baudrate: int | None = None
     unit_id: int | None = Field(default=None, ge=0, le=255)
     poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600)
     timeout_s: float = Field(default=1.0, gt=0, le=30)
@@ -89,13 +91,14 @@ class DeviceConfig(_Strict):
     asset: str | None = None
     limits: LimitsConfig = LimitsConfig()
     channels: dict[str, str] | None = None  # register name -> channel key
-    faults: list[FaultSpec] = []
-    seed: int = 0
+    faults: list[FaultSpec] = []  # simulator only
+    seed: int = 0  # simulator only
+    sim_role: Literal["grid", "pv", "load"] = "grid"  # simulator only: what a meter measures
 
     @model_validator(mode="after")
     def _transport(self) -> DeviceConfig:
-        if self.transport == "rtu" and not self.bus:
-            raise ValueError("transport rtu needs bus: the name of an entry in buses")
+        if self.transport == "rtu" and not (self.bus or self.serial_port):
+            raise ValueError("transport rtu needs bus (an entry in buses) or serial_port")
         if self.unit_id == 0:
             raise ValueError("unit_id 0 is the broadcast address; devices have 1..247")
         return self
@@ -110,9 +113,19 @@ class GatewayConfig(BaseModel):
     devices: list[DeviceConfig] = Field(min_length=1)
     spool_path: str | None = None
     base_dir: str = "."
+    #: From a site description's ``assets[].channels[]``: device -> register -> channel key,
+    #: and the factor (unit conversion times sign) from the register's value to the channel's.
+    site_channels: dict[str, dict[str, str]] = {}
+    channel_factors: dict[str, dict[str, float]] = {}
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
+        for d in self.devices:
+            if d.transport == "rtu" and d.bus is None and d.serial_port is not None:
+                d.bus = f"serial:{d.serial_port}"
+                old = self.buses.get(d.bus)
+                if old is None:
+                    self.buses[d.bus] = BusConfig(port=d.serial_port, baudrate=d.baudrate or 9600)
         seen: set[str] = set()
         for i, d in enumerate(self.devices):
             if d.name in seen:
@@ -140,6 +153,8 @@ class GatewayConfig(BaseModel):
     def channel_map(self, device: DeviceConfig) -> dict[str, str]:
         """Register name -> channel key (default: every register as ``<device>.<register>``)."""
         prof = self.profiles[device.name]
+        if device.channels is None and device.name in self.site_channels:
+            return dict(self.site_channels[device.name])
         if device.channels is None:
             return {
                 r: f"{device.name}.{r}"
@@ -148,14 +163,45 @@ class GatewayConfig(BaseModel):
             }
         return dict(device.channels)
 
+    def factors(self, device: DeviceConfig) -> dict[str, float]:
+        """Register -> factor from the register's value to its channel's unit and sign."""
+        return dict(self.channel_factors.get(device.name, {}))
+
+
+def _from_site_document(data: dict, source: str) -> dict:
+    """The gateway view of a full site description (``energy.siteconfig``): its ``devices``,
+    its ``gateway:`` section (buses, spool) and the channel keys of ``assets[].channels[]``."""
+    from energy.siteconfig import UNIT_FACTORS, parse_site_document
+
+    doc = parse_site_document(data, source)
+    site_channels: dict[str, dict[str, str]] = {}
+    factors: dict[str, dict[str, float]] = {}
+    for asset in doc.assets:
+        for ch in asset.channels:
+            if ch.device is None or ch.register_name is None:
+                continue
+            key = doc.channel_key(asset, ch)
+            site_channels.setdefault(ch.device, {})[ch.register_name] = key
+            unit_factor = UNIT_FACTORS.get(ch.quantity, {}).get(ch.unit or "", 1.0)
+            factors.setdefault(ch.device, {})[ch.register_name] = unit_factor * ch.sign
+    devices = [{k: v for k, v in d.items() if v is not None} for d in data.get("devices") or []]
+    out = dict(data.get("gateway") or {})
+    out.update(devices=devices, site_channels=site_channels, channel_factors=factors)
+    return out
+
 
 def parse_config(data: object, source: str, base_dir: Path | None = None) -> GatewayConfig:
-    """Validate a site document; errors name the file and the path (``devices[2].port``)."""
+    """Validate a site document; errors name the file and the path (``devices[2].port``).
+
+    Two shapes are accepted: the gateway's own (``buses``, ``devices``, ``spool_path`` at the
+    top) and a whole site description with a ``site:`` section (see ``energy.siteconfig``),
+    where the gateway settings live under ``gateway:`` and the channels under ``assets:``.
+    """
     from pydantic import ValidationError
 
     if not isinstance(data, dict):
         raise NoaberValidationError("a site file must be a mapping", source)
-    data = dict(data)
+    data = _from_site_document(data, source) if "site" in data else dict(data)
     data.setdefault("base_dir", str(base_dir or Path(".")))
     try:
         cfg = GatewayConfig.model_validate(data)
@@ -170,7 +216,7 @@ def parse_config(data: object, source: str, base_dir: Path | None = None) -> Gat
             prof = cfg.profiles[d.name]
         except Exception as exc:
             raise NoaberValidationError(str(exc), source, f"devices[{i}].profile") from None
-        for reg in d.channels or {}:
+        for reg in {**cfg.site_channels.get(d.name, {}), **(d.channels or {})}:
             if reg not in prof.registers:
                 raise NoaberValidationError(
                     f"profile {prof.name} has no register {reg!r}", source, f"devices[{i}].channels"

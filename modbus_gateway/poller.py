@@ -77,6 +77,7 @@ class DeviceRuntime:
     profile: Profile
     driver: Driver
     channels: dict[str, str]  # register -> channel key
+    factors: dict[str, float] = field(default_factory=dict)  # register -> unit/sign factor
     blocks: list[ReadBlock] = field(default_factory=list)
     discovered: bool = False
     values: dict[str, tuple[float | str, Quality, int]] = field(default_factory=dict)
@@ -130,7 +131,11 @@ class Gateway:
             link = self._link_for(d)
             prof = config.profiles[d.name]
             rt = DeviceRuntime(
-                d, prof, Driver(link, config.unit_id(d), prof), config.channel_map(d)
+                d,
+                prof,
+                Driver(link, config.unit_id(d), prof),
+                config.channel_map(d),
+                config.factors(d),
             )
             if not prof.sunspec:
                 rt.blocks = plan_reads(prof, rt.channels)
@@ -235,7 +240,8 @@ class Gateway:
                 dev.last_good[reg] = (value, ts_ns)
             dev.values[reg] = (value, d.quality, ts_ns)
             if not isinstance(value, str):
-                samples.append(Sample(channel, ts_ns, float(value), int(d.quality)))
+                value = float(value) * dev.factors.get(reg, 1.0)
+                samples.append(Sample(channel, ts_ns, value, int(d.quality)))
         ok = answered and not errors
         dev.last_error = "; ".join(errors[-2:])
         if answered:

@@ -86,6 +86,7 @@ class SimulatedDevice:
     faults: list[FaultSpec] = field(default_factory=list)
     time_of_day_s: float | None = None  # PV curve phase at start; None: 12:00
     frozen: bool = False  # True: the physical model does not advance (values stay put)
+    role: str = "grid"  # meters: "grid" (load - PV), "pv" (production only) or "load"
 
     def __post_init__(self) -> None:
         self.t0 = self.clock()
@@ -259,7 +260,8 @@ def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
         st.update(import_wh=1_234_000.0, export_wh=567_000.0)
     t = dev.clock() - dev.t0
     load_w = 1800 + 400 * math.sin(2 * math.pi * t / 600) + dev.rng.gauss(0, 30)
-    net_w = load_w - _pv_w(dev, 4000)
+    pv_w = _pv_w(dev, 4000) * (1 + dev.rng.gauss(0, 0.01))
+    net_w = {"grid": load_w - pv_w, "pv": -pv_w, "load": load_w}[dev.role]
     if net_w >= 0:
         st["import_wh"] += net_w * dt / 3600
     else:
@@ -275,10 +277,10 @@ def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
         v = 230 + dev.rng.gauss(0, 0.5)
         dev.set("voltage_v", v)
         dev.set("current_a", net_w / v)
-    dev.set("power_w", net_w)
+    dev.set("total_power_w", net_w)
     dev.set("frequency_hz", 50 + dev.rng.gauss(0, 0.01))
-    dev.set("energy_import_wh", round(st["import_wh"], -1))
-    dev.set("energy_export_wh", round(st["export_wh"], -1))
+    dev.set("import_energy_kwh", round(st["import_wh"] / 1000, 1))
+    dev.set("export_energy_kwh", round(st["export_wh"] / 1000, 1))
 
 
 def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
@@ -298,7 +300,7 @@ def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     dev.set("battery_voltage_v", v)
     dev.set("battery_current_a", battery_w / v)
     dev.set("battery_power_w", battery_w)
-    dev.set("soc_pct", round(st["soc"]))
+    dev.set("battery_soc_pct", round(st["soc"]))
     dev.set("battery_state", 1 if battery_w > 0 else (2 if battery_w < 0 else 0))
     dev.set("grid_power_l1_w", net_w + battery_w)
 
@@ -330,7 +332,7 @@ def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     if (st["ev_soc"] >= 100 and power > 0) or (st["ev_soc"] <= 5 and power < 0):
         power = 0.0
     st["ev_soc"] = min(100.0, max(0.0, st["ev_soc"] + power * dt / 3600 / st["capacity_wh"] * 100))
-    dev.set("power_w", power)
+    dev.set("actual_power_w", power)
     dev.set("ev_soc_pct", round(st["ev_soc"]))
     dev.set("charger_state", 2 if power > 0 else (3 if power < 0 else 1))
 
@@ -508,7 +510,10 @@ class SimServer:
 
 
 def device_from_config(
-    cfg: GatewayConfig, name: str, clock: Callable[[], float] = time.monotonic
+    cfg: GatewayConfig,
+    name: str,
+    clock: Callable[[], float] = time.monotonic,
+    time_of_day_s: float | None = None,
 ) -> SimulatedDevice:
     """A simulated device for a configured device, with its faults and seed."""
     dev_cfg = next(d for d in cfg.devices if d.name == name)
@@ -517,29 +522,40 @@ def device_from_config(
         clock=clock,
         rng=random.Random(dev_cfg.seed),
         faults=list(dev_cfg.faults),
+        role=dev_cfg.sim_role,
+        time_of_day_s=time_of_day_s,
     )
 
 
 async def serve_config(
-    cfg: GatewayConfig, clock: Callable[[], float] = time.monotonic
+    cfg: GatewayConfig,
+    clock: Callable[[], float] = time.monotonic,
+    time_of_day_s: float | None = None,
 ) -> tuple[list[SimServer], dict[str, SimulatedDevice]]:
     """Start simulators for every device of a site: one TCP server per host:port, one RTU
     server per bus (several unit ids each). Returns the servers and the devices by name."""
-    devices = {d.name: device_from_config(cfg, d.name, clock) for d in cfg.devices}
+    devices = {d.name: device_from_config(cfg, d.name, clock, time_of_day_s) for d in cfg.devices}
     groups: dict[tuple[str, str | int], dict[int, SimulatedDevice]] = {}
     for d in cfg.devices:
-        key: tuple[str, str | int] = ("rtu", d.bus) if d.transport == "rtu" else (d.host, d.port)  # type: ignore[assignment]
+        key: tuple[str, str | int]
+        if d.transport == "rtu":
+            key = ("rtu", str(d.bus))
+        elif d.port == 0:  # a free port of its own
+            key = (d.host, f"0:{d.name}")
+        else:
+            key = (d.host, d.port)
         unit = cfg.unit_id(d)
         group = groups.setdefault(key, {})
         if unit in group:
             raise ValueError(f"devices: unit id {unit} used twice on {key[0]}:{key[1]}")
         group[unit] = devices[d.name]
-    servers = []
+    servers: list[SimServer] = []
     for key, devs in groups.items():
         if key[0] == "rtu":
             bus = cfg.buses[str(key[1])]
             srv = SimServer(devs, serial_port=bus.port, baudrate=bus.baudrate)
         else:
-            srv = SimServer(devs, host=str(key[0]), port=int(key[1]))
+            port = key[1] if isinstance(key[1], int) else 0
+            srv = SimServer(devs, host=str(key[0]), port=port)
         servers.append(await srv.start())
     return servers, devices

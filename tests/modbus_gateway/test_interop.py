@@ -55,7 +55,7 @@ async def test_mbpoll_reads_the_same_floats_the_gateway_logs(serve):
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     total = float(re.findall(r"\[52\]:\s+(-?[\d.]+)", out.decode())[0])
-    assert total == pytest.approx(samples["m.power_w"].value, rel=1e-5)
+    assert total == pytest.approx(samples["m.total_power_w"].value, rel=1e-5)
 
 
 @pytest.fixture
@@ -110,6 +110,6 @@ async def test_rtu_two_unit_ids_on_one_bus_with_a_dead_third(pty_pair):
     assert by_dev["gone"] == {Quality.MISSING}
     last = {s.channel: s for s in got}
     assert last["sdm.voltage_v"].value == pytest.approx(meter.get("voltage_v"))
-    assert last["em.power_w"].value == pytest.approx(em24.get("power_w"))
+    assert last["em.total_power_w"].value == pytest.approx(em24.get("total_power_w"))
     assert gw.devices["sdm"].polls >= 4 and gw.devices["em"].polls >= 4
     assert gw.devices["gone"].status == "backoff"

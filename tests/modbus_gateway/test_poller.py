@@ -18,6 +18,7 @@ PLAUSIBLE = {
     "voltage": (200, 260),
     "frequency_hz": (49, 51),
     "soc_pct": (0, 100),
+    "battery_soc_pct": (0, 100),
     "ev_soc_pct": (0, 100),
 }
 
@@ -220,7 +221,7 @@ async def test_faults_by_config_window_and_loop_survives(serve):
     qs = [
         s.quality
         for (c, _), s in sorted(sink.samples.items(), key=lambda kv: kv[0][1])
-        if c == "m.power_w"
+        if c == "m.total_power_w"
     ]
     assert qs[0] == Quality.GOOD and qs[-1] == Quality.GOOD
     assert Quality.INVALID in qs

@@ -44,8 +44,8 @@ def test_sdm630_register_map_matches_the_issue():
     addr = {n: r.address for n, r in p.registers.items()}
     assert addr["voltage_l1_v"] == 0x00 and addr["voltage_l3_v"] == 0x04
     assert addr["current_l1_a"] == 0x06 and addr["power_l1_w"] == 0x0C
-    assert addr["power_w"] == 0x34 and addr["frequency_hz"] == 0x46
-    assert addr["energy_import_wh"] == 0x48 and addr["energy_export_wh"] == 0x4A
+    assert addr["total_power_w"] == 0x34 and addr["frequency_hz"] == 0x46
+    assert addr["import_energy_kwh"] == 0x48 and addr["export_energy_kwh"] == 0x4A
     assert all(r.function == 4 and r.type == "float32" for r in p.registers.values())
 
 
@@ -57,7 +57,7 @@ def test_quasar_map_and_limits():
     assert p.registers["control_mode"].address == 81
     assert p.control.watchdog.reg == "modbus_idle_timeout_s"
     assert p.registers["modbus_idle_timeout_s"].address == 88
-    assert p.registers["power_w"].writable is None
+    assert p.registers["actual_power_w"].writable is None
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_word_and_byte_order_against_struct():
 
 def test_em24_low_word_first_scaled():
     p = shipped_profiles()["carlo_gavazzi_em24"]
-    spec = p.registers["power_w"]
+    spec = p.registers["total_power_w"]
     # -1234.5 W = -12345 * 0.1, int32 low word first
     raw = (-12345) & 0xFFFFFFFF
     d = decode(p, spec, [raw & 0xFFFF, raw >> 16])
@@ -120,7 +120,7 @@ def test_scale_sign_and_range_quality():
 
 def test_nan_is_invalid_and_short_is_invalid():
     p = shipped_profiles()["eastron_sdm630"]
-    spec = p.registers["power_w"]
+    spec = p.registers["total_power_w"]
     assert decode(p, spec, [0x7FC0, 0x0000]).quality == Quality.INVALID
     assert decode(p, spec, [0xFFFF, 0xFFFF]).quality == Quality.INVALID
     assert decode(p, spec, [0x4366]).quality == Quality.INVALID  # one word of two

@@ -42,7 +42,7 @@ async def test_clamped_to_site_and_profile_limits_and_ramp(serve, tmp_path):
         clock.advance(10)
         assert await w.apply("ev-charger-1", -20_000, requested_by="mpc") == -7400  # profile
         assert sim.get("power_setpoint_w") == -7400
-        assert sim.get("power_w") == -7400  # the car discharges
+        assert sim.get("actual_power_w") == -7400  # the car discharges
     finally:
         gw.close()
     entries = [json.loads(line) for line in (tmp_path / "writes.jsonl").read_text().splitlines()]
@@ -57,7 +57,7 @@ async def test_non_writable_register_is_refused_and_logged(serve):
     sim, gw, w = await _quasar(serve, clock)
     try:
         with pytest.raises(WriteRefused, match="not writable"):
-            await w.write_register("ev1", "power_w", 100, requested_by="operator:anna")
+            await w.write_register("ev1", "actual_power_w", 100, requested_by="operator:anna")
         with pytest.raises(WriteRefused, match="outside"):
             await w.write_register("ev1", "power_setpoint_w", 9000, requested_by="operator:anna")
         with pytest.raises(NoaberError, match="no controllable asset"):

@@ -1,0 +1,312 @@
+"""``noaber gateway run|read|scan`` and ``noaber simulate``.
+
+Registered on the root app by :func:`register` (``energy.cli.COMMAND_MODULES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from energy.console import console, err_console
+from energy.errors import NoaberError
+
+gateway_app = typer.Typer(
+    help="Modbus gateway: poll the devices of a site, one-shot reads, SunSpec discovery.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``gateway`` (run/read/scan) and ``simulate`` to the root app."""
+    app.add_typer(gateway_app, name="gateway")
+    app.command("simulate")(simulate)
+
+
+def _host_port(target: str, default_port: int = 502) -> tuple[str, int]:
+    host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
+    if not host:
+        host, port = target, ""
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise NoaberError(f"expected HOST[:PORT], got {target!r}") from None
+
+
+def _fmt(value: object, quality: int) -> str:
+    from energy.samples import Quality
+
+    q = Quality(quality)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return f"— ({q.name.lower()})"
+    text = f"{value:.6g}"
+    return text if q == Quality.GOOD else f"{text} ({q.name.lower()})"
+
+
+def _live_table(gateway, forwarder=None):
+    from rich.table import Table
+
+    title = f"Noaber gateway — {dt.datetime.now().strftime('%H:%M:%S')}"
+    if forwarder is not None:
+        title += f" — delivered {forwarder.delivered}, spooled {len(forwarder.spool)}"
+    table = Table(title=title)
+    for col in ("device", "status", "polls", "on time", "last values", "error"):
+        table.add_column(col, overflow="fold")
+    for row in gateway.status_rows():
+        values = ", ".join(f"{k}={_fmt(v, q)}" for k, (v, q) in list(row["values"].items())[:6])
+        table.add_row(
+            row["device"],
+            row["status"],
+            str(row["polls"]),
+            f"{row['on_time_pct']:.1f} %",
+            values,
+            str(row["error"])[:80],
+        )
+    return table
+
+
+def _store_sink(cfg, channels: list[str]):
+    """The energy store of the settings, with channel ids looked up by key in the database."""
+    from sqlalchemy import select
+
+    from energy.db import make_engine
+    from energy.models import Channel
+    from energy.samples import SampleStore
+    from energy.settings import get_settings
+    from modbus_gateway.spool import SampleStoreSink
+
+    settings = get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Channel.key, Channel.id).where(Channel.key.in_(channels))
+            ).all()
+    finally:
+        engine.dispose()
+    ids = {k: i for k, i in rows}
+    missing = sorted(set(channels) - set(ids))
+    if missing:
+        raise NoaberError(
+            f"channels not in the database: {', '.join(missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''} (import the site: noaber site import FILE)"
+        )
+    return SampleStoreSink(SampleStore(settings.samples_dir), ids), settings.data_dir
+
+
+@gateway_app.command("run")
+def run(
+    site: Annotated[Path, typer.Argument(help="Site YAML with a devices: section")],
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C)")
+    ] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Write samples to the energy store")
+    ] = True,
+    spool: Annotated[Path | None, typer.Option(help="Spool file (SQLite)")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Show a live table")] = True,
+) -> None:
+    """Poll every device of SITE, with a live table of devices, last values and quality."""
+    from modbus_gateway.config import load_config
+    from modbus_gateway.poller import Gateway
+    from modbus_gateway.spool import MemorySink, StoreAndForward
+    from modbus_gateway.writes import SafeWriter
+
+    cfg = load_config(site)
+    channels = [c for d in cfg.devices for c in cfg.channel_map(d).values()]
+    if store:
+        sink, data_dir = _store_sink(cfg, channels)
+    else:
+        sink, data_dir = MemorySink(), Path(".")
+    spool_path = spool or Path(cfg.spool_path or data_dir / "gateway-spool.sqlite")
+
+    async def main() -> None:
+        fwd = StoreAndForward(sink, spool_path)
+        gw = Gateway(cfg, fwd.put)
+        writer = SafeWriter(gw, log_path=Path(spool_path).with_name("gateway-writes.jsonl"))
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(fwd.run(1.0, stop)),
+            asyncio.create_task(writer.run(stop)),
+        ]
+        poll = asyncio.create_task(gw.run(duration))
+        try:
+            if live:
+                from rich.live import Live
+
+                with Live(_live_table(gw, fwd), console=console, refresh_per_second=2) as lv:
+                    while not poll.done():
+                        await asyncio.wait({poll}, timeout=0.5)
+                        lv.update(_live_table(gw, fwd))
+            else:
+                await poll
+        finally:
+            gw.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(poll, 10)
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            gw.close()
+            waiting = len(fwd.spool)
+            fwd.close()
+        console.print(
+            f"{sum(d.polls for d in gw.devices.values())} polls, {fwd.delivered} samples "
+            f"delivered, {waiting} waiting in {spool_path}"
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@gateway_app.command("read")
+def read(
+    target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Modbus TCP device")],
+    profile: Annotated[str, typer.Option(help="Profile name or YAML path")],
+    unit: Annotated[
+        int | None, typer.Option(min=1, max=247, help="Unit id (default: profile's)")
+    ] = None,
+    register: Annotated[
+        list[str] | None, typer.Option(help="Only these registers (repeatable)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Timeout per request [s]")] = 2.0,
+) -> None:
+    """One-shot read of a device with a profile: every register, decoded, with its quality."""
+    from rich.table import Table
+
+    from modbus_gateway.driver import Driver, Link, ModbusError
+    from modbus_gateway.profiles import get_profile, resolve_sunspec
+    from modbus_gateway.sunspec import NotSunSpec, discover, model_bases
+
+    host, port = _host_port(target)
+    prof = get_profile(profile, Path.cwd())
+    unit_id = unit or prof.default_unit_id
+    names = register or [n for n, r in prof.registers.items() if r.type != "sunssf"]
+    unknown = [n for n in names if n not in prof.registers]
+    if unknown:
+        raise NoaberError(f"profile {prof.name} has no register(s) {', '.join(unknown)}")
+
+    async def main():
+        link = Link.tcp(host, port, timeout)
+        try:
+            p = prof
+            if prof.sunspec:
+                p = resolve_sunspec(prof, model_bases(await discover(link, unit_id)))
+            return p, await Driver(link, unit_id, p).read_values(
+                [n for n in names if n in p.registers]
+            )
+        finally:
+            link.close()
+
+    try:
+        p, values = asyncio.run(main())
+    except (ModbusError, NotSunSpec) as exc:
+        raise NoaberError(f"{host}:{port} unit {unit_id}: {exc}") from None
+    table = Table(title=f"{prof.name} at {host}:{port} unit {unit_id}")
+    for col in ("register", "address", "value", "unit", "quality"):
+        table.add_column(col)
+    for name in names:
+        if name not in values:
+            table.add_row(name, "—", "—", "", "model absent")
+            continue
+        d = values[name]
+        spec = p.registers[name]
+        table.add_row(name, str(spec.address), _fmt(d.value, d.quality), spec.unit, d.quality.name)
+    console.print(table)
+
+
+@gateway_app.command("scan")
+def scan(
+    target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Modbus TCP device")],
+    unit: Annotated[int, typer.Option(min=1, max=247, help="Unit id")] = 1,
+    timeout: Annotated[float, typer.Option(help="Timeout per request [s]")] = 2.0,
+) -> None:
+    """SunSpec discovery: find "SunS" (40000, 50000, 0) and list the model blocks."""
+    from rich.table import Table
+
+    from modbus_gateway.driver import Link, ModbusError
+    from modbus_gateway.sunspec import NotSunSpec, discover
+
+    host, port = _host_port(target)
+
+    async def main():
+        link = Link.tcp(host, port, timeout)
+        try:
+            models = await discover(link, unit)
+            common = None
+            for m in models:
+                if m.model_id == 1 and m.length >= 64:
+                    regs = await link.read(unit, 3, m.data_address, 64)
+                    common = [
+                        b"".join(w.to_bytes(2, "big") for w in regs[o : o + 16])
+                        .split(b"\0")[0]
+                        .decode(errors="replace")
+                        for o in (0, 16, 48)
+                    ]
+            return models, common
+        finally:
+            link.close()
+
+    try:
+        models, common = asyncio.run(main())
+    except (ModbusError, NotSunSpec) as exc:
+        raise NoaberError(f"{host}:{port} unit {unit}: {exc}") from None
+    if common:
+        console.print(f"SunSpec device: {common[0]} {common[1]}, serial {common[2]}")
+    table = Table(title=f"SunSpec models at {host}:{port} unit {unit}")
+    for col in ("model", "address", "length"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(str(m.model_id), str(m.data_address - 2), str(m.length))
+    console.print(table)
+
+
+def simulate(
+    site: Annotated[Path, typer.Argument(help="Site YAML with a devices: section")],
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C)")
+    ] = None,
+) -> None:
+    """Serve simulated Modbus devices for SITE on 127.0.0.1 (faults from each device's config)."""
+    from rich.table import Table
+
+    from modbus_gateway.config import load_config
+    from modbus_gateway.simulator import serve_config
+
+    cfg = load_config(site)
+    for d in cfg.devices:
+        if d.transport == "tcp" and d.host not in {"127.0.0.1", "localhost"}:
+            raise NoaberError(f"device {d.name}: the simulator serves only 127.0.0.1, not {d.host}")
+    now = dt.datetime.now().astimezone()
+    tod = now.hour * 3600 + now.minute * 60 + now.second
+
+    async def main() -> None:
+        servers, devices = await serve_config(cfg, time_of_day_s=tod)
+        table = Table(title="Simulated devices")
+        for col in ("device", "profile", "address", "unit", "faults"):
+            table.add_column(col)
+        for d in cfg.devices:
+            srv = next(s for s in servers if devices[d.name] in s.devices.values())
+            where = srv.serial_port or f"127.0.0.1:{srv.port}"
+            faults = ", ".join(f.kind for f in d.faults) or "—"
+            table.add_row(d.name, cfg.profiles[d.name].name, where, str(cfg.unit_id(d)), faults)
+        console.print(table)
+        err_console.print("serving; Ctrl-C stops" if duration is None else f"serving {duration} s")
+        try:
+            if duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(duration)
+        finally:
+            for s in servers:
+                await s.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

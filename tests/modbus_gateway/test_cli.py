@@ -1,0 +1,96 @@
+"""``noaber simulate`` in a subprocess, ``noaber gateway read|scan|run`` against it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from energy.errors import NoaberError
+from modbus_gateway.cli import register
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    root = typer.Typer(pretty_exceptions_enable=False)
+    register(root)
+    return root
+
+
+@pytest.fixture
+def simulated_site(tmp_path: Path):
+    ports = [_free_port() for _ in range(3)]
+    site = {
+        "devices": [
+            {"name": "grid", "profile": "eastron_sdm630", "port": ports[0], "poll_interval_s": 0.5},
+            {"name": "ev", "profile": "wallbox_quasar", "port": ports[1], "poll_interval_s": 0.5,
+             "faults": [{"kind": "busy", "probability": 0.3}]},
+            {"name": "bat", "profile": "sunspec_storage", "port": ports[2], "poll_interval_s": 0.5},
+        ]
+    }  # fmt: skip
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "simulate", str(path), "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    for port in ports:
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            proc.kill()
+            raise AssertionError(f"simulator not listening: {proc.stdout.read().decode()}")
+    yield path, ports
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_read_scan_and_run_against_noaber_simulate(app, simulated_site, tmp_path):
+    path, ports = simulated_site
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["gateway", "read", f"127.0.0.1:{ports[0]}", "--profile", "eastron_sdm630"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "total_power_w" in res.output and "GOOD" in res.output
+    res = runner.invoke(app, ["gateway", "scan", f"127.0.0.1:{ports[2]}"])
+    assert res.exit_code == 0, res.output
+    assert "802" in res.output and "124" in res.output and "SIM-0001" in res.output
+    res = runner.invoke(
+        app,
+        ["gateway", "run", str(path), "--no-store", "--duration", "1.5", "--no-live",
+         "--spool", str(tmp_path / "spool.sqlite")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "samples delivered, 0 waiting" in res.output
+
+
+def test_read_errors_are_one_line(app):
+    runner = CliRunner()
+    port = _free_port()  # nobody listens
+    res = runner.invoke(
+        app,
+        ["gateway", "read", f"127.0.0.1:{port}", "--profile", "eastron_sdm630", "--timeout", "0.3"],
+    )
+    assert isinstance(res.exception, NoaberError)
+    assert "cannot connect" in str(res.exception)
+    res = runner.invoke(app, ["gateway", "read", "127.0.0.1:1", "--profile", "nope"])
+    assert isinstance(res.exception, NoaberError) and "unknown profile" in str(res.exception)
