@@ -1,0 +1,335 @@
+"""Reports of a campaign and of a savings verification: HTML (plotly inline), PDF and CSV.
+
+The HTML stands alone (plotly.js inline from :func:`energy.plots.plotly_js`, no CDN); the
+PDF is that same page printed by headless Chromium (:func:`energy.pdf.html_to_pdf`); every
+table of the report is also written as CSV. Text is translatable (``meetkoffer/locale``),
+Dutch by default; numbers, money and times follow the locale and Europe/Amsterdam.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from energy.i18n import template_env, translations
+from energy.plots import figure_html, plotly_js
+from energy.timegrid import LOCAL_TZ
+from meetkoffer import analysis as an
+from meetkoffer import findings as fi
+from meetkoffer.mv import SavingsResult
+
+LAYOUT = {"margin": {"l": 55, "r": 20, "t": 40, "b": 45}, "template": "plotly_white", "height": 340}
+
+
+@dataclass
+class Report:
+    """A rendered report: the HTML page and the tables behind it (for CSV)."""
+
+    title: str
+    html: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    charts: list[str] = field(default_factory=list)
+
+    def write(self, out_dir: Path, pdf: bool = False, stem: str = "report") -> dict[str, Path]:
+        """Write ``<stem>.html``, one CSV per table and, if asked, ``<stem>.pdf``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        html_path = out_dir / f"{stem}.html"
+        html_path.write_text(self.html, encoding="utf-8")
+        paths["html"] = html_path
+        for name, df in self.tables.items():
+            p = out_dir / f"{stem}_{name}.csv"
+            df.to_csv(p, index=True, date_format="%Y-%m-%dT%H:%M:%S%z")
+            paths[f"csv:{name}"] = p
+        if pdf:
+            from energy.pdf import html_to_pdf
+
+            paths["pdf"] = html_to_pdf(self.html, out_dir / f"{stem}.pdf")
+        return paths
+
+
+def _fig(title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, **LAYOUT)
+    return fig
+
+
+def _local(index: pd.Index, tz: str) -> list[str]:
+    return [t.strftime("%Y-%m-%d %H:%M") for t in pd.DatetimeIndex(index).tz_convert(tz)]
+
+
+def campaign_report(
+    meta: Mapping[str, Any],
+    energy_wh: Mapping[str, pd.Series],
+    incomer: str,
+    found: list[fi.Finding],
+    hours: an.OperatingHours,
+    params: fi.FindingParams,
+    production: pd.Series | None = None,
+    locale: str = "nl",
+    emission_note: str = "",
+) -> Report:
+    """The campaign report: profiles, base load, peaks, carpet, breakdown, EnPI and findings.
+
+    Parameters
+    ----------
+    meta
+        ``name``, ``display_name``, ``site``, ``start``, ``end`` (UTC datetimes).
+    energy_wh
+        Energy per ISP [Wh] of every equipment (the incomer included), UTC index.
+    incomer
+        Which of ``energy_wh`` is the main incomer.
+    """
+    _ = translations("meetkoffer", locale).gettext
+    tz = hours.tz
+    inc = energy_wh[incomer]
+    subs = {k: v for k, v in energy_wh.items() if k != incomer}
+    charts: list[str] = []
+    tables: dict[str, pd.DataFrame] = {}
+
+    daily = {k: an.daily_energy_kwh(v, tz)["energy_kwh"] for k, v in energy_wh.items()}
+    daily_df = pd.DataFrame(daily)
+    daily_df.index.name = "date"
+    tables["daily_energy_kwh"] = daily_df
+    f_daily = _fig(_("Energy per day [kWh]"))
+    for k in subs:
+        f_daily.add_bar(x=[str(d) for d in daily_df.index], y=daily_df[k], name=k)
+    f_daily.add_scatter(
+        x=[str(d) for d in daily_df.index], y=daily_df[incomer], name=incomer, mode="lines+markers"
+    )
+    f_daily.update_layout(barmode="stack")
+
+    prof = an.profile_15min(inc, tz)
+    tables["profile_incomer_kw"] = prof
+    f_prof = _fig(_("Average day profile of the incomer [kW]"))
+    for col in prof.columns:
+        f_prof.add_scatter(x=list(prof.index), y=prof[col], name=_(col), mode="lines")
+
+    bl = an.base_load(inc, hours, params.price_eur_per_kwh, params.base_load_percentile)
+    oh = an.off_hours_share(inc, hours)
+    pk = an.peak_demand(inc)
+    f_prof.add_hline(y=bl.base_load_kw, line_dash="dot", annotation_text=_("base load"))
+
+    ldc = an.load_duration_curve(inc)
+    tables["load_duration_incomer"] = ldc
+    f_ldc = _fig(_("Load duration curve of the incomer"))
+    f_ldc.add_scatter(x=ldc["hours"], y=ldc["power_kw"], mode="lines", name="kW")
+    f_ldc.update_xaxes(title=_("hours at or above [h]"))
+    f_ldc.update_yaxes(title="kW")
+
+    carpet = an.carpet(inc, tz)
+    tables["carpet_incomer_kw"] = carpet
+    f_carpet = _fig(_("Carpet plot of the incomer [kW]"))
+    f_carpet.add_heatmap(
+        z=carpet.to_numpy(),
+        x=list(carpet.columns),
+        y=[str(d) for d in carpet.index],
+        colorscale="Viridis",
+        colorbar={"title": "kW"},
+    )
+    f_carpet.update_layout(height=420)
+
+    bd = an.equipment_breakdown(subs, inc) if subs else pd.DataFrame()
+    tables["breakdown"] = bd
+    f_bd = _fig(_("Energy by equipment (Pareto)"))
+    if not bd.empty:
+        f_bd.add_bar(x=list(bd.index), y=bd["energy_kwh"], name="kWh")
+        f_bd.add_scatter(
+            x=list(bd.index),
+            y=bd["cumulative_share"] * 100,
+            name=_("cumulative share [%]"),
+            yaxis="y2",
+            mode="lines+markers",
+        )
+        f_bd.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 105]})
+
+    figs: list[tuple[str, str, go.Figure]] = [
+        ("daily", _("Energy per day"), f_daily),
+        ("profile", _("Day profiles"), f_prof),
+        ("carpet", _("Carpet plot"), f_carpet),
+        ("load_duration", _("Load duration curve"), f_ldc),
+        ("breakdown", _("Breakdown by equipment"), f_bd),
+    ]
+    enpi = None
+    if production is not None and not production.dropna().empty:
+        prod = production.dropna()
+        prod_day = prod.groupby(pd.DatetimeIndex(prod.index).tz_convert(tz).date).sum()
+        try:
+            enpi = an.enpi_regression(daily_df[incomer], prod_day)
+        except ValueError:
+            enpi = None
+        if enpi is not None:
+            tables["enpi_daily"] = enpi.data
+            f_enpi = _fig(_("Energy per day against production (EnPI)"))
+            f_enpi.add_scatter(
+                x=enpi.data["production"], y=enpi.data["energy_kwh"], mode="markers", name="kWh"
+            )
+            xs = np.linspace(0, float(enpi.data["production"].max()), 20)
+            f_enpi.add_scatter(
+                x=xs,
+                y=enpi.intercept_kwh + enpi.slope_kwh_per_unit * xs,
+                mode="lines",
+                name=_("regression"),
+            )
+            figs.append(("enpi", _("Energy performance indicator"), f_enpi))
+    for f in found:
+        if f.chart.startswith("profile:") and f.equipment is not None and f.equipment in energy_wh:
+            p = an.profile_15min(energy_wh[f.equipment], tz)
+            fig = _fig(f"{f.equipment}: " + _("average day profile [kW]"))
+            for col in p.columns:
+                fig.add_scatter(x=list(p.index), y=p[col], name=_(col), mode="lines")
+            figs.append((f.chart, f.title, fig))
+            tables[f"profile_{an_slug(f.equipment)}_kw"] = p
+    chart_html = []
+    for key, heading, fig in figs:
+        div_id = "chart-" + an_slug(key)
+        charts.append(div_id)
+        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
+
+    fdf = (
+        pd.DataFrame(
+            [
+                {
+                    "rank": f.rank,
+                    "kind": f.kind,
+                    "title": f.title,
+                    "equipment": f.equipment or "",
+                    "energy_kwh_per_year": f.energy_kwh_per_year,
+                    "cost_eur_per_year": f.cost_eur_per_year,
+                    "co2_t_per_year": f.co2_t_per_year,
+                    "chart": f.chart,
+                }
+                for f in found
+            ]
+        ).set_index("rank")
+        if found
+        else pd.DataFrame()
+    )
+    tables["findings"] = fdf
+    summary = pd.DataFrame(
+        {
+            "value": {
+                "base_load_kw": bl.base_load_kw,
+                "base_load_cost_eur_per_year": bl.cost_eur_per_year,
+                "off_hours_share": oh.share,
+                "total_kwh": oh.total_kwh,
+                "peak_kw": pk.peak_kw,
+                "peak_at_utc": pk.at.isoformat(),
+                "p95_kw": pk.p95_kw,
+            }
+        }
+    )
+    tables["summary"] = summary
+    env = template_env("meetkoffer", locale)
+    html = env.get_template("meetkoffer_campaign.html").render(
+        meta=meta,
+        plotly_js=plotly_js(),
+        charts=chart_html,
+        findings=found,
+        breakdown=bd,
+        base=bl,
+        off=oh,
+        peak=pk,
+        peak_local=pk.at.tz_convert(tz).to_pydatetime(),
+        enpi=enpi,
+        params=params,
+        hours=hours,
+        emission_note=emission_note,
+        generated=dt.datetime.now(dt.UTC),
+    )
+    return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
+
+
+def an_slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
+
+
+def savings_report(
+    meta: Mapping[str, Any], result: SavingsResult, locale: str = "nl", tz: str = LOCAL_TZ
+) -> Report:
+    """The savings verification report: fit, adjusted baseline, savings and their uncertainty."""
+    _ = translations("meetkoffer", locale).gettext
+    b, r = result.baseline_series, result.reporting_series
+    f_base = _fig(_("Baseline period: measured and modelled [kWh/day]"))
+    f_base.add_scatter(
+        x=_local(b.index, tz), y=b["energy_kwh"], name=_("measured"), mode="lines+markers"
+    )
+    f_base.add_scatter(x=_local(b.index, tz), y=b["fitted_kwh"], name=_("model"), mode="lines")
+    f_rep = _fig(_("Reporting period: adjusted baseline and measured [kWh/day]"))
+    f_rep.add_scatter(
+        x=_local(r.index, tz),
+        y=r["adjusted_baseline_kwh"],
+        name=_("adjusted baseline"),
+        mode="lines",
+    )
+    f_rep.add_scatter(
+        x=_local(r.index, tz), y=r["energy_kwh"], name=_("measured"), mode="lines+markers"
+    )
+    f_cum = _fig(_("Cumulative avoided energy [kWh]"))
+    f_cum.add_scatter(
+        x=_local(r.index, tz),
+        y=r["cumulative_avoided_kwh"],
+        name="kWh",
+        mode="lines",
+        fill="tozeroy",
+    )
+    charts = []
+    chart_html = []
+    for key, heading, fig in (
+        ("baseline", _("Baseline model"), f_base),
+        ("reporting", _("Reporting period"), f_rep),
+        ("cumulative", _("Cumulative savings"), f_cum),
+    ):
+        div_id = f"chart-{key}"
+        charts.append(div_id)
+        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
+    summary = pd.DataFrame({"value": result.summary()})
+    coef = pd.DataFrame({"value": result.coefficients})
+    adj = pd.DataFrame(
+        [
+            {"energy_kwh": a.energy_kwh, "reason": a.reason, "start": a.start, "end": a.end}
+            for a in result.adjustments
+        ],
+        columns=["energy_kwh", "reason", "start", "end"],
+    )
+    ef = pd.DataFrame(
+        [
+            {
+                "year": a.requested_year,
+                "factor_year": a.factor.year,
+                "kg_co2_per_kwh": a.factor.kg_co2_per_kwh,
+                "source": a.factor.source,
+                "note": a.note,
+            }
+            for a in result.emission_factors
+        ]
+    )
+    tables = {
+        "savings_summary": summary,
+        "coefficients": coef,
+        "baseline_daily": b,
+        "reporting_daily": r,
+        "nonroutine_adjustments": adj,
+        "emission_factors": ef,
+    }
+    env = template_env("meetkoffer", locale)
+    html = env.get_template("meetkoffer_savings.html").render(
+        meta=meta,
+        plotly_js=plotly_js(),
+        charts=chart_html,
+        res=result,
+        m=result.metrics,
+        emission_factors=result.emission_factors,
+        generated=dt.datetime.now(dt.UTC),
+    )
+    return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
