@@ -332,11 +332,15 @@ def _ev(doc: _Doc) -> EVSpec:
     )
 
 
-def read_series_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
+def read_series_csv(
+    path: Path, index: pd.DatetimeIndex | None, required: tuple[str, ...] = SERIES_COLUMNS
+) -> pd.DataFrame:
     """Read a series CSV and return its rows on ``index`` (UTC step starts).
 
     Every timestamp needs an offset; every value must be a finite number. Rows outside the
     horizon are ignored; a step of the horizon without a row is an error naming that step.
+    ``required`` names the value columns that must be present; with ``index=None`` all rows
+    are returned as read (sorted by time).
 
     Raises
     ------
@@ -351,7 +355,7 @@ def read_series_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise ValidationError(f"cannot read CSV: {exc}", source) from None
     raw.columns = [c.strip() for c in raw.columns]
-    for col in ("timestamp", *SERIES_COLUMNS):
+    for col in ("timestamp", *required):
         if col not in raw.columns:
             raise ValidationError(
                 f"missing column {col!r} (has {', '.join(raw.columns)})", source, "header"
@@ -364,7 +368,7 @@ def read_series_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
             raise ValidationError(
                 f"timestamp {text!r}: {exc}", source, f"line {i + 2}, column timestamp"
             ) from None
-    cols = [c for c in (*SERIES_COLUMNS, *OPTIONAL_SERIES_COLUMNS) if c in raw.columns]
+    cols = [c for c in dict.fromkeys((*required, *OPTIONAL_SERIES_COLUMNS)) if c in raw.columns]
     values = {}
     for col in cols:
         numbers = pd.to_numeric(raw[col].str.strip(), errors="coerce").to_numpy(float)
@@ -389,6 +393,8 @@ def read_series_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
         raise ValidationError(
             f"duplicate timestamp {frame.index[i].isoformat()}", source, f"line {i + 2}"
         )
+    if index is None:
+        return frame.sort_index()
     missing = index.difference(frame.index)
     if len(missing):
         raise ValidationError(
