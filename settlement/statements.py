@@ -19,7 +19,9 @@ import datetime as dt
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -197,12 +199,17 @@ def find_statement(
     return st
 
 
-def render_html(session: Session, statement_id: int, locale: str = "nl") -> str:
-    """The statement as an HTML page (Dutch by default, English with ``locale='en'``)."""
+@lru_cache(maxsize=4)
+def _template(locale: str) -> Any:
     from energy.i18n import template_env
 
+    return template_env("settlement", locale).get_template("statement.html")
+
+
+def render_html(session: Session, statement_id: int, locale: str = "nl") -> str:
+    """The statement as an HTML page (Dutch by default, English with ``locale='en'``)."""
     data = statement_data(session, statement_id)
-    return template_env("settlement", locale).get_template("statement.html").render(s=data)
+    return str(_template(locale).render(s=data))
 
 
 def render_csv(session: Session, statement_id: int) -> str:

@@ -86,5 +86,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     # --- domain routers ---
     # (one line each: app.include_router(<module>.router), imported inside this block)
+    from energy.api.routers import statements
+
+    app.include_router(statements.router)
     # --- end domain routers ---
     return app
