@@ -538,8 +538,13 @@ def verify(
     spec: mv.RegressionSpec | None = None,
     adjustments: list[mv.NonRoutineAdjustment] | None = None,
     factors: dict[int, EmissionFactor] | None = None,
+    store: bool = True,
 ) -> tuple[mv.SavingsResult, SavingsRecord]:
-    """Verify savings for the incomer (Option C) or one machine (Option B) and store them."""
+    """Verify savings for the incomer (Option C) or one machine (Option B) and store them.
+
+    With ``store=False`` the record is built but not added to the session (to re-render a
+    stored verification, see :func:`recompute`).
+    """
     factors = factors or load_emission_factors()
     series = load_series(session, c)
     if option == "C":
@@ -594,6 +599,19 @@ def verify(
             {
                 **res.summary(),
                 "equipment": equipment,
+                "request": {
+                    "baseline": [baseline[0].isoformat(), baseline[1].isoformat()],
+                    "reporting": [reporting[0].isoformat(), reporting[1].isoformat()],
+                    "option": option,
+                    "equipment": equipment,
+                    "model": model,
+                    "spec": {
+                        "production": spec.production,
+                        "heating_bp_c": spec.heating_bp_c,
+                        "cooling_bp_c": spec.cooling_bp_c,
+                        "time_of_week": spec.time_of_week,
+                    },
+                },
                 "coefficients": res.coefficients,
                 "warnings": res.warnings,
                 "emission_factors": [
@@ -614,6 +632,38 @@ def verify(
                 energy_kwh=a.energy_kwh, reason=a.reason, start_at=a.start, end_at=a.end
             )
         )
-    session.add(rec)
-    session.flush()
+    if store:
+        session.add(rec)
+        session.flush()
     return res, rec
+
+
+def recompute(
+    session: Session,
+    c: Campaign,
+    rec: SavingsRecord,
+    factors: dict[int, EmissionFactor] | None = None,
+) -> mv.SavingsResult:
+    """Run a stored verification again on the current data (for its report), without storing."""
+    req = (rec.summary or {}).get("request")
+    if not req:
+        raise ValidationError(f"savings record {rec.id} has no stored request; verify it again")
+    spec = mv.RegressionSpec(**req["spec"])
+    adjustments = [
+        mv.NonRoutineAdjustment(a.energy_kwh, a.reason, a.start_at, a.end_at)
+        for a in rec.adjustments
+    ]
+    res, _ = verify(
+        session,
+        c,
+        (pd.Timestamp(req["baseline"][0]), pd.Timestamp(req["baseline"][1])),
+        (pd.Timestamp(req["reporting"][0]), pd.Timestamp(req["reporting"][1])),
+        option=req["option"],
+        equipment=req["equipment"] if req["option"] == "B" else None,
+        model=req["model"],
+        spec=spec,
+        adjustments=adjustments,
+        factors=factors,
+        store=False,
+    )
+    return res
