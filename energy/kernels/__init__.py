@@ -6,6 +6,7 @@ tests compare it with (STYLE.md item 5).
 
 from energy.kernels.calendar import fixed_edges, local_calendar_edges, utc_bucket_starts
 from energy.kernels.counters import CounterResult, counter_to_buckets
+from energy.kernels.derived import bucket_percentiles, load_duration_curve, peak_demand
 from energy.kernels.power import (
     DEFAULT_MAX_GAP_NS,
     BucketResult,
@@ -13,14 +14,20 @@ from energy.kernels.power import (
     power_to_buckets_many,
     power_to_edges,
 )
+from energy.kernels.stats import StatsResult, bucket_stats
 
 __all__ = [
     "DEFAULT_MAX_GAP_NS",
     "BucketResult",
     "CounterResult",
+    "StatsResult",
+    "bucket_percentiles",
+    "bucket_stats",
     "counter_to_buckets",
     "fixed_edges",
+    "load_duration_curve",
     "local_calendar_edges",
+    "peak_demand",
     "power_to_buckets",
     "power_to_buckets_many",
     "power_to_edges",

@@ -91,6 +91,10 @@ def _flush(
     out_cnt: np.ndarray,
     out_min: np.ndarray,
     out_max: np.ndarray,
+    s_acc: float,
+    first: float,
+    last: float,
+    out_sfl: np.ndarray,
 ) -> bool:
     """Write the frontier bucket; returns True when it was the carry bucket (not written)."""
     if fb == carry_b:
@@ -101,6 +105,9 @@ def _flush(
     if cnt > 0:
         out_min[fb] = mn
         out_max[fb] = mx
+        out_sfl[0, fb] = s_acc
+        out_sfl[1, fb] = first
+        out_sfl[2, fb] = last
     return False
 
 
@@ -121,13 +128,13 @@ def _block(
     k: int,
     tp: int,
     pp: float,
-) -> tuple[float, int, int, float, float, int]:
+) -> tuple[float, int, int, float, float, float, int]:
     """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
 
     Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
     the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
     the float results are meaningless and the caller takes the exact scalar path instead.
-    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, bad)``.
+    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
@@ -137,6 +144,7 @@ def _block(
     dmax = d0
     mn = b[0]
     mx = b[0]
+    sm = b[0]
     for j in range(k - 1):
         d = a[j + 1] - a[j]
         e += (b[j] + b[j + 1]) * d
@@ -145,6 +153,7 @@ def _block(
         v = b[j + 1]
         mn = v if v < mn else mn
         mx = v if v > mx else mx
+        sm += v
     bits = pbits[i : i + k]
     bad = 0
     for j in range(k):
@@ -153,7 +162,7 @@ def _block(
         qq = q[i : i + k]
         for j in range(k):
             bad |= qq[j]
-    return e, dmin, dmax, mn, mx, bad
+    return e, dmin, dmax, mn, mx, sm, bad
 
 
 @nb.njit(cache=True, nogil=True)
@@ -177,6 +186,7 @@ def _power_kernel(
     out_max: np.ndarray,
     out_inv: np.ndarray,
     gaps: np.ndarray,
+    out_sfl: np.ndarray,
 ) -> tuple[int, int, int, float, int, int]:
     """One pass over samples ``[lo, hi)`` into buckets ``edges`` (see module docstring).
 
@@ -207,6 +217,8 @@ def _power_kernel(
     cnt = 0
     mn = np.inf
     mx = -np.inf
+    s_acc = 0.0
+    first = np.nan
     pbits = p.view(np.int64)
     last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
     scalar_until = lo
@@ -222,11 +234,14 @@ def _power_kernel(
                 k = int(np.searchsorted(ts[i : i + k], fend, side="left"))
             scalar_until = i + k
             if k >= 16 and not (i + k < n and ts[i + k] == ts[i + k - 1]):
-                be, dmin, dmax, bmn, bmx, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
+                be, dmin, dmax, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
                 if bad == 0 and dmin > 0 and dmax <= max_gap_ns:
                     e_acc += be
                     cov_acc += ts[i + k - 1] - tp
+                    if cnt == 0:
+                        first = p[i]
                     cnt += k
+                    s_acc += bs
                     mn = min(mn, bmn)
                     mx = max(mx, bmx)
                     i += k - 1
@@ -261,7 +276,7 @@ def _power_kernel(
                 n_gaps += 1
                 if sb != fb:
                     if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
-                              out_min, out_max):  # fmt: skip
+                              out_min, out_max, s_acc, first, pp, out_sfl):  # fmt: skip
                         carry_e = e_acc
                         carry_cov = cov_acc
                     fb = sb
@@ -271,6 +286,8 @@ def _power_kernel(
                     cnt = 0
                     mn = np.inf
                     mx = -np.inf
+                    s_acc = 0.0
+                    first = np.nan
             elif t < fend:
                 e_acc += (pp + v) * dt
                 cov_acc += dt
@@ -285,7 +302,7 @@ def _power_kernel(
                     e_acc += (pa + pe) * (e - a)
                     cov_acc += e - a
                     if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
-                              out_min, out_max):  # fmt: skip
+                              out_min, out_max, s_acc, first, pp, out_sfl):  # fmt: skip
                         carry_e = e_acc
                         carry_cov = cov_acc
                     fb += 1
@@ -295,6 +312,8 @@ def _power_kernel(
                     cnt = 0
                     mn = np.inf
                     mx = -np.inf
+                    s_acc = 0.0
+                    first = np.nan
                     a = e
                     pa = pe
                     if t < fend:
@@ -305,7 +324,10 @@ def _power_kernel(
             have_prev = True
             fb = sb
             fend = sb_end
+        if cnt == 0:
+            first = v
         cnt += 1
+        s_acc += v
         if v < mn:
             mn = v
         if v > mx:
@@ -314,8 +336,9 @@ def _power_kernel(
         pp = v
         last_ok = i
     if fb >= 0 and _flush(
-        fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt, out_min, out_max
-    ):
+        fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt, out_min, out_max,
+        s_acc, first, pp, out_sfl,
+    ):  # fmt: skip
         carry_e = e_acc
         carry_cov = cov_acc
     return 0, n_gaps, n_dup, carry_e, carry_cov, -1
@@ -362,6 +385,9 @@ class BucketResult:
         Samples superseded by a later one with the same timestamp.
     gaps_ns : numpy.ndarray
         int64 ``[k, 2]``: ``[start, end)`` of sample intervals not integrated [ns].
+    sum_w, first_w, last_w : numpy.ndarray
+        Sum, first and last of the valid sample values in the bucket [W] (sum 0 and first/last
+        NaN where there are none); see :func:`energy.kernels.stats.bucket_stats`.
     """
 
     start_ns: np.ndarray
@@ -375,6 +401,9 @@ class BucketResult:
     invalid_count: np.ndarray
     duplicate_count: int = 0
     gaps_ns: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+    sum_w: np.ndarray | None = None
+    first_w: np.ndarray | None = None
+    last_w: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.start_ns.shape[0])
@@ -424,6 +453,9 @@ class BucketResult:
             self.invalid_count[mask],
             self.duplicate_count,
             self.gaps_ns,
+            None if self.sum_w is None else self.sum_w[mask],
+            None if self.first_w is None else self.first_w[mask],
+            None if self.last_w is None else self.last_w[mask],
         )
 
     @classmethod
@@ -503,6 +535,8 @@ def _run(
     out_min = np.full(nbk, np.nan)
     out_max = np.full(nbk, np.nan)
     out_inv = np.zeros(nbk, np.int64)
+    out_sfl = np.full((3, nbk), np.nan)
+    out_sfl[0] = 0.0
     n = ts.shape[0]
     n_chunks = max(1, min(n_threads, n // max(chunk_min, 1)))
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
@@ -514,7 +548,7 @@ def _run(
         gaps = np.empty((gap_cap, 2), np.int64)
         res = _power_kernel(
             ts, p, q, has_q, lo, hi, edges, max_gap_ns, have_prev, tp, pp, carry_b,
-            out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps,
+            out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, out_sfl,
         )  # fmt: skip
         return res, carry_b, gaps
 
@@ -545,7 +579,7 @@ def _run(
         gap_parts.append(gaps[:n_gaps])
         n_dup += dup
     gaps_all = np.concatenate(gap_parts) if gap_parts else np.empty((0, 2), np.int64)
-    return out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps_all, np.int64(n_dup)
+    return out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps_all, np.int64(n_dup), out_sfl
 
 
 def _first_drop(ts: np.ndarray) -> int:
@@ -554,7 +588,7 @@ def _first_drop(ts: np.ndarray) -> int:
 
 
 def _result(edges: np.ndarray, raw: tuple[Any, ...], keep: slice = slice(None)) -> BucketResult:
-    out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, n_dup = raw
+    out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, n_dup, out_sfl = raw
     width = np.diff(edges)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(out_cov > 0, out_e / np.where(out_cov > 0, out_cov, 1) * 0.5, np.nan)
@@ -570,6 +604,9 @@ def _result(edges: np.ndarray, raw: tuple[Any, ...], keep: slice = slice(None)) 
         invalid_count=out_inv[keep],
         duplicate_count=int(n_dup),
         gaps_ns=gaps,
+        sum_w=out_sfl[0][keep],
+        first_w=out_sfl[1][keep],
+        last_w=out_sfl[2][keep],
     )
 
 

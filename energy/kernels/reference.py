@@ -84,7 +84,7 @@ def power_to_edges_ref(
     frame = pd.DataFrame({"t": t, "v": v, "valid": valid})
     frame["b"] = np.searchsorted(edges, t, side="right") - 1
     frame = frame[(frame.b >= 0) & (frame.b < nbk)]
-    good = frame[frame.valid].groupby("b")["v"].agg(["count", "min", "max"])
+    good = frame[frame.valid].groupby("b")["v"].agg(["count", "min", "max", "sum", "first", "last"])
     bad = frame[~frame.valid].groupby("b")["v"].size()
     idx = np.arange(nbk)
     out = pd.DataFrame(
@@ -99,6 +99,9 @@ def power_to_edges_ref(
             "count": good["count"].reindex(idx, fill_value=0).to_numpy().astype(np.int64),
             "coverage": cov_ns / width,
             "invalid_count": bad.reindex(idx, fill_value=0).to_numpy().astype(np.int64),
+            "sum_w": good["sum"].reindex(idx, fill_value=0.0).to_numpy(),
+            "first_w": good["first"].reindex(idx).to_numpy(),
+            "last_w": good["last"].reindex(idx).to_numpy(),
         }
     )
     out.attrs["gaps_ns"] = np.stack([tv[:-1][~ok], tv[1:][~ok]], axis=1).astype(np.int64)
@@ -196,3 +199,21 @@ def counter_to_buckets_ref(
     out.attrs["gap_energy_wh"] = d[~ok]
     out.attrs["duplicates"] = int(ts.size - np.unique(ts).size)
     return out
+
+
+def bucket_percentiles_ref(
+    ts: np.ndarray,
+    values: np.ndarray,
+    percentiles: tuple[float, ...],
+    edges: np.ndarray,
+    quality: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Reference of :func:`energy.kernels.derived.bucket_percentiles` (pandas quantile)."""
+    t, v, valid = effective_samples(ts, values, quality)
+    b = np.searchsorted(edges, t, side="right") - 1
+    inside = valid & (b >= 0) & (b < edges.size - 1)
+    groups = pd.Series(v[inside]).groupby(b[inside])
+    idx = np.arange(edges.size - 1)
+    cols = {f"p{p:g}": groups.quantile(p / 100.0).reindex(idx).to_numpy() for p in percentiles}
+    cols["count"] = groups.size().reindex(idx, fill_value=0).to_numpy()
+    return pd.DataFrame(cols)

@@ -24,7 +24,10 @@ from energy.timegrid import ISP_NS
 S = 1_000_000_000
 T0 = 1_789_999_200 * S  # 2026-09-21T14:00Z, on the ISP grid
 
-COLUMNS = ("energy_wh", "mean_w", "min_w", "max_w", "count", "coverage", "invalid_count")
+COLUMNS = (
+    "energy_wh", "mean_w", "min_w", "max_w", "count", "coverage", "invalid_count",
+    "sum_w", "first_w", "last_w",
+)  # fmt: skip
 HYP = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
@@ -35,7 +38,7 @@ def assert_matches_ref(res: BucketResult, ref: pd.DataFrame) -> None:
     np.testing.assert_array_equal(res.start_ns, ref["start_ns"].to_numpy())
     for col in COLUMNS:
         ours, theirs = getattr(res, col), ref[col].to_numpy()
-        if col in ("count", "invalid_count", "min_w", "max_w"):
+        if col in ("count", "invalid_count", "min_w", "max_w", "first_w", "last_w"):
             np.testing.assert_array_equal(ours, theirs, err_msg=col)
         elif col == "mean_w":
             # The reference differences cumulative integrals: over a covered stretch of a few
@@ -131,7 +134,7 @@ class TestPowerKernelVsReference:
         keep = ~pd.Index(ts).duplicated(keep="last")
         t, v = ts[keep], p[keep]
         t, v = t[np.isfinite(v)], v[np.isfinite(v)]
-        whole = np.trapezoid(v, t.astype(float)) / 3.6e12 if len(t) > 1 else 0.0
+        whole = np.trapezoid(v, (t - T0).astype(float)) / 3.6e12 if len(t) > 1 else 0.0
         in_gaps = sum(
             (v[np.searchsorted(t, a)] + v[np.searchsorted(t, b)]) / 2 * (b - a) / 3.6e12
             for a, b in res.gaps_ns

@@ -144,7 +144,9 @@ def test_counter_channel(sessions, tmp_path):
         assert got["energy_wh"].iloc[1:-1].to_numpy() == pytest.approx(750.0)
 
 
-def test_bad_arguments(sessions, tmp_path):
+def test_bad_arguments(tmp_path):
     store = SampleStore(tmp_path / "samples")
-    with sessions() as session, pytest.raises(ValueError, match="kind"):
-        update_intervals(store, session, 1, kind="volts")
+    with pytest.raises(ValueError, match="kind"):
+        update_intervals(store, None, 1, kind="volts")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_gap_ns"):
+        update_intervals(store, None, 1, max_gap_ns=-5)  # type: ignore[arg-type]
