@@ -76,6 +76,7 @@ def _live_table(gateway, forwarder=None):
 def _store_sink(cfg, channels: list[str]):
     """The energy store of the settings, with channel ids looked up by key in the database."""
     from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
 
     from energy.db import make_engine
     from energy.models import Channel
@@ -90,6 +91,11 @@ def _store_sink(cfg, channels: list[str]):
             rows = conn.execute(
                 select(Channel.key, Channel.id).where(Channel.key.in_(channels))
             ).all()
+    except DBAPIError as exc:
+        raise NoaberError(
+            f"database {settings.sqlalchemy_url} is not ready ({exc.orig}); run "
+            "noaber db upgrade and noaber site import FILE, or use --no-store"
+        ) from None
     finally:
         engine.dispose()
     ids = {k: i for k, i in rows}

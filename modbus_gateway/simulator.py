@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -94,6 +95,7 @@ class SimulatedDevice:
         self.writable: set[int] = set()
         self.write_log: list[WriteRecord] = []
         self.requests = 0
+        self.request_times: deque[float] = deque(maxlen=10_000)  # clock at each request
         self.on_disconnect: Callable[[], None] | None = None
         if self.profile.sunspec:
             bases = sunspec_layout()
@@ -199,6 +201,7 @@ class SimulatedDevice:
     def read(self, function: int, address: int, count: int) -> list[int] | ExcCodes:
         """Serve a read of ``count`` registers (function 3 or 4)."""
         self.requests += 1
+        self.request_times.append(self.clock())
         fault = self._fault_reply()
         if isinstance(fault, ExcCodes):
             return fault
@@ -216,6 +219,7 @@ class SimulatedDevice:
     def write(self, function: int, address: int, values: list[int]) -> ExcCodes | None:
         """Serve a write (function 6 or 16): only writable registers."""
         self.requests += 1
+        self.request_times.append(self.clock())
         fault = self._fault_reply()
         if isinstance(fault, ExcCodes):
             return fault

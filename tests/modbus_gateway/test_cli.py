@@ -94,3 +94,53 @@ def test_read_errors_are_one_line(app):
     assert "cannot connect" in str(res.exception)
     res = runner.invoke(app, ["gateway", "read", "127.0.0.1:1", "--profile", "nope"])
     assert isinstance(res.exception, NoaberError) and "unknown profile" in str(res.exception)
+
+
+def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
+    """``gateway run`` on a whole site description: channel ids from the database, samples in
+    the energy store (the composition path of ``noaber gateway run``)."""
+    from energy.db import make_engine, session_factory, upgrade
+    from energy.samples import SampleStore
+    from energy.siteconfig import import_site_file
+    from modbus_gateway.demo import DEMO_SITE_FILE
+
+    doc = yaml.safe_load(DEMO_SITE_FILE.read_text(encoding="utf-8"))
+    doc["devices"] = [{**d, "port": _free_port()} for d in doc["devices"][:2]]  # two meters
+    doc["assets"] = [a for a in doc["assets"] if a["name"] in {"grid", "pv"}]
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "1", "--no-live"])
+    assert isinstance(res.exception, NoaberError) and "site import" in str(res.exception)
+    engine = make_engine(settings_env.sqlalchemy_url)
+    upgrade(engine)
+    res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "1", "--no-live"])
+    assert isinstance(res.exception, NoaberError) and "channels not in the database" in str(
+        res.exception
+    )
+    ids = import_site_file(site, session_factory(engine)).channel_ids
+    engine.dispose()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "simulate", str(site), "--duration", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        for d in doc["devices"]:
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", d["port"])) == 0:
+                        break
+                time.sleep(0.1)
+        res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "2.5", "--no-live"])
+        assert res.exit_code == 0, res.output
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    store = SampleStore(settings_env.samples_dir)
+    power = store.read(ids["dorpshuis-noaberhof/grid/power"])
+    assert len(power) >= 2 and set(power.quality.tolist()) == {0}
+    energy = store.read(ids["dorpshuis-noaberhof/grid/energy_import"])
+    assert energy.value[0] > 1_000_000  # the kWh register arrives in Wh
+    assert (settings_env.data_dir / "gateway-spool.sqlite").exists()

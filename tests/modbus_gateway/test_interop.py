@@ -4,6 +4,7 @@ Modbus RTU over a socat pseudo-terminal pair with two unit ids on one bus."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import subprocess
 import time
@@ -113,3 +114,32 @@ async def test_rtu_two_unit_ids_on_one_bus_with_a_dead_third(pty_pair):
     assert last["em.total_power_w"].value == pytest.approx(em24.get("total_power_w"))
     assert gw.devices["sdm"].polls >= 4 and gw.devices["em"].polls >= 4
     assert gw.devices["gone"].status == "backoff"
+
+
+async def test_rtu_inter_frame_pause_is_kept(pty_pair):
+    """One master per bus: requests to two units never come closer than the pause."""
+    server_side, client_side = pty_pair
+    profs = shipped_profiles()
+    a, b = SimulatedDevice(profs["eastron_sdm630"]), SimulatedDevice(profs["eastron_sdm120"])
+    srv = await SimServer({1: a, 2: b}, serial_port=server_side, baudrate=115200).start()
+    pause = 0.04
+    cfg = parse_config(
+        {
+            "buses": {"bus": {"port": client_side, "baudrate": 115200, "inter_frame_pause_s": pause}},
+            "devices": [
+                {"name": "a", "profile": "eastron_sdm630", "transport": "rtu", "bus": "bus", "unit_id": 1, "poll_interval_s": 0.1},
+                {"name": "b", "profile": "eastron_sdm120", "transport": "rtu", "bus": "bus", "unit_id": 2, "poll_interval_s": 0.1},
+            ],
+        },
+        "pause.yaml",
+    )  # fmt: skip
+    gw = Gateway(cfg)
+    try:
+        await gw.run(0.8)
+    finally:
+        gw.close()
+        await srv.stop()
+    times = sorted([*a.request_times, *b.request_times])
+    assert len(a.request_times) >= 6 and len(b.request_times) >= 6
+    gaps = [t1 - t0 for t0, t1 in itertools.pairwise(times)]
+    assert min(gaps) >= pause * 0.9, min(gaps)

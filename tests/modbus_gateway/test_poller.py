@@ -225,3 +225,33 @@ async def test_faults_by_config_window_and_loop_survives(serve):
     ]
     assert qs[0] == Quality.GOOD and qs[-1] == Quality.GOOD
     assert Quality.INVALID in qs
+
+
+async def test_disconnect_window_then_reconnect(serve):
+    """The device drops the TCP connection for a while; the gateway reconnects after it."""
+    srv, _ = await serve(
+        "eastron_sdm120", faults=[{"kind": "disconnect", "start_s": 0.3, "duration_s": 0.5}]
+    )
+    cfg = config_for(
+        [
+            {
+                "name": "m",
+                "profile": "eastron_sdm120",
+                "port": srv.port,
+                "poll_interval_s": 0.1,
+                "timeout_s": 0.2,
+            }
+        ]
+    )
+    sink = MemorySink()
+    gw = Gateway(cfg, sink.write)
+    await gw.run(1.6)
+    gw.close()
+    qs = [
+        s.quality
+        for (c, _), s in sorted(sink.samples.items(), key=lambda kv: kv[0][1])
+        if c == "m.total_power_w"
+    ]
+    assert qs[0] == Quality.GOOD
+    assert Quality.MISSING in qs or Quality.STALE in qs
+    assert qs[-1] == Quality.GOOD  # reconnected
