@@ -209,6 +209,103 @@ def batch_cmd(
         )
 
 
+def load_sink(spec: str, site: str) -> Any:
+    """The setpoint sink named by ``spec``: ``dry-run`` or ``module:factory``.
+
+    ``factory(site_name)`` must return an object with ``async apply(asset_name, power_w,
+    requested_by)`` (:class:`optimizer.mpc.SetpointSink`); the gateway's safe-write path is
+    wired this way without the optimizer importing the gateway.
+    """
+    import importlib
+
+    from optimizer.mpc import LoggingSink
+
+    if spec == "dry-run":
+        return LoggingSink()
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"--sink must be 'dry-run' or 'module:factory', got {spec!r}")
+    factory = getattr(importlib.import_module(module), attr, None)
+    if factory is None:
+        raise ValueError(f"--sink: {module!r} has no {attr!r}")
+    return factory(site)
+
+
+@optimize_app.command("run")
+def run_cmd(
+    site: str = typer.Option(..., "--site", help="Site name in the store"),
+    prices: Path = typer.Option(..., "--prices", help="Price CSV covering the horizon"),
+    sessions_file: Path | None = typer.Option(
+        None, "--sessions", help="EV sessions YAML {ev: [{arrival, ...}]}"
+    ),
+    horizon_hours: float = typer.Option(24.0, help="Planning horizon [h]"),
+    steps: int = typer.Option(1, min=1, max=100_000, help="Control steps to run (15 min apart)"),
+    sink: str = typer.Option(
+        "dry-run", help="'dry-run' or 'module:factory' giving the gateway's safe-write sink"
+    ),
+    cloud_factor: float = typer.Option(1.0, min=0.0, max=1.0, help="PV share of clear sky"),
+    store: bool = typer.Option(True, help="Store every plan in the database"),
+) -> None:
+    """Model-predictive control: re-plan every 15 minutes from measured SoC and send setpoints."""
+    import asyncio
+
+    import pandas as pd
+
+    from energy.db import make_engine, session_factory, transaction
+    from energy.errors import NoaberError
+    from energy.settings import get_settings
+    from optimizer.mpc import MPCController
+    from optimizer.report import compare
+    from optimizer.sitestore import ev_sessions_from_yaml, measured_soc_pct, scenario_from_store
+    from optimizer.store import save_plan
+
+    engine = make_engine(get_settings().sqlalchemy_url)
+    factory = session_factory(engine)
+    ev_sessions = ev_sessions_from_yaml(sessions_file) if sessions_file else None
+    with factory() as s:  # fail early on an unknown site or a bad price file
+        scenario_from_store(
+            s, site, pd.Timestamp.now(tz="UTC"), horizon_hours, prices, ev_sessions, cloud_factor
+        )
+
+    def scenario_at(now: pd.Timestamp):
+        with factory() as s:
+            return scenario_from_store(
+                s, site, now, horizon_hours, prices, ev_sessions, cloud_factor
+            )
+
+    async def measure() -> dict[str, float]:
+        with factory() as s:
+            return measured_soc_pct(s, site)
+
+    controller = MPCController(scenario_at, measure, load_sink(sink, site))
+
+    async def loop() -> None:
+        for i in range(steps):
+            setpoints = await controller.step()
+            st = controller.status
+            shown = ", ".join(f"{k} {v / 1000:+.1f} kW" for k, v in setpoints.items()) or "none"
+            if st.last_ok:
+                console.print(
+                    f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}"
+                )
+                plan_now, sc_now = controller.last_plan, controller.last_scenario
+                if store and plan_now is not None and sc_now is not None:
+                    with transaction(factory) as s:
+                        sid = save_plan(s, sc_now, plan_now, compare(sc_now, plan_now))
+                    console.print(f"  stored as schedule {sid}")
+            else:
+                console.print(
+                    f"[red]step {i + 1}/{steps}: planning failed, safe defaults sent ({shown}): {st.last_error}[/red]"
+                )
+            if i + 1 < steps:
+                now = pd.Timestamp.now(tz="UTC")
+                await asyncio.sleep(900 - (now.value / 1e9) % 900)
+
+    asyncio.run(loop())
+    if controller.status.last_ok is False:
+        raise NoaberError(f"the last planning step failed: {controller.status.last_error}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``optimize`` command group to the root ``noaber`` app."""
     app.add_typer(optimize_app, name="optimize")

@@ -150,6 +150,7 @@ class MPCController:
         self.planner: Planner | None = None
         self.anchor: pd.Timestamp | None = None
         self.last_plan: Plan | None = None
+        self.last_scenario: Scenario | None = None
         self._assets: list[str] = []
 
     def _defaults(self, sc: Scenario | None) -> dict[str, float]:
@@ -235,6 +236,13 @@ class MPCController:
         st.fallback_active = False
         st.last_objective_eur = result.objective_eur
         st.last_setpoints_w = setpoints
+        # the plan from now on, with the scenario of exactly those steps (for storing/reporting)
+        rest = len(result.flows) - k
+        self.last_scenario = sc.replace(series=sc.series.iloc[:rest])
+        if k:
+            result = dataclasses.replace(
+                result, flows=result.flows.iloc[k:], params=params_from_scenario(self.last_scenario)
+            )
         self.last_plan = result
         return setpoints
 

@@ -67,6 +67,10 @@ async def test_replans_reuse_the_model_and_follow_measured_soc(full: Scenario) -
     fresh = Planner(params_from_scenario(with_measurements(rest, measured, now))).solve()
     assert mpc.last_plan is not None
     assert mpc.last_plan.objective_eur == pytest.approx(fresh.objective_eur, rel=1e-6, abs=1e-6)
+    # the plan kept for reporting starts now and matches its scenario
+    assert mpc.last_scenario is not None and mpc.last_scenario.start == now
+    assert len(mpc.last_plan.flows) == len(mpc.last_scenario.series) == len(fresh.flows)
+    assert mpc.last_plan.flows.index[0] == now
     # and the first setpoints are the fresh plan's first step
     row = fresh.flows.iloc[0]
     assert status.last_setpoints_w["battery"] == pytest.approx(

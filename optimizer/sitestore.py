@@ -1,0 +1,207 @@
+"""Scenarios assembled from the store for a site (``noaber optimize run --site S``).
+
+* the site: grid limits, location and time zone from ``sites``;
+* PV: the ``pv`` assets' ``params`` (``peak_kw``, ``tilt_deg``, ``azimuth_deg``) through the
+  clear-sky forecast times a cloud factor (:func:`optimizer.forecast.pv_clear_sky_kw`);
+* load: the time-of-week profile (:func:`optimizer.forecast.time_of_week_profile`) of the
+  ``building_load`` assets' power readings (``power_mean_w`` per ISP) of the last weeks;
+* battery and EVs: the assets' ``params`` (the scenario file's field names); EV sessions are
+  given by the caller (the charger or the owner's app knows arrival and departure);
+* prices: a CSV (``timestamp, import_price_eur_per_kwh, export_price_eur_per_kwh``);
+* measured SoC: the latest reading of the assets' ``soc`` channels (mean over the ISP, [%]).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from energy.errors import NotFoundError, ValidationError
+from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
+from energy.readings import read_readings
+from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
+from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
+
+BATTERY_FIELDS = (
+    "capacity_kwh",
+    "max_charge_kw",
+    "max_discharge_kw",
+    "efficiency_charge",
+    "efficiency_discharge",
+    "soc_min_pct",
+    "soc_max_pct",
+    "soc_initial_pct",
+    "soc_final_min_pct",
+    "degradation_eur_per_kwh",
+)
+
+
+def get_site(session: Session, site_name: str) -> Site:
+    site = session.scalars(select(Site).where(Site.name == site_name)).first()
+    if site is None:
+        raise NotFoundError(f"site {site_name!r} does not exist")
+    return site
+
+
+def _channel(session: Session, asset: Asset, quantity: Quantity) -> Channel | None:
+    return session.scalars(
+        select(Channel).where(Channel.asset_id == asset.id, Channel.quantity == quantity)
+    ).first()
+
+
+def measured_soc_pct(session: Session, site_name: str) -> dict[str, float]:
+    """The latest SoC reading [%] of every battery and EV asset of a site that has one."""
+    site = get_site(session, site_name)
+    out: dict[str, float] = {}
+    for asset in site.assets:
+        if asset.kind not in (AssetKind.BATTERY, AssetKind.EV):
+            continue
+        ch = _channel(session, asset, Quantity.SOC)
+        if ch is None:
+            continue
+        value = session.scalars(
+            select(IntervalReading.power_mean_w)
+            .where(IntervalReading.channel_id == ch.id, IntervalReading.power_mean_w.is_not(None))
+            .order_by(IntervalReading.isp_start.desc())
+            .limit(1)
+        ).first()
+        if value is not None:
+            out[asset.name] = float(value)
+    return out
+
+
+def _load_history_kw(session: Session, site: Site, end: pd.Timestamp, days: int) -> pd.Series:
+    ids = []
+    for asset in site.assets:
+        if asset.kind == AssetKind.BUILDING_LOAD:
+            ch = _channel(session, asset, Quantity.POWER)
+            if ch is not None:
+                ids.append(ch.id)
+    if not ids:
+        raise ValidationError(f"site {site.name!r} has no building_load asset with a power channel")
+    start = (end - pd.Timedelta(days=days)).to_pydatetime()
+    frame = read_readings(session, ids, start, end.to_pydatetime())
+    if frame.empty:
+        raise ValidationError(
+            f"site {site.name!r} has no building load readings in the {days} days before {end.isoformat()}"
+        )
+    kw = frame.groupby("isp_start")["power_mean_w"].sum(min_count=1) / 1000.0
+    return kw
+
+
+def scenario_from_store(
+    session: Session,
+    site_name: str,
+    start: dt.datetime | pd.Timestamp,
+    horizon_hours: float,
+    prices_csv: Path,
+    ev_sessions: dict[str, list[dict[str, Any]]] | None = None,
+    cloud_factor: float = 1.0,
+    history_days: int = 28,
+    step_minutes: int = 15,
+) -> Scenario:
+    """The scenario of a site for ``[start, start + horizon)`` from the store (see module doc).
+
+    ``ev_sessions`` maps an EV asset name to its sessions (``arrival, departure,
+    soc_arrival_pct, soc_departure_pct``); an EV without sessions is not plugged in.
+    """
+    site = get_site(session, site_name)
+    start_ts = pd.Timestamp(start).tz_convert("UTC").floor(f"{step_minutes}min")
+    n = int(horizon_hours * 60 // step_minutes)
+    index = pd.date_range(start_ts, periods=n, freq=f"{step_minutes}min").as_unit("ns")
+    pv = np.zeros(n)
+    battery = None
+    evs = []
+    source = f"store:{site_name}"
+    for asset in site.assets:
+        params = dict(asset.params or {})
+        where = f"assets[{asset.name}].params"
+        if asset.kind == AssetKind.PV:
+            if "peak_kw" not in params:
+                raise ValidationError(
+                    f"pv asset {asset.name!r} needs params.peak_kw", source, where
+                )
+            pv += pv_clear_sky_kw(
+                index,
+                site.latitude,
+                site.longitude,
+                float(params["peak_kw"]),
+                float(params.get("tilt_deg", 30.0)),
+                float(params.get("azimuth_deg", 180.0)),
+                cloud_factor,
+                step_minutes=step_minutes,
+            )
+        elif asset.kind == AssetKind.BATTERY:
+            doc = {k: params[k] for k in BATTERY_FIELDS if k in params}
+            battery = _battery(_Doc({**doc, "name": asset.name}, source, where))
+        elif asset.kind == AssetKind.EV:
+            doc = {
+                k: v
+                for k, v in params.items()
+                if k
+                in (
+                    "capacity_kwh",
+                    "max_charge_kw",
+                    "max_discharge_kw",
+                    "efficiency",
+                    "v2g",
+                    "soc_min_pct",
+                    "degradation_eur_per_kwh",
+                )
+            }
+            owner = asset.owner.ref if asset.owner is not None else "unknown"
+            doc.update(
+                name=asset.name, owner=owner, sessions=(ev_sessions or {}).get(asset.name, [])
+            )
+            evs.append(_ev(_Doc(doc, source, where)))
+    load = time_of_week_profile(
+        _load_history_kw(session, site, start_ts, history_days), index, site.timezone
+    )
+    prices = read_columns_csv(
+        prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
+    )
+    series = pd.DataFrame(
+        {
+            "pv_kw": pv,
+            "load_kw": load,
+            "import_price_eur_per_kwh": prices["import_price_eur_per_kwh"].to_numpy(),
+            "export_price_eur_per_kwh": prices["export_price_eur_per_kwh"].to_numpy(),
+            "grid_import_limit_kw": site.grid_import_limit_kw,
+            "grid_export_limit_kw": site.grid_export_limit_kw,
+        },
+        index=index,
+    )
+    spec = SiteSpec(
+        name=site.name,
+        timezone=site.timezone,
+        grid_import_limit_kw=site.grid_import_limit_kw,
+        grid_export_limit_kw=site.grid_export_limit_kw,
+        latitude=site.latitude,
+        longitude=site.longitude,
+    )
+    return Scenario(
+        site=spec,
+        series=series,
+        step_minutes=step_minutes,
+        battery=battery,
+        evs=tuple(evs),
+        source=source,
+    )
+
+
+def ev_sessions_from_yaml(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """EV sessions per EV asset name from a YAML file ``{ev-name: [{arrival, departure, ...}]}``."""
+    import yaml
+
+    if not path.is_file():
+        raise ValidationError(f"sessions file not found: {path}", str(path))
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValidationError("must map EV names to lists of sessions", str(path))
+    return data

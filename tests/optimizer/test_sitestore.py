@@ -1,0 +1,164 @@
+"""Scenarios from the store: the demo site, its load history and SoC readings (SQLite + PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from energy.errors import NotFoundError
+from energy.models import Channel
+from energy.readings import upsert_readings
+from energy.siteconfig import import_site_file
+from optimizer.model import plan
+from optimizer.sitestore import measured_soc_pct, scenario_from_store
+
+SITE_FILE = Path(__file__).resolve().parents[2] / "energy" / "data" / "demo_site.yaml"
+START = pd.Timestamp("2026-06-15T00:00+02:00").tz_convert("UTC")
+
+
+def _readings(index: pd.DatetimeIndex, mean_w: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"energy_wh": mean_w / 4, "power_mean_w": mean_w, "sample_count": 900, "coverage": 1.0},
+        index=index,
+    )
+
+
+@pytest.fixture
+def demo_site(sessions) -> None:
+    import_site_file(SITE_FILE, sessions)
+    hist = pd.date_range(
+        START - pd.Timedelta(days=14), START, freq="15min", inclusive="left"
+    ).as_unit("ns")
+    local = hist.tz_convert("Europe/Amsterdam")
+    load_w = 5000.0 + 12000.0 * ((local.hour >= 18) & (local.hour < 22))
+    with sessions() as s, s.begin():
+        ch = {c.key: c.id for c in s.scalars(select(Channel))}
+        upsert_readings(
+            s, ch["dorpshuis-noaberhof/building/power"], _readings(hist, np.asarray(load_w, float))
+        )
+        upsert_readings(
+            s,
+            ch["dorpshuis-noaberhof/battery/soc"],
+            _readings(hist[-4:], np.array([60.0, 61, 62, 63])),
+        )
+        upsert_readings(
+            s, ch["dorpshuis-noaberhof/ev-anna/soc"], _readings(hist[-2:], np.array([47.0, 48.0]))
+        )
+
+
+def test_scenario_from_store_plans_the_demo_site(sessions, demo_site, tmp_path: Path) -> None:
+    idx = pd.date_range(START, periods=96, freq="15min")
+    local = idx.tz_convert("Europe/Amsterdam")
+    price = (
+        0.25
+        + 0.12 * ((local.hour >= 17) & (local.hour < 21))
+        - 0.12 * ((local.hour >= 11) & (local.hour < 15))
+    )
+    pd.DataFrame(
+        {
+            "timestamp": [t.isoformat() for t in idx],
+            "import_price_eur_per_kwh": price,
+            "export_price_eur_per_kwh": price - 0.13,
+        }
+    ).to_csv(tmp_path / "prices.csv", index=False)
+    ev_sessions = {
+        "ev-anna": [
+            {
+                "arrival": "2026-06-15T09:00:00+02:00",
+                "departure": "2026-06-15T22:00:00+02:00",
+                "soc_arrival_pct": 48,
+                "soc_departure_pct": 80,
+            }
+        ]
+    }
+    with sessions() as s:
+        assert measured_soc_pct(s, "dorpshuis-noaberhof") == {"battery": 63.0, "ev-anna": 48.0}
+        sc = scenario_from_store(
+            s,
+            "dorpshuis-noaberhof",
+            START,
+            24,
+            tmp_path / "prices.csv",
+            ev_sessions,
+            cloud_factor=0.9,
+        )
+        with pytest.raises(NotFoundError, match="site 'nowhere' does not exist"):
+            scenario_from_store(s, "nowhere", START, 24, tmp_path / "prices.csv")
+    assert sc.battery is not None and sc.battery.capacity_kwh == 60
+    assert [e.name for e in sc.evs] == ["ev-anna", "ev-jan", "ev-fatima"]
+    assert sc.evs[0].owner == "m-ev-anna" and sc.evs[0].v2g
+    assert sc.series["load_kw"].max() == pytest.approx(17.0) and sc.series[
+        "load_kw"
+    ].min() == pytest.approx(5.0)
+    assert sc.series["pv_kw"].max() > 10
+    result = plan(sc)
+    assert result.flows["ev:ev-anna:soc_pct"].dropna().iloc[-1] >= 80 - 1e-6
+    assert (result.flows["grid_import_kw"] <= 40 + 1e-6).all()
+
+
+def test_cli_run_plans_sends_dry_run_setpoints_and_stores(settings_env, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from energy.db import make_engine, session_factory, upgrade
+    from optimizer.cli import register
+    from optimizer.store import latest_schedule
+
+    engine = make_engine(settings_env.sqlalchemy_url)
+    upgrade(engine)
+    factory = session_factory(engine)
+    import_site_file(SITE_FILE, factory)
+    now = pd.Timestamp.now(tz="UTC").floor("15min")
+    hist = pd.date_range(now - pd.Timedelta(days=7), now, freq="15min", inclusive="left").as_unit(
+        "ns"
+    )
+    with factory() as s, s.begin():
+        ch = {c.key: c.id for c in s.scalars(select(Channel))}
+        upsert_readings(
+            s, ch["dorpshuis-noaberhof/building/power"], _readings(hist, np.full(len(hist), 6000.0))
+        )
+        upsert_readings(
+            s, ch["dorpshuis-noaberhof/battery/soc"], _readings(hist[-1:], np.array([55.0]))
+        )
+    idx = pd.date_range(now, periods=24 * 4 + 8, freq="15min")
+    pd.DataFrame(
+        {
+            "timestamp": [t.isoformat() for t in idx],
+            "import_price_eur_per_kwh": 0.2 + 0.1 * (np.arange(len(idx)) % 8 < 4),
+            "export_price_eur_per_kwh": 0.05,
+        }
+    ).to_csv(tmp_path / "prices.csv", index=False)
+    root = typer.Typer()
+
+    @root.command("version")
+    def _version() -> None:
+        pass
+
+    register(root)
+    res = CliRunner().invoke(
+        root,
+        [
+            "optimize",
+            "run",
+            "--site",
+            "dorpshuis-noaberhof",
+            "--prices",
+            str(tmp_path / "prices.csv"),
+            "--steps",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "planned, setpoints battery" in res.output and "stored as schedule" in res.output
+    with factory() as s:
+        sched = latest_schedule(s, "dorpshuis-noaberhof")
+        assert sched is not None and sched.start == now.to_pydatetime()
+    bad = CliRunner().invoke(
+        root, ["optimize", "run", "--site", "nowhere", "--prices", str(tmp_path / "prices.csv")]
+    )
+    assert bad.exit_code != 0 and "site 'nowhere' does not exist" in str(bad.exception)
+    engine.dispose()
