@@ -80,11 +80,13 @@ def demo(
     ] = None,
 ) -> None:
     """Build the demo (dorpshuis + factory, a week of data) and serve its dashboard."""
-    from energy.demo import DEMO_SITE, build_demo, logins_table
+    from energy.demo import DEMO_SITE, build_demo, check_dir, demo_settings, logins_table
     from energy.settings import get_settings
 
     settings = get_settings()
-    target = data_dir or settings.data_dir / "demo"
+    target = (data_dir or settings.data_dir / "demo").resolve()
+    demo_settings(target, settings)  # refuses outside local mode
+    check_dir(target)  # refuses a directory the demo did not make
     extra = domain_demo_steps()
     names = ["core", "samples", "readings", *[n for n, _ in extra]]
     with progress() as bar:

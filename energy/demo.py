@@ -131,8 +131,8 @@ def demo_settings(data_dir: Path, base: Settings | None = None) -> Settings:
     return base.model_copy(update={"data_dir": data_dir, "database_url": None})
 
 
-def prepare_dir(data_dir: Path) -> None:
-    """Clear a previous demo in ``data_dir`` (only a directory the demo made, or an empty one)."""
+def check_dir(data_dir: Path) -> None:
+    """Refuse a ``data_dir`` the demo may not clear: a file, or a non-empty foreign directory."""
     if data_dir.exists():
         if not data_dir.is_dir():
             raise NoaberError(f"demo data dir {data_dir} is a file")
@@ -141,6 +141,12 @@ def prepare_dir(data_dir: Path) -> None:
                 f"demo data dir {data_dir} is not empty and was not made by the demo; "
                 "choose another with --data-dir"
             )
+
+
+def prepare_dir(data_dir: Path) -> None:
+    """Clear a previous demo in ``data_dir`` (only a directory the demo made, or an empty one)."""
+    check_dir(data_dir)
+    if data_dir.exists():
         for child in data_dir.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
@@ -413,6 +419,7 @@ def build_demo(
     extra_steps: Sequence[tuple[str, DemoStep]] = (),
     now: dt.datetime | None = None,
     on_step: Callable[[str], None] | None = None,
+    sample_period_s: int = SAMPLE_PERIOD_S,
 ) -> DemoContext:
     """Build the demo in ``data_dir`` (cleared first) and return its context.
 
@@ -428,6 +435,8 @@ def build_demo(
         The clock (the demo week ends at this day's local midnight).
     on_step : callable, optional
         Called with each step's name before it runs (progress display).
+    sample_period_s : int
+        Period of the synthetic samples [s] (1 minute; tests may use a coarser one).
     """
     data_dir = Path(data_dir).resolve()
     settings = demo_settings(data_dir, settings)
@@ -442,6 +451,7 @@ def build_demo(
         store=SampleStore(settings.samples_dir),
         start=start,
         end=end,
+        sample_period_s=sample_period_s,
     )
     for name, step in (*CORE_STEPS, *extra_steps):
         if on_step is not None:

@@ -37,6 +37,7 @@ Domain packages that add API routes describe them in ``tests/<pkg>/api_authz.py`
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from energy.models import Asset, AssetKind, Channel, Member, MemberKind, Quantity, Site
+from energy.models import Asset, AssetKind, Channel, Member, MemberKind, Quantity, Role, Site, User
 from energy.readings import upsert_readings
-from energy.users import create_user
+from energy.security import hash_password
 
 ROLES = ("operator", "site_manager", "firm", "member")
 USERS = {"operator": "oper", "site_manager": "mgr", "firm": "firm", "member": "evowner"}
@@ -55,6 +56,14 @@ PASSWORD = "correct-horse-battery"
 #: First ISP of the world's readings (one local day, 96 ISPs).
 DAY_START = dt.datetime(2026, 6, 1, 22, 0, tzinfo=dt.UTC)
 DAY_ISPS = 96
+
+
+@functools.cache
+def password_hash() -> str:
+    """One Argon2id hash of :data:`PASSWORD`, shared by the world's users (hashing is slow
+    on purpose; :func:`energy.users.create_user` is tested on its own)."""
+    return hash_password(PASSWORD)
+
 
 Params = dict[str, Any] | Callable[["World"], dict[str, Any]]
 
@@ -204,9 +213,20 @@ def build_world(session: Session) -> World:
     )
     _add_asset(session, world, fac_o, "line-1", AssetKind.PROCESS_LOAD, "m-firm-other", load)
     session.flush()
-    create_user(session, "oper", PASSWORD, "operator")
-    create_user(session, "mgr", PASSWORD, "site_manager", site_names=["hall-a"])
-    create_user(session, "firm", PASSWORD, "firm", member_ref="m-firm")
-    create_user(session, "evowner", PASSWORD, "member", member_ref="m-ev")
+    for username, role, member, sites in (
+        ("oper", Role.OPERATOR, None, []),
+        ("mgr", Role.SITE_MANAGER, None, [hall_a]),
+        ("firm", Role.FIRM, "m-firm", []),
+        ("evowner", Role.MEMBER, "m-ev", []),
+    ):
+        session.add(
+            User(
+                username=username,
+                password_hash=password_hash(),
+                role=role,
+                member_id=world.members[member] if member else None,
+                sites=sites,
+            )
+        )
     session.flush()
     return world
