@@ -35,7 +35,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from energy.db import is_postgres
-from settlement.models import ChainHead, Transfer
+from settlement.models import TRANSFERS, ChainHead, Transfer
 
 GENESIS_HASH = "0" * 64
 COUNTING_FLAGS = ("posted", "post_pending")
@@ -59,6 +59,8 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 CHUNK = 5000
+_DAY_INDEX = HASHED_FIELDS.index("day")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 def member_account(ref: str) -> str:
@@ -82,14 +84,16 @@ def tax_account(community: str) -> str:
 
 
 def canonical(row: dict[str, Any]) -> bytes:
-    """Canonical serialisation of a transfer's hashed fields (sorted-key JSON, UTF-8)."""
-    doc = {}
-    for f in HASHED_FIELDS:
-        v = row.get(f)
-        if isinstance(v, dt.date):
-            v = v.isoformat()
-        doc[f] = v
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    """Canonical serialisation of a transfer's hashed fields.
+
+    A compact JSON array (UTF-8) of the values of :data:`HASHED_FIELDS` in that order; dates
+    as ISO 8601 strings, absent values as ``null``.
+    """
+    values = [row.get(f) for f in HASHED_FIELDS]
+    day = values[_DAY_INDEX]
+    if isinstance(day, dt.date):
+        values[_DAY_INDEX] = day.isoformat()
+    return _ENCODER.encode(values).encode()
 
 
 def transfer_hash(row: dict[str, Any]) -> str:
@@ -134,7 +138,7 @@ def append(
         row["hash"] = prev = transfer_hash(row)
         out.append(seq)
     for i in range(0, len(rows), CHUNK):
-        session.execute(insert(Transfer), rows[i : i + CHUNK])
+        session.execute(insert(TRANSFERS), rows[i : i + CHUNK])
         if on_chunk is not None:
             on_chunk(min(i + CHUNK, len(rows)), len(rows))
     head.last_seq = seq

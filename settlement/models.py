@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -147,3 +148,9 @@ class Statement(Base):
     corrects_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_statements.id"))
     max_seq: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+TRANSFERS: Table = Transfer.__table__  # type: ignore[assignment]
+"""The transfers table (Core, for fast bulk inserts)."""
+MEMBER_DAYS: Table = MemberDay.__table__  # type: ignore[assignment]
+"""The member-days table (Core)."""

@@ -37,7 +37,7 @@ from energy.timegrid import isp_range, local_period_bounds
 from settlement import ledger
 from settlement.allocation import Allocation, largest_remainder
 from settlement.community import CommunitySpec, MeterData, allocate_community, shares_matrix
-from settlement.models import DocCounter, MemberDay, SettlementRun, Statement, Transfer
+from settlement.models import MEMBER_DAYS, DocCounter, SettlementRun, Statement, Transfer
 from settlement.pricing import (
     NC_PER_CENT,
     Tariff,
@@ -384,18 +384,24 @@ def _ensure_members(session: Session, community: CommunitySpec) -> None:
             select(community_members.c.member_id).where(community_members.c.community_id == comm.id)
         )
     )
+    created = []
     for spec in community.members:
-        member = existing.get(spec.ref)
-        if member is None:
+        if spec.ref not in existing:
             kind = MemberKind.PERSON if spec.kind == "person" else MemberKind.ORGANISATION
             member = Member(ref=spec.ref, kind=kind)
             member.personal = MemberPersonal(name=spec.name, extra={})
             session.add(member)
-            session.flush()
-        if member.id not in linked:
-            session.execute(
-                community_members.insert().values(community_id=comm.id, member_id=member.id)
-            )
+            created.append(member)
+    session.flush()
+    for m in created:
+        existing[m.ref] = m
+    links = [
+        {"community_id": comm.id, "member_id": existing[spec.ref].id}
+        for spec in community.members
+        if existing[spec.ref].id not in linked
+    ]
+    if links:
+        session.execute(community_members.insert(), links)
 
 
 def post_run(
@@ -557,7 +563,7 @@ def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
                 }
             )
     for i in range(0, len(rows), ledger.CHUNK):
-        session.execute(insert(MemberDay), rows[i : i + ledger.CHUNK])
+        session.execute(insert(MEMBER_DAYS), rows[i : i + ledger.CHUNK])
 
 
 def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -> RunResult:
