@@ -29,6 +29,31 @@ def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
 
 
+def _setup_logging(log_file: Path | None) -> None:
+    """Gateway logs (write audit, spooling, errors) to ``log_file`` or stderr; pymodbus quiet.
+
+    pymodbus logs every timeout as an error; the gateway already records each failure in its
+    status and quality flags, so pymodbus is limited to critical messages.
+    """
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    root = logging.getLogger("modbus_gateway")
+    root.setLevel(logging.INFO)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in [h for h in root.handlers if getattr(h, "_noaber_gateway", False)]:
+        root.removeHandler(old)  # one handler, however often a command runs in a process
+        old.close()
+    handler._noaber_gateway = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
+
 def _host_port(target: str, default_port: int = 502) -> tuple[str, int]:
     host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
     if not host:
@@ -133,6 +158,7 @@ def run(
     else:
         sink, data_dir = MemorySink(), Path(".")
     spool_path = spool or Path(cfg.spool_path or data_dir / "gateway-spool.sqlite")
+    _setup_logging(Path(spool_path).with_name("gateway.log") if live else None)
 
     async def main() -> None:
         fwd = StoreAndForward(sink, spool_path)
@@ -192,6 +218,7 @@ def read(
     from modbus_gateway.sunspec import NotSunSpec, discover, model_bases
 
     host, port = _host_port(target)
+    _setup_logging(None)
     prof = get_profile(profile, Path.cwd())
     unit_id = unit or prof.default_unit_id
     names = register or [n for n, r in prof.registers.items() if r.type != "sunssf"]
@@ -241,6 +268,7 @@ def scan(
     from modbus_gateway.sunspec import NotSunSpec, discover
 
     host, port = _host_port(target)
+    _setup_logging(None)
 
     async def main():
         link = Link.tcp(host, port, timeout)
@@ -287,6 +315,7 @@ def simulate(
     from modbus_gateway.simulator import serve_config
 
     cfg = load_config(site)
+    _setup_logging(None)
     for d in cfg.devices:
         if d.transport == "tcp" and d.host not in {"127.0.0.1", "localhost"}:
             raise NoaberError(f"device {d.name}: the simulator serves only 127.0.0.1, not {d.host}")

@@ -6,7 +6,8 @@ Quality of each value (``energy.samples.Quality``):
 - INVALID: the device answered but the value cannot be trusted: a short reply (fewer registers
   than asked), an exception reply (illegal address/value, device failure), NaN, a value out of
   range or a bad scale factor. The value is NaN.
-- STALE: no answer this time (timeout, lost link, busy after retries), and the last good value
+- STALE: no answer this time (timeout, lost link, busy after retries, exception 0x0A/0x0B from
+  a Modbus gateway whose target is silent), and the last good value
   is younger than ``stale_after_s`` (default three poll intervals): that value, flagged.
 - MISSING: no answer and no recent good value, or SunSpec "not implemented". The value is NaN.
 
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from energy.samples import Quality
 from modbus_gateway.config import DeviceConfig, GatewayConfig
 from modbus_gateway.driver import (
+    GATEWAY_PATH_UNAVAILABLE,
+    GATEWAY_TARGET_NO_RESPONSE,
     DeviceBusy,
     DeviceTimeout,
     Driver,
@@ -221,7 +224,15 @@ class Gateway:
                 answered = True
                 no_answer.update(block.registers)
                 errors.append(str(exc))
-            except (ShortReply, ExceptionReply, ModbusError) as exc:
+            except ExceptionReply as exc:
+                answered = True
+                if exc.code in (GATEWAY_PATH_UNAVAILABLE, GATEWAY_TARGET_NO_RESPONSE):
+                    no_answer.update(block.registers)  # the device behind a gateway is silent
+                else:
+                    for r in block.registers:
+                        invalid[r] = str(exc)
+                errors.append(str(exc))
+            except (ShortReply, ModbusError) as exc:
                 answered = True
                 for r in block.registers:
                     invalid[r] = str(exc)

@@ -73,6 +73,7 @@ FAULTS = [
     ({"kind": "busy"}, Quality.MISSING),
     ({"kind": "exception", "code": 2}, Quality.INVALID),
     ({"kind": "exception", "code": 4}, Quality.INVALID),
+    ({"kind": "exception", "code": 11}, Quality.MISSING),
     ({"kind": "short"}, Quality.INVALID),
     ({"kind": "garbage"}, Quality.INVALID),
     ({"kind": "timeout"}, Quality.MISSING),
