@@ -89,6 +89,7 @@ class DeviceConfig(_Strict):
     timeout_s: float = Field(default=1.0, gt=0, le=30)
     stale_after_s: float | None = Field(default=None, gt=0)
     asset: str | None = None
+    asset_from_site: str | None = None  # the site asset measured by this device (power)
     limits: LimitsConfig = LimitsConfig()
     channels: dict[str, str] | None = None  # register name -> channel key
     faults: list[FaultSpec] = []  # simulator only
@@ -185,6 +186,16 @@ def _from_site_document(data: dict, source: str) -> dict:
             unit_factor = UNIT_FACTORS.get(ch.quantity, {}).get(ch.unit or "", 1.0)
             factors.setdefault(ch.device, {})[ch.register_name] = unit_factor * ch.sign
     devices = [{k: v for k, v in d.items() if v is not None} for d in data.get("devices") or []]
+    # the asset whose power a device measures is the asset its setpoints are for
+    power_asset = {
+        ch.device: a.name
+        for a in doc.assets
+        for ch in a.channels
+        if ch.device is not None and ch.quantity.value == "power"
+    }
+    for d in devices:
+        if "asset" not in d and d.get("name") in power_asset:
+            d["asset_from_site"] = power_asset[d["name"]]
     out = dict(data.get("gateway") or {})
     out.update(devices=devices, site_channels=site_channels, channel_factors=factors)
     return out

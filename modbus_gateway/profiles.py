@@ -162,6 +162,10 @@ class ControlSpec(_Strict):
     """How to command the device's power: control mode first, setpoint, watchdog, safe default."""
 
     setpoint: str  # writable register receiving the power setpoint [W, our sign]
+    #: What the setpoint sets: the device's own power (battery, charger) or the power at the
+    #: grid connection (Victron ESS grid setpoint); only ``device_power`` is given to a site's
+    #: asset automatically.
+    setpoint_quantity: Literal["device_power", "grid_power"] = "device_power"
     enable: list[WriteStep] = []  # written in order before the first setpoint (control mode)
     watchdog: WatchdogSpec | None = None
     setpoint_refresh_s: float | None = Field(default=None, gt=0)

@@ -95,9 +95,13 @@ class SafeWriter:
         self.log: list[WriteLogEntry] = []
         self.controls: dict[str, _Control] = {}
         for dev in gateway.devices.values():
-            if dev.profile.control is not None:
-                asset = dev.config.asset or dev.name
-                self.controls[asset] = _Control(dev, dev.profile.control)
+            ctrl = dev.profile.control
+            if ctrl is None:
+                continue
+            asset = dev.config.asset
+            if asset is None and ctrl.setpoint_quantity == "device_power":
+                asset = dev.config.asset_from_site  # e.g. "ev-anna" for her charger
+            self.controls[asset or dev.name] = _Control(dev, ctrl)
         self._locks = {a: asyncio.Lock() for a in self.controls}
 
     # ------------------------------------------------------------------ logging

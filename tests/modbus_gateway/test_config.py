@@ -49,3 +49,21 @@ def test_site_description_channels_units_and_sign():
     gx = next(d for d in cfg.devices if d.name == "battery-gx")
     assert cfg.unit_id(gx) == 100
     assert set(cfg.channel_map(gx)) == {"battery_power_w", "battery_soc_pct"}
+
+
+async def test_site_assets_name_the_controllable_devices():
+    cfg = load_config(DEMO_SITE_FILE)
+    by_name = {d.name: d for d in cfg.devices}
+    assert by_name["charger-1"].asset_from_site == "ev-anna"
+    assert by_name["battery-gx"].asset_from_site == "battery"
+    from modbus_gateway.poller import Gateway
+    from modbus_gateway.writes import SafeWriter
+
+    gw = Gateway(cfg)
+    try:
+        controls = SafeWriter(gw).controls
+    finally:
+        gw.close()
+    assert {"ev-anna", "ev-jan", "ev-fatima"} <= set(controls)
+    # the Victron ESS setpoint is a grid setpoint, not the battery's power: not "battery"
+    assert "battery" not in controls and "battery-gx" in controls

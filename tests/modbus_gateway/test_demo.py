@@ -21,7 +21,7 @@ async def test_run_demo_stores_samples_of_every_channel(tmp_path):
         assert set(s.quality.tolist()) == {Quality.GOOD}, key
     # the V2G setpoint reached the charger and shows in the measured power
     asset, applied, by = res.setpoints[0]
-    assert asset == "charger-1" and by == "noaber demo" and applied < 0
+    assert asset == "ev-anna" and by == "noaber demo" and applied < 0
     ev = store.read(ids["dorpshuis-noaberhof/ev-anna/power"])
     assert ev.value[-1] == applied
     # energy counters in kWh registers arrive in Wh
