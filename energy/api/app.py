@@ -89,5 +89,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from energy.api.routers import statements
 
     app.include_router(statements.router)
+    from energy.api.routers import campaigns
+
+    app.include_router(campaigns.router)
     # --- end domain routers ---
     return app
