@@ -111,7 +111,7 @@ def _flush(
     return False
 
 
-BLOCK = 256
+BLOCK = 512
 """Samples per vectorised block of the fast path."""
 
 _FAST = {"nnan", "ninf", "nsz", "reassoc", "arcp", "contract"}
@@ -142,21 +142,21 @@ def _block(
     e = (pp + b[0]) * d0
     dmin = d0
     dmax = d0
-    mn = b[0]
-    mx = b[0]
     sm = b[0]
     for j in range(k - 1):
         d = a[j + 1] - a[j]
         e += (b[j] + b[j + 1]) * d
         dmin = min(dmin, d)
         dmax = max(dmax, d)
-        v = b[j + 1]
-        mn = v if v < mn else mn
-        mx = v if v > mx else mx
-        sm += v
+        sm += b[j + 1]
+    # A second pass from L1 cache; np.minimum/np.maximum vectorise, the loop above does not.
+    mn = b[0]
+    mx = b[0]
     bits = pbits[i : i + k]
     bad = 0
     for j in range(k):
+        mn = np.minimum(mn, b[j])
+        mx = np.maximum(mx, b[j])
         bad |= ((bits[j] >> 52) & 0x7FF) == 0x7FF
     if has_q:
         qq = q[i : i + k]
