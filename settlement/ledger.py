@@ -172,10 +172,13 @@ def balances(
     community: str | None = None,
     period: str | None = None,
     max_seq: int | None = None,
+    member_ref: str | None = None,
 ) -> dict[str, int]:
     """Balance (credits - debits) of accounts over counting transfers, optionally limited to
-    a community, a period and transfers up to ``max_seq``."""
+    a community, a period, transfers up to ``max_seq`` and the transfers of one member."""
     conds = [Transfer.ledger == ledger, Transfer.flags.in_(COUNTING_FLAGS)]
+    if member_ref is not None:
+        conds.append(Transfer.member_ref == member_ref)
     if community is not None:
         conds.append(Transfer.community == community)
     if period is not None:

@@ -89,7 +89,7 @@ class Transfer(Base):
         CheckConstraint(
             "flags IN ('posted', 'pending', 'post_pending', 'void_pending')", name="flags_valid"
         ),
-        Index("ix_settlement_transfers_member_day", "member_ref", "day"),
+        Index("ix_settlement_transfers_member", "member_ref", "community", "period"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

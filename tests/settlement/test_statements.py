@@ -122,3 +122,32 @@ def test_pdf_by_headless_chromium(tmp_path, sessions):
         out = render_pdf(s, st.id, tmp_path / "st.pdf")
     data = out.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 5000
+
+
+def test_fast_formatting_equals_babel():
+    from energy.i18n import format_kwh, format_money_cents
+    from settlement.statements import fast_kwh, fast_money
+
+    rng = np.random.default_rng(3)
+    values = [
+        0,
+        1,
+        -1,
+        5,
+        -5,
+        49,
+        50,
+        51,
+        150,
+        250,
+        -1250,
+        999_999,
+        1_000_000,
+        123_456_789,
+        -123_456_789,
+    ]
+    values += [int(v) for v in rng.integers(-(10**9), 10**9, 300)]
+    for locale in ("nl", "en"):
+        for v in values:
+            assert fast_money(v, locale) == format_money_cents(v, locale), (v, locale)
+            assert fast_kwh(v, 1, locale) == format_kwh(v, 1, locale), (v, locale)

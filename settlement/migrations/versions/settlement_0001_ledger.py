@@ -164,9 +164,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("reverses_id", name=op.f("uq_settlement_transfers_reverses_id")),
     )
     op.create_index(
-        "ix_settlement_transfers_member_day",
+        "ix_settlement_transfers_member",
         "settlement_transfers",
-        ["member_ref", "day"],
+        ["member_ref", "community", "period"],
         unique=False,
     )
     op.create_index(
