@@ -147,9 +147,8 @@ def run(
 ) -> None:
     """Poll every device of SITE, with a live table of devices, last values and quality."""
     from modbus_gateway.config import load_config
-    from modbus_gateway.poller import Gateway
-    from modbus_gateway.spool import MemorySink, StoreAndForward
-    from modbus_gateway.writes import SafeWriter
+    from modbus_gateway.service import GatewayService
+    from modbus_gateway.spool import MemorySink
 
     cfg = load_config(site)
     channels = [c for d in cfg.devices for c in cfg.channel_map(d).values()]
@@ -161,37 +160,33 @@ def run(
     _setup_logging(Path(spool_path).with_name("gateway.log") if live else None)
 
     async def main() -> None:
-        fwd = StoreAndForward(sink, spool_path)
-        gw = Gateway(cfg, fwd.put)
-        writer = SafeWriter(gw, log_path=Path(spool_path).with_name("gateway-writes.jsonl"))
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(fwd.run(1.0, stop)),
-            asyncio.create_task(writer.run(stop)),
-        ]
-        poll = asyncio.create_task(gw.run(duration))
+        service = GatewayService(
+            cfg,
+            sink,
+            spool_path,
+            write_log_path=Path(spool_path).with_name("gateway-writes.jsonl"),
+        )
+        task = asyncio.create_task(service.run(duration))
         try:
             if live:
                 from rich.live import Live
 
-                with Live(_live_table(gw, fwd), console=console, refresh_per_second=2) as lv:
-                    while not poll.done():
-                        await asyncio.wait({poll}, timeout=0.5)
-                        lv.update(_live_table(gw, fwd))
-            else:
-                await poll
+                table = _live_table(service.gateway, service.forwarder)
+                with Live(table, console=console, refresh_per_second=2) as lv:
+                    while not task.done():
+                        await asyncio.wait({task}, timeout=0.5)
+                        lv.update(_live_table(service.gateway, service.forwarder))
+            await task
         finally:
-            gw.stop()
+            service.stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(poll, 10)
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            gw.close()
-            waiting = len(fwd.spool)
-            fwd.close()
+                await asyncio.wait_for(task, 15)
+            waiting = len(service.forwarder.spool)
+            service.close()
+        polls = sum(d.polls for d in service.gateway.devices.values())
         console.print(
-            f"{sum(d.polls for d in gw.devices.values())} polls, {fwd.delivered} samples "
-            f"delivered, {waiting} waiting in {spool_path}"
+            f"{polls} polls, {service.forwarder.delivered} samples delivered, "
+            f"{waiting} waiting in {spool_path}"
         )
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -19,10 +19,9 @@ import yaml
 
 from energy.samples import SampleStore
 from modbus_gateway.config import GatewayConfig, parse_config
-from modbus_gateway.poller import Gateway
+from modbus_gateway.service import GatewayService
 from modbus_gateway.simulator import serve_config
-from modbus_gateway.spool import SampleStoreSink, StoreAndForward
-from modbus_gateway.writes import SafeWriter
+from modbus_gateway.spool import SampleStoreSink
 
 #: The demo's site description (owned by the core); its devices are simulated.
 DEMO_SITE_FILE = Path(__file__).resolve().parents[1] / "energy" / "data" / "demo_site.yaml"
@@ -92,21 +91,15 @@ async def run_demo_async(
     devices = [d.model_copy(update={"port": port_of[d.name]}) for d in cfg.devices]
     cfg = cfg.model_copy(update={"devices": devices})
     channels = [c for d in cfg.devices for c in cfg.channel_map(d).values()]
-    sink = SampleStoreSink(sample_store, channel_ids)
-    sink.check(channels)
     tmp = None
     if spool_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="noaber-gw-")
         spool_path = Path(tmp.name) / "spool.sqlite"
-    fwd = StoreAndForward(sink, spool_path)
-    gw = Gateway(cfg, fwd.put)
-    writer = SafeWriter(gw)
-    stop = asyncio.Event()
-    keep = asyncio.create_task(writer.run(stop))
-    flusher = asyncio.create_task(fwd.run(1.0, stop))
     result = DemoResult(0, 0, 0, channels)
     try:
-        poll = asyncio.create_task(gw.run(duration_s))
+        service = GatewayService(cfg, SampleStoreSink(sample_store, channel_ids), spool_path)
+        writer = service.writer
+        task = asyncio.create_task(service.run(duration_s))
         target = setpoint
         if target is None and writer.controls:
             chargers = [a for a, c in writer.controls.items() if c.dev.profile.kind == "charger"]
@@ -115,19 +108,16 @@ async def run_demo_async(
             await asyncio.sleep(min(1.0, duration_s / 3))
             applied = await writer.apply(target[0], target[1], requested_by="noaber demo")
             result.setpoints.append((target[0], applied, "noaber demo"))
-        await poll
-    finally:
-        gw.stop()
-        stop.set()
-        await asyncio.gather(keep, flusher, return_exceptions=True)
-        gw.close()
-        for s in servers:
-            await s.stop()
+        await task
+        gw = service.gateway
         result.polls = sum(d.polls for d in gw.devices.values())
         result.statuses = {d.name: d.status for d in gw.devices.values()}
-        result.samples_delivered = fwd.delivered
-        result.samples_spooled = len(fwd.spool)
-        fwd.close()
+        result.samples_delivered = service.forwarder.delivered
+        result.samples_spooled = len(service.forwarder.spool)
+        service.close()
+    finally:
+        for s in servers:
+            await s.stop()
         if tmp is not None:
             tmp.cleanup()
     return result
