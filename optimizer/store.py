@@ -80,6 +80,21 @@ class ScheduleStep(Base):
 
 def save_plan(session: Session, scenario: Scenario, result: Plan, summary: dict[str, Any]) -> int:
     """Store a plan and its steps; returns the schedule id (the caller commits)."""
+    f = result.flows
+    series = {  # per step, for the page (prices, available PV, curtailment)
+        "timestamps": [t.isoformat() for t in f.index],
+        **{
+            c: [round(float(v), 5) for v in f[c]]
+            for c in (
+                "import_price_eur_per_kwh",
+                "export_price_eur_per_kwh",
+                "pv_available_kw",
+                "curtailed_kw",
+                "grid_import_limit_kw",
+                "grid_export_limit_kw",
+            )
+        },
+    }
     sched = Schedule(
         site_name=scenario.site.name,
         start=scenario.start.to_pydatetime(),
@@ -88,7 +103,7 @@ def save_plan(session: Session, scenario: Scenario, result: Plan, summary: dict[
         status=result.status,
         objective_eur=float(result.objective_eur),
         source=scenario.source[:500],
-        summary=summary,
+        summary={**summary, "series": series},
     )
     session.add(sched)
     session.flush()
