@@ -206,6 +206,47 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
     return campaign
 
 
+def campaign_on_channels(
+    session: Session,
+    *,
+    name: str,
+    display_name: str,
+    site: Site,
+    start: dt.datetime,
+    end: dt.datetime,
+    price_eur_per_kwh: float,
+    equipment: list[tuple[str, int, str]],
+    hours: an.OperatingHours | None = None,
+) -> Campaign:
+    """A campaign over channels that exist already (e.g. clamps polled live by the gateway).
+
+    ``equipment`` is ``(name, channel_id, role)`` with exactly one ``incomer``; the firm is
+    the site's owner.
+    """
+    if site.owner_member_id is None:
+        raise ValidationError(f"site {site.name!r} has no owner firm")
+    if [r for _, _, r in equipment].count("incomer") != 1:
+        raise ValidationError("exactly one equipment needs role incomer")
+    c = Campaign(
+        name=name,
+        display_name=display_name,
+        site_id=site.id,
+        firm_member_id=site.owner_member_id,
+        start_at=start,
+        end_at=end,
+        price_eur_per_kwh=price_eur_per_kwh,
+        operating_hours=(hours or an.OperatingHours()).to_dict(),
+        params={},
+    )
+    session.add(c)
+    session.flush()
+    for ename, channel_id, role in equipment:
+        session.add(Equipment(campaign_id=c.id, channel_id=channel_id, name=ename, role=role))
+    session.flush()
+    session.refresh(c)
+    return c
+
+
 def create_campaign_from_file(session: Session, path: Path) -> Campaign:
     """Create a campaign from a YAML file (see :func:`create_campaign`)."""
     try:
