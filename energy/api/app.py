@@ -92,5 +92,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from energy.api.routers import campaigns
 
     app.include_router(campaigns.router)
+    from energy.api.routers import schedules
+
+    app.include_router(schedules.router)
     # --- end domain routers ---
     return app
