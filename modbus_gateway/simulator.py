@@ -93,7 +93,7 @@ class SimulatedDevice:
         self.t0 = self.clock()
         self.words: dict[tuple[str, int], int] = {}
         self.writable: set[int] = set()
-        self.write_log: list[WriteRecord] = []
+        self.write_log: deque[WriteRecord] = deque(maxlen=10_000)
         self.requests = 0
         self.request_times: deque[float] = deque(maxlen=10_000)  # clock at each request
         self.on_disconnect: Callable[[], None] | None = None

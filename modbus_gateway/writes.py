@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import math
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -92,7 +93,8 @@ class SafeWriter:
         self.clock = clock or gateway.clock
         self.schedule_timeout_s = schedule_timeout_s
         self.log_path = Path(log_path) if log_path else None
-        self.log: list[WriteLogEntry] = []
+        #: The most recent writes (the JSON-lines file keeps them all).
+        self.log: deque[WriteLogEntry] = deque(maxlen=10_000)
         self.controls: dict[str, _Control] = {}
         for dev in gateway.devices.values():
             ctrl = dev.profile.control
