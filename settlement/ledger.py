@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from energy.db import is_postgres
@@ -137,8 +137,20 @@ def append(
         row["prev_hash"] = prev
         row["hash"] = prev = transfer_hash(row)
         out.append(seq)
+    # straight to the driver (executemany): the rows are plain ints, strings and dates
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    cols = [c.name for c in TRANSFERS.columns]
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {TRANSFERS.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+    )
+    day_col = cols.index("day")
     for i in range(0, len(rows), CHUNK):
-        session.execute(insert(TRANSFERS), rows[i : i + CHUNK])
+        values = [tuple(r[c] for c in cols) for r in rows[i : i + CHUNK]]
+        if sqlite:  # SQLAlchemy stores Date as ISO text on SQLite
+            values = [(*v[:day_col], v[day_col].isoformat(), *v[day_col + 1 :]) for v in values]
+        conn.exec_driver_sql(sql, values)
         if on_chunk is not None:
             on_chunk(min(i + CHUNK, len(rows)), len(rows))
     head.last_seq = seq

@@ -1,0 +1,188 @@
+"""Settlement benchmark: allocation, posting (SQLite, PostgreSQL) and statements.
+
+One run: 1,000 members, one month of ISPs (October 2026: 2,980 ISPs, a DST month), the
+``optimal`` key. Prints the allocation time and its ratio to a plain NumPy pro-rata split
+of the same data (the baseline, measured in the same run), the time to post the month to
+SQLite and to PostgreSQL (if reachable at ``NOABER_TEST_PG_URL`` or 127.0.0.1:5432), and
+the time to render every statement as HTML. Targets (issue 7): allocation <= 2 s, posting
+<= 15 s (SQLite) and <= 30 s (PostgreSQL), all statements <= 30 s.
+
+    python bench/settlement_bench.py            # the full run
+    python bench/settlement_bench.py --quick    # 40 members, a smoke version
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select, text
+
+from energy.db import make_engine, session_factory, upgrade
+from settlement.allocation import allocate
+from settlement.community import MeterData, parse_community
+from settlement.models import Statement
+from settlement.pricing import load_tariff
+from settlement.settle import period_isps, plan_energy, post_run
+from settlement.statements import render_html
+
+PERIOD = "2026-10"
+PG_ADMIN_URL = os.environ.get("NOABER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def build(n_members: int, seed: int = 42):
+    """A community of PV roofs, buildings and V2G EVs with a month of meter data."""
+    rng = np.random.default_rng(seed)
+    isps = period_isps(PERIOD)
+    t = len(isps)
+    hour = (
+        np.asarray(isps.tz_convert("Europe/Amsterdam").hour)
+        + np.asarray(isps.tz_convert("Europe/Amsterdam").minute) / 60
+    )
+    sun = np.clip(np.sin((hour - 7) / 11 * np.pi), 0, None)
+    kinds = np.array(["pv"] * (n_members // 5) + ["ev"] * (3 * n_members // 10))
+    kinds = np.concatenate([kinds, np.array(["building"] * (n_members - len(kinds)))])
+    members = []
+    off = np.zeros((t, n_members), dtype=np.int64)
+    inj = np.zeros((t, n_members), dtype=np.int64)
+    for i, kind in enumerate(kinds):
+        ref = f"m-{i:05d}"
+        assets = ["ev"] if kind == "ev" else [kind]
+        members.append(
+            {"name": f"member {i}", "ref": ref, "meters": [f"E{i:05d}"], "assets": assets}
+        )
+        if kind == "pv":
+            inj[:, i] = (sun * rng.uniform(300, 1500) * rng.uniform(0.3, 1.0, t)).astype(np.int64)
+            off[:, i] = (sun == 0) * rng.integers(0, 60, t)
+        elif kind == "ev":
+            charge = (hour >= 10) & (hour < 15) & (rng.random(t) < 0.6)
+            dis = (hour >= 18) & (hour < 21) & (rng.random(t) < 0.5)
+            off[:, i] = charge * rng.integers(200, 2700, t)
+            inj[:, i] = dis * rng.integers(100, 2000, t)
+        else:
+            off[:, i] = rng.integers(20, 600, t)
+    weights = rng.uniform(0.5, 2.0, n_members)
+    shares = weights / weights.sum()
+    # decimal shares that sum to exactly 1 (8 decimals; the last one takes the rest)
+    q = [round(float(s) * 10**8) for s in shares[:-1]]
+    q.append(10**8 - sum(q))
+    community = parse_community(
+        {
+            "name": "bench",
+            "key": {
+                "type": "optimal",
+                "shares": {m["name"]: f"{v / 10**8:.8f}" for m, v in zip(members, q)},
+            },
+            "members": members,
+        },
+        "bench",
+    )
+    return community, MeterData(isps, community.refs, off, inj)
+
+
+def timed(fn, repeat: int = 1):
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def pg_database():
+    try:
+        admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        with admin.connect() as c:
+            c.execute(text("select 1"))
+    except Exception:
+        return None, None
+    name = f"noaber_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    return admin, (name, PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+
+
+def post_and_render(url: str, plan, render: bool) -> tuple[float, float | None, int, int]:
+    eng = make_engine(url)
+    upgrade(eng)
+    sessions = session_factory(eng)
+    t_post, res = timed(lambda: post_run(sessions, plan))
+    t_html = None
+    n_st = 0
+    if render:
+        with sessions() as s:
+            ids = list(s.scalars(select(Statement.id)))
+            t0 = time.perf_counter()
+            for sid in ids:
+                render_html(s, sid)
+            t_html = time.perf_counter() - t0
+            n_st = len(ids)
+    eng.dispose()
+    return t_post, t_html, res.n_transfers, n_st
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="40 members: a smoke version")
+    ap.add_argument("--members", type=int, default=None)
+    args = ap.parse_args(argv)
+    n = args.members or (40 if args.quick else 1000)
+    community, data = build(n)
+    t_n = data.offtake_wh.shape
+    print(f"settlement bench: {n} members, {t_n[0]} ISPs ({PERIOD}), key optimal")
+    from settlement.community import shares_matrix
+
+    shares = shares_matrix(community, data.isps)
+    off, inj = data.offtake_wh, data.injection_wh
+
+    def baseline():
+        pool = inj.sum(axis=1, keepdims=True).astype(np.float64)
+        demand = off.sum(axis=1, keepdims=True)
+        return off * np.minimum(
+            1.0, np.divide(pool, demand, out=np.zeros_like(pool), where=demand > 0)
+        )
+
+    t_base, _ = timed(baseline, repeat=3)
+    t_alloc, alloc = timed(
+        lambda: allocate("optimal", community.refs, off, inj, shares=shares), repeat=3
+    )
+    print(
+        f"allocation            {t_alloc:8.3f} s   (target <= 2 s)   shared {int(alloc.shared_wh.sum()) / 1e6:.1f} MWh"
+    )
+    print(
+        f"numpy pro-rata split  {t_base:8.3f} s   ratio allocation / baseline = {t_alloc / t_base:.1f}x"
+    )
+    t_plan, plan = timed(lambda: plan_energy(community, PERIOD, data, load_tariff()))
+    print(f"plan (provenance, per-day sums) {t_plan:6.3f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        t_post, t_html, n_tr, n_st = post_and_render(f"sqlite:///{tmp}/bench.db", plan, render=True)
+    print(f"post to SQLite        {t_post:8.3f} s   (target <= 15 s)  {n_tr} transfers")
+    print(
+        f"statements as HTML    {t_html:8.3f} s   (target <= 30 s)  {n_st} statements, {t_html / max(n_st, 1) * 1000:.1f} ms each"
+    )
+    admin, db = pg_database()
+    if db is None:
+        print("post to PostgreSQL    skipped: PostgreSQL not reachable at " + PG_ADMIN_URL)
+    else:
+        try:
+            t_pg, _, n_tr, _ = post_and_render(db[1], plan, render=False)
+            print(f"post to PostgreSQL    {t_pg:8.3f} s   (target <= 30 s)  {n_tr} transfers")
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{db[0]}" WITH (FORCE)'))
+            admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
