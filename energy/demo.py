@@ -260,9 +260,10 @@ def simulate_site(
 ) -> dict[str, np.ndarray]:
     """Dispatch EVs and the battery minute by minute with a simple self-consumption rule.
 
-    Parked EVs charge from PV surplus (up to their power) and, after 17:00, deliver to the
-    building down to their minimum SoC; the battery then absorbs any remaining surplus and
-    covers any remaining import. Power positive = charging/consumption [W]; SoC [%].
+    Parked EVs charge from PV surplus (up to their power). The battery absorbs the surplus
+    left, tops up from the grid at night (01:00-05:00, 6 kW, to 70 %), and from 16:00 covers
+    the building's import; parked V2G EVs then cover what the battery cannot, down to their
+    minimum SoC. Power positive = charging/consumption [W]; SoC [%].
 
     Returns
     -------
@@ -278,35 +279,39 @@ def simulate_site(
     bat_power = np.zeros(n)
     bat_soc = np.zeros(n)
     b_soc = 50.0
+    b_max_w = battery_kw * 1000.0
     hours_per_step = dt_s / 3600.0
     for i in range(n):
         net = pv_w[i] + building_w[i]
-        for k, e in enumerate(evs):
-            parked = wd[i] in e.weekdays and e.arrive_h <= h[i] < e.leave_h
-            if not parked:
+        parked = [wd[i] in e.weekdays and e.arrive_h <= h[i] < e.leave_h for e in evs]
+        for k, e in enumerate(evs):  # solar surplus into the cars first
+            if not parked[k]:
                 soc_now[k] = e.soc_arrive_pct
                 continue
-            cap_w = e.max_kw * 1000.0
-            if net < 0 and soc_now[k] < 95.0:  # solar surplus: charge
-                p = min(-net, cap_w)
-            elif h[i] >= 17.0 and net > 0 and soc_now[k] > e.soc_min_pct:  # evening: V2G
-                p = -min(net, cap_w)
-            else:
-                p = 0.0
-            soc_now[k] += p * hours_per_step / (e.capacity_kwh * 10.0)
+            p = min(-net, e.max_kw * 1000.0) if net < 0 and soc_now[k] < 95.0 else 0.0
             ev_power[k, i] = p
-            ev_soc[k, i] = soc_now[k]
             net += p
-        if net < 0 and b_soc < 95.0:
-            p = min(-net, battery_kw * 1000.0)
-        elif net > 0 and b_soc > 10.0 and (h[i] >= 16.0 or h[i] < 7.0):
-            p = -min(net, battery_kw * 1000.0)
+        if net < 0 and b_soc < 95.0:  # the rest of the surplus into the battery
+            p = min(-net, b_max_w)
+        elif 1.0 <= h[i] < 5.0 and b_soc < 70.0:  # night top-up from the grid
+            p = 6_000.0
+        elif net > 0 and b_soc > 15.0 and (h[i] >= 16.0 or h[i] < 1.0):  # evening import
+            p = -min(net, b_max_w)
         else:
             p = 0.0
-        b_soc += p * 0.95 * hours_per_step / (battery_kwh * 10.0)
+        b_soc += (p * 0.95 if p > 0 else p / 0.95) * hours_per_step / (battery_kwh * 10.0)
         bat_power[i] = p
         bat_soc[i] = b_soc
         net += p
+        for k, e in enumerate(evs):  # V2G for what the battery could not cover
+            if not parked[k]:
+                continue
+            if h[i] >= 17.0 and net > 0 and soc_now[k] > e.soc_min_pct:
+                p = -min(net, e.max_kw * 1000.0)
+                ev_power[k, i] += p
+                net += p
+            soc_now[k] += ev_power[k, i] * hours_per_step / (e.capacity_kwh * 10.0)
+            ev_soc[k, i] = soc_now[k]
     for k, e in enumerate(evs):
         out[f"{e.asset}/power"] = ev_power[k]
         out[f"{e.asset}/soc"] = ev_soc[k]
@@ -420,6 +425,7 @@ def build_demo(
     now: dt.datetime | None = None,
     on_step: Callable[[str], None] | None = None,
     sample_period_s: int = SAMPLE_PERIOD_S,
+    logins: Sequence[DemoLogin] = DEMO_LOGINS,
 ) -> DemoContext:
     """Build the demo in ``data_dir`` (cleared first) and return its context.
 
@@ -437,6 +443,8 @@ def build_demo(
         Called with each step's name before it runs (progress display).
     sample_period_s : int
         Period of the synthetic samples [s] (1 minute; tests may use a coarser one).
+    logins : sequence of DemoLogin
+        The users to create (all of :data:`DEMO_LOGINS` by default).
     """
     data_dir = Path(data_dir).resolve()
     settings = demo_settings(data_dir, settings)
@@ -452,6 +460,7 @@ def build_demo(
         start=start,
         end=end,
         sample_period_s=sample_period_s,
+        logins=tuple(logins),
     )
     for name, step in (*CORE_STEPS, *extra_steps):
         if on_step is not None:

@@ -64,6 +64,7 @@ def _frame(session, key: str) -> pd.Series:
     return s
 
 
+@pytest.mark.slow  # the whole `noaber demo --no-serve`, domain steps included (~20 s)
 def test_demo_database_has_sites_users_and_a_week(demo_dir: Path) -> None:
     assert (demo_dir / MARKER).exists()
     engine = make_engine(f"sqlite:///{demo_dir / 'noaber.db'}")
@@ -106,9 +107,11 @@ def test_rebuild_replaces_the_demo(demo_dir: Path, tmp_path: Path) -> None:
     now = dt.datetime(2026, 10, 27, 12, tzinfo=dt.UTC)  # the week holds 25 October (DST)
     target = tmp_path / "again"
     for _ in range(2):
-        ctx = build_demo(target, Settings(mode="local"), now=now, sample_period_s=900)
+        ctx = build_demo(
+            target, Settings(mode="local"), now=now, sample_period_s=900, logins=DEMO_LOGINS[:1]
+        )
     with ctx.sessions() as session:
-        assert session.scalar(select(func.count(User.id))) == len(DEMO_LOGINS)
+        assert session.scalar(select(func.count(User.id))) == 1  # replaced, not added to
         ch = ctx.channels[f"{DEMO_SITE}/grid/power"]
         assert len(read_readings(session, ch)) == 7 * 96 + 4  # 25-hour day: 100 ISPs
     ctx.engine.dispose()
@@ -128,6 +131,7 @@ def test_domain_steps_run_after_the_core(tmp_path: Path) -> None:
         extra_steps=[("extra", extra)],
         on_step=seen.append,
         sample_period_s=900,
+        logins=(),
     )
     assert seen == ["core", "samples", "readings", "extra", "2"]
     assert ctx.notes == ["extra step ran"]
