@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 None,
                 "nl",
                 note,
+                coverage=series.coverage,
             )
             paths = rep.write(root / "report", stem="campaign")
             stages["report"] = time.perf_counter() - t

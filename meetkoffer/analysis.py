@@ -356,3 +356,45 @@ def enpi_regression(energy_kwh: pd.Series, production: pd.Series) -> EnpiRegress
         bool(p_slope < 0.10 and r2 >= 0.5),
         df,
     )
+
+
+def channel_summary(
+    energy_wh: Mapping[str, pd.Series],
+    hours: OperatingHours,
+    price_eur_per_kwh: float,
+    coverage: Mapping[str, float] | None = None,
+    percentile: float = 10.0,
+) -> pd.DataFrame:
+    """Per channel: energy, mean power, base load and its yearly cost, off-hours share, peak.
+
+    Returns one row per channel name with ``energy_kwh``, ``mean_kw``, ``base_load_kw``,
+    ``base_load_cost_eur_per_year``, ``off_hours_share``, ``peak_kw``, ``peak_at_utc`` and,
+    if given, ``coverage`` (mean covered share of its ISPs, 0..1). A channel without off-hours
+    data has NaN base load.
+    """
+    rows = []
+    for name, s in energy_wh.items():
+        e = _clean(s, f"channel {name!r}")
+        if e.empty:
+            continue
+        try:
+            bl = base_load(e, hours, price_eur_per_kwh, percentile)
+            bl_kw, bl_eur = bl.base_load_kw, bl.cost_eur_per_year
+        except ValueError:
+            bl_kw = bl_eur = float("nan")
+        oh = off_hours_share(e, hours)
+        pk = peak_demand(e, top_n=1)
+        rows.append(
+            {
+                "channel": name,
+                "energy_kwh": oh.total_kwh,
+                "mean_kw": float(e.mean()) * WH_PER_ISP_TO_KW,
+                "base_load_kw": bl_kw,
+                "base_load_cost_eur_per_year": bl_eur,
+                "off_hours_share": oh.share,
+                "peak_kw": pk.peak_kw,
+                "peak_at_utc": pk.at.isoformat(),
+                **({"coverage": float(coverage.get(name, np.nan))} if coverage else {}),
+            }
+        )
+    return pd.DataFrame(rows).set_index("channel") if rows else pd.DataFrame()

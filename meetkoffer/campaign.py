@@ -592,11 +592,17 @@ def verify(
     adjustments: list[mv.NonRoutineAdjustment] | None = None,
     factors: dict[int, EmissionFactor] | None = None,
     store: bool = True,
+    production: bool | None = None,
+    time_of_week: bool = True,
+    heating_bp_c: float | None = None,
+    cooling_bp_c: float | None = None,
 ) -> tuple[mv.SavingsResult, SavingsRecord]:
     """Verify savings for the incomer (Option C) or one machine (Option B) and store them.
 
     With ``store=False`` the record is built but not added to the session (to re-render a
-    stored verification, see :func:`recompute`).
+    stored verification, see :func:`recompute`). Without ``spec`` the regression uses
+    production (``production=None``: if any was imported), time-of-week terms and HDD/CDD
+    terms for the balance points given [degC].
     """
     factors = factors or load_emission_factors()
     series = load_series(session, c)
@@ -612,7 +618,21 @@ def verify(
     temp = series.temp_c if not series.temp_c.empty else None
     daily = mv.daily_frame(series.energy_wh[equipment], prod, temp)
     if spec is None:
-        spec = mv.RegressionSpec(production=prod is not None, time_of_week=True)
+        use_prod = prod is not None if production is None else production
+        if use_prod and prod is None:
+            raise ValidationError(
+                f"campaign {c.name!r} has no production data; import it or leave production out"
+            )
+        if (heating_bp_c is not None or cooling_bp_c is not None) and temp is None:
+            raise ValidationError(
+                f"campaign {c.name!r} has no outdoor temperatures for degree days"
+            )
+        spec = mv.RegressionSpec(
+            production=use_prod,
+            heating_bp_c=heating_bp_c,
+            cooling_bp_c=cooling_bp_c,
+            time_of_week=time_of_week,
+        )
     base = daily[(daily.index >= baseline[0]) & (daily.index < baseline[1])]
     rep = daily[(daily.index >= reporting[0]) & (daily.index < reporting[1])]
     res = mv.verify_savings(

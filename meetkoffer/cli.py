@@ -122,6 +122,18 @@ def savings(
         typer.Option(help="Non-routine adjustment KWH:REASON (repeatable)"),
     ] = None,
     emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+    no_production: Annotated[
+        bool, typer.Option("--no-production", help="Leave production out of the regression")
+    ] = False,
+    no_time_of_week: Annotated[
+        bool, typer.Option("--no-time-of-week", help="Leave day-of-week terms out")
+    ] = False,
+    heating_bp_c: Annotated[
+        float | None, typer.Option(help="Add an HDD term with this balance point [degC]")
+    ] = None,
+    cooling_bp_c: Annotated[
+        float | None, typer.Option(help="Add a CDD term with this balance point [degC]")
+    ] = None,
 ) -> None:
     """Verify the savings of a measure (avoided energy, EUR, t CO2, ASHRAE 14, FSU)."""
     from meetkoffer import campaign as cp
@@ -149,6 +161,10 @@ def savings(
             model=model,
             adjustments=adjustments,
             factors=factors,
+            production=False if no_production else None,
+            time_of_week=not no_time_of_week,
+            heating_bp_c=heating_bp_c,
+            cooling_bp_c=cooling_bp_c,
         )
         m = res.metrics
         console.print(
@@ -202,6 +218,7 @@ def report(
             series.production if not series.production.empty else None,
             locale,
             note,
+            coverage=series.coverage,
         )
         paths = rep.write(out, pdf=pdf, stem="campaign")
         p.update(task, advance=1)

@@ -56,7 +56,7 @@ def demo_step(ctx: Any) -> None:
         }
         rep = campaign_report(
             meta, series.energy_wh, series.incomer, found, cp.hours_of(c), cp.params_of(c, kg),
-            None, "nl", note,
+            None, "nl", note, coverage=series.coverage,
         )  # fmt: skip
         paths = rep.write(ctx.data_dir / "reports" / CAMPAIGN, stem="campaign")
     top = found[0].title if found else "no findings"

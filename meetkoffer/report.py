@@ -76,6 +76,7 @@ def campaign_report(
     production: pd.Series | None = None,
     locale: str = "nl",
     emission_note: str = "",
+    coverage: Mapping[str, float] | None = None,
 ) -> Report:
     """The campaign report: profiles, base load, peaks, carpet, breakdown, EnPI and findings.
 
@@ -87,6 +88,8 @@ def campaign_report(
         Energy per ISP [Wh] of every equipment (the incomer included), UTC index.
     incomer
         Which of ``energy_wh`` is the main incomer.
+    coverage
+        Mean covered share of each channel's ISPs (0..1), shown per channel.
     """
     _ = translations("meetkoffer", locale).gettext
     tz = hours.tz
@@ -228,6 +231,8 @@ def campaign_report(
         }
     )
     tables["summary"] = summary
+    channels = an.channel_summary(energy_wh, hours, params.price_eur_per_kwh, coverage)
+    tables["channels"] = channels
     env = template_env("meetkoffer", locale)
     html = env.get_template("meetkoffer_campaign.html").render(
         meta=meta,
@@ -235,6 +240,7 @@ def campaign_report(
         charts=chart_html,
         findings=found,
         breakdown=bd,
+        channels=channels,
         base=bl,
         off=oh,
         peak=pk,

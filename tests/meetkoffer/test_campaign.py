@@ -104,6 +104,10 @@ def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
         )  # + the peak ISP
         with pytest.raises(ValidationError, match="Option B needs"):
             cp.verify(s, c, base, rep, option="B")
+        res_dd, _ = cp.verify(
+            s, c, base, rep, option="C", heating_bp_c=15.0, time_of_week=False, store=False
+        )
+        assert "hdd" in res_dd.coefficients and "production" in res_dd.coefficients
     with sessions() as s:
         rows = s.scalars(select(SavingsRecord).order_by(SavingsRecord.id)).all()
         assert [r.option for r in rows] == ["B", "C"]

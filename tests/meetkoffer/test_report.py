@@ -92,6 +92,7 @@ def test_campaign_report_tables_and_language(tmp_path: Path) -> None:
     assert "Findings" in en.html
     paths = rep.write(tmp_path, stem="campaign")
     for name in (
+        "channels",
         "findings",
         "breakdown",
         "daily_energy_kwh",
@@ -102,6 +103,10 @@ def test_campaign_report_tables_and_language(tmp_path: Path) -> None:
     ):
         df = pd.read_csv(paths[f"csv:{name}"])
         assert len(df) > 0, name
+    ch = pd.read_csv(paths["csv:channels"], index_col=0)
+    assert ch.loc["main incomer", "base_load_kw"] == pytest.approx(40.0, abs=3.0)
+    assert ch.loc["compressor", "off_hours_share"] > 0.3
+    assert ch.loc["extruder", "off_hours_share"] == 0.0
     findings = pd.read_csv(paths["csv:findings"])
     assert "compressor runs at weekends" in set(findings["title"])
 
