@@ -293,25 +293,31 @@ def water_fill(offtake: np.ndarray, pool: np.ndarray, shares: np.ndarray) -> np.
     :func:`optimal_iterative`).
     """
     off = offtake.astype(np.float64)
-    f = shares
-    active = f > 0
+    active = shares > 0
     cap = np.where(active, off, 0.0)
     demand = cap.sum(axis=1)
     p = pool.astype(np.float64).reshape(-1)
-    ratio = np.where(active, _safe_div(off, np.where(active, f, 1.0)), np.inf)
+    received = np.zeros_like(cap)
+    full = p >= demand
+    received[full] = cap[full]
+    rows = np.flatnonzero(~full & (p > 0))  # only these need the search for lam
+    if len(rows) == 0:
+        return received
+    f = shares[rows]
+    act = active[rows]
+    c = cap[rows]
+    ratio = np.where(act, _safe_div(c, np.where(act, f, 1.0)), np.inf)
     order = np.argsort(ratio, axis=1, kind="stable")
     r_sorted = np.take_along_axis(ratio, order, axis=1)
-    c_sorted = np.take_along_axis(cap, order, axis=1)
+    c_sorted = np.take_along_axis(c, order, axis=1)
     f_sorted = np.take_along_axis(f, order, axis=1)
     capped_before = np.cumsum(c_sorted, axis=1) - c_sorted  # capped energy of the k first
     f_rest = f_sorted[:, ::-1].cumsum(axis=1)[:, ::-1]  # key weight of members k.. end
-    lam_k = _safe_div(p[:, None] - capped_before, f_rest)
+    lam_k = _safe_div(p[rows, None] - capped_before, f_rest)
     ok = (lam_k <= r_sorted) & (f_rest > 0)
     first = np.where(ok.any(axis=1), ok.argmax(axis=1), 0)
     lam = np.take_along_axis(lam_k, first[:, None], axis=1)
-    received = np.minimum(lam * f, cap)
-    full = p >= demand
-    received[full] = cap[full]
+    received[rows] = np.minimum(lam * f, c)
     return received
 
 
