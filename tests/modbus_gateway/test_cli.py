@@ -144,3 +144,9 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
     energy = store.read(ids["dorpshuis-noaberhof/grid/energy_import"])
     assert energy.value[0] > 1_000_000  # the kWh register arrives in Wh
     assert (settings_env.data_dir / "gateway-spool.sqlite").exists()
+
+
+def test_scan_of_a_device_without_sunspec(app, simulated_site):
+    _, ports = simulated_site
+    res = CliRunner().invoke(app, ["gateway", "scan", f"127.0.0.1:{ports[0]}"])
+    assert isinstance(res.exception, NoaberError) and "no SunSpec marker" in str(res.exception)

@@ -177,3 +177,44 @@ async def test_sunspec_percent_setpoint_heartbeat_and_revert(serve):
         assert sim.get("storage_control_mode") == 0
     finally:
         gw.close()
+
+
+async def test_read_back_mismatch_is_an_error_and_logged(serve):
+    """A device that acknowledges a write but keeps its old value is caught by the read-back."""
+    from modbus_gateway.driver import WriteVerifyError
+
+    clock = FakeClock()
+    sim, gw, w = await _quasar(serve, clock)
+
+    def ack_but_ignore(function, address, values):
+        sim.requests += 1
+        return None  # a device that says yes and does nothing
+
+    sim.write = ack_but_ignore
+    try:
+        with pytest.raises(WriteVerifyError, match="read back"):
+            await w.apply("ev-charger-1", 1000, requested_by="mpc")
+    finally:
+        gw.close()
+    assert w.log[-1].result.startswith("failed") and w.log[-1].requested_by == "mpc"
+    assert not w.controls["ev-charger-1"].enabled
+
+
+async def test_device_exception_on_write_is_reported(serve):
+    clock = FakeClock()
+    srv, _sim = await serve(
+        "wallbox_quasar", clock=clock, faults=[{"kind": "exception", "code": 3}]
+    )
+    gw = Gateway(
+        config_for([{"name": "ev1", "profile": "wallbox_quasar", "port": srv.port}]), clock=clock
+    )
+    w = SafeWriter(gw)
+    try:
+        from modbus_gateway.driver import ExceptionReply
+
+        with pytest.raises(ExceptionReply) as ei:
+            await w.apply("ev1", 1000, requested_by="mpc")
+        assert ei.value.code == 3
+    finally:
+        gw.close()
+    assert "exception code 3" in w.log[-1].result
