@@ -1,0 +1,123 @@
+"""Community files and meter data: validation by field and line, the store, wide form."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from energy.errors import ValidationError
+from energy.models import Asset, AssetKind, Channel, Member, MemberPersonal, Quantity, Site
+from energy.readings import upsert_readings
+from settlement import ledger
+from settlement.community import derive_ref, parse_community, read_meter_csv, read_meter_store
+from settlement.settle import period_isps, post_run
+from settlement.statements import find_statement, render_html
+from tests.settlement.conftest import COMMUNITY, make_plan
+
+
+def test_community_errors_name_the_field():
+    bad = dict(COMMUNITY, key={"type": "fixed", "shares": {"dorpshuis": "0.5", "club": "0.4"}})
+    with pytest.raises(ValidationError, match=r"key.shares: shares must sum to 1, got 0.9"):
+        parse_community(bad, "c.yaml")
+    bad = dict(COMMUNITY, key={"type": "priority", "order": ["dorpshuis", "nobody"]})
+    with pytest.raises(ValidationError, match=r"key.order\[1\]: unknown member 'nobody'"):
+        parse_community(bad, "c.yaml")
+    members = [dict(m) for m in COMMUNITY["members"]]
+    members[1]["meters"] = ["PV"]
+    with pytest.raises(ValidationError, match="already belongs"):
+        parse_community(dict(COMMUNITY, members=members), "c.yaml")
+
+
+def test_derived_refs_are_pseudonymous_and_stable():
+    c = parse_community(
+        {
+            "name": "x",
+            "key": {"type": "proportional"},
+            "members": [{"name": "Jan Jansen", "meters": ["A"]}],
+        }
+    )
+    assert c.refs[0] == derive_ref("x", "Jan Jansen") and "Jansen" not in c.refs[0]
+
+
+def test_wide_and_long_forms_agree():
+    c = parse_community(COMMUNITY)
+    long = read_meter_csv(
+        io.StringIO(
+            "timestamp,meter,direction,energy_wh\n"
+            "2026-10-01T12:00:00+02:00,PV,injection,900\n"
+            "2026-10-01T12:00:00+02:00,DH,offtake,400\n"
+            "2026-10-01T12:15:00+02:00,DH,offtake,300\n"
+        ),
+        c,
+    )
+    wide = read_meter_csv(
+        io.StringIO(
+            "timestamp,PV:injection,DH:offtake\n"
+            "2026-10-01T10:00:00Z,900,400\n"
+            "2026-10-01T10:15:00Z,,300\n"
+        ),
+        c,
+    )
+    assert (long.isps == wide.isps).all()
+    assert np.array_equal(long.offtake_wh, wide.offtake_wh) and np.array_equal(
+        long.injection_wh, wide.injection_wh
+    )
+
+
+def test_meter_data_from_the_store(sessions):
+    isps = period_isps("2026-10")
+    with sessions() as s, s.begin():
+        site = Site(
+            name="dh",
+            display_name="DH",
+            ean="871685900000000999",
+            latitude=52.9,
+            longitude=6.8,
+            grid_import_limit_kw=40,
+            grid_export_limit_kw=25,
+        )
+        s.add(site)
+        s.flush()
+        ids = {}
+        for name in ("PV", "DH", "EV", "CL"):
+            asset = Asset(site_id=site.id, name=name.lower(), kind=AssetKind.METER, params={})
+            s.add(asset)
+            s.flush()
+            ch = Channel(
+                key=name, asset_id=asset.id, quantity=Quantity.ENERGY_IMPORT, unit="Wh", sign=1
+            )
+            s.add(ch)
+            s.flush()
+            ids[name] = ch.id
+        idx = isps[:4]
+
+        def frame(e):
+            return pd.DataFrame({"energy_wh": e, "sample_count": 900, "coverage": 1.0}, index=idx)
+
+        upsert_readings(s, ids["PV"], frame([-800.4, -600.6, 0.0, -10.0]))
+        upsert_readings(s, ids["DH"], frame([300.0, 300.0, 300.0, 300.0]))
+        upsert_readings(s, ids["EV"], frame([200.0, -150.0, 0.0, 0.0]))
+    c = parse_community(COMMUNITY)
+    with sessions() as s:
+        data = read_meter_store(s, c, isps)
+    assert data.injection_wh[:4, 0].tolist() == [800, 601, 0, 10]
+    assert data.offtake_wh[:4, 1].tolist() == [300] * 4
+    assert data.offtake_wh[:4, 2].tolist() == [200, 0, 0, 0] and data.injection_wh[
+        :4, 2
+    ].tolist() == [0, 150, 0, 0]
+    assert not data.offtake_wh[4:].any() and not data.injection_wh[4:].any()
+
+
+def test_erasing_a_members_personal_data_keeps_the_ledger(sessions):
+    post_run(sessions, make_plan())
+    with sessions() as s, s.begin():
+        m = s.scalars(select(Member).where(Member.ref == "m-ev01")).one()
+        s.delete(s.get(MemberPersonal, m.id))
+    with sessions() as s:
+        assert ledger.verify(s).ok
+        html = render_html(s, find_statement(s, "m-ev01", "2026-10").id)
+    assert "m-ev01" in html and "ev-jansen" not in html
