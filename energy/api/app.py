@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(core.router)
 
     # --- domain routers ---
-    # (one line each: app.include_router(<module>.router), imported inside this block)
+    # (one line each: app.include_router(<module>.router), imported inside this block;
+    # describe every new route in tests/<pkg>/api_authz.py, see tests/energy/api_world.py)
     from energy.api.routers import statements
 
     app.include_router(statements.router)

@@ -106,3 +106,37 @@ def test_bad_site_file_names_the_place(tmp_path: Path) -> None:
     out = _noaber(tmp_path, "site", "import", str(bad))
     assert out.returncode == 1
     assert "bad.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_answers_on_a_free_port(tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NOABER_DATA_DIR": str(tmp_path / "data"), "NOABER_MODE": "local"}
+    env.pop("NOABER_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body == b'{"status":"ok"}'
+        assert (tmp_path / "data" / "noaber.db").exists()  # migrated on start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
