@@ -346,43 +346,6 @@ def import_temperature(session: Session, c: Campaign, path: Path, text: str | No
     return len(s)
 
 
-def counter_to_isp_energy(
-    ts_ns: np.ndarray, counter_wh: np.ndarray, max_gap_ns: int = MAX_GAP_NS
-) -> pd.DataFrame:
-    """Energy per ISP [Wh] from a cumulative counter, interpolated linearly at ISP edges.
-
-    Counter intervals longer than ``max_gap_ns`` are not spread (their energy is left out and
-    the ISPs they cover get lower coverage). Returns the columns of an interval reading.
-    """
-    if ts_ns.size < 2:
-        return pd.DataFrame(columns=["energy_wh", "sample_count", "coverage"])
-    first = ts_ns[0] - ts_ns[0] % ISP_NS
-    edges = np.arange(first, ts_ns[-1] + ISP_NS, ISP_NS, dtype=np.int64)
-    dv = np.diff(counter_wh)
-    dt_ns = np.diff(ts_ns)
-    ok = dt_ns <= max_gap_ns
-    # Cumulative energy and covered time over valid (short) intervals: linear inside a valid
-    # interval, flat across a gap. Breakpoints are the pairs [t_i, t_i+1] of every interval.
-    e_cum = np.concatenate(([0.0], np.cumsum(np.where(ok, dv, 0.0))))
-    c_cum = np.concatenate(([0.0], np.cumsum(np.where(ok, dt_ns, 0)).astype(float)))
-    x = np.column_stack([ts_ns[:-1], ts_ns[1:]]).ravel().astype(float)
-    y_e = np.column_stack([e_cum[:-1], e_cum[1:]]).ravel()
-    y_c = np.column_stack([c_cum[:-1], c_cum[1:]]).ravel()
-    e_at = np.interp(edges.astype(float), x, y_e)
-    c_at = np.interp(edges.astype(float), x, y_c)
-    n = len(edges) - 1
-    counts = np.bincount((ts_ns - first) // ISP_NS, minlength=n + 1)[:n]
-    idx = pd.DatetimeIndex(pd.to_datetime(edges[:-1], unit="ns", utc=True)).as_unit("ns")
-    return pd.DataFrame(
-        {
-            "energy_wh": np.diff(e_at),
-            "sample_count": counts,
-            "coverage": np.clip(np.diff(c_at) / ISP_NS, 0.0, 1.0),
-        },
-        index=idx,
-    )
-
-
 def aggregate(
     session: Session,
     store: SampleStore,
@@ -394,10 +357,10 @@ def aggregate(
 
     Power channels go through :func:`energy.kernels.power_to_buckets_many`, ``batch``
     channels at a time (bounds memory: a 1 Hz channel-month is about 40 MB of samples);
-    counter channels through :func:`counter_to_isp_energy`. Returns the ISPs written per
-    equipment.
+    counter channels (cumulative Wh) through :func:`energy.kernels.counter_to_buckets`.
+    Returns the ISPs written per equipment.
     """
-    from energy.kernels import power_to_buckets_many
+    from energy.kernels import counter_to_buckets, power_to_buckets_many
 
     start_ns = pd.Timestamp(c.start_at).as_unit("ns").value
     end_ns = pd.Timestamp(c.end_at).as_unit("ns").value
@@ -427,8 +390,8 @@ def aggregate(
         if e.channel.quantity == Quantity.POWER:
             continue
         s = store.read(e.channel_id, start_ns, end_ns)
-        good = s.quality == 0
-        store_frame(e, counter_to_isp_energy(s.ts[good], s.value[good]))
+        res = counter_to_buckets(s.ts, s.value, ISP_NS, 0, None, MAX_GAP_NS, s.quality)
+        store_frame(e, res.to_frame())
     session.flush()
     return written
 
