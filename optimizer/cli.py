@@ -294,8 +294,10 @@ def run_cmd(
                         sid = save_plan(s, sc_now, plan_now, compare(sc_now, plan_now))
                     console.print(f"  stored as schedule {sid}")
             else:
+                released = ", ".join(st.released) or "none"
                 console.print(
-                    f"[red]step {i + 1}/{steps}: planning failed, safe defaults sent ({shown}): {st.last_error}[/red]"
+                    f"[red]step {i + 1}/{steps}: planning failed: {st.last_error}; released to their "
+                    f"safe default: {released}; fallback setpoints: {shown}[/red]"
                 )
             if i + 1 < steps:
                 now = pd.Timestamp.now(tz="UTC")

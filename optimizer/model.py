@@ -347,7 +347,11 @@ def _indexed(values: np.ndarray) -> dict[int, float]:
     return {i: float(v) for i, v in enumerate(values)}
 
 
-def build_model(p: ModelParams) -> pyo.ConcreteModel:
+#: Penalty of the diagnostic model per kWh of missed target or unserved load [EUR/kWh].
+SLACK_PENALTY_EUR_PER_KWH = 1000.0
+
+
+def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
     """The Pyomo model of a plan: one block per asset kind, mutable data.
 
     Blocks: ``grid`` (import/export within time-varying limits, peak for the capacity
@@ -359,6 +363,11 @@ def build_model(p: ModelParams) -> pyo.ConcreteModel:
     Objective [EUR]: ``sum dt * (import_price * import - export_price * export)
     + capacity_tariff * peak + degradation * dt * (charge + discharge)``. The capacity tariff
     is charged as one month's tariff on the horizon's peak (the peak sets the month's bill).
+
+    With ``soft=True`` (diagnosis only) the departure targets, the battery's final floor and
+    the load get slack variables (``evs.short_kwh``, ``battery.short_kwh``, ``unserved_kw``)
+    penalised by :data:`SLACK_PENALTY_EUR_PER_KWH`, so an infeasible scenario solves and the
+    slacks say what cannot be met and by how much.
     """
     n, dt = p.n, p.dt_h
     m = pyo.ConcreteModel(name=f"schedule-{p.meta.get('site', '')}")
@@ -406,7 +415,12 @@ def build_model(p: ModelParams) -> pyo.ConcreteModel:
             return bb.soc[t] == prev + dt * (ec * bb.ch[t] - bb.dis[t] / ed)
 
         b.soc_c = pyo.Constraint(m.T, rule=_soc)
-        b.final_c = pyo.Constraint(expr=b.soc[n - 1] >= b.soc_final)
+        if soft:
+            b.short_kwh = pyo.Var(bounds=(0.0, None))
+            b.final_c = pyo.Constraint(expr=b.soc[n - 1] + b.short_kwh >= b.soc_final)
+            cost.append(SLACK_PENALTY_EUR_PER_KWH * b.short_kwh)
+        else:
+            b.final_c = pyo.Constraint(expr=b.soc[n - 1] >= b.soc_final)
         for t in range(n):
             supply[t] += [b.dis[t], -b.ch[t]]
         if bp.degradation_eur_per_kwh > 0:
@@ -472,10 +486,23 @@ def build_model(p: ModelParams) -> pyo.ConcreteModel:
             return bb.soc[k, t] == prev + dt * delta
 
         e.soc_c = pyo.Constraint(e.P, rule=_ev_soc)
-        e.target_c = pyo.Constraint(
-            e.S,
-            rule=lambda bb, k, j: bb.soc[k, p.evs[k].sessions[j].last_step] >= bb.soc_target[k, j],
-        )
+        if soft:
+            e.short_kwh = pyo.Var(e.S, bounds=(0.0, None))
+            e.target_c = pyo.Constraint(
+                e.S,
+                rule=lambda bb, k, j: (
+                    bb.soc[k, p.evs[k].sessions[j].last_step] + bb.short_kwh[k, j]
+                    >= bb.soc_target[k, j]
+                ),
+            )
+            cost += [SLACK_PENALTY_EUR_PER_KWH * e.short_kwh[kj] for kj in sess_idx]
+        else:
+            e.target_c = pyo.Constraint(
+                e.S,
+                rule=lambda bb, k, j: (
+                    bb.soc[k, p.evs[k].sessions[j].last_step] >= bb.soc_target[k, j]
+                ),
+            )
         for k, t in plugged:
             supply[t].append(-e.ch[k, t])
             deg = p.evs[k].degradation_eur_per_kwh
@@ -487,6 +514,11 @@ def build_model(p: ModelParams) -> pyo.ConcreteModel:
             if deg > 0:
                 cost.append(deg * dt * e.dis[k, t])
 
+    if soft:
+        m.unserved_kw = pyo.Var(m.T, bounds=(0.0, None))
+        for t in range(n):
+            supply[t].append(m.unserved_kw[t])
+        cost += [SLACK_PENALTY_EUR_PER_KWH * dt * m.unserved_kw[t] for t in m.T]
     m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(supply[t]) == mm.load_kw[t])
     m.cost = pyo.Objective(expr=pyo.quicksum(cost), sense=pyo.minimize)
     m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
@@ -540,6 +572,54 @@ def add_exclusivity(m: pyo.ConcreteModel, p: ModelParams, pairs: set[tuple[str, 
     blk.up = pyo.Constraint(blk.I, rule=lambda bb, i: items[i][0] <= items[i][1] * bb.y[i])
     blk.down = pyo.Constraint(blk.I, rule=lambda bb, i: items[i][2] <= items[i][3] * (1 - bb.y[i]))
     return [*blk.up.values(), *blk.down.values()]
+
+
+def diagnose_with_slack(p: ModelParams) -> list[str]:
+    """Explain an infeasible scenario that the direct checks let through.
+
+    Solves the soft model (:func:`build_model` with ``soft=True``) and reports every target
+    missed and every step with unserved load: typically cars that can each reach their target
+    alone but not together under the shared grid limit.
+    """
+    m = build_model(p, soft=True)
+    solver = Highs()
+    solver.config.load_solutions = False
+    solver.config.raise_exception_on_nonoptimal_result = False
+    res = solver.solve(m)
+    if res.incumbent_objective is None:
+        return []
+    res.solution_loader.load_vars()
+    reasons: list[str] = []
+    if p.evs:
+        for k, j in m.evs.S:
+            short = float(m.evs.short_kwh[k, j].value or 0.0)
+            if short > 1e-3:
+                ev, sess = p.evs[k], p.evs[k].sessions[j]
+                reach = 100 * (sess.soc_target_kwh - short) / ev.capacity_kwh
+                when = (
+                    f"by {_local_hhmm(sess.departure, p.timezone)}"
+                    if sess.departs_in_horizon
+                    else "by the end of the horizon"
+                )
+                reasons.append(
+                    f"EV '{ev.name}' can reach only {reach:.0f} % instead of {sess.target_pct:g} % {when} "
+                    "together with the other cars and the building under the grid import limit, "
+                    f"short {short:.1f} kWh"
+                )
+    if p.battery is not None:
+        short = float(m.battery.short_kwh.value or 0.0)
+        if short > 1e-3:
+            reasons.append(
+                f"battery '{p.battery.name}' cannot get back to its final SoC floor, short {short:.1f} kWh"
+            )
+    unserved = np.array([m.unserved_kw[t].value or 0.0 for t in range(p.n)])
+    bad = np.flatnonzero(unserved > 1e-3)
+    if len(bad):
+        reasons.append(
+            f"the load cannot be served in {len(bad)} step(s) from "
+            f"{_local_stamp(p.index[bad[0]], p.timezone)}, {float(unserved.sum()) * p.dt_h:.1f} kWh in all"
+        )
+    return reasons
 
 
 # ----------------------------------------------------------------------------- results
@@ -785,12 +865,16 @@ class Planner:
                 TerminationCondition.infeasibleOrUnbounded,
                 TerminationCondition.locallyInfeasible,
             ):
-                reasons = explain_infeasibility(p) or [
-                    "the solver proved the plan infeasible although every direct check passed "
-                    "(EV targets at full power and under the grid limit, load against the grid "
-                    "limit, battery final SoC); the combination of EV targets, battery floor and "
-                    "grid limit cannot be met together"
-                ]
+                reasons = (
+                    explain_infeasibility(p)
+                    or diagnose_with_slack(p)
+                    or [
+                        "the solver proved the plan infeasible although every direct check passed "
+                        "(EV targets at full power and under the grid limit, load against the grid "
+                        "limit, battery final SoC); the combination of EV targets, battery floor and "
+                        "grid limit cannot be met together"
+                    ]
+                )
                 raise InfeasibleScenarioError(reasons)
             has_solution = res.incumbent_objective is not None
             if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:

@@ -14,9 +14,12 @@ Each step (15 minutes by default) :class:`MPCController`:
    :class:`SetpointSink`, the gateway's safe-write path, with ``requested_by``.
 
 If planning fails (an infeasible scenario, a solver error, a missing measurement), every
-controlled asset gets its safe default instead: the battery idles (0 W) and a charger
-charges at full power as it would without control, so no car leaves emptier than without
-Noaber. The failure is logged and kept in :attr:`MPCController.status`.
+controlled asset falls back to its safe default: when the sink can ``release(asset_name,
+requested_by)`` (the gateway's :class:`SafeWriter` can: it writes the device profile's safe
+default, control back to the device) that is used; otherwise, or for an asset with an
+explicit ``safe_default_w``, a setpoint is sent: the battery idles (0 W) and a charger charges
+at full power as it would without control, so no car leaves emptier than without Noaber.
+The failure is logged and kept in :attr:`MPCController.status`.
 
 The clock, the sleep and the sink are injected (STYLE.md item 12), so a test replays a day
 without waiting.
@@ -51,7 +54,7 @@ class SetpointSink(Protocol):
 
 
 class RecordingSink:
-    """A sink that records every setpoint (for dry runs and tests)."""
+    """A sink that records every setpoint (for dry runs and tests); no ``release``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, str]] = []
@@ -82,6 +85,7 @@ class MPCStatus:
     last_error: str | None = None
     last_objective_eur: float | None = None
     last_setpoints_w: dict[str, float] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
     fallback_active: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -220,13 +224,21 @@ class MPCController:
             )
             defaults = self._defaults(sc)
             sent: dict[str, float] = {}
+            released: list[str] = []
+            release = getattr(self.sink, "release", None)
+            by = f"{self.requested_by}:fallback"
             for name, power_w in defaults.items():
                 try:
-                    await self.sink.apply(name, power_w, f"{self.requested_by}:fallback")
-                    sent[name] = power_w
+                    if release is not None and name not in self.safe_default_w:
+                        await release(name, by)
+                        released.append(name)
+                    else:
+                        await self.sink.apply(name, power_w, by)
+                        sent[name] = power_w
                 except Exception as sink_exc:
                     log.error("safe default for %s was refused: %s", name, sink_exc)
             st.last_setpoints_w = sent
+            st.released = released
             self.planner = None  # rebuild from scratch next time
             return sent
         st.plans += 1

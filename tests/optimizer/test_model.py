@@ -10,6 +10,7 @@ from optimizer.kpis import compute_kpis
 from optimizer.model import (
     InfeasibleScenarioError,
     Planner,
+    explain_infeasibility,
     params_from_scenario,
     plan,
     results_frame,
@@ -255,3 +256,28 @@ def test_replan_updates_data_without_rebuilding() -> None:
     assert first.objective_eur == pytest.approx(0.8)
     assert second.objective_eur == pytest.approx(fresh.objective_eur, abs=1e-9)
     assert second.objective_eur == pytest.approx(1.6)  # battery cannot help: it starts empty
+
+
+def test_cars_that_fit_alone_but_not_together_are_explained() -> None:
+    # each car alone can take 20 kWh in 2 h under the 10 kW limit; together they need 40 kWh
+    cars = tuple(
+        ev(
+            name,
+            "2026-03-02T00:00:00+01:00",
+            "2026-03-02T02:00:00+01:00",
+            0,
+            100,
+            capacity_kwh=20.0,
+            max_charge_kw=11.0,
+            v2g=False,
+        )
+        for name in ("car-a", "car-b")
+    )
+    sc = make_scenario([0.2, 0.2, 0.2], import_limit_kw=10.0, evs=cars)
+    assert explain_infeasibility(params_from_scenario(sc)) == []
+    with pytest.raises(InfeasibleScenarioError) as err:
+        plan(sc)
+    reasons = err.value.reasons
+    assert all("together with the other cars" in r and "by 02:00" in r for r in reasons)
+    shorts = [float(r.rsplit("short ", 1)[1].split(" kWh")[0]) for r in reasons]
+    assert sum(shorts) == pytest.approx(20.0, abs=0.1)

@@ -131,3 +131,40 @@ async def test_infeasible_replan_falls_back(full: Scenario) -> None:
     assert mpc.status.last_ok is False
     assert "InfeasibleScenarioError" in (mpc.status.last_error or "")
     assert ("battery", 0.0, "optimizer.mpc:fallback") in sink.calls
+
+
+class ReleasingSink(RecordingSink):
+    """Like the gateway's SafeWriter: can hand control back to the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[tuple[str, str]] = []
+
+    async def release(self, asset_name: str, requested_by: str) -> None:
+        if asset_name == "car-3":
+            raise RuntimeError("charger-3 does not answer")
+        self.released.append((asset_name, requested_by))
+
+
+async def test_failure_releases_devices_to_their_own_safe_default(full: Scenario, caplog) -> None:
+    start = full.start + pd.Timedelta(hours=10)
+    sink = ReleasingSink()
+
+    async def measure() -> dict[str, float]:
+        raise TimeoutError("no SoC")
+
+    mpc = MPCController(
+        lambda now: window(full, now),
+        measure,
+        sink,
+        clock=lambda: start,
+        safe_default_w={"car-4": 3000.0},
+    )
+    with caplog.at_level(logging.ERROR, logger="optimizer.mpc"):
+        sent = await mpc.step()
+    assert ("battery", "optimizer.mpc:fallback") in sink.released
+    assert ("car-1", "optimizer.mpc:fallback") in sink.released
+    assert sent == {"car-4": 3000.0}  # an explicit default is sent as a setpoint
+    assert (
+        "car-3" not in mpc.status.released and "safe default for car-3 was refused" in caplog.text
+    )
