@@ -47,6 +47,8 @@ from energy.timegrid import ISP_NS
 STATE_DIR = "_pipeline"
 STATE_VERSION = 1
 KINDS = ("power", "counter")
+WINDOW_NS = 86_400 * 1_000_000_000
+"""Recomputation proceeds in windows of one day (bounded memory for long channels)."""
 
 
 @dataclass
@@ -136,6 +138,50 @@ def _aggregate(
     return res.start_ns, res.to_frame(), has
 
 
+def _recompute(
+    store: SampleStore,
+    session: Session,
+    channel_id: int,
+    w0: int,
+    w1: int,
+    kind: str,
+    gap: int,
+    wrap_wh: float | None,
+    report: UpdateReport,
+) -> int:
+    """Recompute and write the ISPs in ``[w0, w1)``; returns the rows written.
+
+    Samples within ``gap`` outside the window are read too: every sample interval that
+    reaches into the window and is integrated (no longer than ``gap``) has both ends there,
+    so the window's ISPs come out exactly as from a computation over all samples.
+    """
+    s = store.read(channel_id, w0 - gap, w1 + gap)
+    report.samples_read += len(s)
+    q = select(IntervalReading.isp_start).where(
+        IntervalReading.channel_id == channel_id,
+        IntervalReading.isp_start >= pd.Timestamp(w0, unit="ns", tz="UTC").to_pydatetime(),
+        IntervalReading.isp_start < pd.Timestamp(w1, unit="ns", tz="UTC").to_pydatetime(),
+    )
+    existing = np.array(
+        [pd.Timestamp(t).as_unit("ns").value for t in session.scalars(q)], dtype=np.int64
+    )
+    written = 0
+    starts = np.empty(0, np.int64)
+    if len(s):
+        starts, frame, has = _aggregate(kind, s.ts, s.value, s.quality, gap, wrap_wh)
+        keep = (starts >= w0) & (starts < w1) & (has | np.isin(starts, existing))
+        written += upsert_readings(session, channel_id, frame[keep])
+    # Readings with no samples left around them (nothing to compute from): empty them.
+    orphans = existing[~np.isin(existing, starts)]
+    if orphans.size:
+        empty = pd.DataFrame(
+            {"energy_wh": 0.0, "sample_count": 0, "coverage": 0.0},
+            index=pd.DatetimeIndex(pd.to_datetime(orphans, unit="ns", utc=True)).as_unit("ns"),
+        )
+        written += upsert_readings(session, channel_id, empty)
+    return written
+
+
 def update_intervals(
     sample_store: SampleStore,
     session: Session,
@@ -200,37 +246,23 @@ def update_intervals(
     else:
         clusters = _clusters(new_ts, 2 * gap + 2 * ISP_NS)
     for tmin, tmax in clusters:
-        read_lo = _floor_isp(tmin - gap) - gap
-        read_hi = _floor_isp(tmax + gap) + ISP_NS + gap
-        s = sample_store.read(channel_id, read_lo, read_hi)
-        report.samples_read += len(s)
-        appended = max_seen is not None and tmin > max_seen
         if state is None:
-            a = _floor_isp(int(s.ts[0])) if len(s) else _floor_isp(tmin)
-            b = _floor_isp(int(s.ts[-1])) + ISP_NS if len(s) else _floor_isp(tmax) + ISP_NS
-        elif appended:
-            # Only the interval from the last valid sample before tmin is new.
-            before = (s.ts < tmin) & (s.quality == 0) & np.isfinite(s.value)
-            prev = int(s.ts[before][-1]) if before.any() else None
-            a = _floor_isp(prev if prev is not None and tmin - prev <= gap else tmin)
+            a, b = _floor_isp(tmin), _floor_isp(tmax) + ISP_NS
+        elif max_seen is not None and tmin > max_seen:
+            # Appended: only the interval from the last valid sample before tmin is new.
+            s = sample_store.read(channel_id, tmin - gap, tmin)
+            report.samples_read += len(s)
+            valid = (s.quality == 0) & np.isfinite(s.value)
+            a = _floor_isp(int(s.ts[valid][-1]) if valid.any() else tmin)
             b = _floor_isp(tmax) + ISP_NS
         else:
             a = _floor_isp(tmin - gap)
             b = _floor_isp(tmax + gap) + ISP_NS
-        if len(s) == 0:
-            continue
-        starts, frame, has = _aggregate(kind, s.ts, s.value, s.quality, gap, wrap_wh)
-        window = (starts >= a) & (starts < b)
-        q = select(IntervalReading.isp_start).where(
-            IntervalReading.channel_id == channel_id,
-            IntervalReading.isp_start >= pd.Timestamp(a, unit="ns", tz="UTC").to_pydatetime(),
-            IntervalReading.isp_start < pd.Timestamp(b, unit="ns", tz="UTC").to_pydatetime(),
-        )
-        existing = np.array(
-            [pd.Timestamp(t).as_unit("ns").value for t in session.scalars(q)], dtype=np.int64
-        )
-        keep = window & (has | np.isin(starts, existing))
-        report.isps_written += upsert_readings(session, channel_id, frame[keep])
+        for w0 in range(a, b, WINDOW_NS):
+            w1 = min(w0 + WINDOW_NS, b)
+            report.isps_written += _recompute(
+                sample_store, session, channel_id, w0, w1, kind, gap, wrap_wh, report
+            )
         report.ranges_ns.append((a, b))
     if commit:
         session.commit()

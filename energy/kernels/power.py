@@ -468,9 +468,17 @@ class BucketResult:
 def _as_inputs(
     ts_ns: Any, power_w: Any, quality: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    ts = np.ascontiguousarray(ts_ns)
-    if ts.dtype.kind == "M":
-        ts = ts.astype("datetime64[ns]").view(np.int64)
+    if isinstance(ts_ns, pd.DatetimeIndex | pd.Series) or (
+        isinstance(ts_ns, np.ndarray) and ts_ns.dtype == object
+    ):
+        idx = pd.DatetimeIndex(ts_ns)
+        if idx.tz is None:
+            raise ValueError("timestamps have no time zone; give UTC (int64 ns or tz-aware)")
+        ts = idx.as_unit("ns").asi8
+    else:
+        ts = np.asarray(ts_ns)
+        if ts.dtype.kind == "M":  # numpy datetime64 counts from the UTC epoch
+            ts = ts.astype("datetime64[ns]").view(np.int64)
     ts = np.ascontiguousarray(ts, dtype=np.int64)
     p = np.ascontiguousarray(power_w, dtype=np.float64)
     if ts.ndim != 1 or p.shape != ts.shape:

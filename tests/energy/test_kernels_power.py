@@ -291,3 +291,25 @@ class TestLocalCalendarBuckets:
         edges = np.array([T0 + 3 * S, T0 + 20 * S, T0 + 21 * S, T0 + 300 * S], dtype=np.int64)
         res = power_to_edges(ts, p, edges, 25 * S, q)
         assert_matches_ref(res, power_to_edges_ref(ts, p, edges, 25 * S, q))
+
+
+@pytest.mark.parametrize("where", [0.25, 0.5, 0.999])
+def test_out_of_order_found_in_any_chunk(where):
+    n = 40_000
+    ts = T0 + np.arange(n, dtype=np.int64) * S
+    i = int(n * where)
+    ts[i] = ts[i - 2]  # one sample steps back in time
+    with pytest.raises(ValueError, match=rf"ts_ns\[{i}\]"):
+        power_to_buckets(ts, np.ones(n), n_threads=4, chunk_min=1000)
+    res = power_to_buckets(ts, np.ones(n), n_threads=4, chunk_min=1000, unsorted="sort")
+    assert res.count.sum() == n - 1 and res.duplicate_count == 1
+
+
+def test_datetime64_input_is_accepted():
+    idx = pd.date_range("2026-06-01", periods=1800, freq="1s", tz="UTC")
+    for ts in (idx, idx.to_numpy(), idx.tz_localize(None).to_numpy(), pd.Series(idx)):
+        res = power_to_buckets(ts, np.full(1800, 3600.0))
+        assert res.start_ns[0] == pd.Timestamp("2026-06-01", tz="UTC").as_unit("ns").value
+        assert res.energy_wh.sum() == pytest.approx(1799 / 3600 * 3600.0)
+    with pytest.raises(ValueError, match="no time zone"):
+        power_to_buckets(idx.tz_localize(None), np.ones(1800))

@@ -150,3 +150,27 @@ def test_bad_arguments(tmp_path):
         update_intervals(store, None, 1, kind="volts")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_gap_ns"):
         update_intervals(store, None, 1, max_gap_ns=-5)  # type: ignore[arg-type]
+
+
+def test_stale_reading_without_samples_is_emptied(sessions, tmp_path):
+    store = SampleStore(tmp_path / "samples")
+    ts = T0 + np.arange(0, 3600, 10) * S  # one hour at 10 s
+    with sessions() as session:
+        ch = _channel(session)
+        store.append(ch, ts, np.full(ts.size, 500.0))
+        update_intervals(store, session, ch, max_gap_ns=GAP)
+        # A reading nobody can recompute (no samples near it), e.g. imported from elsewhere.
+        stale = pd.Timestamp(T0 - ISP_NS, unit="ns", tz="UTC")  # before the first sample
+        frame = pd.DataFrame(
+            {"energy_wh": 123.0, "sample_count": 9, "coverage": 1.0},
+            index=pd.DatetimeIndex([stale]),
+        )
+        from energy.readings import upsert_readings
+
+        upsert_readings(session, ch, frame)
+        session.commit()
+        # A late correction within max_gap of it makes its ISP part of the recomputed range.
+        store.append(ch, [T0 + 60 * S], [700.0])
+        update_intervals(store, session, ch, max_gap_ns=GAP)
+        row = read_readings(session, ch).set_index("isp_start").loc[stale]
+        assert row["energy_wh"] == 0 and row["sample_count"] == 0 and row["coverage"] == 0
