@@ -73,6 +73,13 @@ def settle_run(
     provisional: bool = typer.Option(
         False, "--provisional", help="Estimated data: post as pending"
     ),
+    day_ahead: Path | None = typer.Option(
+        None,
+        "--day-ahead",
+        help="Day-ahead prices CSV (timestamp,price_eur_per_kwh) for an indexed tariff",
+        exists=True,
+        dir_okay=False,
+    ),
 ) -> None:
     """Settle a community's month: allocate, price and post to the ledger (idempotent)."""
     from energy.console import progress
@@ -88,7 +95,14 @@ def settle_run(
     else:
         with sessions() as session:
             data = read_meter_store(session, community, isps)
-    plan = plan_energy(community, period, data, load_tariff(tariff or community.tariff_path))
+    prices = None
+    if day_ahead is not None:
+        from settlement.pricing import read_day_ahead_csv
+
+        prices = read_day_ahead_csv(day_ahead, isps)
+    plan = plan_energy(
+        community, period, data, load_tariff(tariff or community.tariff_path), prices
+    )
     with progress(transient=True) as p:
         task = p.add_task("posting transfers", total=None)
         result = post_run(

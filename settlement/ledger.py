@@ -311,6 +311,32 @@ def verify(session: Session) -> VerifyReport:
         return broken(
             expected, "the chain head does not point at the last transfer (transfers removed?)"
         )
+    from settlement.models import MemberDay
+
+    bad_day = session.execute(
+        select(MemberDay.run_id, MemberDay.day)
+        .group_by(MemberDay.run_id, MemberDay.day)
+        .having(func.sum(MemberDay.shared_wh) != func.sum(MemberDay.supplied_wh))
+        .limit(1)
+    ).first()
+    if bad_day is not None:
+        report.problems.append(
+            f"run {bad_day[0]}: allocated and supplied energy differ on {bad_day[1]}"
+        )
+    bad_member = session.execute(
+        select(MemberDay.run_id, MemberDay.member_ref, MemberDay.day)
+        .where(
+            (MemberDay.shared_wh < 0)
+            | (MemberDay.shared_wh > MemberDay.offtake_wh)
+            | (MemberDay.supplied_wh < 0)
+            | (MemberDay.supplied_wh > MemberDay.injection_wh)
+        )
+        .limit(1)
+    ).first()
+    if bad_member is not None:
+        report.problems.append(
+            f"run {bad_member[0]}: {bad_member[1]} on {bad_member[2]} shares more than metered"
+        )
     for ledger in ("wh", "cents"):
         bal = balances(session, ledger)
         if sum(bal.values()) != 0:

@@ -305,3 +305,36 @@ def fee_cents(version: TariffVersion) -> int:
 def v2g_nc_per_wh(version: TariffVersion) -> int:
     """V2G compensation per Wh discharged [nano-cents/Wh]."""
     return nc_per_wh(version.v2g_compensation_eur_per_kwh)
+
+
+def read_day_ahead_csv(path: Path | str, isps: pd.DatetimeIndex) -> np.ndarray:
+    """Day-ahead prices per ISP [EUR/kWh] from ``timestamp,price_eur_per_kwh`` (every ISP of
+    ``isps`` once; an hourly price is given on each of its four ISPs).
+
+    Raises
+    ------
+    ValidationError
+        Naming the line of a bad row, or the first ISP without a price.
+    """
+    frame = pd.read_csv(path, dtype=str)
+    if list(frame.columns) != ["timestamp", "price_eur_per_kwh"]:
+        raise ValidationError("header must be 'timestamp,price_eur_per_kwh'", str(path), "line 1")
+    want = {int(v): k for k, v in enumerate(isps.as_unit("ns").asi8)}
+    out = np.full(len(isps), np.nan)
+    for line, (ts, price) in enumerate(
+        zip(frame["timestamp"], frame["price_eur_per_kwh"]), start=2
+    ):
+        try:
+            t = pd.Timestamp(ts)
+            if t.tzinfo is None:
+                raise ValueError(f"timestamp {ts!r} has no UTC offset")
+            value = float(Decimal(str(price).strip()))
+        except (ValueError, InvalidOperation) as exc:
+            raise ValidationError(str(exc), str(path), f"line {line}") from None
+        k = want.get(int(t.tz_convert("UTC").as_unit("ns").value))
+        if k is not None:
+            out[k] = value
+    if np.isnan(out).any():
+        missing = isps[int(np.flatnonzero(np.isnan(out))[0])]
+        raise ValidationError(f"no day-ahead price for {missing.isoformat()}", str(path))
+    return out

@@ -121,3 +121,13 @@ def test_erasing_a_members_personal_data_keeps_the_ledger(sessions):
         assert ledger.verify(s).ok
         html = render_html(s, find_statement(s, "m-ev01", "2026-10").id)
     assert "m-ev01" in html and "ev-jansen" not in html
+
+
+def test_shipped_example_community_loads():
+    from pathlib import Path
+
+    from settlement.community import load_community
+
+    c = load_community(Path(__file__).parents[2] / "settlement" / "data" / "example_community.yaml")
+    assert c.key.type == "optimal" and len(c.members) == 5
+    assert c.member_by_name("ev-a").has_storage

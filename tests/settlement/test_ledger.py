@@ -85,3 +85,18 @@ def test_canonical_serialisation_is_stable():
     assert ledger.canonical(row).startswith(b'[1,"wh",null,null,5,')
     assert ledger.canonical(row).endswith(b',"' + ledger.GENESIS_HASH.encode() + b'"]')
     assert ledger.transfer_hash(row) == ledger.transfer_hash(dict(reversed(list(row.items()))))
+
+
+def test_verify_checks_the_member_day_invariants(engine, sessions):
+    post_run(sessions, make_plan())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE settlement_member_days SET shared_wh = offtake_wh + 1 WHERE member_ref = 'm-dh01' AND day = '2026-10-05'"
+            )
+        )
+    with sessions() as s:
+        report = ledger.verify(s)
+    assert not report.ok
+    assert any("m-dh01" in p for p in report.problems)
+    assert any("allocated and supplied energy differ" in p for p in report.problems)

@@ -165,3 +165,23 @@ def test_correction_is_priced_at_the_tariff_of_the_interval(sessions, tmp_path):
     assert total_cents == pytest.approx(
         total_wh * 0.010, abs=len(plan.days)
     )  # 10 ct/kWh = 0.010 ct/Wh
+
+
+def test_day_ahead_csv(tmp_path):
+    from settlement.pricing import read_day_ahead_csv
+
+    isps = pd.date_range("2026-10-01T00:00Z", periods=4, freq="15min").as_unit("ns")
+    good = tmp_path / "da.csv"
+    good.write_text(
+        "timestamp,price_eur_per_kwh\n"
+        + "".join(f"{t.isoformat()},{0.1 * k:.2f}\n" for k, t in enumerate(isps))
+    )
+    assert read_day_ahead_csv(good, isps).tolist() == [0.0, 0.1, 0.2, 0.3]
+    short = tmp_path / "short.csv"
+    short.write_text("timestamp,price_eur_per_kwh\n" + f"{isps[0].isoformat()},0.1\n")
+    with pytest.raises(ValidationError, match="no day-ahead price for 2026-10-01T00:15"):
+        read_day_ahead_csv(short, isps)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,price_eur_per_kwh\n2026-10-01T00:00:00,0.1\n")
+    with pytest.raises(ValidationError, match="line 2"):
+        read_day_ahead_csv(bad, isps)
