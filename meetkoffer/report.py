@@ -66,6 +66,42 @@ def _local(index: pd.Index, tz: str) -> list[str]:
     return [t.strftime("%Y-%m-%d %H:%M") for t in pd.DatetimeIndex(index).tz_convert(tz)]
 
 
+def finding_title(f: Any, locale: str = "nl", tz: str = LOCAL_TZ) -> str:
+    """The title of a finding (a :class:`~meetkoffer.findings.Finding` or its stored record)
+    in the reader's language, rebuilt from its kind and evidence; the stored English title
+    if the kind is unknown."""
+    from energy.i18n import format_number, format_pct
+
+    _ = translations("meetkoffer", locale).gettext
+    ev = f.evidence or {}
+    try:
+        if f.kind == "standby":
+            return _("Base load of {kw} kW outside production").format(
+                kw=format_number(ev["base_load_kw"], 1, locale)
+            )
+        if f.kind == "off_hours_equipment":
+            weekend = ev["weekend_kwh_in_campaign"] >= ev["between_shifts_kwh_in_campaign"]
+            msg = (
+                "{name} runs at weekends" if weekend else "{name} runs between shifts and at night"
+            )
+            return _(msg).format(name=f.equipment)
+        if f.kind == "peak":
+            at = pd.Timestamp(ev["peak_at_utc"]).tz_convert(tz)
+            return _("Peak of {kw} kW on {at} could be shaved by {shave} kW").format(
+                kw=format_number(ev["peak_kw"], 0, locale),
+                at=at.strftime("%d-%m-%Y %H:%M"),
+                shave=format_number(ev["shave_kw"], 0, locale),
+            )
+        if f.kind == "enpi_drift":
+            start, end = ev["enpi_start_kwh_per_unit"], ev["enpi_end_kwh_per_unit"]
+            return _("{name}: energy per unit rose {pct} during the campaign").format(
+                name=f.equipment, pct=format_pct((end - start) / start, 0, locale)
+            )
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        pass
+    return str(f.title)
+
+
 def campaign_report(
     meta: Mapping[str, Any],
     energy_wh: Mapping[str, pd.Series],
@@ -234,6 +270,7 @@ def campaign_report(
     channels = an.channel_summary(energy_wh, hours, params.price_eur_per_kwh, coverage)
     tables["channels"] = channels
     env = template_env("meetkoffer", locale)
+    env.globals["finding_title"] = lambda f: finding_title(f, locale, tz)
     html = env.get_template("meetkoffer_campaign.html").render(
         meta=meta,
         plotly_js=plotly_js(),

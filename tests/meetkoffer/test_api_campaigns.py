@@ -49,7 +49,8 @@ def test_firm_sees_only_its_campaigns(db_url: str) -> None:
     assert client.get("/campaigns").status_code == 401
     page = client.get("/campaigns/dashboard", headers=_auth("firm"))
     assert page.status_code == 200
-    assert "Base load at own" in page.text and "Base load at other" not in page.text
+    assert "Basislast van 1,0 kW buiten productietijd" in page.text  # from kind + evidence
+    assert page.text.count("Basislast van") == 1  # not the other firm's finding
     assert "Bevindingen" in page.text and "Geverifieerde besparingen" in page.text
     en = client.get("/campaigns/dashboard?locale=en", headers=_auth("firm"))
     assert "Verified savings" in en.text

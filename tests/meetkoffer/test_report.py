@@ -88,8 +88,9 @@ def test_campaign_report_tables_and_language(tmp_path: Path) -> None:
     assert "Bevindingen" in rep.html and "basislast" in rep.html
     assert "€" in rep.html
     assert not re.search(r"<script[^>]+src=", rep.html)  # plotly.js inline, nothing fetched
+    assert "compressor draait in het weekend" in rep.html
     en = _campaign("en")
-    assert "Findings" in en.html
+    assert "Findings" in en.html and "compressor runs at weekends" in en.html
     paths = rep.write(tmp_path, stem="campaign")
     for name in (
         "channels",

@@ -19,6 +19,7 @@ from energy.api.deps import SessionDep, not_found, require_roles
 from energy.i18n import template_env
 from energy.models import Role, User
 from meetkoffer.models import Campaign
+from meetkoffer.report import finding_title
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -124,6 +125,7 @@ def list_campaigns(user: CampaignReader, session: SessionDep) -> list[CampaignOu
 def dashboard(user: CampaignReader, session: SessionDep, locale: Locale = "nl") -> HTMLResponse:
     """The firm's dashboard: its campaigns, their ranked findings and verified savings."""
     env = template_env("meetkoffer", locale)
+    env.globals["finding_title"] = lambda f: finding_title(f, locale)
     html = env.get_template("meetkoffer_dashboard.html").render(
         campaigns=_visible(session, user), user=user
     )
