@@ -94,19 +94,24 @@ def series(draw: st.DrawFn, dense: bool = False) -> tuple[np.ndarray, np.ndarray
 
 class TestPowerKernelVsReference:
     @HYP
-    @given(data=series(), use_q=st.booleans(), bucket_s=st.sampled_from([1, 10, 60]))
-    def test_irregular(self, data, use_q, bucket_s):
+    @given(
+        data=series(),
+        use_q=st.booleans(),
+        bucket_s=st.sampled_from([1, 10, 60]),
+        origin=st.sampled_from([0, 3 * S, S // 2]),
+    )
+    def test_irregular(self, data, use_q, bucket_s, origin):
         ts, p, q = data
         quality = q if use_q else None
-        res = power_to_buckets(ts, p, bucket_s * S, 0, 25 * S, quality, n_threads=1)
+        res = power_to_buckets(ts, p, bucket_s * S, origin, 25 * S, quality, n_threads=1)
         if len(ts) == 0:
             assert len(res) == 0 and res.gaps_ns.shape == (0, 2)
             return
-        ref = power_to_buckets_ref(ts, p, bucket_s * S, 0, 25 * S, quality)
+        ref = power_to_buckets_ref(ts, p, bucket_s * S, origin, 25 * S, quality)
         assert_matches_ref(res, ref)
         # Chunked over threads, stitched at the seams: bit-identical.
         chunked = power_to_buckets(
-            ts, p, bucket_s * S, 0, 25 * S, quality, n_threads=3, chunk_min=1
+            ts, p, bucket_s * S, origin, 25 * S, quality, n_threads=3, chunk_min=1
         )
         assert_identical(res, chunked)
 
