@@ -97,6 +97,20 @@ class StatementData:
         return self.total.green_delivered_wh / self.total.ev_discharge_wh
 
     @property
+    def received_price_eur_per_kwh(self) -> Decimal | None:
+        """Average price paid for shared energy received [EUR/kWh], excl. tax and VAT."""
+        if self.total.received_wh <= 0:
+            return None
+        return Decimal(self.total.shared_energy_cents * 10) / self.total.received_wh
+
+    @property
+    def delivered_price_eur_per_kwh(self) -> Decimal | None:
+        """Average price received for energy delivered to the community [EUR/kWh]."""
+        if self.total.delivered_wh <= 0:
+            return None
+        return Decimal(self.total.delivered_energy_cents * 10) / self.total.delivered_wh
+
+    @property
     def difference(self) -> DayLine | None:
         """This statement's totals minus those of the statement it corrects."""
         if self.previous_total is None:
