@@ -370,12 +370,25 @@ def channel_summary(
     Returns one row per channel name with ``energy_kwh``, ``mean_kw``, ``base_load_kw``,
     ``base_load_cost_eur_per_year``, ``off_hours_share``, ``peak_kw``, ``peak_at_utc`` and,
     if given, ``coverage`` (mean covered share of its ISPs, 0..1). A channel without off-hours
-    data has NaN base load.
+    data has NaN base load; a channel without any data is listed with NaN figures.
     """
     rows = []
     for name, s in energy_wh.items():
         e = _clean(s, f"channel {name!r}")
-        if e.empty:
+        if e.empty:  # a clamp that delivered nothing is shown, not hidden
+            rows.append(
+                {
+                    "channel": name,
+                    "energy_kwh": 0.0,
+                    **dict.fromkeys(
+                        ("mean_kw", "base_load_kw", "base_load_cost_eur_per_year"), np.nan
+                    ),
+                    "off_hours_share": np.nan,
+                    "peak_kw": np.nan,
+                    "peak_at_utc": "",
+                    **({"coverage": float(coverage.get(name, 0.0))} if coverage else {}),
+                }
+            )
             continue
         try:
             bl = base_load(e, hours, price_eur_per_kwh, percentile)

@@ -114,3 +114,18 @@ def test_operating_hours_validation() -> None:
         an.OperatingHours(weekdays=(7,))
     oh = an.OperatingHours.from_dict({"weekdays": [0, 1], "start": "07:00", "end": "15:30"})
     assert an.OperatingHours.from_dict(oh.to_dict()) == oh
+
+
+def test_channel_summary_shows_empty_channels() -> None:
+    plant = make_plant(days=7)
+    empty = pd.Series([], dtype=float, index=pd.DatetimeIndex([], tz="UTC"))
+    cs = an.channel_summary(
+        {"inc": plant.incomer_wh, "compressor": plant.compressor_wh, "dead clamp": empty},
+        HOURS,
+        0.2,
+        {"inc": 1.0, "compressor": 1.0, "dead clamp": 0.0},
+    )
+    assert list(cs.index) == ["inc", "compressor", "dead clamp"]
+    assert cs.at["inc", "base_load_kw"] == pytest.approx(40.0, abs=3.0)
+    assert cs.at["compressor", "peak_kw"] == pytest.approx(30.0)
+    assert np.isnan(cs.at["dead clamp", "peak_kw"]) and cs.at["dead clamp", "coverage"] == 0.0
