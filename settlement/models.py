@@ -90,6 +90,7 @@ class Transfer(Base):
             "flags IN ('posted', 'pending', 'post_pending', 'void_pending')", name="flags_valid"
         ),
         Index("ix_settlement_transfers_member", "member_ref", "community", "period"),
+        Index("ix_settlement_transfers_community_period", "community", "period"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
