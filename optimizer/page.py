@@ -64,7 +64,7 @@ def flows_figure(steps: pd.DataFrame, tz: str, _: Any) -> Any:
     fig.update_layout(
         yaxis_title="kW",
         hovermode="x unified",
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.2},
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
     )
     return fig
@@ -94,7 +94,7 @@ def soc_figure(steps: pd.DataFrame, tz: str, _: Any, assets: list[str] | None = 
         yaxis_title="SoC %",
         yaxis_range=[0, 100],
         hovermode="x unified",
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.2},
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
     )
     return fig
@@ -119,7 +119,7 @@ def price_figure(series: dict[str, Any], tz: str, _: Any) -> Any:
     fig.update_layout(
         yaxis_title="EUR/kWh",
         hovermode="x unified",
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.2},
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
     )
     return fig
@@ -169,10 +169,14 @@ def render_ev_page(
     _ = translations("optimizer", locale).gettext
     summary = schedule.summary or {}
     tz = summary.get("timezone", "Europe/Amsterdam")
-    car = steps[steps["asset"] == ev_name].sort_values("ts")
-    x = _local(car["ts"], tz)
+    car = steps[steps["asset"] == ev_name].set_index("ts").sort_index()
+    if "series" in summary:  # the whole horizon, so the plot shows gaps while the car is away
+        car = car.reindex(
+            pd.DatetimeIndex(pd.to_datetime(summary["series"]["timestamps"], utc=True))
+        )
+    x = _local(car.index, tz)
     fig = go.Figure()
-    power = car["power_kw"].to_numpy()
+    power = car["power_kw"].fillna(0.0).to_numpy()
     fig.add_trace(go.Bar(x=x, y=np.maximum(power, 0).round(3), name=_("Charging"), yaxis="y"))
     fig.add_trace(
         go.Bar(
@@ -183,13 +187,29 @@ def render_ev_page(
         )
     )
     fig.add_trace(
-        go.Scatter(x=x, y=car["soc_pct"].round(2), name="SoC %", yaxis="y2", mode="lines")
+        go.Scatter(
+            x=x,
+            y=car["soc_pct"].round(2),
+            name="SoC %",
+            yaxis="y2",
+            mode="lines",
+            connectgaps=False,
+        )
     )
     fig.update_layout(
         barmode="relative",
         yaxis={"title": "kW"},
-        yaxis2={"title": "SoC %", "overlaying": "y", "side": "right", "range": [0, 100]},
-        legend={"orientation": "h"},
+        yaxis2={
+            "title": "SoC %",
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 100],
+            "tickmode": "linear",
+            "tick0": 0,
+            "dtick": 20,
+            "showgrid": False,
+        },
+        legend={"orientation": "h", "y": -0.2},
         margin={"l": 50, "r": 50, "t": 10, "b": 40},
     )
     departures = [

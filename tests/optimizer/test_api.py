@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 import pytest
@@ -65,6 +66,10 @@ def test_ev_owner_sees_only_their_car(api) -> None:
     html = r.text
     assert "Charging plan for ev-own" in html and 'id="car-plan"' in html
     assert "Guaranteed at departure" in html and "60 %" in html  # the session's target
+    charged = re.search(r'id="charged">([0-9.,]+) kWh<', html)
+    assert (
+        charged is not None and float(charged.group(1).replace(",", "")) >= 12.0
+    )  # 30 -> 60 % of 40 kWh
     assert "ev-other" not in html and "hall-b" not in html
     assert client.get("/schedules/my-car?car=ev-other", headers=_h("evowner")).status_code == 404
     assert client.get("/schedules/sites/hall-a", headers=_h("evowner")).status_code == 403
