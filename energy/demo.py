@@ -9,8 +9,9 @@
    from the solar position, an evening-heavy building load, EVs that charge on solar by day
    and deliver in the evening, a battery that shifts the PV surplus, and a factory with two
    shifts and a weekend base load) into the Parquet :class:`~energy.samples.SampleStore`;
-3. ``readings`` (:func:`step_readings`): 15-minute interval readings of every power channel,
-   computed by :func:`energy.kernels.power_to_buckets` from the stored samples;
+3. ``readings`` (:func:`step_readings`): 15-minute interval readings of every power and
+   counter channel, computed from the stored samples by :func:`energy.pipeline.update_intervals`
+   (the Numba kernels);
 4. then the steps of the domain packages (gateway, optimizer, settlement, Meetkoffer), which
    the composition root (:mod:`energy.cli_core`) appends: each is a function
    ``demo_step(ctx: DemoContext) -> None`` in ``<package>/demo.py``. This module imports none
@@ -392,23 +393,22 @@ def step_samples(ctx: DemoContext) -> None:
 
 
 def step_readings(ctx: DemoContext) -> None:
-    """15-minute interval readings of every power channel from the stored samples."""
-    from energy.kernels import power_to_buckets
-    from energy.readings import upsert_readings
-    from energy.timegrid import ISP_NS
+    """15-minute interval readings of every power and energy-counter channel.
 
-    start_ns = pd.Timestamp(ctx.start).as_unit("ns").value
-    end_ns = pd.Timestamp(ctx.end).as_unit("ns").value
-    with ctx.sessions() as session, session.begin():
-        power = session.scalars(select(Channel).where(Channel.quantity == Quantity.POWER))
-        for ch in power:
-            s = ctx.store.read(ch.id, start_ns, end_ns)
-            if not len(s):
-                continue
-            res = power_to_buckets(s.ts, s.value, ISP_NS, quality=s.quality)
-            frame = res.to_frame()
-            frame = frame[frame.index < ctx.end]
-            upsert_readings(session, ch.id, frame)
+    Computed from the stored samples by :func:`energy.pipeline.update_intervals` (the
+    Numba kernels of :mod:`energy.kernels`), incrementally, as in operation.
+    """
+    from energy.pipeline import update_intervals
+
+    kinds = {
+        Quantity.POWER: "power",
+        Quantity.ENERGY_IMPORT: "counter",
+        Quantity.ENERGY_EXPORT: "counter",
+    }
+    with ctx.sessions() as session:
+        channels = session.scalars(select(Channel).where(Channel.quantity.in_(list(kinds))))
+        for ch_id, quantity in [(c.id, c.quantity) for c in channels]:
+            update_intervals(ctx.store, session, ch_id, kind=kinds[quantity])
 
 
 CORE_STEPS: tuple[tuple[str, DemoStep], ...] = (

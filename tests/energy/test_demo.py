@@ -92,6 +92,16 @@ def test_demo_database_has_sites_users_and_a_week(demo_dir: Path) -> None:
         ]
         grid = _frame(session, f"{DEMO_SITE}/grid/power")
         np.testing.assert_allclose(sum(parts).to_numpy(), grid.to_numpy(), atol=1e-6)
+        energy = {
+            q: read_readings(
+                session,
+                session.scalar(select(Channel.id).where(Channel.key == f"{DEMO_SITE}/grid/{q}")),
+            )["energy_wh"].sum()
+            for q in ("energy_import", "energy_export", "power")
+        }
+        net_wh = energy["energy_import"] - energy["energy_export"]  # from the counters
+        assert energy["energy_import"] > 0 and energy["energy_export"] >= 0
+        assert net_wh == pytest.approx(energy["power"], rel=0.01)  # agrees with the power
         incomer = _frame(session, f"{DEMO_FACTORY}/main-incomer/power")
         weekday = incomer.index.day_of_week < 5
         shift = weekday & (incomer.index.hour >= 8) & (incomer.index.hour < 20)
