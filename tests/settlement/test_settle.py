@@ -159,7 +159,6 @@ print("DONE", flush=True)
 """
 
 
-@pytest.mark.slow
 def test_sigkill_mid_posting_leaves_no_partial_run(db_url, sessions):
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_SCRIPT, db_url],
