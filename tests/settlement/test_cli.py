@@ -153,3 +153,28 @@ def test_noaber_ledger_verify_names_the_broken_transfer(tmp_path, settings_env):
     )
     assert proc.returncode == 1
     assert "transfer 12" in proc.stderr and "hash" in proc.stderr
+
+
+def test_provisional_run_then_post_via_cli(cli, tmp_path, settings_env):
+    community, meters = _write_inputs(tmp_path)
+    res = cli(
+        "settle",
+        "run",
+        "--community",
+        community,
+        "--period",
+        "2026-10",
+        "--meters",
+        meters,
+        "--provisional",
+    )
+    assert res.exit_code == 0 and "pending" in res.output, res.output
+    run_id = res.output.split()[1]
+    res = cli("settle", "post", run_id)
+    assert res.exit_code == 0 and "posted" in res.output and "NB-2026-000001" in res.output, (
+        res.output
+    )
+    res = cli("settle", "void", run_id)
+    assert res.exit_code != 0 and "not pending" in str(res.exception)
+    res = cli("ledger", "reconcile", "--community", "dorp-test", "--period", "2026-10")
+    assert res.exit_code == 0, res.output
