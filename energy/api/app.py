@@ -73,15 +73,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="Noaber",
         version=__version__,
         description="Energy monitoring, scheduling and V2G settlement for Drenthe.",
+        docs_url=None,  # served by routers/docs.py with local assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     _install_error_handlers(app)
 
-    from energy.api.routers import assets, auth, channels, pages, readings, sites, users
+    from energy.api.routers import assets, auth, channels, docs, pages, readings, sites, users
 
-    for core in (auth, sites, assets, channels, readings, users, pages):
+    for core in (auth, sites, assets, channels, readings, users, pages, docs):
         app.include_router(core.router)
 
     # --- domain routers ---

@@ -99,6 +99,8 @@ class Case:
         ``(world, role) -> dict`` JSON body, or form data with ``form=True``.
     public : bool
         No authentication: every caller, including none, gets ``ok``.
+    public_params : dict
+        Path params of a public route.
     ok : int
         The expected success status.
     """
@@ -110,6 +112,7 @@ class Case:
     body: Callable[[World, str | None], dict[str, Any]] | None = None
     form: bool = False
     public: bool = False
+    public_params: dict[str, Any] = field(default_factory=dict)
     ok: int = 200
 
 

@@ -228,4 +228,11 @@ def test_openapi_lists_the_resources(api) -> None:
         "/users",
     ):
         assert path in spec["paths"], path
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/static/swagger/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # Swagger UI from the installed package
+    js = client.get("/static/swagger/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/static/swagger/index.html").status_code == 404  # only listed files
+    assert client.get("/static/swagger/..%2F..%2F__init__.py").status_code == 404

@@ -136,3 +136,30 @@ def test_member_is_refused_the_dashboard(demo_server: str) -> None:
             assert [a["name"] for a in assets] == ["ev-anna"]
         finally:
             browser.close()
+
+
+def test_api_docs_render_offline(demo_server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page()
+
+            def guard(route) -> None:
+                if urlparse(route.request.url).hostname != "127.0.0.1":
+                    outside.append(route.request.url)
+                    route.abort()
+                else:
+                    route.continue_()
+
+            page.route("**/*", guard)
+            page.set_default_timeout(30_000)
+            page.goto(f"{demo_server}/docs")
+            page.wait_for_selector(".swagger-ui .opblock-tag")
+            tags = page.locator(".swagger-ui .opblock-tag").all_inner_texts()
+            assert any("sites" in t for t in tags), tags
+        finally:
+            browser.close()
+    assert not outside, f"the docs tried to reach the internet: {outside}"
