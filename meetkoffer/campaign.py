@@ -53,6 +53,7 @@ from meetkoffer.models import (
 )
 
 MAX_GAP_NS = 2 * 3600 * 1_000_000_000
+UNITS_OF = {"power": "power (W, kW, MW)", "energy": "an energy counter (Wh, kWh, MWh)"}
 
 
 def _slug(name: str) -> str:
@@ -294,7 +295,10 @@ def import_samples(
         want = "power" if eq.channel.quantity == Quantity.POWER else "energy"
         if data.kind != want:
             errors.append(
-                (int(data.lines[0]), f"channel {ch!r} is a {want} channel, got {data.kind} units")
+                (
+                    int(data.lines[0]),
+                    f"channel {ch!r} takes {UNITS_OF[want]}, got {data.kind} units",
+                )
             )
         outside = (data.ts_ns < start_ns) | (data.ts_ns >= end_ns)
         if outside.any():

@@ -54,7 +54,9 @@ def test_bad_file_changes_nothing(sessions, tmp_path: Path) -> None:
         c = cp.get_campaign(s, c.name)
         with pytest.raises(ValidationError) as exc:
             cp.import_samples(s, store, c, Path("k.csv"), text=text)
-    assert "line 3: channel 'lighting' is a energy channel" in str(exc.value)
+    assert "line 3: channel 'lighting' takes an energy counter (Wh, kWh, MWh), got power" in str(
+        exc.value
+    )
     assert "line 4: timestamp outside the campaign period" in str(exc.value)
     assert store.channels() == []
     good = "timestamp,channel,value,unit\n2026-03-02T08:00:00+01:00,compressor 1,30,kW\n"
