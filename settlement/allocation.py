@@ -102,7 +102,7 @@ def _order_keys(members: Sequence[str]) -> np.ndarray:
 def largest_remainder(
     values: np.ndarray, total: np.ndarray | None = None, tiebreak: np.ndarray | None = None
 ) -> np.ndarray:
-    """Round non-negative reals to integers that sum exactly to ``total``, row by row.
+    """Round reals to integers that sum exactly to ``total``, row by row.
 
     Hamilton's largest-remainder method: every part gets the floor of its value and the
     ``total - sum(floor)`` units left go, one each, to the parts with the largest fractional
@@ -111,7 +111,8 @@ def largest_remainder(
     Parameters
     ----------
     values : numpy.ndarray
-        Real parts, shape ``(T, N)`` or ``(N,)``; each ``>= 0``.
+        Real parts, shape ``(T, N)`` or ``(N,)`` (negative parts round the same way: floor
+        plus one unit for the largest remainders).
     total : numpy.ndarray, optional
         Integer whole per row; default ``round(sum(values))``. Must lie between the sum of the
         floors and the sum of the ceilings of the row.
@@ -127,9 +128,8 @@ def largest_remainder(
     one_d = vals.ndim == 1
     if one_d:
         vals = vals[None, :]
-    if (vals < -_SNAP).any():
-        raise ValueError("largest_remainder needs non-negative values")
-    vals = np.maximum(vals, 0.0)
+    if not np.isfinite(vals).all():
+        raise ValueError("largest_remainder needs finite values")
     near = np.rint(vals)
     vals = np.where(np.abs(vals - near) < _SNAP, near, vals)
     floors = np.floor(vals)

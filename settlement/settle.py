@@ -236,7 +236,8 @@ def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.
     }
 
 
-def _accounts(code: str, ledger_name: str, community: str, ref: str) -> tuple[str, str]:
+def code_accounts(code: str, ledger_name: str, community: str, ref: str) -> tuple[str, str]:
+    """(debit, credit) of a transfer of ``code`` in its positive direction."""
     m, pool = ledger.member_account(ref), ledger.pool_account(community)
     if code == "shared":
         return (pool, m) if ledger_name == "wh" else (m, pool)
@@ -254,7 +255,11 @@ def _accounts(code: str, ledger_name: str, community: str, ref: str) -> tuple[st
 def desired_transfers(
     plan: EnergyPlan, money: dict[str, np.ndarray]
 ) -> dict[tuple[str, str, dt.date, str], int]:
-    """What should count for the period: ``(ledger, code, day, member_ref) -> amount`` (> 0)."""
+    """What should count for the period: ``(ledger, code, day, member_ref) -> signed amount``.
+
+    A positive amount flows in the code's direction (see the module docstring), a negative
+    one the other way (e.g. shared energy at a negative day-ahead price).
+    """
     out: dict[tuple[str, str, dt.date, str], int] = {}
     refs = plan.community.refs
     arrays: list[tuple[str, str, np.ndarray]] = [
@@ -264,10 +269,9 @@ def desired_transfers(
     for ledger_name, code, arr in arrays:
         ks, js = np.nonzero(arr)
         for k, j in zip(ks.tolist(), js.tolist()):
-            amount = int(arr[k, j])
-            if amount < 0:
-                raise NoaberError(f"negative {ledger_name}/{code} for {refs[j]} on {plan.days[k]}")
-            out[(ledger_name, code, plan.days[k], refs[j])] = amount
+            if ledger_name == "wh" and arr[k, j] < 0:
+                raise NoaberError(f"negative energy {code} for {refs[j]} on {plan.days[k]}")
+            out[(ledger_name, code, plan.days[k], refs[j])] = int(arr[k, j])
     return out
 
 
@@ -466,8 +470,14 @@ def post_run(
             rows: list[dict[str, Any]] = []
             changed: set[str] = set()
             current = {(t.ledger, t.code, t.day, str(t.member_ref)): t for t in effective}
+            signed = {
+                key: t.amount
+                if t.debit_account == code_accounts(key[1], key[0], community, key[3])[0]
+                else -t.amount
+                for key, t in current.items()
+            }
             for key, t in current.items():
-                if desired.get(key) != t.amount:
+                if desired.get(key) != signed[key]:
                     rows.append(
                         _row(
                             run.id,
@@ -484,10 +494,11 @@ def post_run(
             n_rev = len(rows)
             flags = "pending" if provisional else "posted"
             for key, amount in desired.items():
-                old = current.get(key)
-                if old is not None and old.amount == amount:
+                if signed.get(key) == amount:
                     continue
-                accounts = _accounts(key[1], key[0], community, key[3])
+                accounts = code_accounts(key[1], key[0], community, key[3])
+                if amount < 0:
+                    accounts, amount = (accounts[1], accounts[0]), -amount
                 idem = f"{community}|{plan.period}|{key[0]}|{key[1]}|{key[2].isoformat()}|{key[3]}|{plan.data_version}"
                 rows.append(_row(run.id, plan, key, amount, accounts, idem, flags))
                 changed.add(key[3])

@@ -134,9 +134,11 @@ _WH_FIELD = {"shared": "received_wh", "supplied": "delivered_wh"}
 
 def _lines(session: Session, st: Statement) -> tuple[list[DayLine], DayLine]:
     """Day lines of a statement from the ledger (transfers up to ``max_seq``)."""
+    from settlement.settle import code_accounts
+
     rows = session.execute(
         select(
-            Transfer.ledger, Transfer.code, Transfer.day, Transfer.amount, Transfer.reverses_id
+            Transfer.ledger, Transfer.code, Transfer.day, Transfer.amount, Transfer.debit_account
         ).where(
             Transfer.member_ref == st.member_ref,
             Transfer.community == st.community,
@@ -146,10 +148,17 @@ def _lines(session: Session, st: Statement) -> tuple[list[DayLine], DayLine]:
         )
     ).all()
     by_day: dict[dt.date, DayLine] = {}
-    for led, code, day, amount, rev in rows:
+    debit_of = {
+        (led, code): code_accounts(code, led, st.community, st.member_ref)[0]
+        for led, codes in (("wh", _WH_FIELD), ("cents", _MONEY_FIELD))
+        for code in codes
+    }
+    for led, code, day, amount, debit in rows:
         line = by_day.setdefault(day, DayLine(day))
         name = (_WH_FIELD if led == "wh" else _MONEY_FIELD)[code]
-        setattr(line, name, getattr(line, name) + (-amount if rev is not None else amount))
+        # a reversal, or an amount that flowed against the code's direction, counts negative
+        sign = 1 if debit == debit_of[(led, code)] else -1
+        setattr(line, name, getattr(line, name) + sign * amount)
     for md in session.scalars(
         select(MemberDay).where(
             MemberDay.run_id == st.run_id, MemberDay.member_ref == st.member_ref

@@ -185,3 +185,64 @@ def test_day_ahead_csv(tmp_path):
     bad.write_text("timestamp,price_eur_per_kwh\n2026-10-01T00:00:00,0.1\n")
     with pytest.raises(ValidationError, match="line 2"):
         read_day_ahead_csv(bad, isps)
+
+
+def test_negative_prices_flow_the_other_way(sessions):
+    """Indexed price with a negative floor: on sunny hours the receiver is paid for shared
+    energy; statements still equal the ledger and a correction still reconciles."""
+    from sqlalchemy import select
+
+    from settlement.audit import reconcile
+    from settlement.ledger import verify
+    from settlement.models import Transfer
+    from settlement.settle import period_isps, plan_energy
+    from settlement.statements import find_statement, statement_data
+
+    tariff = parse_tariff(
+        {
+            "name": "indexed",
+            "versions": [
+                {
+                    "valid_from": "2026-01-01",
+                    "valid_to": "2027-01-01",
+                    "shared_price": {
+                        "type": "indexed",
+                        "multiplier": "1",
+                        "markup_eur_per_kwh": "0.01",
+                        "floor_eur_per_kwh": "-0.20",
+                        "cap_eur_per_kwh": "0.50",
+                    },
+                    "energy_tax_bands": [{"up_to_kwh": None, "eur_per_kwh": "0.09160"}],
+                    "vat_pct": "21",
+                }
+            ],
+        }
+    )
+    isps = period_isps("2026-10")
+    hour = np.asarray(isps.tz_convert("Europe/Amsterdam").hour)
+    day_ahead = np.where((hour >= 7) & (hour < 19), -0.12, 0.09)  # negative while the sun shines
+    c = community()
+    post_run(sessions, plan_energy(c, "2026-10", meter_data(), tariff, day_ahead))
+    d = meter_data()
+    off = d.offtake_wh.copy()
+    off[1000:1010, 1] += 500
+    post_run(
+        sessions,
+        plan_energy(
+            c, "2026-10", type(d)(d.isps, d.members, off, d.injection_wh), tariff, day_ahead
+        ),
+    )
+    with sessions() as s:
+        assert verify(s).ok
+        assert reconcile(s, "dorp-test", "2026-10").ok
+        st = statement_data(s, find_statement(s, "m-dh01", "2026-10").id)
+        daily = [line.shared_energy_cents for line in st.days]
+        assert min(daily) < 0
+        reverse = s.scalars(
+            select(Transfer).where(
+                Transfer.ledger == "cents",
+                Transfer.code == "shared",
+                Transfer.credit_account == "member:m-dh01",
+            )
+        ).first()
+        assert reverse is not None  # a receiver paid for taking energy at a negative price
