@@ -422,6 +422,28 @@ def _horizon(doc: _Doc) -> tuple[pd.DatetimeIndex, int]:
     return index, int(step)
 
 
+def _apply_limit_windows(doc: _Doc, series: pd.DataFrame) -> None:
+    """Lower the grid limits in the windows of ``grid_limit_windows`` (congestion contracts).
+
+    Each window ``{start, end, import_limit_kw?, export_limit_kw?}`` (half-open, with offsets)
+    caps the limits of the steps that start inside it; the tighter limit wins.
+    """
+    for w in doc.items("grid_limit_windows"):
+        start, end = w.time("start"), w.time("end")
+        if end <= start:
+            raise w.err("end", f"must be after start {start.isoformat()}, got {end.isoformat()}")
+        if not (w.has("import_limit_kw") or w.has("export_limit_kw")):
+            raise w.err("import_limit_kw", "give import_limit_kw and/or export_limit_kw")
+        inside = (series.index >= start) & (series.index < end)
+        for key, col in (
+            ("import_limit_kw", "grid_import_limit_kw"),
+            ("export_limit_kw", "grid_export_limit_kw"),
+        ):
+            if w.has(key):
+                limit = w.num(key, ge=0)
+                series.loc[inside, col] = np.minimum(series.loc[inside, col].to_numpy(float), limit)
+
+
 def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") -> Scenario:
     """Validate a scenario document (the parsed YAML) and read its series.
 
@@ -451,6 +473,7 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
         series["grid_import_limit_kw"] = site.grid_import_limit_kw
     if "grid_export_limit_kw" not in series:
         series["grid_export_limit_kw"] = site.grid_export_limit_kw
+    _apply_limit_windows(doc, series)
     battery = _battery(doc.sub("battery")) if doc.has("battery") else None
     evs = tuple(_ev(e) for e in doc.items("evs"))
     names = [e.name for e in evs] + ([battery.name] if battery else [])

@@ -25,7 +25,10 @@ def test_example_scenario_loads() -> None:
     assert sc.battery is not None and sc.battery.soc_final_min_effective_pct == 40
     assert [e.name for e in sc.evs] == ["car-1", "car-2", "car-3", "car-4"]
     assert sc.evs[2].v2g is False
-    assert (sc.series["grid_import_limit_kw"] == 25).all()
+    limit = sc.series["grid_import_limit_kw"]
+    window = sc.series.index.tz_convert("Europe/Amsterdam")
+    evening2 = (window.day == 16) & (window.hour >= 17) & (window.hour < 21)
+    assert (limit[evening2] == 15).all() and (limit[~evening2] == 25).all()
 
 
 def test_hand_written_scenario_reads_prices() -> None:
@@ -94,3 +97,26 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("site: [unclosed\n")
     with pytest.raises(ValidationError, match="malformed YAML"):
         load_scenario(bad)
+
+
+def test_grid_limit_windows_cap_the_limits() -> None:
+    doc = _doc()
+    doc["grid_limit_windows"] = [
+        {
+            "start": "2026-03-02T02:00:00+01:00",
+            "end": "2026-03-02T04:00:00+01:00",
+            "import_limit_kw": 2,
+        },
+        {
+            "start": "2026-03-02T03:00:00+01:00",
+            "end": "2026-03-02T05:00:00+01:00",
+            "import_limit_kw": 4,
+            "export_limit_kw": 0,
+        },
+    ]
+    sc = scenario_from_dict(doc, DATA, "price_step.yaml")
+    assert sc.series["grid_import_limit_kw"].tolist() == [10, 10, 2, 2, 4, 10, 10, 10]
+    assert sc.series["grid_export_limit_kw"].tolist() == [10, 10, 10, 0, 0, 10, 10, 10]
+    doc["grid_limit_windows"][0]["end"] = "2026-03-02T01:00:00+01:00"
+    with pytest.raises(ValidationError, match=r"grid_limit_windows\[0\]\.end: must be after start"):
+        scenario_from_dict(doc, DATA, "price_step.yaml")
