@@ -27,6 +27,25 @@ DOMAIN_DEMO_STEPS = (
 )
 
 
+def load_settings():
+    """The process settings; an invalid environment is one line naming the variable."""
+    import pydantic
+
+    from energy.errors import NoaberError
+    from energy.settings import get_settings
+
+    try:
+        return get_settings()
+    except pydantic.ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}".removeprefix(
+                "settings: "
+            ).replace("Value error, ", "")
+            for e in exc.errors()
+        )
+        raise NoaberError(f"invalid NOABER_* settings: {msgs}") from None
+
+
 def domain_demo_steps() -> list[tuple[str, object]]:
     """``(name, demo_step)`` of every domain package that ships a ``demo.py``."""
     steps: list[tuple[str, object]] = []
@@ -56,9 +75,8 @@ def serve(
     """Migrate the database and serve the API and pages (uvicorn)."""
     from energy.api import create_app
     from energy.db import make_engine, upgrade
-    from energy.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     h, p = host or settings.api_host, settings.api_port if port is None else port
@@ -81,9 +99,8 @@ def demo(
 ) -> None:
     """Build the demo (dorpshuis + factory, a week of data) and serve its dashboard."""
     from energy.demo import DEMO_SITE, build_demo, check_dir, demo_settings, logins_table
-    from energy.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
     target = (data_dir or settings.data_dir / "demo").resolve()
     demo_settings(target, settings)  # refuses outside local mode
     check_dir(target)  # refuses a directory the demo did not make
@@ -124,12 +141,11 @@ def site_import(
 ) -> None:
     """Validate a site description and import it (idempotent; a bad file changes nothing)."""
     from energy.db import make_engine, session_factory, upgrade
-    from energy.settings import get_settings
     from energy.siteconfig import import_site_file
 
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such file")
-    settings = get_settings()
+    settings = load_settings()
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     res = import_site_file(file, session_factory(engine))
@@ -163,10 +179,9 @@ def user_add(
 ) -> None:
     """Create a user (password stored as an Argon2id hash only)."""
     from energy.db import make_engine, session_factory, transaction, upgrade
-    from energy.settings import get_settings
     from energy.users import create_user
 
-    settings = get_settings()
+    settings = load_settings()
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     with transaction(session_factory(engine)) as session:

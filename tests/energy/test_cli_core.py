@@ -140,3 +140,19 @@ def test_serve_answers_on_a_free_port(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("args", [("serve",), ("demo", "--no-serve"), ("user", "add", "x-user")])
+def test_production_without_secret_is_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    extra = ("--role", "operator") if args[0] == "user" else ()
+    out = _noaber(
+        tmp_path,
+        *args,
+        *extra,
+        NOABER_MODE="production",
+        NOABER_NEW_USER_PASSWORD="long-enough-pw",
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NOABER_SECRET_KEY must be set" in lines[0], lines
+    assert not (tmp_path / "data").exists()  # nothing created
