@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from energy.db import make_engine, session_factory, upgrade
 from settlement.community import CommunitySpec, MeterData, parse_community
 from settlement.pricing import load_tariff
 from settlement.settle import EnergyPlan, period_isps, plan_energy
@@ -68,3 +70,13 @@ def meter_data(period: str = "2026-10", seed: int = 1, days: int | None = None) 
 
 def make_plan(period: str = "2026-10", data: MeterData | None = None) -> EnergyPlan:
     return plan_energy(community(), period, data or meter_data(period), load_tariff())
+
+
+@pytest.fixture
+def sqlite_sessions(tmp_path):
+    """A session factory on a fresh migrated SQLite file, for tests whose subject is not the
+    database backend (rendering, pricing); the ledger tests run on both backends."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'settlement.db'}")
+    upgrade(eng)
+    yield session_factory(eng)
+    eng.dispose()

@@ -112,12 +112,12 @@ def test_meter_data_from_the_store(sessions):
     assert not data.offtake_wh[4:].any() and not data.injection_wh[4:].any()
 
 
-def test_erasing_a_members_personal_data_keeps_the_ledger(sessions):
-    post_run(sessions, make_plan())
-    with sessions() as s, s.begin():
+def test_erasing_a_members_personal_data_keeps_the_ledger(sqlite_sessions):
+    post_run(sqlite_sessions, make_plan())
+    with sqlite_sessions() as s, s.begin():
         m = s.scalars(select(Member).where(Member.ref == "m-ev01")).one()
         s.delete(s.get(MemberPersonal, m.id))
-    with sessions() as s:
+    with sqlite_sessions() as s:
         assert ledger.verify(s).ok
         html = render_html(s, find_statement(s, "m-ev01", "2026-10").id)
     assert "m-ev01" in html and "ev-jansen" not in html

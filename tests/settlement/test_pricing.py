@@ -123,7 +123,7 @@ def test_bad_tariff_is_named():
         )
 
 
-def test_correction_is_priced_at_the_tariff_of_the_interval(sessions, tmp_path):
+def test_correction_is_priced_at_the_tariff_of_the_interval(sqlite_sessions, tmp_path):
     """October is corrected after the November price rise: October stays at October's price."""
     from settlement.ledger import effective_transfers
     from settlement.settle import plan_energy
@@ -147,14 +147,14 @@ def test_correction_is_priced_at_the_tariff_of_the_interval(sessions, tmp_path):
         }
     )
     c = community()
-    post_run(sessions, plan_energy(c, "2026-10", meter_data(), tariff))
-    post_run(sessions, plan_energy(c, "2026-11", meter_data("2026-11"), tariff))
+    post_run(sqlite_sessions, plan_energy(c, "2026-10", meter_data(), tariff))
+    post_run(sqlite_sessions, plan_energy(c, "2026-11", meter_data("2026-11"), tariff))
     d = meter_data()
     off = d.offtake_wh.copy()
     off[:, 1] += 50  # the DSO corrects the dorpshuis' October offtake
     plan = plan_energy(c, "2026-10", type(d)(d.isps, d.members, off, d.injection_wh), tariff)
-    post_run(sessions, plan)
-    with sessions() as s:
+    post_run(sqlite_sessions, plan)
+    with sqlite_sessions() as s:
         eff = effective_transfers(s, "dorp-test", "2026-10")
     wh = {(t.day, t.member_ref): t.amount for t in eff if t.ledger == "wh" and t.code == "shared"}
     cents = {
@@ -187,7 +187,7 @@ def test_day_ahead_csv(tmp_path):
         read_day_ahead_csv(bad, isps)
 
 
-def test_negative_prices_flow_the_other_way(sessions):
+def test_negative_prices_flow_the_other_way(sqlite_sessions):
     """Indexed price with a negative floor: on sunny hours the receiver is paid for shared
     energy; statements still equal the ledger and a correction still reconciles."""
     from sqlalchemy import select
@@ -222,17 +222,17 @@ def test_negative_prices_flow_the_other_way(sessions):
     hour = np.asarray(isps.tz_convert("Europe/Amsterdam").hour)
     day_ahead = np.where((hour >= 7) & (hour < 19), -0.12, 0.09)  # negative while the sun shines
     c = community()
-    post_run(sessions, plan_energy(c, "2026-10", meter_data(), tariff, day_ahead))
+    post_run(sqlite_sessions, plan_energy(c, "2026-10", meter_data(), tariff, day_ahead))
     d = meter_data()
     off = d.offtake_wh.copy()
     off[1000:1010, 1] += 500
     post_run(
-        sessions,
+        sqlite_sessions,
         plan_energy(
             c, "2026-10", type(d)(d.isps, d.members, off, d.injection_wh), tariff, day_ahead
         ),
     )
-    with sessions() as s:
+    with sqlite_sessions() as s:
         assert verify(s).ok
         assert reconcile(s, "dorp-test", "2026-10").ok
         st = statement_data(s, find_statement(s, "m-dh01", "2026-10").id)

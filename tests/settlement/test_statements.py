@@ -67,13 +67,13 @@ def test_property_statements_reconcile_with_the_ledger(tmp_path_factory, seed, s
     eng.dispose()
 
 
-def test_correction_statement_references_the_original(sessions):
-    post_run(sessions, make_plan())
+def test_correction_statement_references_the_original(sqlite_sessions):
+    post_run(sqlite_sessions, make_plan())
     d = meter_data()
     inj = d.injection_wh.copy()
     inj[1200, 2] += 400  # one ISP of the EV's discharge corrected
-    post_run(sessions, make_plan(data=MeterData(d.isps, d.members, d.offtake_wh, inj)))
-    with sessions() as s:
+    post_run(sqlite_sessions, make_plan(data=MeterData(d.isps, d.members, d.offtake_wh, inj)))
+    with sqlite_sessions() as s:
         st = find_statement(s, "m-ev01", "2026-10")
         assert st.kind == "correction"
         data = statement_data(s, st.id)
@@ -84,9 +84,9 @@ def test_correction_statement_references_the_original(sessions):
         assert reconcile(s, "dorp-test", "2026-10").ok
 
 
-def test_html_in_dutch_and_english_with_the_members_name(sessions):
-    post_run(sessions, make_plan())
-    with sessions() as s:
+def test_html_in_dutch_and_english_with_the_members_name(sqlite_sessions):
+    post_run(sqlite_sessions, make_plan())
+    with sqlite_sessions() as s:
         st = find_statement(s, "m-ev01", "2026-10")
         nl = render_html(s, st.id)
         en = render_html(s, st.id, "en")
@@ -95,9 +95,9 @@ def test_html_in_dutch_and_english_with_the_members_name(sessions):
     assert "€" in nl and "kWh" in nl
 
 
-def test_csv_has_a_row_per_day_and_a_total(sessions):
-    post_run(sessions, make_plan())
-    with sessions() as s:
+def test_csv_has_a_row_per_day_and_a_total(sqlite_sessions):
+    post_run(sqlite_sessions, make_plan())
+    with sqlite_sessions() as s:
         st = find_statement(s, "m-dh01", "2026-10")
         text = render_csv(s, st.id)
         data = statement_data(s, st.id)
@@ -112,12 +112,12 @@ def test_csv_has_a_row_per_day_and_a_total(sessions):
     assert np.sum([int(r["received_wh"]) for r in rows[:-1]]) == data.total.received_wh
 
 
-def test_pdf_by_headless_chromium(tmp_path, sessions):
+def test_pdf_by_headless_chromium(tmp_path, sqlite_sessions):
     from energy.pdf import chromium_available
 
     need(chromium_available(), "Chromium (/usr/bin/chromium) and playwright are needed for PDF")
-    post_run(sessions, make_plan())
-    with sessions() as s:
+    post_run(sqlite_sessions, make_plan())
+    with sqlite_sessions() as s:
         st = find_statement(s, "m-ev01", "2026-10")
         out = render_pdf(s, st.id, tmp_path / "st.pdf")
     data = out.read_bytes()
