@@ -761,6 +761,7 @@ class Planner:
         au.update_objective = False
         au.update_parameters = True
         self.solver.set_instance(self.model)
+        self._fresh = True  # the solver holds exactly the model's data: no parameter pass needed
         self.build_s = time.perf_counter() - t0
 
     def update(self, params: ModelParams, frozen_steps: int = 0) -> None:
@@ -852,7 +853,12 @@ class Planner:
         p = self.params
         t0 = time.perf_counter()
         flows = None
+        # re-plans (after update() or a direct change of mutable parameters) push the data once;
+        # the first solve after set_instance need not (saves a pass over every helper)
+        push_data = not self._fresh
+        self._fresh = False
         for _round in range(4):
+            self.solver.config.auto_updates.update_parameters = push_data and _round == 0
             res = self.solver.solve(
                 self.model,
                 rel_gap=self.options.mip_gap,
