@@ -144,15 +144,29 @@ def run(
     ] = True,
     spool: Annotated[Path | None, typer.Option(help="Spool file (SQLite)")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Show a live table")] = True,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST[:PORT]",
+            help="Publish sample batches to this MQTT broker (edge gateway) instead of the store",
+        ),
+    ] = None,
 ) -> None:
     """Poll every device of SITE, with a live table of devices, last values and quality."""
     from modbus_gateway.config import load_config
     from modbus_gateway.service import GatewayService
-    from modbus_gateway.spool import MemorySink
+    from modbus_gateway.spool import MemorySink, SampleSink
 
     cfg = load_config(site)
     channels = [c for d in cfg.devices for c in cfg.channel_map(d).values()]
-    if store:
+    sink: SampleSink
+    if mqtt is not None:
+        from energy.settings import get_settings
+        from modbus_gateway.mqtt import MqttSampleSink
+
+        host, port = _host_port(mqtt, 1883)
+        sink, data_dir = MqttSampleSink(host, port, site.stem), get_settings().data_dir
+    elif store:
         sink, data_dir = _store_sink(cfg, channels)
     else:
         sink, data_dir = MemorySink(), Path(".")

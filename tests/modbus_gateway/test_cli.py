@@ -133,14 +133,16 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
                     if s.connect_ex(("127.0.0.1", d["port"])) == 0:
                         break
                 time.sleep(0.1)
-        res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "2.5", "--no-live"])
+            else:
+                raise AssertionError(f"simulator not listening on {d['port']}")
+        res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "3.5", "--no-live"])
         assert res.exit_code == 0, res.output
     finally:
         proc.terminate()
         proc.wait(10)
     store = SampleStore(settings_env.samples_dir)
     power = store.read(ids["dorpshuis-noaberhof/grid/power"])
-    assert len(power) >= 2 and set(power.quality.tolist()) == {0}
+    assert len(power) >= 2 and set(power.quality.tolist()) == {0}, (power, res.output)
     energy = store.read(ids["dorpshuis-noaberhof/grid/energy_import"])
     assert energy.value[0] > 1_000_000  # the kWh register arrives in Wh
     assert (settings_env.data_dir / "gateway-spool.sqlite").exists()

@@ -1,0 +1,227 @@
+"""Sample batches over MQTT with a real Mosquitto on 127.0.0.1: broker restarts and store
+outages lose nothing and store nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from energy.samples import SampleStore
+from modbus_gateway.mqtt import MqttSampleConsumer, MqttSampleSink, decode_batch, encode_batch
+from modbus_gateway.service import GatewayService
+from modbus_gateway.spool import MemorySink, Sample, SampleStoreSink
+from tests.conftest import need_executable
+from tests.modbus_gateway.conftest import config_for
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A Mosquitto process on a free 127.0.0.1 port, with persistence, that can be restarted."""
+
+    def __init__(self, exe: str, workdir: Path):
+        self.exe = exe
+        self.port = _free_port()
+        self.conf = workdir / "mosquitto.conf"
+        (workdir / "db").mkdir()
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir / 'db'}/\n"
+            "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else ""),
+            # started as root, mosquitto would switch to user "mosquitto" and could not save
+            # its persistence file in the test's directory
+            encoding="utf-8",
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    exe = need_executable("mosquitto")
+    b = Broker(exe, tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def serve_sync_site(tmp_path):
+    """A simulated SDM630 in a subprocess (``noaber simulate``) and its site file."""
+    import sys
+
+    import yaml
+
+    port = _free_port()
+    site = tmp_path / "edge-site.yaml"
+    site.write_text(
+        yaml.safe_dump({"devices": [{"name": "grid", "profile": "eastron_sdm630", "port": port, "poll_interval_s": 0.5}]}),
+        encoding="utf-8",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "simulate", str(site), "--duration", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield site
+    proc.terminate()
+    proc.wait(10)
+
+
+async def _until(cond, what: str, limit_s: float = 20.0) -> None:
+    for _ in range(int(limit_s / 0.1)):  # bounded
+        if cond():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_codec_roundtrip_and_precise_errors():
+    batch = [Sample("a/b/power", 1, 2.5, 0), Sample("a/b/power", 2, math.nan, 3)]
+    gw, back = decode_batch(encode_batch("site-a", batch))
+    assert gw == "site-a" and back[0] == batch[0] and math.isnan(back[1].value)
+    with pytest.raises(ValueError, match="not JSON"):
+        decode_batch(b"\xff")
+    with pytest.raises(ValueError, match=r"samples\[0\]"):
+        decode_batch(b'{"v": 1, "samples": [["x", "not-a-ts", 1, 0]]}')
+
+
+async def test_broker_restart_mid_run_every_sample_stored_once(serve, broker, tmp_path):
+    srv, _ = await serve("eastron_sdm120")
+    cfg = config_for(
+        [{"name": "m", "profile": "eastron_sdm120", "port": srv.port, "poll_interval_s": 0.1}]
+    )
+    keys = list(cfg.channel_map(cfg.devices[0]).values())
+    ids = {k: i + 1 for i, k in enumerate(keys)}
+    store = SampleStore(tmp_path / "store")
+    consumer = MqttSampleConsumer(
+        "127.0.0.1", broker.port, SampleStoreSink(store, ids), client_id="t-store"
+    )
+    consumer.start()
+    edge = MqttSampleSink("127.0.0.1", broker.port, "site-a", timeout_s=1.0)
+    service = GatewayService(cfg, edge, tmp_path / "spool.sqlite", flush_interval_s=0.2)
+    produced: list[Sample] = []
+    put = service.forwarder.put
+    service.gateway.on_samples = lambda s: (produced.extend(s), put(s))
+    task = asyncio.create_task(service.run())
+    try:
+        await _until(lambda: consumer.stored > 0, "first batch at the store")
+        broker.stop()  # the site's broker goes down
+        await _until(
+            lambda: service.forwarder.failures > 0 and len(service.forwarder.spool) > 10, "spooling"
+        )
+        broker.start()  # and comes back (its persistent session keeps the consumer's subscription)
+        await _until(lambda: len(service.forwarder.spool) == 0, "the spool to drain")
+        service.stop()
+        await asyncio.wait_for(task, 15)
+        try:
+            await _until(
+                lambda: consumer.stored >= len(produced) and consumer.waiting == 0,
+                "the store to catch up",
+            )
+        except AssertionError:
+            state = f"stored {consumer.stored} of {len(produced)}, waiting {consumer.waiting}"
+            raise AssertionError(f"the store did not catch up: {state}") from None
+    finally:
+        service.stop()
+        service.close()
+        edge.close()
+        consumer.stop()
+    for key, cid in ids.items():
+        want = [s for s in produced if s.channel == key]
+        got = store.read(cid)
+        assert got.ts.tolist() == [s.ts_ns for s in want], key
+        assert got.value.tolist() == [s.value for s in want]
+
+
+async def test_consumer_keeps_batches_while_the_store_is_down(broker):
+    class Flaky:
+        def __init__(self):
+            self.inner = MemorySink()
+            self.down = True
+            self.order: list[int] = []
+
+        def write(self, samples):
+            if self.down:
+                raise OSError("store down")
+            self.inner.write(samples)
+            self.order.extend(s.ts_ns for s in samples)
+
+    sink = Flaky()
+    consumer = MqttSampleConsumer("127.0.0.1", broker.port, sink, client_id="t-flaky", retry_s=0.1)
+    consumer.start()
+    edge = MqttSampleSink("127.0.0.1", broker.port, "site-b")
+    try:
+        for i in range(5):
+            edge.write([Sample("c", i, float(i), 0)])
+        await _until(lambda: consumer.waiting == 5 and consumer.failures > 0, "batches waiting")
+        sink.down = False
+        await _until(lambda: consumer.waiting == 0, "the retry")
+    finally:
+        edge.close()
+        consumer.stop()
+    assert sink.order == [0, 1, 2, 3, 4]
+    assert consumer.stored == 5
+
+
+def test_gateway_run_publishes_to_mqtt(serve_sync_site, broker, tmp_path):
+    """``noaber gateway run SITE --mqtt HOST:PORT``: the edge gateway publishes its batches."""
+    import typer
+    from typer.testing import CliRunner
+
+    from modbus_gateway.cli import register
+
+    site = serve_sync_site
+    got = MemorySink()
+    consumer = MqttSampleConsumer("127.0.0.1", broker.port, got, client_id="t-cli")
+    consumer.start()
+    app = typer.Typer()
+    register(app)
+    try:
+        res = CliRunner().invoke(
+            app,
+            ["gateway", "run", str(site), "--mqtt", f"127.0.0.1:{broker.port}", "--no-live",
+             "--duration", "1.5", "--spool", str(tmp_path / "spool.sqlite")],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        deadline = time.monotonic() + 10
+        while consumer.stored == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        consumer.stop()
+    assert consumer.stored > 0
+    assert {c for c, _ in got.samples} >= {"grid.total_power_w"}
