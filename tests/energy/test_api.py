@@ -188,7 +188,12 @@ def test_dashboard_page_is_local_and_translated(api) -> None:
     assert "cdn" not in html.lower()
     assert "Kwartierprofiel" in html and 'id="profile-chart"' in html
     en = client.get("/sites/factory-own/dashboard?lang=en", headers=headers).text
-    assert "15-minute profile" in en
+    assert "15-minute profile" in en and "previous" in en
+    assert "vorige" in html and "no-data" not in html
+    # The previous period has no readings: the page says so instead of drawing nothing.
+    prev = html.split('id="prev-period"')[0].rsplit('href="', 1)[1].split('"')[0]
+    older = client.get("/sites/factory-own/dashboard" + prev.replace("&amp;", "&"), headers=headers)
+    assert older.status_code == 200 and 'id="no-data"' in older.text
     js = client.get("/static/plotly.min.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("application/javascript")
     assert len(js.text) > 1_000_000

@@ -7,8 +7,10 @@ plotly.js is served from the installed Python package at ``/static/plotly.min.js
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Annotated
+from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
@@ -191,12 +193,16 @@ def site_dashboard(
     session: SessionDep,
     settings: SettingsDep,
     lang: LangQ = None,
+    start: Annotated[
+        dt.datetime | None, Query(description="Start (with offset); default: latest week")
+    ] = None,
+    end: Annotated[dt.datetime | None, Query(description="End (exclusive, with offset)")] = None,
 ):
     """The site's dashboard: energy per group and an interactive 15-minute profile chart."""
     locale = page_locale(lang, settings.locale)
     site = site_for(session, user, site_name)
     s, e = resolve_period(
-        None, None, latest_week(session, list(site_power_channels(session, site)))
+        start, end, latest_week(session, list(site_power_channels(session, site)))
     )
     frame = site_profile(session, site, s, e)
     kpis = [
@@ -211,6 +217,12 @@ def site_dashboard(
         float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
     )
     chart = figure_html(profile_figure(frame, locale), "profile-chart", height_px=480)
+    span = e - s
+    query = {"lang": lang} if lang else {}
+    nav = {
+        "prev": "?" + urlencode({**query, "start": (s - span).isoformat(), "end": s.isoformat()}),
+        "next": "?" + urlencode({**query, "start": e.isoformat(), "end": (e + span).isoformat()}),
+    }
     return render(
         "dashboard.html",
         locale,
@@ -222,5 +234,6 @@ def site_dashboard(
         peak_import_kw=peak_kw if peak_kw == peak_kw else 0.0,
         has_data=has_data,
         chart=chart,
+        nav=nav,
         plotly_src=PLOTLY_STATIC_PATH,
     )
