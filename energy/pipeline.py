@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from energy.kernels.counters import counter_to_buckets
 from energy.kernels.power import DEFAULT_MAX_GAP_NS, BucketResult, power_to_buckets
-from energy.models import IntervalReading
+from energy.models import Channel, IntervalReading, Quantity
 from energy.readings import upsert_readings
 from energy.samples import SampleStore
 from energy.timegrid import ISP_NS
@@ -279,3 +279,48 @@ def update_intervals(
             },
         )
     return report
+
+
+def kind_of(quantity: Quantity) -> str | None:
+    """Pipeline kind of a channel quantity: power, counter, or None (no interval energy)."""
+    if quantity == Quantity.POWER:
+        return "power"
+    if quantity in (Quantity.ENERGY_IMPORT, Quantity.ENERGY_EXPORT):
+        return "counter"
+    return None
+
+
+def update_all(
+    sample_store: SampleStore,
+    session: Session,
+    channel_ids: list[int] | None = None,
+    *,
+    max_gap_ns: int = DEFAULT_MAX_GAP_NS,
+    full: bool = False,
+) -> list[UpdateReport]:
+    """:func:`update_intervals` for every stored channel whose quantity has an energy.
+
+    Power channels are integrated, energy-counter channels differenced (without a register
+    range: every drop counts as a reset; call :func:`update_intervals` with ``wrap_wh`` for a
+    wrapping register); other quantities (state of charge, temperature, ...) are skipped.
+    ``channel_ids`` limits the channels (default: all channels in the store).
+    """
+    ids = sample_store.channels() if channel_ids is None else list(channel_ids)
+    if not ids:
+        return []
+    rows = session.scalars(select(Channel).where(Channel.id.in_(ids))).all()
+    known = {ch.id: ch for ch in rows}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise ValueError(f"channel(s) {', '.join(map(str, missing))} not in the database")
+    reports = []
+    for cid in ids:
+        kind = kind_of(known[cid].quantity)
+        if kind is None:
+            continue
+        reports.append(
+            update_intervals(
+                sample_store, session, cid, max_gap_ns=max_gap_ns, kind=kind, full=full
+            )
+        )
+    return reports

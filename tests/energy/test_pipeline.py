@@ -8,7 +8,7 @@ import pytest
 
 from energy.kernels import counter_to_buckets, power_to_buckets
 from energy.models import Asset, AssetKind, Channel, Quantity, Site
-from energy.pipeline import state_path, update_intervals
+from energy.pipeline import state_path, update_all, update_intervals
 from energy.readings import read_readings
 from energy.samples import Quality, SampleStore
 from energy.timegrid import ISP_NS
@@ -174,3 +174,32 @@ def test_stale_reading_without_samples_is_emptied(sessions, tmp_path):
         update_intervals(store, session, ch, max_gap_ns=GAP)
         row = read_readings(session, ch).set_index("isp_start").loc[stale]
         assert row["energy_wh"] == 0 and row["sample_count"] == 0 and row["coverage"] == 0
+
+
+def test_update_all_picks_the_kind_per_quantity(sessions, tmp_path):
+    store = SampleStore(tmp_path / "samples")
+    ts = T0 + np.arange(0, 1800, 10) * S
+    with sessions() as session:
+        power = _channel(session)
+        asset_id = session.get(Channel, power).asset_id
+        counter = Channel(
+            key="dorpshuis-pipe/load/import", asset_id=asset_id,
+            quantity=Quantity.ENERGY_IMPORT, unit="Wh",
+        )  # fmt: skip
+        soc = Channel(
+            key="dorpshuis-pipe/load/soc", asset_id=asset_id, quantity=Quantity.SOC, unit="%"
+        )
+        session.add_all([counter, soc])
+        session.commit()
+        store.append(power, ts, np.full(ts.size, 3600.0))
+        store.append(counter.id, ts, 1000.0 + np.arange(ts.size) * 10.0)
+        store.append(soc.id, ts, np.full(ts.size, 50.0))
+        reports = update_all(store, session)
+        assert sorted(r.channel_id for r in reports) == sorted([power, counter.id])
+        got = read_readings(session, [power, counter.id, soc.id])
+        sums = got.groupby("channel_id")["energy_wh"].sum()
+        assert sums[power] == pytest.approx(1790 / 3600 * 3600.0)
+        assert sums[counter.id] == pytest.approx(10.0 * (ts.size - 1))
+        assert soc.id not in sums.index
+        with pytest.raises(ValueError, match="not in the database"):
+            update_all(store, session, [987654])
