@@ -112,7 +112,7 @@ async def test_rtu_two_unit_ids_on_one_bus_with_a_dead_third(pty_pair):
     last = {s.channel: s for s in got}
     assert last["sdm.voltage_v"].value == pytest.approx(meter.get("voltage_v"))
     assert last["em.total_power_w"].value == pytest.approx(em24.get("total_power_w"))
-    assert gw.devices["sdm"].polls >= 4 and gw.devices["em"].polls >= 4
+    assert gw.devices["sdm"].polls >= 3 and gw.devices["em"].polls >= 3
     assert gw.devices["gone"].status == "backoff"
 
 
