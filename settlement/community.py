@@ -16,6 +16,8 @@ A community file::
         kind: organisation               # person | organisation
         meters: ["871687400000000011"]   # EANs or channel keys of the store
         assets: [{kind: building}, {kind: pv}]
+        joined: 2026-10-15               # optional: member from this local date (inclusive)
+        left: 2027-01-01                 # optional: no longer a member from this date
 
 Meter data (long form), one row per ISP, meter and direction::
 
@@ -64,10 +66,21 @@ class MemberSpec:
     assets: tuple[str, ...] = ()
     storage_efficiency: Decimal = Decimal("1")
 
+    joined: dt.date | None = None
+    left: dt.date | None = None
+
     @property
     def has_storage(self) -> bool:
-        """True if the member's meter serves a battery or an EV (provenance applies)."""
-        return any(a in STORAGE_KINDS for a in self.assets)
+        """True if the member's meters serve only batteries or EVs: then offtake is charge and
+        injection is discharge, and provenance applies. A meter shared with a building cannot
+        tell charge from consumption, so it gets no provenance (and no V2G compensation)."""
+        return bool(self.assets) and all(a in STORAGE_KINDS for a in self.assets)
+
+    def active_on(self, day: dt.date) -> bool:
+        """Member on local date ``day`` (``joined`` inclusive, ``left`` exclusive)."""
+        return (self.joined is None or day >= self.joined) and (
+            self.left is None or day < self.left
+        )
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,29 @@ def parse_community(
                         f"{loc}.assets[{j}].efficiency",
                     )
             assets.append(akind)
-        members.append(MemberSpec(mname, ref, kind, tuple(meter_ids), tuple(assets), eff))
+        dates = {}
+        for f in ("joined", "left"):
+            if raw.get(f) is not None:
+                try:
+                    dates[f] = dt.date.fromisoformat(str(raw[f]))
+                except ValueError:
+                    raise ValidationError(
+                        f"{f} must be a date YYYY-MM-DD, got {raw[f]!r}", source, f"{loc}.{f}"
+                    ) from None
+        if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
+            raise ValidationError("left must be after joined", source, f"{loc}.left")
+        members.append(
+            MemberSpec(
+                mname,
+                ref,
+                kind,
+                tuple(meter_ids),
+                tuple(assets),
+                eff,
+                dates.get("joined"),
+                dates.get("left"),
+            )
+        )
     names = [m.name for m in members]
     for label, values in (("name", names), ("ref", [m.ref for m in members])):
         dups = sorted({v for v in values if values.count(v) > 1})

@@ -23,7 +23,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
@@ -94,9 +94,15 @@ def plan_energy(
     isps = period_isps(period)
     if len(data.isps) != len(isps) or not (data.isps.as_unit("ns") == isps).all():
         raise ValidationError(f"meter data must cover exactly the ISPs of {period}")
-    alloc = allocate_community(community, data)
     local = isps.tz_convert("Europe/Amsterdam")
     dates = np.asarray(local.date)
+    if any(m.joined or m.left for m in community.members):
+        # a member's meter data outside their membership is not community business
+        active = np.array([[m.active_on(d) for m in community.members] for d in sorted(set(dates))])
+        day_index = {d: k for k, d in enumerate(sorted(set(dates)))}
+        mask = active[[day_index[d] for d in dates]]
+        data = MeterData(data.isps, data.members, data.offtake_wh * mask, data.injection_wh * mask)
+    alloc = allocate_community(community, data)
     starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
     days = [dates[s] for s in starts]
 
@@ -129,6 +135,7 @@ def plan_energy(
     h.update(community.key.type.encode())
     h.update("\x00".join(community.refs).encode())
     h.update(",".join(community.key.order).encode())
+    h.update(",".join(f"{m.joined}:{m.left}" for m in community.members).encode())
     h.update(
         ",".join(str(m.storage_efficiency) + ":".join(m.assets) for m in community.members).encode()
     )
@@ -225,7 +232,12 @@ def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.
     for k, v in enumerate(versions):
         vat_c[k] = _vat(shared_c[k] + tax_c[k], v.vat_pct)
     fee = np.zeros(d_n, dtype=np.int64)
-    fee[0, :] = fee_cents(versions[0])
+    for i, m in enumerate(plan.community.members):
+        # the monthly fee, pro rata to the days of membership, rounded half to even
+        days_active = sum(m.active_on(d) for d in plan.days)
+        if days_active:
+            whole = Decimal(fee_cents(versions[0])) * days_active / len(plan.days)
+            fee[0, i] = int(whole.quantize(Decimal(1), ROUND_HALF_EVEN))
     return {
         "shared": shared_c,
         "supplied": supplied_c,

@@ -235,3 +235,28 @@ def test_run_needs_the_whole_period():
     with pytest.raises(ValueError, match="cover exactly"):
         make_plan(data=short)
     assert community().refs == ("m-pv01", "m-dh01", "m-ev01", "m-cl01")
+
+
+def test_member_joining_mid_month(sqlite_sessions):
+    """The club joins on 15 October: nothing is shared with it before, its fee is pro rata."""
+    from settlement.community import parse_community
+    from settlement.pricing import load_tariff
+    from settlement.settle import plan_energy, price_plan
+    from tests.settlement.conftest import COMMUNITY
+
+    spec = dict(COMMUNITY)
+    spec["members"] = [dict(m) for m in COMMUNITY["members"]]
+    spec["members"][3]["joined"] = "2026-10-15"
+    c = parse_community(spec)
+    plan = plan_energy(c, "2026-10", meter_data(), load_tariff())
+    club = 3
+    assert plan.days[14].isoformat() == "2026-10-15"
+    assert not plan.shared_day[:14, club].any() and plan.shared_day[14:, club].any()
+    assert not plan.offtake_day[:14, club].any()
+    fee = price_plan(plan, {})["fee"]
+    assert fee[0].tolist() == [150, 150, 150, 82]  # 150 cents * 17/31 days = 82.26 -> 82
+    assert plan.data_version != make_plan().data_version
+    res = post_run(sqlite_sessions, plan)
+    assert res.created
+    with sqlite_sessions() as s:
+        assert ledger.verify(s).ok
