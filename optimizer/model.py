@@ -351,7 +351,9 @@ def _indexed(values: np.ndarray) -> dict[int, float]:
 SLACK_PENALTY_EUR_PER_KWH = 1000.0
 
 
-def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
+def build_model(
+    p: ModelParams, soft: bool = False, mutable_bounds: bool = True
+) -> pyo.ConcreteModel:
     """The Pyomo model of a plan: one block per asset kind, mutable data.
 
     Blocks: ``grid`` (import/export within time-varying limits, peak for the capacity
@@ -364,12 +366,17 @@ def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
     + capacity_tariff * peak + degradation * dt * (charge + discharge)``. The capacity tariff
     is charged as one month's tariff on the horizon's peak (the peak sets the month's bill).
 
+    With ``mutable_bounds=False`` the variable bounds are plain numbers instead of expressions
+    of mutable parameters: a one-shot plan builds faster, but :meth:`Planner.update` (which
+    freezes past steps through those bounds) is then not available.
+
     With ``soft=True`` (diagnosis only) the departure targets, the battery's final floor and
     the load get slack variables (``evs.short_kwh``, ``battery.short_kwh``, ``unserved_kw``)
     penalised by :data:`SLACK_PENALTY_EUR_PER_KWH`, so an infeasible scenario solves and the
     slacks say what cannot be met and by how much.
     """
     n, dt = p.n, p.dt_h
+    v = pyo.value if not mutable_bounds else (lambda x: x)  # a bound: expression or number
     m = pyo.ConcreteModel(name=f"schedule-{p.meta.get('site', '')}")
     m.T = pyo.RangeSet(0, n - 1)
     m.pv_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.pv_kw))
@@ -381,8 +388,8 @@ def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
 
     # grid
     m.grid = g = pyo.Block()
-    g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.import_limit_kw[t]))
-    g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.export_limit_kw[t]))
+    g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.import_limit_kw[t])))
+    g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.export_limit_kw[t])))
     cost = [dt * (m.import_price[t] * g.imp[t] - m.export_price[t] * g.exp[t]) for t in m.T]
     if p.capacity_tariff_eur_per_kw > 0:
         g.peak_floor_kw = pyo.Param(mutable=True, initialize=p.peak_floor_kw)
@@ -393,7 +400,7 @@ def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
 
     # pv (curtailable)
     m.pv = pv = pyo.Block()
-    pv.used = pyo.Var(m.T, bounds=lambda _b, t: (0.0, m.pv_kw[t]))
+    pv.used = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.pv_kw[t])))
 
     supply: list[list[Any]] = [[g.imp[t], -g.exp[t], pv.used[t]] for t in range(n)]
 
@@ -405,8 +412,8 @@ def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
         b.dis_max = pyo.Param(m.T, mutable=True, initialize=bp.max_discharge_kw)
         b.soc0 = pyo.Param(mutable=True, initialize=bp.soc_initial_kwh)
         b.soc_final = pyo.Param(mutable=True, initialize=bp.soc_final_min_kwh)
-        b.ch = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bb.ch_max[t]))
-        b.dis = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bb.dis_max[t]))
+        b.ch = pyo.Var(m.T, bounds=lambda bb, t: (0.0, v(bb.ch_max[t])))
+        b.dis = pyo.Var(m.T, bounds=lambda bb, t: (0.0, v(bb.dis_max[t])))
         b.soc = pyo.Var(m.T, bounds=(bp.soc_min_kwh, bp.soc_max_kwh))
         ec, ed = bp.efficiency_charge, bp.efficiency_discharge
 
@@ -468,11 +475,11 @@ def build_model(p: ModelParams, soft: bool = False) -> pyo.ConcreteModel:
             mutable=True,
             initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_lb_kwh for kj in sess_idx},
         )
-        e.ch = pyo.Var(e.P, bounds=lambda bb, k, t: (0.0, bb.ch_max[k, t]))
-        e.dis = pyo.Var(e.V, bounds=lambda bb, k, t: (0.0, bb.dis_max[k, t]))
+        e.ch = pyo.Var(e.P, bounds=lambda bb, k, t: (0.0, v(bb.ch_max[k, t])))
+        e.dis = pyo.Var(e.V, bounds=lambda bb, k, t: (0.0, v(bb.dis_max[k, t])))
         e.soc = pyo.Var(
             e.P,
-            bounds=lambda bb, k, t: (bb.soc_lb[k, session_at[k, t]], p.evs[k].capacity_kwh),
+            bounds=lambda bb, k, t: (v(bb.soc_lb[k, session_at[k, t]]), p.evs[k].capacity_kwh),
         )
         v2g_set = set(v2g)
 
@@ -736,7 +743,12 @@ class Planner:
     """
 
     def __init__(
-        self, params: ModelParams, options: SolveOptions | None = None, *, check: bool = True
+        self,
+        params: ModelParams,
+        options: SolveOptions | None = None,
+        *,
+        check: bool = True,
+        mutable_bounds: bool = True,
     ):
         self.params = params
         self.options = options or SolveOptions()
@@ -745,7 +757,8 @@ class Planner:
             if reasons:
                 raise InfeasibleScenarioError(reasons)
         t0 = time.perf_counter()
-        self.model = build_model(params)
+        self.mutable_bounds = mutable_bounds
+        self.model = build_model(params, mutable_bounds=mutable_bounds)
         self.solver = Highs()
         cfg = self.solver.config
         cfg.load_solutions = False
@@ -778,6 +791,10 @@ class Planner:
         ValueError
             If the structure differs (a new EV session needs a new Planner).
         """
+        if not self.mutable_bounds:
+            raise ValueError(
+                "this Planner was built with fixed bounds; build it with mutable_bounds=True"
+            )
         if structure_of(params) != structure_of(self.params):
             raise ValueError(
                 "the structure of the plan changed (steps, battery or EV sessions); build a new Planner"
@@ -941,6 +958,10 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
 
 
 def plan(scenario: Scenario, options: SolveOptions | None = None) -> Plan:
-    """Plan a scenario: parameters, feasibility check, model, solve, results."""
+    """Plan a scenario once: parameters, feasibility check, model, solve, results.
+
+    A one-shot plan builds its model with fixed bounds (faster); the MPC loop keeps a
+    :class:`Planner` with mutable bounds instead.
+    """
     opts = options or SolveOptions(mip_gap=scenario.mip_gap, time_limit_s=scenario.time_limit_s)
-    return Planner(params_from_scenario(scenario), opts).solve()
+    return Planner(params_from_scenario(scenario), opts, mutable_bounds=False).solve()

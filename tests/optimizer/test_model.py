@@ -281,3 +281,11 @@ def test_cars_that_fit_alone_but_not_together_are_explained() -> None:
     assert all("together with the other cars" in r and "by 02:00" in r for r in reasons)
     shorts = [float(r.rsplit("short ", 1)[1].split(" kWh")[0]) for r in reasons]
     assert sum(shorts) == pytest.approx(20.0, abs=0.1)
+
+
+def test_one_shot_planner_refuses_updates() -> None:
+    sc = load_scenario(DATA / "price_step.yaml")
+    fixed = Planner(params_from_scenario(sc), mutable_bounds=False)
+    assert fixed.solve().objective_eur == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="built with fixed bounds"):
+        fixed.update(params_from_scenario(sc))
