@@ -188,8 +188,11 @@ def batch_cmd(
                 f"{s['build_s'] + s['solve_s']:.2f}",
             )
         else:
-            table.add_row(it.name, "[red]failed[/red]", it.error or "", "", "", "")
+            table.add_row(it.name, "[red]failed[/red]", "", "", "", "")
     console.print(table)
+    for it in items:
+        if not it.ok:
+            console.print(f"[red]{it.name}[/red]: {it.error}", highlight=False)
     if summary_json is not None:
         rows = [
             {

@@ -43,7 +43,7 @@ def test_site_page_has_flows_soc_prices_and_savings(api) -> None:
     assert (
         "Energiestromen" in html and "Bespaard ten opzichte van niet sturen" in html
     )  # Dutch default
-    assert "ev-own" in html
+    assert "ev-own" in html and "Planning als CSV" in html
     en = client.get("/schedules/sites/hall-a?locale=en", headers=_h("mgr")).text
     assert "Energy flows" in en and "Saved against no control" in en
     listing = client.get("/schedules/sites/hall-a/list", headers=_h("mgr")).json()
