@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from energy.errors import ValidationError
 from energy.models import Asset, Member, Role, Site, User
-from energy.security import DUMMY_HASH, hash_password, verify_password
+from energy.security import DUMMY_HASH, hash_password, needs_rehash, verify_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,99}$")
 PASSWORD_MIN_LEN = 8
@@ -150,13 +150,19 @@ def create_user(
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The enabled user with this name and password, else None (same work either way)."""
+    """The enabled user with this name and password, else None (same work either way).
+
+    A hash made with weaker Argon2 parameters than the current ones is replaced; the caller
+    commits the session.
+    """
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         verify_password(DUMMY_HASH, password)
         return None
     if not verify_password(user.password_hash, password) or user.disabled:
         return None
+    if needs_rehash(user.password_hash):  # stronger parameters since: upgrade (caller commits)
+        user.password_hash = hash_password(password)
     return user
 
 

@@ -127,3 +127,18 @@ def test_create_user_validation_names_the_field(sessions, kwargs, field) -> None
         assert err.value.location == field
         session.rollback()
         assert len(session.scalars(select(User)).all()) == n_before
+
+
+def test_weak_hash_is_upgraded_on_login(sessions) -> None:
+    from argon2 import PasswordHasher
+
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("long-password")
+    with sessions() as session, session.begin():
+        session.add(User(username="old-user", password_hash=weak, role=Role.OPERATOR))
+    with sessions() as session, session.begin():
+        assert authenticate(session, "old-user", "long-password") is not None
+    with sessions() as session:
+        user = session.scalar(select(User).where(User.username == "old-user"))
+        assert user is not None and user.password_hash != weak
+        assert not needs_rehash(user.password_hash)
+        assert verify_password(user.password_hash, "long-password")

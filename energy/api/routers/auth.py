@@ -29,6 +29,7 @@ def login_for_token(
             detail="incorrect username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    session.commit()  # a re-hashed password
     token = create_access_token(
         user.username, user.role.value, settings.secret_key, settings.token_ttl_s
     )

@@ -114,6 +114,7 @@ def login(
     if user is None:
         msg = gettext(locale, "Incorrect username or password.")
         return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED)
+    session.commit()  # a re-hashed password
     token = create_access_token(
         user.username, user.role.value, settings.secret_key, settings.token_ttl_s
     )

@@ -14,6 +14,7 @@ from energy.api.profile import latest_week, resolve_period, site_power_channels,
 from energy.api.schemas import ChannelOut, ChannelReadingsOut, ReadingOut, SiteProfileOut
 from energy.models import Role, User
 from energy.readings import read_readings
+from energy.timegrid import ISP_S
 
 router = APIRouter(tags=["readings"])
 
@@ -85,5 +86,5 @@ def site_readings(
         end=e,
         isp_start=[t.to_pydatetime() for t in frame.index],
         power_w={c: [_none_if_nan(v) for v in frame[c].tolist()] for c in frame.columns},
-        energy_wh={c: float(frame[c].sum(skipna=True)) * 0.25 for c in frame.columns},
+        energy_wh={c: float(frame[c].sum(skipna=True)) * ISP_S / 3600.0 for c in frame.columns},
     )
