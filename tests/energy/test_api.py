@@ -214,6 +214,19 @@ def test_browser_without_cookie_gets_the_login_form(api) -> None:
     assert r.status_code == 401 and "Onjuiste" in r.text
     r = client.post(
         "/login",
+        data={"username": "mgr", "password": "wrong", "next": "/sites/hall-a/dashboard"},
+        follow_redirects=False,
+    )
+    assert 'value="/sites/hall-a/dashboard"' in r.text  # kept for the next attempt
+    for evil in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        r = client.post(
+            "/login",
+            data={"username": "mgr", "password": PASSWORD, "next": evil},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/", evil
+    r = client.post(
+        "/login",
         data={"username": "mgr", "password": PASSWORD, "next": "//evil.example/"},
         follow_redirects=False,
     )

@@ -68,15 +68,29 @@ def render(template: str, locale: str, status_code: int = 200, **context: object
 
 def _safe_next(next_url: str | None) -> str:
     """Only same-site absolute paths are followed after login (no open redirect)."""
-    if next_url and next_url.startswith("/") and not next_url.startswith("//"):
+    if (
+        next_url
+        and next_url.startswith("/")
+        and not next_url.startswith("//")
+        and "\\" not in next_url
+        and not any(ord(c) < 32 for c in next_url)
+    ):
         return next_url
     return "/"
 
 
-def login_page(request: Request, locale: str, error: str | None, status_code: int) -> HTMLResponse:
-    """The login form; ``next`` is the page asked for."""
-    next_url = request.query_params.get("next") or (
-        request.url.path if request.method == "GET" and request.url.path != "/" else "/"
+def login_page(
+    request: Request,
+    locale: str,
+    error: str | None,
+    status_code: int,
+    next_url: str | None = None,
+) -> HTMLResponse:
+    """The login form; ``next`` is the page asked for (kept across a failed attempt)."""
+    next_url = (
+        next_url
+        or request.query_params.get("next")
+        or (request.url.path if request.method == "GET" and request.url.path != "/" else "/")
     )
     return render("login.html", locale, status_code, error=error, next_url=_safe_next(next_url))
 
@@ -113,7 +127,7 @@ def login(
     locale = page_locale(lang, settings.locale)
     if user is None:
         msg = gettext(locale, "Incorrect username or password.")
-        return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED)
+        return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED, next_url=next)
     session.commit()  # a re-hashed password
     token = create_access_token(
         user.username, user.role.value, settings.secret_key, settings.token_ttl_s
