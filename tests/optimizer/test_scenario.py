@@ -19,6 +19,11 @@ def _doc(name: str = "price_step.yaml") -> dict:
 
 
 def test_example_scenario_loads() -> None:
+    from optimizer import examples
+
+    assert examples.path("dorpshuis.yaml") == EXAMPLE
+    with pytest.raises(FileNotFoundError, match=r"examples: dorpshuis\.yaml"):
+        examples.path("nope.yaml")
     sc = load_scenario(EXAMPLE)
     assert len(sc.series) == 192
     assert sc.series.index.tz is not None and str(sc.series.index.tz) == "UTC"
