@@ -26,9 +26,9 @@ app.add_typer(db_app, name="db")
 
 def _engine():
     from energy.db import make_engine
-    from energy.settings import get_settings
+    from energy.settings import load_settings
 
-    return make_engine(get_settings().sqlalchemy_url)
+    return make_engine(load_settings().sqlalchemy_url)
 
 
 @db_app.command("upgrade")
@@ -37,13 +37,50 @@ def db_upgrade(
 ) -> None:
     """Create or migrate the database to the latest schema (idempotent)."""
     from energy.db import current_revisions, upgrade
-    from energy.settings import get_settings
+    from energy.settings import load_settings
 
     engine = _engine()
     upgrade(engine, revision)
     console.print(
-        f"database at {', '.join(sorted(current_revisions(engine)))}: {get_settings().sqlalchemy_url}"
+        f"database at {', '.join(sorted(current_revisions(engine)))}: {load_settings().sqlalchemy_url}"
     )
+
+
+intervals_app = typer.Typer(
+    help="15-minute interval readings from raw samples.", no_args_is_help=True
+)
+app.add_typer(intervals_app, name="intervals")
+
+
+@intervals_app.command("update")
+def intervals_update(
+    channel: list[int] = typer.Option(
+        None, "--channel", help="Channel id (repeatable; default: all)"
+    ),
+    full: bool = typer.Option(False, "--full", help="Recompute everything, not only what is new"),
+) -> None:
+    """Turn new (or late) raw samples into 15-minute interval readings, incrementally."""
+    from energy.db import session_factory, upgrade
+    from energy.pipeline import update_all
+    from energy.samples import SampleStore
+    from energy.settings import load_settings
+
+    settings = load_settings()
+    engine = _engine()
+    upgrade(engine)
+    store = SampleStore(settings.samples_dir)
+    ids = list(channel) if channel else store.channels()
+    total_isps = 0
+    with session_factory(engine)() as session:
+        from energy.console import progress
+
+        with progress() as bar:
+            task = bar.add_task("intervals", total=len(ids))
+            for cid in ids:
+                for report in update_all(store, session, [cid], full=full):
+                    total_isps += report.isps_written
+                bar.advance(task)
+    console.print(f"{len(ids)} channel(s), {total_isps} interval readings written")
 
 
 @app.command("version")

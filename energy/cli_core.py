@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from energy.console import console, progress
+from energy.settings import load_settings
 
 site_app = typer.Typer(help="Site descriptions (YAML): validate and import.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of the API and pages.", no_args_is_help=True)
@@ -25,25 +26,6 @@ DOMAIN_DEMO_STEPS = (
     ("settlement", "settlement.demo"),
     ("meetkoffer", "meetkoffer.demo"),
 )
-
-
-def load_settings():
-    """The process settings; an invalid environment is one line naming the variable."""
-    import pydantic
-
-    from energy.errors import NoaberError
-    from energy.settings import get_settings
-
-    try:
-        return get_settings()
-    except pydantic.ValidationError as exc:
-        msgs = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}".removeprefix(
-                "settings: "
-            ).replace("Value error, ", "")
-            for e in exc.errors()
-        )
-        raise NoaberError(f"invalid NOABER_* settings: {msgs}") from None
 
 
 def domain_demo_steps() -> list[tuple[str, object]]:

@@ -77,3 +77,27 @@ def generate_secret() -> str:
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
     return Settings()
+
+
+def load_settings() -> Settings:
+    """The process settings; an invalid environment raises one line naming the variable.
+
+    Raises
+    ------
+    energy.errors.NoaberError
+        ``invalid NOABER_* settings: secret_key: ...`` instead of pydantic's multi-line text.
+    """
+    import pydantic
+
+    from energy.errors import NoaberError
+
+    try:
+        return get_settings()
+    except pydantic.ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}".removeprefix(
+                "settings: "
+            ).replace("Value error, ", "")
+            for e in exc.errors()
+        )
+        raise NoaberError(f"invalid NOABER_* settings: {msgs}") from None
