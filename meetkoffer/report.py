@@ -113,6 +113,7 @@ def campaign_report(
     locale: str = "nl",
     emission_note: str = "",
     coverage: Mapping[str, float] | None = None,
+    plotly_src: str | None = None,
 ) -> Report:
     """The campaign report: profiles, base load, peaks, carpet, breakdown, EnPI and findings.
 
@@ -126,6 +127,9 @@ def campaign_report(
         Which of ``energy_wh`` is the main incomer.
     coverage
         Mean covered share of each channel's ISPs (0..1), shown per channel.
+    plotly_src
+        Load plotly.js from this URL (a page served by the API, ``/static/plotly.min.js``)
+        instead of embedding it (the stand-alone report file and its PDF).
     """
     _ = translations("meetkoffer", locale).gettext
     tz = hours.tz
@@ -273,7 +277,8 @@ def campaign_report(
     env.globals["finding_title"] = lambda f: finding_title(f, locale, tz)
     html = env.get_template("meetkoffer_campaign.html").render(
         meta=meta,
-        plotly_js=plotly_js(),
+        plotly_js=None if plotly_src else plotly_js(),
+        plotly_src=plotly_src,
         charts=chart_html,
         findings=found,
         breakdown=bd,

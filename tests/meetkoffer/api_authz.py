@@ -79,4 +79,12 @@ CASES = {
         },
         foreign=[lambda w: {"campaign_id": w.extra["campaign-other"]}],
     ),
+    ("GET", "/campaigns/{campaign_id}/report"): Case(
+        roles=READERS,
+        own={
+            "operator": lambda w: {"campaign_id": w.extra["campaign-other"]},
+            "firm": lambda w: {"campaign_id": w.extra["campaign-own"]},
+        },
+        foreign=[lambda w: {"campaign_id": w.extra["campaign-other"]}],
+    ),
 }

@@ -54,3 +54,18 @@ def test_firm_sees_only_its_campaigns(db_url: str) -> None:
     assert "Bevindingen" in page.text and "Geverifieerde besparingen" in page.text
     en = client.get("/campaigns/dashboard?locale=en", headers=_auth("firm"))
     assert "Verified savings" in en.text
+
+
+def test_campaign_report_page(db_url: str) -> None:
+    client, world = _client(db_url)
+    own = world.extra["campaign-own"]
+    r = client.get(f"/campaigns/{own}/report", headers=_auth("firm"))
+    assert r.status_code == 200
+    assert "Meetkoffercampagne" in r.text and "plotly-graph-div" in r.text
+    assert '<script src="/static/plotly.min.js"></script>' in r.text
+    assert client.get("/static/plotly.min.js").status_code == 200
+    assert "Basislast van 1,0 kW buiten productietijd" in r.text
+    other = world.extra["campaign-other"]
+    assert client.get(f"/campaigns/{other}/report", headers=_auth("firm")).status_code == 404
+    page = client.get("/campaigns/dashboard", headers=_auth("firm"))
+    assert f'href="/campaigns/{own}/report?locale=nl"' in page.text

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from energy.api.deps import SessionDep, not_found, require_roles
 from energy.i18n import template_env
 from energy.models import Role, User
+from energy.plots import PLOTLY_STATIC_PATH
 from meetkoffer.models import Campaign
 from meetkoffer.report import finding_title
 
@@ -141,3 +142,55 @@ def campaign_detail(campaign_id: int, user: CampaignReader, session: SessionDep)
         finding_list=[FindingOut.model_validate(f, from_attributes=True) for f in c.findings],
         savings_list=[SavingsOut.model_validate(s, from_attributes=True) for s in c.savings],
     )
+
+
+@router.get("/{campaign_id}/report", response_class=HTMLResponse)
+def campaign_report_page(
+    campaign_id: int, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+) -> HTMLResponse:
+    """The interactive campaign report from stored data (plotly.js from /static, no CDN)."""
+    from meetkoffer.campaign import campaign_factor, hours_of, load_series, params_of
+    from meetkoffer.emissions import load_emission_factors
+    from meetkoffer.findings import Finding
+    from meetkoffer.report import campaign_report
+
+    c = _campaign_for(session, user, campaign_id)
+    series = load_series(session, c)
+    if series.incomer_wh.empty:
+        raise not_found("report data of the campaign")
+    kg, note = campaign_factor(c, load_emission_factors())
+    found = [
+        Finding(
+            kind=f.kind,
+            title=f.title,
+            equipment=f.equipment,
+            energy_kwh_per_year=f.energy_kwh_per_year,
+            cost_eur_per_year=f.cost_eur_per_year,
+            co2_t_per_year=f.co2_t_per_year,
+            chart=f.chart,
+            evidence=dict(f.evidence or {}),
+            rank=f.rank,
+        )
+        for f in c.findings
+    ]
+    meta = {
+        "name": c.name,
+        "display_name": c.display_name,
+        "site": c.site.display_name,
+        "start": c.start_at,
+        "end": c.end_at,
+    }
+    rep = campaign_report(
+        meta,
+        series.energy_wh,
+        series.incomer,
+        found,
+        hours_of(c),
+        params_of(c, kg),
+        series.production if not series.production.empty else None,
+        locale,
+        note,
+        coverage=series.coverage,
+        plotly_src=PLOTLY_STATIC_PATH,
+    )
+    return HTMLResponse(rep.html)
