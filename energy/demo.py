@@ -466,6 +466,10 @@ def build_demo(
         if on_step is not None:
             on_step(name)
         step(ctx)
+    if extra_steps:
+        # Samples the domain steps added (the gateway's live polls) become readings too;
+        # the pipeline is incremental, so only what is new is computed.
+        step_readings(ctx)
     return ctx
 
 
