@@ -80,7 +80,9 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
     latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}``, ``start``, ``end``
     (ISO 8601 with offset), ``price_eur_per_kwh``, ``operating_hours``, optional ``findings``
     (:class:`meetkoffer.findings.FindingParams` fields) and ``equipment``: a list of
-    ``{name, role: incomer|submeter, quantity: power|energy}`` with exactly one incomer.
+    ``{name, role: incomer|submeter, quantity: power|energy}`` with exactly one incomer; an
+    entry with ``channel: <key>`` maps an existing channel of the site (data arriving live
+    through the gateway) instead of creating one for CSV imports.
 
     Raises
     ------
@@ -172,6 +174,23 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
         role = roles[i]
         if role not in ("incomer", "submeter"):
             raise ValidationError(f"role must be incomer or submeter, got {role!r}", source, loc)
+        if e.get("channel"):  # a channel that exists already (clamps polled by the gateway)
+            existing = session.scalar(select(Channel).where(Channel.key == str(e["channel"])))
+            if existing is None or existing.asset.site_id != site.id:
+                raise ValidationError(
+                    f"no channel {e['channel']!r} at site {site.name!r}", source, loc + ".channel"
+                )
+            if existing.quantity not in (Quantity.POWER, Quantity.ENERGY_IMPORT):
+                raise ValidationError(
+                    f"channel {e['channel']!r} measures {existing.quantity.value}, "
+                    "not power or imported energy",
+                    source,
+                    loc + ".channel",
+                )
+            session.add(
+                Equipment(campaign_id=campaign.id, channel_id=existing.id, name=ename, role=role)
+            )
+            continue
         qty = str(e.get("quantity", "power"))
         if qty not in ("power", "energy"):
             raise ValidationError(f"quantity must be power or energy, got {qty!r}", source, loc)

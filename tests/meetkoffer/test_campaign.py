@@ -37,6 +37,25 @@ def test_create_campaign_makes_core_rows(sessions) -> None:
         cp.create_campaign(s, bad)
     with sessions() as s, pytest.raises(NotFoundError):
         cp.get_campaign(s, "nope")
+    live = {
+        **cfg,
+        "name": "live",
+        "equipment": [
+            {"name": "incomer", "role": "incomer", "channel": "kunststof-emmen/main-incomer/power"},
+            {"name": "compressor", "channel": "kunststof-emmen/compressor-1/power"},
+        ],
+    }
+    with sessions.begin() as s:
+        c2 = cp.create_campaign(s, live)
+        first = cp.get_campaign(s, cfg["name"])
+        assert {e.channel_id for e in c2.equipment} <= {e.channel_id for e in first.equipment}
+    bad_live = {
+        **live,
+        "name": "live2",
+        "equipment": [{"name": "x", "role": "incomer", "channel": "nope/x/power"}],
+    }
+    with sessions.begin() as s, pytest.raises(ValidationError, match="no channel 'nope/x/power'"):
+        cp.create_campaign(s, bad_live)
 
 
 def test_bad_file_changes_nothing(sessions, tmp_path: Path) -> None:
