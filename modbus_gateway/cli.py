@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import math
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -181,6 +182,10 @@ def run(
             write_log_path=Path(spool_path).with_name("gateway-writes.jsonl"),
         )
         task = asyncio.create_task(service.run(duration))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: safe defaults, last flush
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, service.stop)
         try:
             if live:
                 from rich.live import Live
@@ -343,11 +348,14 @@ def simulate(
             table.add_row(d.name, cfg.profiles[d.name].name, where, str(cfg.unit_id(d)), faults)
         console.print(table)
         err_console.print("serving; Ctrl-C stops" if duration is None else f"serving {duration} s")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
         try:
-            if duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
         finally:
             for s in servers:
                 await s.stop()

@@ -59,8 +59,8 @@ def simulated_site(tmp_path: Path):
             proc.kill()
             raise AssertionError(f"simulator not listening: {proc.stdout.read().decode()}")
     yield path, ports
-    proc.terminate()
-    proc.wait(10)
+    proc.terminate()  # SIGTERM: the simulator stops its servers and exits 0
+    assert proc.wait(10) == 0
 
 
 def test_read_scan_and_run_against_noaber_simulate(app, simulated_site, tmp_path):
@@ -152,3 +152,20 @@ def test_scan_of_a_device_without_sunspec(app, simulated_site):
     _, ports = simulated_site
     res = CliRunner().invoke(app, ["gateway", "scan", f"127.0.0.1:{ports[0]}"])
     assert isinstance(res.exception, NoaberError) and "no SunSpec marker" in str(res.exception)
+
+
+def test_sigterm_stops_run_and_simulate_cleanly(simulated_site, tmp_path):
+    """A service manager stops with SIGTERM: the gateway flushes, restores and exits 0."""
+    import signal
+
+    path, _ = simulated_site
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "gateway", "run", str(path), "--no-store",
+         "--no-live", "--spool", str(tmp_path / "spool.sqlite")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "samples delivered, 0 waiting" in out
