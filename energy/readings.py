@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,25 +52,33 @@ def upsert_readings(session: Session, channel_id: int, frame: pd.DataFrame) -> i
     if frame.empty:
         return 0
     _check(channel_id, frame)
-    rows = []
-    for ts, rec in zip(frame.index, frame.to_dict("records"), strict=True):
-        row = {"channel_id": channel_id, "isp_start": ts.to_pydatetime()}
-        for col in READING_COLUMNS:
-            v = rec.get(col)
-            row[col] = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-        row["sample_count"] = int(row["sample_count"] or 0)
-        row["energy_wh"] = float(row["energy_wh"] or 0.0)
-        rows.append(row)
+    n = len(frame)
+    columns: dict[str, list[Any]] = {
+        "channel_id": [channel_id] * n,
+        "isp_start": list(frame.index.tz_convert("UTC").to_pydatetime()),
+    }
+    for col in READING_COLUMNS:
+        if col not in frame.columns:
+            columns[col] = [None] * n
+            continue
+        values = frame[col].to_numpy(dtype=float)
+        if col == "sample_count":
+            columns[col] = np.nan_to_num(values, nan=0.0).astype(np.int64).tolist()
+        elif col == "energy_wh":
+            columns[col] = np.nan_to_num(values, nan=0.0).tolist()
+        else:
+            columns[col] = [None if np.isnan(v) else v for v in values.tolist()]
+    keys = list(columns)
+    rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    for i in range(0, len(rows), 2000):
-        chunk = rows[i : i + 2000]
-        stmt = insert(IntervalReading).values(chunk)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["channel_id", "isp_start"],
-            set_={c: getattr(stmt.excluded, c) for c in READING_COLUMNS},
-        )
-        session.execute(stmt)
+    stmt = insert(IntervalReading)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["channel_id", "isp_start"],
+        set_={c: getattr(stmt.excluded, c) for c in READING_COLUMNS},
+    )
+    # One statement, many parameter sets: compiled once, sent as executemany batches.
+    session.execute(stmt, rows)
     return len(rows)
 
 
@@ -84,20 +93,15 @@ def read_readings(
     Columns: ``channel_id, isp_start`` (UTC) and :data:`READING_COLUMNS`.
     """
     ids = [channel_ids] if isinstance(channel_ids, int) else list(channel_ids)
-    q = select(IntervalReading).where(IntervalReading.channel_id.in_(ids))
+    cols = [IntervalReading.channel_id, IntervalReading.isp_start]
+    cols += [getattr(IntervalReading, c) for c in READING_COLUMNS]
+    q = select(*cols).where(IntervalReading.channel_id.in_(ids))
     if start is not None:
         q = q.where(IntervalReading.isp_start >= start)
     if end is not None:
         q = q.where(IntervalReading.isp_start < end)
     q = q.order_by(IntervalReading.channel_id, IntervalReading.isp_start)
-    recs = [
-        {
-            "channel_id": r.channel_id,
-            "isp_start": r.isp_start,
-            **{c: getattr(r, c) for c in READING_COLUMNS},
-        }
-        for r in session.scalars(q)
-    ]
+    recs = [tuple(r) for r in session.execute(q)]
     df = pd.DataFrame.from_records(recs, columns=["channel_id", "isp_start", *READING_COLUMNS])
     if not df.empty:
         df["isp_start"] = pd.to_datetime(df["isp_start"], utc=True)
