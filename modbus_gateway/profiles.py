@@ -76,6 +76,8 @@ SUNSPEC_NOT_IMPLEMENTED: dict[str, int] = {
     "int64": 0x8000000000000000,
     "uint64": 0xFFFFFFFFFFFFFFFF,
 }
+#: Capability values a profile can map to a register (see :mod:`modbus_gateway.capabilities`).
+CAPABILITY_VALUES = ("power_w", "energy_import_wh", "energy_export_wh", "soc_pct")
 #: Maximum registers in one read request (Modbus Application Protocol V1.1b3, 6.3: 125).
 MODBUS_MAX_READ = 125
 
@@ -197,6 +199,9 @@ class Profile(_Strict):
     readable_ranges: list[ReadableRange] = []
     registers: dict[str, RegisterSpec]
     control: ControlSpec | None = None
+    #: Which register serves each capability value (``power_w``, ``energy_import_wh``,
+    #: ``energy_export_wh``, ``soc_pct``; see :mod:`modbus_gateway.capabilities`).
+    capabilities: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _refs(self) -> Profile:
@@ -214,6 +219,13 @@ class Profile(_Strict):
                     )
             if r.model is not None and r.model not in self.sunspec_models:
                 raise ValueError(f"registers.{name}.model: {r.model} not in sunspec_models")
+        for cap, reg in self.capabilities.items():
+            if cap not in CAPABILITY_VALUES:
+                raise ValueError(
+                    f"capabilities.{cap}: unknown capability (known: {', '.join(CAPABILITY_VALUES)})"
+                )
+            if reg not in regs:
+                raise ValueError(f"capabilities.{cap}: no register {reg!r}")
         if self.control is not None:
             c = self.control
             refs = [("control.setpoint", c.setpoint)]
