@@ -307,21 +307,45 @@ def load_community(path: Path | str) -> CommunitySpec:
 
 @dataclass(frozen=True)
 class MeterData:
-    """Offtake and injection per ISP and member [Wh], members in community order."""
+    """Offtake and injection per ISP and member [Wh], members in community order.
+
+    ``measured`` (bool ``(T, N)``, optional) tells where a member's meters had a reading at
+    all; ISPs without one hold 0 Wh. ``None`` (CSV data) means every ISP of the grid counts as
+    measured (a DSO export omits empty registers).
+    """
 
     isps: pd.DatetimeIndex
     members: tuple[str, ...]
     offtake_wh: np.ndarray
     injection_wh: np.ndarray
+    measured: np.ndarray | None = None
 
     def digest(self) -> str:
-        """sha256 over the ISPs, members and volumes (part of the data version)."""
+        """sha256 over the ISPs, members, volumes and, if known, which ISPs were measured
+        (part of the data version: a reading of 0 Wh arriving for a gap is new data)."""
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.isps.as_unit("ns").asi8).tobytes())
         h.update("\x00".join(self.members).encode())
         h.update(np.ascontiguousarray(self.offtake_wh, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(self.injection_wh, dtype=np.int64).tobytes())
+        if self.measured is not None:
+            h.update(np.packbits(np.ascontiguousarray(self.measured, dtype=bool)).tobytes())
         return h.hexdigest()
+
+    def measured_days(self) -> tuple[list[dt.date], np.ndarray]:
+        """Local dates of the ISPs and, per date and member, whether any ISP was measured
+        (bool ``(D, N)``; all True without ``measured``)."""
+        dates = np.asarray(self.isps.tz_convert("Europe/Amsterdam").date)
+        starts = (
+            np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
+            if len(dates)
+            else np.array([], dtype=np.int64)
+        )
+        days = [dates[s] for s in starts]
+        if self.measured is None:
+            return days, np.ones((len(days), len(self.members)), dtype=bool)
+        per_day = np.add.reduceat(self.measured.astype(np.int64), starts, axis=0) > 0
+        return days, per_day
 
 
 def _parse_ts(value: str) -> pd.Timestamp:
@@ -477,7 +501,9 @@ def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIn
     """Meter data from the interval-reading store: each meter id is a channel key.
 
     ``energy_wh`` of a reading is positive for offtake and negative for injection; it is
-    rounded to whole Wh (half to even). An ISP without a reading counts as 0 Wh.
+    rounded to whole Wh (half to even). An ISP without a reading counts as 0 Wh and is not
+    ``measured`` (a month in progress, or a gap in the data): nothing is invented for it, the
+    settlement of such a period stays exact, and its statements list only days with data.
     """
     from sqlalchemy import select
 
@@ -497,16 +523,19 @@ def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIn
         session, list(channels.values()), isps[0].to_pydatetime(), end.to_pydatetime()
     )
     by_id = {v: k for k, v in channels.items()}
+    t_index = {int(v): k for k, v in enumerate(isps.as_unit("ns").asi8)}
+    measured = np.zeros((len(isps), len(community.members)), dtype=bool)
     rows = []
     for cid, ts, e in zip(frame["channel_id"], frame["isp_start"], frame["energy_wh"]):
+        ts_ns = pd.Timestamp(ts).as_unit("ns").value
+        measured[t_index[ts_ns], owner[by_id[int(cid)]]] = True
         wh = int(np.rint(e))
         if wh == 0:
             continue
         direction = "offtake" if wh > 0 else "injection"
-        rows.append(
-            (pd.Timestamp(ts).as_unit("ns").value, f"{by_id[int(cid)]}\x00{direction}", abs(wh))
-        )
-    return _assemble(community, isps, rows)
+        rows.append((ts_ns, f"{by_id[int(cid)]}\x00{direction}", abs(wh)))
+    data = _assemble(community, isps, rows)
+    return MeterData(data.isps, data.members, data.offtake_wh, data.injection_wh, measured)
 
 
 def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarray:

@@ -81,6 +81,8 @@ class EnergyPlan:
     green_supplied_day: np.ndarray
     data_version: str
     day_ahead_eur_per_kwh: np.ndarray | None = None
+    #: (D, N) whether a member's meters had any reading on a day; None: all days (CSV data).
+    measured_day: np.ndarray | None = None
 
 
 def plan_energy(
@@ -94,6 +96,18 @@ def plan_energy(
     isps = period_isps(period)
     if len(data.isps) != len(isps) or not (data.isps.as_unit("ns") == isps).all():
         raise ValidationError(f"meter data must cover exactly the ISPs of {period}")
+    if data.measured is not None:
+        if data.measured.shape != data.offtake_wh.shape:
+            raise ValidationError(
+                f"measured has shape {data.measured.shape}, expected {data.offtake_wh.shape}"
+            )
+        unmeasured = ~data.measured & ((data.offtake_wh != 0) | (data.injection_wh != 0))
+        if unmeasured.any():
+            t, i = (int(v[0]) for v in np.nonzero(unmeasured))
+            raise ValidationError(
+                f"meter data of {data.members[i]} at {isps[t].isoformat()} has energy but is "
+                "marked as not measured"
+            )
     local = isps.tz_convert("Europe/Amsterdam")
     dates = np.asarray(local.date)
     if any(m.joined or m.left for m in community.members):
@@ -101,7 +115,10 @@ def plan_energy(
         active = np.array([[m.active_on(d) for m in community.members] for d in sorted(set(dates))])
         day_index = {d: k for k, d in enumerate(sorted(set(dates)))}
         mask = active[[day_index[d] for d in dates]]
-        data = MeterData(data.isps, data.members, data.offtake_wh * mask, data.injection_wh * mask)
+        measured = None if data.measured is None else data.measured & mask
+        data = MeterData(
+            data.isps, data.members, data.offtake_wh * mask, data.injection_wh * mask, measured
+        )
     alloc = allocate_community(community, data)
     starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
     days = [dates[s] for s in starts]
@@ -161,6 +178,7 @@ def plan_energy(
         per_day(green_supplied),
         h.hexdigest()[:32],
         day_ahead_eur_per_kwh,
+        None if data.measured is None else data.measured_days()[1],
     )
 
 
@@ -568,9 +586,14 @@ def _row(
 
 
 def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
+    """Member-day figures of a run; a day without any reading of the member's meters (a month
+    in progress, a gap) is not stored, so statements list only days with meter data (its
+    figures are all 0 Wh, so totals and reconciliation are the same either way)."""
     rows = []
     for k, day in enumerate(plan.days):
         for i, ref in enumerate(plan.community.refs):
+            if plan.measured_day is not None and not plan.measured_day[k, i]:
+                continue
             rows.append(
                 {
                     "run_id": run_id,

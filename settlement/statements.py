@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError, NotFoundError
@@ -88,6 +88,14 @@ class StatementData:
     corrects: Statement | None = None
     previous_total: DayLine | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: Local days of the period with a reading of the member's meters, and all its days.
+    days_with_data: int = 0
+    period_days: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """True if some days of the period had no meter data (a month in progress, a gap)."""
+        return self.days_with_data < self.period_days
 
     @property
     def green_share(self) -> float | None:
@@ -213,7 +221,29 @@ def statement_data(session: Session, statement_id: int) -> StatementData:
     ).scalar_one_or_none()
     corrects = session.get(Statement, st.corrects_id) if st.corrects_id else None
     previous_total = _lines(session, corrects)[1] if corrects is not None else None
-    return StatementData(st, name, days, total, balance, corrects, previous_total)
+    with_data = session.scalar(
+        select(func.count())
+        .select_from(MemberDay)
+        .where(MemberDay.run_id == st.run_id, MemberDay.member_ref == st.member_ref)
+    )
+    return StatementData(
+        st,
+        name,
+        days,
+        total,
+        balance,
+        corrects,
+        previous_total,
+        days_with_data=int(with_data or 0),
+        period_days=_days_in(st.period),
+    )
+
+
+def _days_in(period: str) -> int:
+    """Local calendar days of a month ``YYYY-MM``."""
+    first = dt.date.fromisoformat(period + "-01")
+    nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return (nxt - first).days
 
 
 def find_statement(

@@ -1,4 +1,5 @@
-"""Browser pages: the login page, the site list and a site's dashboard, plus plotly.js.
+"""Browser pages: the login page, the start page (sites, and the settlement statements the
+user may read), a site's dashboard, plus plotly.js.
 
 Pages use the same token as the API, carried in an HttpOnly, SameSite=Lax cookie that the
 login form sets; the cookie is accepted for GET/HEAD only (see :mod:`energy.api.deps`).
@@ -15,6 +16,8 @@ from urllib.parse import urlencode
 import plotly.graph_objects as go
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy.orm import Session
 
 from energy.api.access import site_for
 from energy.api.deps import (
@@ -31,11 +34,14 @@ from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
 from energy.security import create_access_token
 from energy.timegrid import ISP_S
 from energy.users import authenticate, visible_sites
+from settlement.models import Statement
 
 router = APIRouter(tags=["pages"])
 
 DashboardUser = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
 LangQ = Annotated[str | None, Query(description="Page language: nl or en")]
+#: At most this many statements are listed on the start page (newest first).
+HOME_STATEMENTS_MAX = 50
 
 #: Labels and colours of the profile groups in the chart.
 GROUP_STYLE = {
@@ -103,13 +109,39 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, lang: Lan
         user = get_current_user(request, session, settings, None)
     except HTTPException:
         return login_page(request, locale, None, 200)
+    statements, n_statements = home_statements(session, user)
     return render(
         "home.html",
         locale,
         user=user,
         sites=visible_sites(session, user),
         can_dashboard=user.role is not Role.MEMBER,
+        statements=statements,
+        n_statements=n_statements,
+        show_statements=user.role in (Role.OPERATOR, Role.MEMBER),
     )
+
+
+def home_statements(
+    session: Session, user: User, limit: int = HOME_STATEMENTS_MAX
+) -> tuple[list[Statement], int]:
+    """Settlement statements for the start page, newest first, and how many there are.
+
+    The same rule as ``/statements`` (:mod:`energy.api.routers.statements`): the operator
+    sees all, a member only their own, other roles none.
+    """
+    cond: ColumnElement[bool]
+    if user.role is Role.OPERATOR:
+        cond = true()
+    elif user.role is Role.MEMBER and user.member is not None:
+        cond = Statement.member_ref == user.member.ref
+    else:
+        return [], 0
+    rows = list(
+        session.scalars(select(Statement).where(cond).order_by(Statement.id.desc()).limit(limit))
+    )
+    total = session.scalar(select(func.count()).select_from(Statement).where(cond)) or 0
+    return rows, int(total)
 
 
 @router.post("/login", include_in_schema=False)
