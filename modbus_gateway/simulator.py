@@ -31,6 +31,7 @@ from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
+from energy.errors import NoaberError
 from modbus_gateway.config import FaultSpec, GatewayConfig
 from modbus_gateway.profiles import Profile, decode, encode, resolve_sunspec
 
@@ -491,7 +492,11 @@ class SimServer:
                 self.context, address=(self.host, self.port), ignore_missing_devices=True
             )
         self.context.server = self.server
-        await self.server.serve_forever(background=True)
+        try:
+            await self.server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus: "Could not start listen"
+            where = self.serial_port or f"{self.host}:{self.port}"
+            raise NoaberError(f"simulator cannot listen on {where} (in use?): {exc}") from None
         if self.serial_port is None:
             transport = self.server.transport
             self.port = transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

@@ -105,3 +105,12 @@ def test_faults_by_window_and_probability():
     replies = [d.read(4, 0, 2) for _ in range(200)]
     busy = sum(r == ExcCodes.DEVICE_BUSY for r in replies)
     assert 60 < busy < 140
+
+
+async def test_port_in_use_is_a_clear_error(serve):
+    from energy.errors import NoaberError
+    from modbus_gateway.simulator import SimServer
+
+    srv, dev = await serve("eastron_sdm120")
+    with pytest.raises(NoaberError, match="cannot listen"):
+        await SimServer({1: dev}, port=srv.port).start()
