@@ -43,7 +43,12 @@ from energy.timegrid import ISP_NS, ensure_utc
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
-from meetkoffer.emissions import EmissionFactor, factor_for_year, load_emission_factors
+from meetkoffer.emissions import (
+    AppliedFactor,
+    EmissionFactor,
+    factor_for_year,
+    load_emission_factors,
+)
 from meetkoffer.models import (
     Campaign,
     Equipment,
@@ -55,6 +60,8 @@ from meetkoffer.models import (
 )
 
 MAX_GAP_NS = 2 * 3600 * 1_000_000_000
+#: Data intervals of a savings verification (see :func:`verify`).
+INTERVALS = ("daily", "hourly")
 UNITS_OF = {"power": "power (W, kW, MW)", "energy": "an energy counter (Wh, kWh, MWh)"}
 
 
@@ -503,9 +510,14 @@ def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> Cam
     return CampaignSeries(incomer, energy, production, temp, coverage)
 
 
+def campaign_applied_factor(c: Campaign, factors: dict[int, EmissionFactor]) -> AppliedFactor:
+    """The emission factor applied for the campaign's (local) start year."""
+    return factor_for_year(factors, pd.Timestamp(c.start_at).tz_convert(an.LOCAL_TZ).year)
+
+
 def campaign_factor(c: Campaign, factors: dict[int, EmissionFactor]) -> tuple[float, str]:
     """Emission factor [kg/kWh] of the campaign's year and a note on its source."""
-    af = factor_for_year(factors, pd.Timestamp(c.start_at).year)
+    af = campaign_applied_factor(c, factors)
     note = f"{af.factor.kg_co2_per_kwh} kg CO2/kWh ({af.factor.year}; {af.factor.source})"
     return af.factor.kg_co2_per_kwh, note + (f"; {af.note}" if af.note else "")
 
@@ -610,6 +622,7 @@ def verify(
     time_of_week: bool = True,
     heating_bp_c: float | None = None,
     cooling_bp_c: float | None = None,
+    interval: str = "daily",
 ) -> tuple[mv.SavingsResult, SavingsRecord]:
     """Verify savings for the incomer (Option C) or one machine (Option B) and store them.
 
@@ -617,7 +630,21 @@ def verify(
     stored verification, see :func:`recompute`). Without ``spec`` the regression uses
     production (``production=None``: if any was imported), time-of-week terms and HDD/CDD
     terms for the balance points given [degC].
+
+    ``interval="daily"`` fits on local days (day-of-week terms; production per day);
+    ``interval="hourly"`` fits the time-of-week-and-temperature model on hours (168
+    hour-of-week terms, degree hours, no production; see :func:`meetkoffer.mv.hourly_frame`),
+    judged against the ASHRAE Guideline 14 hourly limits (CV(RMSE) <= 30 %, |NMBE| <= 10 %).
     """
+    if interval not in INTERVALS:
+        raise ValidationError(
+            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}", location="interval"
+        )
+    if interval == "hourly" and model == "caltrack":
+        raise ValidationError(
+            "the CalTRACK model is a daily model; use the hourly regression or interval daily",
+            location="model",
+        )
     factors = factors or load_emission_factors()
     series = load_series(session, c)
     if option == "C":
@@ -630,9 +657,18 @@ def verify(
         raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
     prod = series.production if not series.production.empty else None
     temp = series.temp_c if not series.temp_c.empty else None
-    daily = mv.daily_frame(series.energy_wh[equipment], prod, temp)
+    if interval == "hourly":
+        if production:
+            raise ValidationError(
+                "the hourly model has no production term (production is recorded per shift or "
+                "day); use the daily model for production, or leave production out",
+                location="production",
+            )
+        frame = mv.hourly_frame(series.energy_wh[equipment], temp)
+    else:
+        frame = mv.daily_frame(series.energy_wh[equipment], prod, temp)
     if spec is None:
-        use_prod = prod is not None if production is None else production
+        use_prod = (prod is not None and interval == "daily") if production is None else production
         if use_prod and prod is None:
             raise ValidationError(
                 f"campaign {c.name!r} has no production data; import it or leave production out"
@@ -647,20 +683,48 @@ def verify(
             cooling_bp_c=cooling_bp_c,
             time_of_week=time_of_week,
         )
-    base = daily[(daily.index >= baseline[0]) & (daily.index < baseline[1])]
-    rep = daily[(daily.index >= reporting[0]) & (daily.index < reporting[1])]
-    res = mv.verify_savings(
-        base,
-        rep,
-        option=option,
-        price_eur_per_kwh=c.price_eur_per_kwh,
-        emission_factors=factors,
-        model=model,
-        spec=spec,
-        interval="daily",
-        adjustments=adjustments or [],
-    )
+    base = frame[(frame.index >= baseline[0]) & (frame.index < baseline[1])]
+    rep = frame[(frame.index >= reporting[0]) & (frame.index < reporting[1])]
+    if base.empty or rep.empty:
+        raise ValidationError(
+            f"no complete {'hours' if interval == 'hourly' else 'days'} of data in the "
+            f"{'baseline' if base.empty else 'reporting'} period of campaign {c.name!r}",
+            location="baseline" if base.empty else "reporting",
+        )
+    try:
+        res = mv.verify_savings(
+            base,
+            rep,
+            option=option,
+            price_eur_per_kwh=c.price_eur_per_kwh,
+            emission_factors=factors,
+            model=model,
+            spec=spec,
+            interval=interval,
+            adjustments=adjustments or [],
+        )
+    except ValueError as exc:
+        raise ValidationError(str(exc), location="savings") from None
     eq = next(e for e in c.equipment if e.name == equipment)
+    return res, _savings_record(
+        session, c, eq, res, baseline, reporting, option, model, spec, interval, store
+    )
+
+
+def _savings_record(
+    session: Session,
+    c: Campaign,
+    eq: Equipment,
+    res: mv.SavingsResult,
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    option: str,
+    model: str,
+    spec: mv.RegressionSpec,
+    interval: str,
+    store: bool,
+) -> SavingsRecord:
+    equipment = eq.name
     rec = SavingsRecord(
         campaign_id=c.id,
         equipment_id=eq.id,
@@ -692,6 +756,7 @@ def verify(
                     "option": option,
                     "equipment": equipment,
                     "model": model,
+                    "interval": interval,
                     "spec": {
                         "production": spec.production,
                         "heating_bp_c": spec.heating_bp_c,
@@ -722,7 +787,7 @@ def verify(
     if store:
         session.add(rec)
         session.flush()
-    return res, rec
+    return rec
 
 
 def recompute(
@@ -752,5 +817,120 @@ def recompute(
         adjustments=adjustments,
         factors=factors,
         store=False,
+        interval=req.get("interval", "daily"),
     )
     return res
+
+
+def campaign_meta(c: Campaign) -> dict[str, Any]:
+    """The heading of a campaign report."""
+    return {
+        "name": c.name,
+        "display_name": c.display_name,
+        "site": c.site.display_name,
+        "start": c.start_at,
+        "end": c.end_at,
+    }
+
+
+def savings_meta(c: Campaign, rec: SavingsRecord) -> dict[str, Any]:
+    """The heading of a savings verification report (periods as local dates)."""
+    from energy.i18n import format_local_datetime
+
+    def period(a: dt.datetime, b: dt.datetime) -> str:
+        return f"{format_local_datetime(a, '%d-%m-%Y')} – {format_local_datetime(b, '%d-%m-%Y')}"
+
+    return {
+        "name": c.name,
+        "display_name": c.display_name,
+        "equipment": (rec.summary or {}).get("equipment"),
+        "baseline": period(rec.baseline_start, rec.baseline_end),
+        "reporting": period(rec.reporting_start, rec.reporting_end),
+    }
+
+
+def stored_findings(c: Campaign) -> list[fi.Finding]:
+    """The campaign's stored findings as :class:`meetkoffer.findings.Finding` objects."""
+    return [
+        fi.Finding(
+            kind=f.kind,
+            title=f.title,
+            equipment=f.equipment,
+            energy_kwh_per_year=f.energy_kwh_per_year,
+            cost_eur_per_year=f.cost_eur_per_year,
+            co2_t_per_year=f.co2_t_per_year,
+            chart=f.chart,
+            evidence=dict(f.evidence or {}),
+            rank=f.rank,
+        )
+        for f in c.findings
+    ]
+
+
+def render_campaign_report(
+    session: Session,
+    c: Campaign,
+    factors: dict[int, EmissionFactor] | None = None,
+    locale: str = "nl",
+    *,
+    reanalyze: bool = False,
+    plotly_src: str | None = None,
+    downloads: str | None = None,
+) -> Any:
+    """The campaign report (:class:`meetkoffer.report.Report`) from stored readings.
+
+    ``reanalyze=True`` runs and stores the findings first (the CLI); otherwise the stored
+    findings are shown (a page served by the API).
+
+    Raises
+    ------
+    ValidationError
+        If the campaign has no interval data on its incomer.
+    """
+    from meetkoffer.report import campaign_report
+
+    factors = factors or load_emission_factors()
+    if reanalyze:
+        series, found = analyze(session, c, factors)
+    else:
+        series = load_series(session, c)
+        if series.incomer_wh.empty:
+            raise ValidationError(
+                f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}"
+            )
+        found = stored_findings(c)
+    applied = campaign_applied_factor(c, factors)
+    return campaign_report(
+        campaign_meta(c),
+        series.energy_wh,
+        series.incomer,
+        found,
+        hours_of(c),
+        params_of(c, applied.factor.kg_co2_per_kwh),
+        series.production if not series.production.empty else None,
+        locale,
+        coverage=series.coverage,
+        plotly_src=plotly_src,
+        emission_factor=applied,
+        downloads=downloads,
+    )
+
+
+def render_savings_report(
+    session: Session,
+    c: Campaign,
+    rec: SavingsRecord,
+    factors: dict[int, EmissionFactor] | None = None,
+    locale: str = "nl",
+    *,
+    plotly_src: str | None = None,
+    downloads: str | None = None,
+) -> Any:
+    """The report (:class:`meetkoffer.report.Report`) of a stored savings verification,
+    recomputed on the current data (:func:`recompute`)."""
+    from meetkoffer.report import savings_report
+
+    res = recompute(session, c, rec, factors)
+    return savings_report(
+        savings_meta(c, rec), res, locale, plotly_src=plotly_src, downloads=downloads
+    )

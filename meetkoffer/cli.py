@@ -6,7 +6,6 @@ sample store of the current settings (``NOABER_DATA_DIR`` / ``NOABER_DATABASE_UR
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,7 +115,14 @@ def savings(
         str, typer.Option(help="IPMVP option: C (facility) or B (one machine)")
     ] = "C",
     equipment: Annotated[str | None, typer.Option(help="The machine for Option B")] = None,
-    model: Annotated[str, typer.Option(help="regression or caltrack")] = "regression",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="daily (regression on local days: production, day of week, degree days; "
+            "also 'regression'), hourly (time of week and temperature on hours, ASHRAE 14 "
+            "hourly limits) or caltrack (CalTRACK 2.0 daily change-point model)"
+        ),
+    ] = "daily",
     adjust: Annotated[
         list[str] | None,
         typer.Option(help="Non-routine adjustment KWH:REASON (repeatable)"),
@@ -126,7 +132,11 @@ def savings(
         bool, typer.Option("--no-production", help="Leave production out of the regression")
     ] = False,
     no_time_of_week: Annotated[
-        bool, typer.Option("--no-time-of-week", help="Leave day-of-week terms out")
+        bool,
+        typer.Option(
+            "--no-time-of-week",
+            help="Leave the day-of-week (daily) or hour-of-week (hourly) terms out",
+        ),
     ] = False,
     heating_bp_c: Annotated[
         float | None, typer.Option(help="Add an HDD term with this balance point [degC]")
@@ -140,6 +150,15 @@ def savings(
     from meetkoffer import mv
     from meetkoffer.emissions import load_emission_factors
 
+    kinds = {
+        "daily": ("regression", "daily"),
+        "regression": ("regression", "daily"),
+        "hourly": ("regression", "hourly"),
+        "caltrack": ("caltrack", "daily"),
+    }
+    if model not in kinds:
+        raise ValidationError(f"--model must be daily, hourly or caltrack, got {model!r}")
+    model_kind, interval = kinds[model]
     adjustments = []
     for a in adjust or []:
         kwh, _, reason = a.partition(":")
@@ -158,7 +177,8 @@ def savings(
             cp.parse_period(reporting, "--reporting"),
             option=option.upper(),
             equipment=equipment,
-            model=model,
+            model=model_kind,
+            interval=interval,
             adjustments=adjustments,
             factors=factors,
             production=False if no_production else None,
@@ -168,12 +188,13 @@ def savings(
         )
         m = res.metrics
         console.print(
-            f"savings #{rec.id} (Option {res.option}, {res.model}): avoided {res.avoided_kwh:,.0f} kWh "
+            f"savings #{rec.id} (Option {res.option}, {res.interval} {res.model}): avoided {res.avoided_kwh:,.0f} kWh "
             f"± {res.uncertainty_kwh_90:,.0f} kWh (90 %), EUR {res.avoided_eur:,.0f}, "
             f"{res.avoided_co2_t:,.2f} t CO2"
         )
         console.print(
-            f"ASHRAE 14: CV(RMSE) {m.cv_rmse:.1%}, NMBE {m.nmbe:.2%}, R² {m.r2:.3f} -> "
+            f"ASHRAE 14 ({m.interval}, n={m.n}): CV(RMSE) {m.cv_rmse:.1%} (max "
+            f"{m.cv_rmse_max:.0%}), NMBE {m.nmbe:.2%} (max {m.nmbe_max:.0%}), R² {m.r2:.3f} -> "
             f"{'pass' if m.passes else 'FAIL'}; FSU {res.fsu_68:.0%} (68 %), {res.fsu_90:.0%} (90 %)"
         )
         for w in res.warnings:
@@ -191,7 +212,6 @@ def report(
     """Write the campaign report and one per stored savings verification (HTML, CSV, PDF)."""
     from meetkoffer import campaign as cp
     from meetkoffer.emissions import load_emission_factors
-    from meetkoffer.report import campaign_report, savings_report
 
     factors = load_emission_factors(emission_factors)
     sessions, _ = _context()
@@ -199,39 +219,11 @@ def report(
     with sessions.begin() as s, progress(transient=True) as p:
         c = cp.get_campaign(s, campaign)
         task = p.add_task("campaign report", total=1 + len(c.savings))
-        series, found = cp.analyze(s, c, factors)
-        kg, note = cp.campaign_factor(c, factors)
-        meta = {
-            "name": c.name,
-            "display_name": c.display_name,
-            "site": c.site.display_name,
-            "start": c.start_at,
-            "end": c.end_at,
-        }
-        rep = campaign_report(
-            meta,
-            series.energy_wh,
-            series.incomer,
-            found,
-            cp.hours_of(c),
-            cp.params_of(c, kg),
-            series.production if not series.production.empty else None,
-            locale,
-            note,
-            coverage=series.coverage,
-        )
+        rep = cp.render_campaign_report(s, c, factors, locale, reanalyze=True)
         paths = rep.write(out, pdf=pdf, stem="campaign")
         p.update(task, advance=1)
         for rec in c.savings:
-            res = cp.recompute(s, c, rec, factors)
-            fmt = "%d-%m-%Y"
-            smeta = {
-                "display_name": c.display_name,
-                "equipment": rec.summary.get("equipment"),
-                "baseline": f"{_local(rec.baseline_start, fmt)} – {_local(rec.baseline_end, fmt)}",
-                "reporting": f"{_local(rec.reporting_start, fmt)} – {_local(rec.reporting_end, fmt)}",
-            }
-            srep = savings_report(smeta, res, locale)
+            srep = cp.render_savings_report(s, c, rec, factors, locale)
             paths |= {
                 f"savings-{rec.id}:{k}": v
                 for k, v in srep.write(out, pdf=pdf, stem=f"savings-{rec.id}").items()
@@ -243,12 +235,6 @@ def report(
     console.print(
         f"and {sum(':csv:' in k or k.startswith('csv:') for k in paths)} CSV tables in {out}"
     )
-
-
-def _local(t: dt.datetime, fmt: str) -> str:
-    from energy.i18n import format_local_datetime
-
-    return format_local_datetime(t, fmt)
 
 
 def register(root: typer.Typer) -> None:

@@ -92,6 +92,55 @@ def daily_frame(
     return out
 
 
+def hourly_frame(
+    energy_wh: pd.Series,
+    temp_c: pd.Series | None = None,
+    min_isps: int = 4,
+) -> pd.DataFrame:
+    """Hourly M&V data from 15-minute energy [Wh per ISP] and outdoor temperature.
+
+    The hourly model is a time-of-week-and-temperature regression (LBNL TOWT, Mathieu et al.
+    2011): 168 hour-of-week terms (local time) plus degree-hour terms, without production
+    (production records cover shifts or days, not hours; the daily model uses them).
+
+    Parameters
+    ----------
+    energy_wh
+        Energy per ISP [Wh], UTC index of ISP starts. Europe/Amsterdam hours start on whole
+        UTC hours, so each local hour is four ISPs.
+    temp_c
+        Outdoor temperature readings [degC]; averaged per hour and interpolated in time
+        between readings (not beyond the first and last reading), since weather exports are
+        often daily or three-hourly.
+    min_isps
+        Hours with fewer ISPs than this (of 4) are left out rather than extrapolated.
+
+    Returns
+    -------
+    DataFrame indexed by the UTC start of each hour: ``energy_kwh``, ``isp_count`` and, if
+    given, ``temp_c`` (NaN where no reading brackets the hour).
+    """
+    if not 1 <= min_isps <= 4:
+        raise ValueError(f"min_isps must lie in 1..4, got {min_isps}")
+    e = energy_wh.dropna()
+    hour = pd.DatetimeIndex(e.index).floor("h")
+    g = e.groupby(hour)
+    out = pd.DataFrame({"energy_kwh": g.sum() / 1000.0, "isp_count": g.count()})
+    out = out[out["isp_count"].to_numpy() >= min_isps]
+    out.index = pd.DatetimeIndex(out.index).as_unit("ns")
+    if temp_c is not None:
+        tc = temp_c.dropna()
+        if tc.empty:
+            out["temp_c"] = np.nan
+        else:
+            hourly = tc.groupby(pd.DatetimeIndex(tc.index).floor("h")).mean()
+            hourly.index = pd.DatetimeIndex(hourly.index).as_unit("ns")
+            grid = hourly.index.union(out.index)
+            filled = hourly.reindex(grid).interpolate(method="time", limit_area="inside")
+            out["temp_c"] = filled.reindex(out.index).to_numpy()
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class NonRoutineAdjustment:
     """A non-routine adjustment [kWh] with the reason it is made.

@@ -102,6 +102,80 @@ def finding_title(f: Any, locale: str = "nl", tz: str = LOCAL_TZ) -> str:
     return str(f.title)
 
 
+#: Evidence keys of :mod:`meetkoffer.findings` -> (label msgid, unit, format).
+#: Formats: ``("number", decimals)``, ``("pct", decimals)``, ``("money", 0)`` (euros, shown
+#: with cents), ``("time", 0)`` (UTC ISO time shown in local time).
+EVIDENCE_LABELS: dict[str, tuple[str, str, tuple[str, int]]] = {
+    "base_load_kw": ("base load", "kW", ("number", 1)),
+    "percentile": ("percentile of off-hours demand used as base load", "", ("number", 0)),
+    "base_load_cost_eur_per_year": ("base load cost per year", "", ("money", 0)),
+    "off_hours_share_of_energy": ("energy outside operating hours", "%", ("pct", 1)),
+    "off_hours_per_year_h": ("hours outside operating hours per year", "h", ("number", 0)),
+    "assumed_reducible_share": ("assumed reducible share of standby", "%", ("pct", 0)),
+    "floor_kw": ("own floor (5th percentile)", "kW", ("number", 1)),
+    "off_hours_kwh_in_campaign": ("energy outside operating hours in the campaign", "kWh", ("number", 0)),
+    "weekend_kwh_in_campaign": ("energy at weekends in the campaign", "kWh", ("number", 0)),
+    "between_shifts_kwh_in_campaign": ("energy between shifts and at night in the campaign", "kWh", ("number", 0)),
+    "off_hours_mean_kw": ("mean power outside operating hours", "kW", ("number", 1)),
+    "peak_kw": ("peak 15-minute demand", "kW", ("number", 1)),
+    "peak_at_utc": ("peak at", "", ("time", 0)),
+    "p99_kw": ("99th percentile of 15-minute demand", "kW", ("number", 1)),
+    "p95_kw": ("95th percentile of 15-minute demand", "kW", ("number", 1)),
+    "shave_kw": ("shaveable peak", "kW", ("number", 1)),
+    "peak_price_eur_per_kw_year": ("capacity charge", "€/kW/yr", ("number", 2)),
+    "enpi_start_kwh_per_unit": ("energy per unit at the start", "kWh/unit", ("number", 2)),
+    "enpi_end_kwh_per_unit": ("energy per unit at the end", "kWh/unit", ("number", 2)),
+    "slope_kwh_per_unit_per_day": ("trend of energy per unit", "kWh/unit/day", ("number", 3)),
+    "p_value": ("p-value of the trend", "", ("number", 4)),
+    "days": ("days with production", "", ("number", 0)),
+    "units_per_year": ("units produced per year", "units/yr", ("number", 0)),
+}  # fmt: skip
+#: Units shown after a value, translated (the symbols kW, kWh, h and % stay as they are).
+_UNIT_WORDS = {"€/kW/yr": "€/kW/year", "units/yr": "units/year"}
+#: Evidence left out of the text (shown in the chart instead).
+EVIDENCE_HIDDEN = frozenset({"top_isps_kw"})
+
+
+def evidence_items(
+    evidence: Mapping[str, Any], locale: str = "nl", tz: str = LOCAL_TZ
+) -> list[tuple[str, str]]:
+    """The evidence of a finding as ``(label, value with unit)`` in the reader's language.
+
+    Known keys (:data:`EVIDENCE_LABELS`) get a translated label, their unit and locale
+    number formatting; an unknown key is shown as it is (never dropped).
+    """
+    from energy.i18n import format_money_cents, format_number, format_pct
+
+    _ = translations("meetkoffer", locale).gettext
+    out: list[tuple[str, str]] = []
+    for key, value in (evidence or {}).items():
+        if key in EVIDENCE_HIDDEN:
+            continue
+        if key not in EVIDENCE_LABELS:
+            shown = format_number(value, 2, locale) if isinstance(value, (int, float)) else value
+            out.append((str(key), str(shown)))
+            continue
+        label, unit, (kind, decimals) = EVIDENCE_LABELS[key]
+        if value is None:
+            out.append((_(label), "–"))
+            continue
+        try:
+            if kind == "time":
+                text = pd.Timestamp(value).tz_convert(tz).strftime("%d-%m-%Y %H:%M")
+            elif kind == "pct":
+                text = format_pct(float(value), decimals, locale)
+            elif kind == "money":
+                text = format_money_cents(round(float(value) * 100), locale)
+            else:
+                text = format_number(float(value), decimals, locale)
+                if unit:
+                    text += " " + _(_UNIT_WORDS.get(unit, unit))
+        except (TypeError, ValueError):
+            text = str(value)
+        out.append((_(label), text))
+    return out
+
+
 def campaign_report(
     meta: Mapping[str, Any],
     energy_wh: Mapping[str, pd.Series],
@@ -114,6 +188,8 @@ def campaign_report(
     emission_note: str = "",
     coverage: Mapping[str, float] | None = None,
     plotly_src: str | None = None,
+    emission_factor: Any = None,
+    downloads: str | None = None,
 ) -> Report:
     """The campaign report: profiles, base load, peaks, carpet, breakdown, EnPI and findings.
 
@@ -130,6 +206,13 @@ def campaign_report(
     plotly_src
         Load plotly.js from this URL (a page served by the API, ``/static/plotly.min.js``)
         instead of embedding it (the stand-alone report file and its PDF).
+    emission_factor
+        The :class:`~meetkoffer.emissions.AppliedFactor` of the campaign's year: the report
+        states its value, source and, when the year has none configured, which year's
+        factor was used (translated). Without it ``emission_note`` is shown as given.
+    downloads
+        Base URL of the report's downloads (``<base>/pdf``, ``<base>/csv/<table>``), linked
+        from the page; ``None`` for a stand-alone file.
     """
     _ = translations("meetkoffer", locale).gettext
     tz = hours.tz
@@ -229,7 +312,7 @@ def campaign_report(
             fig = _fig(f"{f.equipment}: " + _("average day profile [kW]"))
             for col in p.columns:
                 fig.add_scatter(x=list(p.index), y=p[col], name=_(col), mode="lines")
-            figs.append((f.chart, f.title, fig))
+            figs.append((f.chart, finding_title(f, locale, tz), fig))
             tables[f"profile_{an_slug(f.equipment)}_kw"] = p
     chart_html = []
     for key, heading, fig in figs:
@@ -275,6 +358,8 @@ def campaign_report(
     tables["channels"] = channels
     env = template_env("meetkoffer", locale)
     env.globals["finding_title"] = lambda f: finding_title(f, locale, tz)
+    env.globals["evidence_items"] = lambda ev: evidence_items(ev, locale, tz)
+    env.globals["factor_note"] = lambda a: emission_factor_note(a, locale)
     html = env.get_template("meetkoffer_campaign.html").render(
         meta=meta,
         plotly_js=None if plotly_src else plotly_js(),
@@ -291,6 +376,10 @@ def campaign_report(
         params=params,
         hours=hours,
         emission_note=emission_note,
+        emission_factor=emission_factor,
+        chart_headings={c["key"]: c["heading"] for c in chart_html},
+        downloads=downloads,
+        tables=list(tables),
         generated=dt.datetime.now(dt.UTC),
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
@@ -302,18 +391,45 @@ def an_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
 
 
+def emission_factor_note(a: Any, locale: str = "nl") -> str:
+    """Which year's factor was applied for ``a.requested_year`` (an
+    :class:`~meetkoffer.emissions.AppliedFactor`), in the reader's language; ``""`` if the
+    year has its own factor."""
+    if a.factor.year == a.requested_year:
+        return ""
+    _ = translations("meetkoffer", locale).gettext
+    return _("no factor for {year} configured; the {used} factor is used").format(
+        year=a.requested_year, used=a.factor.year
+    )
+
+
 def savings_report(
-    meta: Mapping[str, Any], result: SavingsResult, locale: str = "nl", tz: str = LOCAL_TZ
+    meta: Mapping[str, Any],
+    result: SavingsResult,
+    locale: str = "nl",
+    tz: str = LOCAL_TZ,
+    plotly_src: str | None = None,
+    downloads: str | None = None,
 ) -> Report:
-    """The savings verification report: fit, adjusted baseline, savings and their uncertainty."""
+    """The savings verification report: fit, adjusted baseline, savings and their uncertainty.
+
+    Parameters
+    ----------
+    plotly_src
+        Load plotly.js from this URL (a page served by the API) instead of embedding it.
+    downloads
+        Base URL of the report's downloads (``<base>/pdf``, ``<base>/csv/<table>``), linked
+        from the page; ``None`` for a stand-alone file.
+    """
     _ = translations("meetkoffer", locale).gettext
     b, r = result.baseline_series, result.reporting_series
-    f_base = _fig(_("Baseline period: measured and modelled [kWh/day]"))
+    per = _("kWh/hour") if result.interval == "hourly" else _("kWh/day")
+    f_base = _fig(_("Baseline period: measured and modelled [{unit}]").format(unit=per))
     f_base.add_scatter(
         x=_local(b.index, tz), y=b["energy_kwh"], name=_("measured"), mode="lines+markers"
     )
     f_base.add_scatter(x=_local(b.index, tz), y=b["fitted_kwh"], name=_("model"), mode="lines")
-    f_rep = _fig(_("Reporting period: adjusted baseline and measured [kWh/day]"))
+    f_rep = _fig(_("Reporting period: adjusted baseline and measured [{unit}]").format(unit=per))
     f_rep.add_scatter(
         x=_local(r.index, tz),
         y=r["adjusted_baseline_kwh"],
@@ -360,20 +476,25 @@ def savings_report(
                 "note": a.note,
             }
             for a in result.emission_factors
-        ]
+        ],
+        columns=["year", "factor_year", "kg_co2_per_kwh", "source", "note"],
     )
     tables = {
         "savings_summary": summary,
         "coefficients": coef,
-        "baseline_daily": b,
-        "reporting_daily": r,
+        f"baseline_{result.interval}": b,
+        f"reporting_{result.interval}": r,
         "nonroutine_adjustments": adj,
         "emission_factors": ef,
     }
     env = template_env("meetkoffer", locale)
+    env.globals["factor_note"] = lambda a: emission_factor_note(a, locale)
     html = env.get_template("meetkoffer_savings.html").render(
         meta=meta,
-        plotly_js=plotly_js(),
+        plotly_js=None if plotly_src else plotly_js(),
+        plotly_src=plotly_src,
+        downloads=downloads,
+        tables=list(tables),
         charts=chart_html,
         res=result,
         m=result.metrics,

@@ -133,9 +133,25 @@ def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
             s, c, base, rep, option="C", heating_bp_c=15.0, time_of_week=False, store=False
         )
         assert "hdd" in res_dd.coefficients and "production" in res_dd.coefficients
+        # The hourly time-of-week-and-temperature model finds the same known step, judged
+        # against the ASHRAE 14 hourly limits.
+        res_h, rec_h = cp.verify(
+            s, c, base, rep, option="B", equipment="extruder line 2", interval="hourly"
+        )
+        assert res_h.interval == "hourly" and res_h.metrics.interval == "hourly"
+        assert (res_h.metrics.cv_rmse_max, res_h.metrics.nmbe_max) == (0.30, 0.10)
+        assert res_h.baseline_n == 14 * 24 and res_h.reporting_m == 14 * 24 - 1  # DST: 23 h
+        assert sum(k.startswith("how") for k in res_h.coefficients) == 167
+        assert abs(res_h.avoided_kwh - true_kwh) <= res_h.uncertainty_kwh_90
+        assert rec_h.summary["request"]["interval"] == "hourly"
+        assert cp.recompute(s, c, rec_h).avoided_kwh == pytest.approx(res_h.avoided_kwh)
+        with pytest.raises(ValidationError, match="hourly model has no production"):
+            cp.verify(s, c, base, rep, interval="hourly", production=True)
+        with pytest.raises(ValidationError, match="CalTRACK model is a daily"):
+            cp.verify(s, c, base, rep, interval="hourly", model="caltrack")
     with sessions() as s:
         rows = s.scalars(select(SavingsRecord).order_by(SavingsRecord.id)).all()
-        assert [r.option for r in rows] == ["B", "C"]
+        assert [r.option for r in rows] == ["B", "C", "B"]
         assert rows[0].adjustments[0].reason.startswith("no change")
         assert rows[0].summary["equipment"] == "extruder line 2"
         assert rows[0].summary["emission_factors"][0]["source"]

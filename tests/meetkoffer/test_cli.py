@@ -100,12 +100,32 @@ def test_cli_import_analyze_savings_report(settings_env, tmp_path: Path) -> None
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "savings #1 (Option B" in r.output and "ASHRAE 14" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "meetkoffer", "savings", "kunststof-2026-03", "--baseline", f"2026-03-02..{STEP_AT}",
+            "--reporting", f"{STEP_AT}..2026-03-30", "--model", "hourly",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "savings #2 (Option C, hourly" in r.output
+    assert "ASHRAE 14 (hourly, n=336)" in r.output and "(max 30%)" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "meetkoffer", "savings", "kunststof-2026-03", "--baseline", f"2026-03-02..{STEP_AT}",
+            "--reporting", f"{STEP_AT}..2026-03-30", "--model", "weekly",
+        ],
+    )  # fmt: skip
+    assert isinstance(r.exception, ValidationError) and "--model" in str(r.exception)
     out = tmp_path / "reports"
     r = runner.invoke(
         app, ["meetkoffer", "report", "kunststof-2026-03", "--out", str(out), "--locale", "en"]
     )
     assert r.exit_code == 0, r.output
     assert (out / "campaign.html").is_file() and (out / "savings-1.html").is_file()
+    assert (out / "savings-2_baseline_hourly.csv").is_file()
+    assert "measured and modelled [kWh\\u002fhour]" in (out / "savings-2.html").read_text()
     assert (out / "savings-1_nonroutine_adjustments.csv").read_text().count("no change") == 1
     assert "Findings" in (out / "campaign.html").read_text()
 

@@ -146,3 +146,49 @@ def test_shipped_emission_factors_have_sources(tmp_path) -> None:
 
     with pytest.raises(ValidationError, match=r"factors\[0\]"):
         load_emission_factors(bad)
+
+
+def test_hourly_frame_sums_four_isps_and_interpolates_temperature() -> None:
+    plant = make_plant(start="2026-03-27", days=3)  # Fri, Sat, Sun 29 March (23 hours)
+    e = plant.incomer_wh.drop(plant.incomer_wh.index[5])  # the second hour loses an ISP
+    h = mv.hourly_frame(e, plant.temp_c_per_day)
+    assert len(h) == 24 + 24 + 23 - 1
+    assert (h["isp_count"] == 4).all()
+    assert h["energy_kwh"].iloc[0] == pytest.approx(plant.incomer_wh.iloc[:4].sum() / 1000)
+    t = plant.temp_c_per_day
+    noon = (t.index[0].tz_convert(TZ) + pd.Timedelta(hours=12)).tz_convert("UTC")
+    assert h.loc[noon, "temp_c"] == pytest.approx((t.iloc[0] + t.iloc[1]) / 2)
+    assert h["temp_c"].iloc[-1] != h["temp_c"].iloc[-1]  # after the last reading: NaN
+    with pytest.raises(ValueError, match="min_isps"):
+        mv.hourly_frame(e, min_isps=5)
+
+
+@pytest.mark.parametrize("step_kw", [20.0, 0.0])
+def test_hourly_model_known_step_within_uncertainty(step_kw: float) -> None:
+    """Hour-of-week load + heating below 14 degC + AR(1) noise; a step of known size."""
+    rng = np.random.default_rng(5)
+    idx = pd.date_range("2026-01-05", periods=42 * 24, freq="h", tz=TZ).tz_convert("UTC")
+    local = idx.tz_convert(TZ)
+    producing = (local.day_of_week < 5) & (local.hour >= 6) & (local.hour < 22)
+    temp = 6 + 5 * np.sin(2 * np.pi * np.arange(len(idx)) / (24 * 9)) + rng.normal(0, 1, len(idx))
+    noise = np.zeros(len(idx))
+    for i in range(1, len(idx)):
+        noise[i] = 0.6 * noise[i - 1] + rng.normal(0, 3.0)
+    cut = pd.Timestamp("2026-01-26", tz=TZ).tz_convert("UTC")
+    after = producing & (idx >= cut)
+    kw = 50 + 80 * producing + 2.5 * np.maximum(14 - temp, 0) + noise - step_kw * after
+    frame = pd.DataFrame({"energy_kwh": kw, "temp_c": temp}, index=idx)
+    res = mv.verify_savings(
+        frame[idx < cut],
+        frame[idx >= cut],
+        option="C",
+        price_eur_per_kwh=0.2,
+        emission_factors=FACTORS,
+        spec=mv.RegressionSpec(production=False, heating_bp_c=14.0, time_of_week=True),
+        interval="hourly",
+    )
+    true_kwh = step_kw * float(after.sum())
+    assert res.metrics.interval == "hourly" and res.metrics.passes
+    assert res.coefficients["hdd"] == pytest.approx(2.5, abs=0.3)
+    assert abs(res.avoided_kwh - true_kwh) <= res.uncertainty_kwh_90
+    assert res.uncertainty_kwh_90 < 0.25 * 20.0 * float(after.sum())  # the step is resolvable

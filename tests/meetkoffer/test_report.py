@@ -12,8 +12,13 @@ from energy.pdf import chromium_available
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import mv
-from meetkoffer.emissions import load_emission_factors
-from meetkoffer.report import campaign_report, savings_report
+from meetkoffer.emissions import EmissionFactor, factor_for_year, load_emission_factors
+from meetkoffer.report import (
+    campaign_report,
+    emission_factor_note,
+    evidence_items,
+    savings_report,
+)
 from tests.conftest import need
 from tests.meetkoffer.synth import TZ, make_plant
 
@@ -110,6 +115,37 @@ def test_campaign_report_tables_and_language(tmp_path: Path) -> None:
     assert ch.loc["extruder", "off_hours_share"] == 0.0
     findings = pd.read_csv(paths["csv:findings"])
     assert "compressor runs at weekends" in set(findings["title"])
+
+
+def test_evidence_has_translated_labels_with_units() -> None:
+    nl = _campaign("nl").html
+    evidence = " ".join(re.findall(r'<div class="muted evidence">(.*?)</div>', nl, re.S))
+    assert re.search(r"basislast: \d+,\d kW;", evidence), evidence
+    assert re.search(r"kosten basislast per jaar: €\s[\d.]+,\d\d;", evidence)
+    assert 'grafiek: <a href="#section-carpet">Tapijtdiagram</a>' in evidence
+    assert '<a href="#section-profile-compressor">compressor draait in het weekend</a>' in evidence
+    assert "energie in de weekenden in de campagne: 5." in evidence and " kWh" in evidence
+    assert "piek op: " in evidence and "capaciteitstarief: 40,00 €/kW/jaar" in evidence
+    text = re.sub(r"<[^>]+>", "", evidence)
+    assert not re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", text), text  # no raw keys
+    en = _campaign("en").html
+    en_ev = " ".join(re.findall(r'<div class="muted evidence">(.*?)</div>', en, re.S))
+    assert "energy at weekends in the campaign: 5," in en_ev and "€/kW/year" in en_ev
+    items = dict(evidence_items({"peak_at_utc": "2026-03-11T10:00:00+00:00", "odd_key": 1.5}))
+    assert items == {"piek op": "11-03-2026 11:00", "odd_key": "1,50"}  # unknown keys kept
+
+
+def test_reports_state_which_year_factor_was_used() -> None:
+    factors = {2021: EmissionFactor(2021, 0.374, "CO2emissiefactoren.nl 2021 mix")}
+    applied = factor_for_year(factors, 2026)
+    assert emission_factor_note(applied, "nl") == (
+        "geen factor voor 2026 ingesteld; de factor van 2021 is gebruikt"
+    )
+    assert emission_factor_note(factor_for_year(factors, 2021), "en") == ""
+    rep = _savings()  # the shipped factors have no 2026 entry
+    assert "2026" in rep.html and "de factor van 2021 is gebruikt" in rep.html
+    ef = rep.tables["emission_factors"]
+    assert list(ef[["year", "factor_year"]].iloc[0]) == [2026, 2021]
 
 
 def _chart_points(page) -> list[int]:
