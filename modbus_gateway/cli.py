@@ -145,6 +145,9 @@ def run(
     ] = True,
     spool: Annotated[Path | None, typer.Option(help="Spool file (SQLite)")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Show a live table")] = True,
+    flush_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between sample batches to the store")
+    ] = 5.0,
     mqtt: Annotated[
         str | None,
         typer.Option(
@@ -179,6 +182,7 @@ def run(
             cfg,
             sink,
             spool_path,
+            flush_interval_s=flush_interval,
             write_log_path=Path(spool_path).with_name("gateway-writes.jsonl"),
         )
         task = asyncio.create_task(service.run(duration))

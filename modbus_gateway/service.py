@@ -46,7 +46,7 @@ class GatewayService:
         config: GatewayConfig,
         sink: SampleSink,
         spool_path: Path | str,
-        flush_interval_s: float = 1.0,
+        flush_interval_s: float = 5.0,
         schedule_timeout_s: float = 900.0,
         write_log_path: Path | str | None = None,
         clock: Clock | None = None,

@@ -45,11 +45,19 @@ class SampleSink(Protocol):
 
 
 class SampleStoreSink:
-    """Writes batches to :class:`energy.samples.SampleStore` (channel key -> channel id)."""
+    """Writes batches to :class:`energy.samples.SampleStore` (channel key -> channel id).
 
-    def __init__(self, store: SampleStore, channel_ids: Mapping[str, int]):
+    Every append adds a part file to the channel's day and reads the day's parts to skip
+    duplicates; a gateway that runs for months would pile up parts, so every
+    ``compact_every`` writes the written channels are compacted (one file per day again).
+    """
+
+    def __init__(self, store: SampleStore, channel_ids: Mapping[str, int], compact_every: int = 20):
         self.store = store
         self.channel_ids = dict(channel_ids)
+        self.compact_every = compact_every
+        self._writes = 0
+        self._dirty: set[int] = set()
 
     def check(self, channels: Sequence[str]) -> None:
         """Refuse to start with channels that have no channel id (they could never be stored)."""
@@ -69,6 +77,12 @@ class SampleStoreSink:
                 np.fromiter((r.value for r in rows), np.float64, len(rows)),
                 np.fromiter((r.quality for r in rows), np.uint8, len(rows)),
             )
+            self._dirty.add(cid)
+        self._writes += 1
+        if self.compact_every and self._writes % self.compact_every == 0:
+            for cid in sorted(self._dirty):
+                self.store.compact(cid)
+            self._dirty.clear()
 
 
 class MemorySink:

@@ -26,7 +26,11 @@ async def test_service_runs_applies_and_restores_safe_default_on_stop(serve, tmp
     await asyncio.sleep(0.3)
     applied = await service.writer.apply("ev-anna", -2000, requested_by="optimizer.mpc")
     assert applied == -2000 and ev.get("control_mode") == 1
-    await asyncio.sleep(0.5)
+    for _ in range(50):  # bounded: until a poll after the setpoint shows it
+        await asyncio.sleep(0.1)
+        last = service.gateway.devices["ev"].values.get("actual_power_w")
+        if last is not None and last[0] == -2000:
+            break
     service.stop()
     await asyncio.wait_for(task, 10)
     service.close()

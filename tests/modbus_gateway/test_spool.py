@@ -121,3 +121,16 @@ async def test_spool_survives_restart(tmp_path):
     assert order == list(range(11))
     assert fwd2.pending == 0
     fwd2.close()
+
+
+def test_store_sink_compacts_so_parts_do_not_pile_up(tmp_path):
+    store = SampleStore(tmp_path / "store")
+    sink = SampleStoreSink(store, {"a": 1}, compact_every=5)
+    day_ns = 1_790_000_000 * 10**9
+    for i in range(23):  # one small batch per flush, as the gateway does
+        sink.write([Sample("a", day_ns + i * 10**9, float(i), 0)])
+    parts = list((tmp_path / "store").glob("channel=1/date=*/part-*.parquet"))
+    assert len(parts) <= 5
+    got = store.read(1)
+    assert got.ts.tolist() == [day_ns + i * 10**9 for i in range(23)]
+    assert got.value.tolist() == [float(i) for i in range(23)]
