@@ -1,17 +1,22 @@
 """Authorization cases of the campaign routes (walked by tests/energy/test_api_authz.py).
 
 The seed adds one campaign for the world's firm (``m-firm``, site ``factory-own``) and one for
-another firm (``m-firm-other``, site ``factory-other``), each with a finding and a savings
-verification, mapped onto the world's ``line-1`` channels.
+another firm (``m-firm-other``, site ``factory-other``), each with a finding and a real (hourly)
+savings verification, mapped onto the world's ``line-1`` channels.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
+import pandas as pd
 from sqlalchemy.orm import Session
 
-from meetkoffer.models import Campaign, Equipment, FindingRecord, SavingsRecord
+from meetkoffer import campaign as cp
+from meetkoffer import mv
+from meetkoffer.models import Campaign, Equipment, FindingRecord
 from tests.energy.api_world import Case, World
 
 READERS = {"operator", "firm"}
@@ -47,16 +52,20 @@ def _campaign(session: Session, world: World, name: str, member: str, site: str)
             chart="carpet", evidence={"base_load_kw": 1.0},
         )
     )  # fmt: skip
-    session.add(
-        SavingsRecord(
-            campaign_id=c.id, option="C", model="regression:intercept", baseline_start=T0,
-            baseline_end=T0 + dt.timedelta(hours=12), reporting_start=T0 + dt.timedelta(hours=12),
-            reporting_end=T0 + dt.timedelta(days=1), adjusted_baseline_kwh=100.0,
-            reporting_kwh=90.0, nonroutine_kwh=0.0, avoided_kwh=10.0, avoided_eur=2.0,
-            avoided_co2_t=0.004, fsu_68=0.2, fsu_90=0.35, cv_rmse=0.05, nmbe=0.0, r2=0.9,
-            ashrae14_pass=True, summary={},
-        )
-    )  # fmt: skip
+    session.flush()
+    session.refresh(c)
+    # A real (hourly, intercept-only) verification on the world's day of readings, so that
+    # its report can be recomputed: baseline the first 12 hours, reporting the last 12.
+    _, rec = cp.verify(
+        session,
+        c,
+        (pd.Timestamp(T0), pd.Timestamp(T0 + dt.timedelta(hours=12))),
+        (pd.Timestamp(T0 + dt.timedelta(hours=12)), pd.Timestamp(T0 + dt.timedelta(days=1))),
+        option="C",
+        interval="hourly",
+        spec=mv.RegressionSpec(production=False, time_of_week=False),
+    )
+    world.extra[f"savings-{name}"] = rec.id
     session.flush()
     return c.id
 
@@ -68,23 +77,43 @@ def seed(session: Session, world: World) -> None:
     )
 
 
+def _own_campaign(extra: dict[str, Any] | None = None) -> Case:
+    """A route under one campaign: the firm's own, the other firm's is 404 for it."""
+    extra = extra or {}
+
+    def params(which: str) -> Callable[[World], dict[str, Any]]:
+        def f(w: World) -> dict[str, Any]:
+            out: dict[str, Any] = {"campaign_id": w.extra[f"campaign-{which}"]}
+            for k, v in extra.items():
+                out[k] = v(w, which) if callable(v) else v
+            return out
+
+        return f
+
+    return Case(
+        roles=READERS,
+        own={"operator": params("other"), "firm": params("own")},
+        foreign=[params("other")],
+    )
+
+
+def _savings_id(w: World, which: str) -> int:
+    return int(w.extra[f"savings-{which}"])
+
+
+#: A savings id of the same campaign (another campaign's savings id under one's own campaign
+#: is 404 as well: tests/meetkoffer/test_api_campaigns.py).
+SAVINGS = {"savings_id": _savings_id}
 CASES = {
     ("GET", "/campaigns"): Case(roles=READERS, own={r: {} for r in READERS}),
     ("GET", "/campaigns/dashboard"): Case(roles=READERS, own={r: {} for r in READERS}),
-    ("GET", "/campaigns/{campaign_id}"): Case(
-        roles=READERS,
-        own={
-            "operator": lambda w: {"campaign_id": w.extra["campaign-other"]},
-            "firm": lambda w: {"campaign_id": w.extra["campaign-own"]},
-        },
-        foreign=[lambda w: {"campaign_id": w.extra["campaign-other"]}],
-    ),
-    ("GET", "/campaigns/{campaign_id}/report"): Case(
-        roles=READERS,
-        own={
-            "operator": lambda w: {"campaign_id": w.extra["campaign-other"]},
-            "firm": lambda w: {"campaign_id": w.extra["campaign-own"]},
-        },
-        foreign=[lambda w: {"campaign_id": w.extra["campaign-other"]}],
+    ("GET", "/campaigns/{campaign_id}"): _own_campaign(),
+    ("GET", "/campaigns/{campaign_id}/report"): _own_campaign(),
+    ("GET", "/campaigns/{campaign_id}/report/pdf"): _own_campaign(),
+    ("GET", "/campaigns/{campaign_id}/report/csv/{table}"): _own_campaign({"table": "summary"}),
+    ("GET", "/campaigns/{campaign_id}/savings/{savings_id}"): _own_campaign(SAVINGS),
+    ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/pdf"): _own_campaign(SAVINGS),
+    ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/csv/{table}"): _own_campaign(
+        {**SAVINGS, "table": "savings_summary"}
     ),
 }

@@ -1,4 +1,7 @@
-"""Meetkoffer campaigns: the firm's dashboard page and JSON; a firm sees only its own.
+"""Meetkoffer campaigns: the firm's dashboard, campaign and savings reports; a firm sees only its own.
+
+Reports: the campaign report and each savings verification as an HTML page, a PDF (headless
+Chromium) and the CSV of every table (``.../csv/<table>``, names listed on the page).
 
 The operator sees every campaign; a firm user only campaigns whose firm is its member
 (``user.member_id``); someone else's campaign answers 404; other roles get 403.
@@ -7,20 +10,24 @@ The operator sees every campaign; a firm user only campaigns whose firm is its m
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from energy.api.deps import SessionDep, not_found, require_roles
+from energy.errors import ValidationError
 from energy.i18n import template_env
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH
-from meetkoffer.models import Campaign
-from meetkoffer.report import finding_title
+from meetkoffer.models import Campaign, SavingsRecord
+from meetkoffer.report import Report, finding_title
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -144,53 +151,146 @@ def campaign_detail(campaign_id: int, user: CampaignReader, session: SessionDep)
     )
 
 
+def _report_or_404(render: Callable[[], Report], what: str) -> Report:
+    """Render a report; missing data answers 404 (naming what is missing)."""
+    try:
+        return render()
+    except ValidationError as exc:
+        raise HTTPException(status_code=404, detail=f"{what}: {exc.message}") from None
+
+
+def _campaign_report(session: Session, c: Campaign, locale: str, *, served: bool) -> Report:
+    from meetkoffer.campaign import render_campaign_report
+
+    return _report_or_404(
+        lambda: render_campaign_report(
+            session,
+            c,
+            locale=locale,
+            plotly_src=PLOTLY_STATIC_PATH if served else None,
+            downloads=f"/campaigns/{c.id}/report" if served else None,
+        ),
+        "report data of the campaign",
+    )
+
+
+def _savings_for(session: Session, c: Campaign, savings_id: int) -> SavingsRecord:
+    rec = session.get(SavingsRecord, savings_id)
+    if rec is None or rec.campaign_id != c.id:
+        raise not_found("savings verification")
+    return rec
+
+
+def _savings_report(
+    session: Session, c: Campaign, rec: SavingsRecord, locale: str, *, served: bool
+) -> Report:
+    from meetkoffer.campaign import render_savings_report
+
+    return _report_or_404(
+        lambda: render_savings_report(
+            session,
+            c,
+            rec,
+            locale=locale,
+            plotly_src=PLOTLY_STATIC_PATH if served else None,
+            downloads=f"/campaigns/{c.id}/savings/{rec.id}" if served else None,
+        ),
+        "data of the savings verification",
+    )
+
+
+def _pdf_response(report: Report, filename: str) -> Response:
+    """The report printed by headless Chromium (plotly.js inline, charts drawn first)."""
+    from energy.pdf import html_to_pdf
+
+    with tempfile.TemporaryDirectory(prefix="noaber-meetkoffer-") as tmp:
+        pdf = html_to_pdf(report.html, Path(tmp) / "report.pdf").read_bytes()
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _csv_response(report: Report, table: str, filename: str) -> Response:
+    if table not in report.tables:
+        raise HTTPException(
+            status_code=404,
+            detail=f"no table {table!r}; the report has: {', '.join(report.tables)}",
+        )
+    text = report.tables[table].to_csv(index=True, date_format="%Y-%m-%dT%H:%M:%S%z")
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 @router.get("/{campaign_id}/report", response_class=HTMLResponse)
 def campaign_report_page(
     campaign_id: int, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
 ) -> HTMLResponse:
-    """The interactive campaign report from stored data (plotly.js from /static, no CDN)."""
-    from meetkoffer.campaign import campaign_factor, hours_of, load_series, params_of
-    from meetkoffer.emissions import load_emission_factors
-    from meetkoffer.findings import Finding
-    from meetkoffer.report import campaign_report
-
+    """The interactive campaign report from stored data (plotly.js from /static, no CDN),
+    with links to its PDF and to the CSV of every table."""
     c = _campaign_for(session, user, campaign_id)
-    series = load_series(session, c)
-    if series.incomer_wh.empty:
-        raise not_found("report data of the campaign")
-    kg, note = campaign_factor(c, load_emission_factors())
-    found = [
-        Finding(
-            kind=f.kind,
-            title=f.title,
-            equipment=f.equipment,
-            energy_kwh_per_year=f.energy_kwh_per_year,
-            cost_eur_per_year=f.cost_eur_per_year,
-            co2_t_per_year=f.co2_t_per_year,
-            chart=f.chart,
-            evidence=dict(f.evidence or {}),
-            rank=f.rank,
-        )
-        for f in c.findings
-    ]
-    meta = {
-        "name": c.name,
-        "display_name": c.display_name,
-        "site": c.site.display_name,
-        "start": c.start_at,
-        "end": c.end_at,
-    }
-    rep = campaign_report(
-        meta,
-        series.energy_wh,
-        series.incomer,
-        found,
-        hours_of(c),
-        params_of(c, kg),
-        series.production if not series.production.empty else None,
-        locale,
-        note,
-        coverage=series.coverage,
-        plotly_src=PLOTLY_STATIC_PATH,
-    )
-    return HTMLResponse(rep.html)
+    return HTMLResponse(_campaign_report(session, c, locale, served=True).html)
+
+
+@router.get("/{campaign_id}/report/pdf")
+def campaign_report_pdf(
+    campaign_id: int, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+) -> Response:
+    """The campaign report as PDF (headless Chromium; the same page, charts included)."""
+    c = _campaign_for(session, user, campaign_id)
+    return _pdf_response(_campaign_report(session, c, locale, served=False), f"{c.name}.pdf")
+
+
+@router.get("/{campaign_id}/report/csv/{table}")
+def campaign_report_csv(
+    campaign_id: int, table: str, user: CampaignReader, session: SessionDep
+) -> Response:
+    """One table of the campaign report as CSV (UTC timestamps with offset)."""
+    c = _campaign_for(session, user, campaign_id)
+    rep = _campaign_report(session, c, "en", served=False)
+    return _csv_response(rep, table, f"{c.name}_{table}.csv")
+
+
+@router.get("/{campaign_id}/savings/{savings_id}", response_class=HTMLResponse)
+def savings_report_page(
+    campaign_id: int,
+    savings_id: int,
+    user: CampaignReader,
+    session: SessionDep,
+    locale: Locale = "nl",
+) -> HTMLResponse:
+    """The savings verification report (IPMVP, ASHRAE 14 metrics, uncertainty, CO2), with
+    links to its PDF and CSV tables; recomputed from the stored request on current data."""
+    c = _campaign_for(session, user, campaign_id)
+    rec = _savings_for(session, c, savings_id)
+    return HTMLResponse(_savings_report(session, c, rec, locale, served=True).html)
+
+
+@router.get("/{campaign_id}/savings/{savings_id}/pdf")
+def savings_report_pdf(
+    campaign_id: int,
+    savings_id: int,
+    user: CampaignReader,
+    session: SessionDep,
+    locale: Locale = "nl",
+) -> Response:
+    """The savings verification report as PDF (headless Chromium)."""
+    c = _campaign_for(session, user, campaign_id)
+    rec = _savings_for(session, c, savings_id)
+    rep = _savings_report(session, c, rec, locale, served=False)
+    return _pdf_response(rep, f"{c.name}_savings-{rec.id}.pdf")
+
+
+@router.get("/{campaign_id}/savings/{savings_id}/csv/{table}")
+def savings_report_csv(
+    campaign_id: int, savings_id: int, table: str, user: CampaignReader, session: SessionDep
+) -> Response:
+    """One table of the savings verification report as CSV."""
+    c = _campaign_for(session, user, campaign_id)
+    rec = _savings_for(session, c, savings_id)
+    rep = _savings_report(session, c, rec, "en", served=False)
+    return _csv_response(rep, table, f"{c.name}_savings-{rec.id}_{table}.csv")
