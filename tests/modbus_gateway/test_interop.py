@@ -14,7 +14,7 @@ import pytest
 
 from energy.samples import Quality
 from modbus_gateway.config import parse_config
-from modbus_gateway.poller import Gateway
+from modbus_gateway.poller import Gateway, RetryPolicy
 from modbus_gateway.profiles import shipped_profiles
 from modbus_gateway.simulator import SimServer, SimulatedDevice
 from tests.conftest import need_executable
@@ -86,7 +86,7 @@ async def test_rtu_two_unit_ids_on_one_bus_with_a_dead_third(pty_pair):
     srv = await SimServer({1: meter, 2: em24}, serial_port=server_side, baudrate=38400).start()
     cfg = parse_config(
         {
-            "buses": {"rs485": {"port": client_side, "baudrate": 38400, "inter_frame_pause_s": 0.005, "timeout_s": 0.25}},
+            "buses": {"rs485": {"port": client_side, "baudrate": 38400, "inter_frame_pause_s": 0.005, "timeout_s": 0.5}},
             "devices": [
                 {"name": "sdm", "profile": "eastron_sdm120", "transport": "rtu", "bus": "rs485", "unit_id": 1, "poll_interval_s": 0.2},
                 {"name": "em", "profile": "carlo_gavazzi_em24", "transport": "rtu", "bus": "rs485", "unit_id": 2, "poll_interval_s": 0.2},
@@ -97,10 +97,10 @@ async def test_rtu_two_unit_ids_on_one_bus_with_a_dead_third(pty_pair):
         "rtu-site.yaml",
     )  # fmt: skip
     got: list = []
-    gw = Gateway(cfg, got.extend)
+    gw = Gateway(cfg, got.extend, policy=RetryPolicy(dead_after=1, backoff_max_s=5))
     assert len(gw.links) == 1  # one master for the bus
     try:
-        await gw.run(2.0)
+        await gw.run(2.5)
     finally:
         gw.close()
         await srv.stop()
