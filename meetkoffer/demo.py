@@ -22,7 +22,6 @@ def demo_step(ctx: Any) -> None:
     """Create the demo campaign, analyse it and write its report (see module docstring)."""
     from meetkoffer import campaign as cp
     from meetkoffer.emissions import load_emission_factors
-    from meetkoffer.report import campaign_report
 
     factors = load_emission_factors()
     with ctx.sessions() as session, session.begin():
@@ -45,19 +44,8 @@ def demo_step(ctx: Any) -> None:
             price_eur_per_kwh=0.18,
             equipment=equipment,
         )
-        series, found = cp.analyze(session, c, factors)
-        kg, note = cp.campaign_factor(c, factors)
-        meta = {
-            "name": c.name,
-            "display_name": c.display_name,
-            "site": site.display_name,
-            "start": c.start_at,
-            "end": c.end_at,
-        }
-        rep = campaign_report(
-            meta, series.energy_wh, series.incomer, found, cp.hours_of(c), cp.params_of(c, kg),
-            None, "nl", note, coverage=series.coverage,
-        )  # fmt: skip
+        _, found = cp.analyze(session, c, factors)
+        rep = cp.render_campaign_report(session, c, factors, "nl")
         paths = rep.write(ctx.data_dir / "reports" / CAMPAIGN, stem="campaign")
     top = found[0].title if found else "no findings"
     ctx.notes.append(
