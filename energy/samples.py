@@ -108,9 +108,13 @@ class SampleStore:
                 {"ts": ts_ns[sel], "value": value[sel], "quality": quality[sel]}, schema=SCHEMA
             )
             new = _dedupe_sorted(new)
-            existing = self._read_day(channel_id, int(day))
-            if existing is not None and existing.num_rows:
-                new = self._only_changed(existing, new)
+            parts = self._parts(channel_id, int(day))
+            new_min_ts = int(new.column("ts")[0].as_py())
+            if parts and self._max_ts(parts) >= new_min_ts:
+                # Overlaps what is stored: keep only samples that are new or changed.
+                existing = self._read_day(channel_id, int(day))
+                if existing is not None and existing.num_rows:
+                    new = self._only_changed(existing, new)
             if new.num_rows == 0:
                 continue
             self._write_part(self._day_dir(channel_id, int(day)), new)
@@ -139,6 +143,19 @@ class SampleStore:
         tmp = directory / f".{name}.tmp"
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, directory / name)
+
+    @staticmethod
+    def _max_ts(parts: list[Path]) -> int:
+        """Largest stored timestamp of the parts, from the Parquet footers (no data read)."""
+        best = np.iinfo(np.int64).min
+        for p in parts:
+            meta = pq.ParquetFile(p).metadata
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(0).statistics
+                if stats is None or not stats.has_min_max:
+                    return np.iinfo(np.int64).max  # unknown: assume overlap
+                best = max(best, int(stats.max))
+        return int(best)
 
     def _parts(self, channel_id: int, day_index: int) -> list[Path]:
         d = self._day_dir(channel_id, day_index)
