@@ -11,12 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import socket
-import threading
-import time
 from importlib import resources
-from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -38,8 +33,7 @@ from settlement.models import MemberDay, SettlementRun, Statement
 from settlement.pricing import load_tariff
 from settlement.settle import period_isps, plan_energy, post_run
 from settlement.statements import fast_money, render_html, statement_data
-from tests.conftest import need, need_executable
-from tests.energy.test_browser_dashboard import CHROMIUM_ARGS
+from tests.browser import live_server, loopback_page
 
 NOW = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)  # demo week 26 Nov - 2 Dec (local)
 EV_OWNERS = {"anna": "m-ev-anna", "jan": "m-ev-jan", "fatima": "m-ev-fatima"}
@@ -185,12 +179,6 @@ def test_member_lands_on_their_own_statements(demo: DemoContext) -> None:
 def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
     """Headless Debian Chromium: anna signs in, follows the link on her start page to her
     November statement; jan's statements are not on her page. No request leaves 127.0.0.1."""
-    need(
-        Path("/usr/bin/chromium").exists(), "Debian chromium is not installed at /usr/bin/chromium"
-    )
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
     with demo.sessions() as session:
         jan = list(
             session.scalars(select(Statement.number).where(Statement.member_ref == "m-ev-jan"))
@@ -201,55 +189,26 @@ def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
             )
         ).one()
         anna_net = statement_data(session, anna_nov.id).total.net_cents
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(demo.settings, demo.engine), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    outside: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=need_executable("chromium"), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page()
-
-                def guard(route) -> None:
-                    if urlparse(route.request.url).hostname != "127.0.0.1":
-                        outside.append(route.request.url)
-                        route.abort()
-                    else:
-                        route.continue_()
-
-                page.route("**/*", guard)
-                page.set_default_timeout(30_000)
-                page.goto(f"{base}/")
-                page.fill("#username", "anna")
-                page.fill("#password", "noaber-anna")
-                page.click("#login-submit")
-                page.wait_for_selector("#statements")
-                listed = page.locator("#statements a[href^='/statements/']").all_inner_texts()
-                assert anna_nov.number in listed
-                assert not set(jan) & set(listed)
-                page.click(f"text={anna_nov.number}")
-                page.wait_for_url(f"**/statements/{anna_nov.id}")
-                assert "Anna Bakker" in page.inner_text("body")
-                assert page.inner_text("#net").strip() == fast_money(abs(anna_net))
-                assert page.inner_text("#days-with-data").strip() == "5 / 30"
-            finally:
-                browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with (
+        live_server(create_app(demo.settings, demo.engine)) as base,
+        loopback_page() as (
+            page,
+            outside,
+        ),
+    ):
+        page.goto(f"{base}/")
+        page.fill("#username", "anna")
+        page.fill("#password", "noaber-anna")
+        page.click("#login-submit")
+        page.wait_for_selector("#statements")
+        listed = page.locator("#statements a[href^='/statements/']").all_inner_texts()
+        assert anna_nov.number in listed
+        assert not set(jan) & set(listed)
+        page.click(f"text={anna_nov.number}")
+        page.wait_for_url(f"**/statements/{anna_nov.id}")
+        assert "Anna Bakker" in page.inner_text("body")
+        assert page.inner_text("#net").strip() == fast_money(abs(anna_net))
+        assert page.inner_text("#days-with-data").strip() == "5 / 30"
     assert not outside, f"the pages tried to reach the internet: {outside}"
 
 
