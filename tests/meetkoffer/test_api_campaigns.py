@@ -143,9 +143,34 @@ def test_pdf_downloads(tmp_path: Path) -> None:
     upgrade(make_engine(db_url))
     client, world = _client(db_url)
     own, sid = world.extra["campaign-own"], world.extra["savings-own"]
-    for url in (f"/campaigns/{own}/report/pdf", f"/campaigns/{own}/savings/{sid}/pdf?locale=en"):
-        r = client.get(url, headers=_auth("firm"))
-        assert r.status_code == 200, r.text
-        assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
-        pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", r.content))
-        assert pages >= 2, (url, pages)
+    # (the campaign report's PDF is printed in tests/meetkoffer/test_report.py)
+    url = f"/campaigns/{own}/savings/{sid}/pdf?locale=en"
+    r = client.get(url, headers=_auth("firm"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
+    assert f'filename="own_savings-{sid}.pdf"' in r.headers["content-disposition"]
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", r.content))
+    assert pages >= 2, pages
+
+
+def test_identical_pdf_documents_are_printed_once(monkeypatch, tmp_path: Path) -> None:
+    import energy.pdf
+    from energy.api.routers import campaigns
+
+    printed: list[str] = []
+
+    def fake_print(html: str, out: Path) -> Path:
+        printed.append(html)
+        out.write_bytes(b"%PDF-" + html.encode())
+        return out
+
+    monkeypatch.setattr(energy.pdf, "html_to_pdf", fake_print)
+    monkeypatch.setattr(campaigns, "_PDF_CACHE", type(campaigns._PDF_CACHE)())
+    docs = [f"<p>{i}</p>" for i in range(campaigns._PDF_CACHE_MAX + 1)]
+    assert campaigns._print_pdf(docs[0]) == campaigns._print_pdf(docs[0]) == b"%PDF-<p>0</p>"
+    assert printed == [docs[0]]
+    for d in docs[1:]:  # fills the cache past its bound: the oldest is dropped
+        campaigns._print_pdf(d)
+    campaigns._print_pdf(docs[0])
+    assert printed == [*docs, docs[0]]
+    assert len(campaigns._PDF_CACHE) == campaigns._PDF_CACHE_MAX

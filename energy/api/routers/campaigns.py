@@ -10,7 +10,10 @@ The operator sees every campaign; a firm user only campaigns whose firm is its m
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -199,12 +202,34 @@ def _savings_report(
     )
 
 
-def _pdf_response(report: Report, filename: str) -> Response:
-    """The report printed by headless Chromium (plotly.js inline, charts drawn first)."""
+#: The last few printed PDFs by the SHA-256 of their HTML: an identical document (same data,
+#: language and minute of generation) is not printed twice. Bounded; guarded by a lock
+#: because sync routes run in a thread pool.
+_PDF_CACHE: OrderedDict[str, bytes] = OrderedDict()
+_PDF_CACHE_MAX = 4
+_PDF_LOCK = threading.Lock()
+
+
+def _print_pdf(html: str) -> bytes:
     from energy.pdf import html_to_pdf
 
+    key = hashlib.sha256(html.encode("utf-8")).hexdigest()
+    with _PDF_LOCK:
+        if key in _PDF_CACHE:
+            _PDF_CACHE.move_to_end(key)
+            return _PDF_CACHE[key]
     with tempfile.TemporaryDirectory(prefix="noaber-meetkoffer-") as tmp:
-        pdf = html_to_pdf(report.html, Path(tmp) / "report.pdf").read_bytes()
+        pdf = html_to_pdf(html, Path(tmp) / "report.pdf").read_bytes()
+    with _PDF_LOCK:
+        _PDF_CACHE[key] = pdf
+        while len(_PDF_CACHE) > _PDF_CACHE_MAX:
+            _PDF_CACHE.popitem(last=False)
+    return pdf
+
+
+def _pdf_response(report: Report, filename: str) -> Response:
+    """The report printed by headless Chromium (plotly.js inline, charts drawn first)."""
+    pdf = _print_pdf(report.html)
     return Response(
         pdf,
         media_type="application/pdf",
