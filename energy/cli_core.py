@@ -17,6 +17,10 @@ from energy.settings import load_settings
 
 site_app = typer.Typer(help="Site descriptions (YAML): validate and import.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of the API and pages.", no_args_is_help=True)
+control_app = typer.Typer(
+    help="Closed loop: the optimizer's MPC drives the site's devices through the gateway.",
+    no_args_is_help=True,
+)
 
 #: Modules of the domain packages that add a step to the demo with
 #: ``demo_step(ctx: energy.demo.DemoContext) -> None``, run in this order after the core.
@@ -172,6 +176,37 @@ def user_add(
     console.print(f"created {desc} in {settings.sqlalchemy_url}")
 
 
+def control_run(
+    site_file: Annotated[Path, typer.Argument(help="Site YAML (devices and assets), imported")],
+    prices: Annotated[Path, typer.Option(help="Price CSV covering every horizon")],
+    sessions: Annotated[
+        Path | None, typer.Option(help="EV sessions YAML {ev: [{arrival, ...}]}, re-read per step")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Control steps, then stop")] = 96,
+    step_seconds: Annotated[
+        float, typer.Option(min=0.5, max=86_400, help="Seconds between re-plans")
+    ] = 900.0,
+    horizon_hours: Annotated[float, typer.Option(min=1, max=168, help="Horizon [h]")] = 24.0,
+    cloud_factor: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="PV share of clear sky")
+    ] = 1.0,
+    store: Annotated[bool, typer.Option(help="Store every plan in the database")] = True,
+    spool: Annotated[Path | None, typer.Option(help="Gateway spool file (SQLite)")] = None,
+) -> None:
+    """Poll SITE's devices and re-plan every step; battery and charger setpoints go through
+    the gateway's safe writes. A failed plan hands the devices back to their safe default;
+    Ctrl-C/SIGTERM and the end restore every safe default."""
+    from energy.control import run_site, summary_line
+    from energy.errors import NoaberError
+
+    run = run_site(
+        site_file, prices, sessions, steps, step_seconds, horizon_hours, cloud_factor, store, spool
+    )
+    console.print(summary_line(run))
+    if run.status.last_ok is False:
+        raise NoaberError(f"the last planning step failed: {run.status.last_error}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the core commands to the root ``noaber`` app."""
     app.command("serve")(serve)
@@ -180,3 +215,5 @@ def register(app: typer.Typer) -> None:
     user_app.command("add")(user_add)
     app.add_typer(site_app, name="site")
     app.add_typer(user_app, name="user")
+    control_app.command("run")(control_run)
+    app.add_typer(control_app, name="control")

@@ -29,6 +29,7 @@ CAPABILITY_UNITS = {
     "energy_import_wh": "Wh",
     "energy_export_wh": "Wh",
     "soc_pct": "%",
+    "grid_power_w": "W",  # at the connection a device regulates (Victron ESS), + = import
 }
 _TO_BASE = {("kWh", "Wh"): 1000.0, ("kW", "W"): 1000.0, ("MWh", "Wh"): 1e6}
 

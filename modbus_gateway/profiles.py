@@ -77,7 +77,7 @@ SUNSPEC_NOT_IMPLEMENTED: dict[str, int] = {
     "uint64": 0xFFFFFFFFFFFFFFFF,
 }
 #: Capability values a profile can map to a register (see :mod:`modbus_gateway.capabilities`).
-CAPABILITY_VALUES = ("power_w", "energy_import_wh", "energy_export_wh", "soc_pct")
+CAPABILITY_VALUES = ("power_w", "energy_import_wh", "energy_export_wh", "soc_pct", "grid_power_w")
 #: Maximum registers in one read request (Modbus Application Protocol V1.1b3, 6.3: 125).
 MODBUS_MAX_READ = 125
 
@@ -200,7 +200,8 @@ class Profile(_Strict):
     registers: dict[str, RegisterSpec]
     control: ControlSpec | None = None
     #: Which register serves each capability value (``power_w``, ``energy_import_wh``,
-    #: ``energy_export_wh``, ``soc_pct``; see :mod:`modbus_gateway.capabilities`).
+    #: ``energy_export_wh``, ``soc_pct``, ``grid_power_w``: the power at the connection an
+    #: ESS regulates; see :mod:`modbus_gateway.capabilities`).
     capabilities: dict[str, str] = {}
 
     @model_validator(mode="after")

@@ -234,6 +234,41 @@ def load_sink(spec: str, site: str) -> Any:
     return factory(site)
 
 
+def report_step(
+    controller: Any,
+    setpoints: dict[str, float],
+    i: int,
+    steps: int,
+    store_to: Any = None,
+) -> None:
+    """Print one MPC step's status line; store an ok step's plan when ``store_to`` is given.
+
+    ``controller`` is an :class:`optimizer.mpc.MPCController` after ``step()``; ``store_to`` a
+    SQLAlchemy session factory. A failed step is printed in red with the error, the assets
+    released to their safe default and any fallback setpoints, so a failure is visible.
+    """
+    from optimizer.report import compare
+    from optimizer.store import save_plan
+
+    st = controller.status
+    shown = ", ".join(f"{k} {v / 1000:+.1f} kW" for k, v in setpoints.items()) or "none"
+    if st.last_ok:
+        console.print(f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}")
+        plan_now, sc_now = controller.last_plan, controller.last_scenario
+        if store_to is not None and plan_now is not None and sc_now is not None:
+            from energy.db import transaction
+
+            with transaction(store_to) as s:
+                sid = save_plan(s, sc_now, plan_now, compare(sc_now, plan_now))
+            console.print(f"  stored as schedule {sid}")
+    else:
+        released = ", ".join(st.released) or "none"
+        console.print(
+            f"[red]step {i + 1}/{steps}: planning failed: {st.last_error}; released to their "
+            f"safe default: {released}; fallback setpoints: {shown}[/red]"
+        )
+
+
 @optimize_app.command("run")
 def run_cmd(
     site: str = typer.Option(..., "--site", help="Site name in the store"),
@@ -254,13 +289,11 @@ def run_cmd(
 
     import pandas as pd
 
-    from energy.db import make_engine, session_factory, transaction
+    from energy.db import make_engine, session_factory
     from energy.errors import NoaberError
     from energy.settings import get_settings
     from optimizer.mpc import MPCController
-    from optimizer.report import compare
     from optimizer.sitestore import ev_sessions_from_yaml, measured_soc_pct, scenario_from_store
-    from optimizer.store import save_plan
 
     engine = make_engine(get_settings().sqlalchemy_url)
     factory = session_factory(engine)
@@ -285,23 +318,7 @@ def run_cmd(
     async def loop() -> None:
         for i in range(steps):
             setpoints = await controller.step()
-            st = controller.status
-            shown = ", ".join(f"{k} {v / 1000:+.1f} kW" for k, v in setpoints.items()) or "none"
-            if st.last_ok:
-                console.print(
-                    f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}"
-                )
-                plan_now, sc_now = controller.last_plan, controller.last_scenario
-                if store and plan_now is not None and sc_now is not None:
-                    with transaction(factory) as s:
-                        sid = save_plan(s, sc_now, plan_now, compare(sc_now, plan_now))
-                    console.print(f"  stored as schedule {sid}")
-            else:
-                released = ", ".join(st.released) or "none"
-                console.print(
-                    f"[red]step {i + 1}/{steps}: planning failed: {st.last_error}; released to their "
-                    f"safe default: {released}; fallback setpoints: {shown}[/red]"
-                )
+            report_step(controller, setpoints, i, steps, factory if store else None)
             if i + 1 < steps:
                 now = pd.Timestamp.now(tz="UTC")
                 await asyncio.sleep(900 - (now.value / 1e9) % 900)
