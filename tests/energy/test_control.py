@@ -9,7 +9,12 @@ to its safe default, step 3 plans again; the end restores the safe defaults.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from energy.control import GatewaySetpoints, run_control, site_wiring
 from energy.db import make_engine, session_factory, upgrade
@@ -72,10 +78,8 @@ def _sessions_doc(now: pd.Timestamp, reachable: bool) -> dict:
     }
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    """A migrated SQLite store with the demo site and a week of building load readings."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'noaber.sqlite'}")
+def _prepare(engine) -> sessionmaker:
+    """Migrate; import the demo site; a week of building load readings up to now."""
     upgrade(engine)
     sessions = session_factory(engine)
     import_site_file(SITE_FILE, sessions)
@@ -99,8 +103,26 @@ def store(tmp_path: Path):
                 index=hist,
             ),
         )
-    yield sessions
+    return sessions
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A migrated SQLite store with the demo site and a week of building load readings."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'noaber.sqlite'}")
+    yield _prepare(engine)
     engine.dispose()
+
+
+async def _serve(cfg: GatewayConfig) -> tuple[GatewayConfig, list, dict]:
+    """Simulators for every device on free ports; the config pointed at them."""
+    servers, sims = await serve_config(cfg)
+    port_of = {
+        name: next(s.port for s in servers if sim in s.devices.values())
+        for name, sim in sims.items()
+    }
+    devices = [d.model_copy(update={"port": port_of[d.name]}) for d in cfg.devices]
+    return cfg.model_copy(update={"devices": devices}), servers, sims
 
 
 def _prices(path: Path) -> Path:
@@ -247,3 +269,55 @@ async def test_unknown_asset_is_refused_and_unimported_site_is_explained(
             site_wiring(s, cfg)
     finally:
         engine.dispose()
+
+
+async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
+    settings_env, tmp_path: Path
+) -> None:
+    """``noaber control run`` in a subprocess: setpoints reach the simulators; SIGTERM stops
+    it with exit 0 and every device back at its safe default."""
+    engine = make_engine(settings_env.sqlalchemy_url)
+    _prepare(engine)
+    engine.dispose()
+    cfg, servers, sims = await _serve(_local_config())
+    try:
+        doc = yaml.safe_load(SITE_FILE.read_text(encoding="utf-8"))
+        doc["devices"] = [
+            {**d, "port": next(c.port for c in cfg.devices if c.name == d["name"])}
+            for d in doc["devices"]
+        ]
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        sessions_file = tmp_path / "sessions.yaml"
+        now = pd.Timestamp.now(tz="UTC")
+        sessions_file.write_text(yaml.safe_dump(_sessions_doc(now, True)), encoding="utf-8")
+        args = [sys.executable, "-m", "energy.cli", "control", "run", str(site)]
+        args += ["--prices", str(_prices(tmp_path / "prices.csv")), "--sessions"]
+        args += [str(sessions_file), "--steps", "1000", "--step-seconds", "1"]
+        args += ["--horizon-hours", "6", "--no-store"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        quasar, gx = sims["charger-1"], sims["battery-gx"]
+        try:
+            deadline = time.monotonic() + 40
+            while quasar.get("control_mode") != 1 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[0].decode()
+                await asyncio.sleep(0.1)
+            assert quasar.get("power_setpoint_w") > 0  # the car charges at the cheap start
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out = proc.communicate()[0].decode()
+        assert proc.returncode == 0, out
+        assert "planned, setpoints" in out and "safe defaults restored" in out
+        assert quasar.get("control_mode") == 0 and quasar.get("power_setpoint_w") == 0
+        assert gx.get("grid_setpoint_w") == 0
+        writes = (settings_env.data_dir / "gateway-writes.jsonl").read_text(encoding="utf-8")
+        assert '"requested_by": "noaber control"' in writes
+        assert '"requested_by": "gateway (shutdown)"' in writes
+    finally:
+        for s in servers:
+            await s.stop()
