@@ -7,6 +7,7 @@ traceback and exit with status 1 (2 for usage errors, as Typer does).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -81,6 +82,47 @@ def intervals_update(
                     total_isps += report.isps_written
                 bar.advance(task)
     console.print(f"{len(ids)} channel(s), {total_isps} interval readings written")
+
+
+prices_app = typer.Typer(
+    help="Price series per ISP (day-ahead market, all-in tariffs).", no_args_is_help=True
+)
+app.add_typer(prices_app, name="prices")
+
+
+@prices_app.command("import")
+def prices_import(
+    series: str = typer.Argument(..., help="Series name, e.g. epex-nl-day-ahead"),
+    file: Path = typer.Argument(..., help="CSV with timestamp, price_eur_per_kwh"),
+) -> None:
+    """Import prices per ISP (idempotent; a file with a bad row changes nothing)."""
+    from energy.db import session_factory, upgrade
+    from energy.prices import parse_price_csv, store_prices
+
+    prices = parse_price_csv(file)
+    engine = _engine()
+    upgrade(engine)
+    with session_factory(engine).begin() as session:
+        n = store_prices(session, series, prices)
+    console.print(
+        f"{series}: {n} ISPs from {prices.index[0].isoformat()} to {prices.index[-1].isoformat()}"
+    )
+
+
+@prices_app.command("list")
+def prices_list() -> None:
+    """List the stored price series."""
+    from energy.db import session_factory, upgrade
+    from energy.prices import list_series
+
+    engine = _engine()
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        rows = list_series(session)
+    if not rows:
+        console.print("no price series stored (noaber prices import SERIES FILE)")
+    for name, n, first, last in rows:
+        console.print(f"{name}: {n} ISPs, {first.isoformat()} .. {last.isoformat()}")
 
 
 @app.command("version")

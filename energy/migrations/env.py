@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from energy import models  # noqa: F401  (registers the core tables on Base.metadata)
+from energy import models, prices  # noqa: F401  (registers the core tables on Base.metadata)
 from energy.db import Base, make_engine
 
 config = context.config
