@@ -19,6 +19,8 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
   ``battery = setpoint - net`` is the plan);
 * on a planning failure the MPC hands every asset back to its safe default (``release``) and
   this loop releases whatever control is still enabled, logs it and prints a red status line;
+  after a good plan, a device the plan no longer drives (the car left) is released too, so a
+  stale V2G setpoint never meets the next car;
 * on Ctrl-C/SIGTERM, after ``steps`` steps, or when the gateway stops, the service stops and
   the writer restores every safe default (and the spool gets its last flush).
 
@@ -33,7 +35,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +208,13 @@ class GatewaySetpoints:
         """Hand the asset's device back to its safe default."""
         await self.writer.release(self.control_of(asset_name), requested_by)
 
-    async def release_all(self, requested_by: str) -> list[str]:
-        """Release every control still enabled; returns their names (errors are logged)."""
+    async def release_all(self, requested_by: str, keep: Collection[str] = ()) -> list[str]:
+        """Release every control still enabled except those of the assets in ``keep``;
+        returns their names (errors are logged)."""
+        kept = {self.routes[a] for a in keep if a in self.routes}
         released = []
         for key, ctl in self.writer.controls.items():
-            if ctl.enabled:
+            if ctl.enabled and key not in kept:
                 try:
                     await self.writer.release(key, requested_by)
                     released.append(key)
@@ -367,6 +371,12 @@ async def run_control(
                     st.last_error,
                     ", ".join(st.released) or "none",
                 )
+            else:  # a device the plan no longer drives (the car left) goes back to its default
+                released = await sink.release_all(
+                    f"{REQUESTED_BY} (no longer planned)", keep=set(setpoints)
+                )
+                if released:
+                    log.info("step %d/%d: released %s", i + 1, steps, ", ".join(released))
             run.released.append(released)
             report_step(controller, setpoints, i, steps, sessions if store_plans else None)
             if on_step is not None:

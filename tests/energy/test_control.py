@@ -2,9 +2,10 @@
 
 The demo site (battery behind a Victron ESS, three V2G chargers) is imported into a SQLite
 store with a week of building load; its devices are simulated on free loopback ports. The
-control loop runs three 2-second steps: step 1 plans and writes, step 2 gets an unreachable
+control loop runs four 2-second steps: step 1 plans and writes, step 2 gets an unreachable
 departure target (the sessions file changes between steps) and must hand every device back
-to its safe default, step 3 plans again; the end restores the safe defaults.
+to its safe default, step 3 plans again, before step 4 the car leaves (its charger is handed
+back); the end restores the safe defaults.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def _local_config() -> GatewayConfig:
     return cfg.model_copy(update={"devices": devices})
 
 
-def _sessions_doc(now: pd.Timestamp, reachable: bool) -> dict:
-    """Anna plugged in since an hour ago; reachable: 60 % in 3 h, else 100 % in 30 min."""
+def _sessions_doc(now: pd.Timestamp, reachable: bool | None) -> dict:
+    """Anna plugged in since an hour ago; reachable: 60 % in 3 h, else 100 % in 30 min;
+    None: she has left."""
+    if reachable is None:
+        return {}
     start = now.floor("15min")
     if reachable:
         dep, target = start + pd.Timedelta(hours=3), 60
@@ -175,8 +179,9 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
                     "writes": len(controller.sink.records),
                 }
             )
-            # the owner's app changes the session: step 2 cannot reach its target, step 3 can
-            doc = _sessions_doc(pd.Timestamp.now(tz="UTC"), reachable=i != 0)
+            # the owner's app changes the session: step 2 cannot reach its target, step 3 can,
+            # before step 4 the car has left
+            doc = _sessions_doc(pd.Timestamp.now(tz="UTC"), {0: False, 1: True, 2: None}.get(i))
             sessions_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
 
         caplog.set_level(logging.ERROR)
@@ -186,7 +191,7 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
             SampleStore(tmp_path / "samples"),
             _prices(tmp_path / "prices.csv"),
             tmp_path / "spool.sqlite",
-            steps=3,
+            steps=4,
             step_s=2.0,
             sessions_file=sessions_file,
             horizon_hours=6,
@@ -194,7 +199,7 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
             on_step=on_step,
         )
         st = run.status
-        assert (st.steps, st.plans, st.failures) == (3, 2, 1), st.as_dict()
+        assert (st.steps, st.plans, st.failures) == (4, 3, 1), st.as_dict()
 
         # step 1: the planned setpoints arrive at the registers, clamped to the site's limits
         first = {r.asset: r for r in run.setpoints[: seen[0]["writes"]]}
@@ -214,17 +219,24 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
         assert seen[1]["power_setpoint_w"] == 0 and seen[1]["control_mode"] == 0
         assert seen[1]["writes"] == seen[0]["writes"]  # nothing planned was written
         out = capsys.readouterr().out
-        assert "step 2/3: planning failed" in out and "cannot reach 100 %" in out
+        assert "step 2/4: planning failed" in out and "cannot reach 100 %" in out
         assert any("planning failed" in r.getMessage() for r in caplog.records)
 
         # step 3: planned and written again
-        third = {r.asset: r for r in run.setpoints[seen[1]["writes"] :]}
+        third = {r.asset: r for r in run.setpoints[seen[1]["writes"] : seen[2]["writes"]]}
         assert set(third) == {"battery", "ev-anna"}
         for rec in third.values():
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
         assert seen[2]["grid_setpoint_w"] == third["battery"].written_w
         assert seen[2]["power_setpoint_w"] == third["ev-anna"].written_w
         assert seen[2]["control_mode"] == 1
+
+        # step 4: the car has left; its charger is handed back, the battery still planned
+        fourth = run.setpoints[seen[2]["writes"] : seen[3]["writes"]]
+        assert [r.asset for r in fourth] == ["battery"]
+        assert run.released[3] == ["ev-anna"]
+        assert seen[3]["power_setpoint_w"] == 0 and seen[3]["control_mode"] == 0
+        assert seen[3]["grid_setpoint_w"] == fourth[0].written_w
 
         # the measured SoC came from the simulators through the gateway
         sc = run.controller.last_scenario
