@@ -7,7 +7,8 @@
   ``building_load`` assets' power readings (``power_mean_w`` per ISP) of the last weeks;
 * battery and EVs: the assets' ``params`` (the scenario file's field names); EV sessions are
   given by the caller (the charger or the owner's app knows arrival and departure);
-* prices: a CSV (``timestamp, import_price_eur_per_kwh, export_price_eur_per_kwh``);
+* prices: a CSV (``timestamp, import_price_eur_per_kwh, export_price_eur_per_kwh``), or two
+  price series of the store (:mod:`energy.prices`: all-in import and export prices per ISP);
 * measured SoC: the latest reading of the assets' ``soc`` channels (mean over the ISP, [%]).
 """
 
@@ -95,18 +96,49 @@ def _load_history_kw(session: Session, site: Site, end: pd.Timestamp, days: int)
     return kw
 
 
+def _prices_from_store(
+    session: Session, price_series: tuple[str, str], index: pd.DatetimeIndex
+) -> pd.DataFrame:
+    """Import and export prices per step from two stored series (a step's price is the price
+    of the ISP it starts in)."""
+    from energy.prices import read_prices
+
+    out = {}
+    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(minutes=15)
+    for column, name in zip(
+        ("import_price_eur_per_kwh", "export_price_eur_per_kwh"), price_series, strict=True
+    ):
+        stored = read_prices(
+            session, name, index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()
+        )
+        values = stored.reindex(index.floor("15min")).to_numpy()
+        missing = np.flatnonzero(np.isnan(values))
+        if missing.size:
+            raise ValidationError(
+                f"price series {name!r} has no price for {index[missing[0]].isoformat()} "
+                f"({missing.size} of {len(index)} steps missing); noaber prices import {name} FILE",
+                f"store:{name}",
+            )
+        out[column] = values
+    return pd.DataFrame(out, index=index)
+
+
 def scenario_from_store(
     session: Session,
     site_name: str,
     start: dt.datetime | pd.Timestamp,
     horizon_hours: float,
-    prices_csv: Path,
+    prices_csv: Path | None = None,
     ev_sessions: dict[str, list[dict[str, Any]]] | None = None,
     cloud_factor: float = 1.0,
     history_days: int = 28,
     step_minutes: int = 15,
+    price_series: tuple[str, str] | None = None,
 ) -> Scenario:
     """The scenario of a site for ``[start, start + horizon)`` from the store (see module doc).
+
+    Prices come from ``prices_csv`` or, when it is None, from the store's ``price_series``
+    ``(import series, export series)``; every step of the horizon must have a price.
 
     ``ev_sessions`` maps an EV asset name to its sessions (``arrival, departure,
     soc_arrival_pct, soc_departure_pct``); an EV without sessions is not plugged in.
@@ -163,9 +195,14 @@ def scenario_from_store(
     load = time_of_week_profile(
         _load_history_kw(session, site, start_ts, history_days), index, site.timezone
     )
-    prices = read_columns_csv(
-        prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
-    )
+    if prices_csv is not None:
+        prices = read_columns_csv(
+            prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
+        )
+    elif price_series is not None:
+        prices = _prices_from_store(session, price_series, index)
+    else:
+        raise ValidationError("give prices: a CSV or the names of two stored price series", source)
     series = pd.DataFrame(
         {
             "pv_kw": pv,

@@ -162,3 +162,37 @@ def test_cli_run_plans_sends_dry_run_setpoints_and_stores(settings_env, tmp_path
     )
     assert bad.exit_code != 0 and "site 'nowhere' does not exist" in str(bad.exception)
     engine.dispose()
+
+
+def test_prices_from_stored_series(sessions, demo_site) -> None:
+    from energy.errors import ValidationError
+    from energy.prices import store_prices
+
+    idx = pd.date_range(START, periods=96, freq="15min").as_unit("ns")
+    buy = pd.Series(np.where(np.arange(96) < 48, 0.30, 0.10), index=idx)
+    with sessions() as s, s.begin():
+        store_prices(s, "noaberhof-import", buy)
+        store_prices(s, "noaberhof-export", buy - 0.12)
+    with sessions() as s:
+        sc = scenario_from_store(
+            s,
+            "dorpshuis-noaberhof",
+            START,
+            24,
+            price_series=("noaberhof-import", "noaberhof-export"),
+        )
+        np.testing.assert_allclose(sc.series["import_price_eur_per_kwh"], buy.to_numpy())
+        np.testing.assert_allclose(sc.series["export_price_eur_per_kwh"], buy.to_numpy() - 0.12)
+        # one day of prices does not cover a 48-hour horizon: the first missing step is named
+        with pytest.raises(
+            ValidationError, match=r"no price for 2026-06-15T22:00:00\+00:00 \(96 of 192"
+        ):
+            scenario_from_store(
+                s,
+                "dorpshuis-noaberhof",
+                START,
+                48,
+                price_series=("noaberhof-import", "noaberhof-export"),
+            )
+        with pytest.raises(ValidationError, match="give prices"):
+            scenario_from_store(s, "dorpshuis-noaberhof", START, 24)
