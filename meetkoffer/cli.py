@@ -119,8 +119,9 @@ def savings(
         str,
         typer.Option(
             help="daily (regression on local days: production, day of week, degree days; "
-            "also 'regression'), hourly (time of week and temperature on hours, ASHRAE 14 "
-            "hourly limits) or caltrack (CalTRACK 2.0 daily change-point model)"
+            "also 'regression'), hourly (hour-of-week terms, plus degree hours with "
+            "--heating-bp-c/--cooling-bp-c; ASHRAE 14 hourly limits) or caltrack (CalTRACK "
+            "2.0 daily change-point model)"
         ),
     ] = "daily",
     adjust: Annotated[

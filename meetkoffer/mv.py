@@ -401,6 +401,21 @@ def verify_savings(
         model_name = f"caltrack_daily:{b.kind}"
     else:
         spec = spec or RegressionSpec()
+        if spec.heating_bp_c is not None or spec.cooling_bp_c is not None:
+            if "temp_c" not in base or "temp_c" not in rep:
+                raise ValueError(
+                    "degree-day terms need 'temp_c' in the baseline and reporting data"
+                )
+            nb, nr = int(base["temp_c"].isna().sum()), int(rep["temp_c"].isna().sum())
+            base = base.dropna(subset=["temp_c"])
+            rep = rep.dropna(subset=["temp_c"])
+            if nb or nr:
+                warnings.append(
+                    f"{nb} baseline and {nr} reporting periods without outdoor temperature "
+                    "were left out (their savings are not counted)"
+                )
+            if base.empty or rep.empty:
+                raise ValueError("no periods with outdoor temperature in the baseline or reporting")
         rm = fit_regression(base, spec, interval, tz)
         fitted = rm.predict(base)
         predicted = rm.predict(rep)

@@ -497,6 +497,8 @@ def savings_report(
         tables=list(tables),
         charts=chart_html,
         res=result,
+        # emission-factor notes are shown (translated) with the factors, not twice
+        warnings=[w for w in result.warnings if w not in {a.note for a in result.emission_factors}],
         m=result.metrics,
         emission_factors=result.emission_factors,
         generated=dt.datetime.now(dt.UTC),

@@ -144,6 +144,11 @@ def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
         assert sum(k.startswith("how") for k in res_h.coefficients) == 167
         assert abs(res_h.avoided_kwh - true_kwh) <= res_h.uncertainty_kwh_90
         assert rec_h.summary["request"]["interval"] == "hourly"
+        res_hdd, _ = cp.verify(s, c, base, rep, interval="hourly", heating_bp_c=15.0, store=False)
+        assert res_hdd.coefficients["hdd"] == res_hdd.coefficients["hdd"]  # temperatures per hour
+        assert res_hdd.baseline_n == res_h.baseline_n - 12  # before the first noon reading: none
+        # readings at midnight + 12 h: 13:00 CEST on the last (DST) day, 10 hours after it
+        assert any("12 baseline and 10 reporting periods without" in w for w in res_hdd.warnings)
         assert cp.recompute(s, c, rec_h).avoided_kwh == pytest.approx(res_h.avoided_kwh)
         with pytest.raises(ValidationError, match="hourly model has no production"):
             cp.verify(s, c, base, rep, interval="hourly", production=True)
