@@ -284,7 +284,10 @@ def run_cmd(
     cloud_factor: float = typer.Option(1.0, min=0.0, max=1.0, help="PV share of clear sky"),
     store: bool = typer.Option(True, help="Store every plan in the database"),
 ) -> None:
-    """Model-predictive control: re-plan every 15 minutes from measured SoC and send setpoints."""
+    """Model-predictive control: re-plan every 15 minutes from measured SoC and send setpoints.
+
+    With the default sink this is a dry run; 'noaber control run SITE.yaml' runs the same loop
+    with the site's gateway (polling, live SoC, safe writes and safe defaults)."""
     import asyncio
 
     import pandas as pd

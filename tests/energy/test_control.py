@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -333,3 +334,15 @@ async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
     finally:
         for s in servers:
             await s.stop()
+
+
+def test_cli_site_not_imported_is_one_line(tmp_path: Path) -> None:
+    """Before any device is touched: a site that is not in the store is one error line, exit 1."""
+    env = {**os.environ, "NOABER_DATA_DIR": str(tmp_path / "data"), "NOABER_MODE": "local"}
+    env.pop("NOABER_DATABASE_URL", None)
+    args = [sys.executable, "-m", "energy.cli", "control", "run", str(SITE_FILE)]
+    args += ["--prices", str(_prices(tmp_path / "prices.csv")), "--steps", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "channels not in the database" in out.stderr and "noaber site import" in out.stderr
+    assert "Traceback" not in out.stderr
