@@ -178,7 +178,13 @@ def user_add(
 
 def control_run(
     site_file: Annotated[Path, typer.Argument(help="Site YAML (devices and assets), imported")],
-    prices: Annotated[Path, typer.Option(help="Price CSV covering every horizon")],
+    prices: Annotated[Path | None, typer.Option(help="Price CSV covering every horizon")] = None,
+    price_series: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --prices: stored series 'IMPORT,EXPORT' (noaber prices import)"
+        ),
+    ] = None,
     sessions: Annotated[
         Path | None, typer.Option(help="EV sessions YAML {ev: [{arrival, ...}]}, re-read per step")
     ] = None,
@@ -198,9 +204,21 @@ def control_run(
     Ctrl-C/SIGTERM and the end restore every safe default."""
     from energy.control import run_site, summary_line
     from energy.errors import NoaberError
+    from optimizer.sitestore import parse_price_series
 
+    if (prices is None) == (price_series is None):
+        raise NoaberError("give exactly one of --prices CSV or --price-series IMPORT,EXPORT")
     run = run_site(
-        site_file, prices, sessions, steps, step_seconds, horizon_hours, cloud_factor, store, spool
+        site_file,
+        prices,
+        sessions,
+        steps,
+        step_seconds,
+        horizon_hours,
+        cloud_factor,
+        store,
+        spool,
+        price_series=parse_price_series(price_series),
     )
     console.print(summary_line(run))
     if run.status.last_ok is False:

@@ -272,7 +272,7 @@ async def run_control(
     cfg: GatewayConfig,
     sessions: sessionmaker[Session],
     sample_store: SampleStore,
-    prices_csv: Path,
+    prices_csv: Path | None,
     spool_path: Path,
     steps: int,
     step_s: float = 900.0,
@@ -285,6 +285,7 @@ async def run_control(
     flush_interval_s: float = 5.0,
     write_log_path: Path | None = None,
     first_poll_timeout_s: float = 10.0,
+    price_series: tuple[str, str] | None = None,
 ) -> ControlRun:
     """Run the gateway and the MPC together for at most ``steps`` steps (see module doc).
 
@@ -296,8 +297,8 @@ async def run_control(
         The SQL store: site, assets, load history and SoC readings; plans are saved there.
     sample_store : SampleStore
         Where the polled samples go (through the spool at ``spool_path``).
-    prices_csv : Path
-        Import/export prices covering every horizon [EUR/kWh].
+    prices_csv : Path or None
+        Import/export prices covering every horizon [EUR/kWh]; None: ``price_series``.
     steps : int
         Control steps; the loop stops by itself after them.
     step_s : float
@@ -325,7 +326,16 @@ async def run_control(
     def scenario_at(now: pd.Timestamp) -> Scenario:
         ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
         with sessions() as s:
-            return scenario_from_store(s, site, now, horizon_hours, prices_csv, ev, cloud_factor)
+            return scenario_from_store(
+                s,
+                site,
+                now,
+                horizon_hours,
+                prices_csv,
+                ev,
+                cloud_factor,
+                price_series=price_series,
+            )
 
     scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
 
@@ -425,7 +435,7 @@ def setup_logging(log_file: Path | None) -> None:
 
 def run_site(
     site_file: Path,
-    prices_csv: Path,
+    prices_csv: Path | None,
     sessions_file: Path | None,
     steps: int,
     step_s: float,
@@ -433,6 +443,7 @@ def run_site(
     cloud_factor: float,
     store_plans: bool,
     spool: Path | None,
+    price_series: tuple[str, str] | None = None,
 ) -> ControlRun:
     """``noaber control run``: the store of the settings, signal handlers, the loop (blocking)."""
     import signal
@@ -468,6 +479,7 @@ def run_site(
             store_plans,
             stop,
             write_log_path=spool_path.with_name("gateway-writes.jsonl"),
+            price_series=price_series,
         )
 
     try:

@@ -272,7 +272,12 @@ def report_step(
 @optimize_app.command("run")
 def run_cmd(
     site: str = typer.Option(..., "--site", help="Site name in the store"),
-    prices: Path = typer.Option(..., "--prices", help="Price CSV covering the horizon"),
+    prices: Path | None = typer.Option(None, "--prices", help="Price CSV covering the horizon"),
+    price_series: str | None = typer.Option(
+        None,
+        "--price-series",
+        help="Instead of --prices: stored series 'IMPORT,EXPORT' (noaber prices import)",
+    ),
     sessions_file: Path | None = typer.Option(
         None, "--sessions", help="EV sessions YAML {ev: [{arrival, ...}]}"
     ),
@@ -296,21 +301,34 @@ def run_cmd(
     from energy.errors import NoaberError
     from energy.settings import get_settings
     from optimizer.mpc import MPCController
-    from optimizer.sitestore import ev_sessions_from_yaml, measured_soc_pct, scenario_from_store
+    from optimizer.sitestore import (
+        ev_sessions_from_yaml,
+        measured_soc_pct,
+        parse_price_series,
+        scenario_from_store,
+    )
 
+    if (prices is None) == (price_series is None):
+        raise NoaberError("give exactly one of --prices CSV or --price-series IMPORT,EXPORT")
+    series = parse_price_series(price_series)
     engine = make_engine(get_settings().sqlalchemy_url)
     factory = session_factory(engine)
     ev_sessions = ev_sessions_from_yaml(sessions_file) if sessions_file else None
-    with factory() as s:  # fail early on an unknown site or a bad price file
-        scenario_from_store(
-            s, site, pd.Timestamp.now(tz="UTC"), horizon_hours, prices, ev_sessions, cloud_factor
-        )
 
     def scenario_at(now: pd.Timestamp):
         with factory() as s:
             return scenario_from_store(
-                s, site, now, horizon_hours, prices, ev_sessions, cloud_factor
+                s,
+                site,
+                now,
+                horizon_hours,
+                prices,
+                ev_sessions,
+                cloud_factor,
+                price_series=series,
             )
+
+    scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early on an unknown site or bad prices
 
     async def measure() -> dict[str, float]:
         with factory() as s:

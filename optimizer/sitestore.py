@@ -96,6 +96,16 @@ def _load_history_kw(session: Session, site: Site, end: pd.Timestamp, days: int)
     return kw
 
 
+def parse_price_series(spec: str | None) -> tuple[str, str] | None:
+    """``"IMPORT,EXPORT"`` (two stored series names) as a pair; None stays None."""
+    if spec is None:
+        return None
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ValidationError(f"--price-series must be 'IMPORT_SERIES,EXPORT_SERIES', got {spec!r}")
+    return parts[0], parts[1]
+
+
 def _prices_from_store(
     session: Session, price_series: tuple[str, str], index: pd.DatetimeIndex
 ) -> pd.DataFrame:

@@ -154,6 +154,18 @@ def test_cli_run_plans_sends_dry_run_setpoints_and_stores(settings_env, tmp_path
     )
     assert res.exit_code == 0, res.output
     assert "planned, setpoints battery" in res.output and "stored as schedule" in res.output
+    # the same prices as stored series instead of a CSV
+    from energy.prices import store_prices
+
+    with factory() as s, s.begin():
+        store_prices(s, "imp", pd.Series(0.2 + 0.1 * (np.arange(len(idx)) % 8 < 4), index=idx))
+        store_prices(s, "exp", pd.Series(0.05, index=idx))
+    args = ["optimize", "run", "--site", "dorpshuis-noaberhof", "--steps", "1"]
+    res = CliRunner().invoke(root, [*args, "--price-series", "imp,exp"])
+    assert res.exit_code == 0, res.output
+    assert "planned, setpoints battery" in res.output
+    res = CliRunner().invoke(root, args)
+    assert res.exit_code != 0 and "exactly one of --prices" in str(res.exception or res.output)
     with factory() as s:
         sched = latest_schedule(s, "dorpshuis-noaberhof")
         assert sched is not None and sched.start == now.to_pydatetime()
