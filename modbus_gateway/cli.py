@@ -1,4 +1,4 @@
-"""``noaber gateway run|read|scan`` and ``noaber simulate``.
+"""``noaber gateway run|consume|read|scan`` and ``noaber simulate``.
 
 Registered on the root app by :func:`register` (``energy.cli.COMMAND_MODULES``).
 """
@@ -108,6 +108,7 @@ def _store_sink(cfg, channels: list[str]):
     from energy.models import Channel
     from energy.samples import SampleStore
     from energy.settings import get_settings
+    from modbus_gateway.mqtt import redact_url
     from modbus_gateway.spool import SampleStoreSink
 
     settings = get_settings()
@@ -119,7 +120,7 @@ def _store_sink(cfg, channels: list[str]):
             ).all()
     except DBAPIError as exc:
         raise NoaberError(
-            f"database {settings.sqlalchemy_url} is not ready ({exc.orig}); run "
+            f"database {redact_url(settings.sqlalchemy_url)} is not ready ({exc.orig}); run "
             "noaber db upgrade and noaber site import FILE, or use --no-store"
         ) from None
     finally:
@@ -151,10 +152,19 @@ def run(
     mqtt: Annotated[
         str | None,
         typer.Option(
-            metavar="HOST[:PORT]",
-            help="Publish sample batches to this MQTT broker (edge gateway) instead of the store",
+            metavar="URL|HOST[:PORT]",
+            help="Publish sample batches to this MQTT broker (edge gateway) instead of the "
+            "store: mqtt://USER:PASSWORD@HOST:PORT or HOST[:PORT]",
         ),
     ] = None,
+    mqtt_from_env: Annotated[
+        bool,
+        typer.Option(
+            "--mqtt-from-env",
+            help="Publish to the broker of NOABER_MQTT_URL (like --mqtt, but the password "
+            "stays out of the process list)",
+        ),
+    ] = False,
 ) -> None:
     """Poll every device of SITE, with a live table of devices, last values and quality."""
     from modbus_gateway.config import load_config
@@ -164,12 +174,15 @@ def run(
     cfg = load_config(site)
     channels = [c for d in cfg.devices for c in cfg.channel_map(d).values()]
     sink: SampleSink
-    if mqtt is not None:
-        from energy.settings import get_settings
+    if mqtt is not None and mqtt_from_env:
+        raise NoaberError("give either --mqtt URL or --mqtt-from-env, not both")
+    if mqtt is not None or mqtt_from_env:
+        from energy.settings import load_settings
         from modbus_gateway.mqtt import MqttSampleSink
 
-        host, port = _host_port(mqtt, 1883)
-        sink, data_dir = MqttSampleSink(host, port, site.stem), get_settings().data_dir
+        settings = load_settings()
+        broker = _broker(mqtt, settings.mqtt_url, "--mqtt-from-env")
+        sink, data_dir = MqttSampleSink.from_url(broker, site.stem), settings.data_dir
     elif store:
         sink, data_dir = _store_sink(cfg, channels)
     else:
@@ -214,6 +227,189 @@ def run(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+def _broker(arg: str | None, env_url: str | None, what: str):
+    """The broker of ``--mqtt`` or else ``NOABER_MQTT_URL``; a one-line error without either."""
+    from modbus_gateway.mqtt import parse_broker_url
+
+    url = arg if arg is not None else env_url
+    if not url:
+        raise NoaberError(
+            f"no MQTT broker for {what}: pass --mqtt mqtt://USER:PASSWORD@HOST:PORT "
+            "or set NOABER_MQTT_URL"
+        )
+    try:
+        return parse_broker_url(url)
+    except ValueError as exc:
+        source = "--mqtt" if arg is not None else "NOABER_MQTT_URL"
+        raise NoaberError(f"{source}: {exc}") from None
+
+
+def _channel_ids(engine) -> dict[str, int]:
+    """``{channel key: channel id}`` of every channel in the database."""
+    from sqlalchemy import select
+
+    from energy.models import Channel
+
+    with engine.connect() as conn:
+        return {k: i for k, i in conn.execute(select(Channel.key, Channel.id)).all()}
+
+
+def _update_intervals(store, engine, sink, first: bool) -> int:
+    """Run the incremental interval pipeline for what ``sink`` wrote; interval readings written.
+
+    The first run covers every stored channel that is in the database (what an earlier run
+    stored but did not aggregate); later runs only the channels written since.
+    """
+    from energy.db import session_factory
+    from energy.pipeline import update_all
+
+    known = set(sink.channel_ids.values())
+    written: set[int] = sink.take_written()
+    if first:
+        written |= set(store.channels())
+    ids = sorted(written & known)
+    if not ids:
+        return 0
+    try:
+        with session_factory(engine)() as session:
+            return sum(int(r.isps_written) for r in update_all(store, session, ids))
+    except Exception:
+        sink.mark_written(ids)  # tried again next round
+        raise
+
+
+@gateway_app.command("consume")
+def consume(
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL|HOST[:PORT]",
+            help="Broker: mqtt://USER:PASSWORD@HOST:PORT or HOST[:PORT] (default: NOABER_MQTT_URL)",
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Stop after this many seconds (default: until SIGTERM/Ctrl-C)"),
+    ] = None,
+    intervals_every: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5,
+            help="Also update the 15-minute interval readings of the written channels "
+            "every this many seconds (and once at the end)",
+        ),
+    ] = None,
+    topic: Annotated[str, typer.Option(help="Topic filter")] = "noaber/+/samples",
+    client_id: Annotated[
+        str, typer.Option(help="MQTT client id: names the persistent session at the broker")
+    ] = "noaber-store",
+    dead_letter: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL file for samples that cannot be stored "
+            "(default: DATA_DIR/mqtt-dead-letter.jsonl)"
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the broker at start")
+    ] = 10.0,
+) -> None:
+    """Centre: store the gateways' MQTT sample batches in the energy store, exactly once.
+
+    Channel keys are mapped to channel ids from the database; a key it does not know (after
+    one reload of the map) goes to the dead-letter file with a logged error, and the rest of
+    the batch is stored and acknowledged.
+    """
+    import logging
+    import threading
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    from energy.db import make_engine
+    from energy.samples import SampleStore
+    from energy.settings import load_settings
+    from modbus_gateway.mqtt import (
+        DeadLetterFile,
+        KeyedStoreSink,
+        MqttSampleConsumer,
+        redact_url,
+    )
+
+    settings = load_settings()
+    broker = _broker(mqtt, settings.mqtt_url, "noaber gateway consume")
+    _setup_logging(None)
+    log = logging.getLogger("modbus_gateway.consume")
+    engine = make_engine(settings.sqlalchemy_url)
+    store = SampleStore(settings.samples_dir)
+    try:
+        sink = KeyedStoreSink(store, lambda: _channel_ids(engine))
+    except DBAPIError as exc:
+        engine.dispose()
+        raise NoaberError(
+            f"database {redact_url(settings.sqlalchemy_url)} is not ready ({exc.orig}); "
+            "run noaber db upgrade and noaber site import FILE"
+        ) from None
+    dead = DeadLetterFile(dead_letter or settings.data_dir / "mqtt-dead-letter.jsonl")
+    consumer = MqttSampleConsumer.from_url(
+        broker, sink, topic=topic, client_id=client_id, dead_letter=dead
+    )
+    try:
+        consumer.start(connect_timeout)
+    except ConnectionError as exc:
+        engine.dispose()
+        raise NoaberError(str(exc)) from None
+    err_console.print(
+        f"consuming {topic} from {broker} into {store.root} "
+        f"({len(sink.channel_ids)} channels known); "
+        + ("SIGTERM/Ctrl-C stops" if max_seconds is None else f"for {max_seconds:g} s")
+    )
+    stop = threading.Event()
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not in the main thread: no handlers
+            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
+    isps = 0
+    first = True
+
+    def intervals() -> None:
+        nonlocal isps, first
+        try:
+            with consumer.hold():  # no store writes (or compaction) while the pipeline reads
+                isps += _update_intervals(store, engine, sink, first)
+            first = False
+        except Exception as exc:  # the next round catches up (the pipeline is incremental)
+            log.error("interval update failed: %s: %s", type(exc).__name__, exc)
+
+    end = None if max_seconds is None else time.monotonic() + max_seconds
+    next_intervals = time.monotonic() + (intervals_every or 0.0)
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            if intervals_every is not None and now >= next_intervals:
+                intervals()
+                next_intervals = time.monotonic() + intervals_every
+            wait = 1.0 if intervals_every is None else max(0.0, next_intervals - now)
+            if end is not None:
+                wait = min(wait, max(0.0, end - now))
+            stop.wait(min(wait, 1.0))
+    finally:
+        consumer.stop()
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    if intervals_every is not None:
+        intervals()
+    engine.dispose()
+    console.print(
+        f"{consumer.stored} samples stored, {consumer.dead_lettered} to the dead-letter file "
+        f"{dead.path} ({dead.lines} lines), {len(consumer.rejected)} malformed batches, "
+        f"{consumer.waiting} unacknowledged (the broker delivers them again)"
+        + (f"; {isps} interval readings written" if intervals_every is not None else "")
+    )
 
 
 @gateway_app.command("read")
