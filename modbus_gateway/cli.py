@@ -165,6 +165,14 @@ def run(
             "stays out of the process list)",
         ),
     ] = False,
+    gateway_name: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            help="Gateway name in the MQTT topic and client id (default: the site's name in "
+            "SITE, else SITE's file name)",
+        ),
+    ] = None,
 ) -> None:
     """Poll every device of SITE, with a live table of devices, last values and quality."""
     from modbus_gateway.config import load_config
@@ -182,7 +190,8 @@ def run(
 
         settings = load_settings()
         broker = _broker(mqtt, settings.mqtt_url, "--mqtt-from-env")
-        sink, data_dir = MqttSampleSink.from_url(broker, site.stem), settings.data_dir
+        name = _gateway_name(site, gateway_name)
+        sink, data_dir = MqttSampleSink.from_url(broker, name), settings.data_dir
     elif store:
         sink, data_dir = _store_sink(cfg, channels)
     else:
@@ -227,6 +236,31 @@ def run(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+def _gateway_name(site: Path, override: str | None) -> str:
+    """``override``, else ``site.name`` of a site description, else the file name's stem.
+
+    The name is a topic level (``noaber/<name>/samples``) and part of the MQTT client id, so
+    two sites must not share it; a mounted ``/config/site.yaml`` takes the site's own name.
+    """
+    import re
+
+    import yaml
+
+    name = override
+    if name is None:
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            doc = yaml.safe_load(site.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and isinstance(doc.get("site"), dict):
+                name = doc["site"].get("name")
+    name = str(name) if name else site.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
+        raise NoaberError(
+            f"gateway name {name!r}: use letters, digits and _ . : - only (it is an MQTT topic "
+            "level); pass --gateway NAME"
+        )
+    return name
 
 
 def _broker(arg: str | None, env_url: str | None, what: str):

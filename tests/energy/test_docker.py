@@ -26,8 +26,8 @@ def _compose() -> dict:
 
 def test_compose_services_and_production_mode() -> None:
     doc = _compose()
-    assert set(doc["services"]) == {"db", "mqtt", "api", "gateway", "worker"}
-    for name in ("api", "gateway", "worker"):
+    assert set(doc["services"]) == {"db", "mqtt", "api", "gateway", "ingest", "worker"}
+    for name in ("api", "gateway", "ingest", "worker"):
         svc = doc["services"][name]
         assert svc["build"]["target"] == name
         assert svc["environment"]["NOABER_MODE"] == "production"
@@ -61,9 +61,37 @@ def _targets() -> dict[str, list[str]]:
     return cmds
 
 
+def test_samples_flow_from_the_gateway_over_mqtt_to_ingest() -> None:
+    """The gateway publishes to the broker of NOABER_MQTT_URL and ingest consumes from it,
+    both with the broker's credentials; the broker admits no anonymous client."""
+    from modbus_gateway.mqtt import parse_broker_url
+
+    doc = _compose()
+    cmds = _targets()
+    gateway, ingest = cmds["gateway"], cmds["ingest"]
+    assert gateway[:3] == ["noaber", "gateway", "run"] and "--mqtt-from-env" in gateway
+    assert ingest[:3] == ["noaber", "gateway", "consume"] and "--intervals-every" in ingest
+    assert "--mqtt" not in ingest  # NOABER_MQTT_URL, not a password in the process list
+    for name in ("gateway", "ingest"):
+        url = doc["services"][name]["environment"]["NOABER_MQTT_URL"]
+        broker = parse_broker_url(url.replace("${MQTT_PASSWORD:?set MQTT_PASSWORD}", "pw-1"))
+        assert (broker.host, broker.port, broker.username, broker.password) == (
+            "mqtt", 1883, "noaber", "pw-1"
+        )  # fmt: skip
+    depends = doc["services"]["ingest"]["depends_on"]
+    assert depends["mqtt"]["condition"] == "service_started"
+    assert depends["api"]["condition"] == "service_healthy"  # the database is migrated
+    assert "mqtt" in doc["services"]["gateway"]["depends_on"]
+    conf = (DOCKER / "mosquitto.conf").read_text().split("\n")
+    assert "allow_anonymous false" in conf
+    pwfile = next(line.split()[1] for line in conf if line.startswith("password_file "))
+    mounts = doc["services"]["mqtt"]["volumes"]
+    assert any(m.endswith(f":{pwfile}:ro") for m in mounts), mounts
+
+
 def test_image_commands_exist_in_the_cli() -> None:
     cmds = _targets()
-    assert set(cmds) >= {"api", "gateway", "worker"}
+    assert set(cmds) >= {"api", "gateway", "ingest", "worker"}
     cli._mount()
     runner = CliRunner()
     for target, argv in cmds.items():
