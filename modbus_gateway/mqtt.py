@@ -175,6 +175,11 @@ def _client(
     return c
 
 
+def _close(client: mqtt.Client) -> None:
+    client.loop_stop()
+    client.disconnect()
+
+
 def _refusal(where: str, username: str | None, reason: str) -> str:
     who = f"user {username!r}" if username is not None else "an anonymous client (no user given)"
     return (
@@ -238,10 +243,12 @@ class MqttSampleSink:
 
     def _reset(self) -> None:
         """Drop the client and its queue: the spool holds the batch, not paho's memory."""
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
-            self.client = None
+        client, self.client = self.client, None
+        if client is not None and self._connected.is_set():
+            client.disconnect()
+            client.loop_stop()
+        elif client is not None:  # its thread may sleep up to 1 s before a reconnect: not here
+            threading.Thread(target=_close, args=(client,), daemon=True).start()
         self._connected.clear()
         self.refused = ""
 
@@ -571,5 +578,9 @@ class MqttSampleConsumer:
         self._wake.set()
         if self._writer.is_alive():
             self._writer.join(drain_timeout_s)
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self._connected.is_set():  # the acknowledgements go out before the DISCONNECT
+            self.client.disconnect()
+            self.client.loop_stop()
+        else:  # not connected: do not wait for a reconnect attempt
+            self.client.loop_stop()
+            self.client.disconnect()

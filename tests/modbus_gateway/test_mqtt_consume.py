@@ -31,6 +31,7 @@ from modbus_gateway.mqtt import (
 )
 from modbus_gateway.spool import MemorySink, Sample
 from tests.conftest import need_executable
+from tests.modbus_gateway.test_mqtt import serve_sync_site  # noqa: F401 (a fixture)
 
 USER = "noaber"
 PASSWORD = "p@ss:w/rd#1"  # characters that must be percent-encoded in a URL
@@ -262,3 +263,108 @@ def test_wrong_password_and_no_broker_are_one_line_errors(auth_broker, tmp_path)
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "NOABER_MQTT_URL" in lines[0], res.stderr
+
+
+def test_gateway_name_from_the_site_description(tmp_path):
+    from energy.errors import NoaberError
+    from modbus_gateway.cli import _gateway_name
+
+    site = tmp_path / "site.yaml"
+    site.write_text("site:\n  name: dorpshuis-noaberhof\ndevices: []\n", encoding="utf-8")
+    assert _gateway_name(site, None) == "dorpshuis-noaberhof"  # not "site" for every gateway
+    assert _gateway_name(site, "edge-2") == "edge-2"
+    (tmp_path / "edge-a.yaml").write_text("devices: []\n", encoding="utf-8")
+    assert _gateway_name(tmp_path / "edge-a.yaml", None) == "edge-a"
+    with pytest.raises(NoaberError, match="MQTT topic level"):
+        _gateway_name(site, "a/+")
+
+
+def test_gateway_run_publishes_with_credentials_from_env(
+    serve_sync_site,  # noqa: F811 (the fixture imported above)
+    auth_broker,
+    settings_env,
+    monkeypatch,
+    tmp_path,
+):
+    """``noaber gateway run SITE --mqtt-from-env``: NOABER_MQTT_URL with user and password."""
+    import typer
+    from typer.testing import CliRunner
+
+    from energy.settings import get_settings
+    from modbus_gateway.cli import register
+
+    monkeypatch.setenv("NOABER_MQTT_URL", auth_broker)
+    get_settings.cache_clear()
+    got = MemorySink()
+    consumer = MqttSampleConsumer.from_url(
+        parse_broker_url(auth_broker), got, topic="noaber/edge-7/samples", client_id="t-env"
+    )
+    consumer.start()
+    app = typer.Typer()
+    register(app)
+    try:
+        res = CliRunner().invoke(
+            app,
+            ["gateway", "run", str(serve_sync_site), "--mqtt-from-env", "--gateway", "edge-7",
+             "--no-live", "--duration", "1.5", "--spool", str(tmp_path / "spool.sqlite")],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert "0 waiting" in res.output, res.output  # nothing left in the spool
+        deadline = time.monotonic() + 10
+        while consumer.stored == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        consumer.stop()
+    assert consumer.stored > 0
+    assert {c for c, _ in got.samples} >= {"grid.total_power_w"}
+
+
+def test_sigterm_stops_consume_cleanly(auth_broker, tmp_path):
+    """Without --max-seconds, consume runs until SIGTERM; it exits 0 with what arrived stored
+    and acknowledged."""
+    import signal
+
+    db_url = f"sqlite:///{tmp_path / 'centre.db'}"
+    eng = make_engine(db_url)
+    upgrade(eng)
+    eng.dispose()
+    cid = _channels(db_url, ["dorpshuis-mqtt/grid/power"])["dorpshuis-mqtt/grid/power"]
+    broker = parse_broker_url(auth_broker)
+    session = MqttSampleConsumer.from_url(broker, MemorySink())
+    session.start()
+    session.stop()
+    batch = [Sample("dorpshuis-mqtt/grid/power", T0 + i * S, float(i), 0) for i in range(10)]
+    edge = MqttSampleSink.from_url(broker, "dorpshuis-mqtt")
+    try:
+        edge.write(batch)
+    finally:
+        edge.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy.cli", "gateway", "consume"],
+        env=_env(tmp_path, db_url, auth_broker),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = SampleStore(tmp_path / "data" / "samples")
+    try:
+        deadline = time.monotonic() + 20
+        while store.read(cid).ts.size < 10:  # bounded by the deadline
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the batch did not reach the store"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert "10 samples stored" in out and "0 unacknowledged" in out, out
+    left = MemorySink()
+    again = MqttSampleConsumer.from_url(broker, left)
+    again.start()
+    time.sleep(0.5)
+    again.stop()
+    assert again.stored == 0  # acknowledged before the stop
