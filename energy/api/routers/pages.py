@@ -206,30 +206,46 @@ def health() -> dict[str, str]:
 
 
 def profile_figure(frame, locale: str) -> go.Figure:
-    """A Plotly figure of a site's 15-minute profile [kW], local time on the x axis."""
-    x = frame.index.tz_convert("Europe/Amsterdam")
+    """A Plotly figure of a site's 15-minute profile [kW], labelled in local time.
+
+    The x axis runs in UTC, so that the repeated hour of the October clock change is drawn
+    after the first one instead of over it (Plotly has no time zones); ticks and hover labels
+    show Europe/Amsterdam time.
+    """
+    local = frame.index.tz_convert("Europe/Amsterdam")
+    x = [t.isoformat() for t in frame.index.tz_convert("UTC").tz_localize(None)]
+    when = [t.strftime("%d-%m-%Y %H:%M") for t in local]
     fig = go.Figure()
     for col in frame.columns:
         label, colour = GROUP_STYLE.get(col, (col, "#888888"))
+        name = gettext(locale, label)
         fig.add_trace(
             go.Scatter(
-                x=[t.isoformat() for t in x],
+                x=x,
                 # Plain lists, not NumPy arrays: Plotly would ship those base64-encoded, and
                 # `el.data[i].y` would then not be an array in the browser.
                 y=[None if v != v else round(v / 1000.0, 3) for v in frame[col].tolist()],
-                name=gettext(locale, label),
+                customdata=when,
+                hovertemplate=f"{name}: %{{y:.2f}} kW (%{{customdata}})<extra></extra>",
+                name=name,
                 mode="lines",
                 line={"color": colour, "width": 2.4 if col == "grid" else 1.4, "shape": "hv"},
             )
         )
+    midnights = [i for i, t in enumerate(local) if t.hour == 0 and t.minute == 0]
     fig.update_layout(
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
         yaxis_title="kW",
-        hovermode="x unified",
+        hovermode="x",
         legend={"orientation": "h", "y": 1.08},
         template="plotly_white",
     )
-    fig.update_xaxes(rangeslider={"visible": True})
+    fig.update_xaxes(
+        rangeslider={"visible": True},
+        tickmode="array",
+        tickvals=[x[i] for i in midnights],
+        ticktext=[local[i].strftime("%d-%m") for i in midnights],
+    )
     return fig
 
 
