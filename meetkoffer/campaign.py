@@ -467,6 +467,11 @@ class CampaignSeries:
         return {k: v for k, v in self.energy_wh.items() if k != self.incomer}
 
 
+def _utc_series(times: list, values: list) -> pd.Series:
+    """Float values indexed by UTC timestamps (an empty series when there are none)."""
+    return pd.Series(values, index=pd.DatetimeIndex(times, tz="UTC"), dtype=float)
+
+
 def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> CampaignSeries:
     """Read a campaign's interval readings and drivers; ISPs below ``min_coverage`` are left out."""
     ids = {e.channel_id: e for e in c.equipment}
@@ -488,25 +493,13 @@ def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> Cam
         .where(ProductionRecord.campaign_id == c.id)
         .order_by(ProductionRecord.period_start)
     ).all()
-    production = pd.Series(
-        [p.units for p in prod],
-        index=pd.DatetimeIndex([p.period_start for p in prod], tz="UTC")
-        if prod
-        else pd.DatetimeIndex([], tz="UTC"),
-        dtype=float,
-    )
+    production = _utc_series([p.period_start for p in prod], [p.units for p in prod])
     temps = session.scalars(
         select(TemperatureReading)
         .where(TemperatureReading.campaign_id == c.id)
         .order_by(TemperatureReading.ts)
     ).all()
-    temp = pd.Series(
-        [t.temp_c for t in temps],
-        index=pd.DatetimeIndex([t.ts for t in temps], tz="UTC")
-        if temps
-        else pd.DatetimeIndex([], tz="UTC"),
-        dtype=float,
-    )
+    temp = _utc_series([t.ts for t in temps], [t.temp_c for t in temps])
     return CampaignSeries(incomer, energy, production, temp, coverage)
 
 

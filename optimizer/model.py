@@ -554,10 +554,10 @@ def add_exclusivity(m: pyo.ConcreteModel, p: ModelParams, pairs: set[tuple[str, 
     or have only one direction are skipped. Returns the new constraint data objects (for a
     persistent solver).
     """
-    todo = sorted(pr for pr in pairs if pr not in m._excl_done)
+    pending = sorted(pr for pr in pairs if pr not in m._excl_done)
     ev_index = {ev.name: k for k, ev in enumerate(p.evs)}
     items: list[tuple[Any, Any, Any, Any]] = []  # (up, up_max, down, down_max)
-    for asset, t in todo:
+    for asset, t in pending:
         if asset == "grid":
             items.append((m.grid.imp[t], m.import_limit_kw[t], m.grid.exp[t], m.export_limit_kw[t]))
         elif asset == "battery" and p.battery is not None:
