@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint layers typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Noaber needs Python 3.11+, got " + sys.version.split()[0]'
@@ -17,8 +17,11 @@ demo: $(STAMP)
 	$(BIN)/noaber demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check energy modbus_gateway meetkoffer optimizer settlement tests bench
-	$(BIN)/ruff format --check energy modbus_gateway meetkoffer optimizer settlement tests bench
+	$(BIN)/ruff check noaber energy modbus_gateway meetkoffer optimizer settlement tests bench
+	$(BIN)/ruff format --check noaber energy modbus_gateway meetkoffer optimizer settlement tests bench
+
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -26,7 +29,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: lint typecheck unit
+test: lint layers typecheck unit
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

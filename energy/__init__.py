@@ -1,8 +1,9 @@
-"""Noaber energy core: domain types, time grid, units, stores and kernels.
+"""Noaber's core: settings, time grid, errors, db and domain tables, stores, the interval
+pipeline, prices, Numba kernels, rendering helpers (i18n, plots, pdf) and migrations.
 
-Importing :mod:`energy` is cheap: it imports neither the API (``energy.api``) nor the
-domain packages (``modbus_gateway``, ``meetkoffer``, ``optimizer``, ``settlement``).
-Those are wired together only in the composition root (``energy.api`` and ``energy.cli``).
+The core imports no domain package (``modbus_gateway``, ``meetkoffer``, ``optimizer``,
+``settlement``) and nothing of the application (``noaber``); ``lint-imports`` checks it
+(``[tool.importlinter]`` in ``pyproject.toml``).
 """
 
 __version__ = "0.1.0"

@@ -42,6 +42,8 @@ from modbus_gateway.spool import Sample, SampleSink, SampleStoreSink
 log = logging.getLogger(__name__)
 
 TOPIC = "noaber/{gateway}/samples"
+TOPIC_ALL = TOPIC.format(gateway="+")
+"""What the centre subscribes to: every gateway's samples."""
 PAYLOAD_VERSION = 1
 DEFAULT_PORT = 1883
 
@@ -428,7 +430,7 @@ class MqttSampleConsumer:
         host: str,
         port: int,
         sink: SampleSink,
-        topic: str = "noaber/+/samples",
+        topic: str = TOPIC_ALL,
         client_id: str = "noaber-store",
         retry_s: float = 1.0,
         username: str | None = None,

@@ -13,5 +13,5 @@ Modules, in the order of the staged method (STYLE.md item 13):
 * :mod:`optimizer.mpc` - model-predictive control with a setpoint sink and a visible fallback;
 * :mod:`optimizer.batch` - many sites in a process pool;
 * :mod:`optimizer.store`, :mod:`optimizer.page` - schedules in SQL and their pages;
-* :mod:`optimizer.cli` - ``noaber optimize``; :mod:`optimizer.demo` - the demo step.
+* :mod:`noaber.cli.optimize` - ``noaber optimize``; :mod:`noaber.services.demo.optimizer` - the demo step.
 """

@@ -8,7 +8,7 @@ import pytest
 
 from energy.errors import ValidationError
 from energy.prices import list_series, parse_price_csv, read_prices, store_prices
-from tests.energy.test_cli_core import _noaber
+from tests.noaber.test_cli_core import _noaber
 
 GOOD = """timestamp,price_eur_per_kwh
 2026-10-25T01:45:00+02:00,0.081

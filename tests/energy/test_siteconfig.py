@@ -16,7 +16,7 @@ from energy.siteconfig import (
     load_site_text,
 )
 
-DEMO = Path(__file__).parents[2] / "energy" / "data" / "demo_site.yaml"
+DEMO = Path(__file__).parents[2] / "noaber" / "services" / "demo" / "data" / "demo_site.yaml"
 
 
 def _counts(session) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Authorization cases of the campaign routes (walked by tests/energy/test_api_authz.py).
+"""Authorization cases of the campaign routes (walked by tests/noaber/test_api_authz.py).
 
 The seed adds one campaign for the world's firm (``m-firm``, site ``factory-own``) and one for
 another firm (``m-firm-other``, site ``factory-other``), each with a finding and a real (hourly)
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from meetkoffer import campaign as cp
 from meetkoffer import mv
 from meetkoffer.models import Campaign, Equipment, FindingRecord
-from tests.energy.api_world import Case, World
+from tests.noaber.api_world import Case, World
 
 READERS = {"operator", "firm"}
 T0 = dt.datetime(2026, 6, 1, 22, 0, tzinfo=dt.UTC)

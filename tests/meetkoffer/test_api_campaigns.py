@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from energy.api import create_app
 from energy.db import make_engine, session_factory, upgrade
 from energy.pdf import chromium_available
 from energy.security import create_access_token
 from energy.settings import Settings
+from noaber.api import create_app
 from tests.conftest import need
-from tests.energy.api_world import build_world
+from tests.noaber.api_world import build_world
 from tests.meetkoffer.api_authz import seed
 
 SECRET = "test-secret-" + "y" * 40
@@ -155,7 +155,7 @@ def test_pdf_downloads(tmp_path: Path) -> None:
 
 def test_identical_pdf_documents_are_printed_once(monkeypatch, tmp_path: Path) -> None:
     import energy.pdf
-    from energy.api.routers import campaigns
+    from noaber.api.routers import campaigns
 
     printed: list[str] = []
 

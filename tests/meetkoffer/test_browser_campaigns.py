@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from energy.demo import build_demo
 from energy.settings import Settings
-from meetkoffer.demo import demo_step
+from noaber.services.demo import build_demo
+from noaber.services.demo.meetkoffer import demo_step
 from tests.browser import live_server, login, loopback_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_firm_dashboard_and_report_in_chromium(tmp_path: Path) -> None:
-    from energy.api import create_app
+    from noaber.api import create_app
 
     ctx = build_demo(
         tmp_path / "demo",
@@ -64,10 +64,10 @@ def test_firm_dashboard_and_report_in_chromium(tmp_path: Path) -> None:
 @pytest.mark.browser
 def test_savings_report_page_in_chromium(tmp_path: Path) -> None:
     """The served savings verification page draws its charts with data, offline, in Chromium."""
-    from energy.api import create_app
     from energy.db import make_engine, session_factory, upgrade
     from energy.security import create_access_token
-    from tests.energy.api_world import build_world
+    from noaber.api import create_app
+    from tests.noaber.api_world import build_world
     from tests.meetkoffer.api_authz import seed
 
     secret = "test-secret-" + "z" * 40

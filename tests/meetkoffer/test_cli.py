@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from energy.errors import NotFoundError, ValidationError
-from meetkoffer.cli import register
+from noaber.cli.meetkoffer import register
 from tests.meetkoffer.campaign_fixture import DATA, STEP_AT, STEP_KW
 from tests.meetkoffer.synth import TZ, make_plant
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from energy.demo import build_demo
-from meetkoffer.demo import CAMPAIGN, demo_step
 from meetkoffer.models import Campaign
+from noaber.services.demo import build_demo
+from noaber.services.demo.meetkoffer import CAMPAIGN, demo_step
 
 
 @pytest.mark.slow

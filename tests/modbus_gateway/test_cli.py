@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from energy.errors import NoaberError
-from modbus_gateway.cli import register
+from noaber.cli.gateway import register
 
 
 def _free_port() -> int:
@@ -44,7 +44,7 @@ def simulated_site(tmp_path: Path):
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site), encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy.cli", "simulate", str(path), "--duration", "60"],
+        [sys.executable, "-m", "noaber.cli", "simulate", str(path), "--duration", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -102,7 +102,7 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
     from energy.db import make_engine, session_factory, upgrade
     from energy.samples import SampleStore
     from energy.siteconfig import import_site_file
-    from modbus_gateway.demo import DEMO_SITE_FILE
+    from noaber.services.demo.gateway import DEMO_SITE_FILE
 
     doc = yaml.safe_load(DEMO_SITE_FILE.read_text(encoding="utf-8"))
     doc["devices"] = [{**d, "port": _free_port()} for d in doc["devices"][:2]]  # two meters
@@ -121,7 +121,7 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
     ids = import_site_file(site, session_factory(engine)).channel_ids
     engine.dispose()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy.cli", "simulate", str(site), "--duration", "60"],
+        [sys.executable, "-m", "noaber.cli", "simulate", str(site), "--duration", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -160,7 +160,7 @@ def test_sigterm_stops_run_and_simulate_cleanly(simulated_site, tmp_path):
 
     path, _ = simulated_site
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy.cli", "gateway", "run", str(path), "--no-store",
+        [sys.executable, "-m", "noaber.cli", "gateway", "run", str(path), "--no-store",
          "--no-live", "--spool", str(tmp_path / "spool.sqlite")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 
 from energy.errors import ValidationError
 from modbus_gateway.config import load_config, parse_config
-from modbus_gateway.demo import DEMO_SITE_FILE
+from noaber.services.demo.gateway import DEMO_SITE_FILE
 
 
 def test_errors_name_the_path():

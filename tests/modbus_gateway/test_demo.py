@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from energy.samples import Quality, SampleStore
 from modbus_gateway.config import load_config
-from modbus_gateway.demo import DEMO_SITE_FILE, run_demo_async
+from noaber.services.demo.gateway import DEMO_SITE_FILE, run_demo_async
 
 
 async def test_run_demo_stores_samples_of_every_channel(tmp_path):

@@ -87,7 +87,7 @@ def serve_sync_site(tmp_path):
         encoding="utf-8",
     )  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy.cli", "simulate", str(site), "--duration", "60"],
+        [sys.executable, "-m", "noaber.cli", "simulate", str(site), "--duration", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -203,7 +203,7 @@ def test_gateway_run_publishes_to_mqtt(serve_sync_site, broker, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from modbus_gateway.cli import register
+    from noaber.cli.gateway import register
 
     site = serve_sync_site
     got = MemorySink()

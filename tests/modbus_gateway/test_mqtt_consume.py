@@ -101,7 +101,7 @@ def _channels(url: str, keys: list[str]) -> dict[str, int]:
 
 def _consume(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "energy.cli", "gateway", "consume", *args],
+        [sys.executable, "-m", "noaber.cli", "gateway", "consume", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -267,7 +267,7 @@ def test_wrong_password_and_no_broker_are_one_line_errors(auth_broker, tmp_path)
 
 def test_gateway_name_from_the_site_description(tmp_path):
     from energy.errors import NoaberError
-    from modbus_gateway.cli import _gateway_name
+    from noaber.cli.gateway import _gateway_name
 
     site = tmp_path / "site.yaml"
     site.write_text("site:\n  name: dorpshuis-noaberhof\ndevices: []\n", encoding="utf-8")
@@ -291,7 +291,7 @@ def test_gateway_run_publishes_with_credentials_from_env(
     from typer.testing import CliRunner
 
     from energy.settings import get_settings
-    from modbus_gateway.cli import register
+    from noaber.cli.gateway import register
 
     monkeypatch.setenv("NOABER_MQTT_URL", auth_broker)
     get_settings.cache_clear()
@@ -340,7 +340,7 @@ def test_sigterm_stops_consume_cleanly(auth_broker, tmp_path):
     finally:
         edge.close()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy.cli", "gateway", "consume"],
+        [sys.executable, "-m", "noaber.cli", "gateway", "consume"],
         env=_env(tmp_path, db_url, auth_broker),
         cwd=ROOT,
         stdout=subprocess.PIPE,

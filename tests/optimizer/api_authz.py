@@ -1,4 +1,4 @@
-"""Authorization cases of the schedule routes (walked by tests/energy/test_api_authz.py).
+"""Authorization cases of the schedule routes (walked by tests/noaber/test_api_authz.py).
 
 The seed stores a small real plan for each site of the world; the hall schedules carry the
 world's EVs (``ev-own`` of ``m-ev`` at hall-a, ``ev-other`` of ``m-ev-other`` at hall-b).
@@ -12,7 +12,7 @@ from optimizer.model import plan
 from optimizer.report import compare
 from optimizer.scenario import SiteSpec
 from optimizer.store import save_plan
-from tests.energy.api_world import Case, World
+from tests.noaber.api_world import Case, World
 from tests.optimizer.helpers import ev, make_scenario
 
 SITE_ROLES = {"operator", "site_manager", "firm"}

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from energy.api import create_app
 from energy.security import create_access_token
 from energy.settings import Settings
-from tests.energy.api_world import build_world
+from noaber.api import create_app
+from tests.noaber.api_world import build_world
 from tests.optimizer.api_authz import seed
 
 SECRET = "optimizer-api-secret-" + "q" * 40

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from energy.demo import build_demo
 from energy.settings import Settings
-from optimizer.demo import DEMO_SITE, demo_step
+from noaber.services.demo import build_demo
+from noaber.services.demo.optimizer import DEMO_SITE, demo_step
 from tests.browser import live_server, login, loopback_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from energy.api import create_app
+    from noaber.api import create_app
 
     ctx = build_demo(
         Path(tmp_path_factory.mktemp("demo")),

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from optimizer.cli import register
+from noaber.cli.optimize import register
 from tests.optimizer.helpers import DATA
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "optimizer" / "examples" / "dorpshuis.yaml"
@@ -67,7 +67,7 @@ def test_scenario_shorthand_writes_schedule_and_prints_baselines(
 
 def test_unreachable_target_is_one_line_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "energy.cli", "optimize", str(DATA / "unreachable.yaml")],
+        [sys.executable, "-m", "noaber.cli", "optimize", str(DATA / "unreachable.yaml")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from energy.demo import build_demo
 from energy.settings import Settings
-from optimizer.demo import DEMO_SITE, demo_step
+from noaber.services.demo import build_demo
+from noaber.services.demo.optimizer import DEMO_SITE, demo_step
 from optimizer.store import latest_schedule, schedule_steps
 
 

@@ -16,7 +16,9 @@ from energy.siteconfig import import_site_file
 from optimizer.model import plan
 from optimizer.sitestore import measured_soc_pct, scenario_from_store
 
-SITE_FILE = Path(__file__).resolve().parents[2] / "energy" / "data" / "demo_site.yaml"
+SITE_FILE = (
+    Path(__file__).resolve().parents[2] / "noaber" / "services" / "demo" / "data" / "demo_site.yaml"
+)
 START = pd.Timestamp("2026-06-15T00:00+02:00").tz_convert("UTC")
 
 
@@ -105,7 +107,7 @@ def test_cli_run_plans_sends_dry_run_setpoints_and_stores(settings_env, tmp_path
     from typer.testing import CliRunner
 
     from energy.db import make_engine, session_factory, upgrade
-    from optimizer.cli import register
+    from noaber.cli.optimize import register
     from optimizer.store import latest_schedule
 
     engine = make_engine(settings_env.sqlalchemy_url)

@@ -1,4 +1,4 @@
-"""Authorization cases of the statement routes (walked by tests/energy/test_api_authz.py).
+"""Authorization cases of the statement routes (walked by tests/noaber/test_api_authz.py).
 
 The seed settles a small community of the world's two EV owners (``m-ev``, whose user is
 ``evowner``, and ``m-ev-other``) so that each has a real statement read from the ledger.
@@ -14,7 +14,7 @@ from settlement.community import MeterData, parse_community
 from settlement.models import Statement
 from settlement.pricing import load_tariff
 from settlement.settle import period_isps, plan_energy, post_run
-from tests.energy.api_world import Case, World
+from tests.noaber.api_world import Case, World
 
 ROLES = {"operator", "member"}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from energy.api import create_app
 from energy.models import Member, Role, User
 from energy.security import create_access_token
 from energy.settings import Settings
+from noaber.api import create_app
 from settlement.settle import post_run
 from tests.settlement.conftest import make_plan
 

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from settlement.cli import register
+from noaber.cli.settle import register
 from tests.settlement.conftest import COMMUNITY, meter_data
 
 ROOT = Path(__file__).parents[2]
@@ -144,7 +144,7 @@ def test_noaber_ledger_verify_names_the_broken_transfer(tmp_path, settings_env):
         conn.execute(text("UPDATE settlement_transfers SET amount = 1 WHERE seq = 12"))
     eng.dispose()
     proc = subprocess.run(
-        [sys.executable, "-m", "energy.cli", "ledger", "verify"],
+        [sys.executable, "-m", "noaber.cli", "ledger", "verify"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -19,15 +19,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from energy.api import create_app
-from energy.demo import DEMO_LOGINS, DEMO_SITE, DemoContext, build_demo
 from energy.errors import ValidationError
 from energy.readings import upsert_readings
 from energy.settings import Settings
 from energy.siteconfig import import_site, load_site_text
+from noaber.api import create_app
+from noaber.services.demo import DEMO_LOGINS, DEMO_SITE, DemoContext, build_demo
+from noaber.services.demo.settlement import demo_community, demo_step, months_touched
 from settlement.audit import reconcile
 from settlement.community import MeterData, read_meter_store
-from settlement.demo import demo_community, demo_step, months_touched
 from settlement.ledger import verify
 from settlement.models import MemberDay, SettlementRun, Statement
 from settlement.pricing import load_tariff
@@ -75,7 +75,9 @@ def test_demo_community_matches_the_demo_site() -> None:
     assert community.name == "energie-exloo"
     assert set(community.refs) == {"m-dorpshuis", "m-zon-coop", *EV_OWNERS.values()}
     site = load_site_text(
-        (resources.files("energy") / "data" / "demo_site.yaml").read_text(encoding="utf-8"),
+        (resources.files("noaber.services.demo") / "data" / "demo_site.yaml").read_text(
+            encoding="utf-8"
+        ),
         "demo_site.yaml",
     )
     assert community.name == site.community.name
@@ -218,7 +220,9 @@ def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
 def _partial_store(session) -> dict[str, int]:
     """The demo site with readings on 10-12 November 2026 only; ev-fatima has none at all,
     and ev-jan reads 0 Wh on those days."""
-    text = (resources.files("energy") / "data" / "demo_site.yaml").read_text(encoding="utf-8")
+    text = (resources.files("noaber.services.demo") / "data" / "demo_site.yaml").read_text(
+        encoding="utf-8"
+    )
     channels = import_site(session, load_site_text(text, "demo_site.yaml"), "demo").channel_ids
     isps = pd.date_range(
         "2026-11-10", "2026-11-13", freq="15min", tz="Europe/Amsterdam", inclusive="left"

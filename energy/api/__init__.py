@@ -1,9 +1,0 @@
-"""The Noaber HTTP API and pages (FastAPI): the composition root for network use.
-
-Only this package and the CLI import the domain packages; ``import energy`` does not import
-this one. Build the app with :func:`energy.api.app.create_app`.
-"""
-
-from energy.api.app import create_app
-
-__all__ = ["create_app"]

@@ -1,0 +1,302 @@
+"""Browser pages: the login page, the start page (sites, and the settlement statements the
+user may read), a site's dashboard, plus plotly.js.
+
+Pages use the same token as the API, carried in an HttpOnly, SameSite=Lax cookie that the
+login form sets; the cookie is accepted for GET/HEAD only (see :mod:`noaber.api.deps`).
+plotly.js is served from the installed Python package at ``/static/plotly.min.js``: no CDN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Annotated
+from urllib.parse import urlencode
+
+import plotly.graph_objects as go
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy.orm import Session
+
+from energy.i18n import SUPPORTED_LOCALES, template_env, translations
+from energy.models import Role, User
+from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
+from energy.security import create_access_token
+from energy.timegrid import ISP_S
+from energy.users import authenticate, visible_sites
+from noaber.api.access import site_for
+from noaber.api.deps import (
+    TOKEN_COOKIE,
+    SessionDep,
+    SettingsDep,
+    get_current_user,
+    require_roles,
+)
+from noaber.api.profile import latest_week, resolve_period, site_power_channels, site_profile
+from settlement.models import Statement
+
+router = APIRouter(tags=["pages"])
+
+DashboardUser = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
+LangQ = Annotated[str | None, Query(description="Page language: nl or en")]
+#: At most this many statements are listed on the start page (newest first).
+HOME_STATEMENTS_MAX = 50
+
+#: Labels and colours of the profile groups in the chart.
+GROUP_STYLE = {
+    "pv": ("Solar", "#e0a800"),
+    "load": ("Load", "#2f5d8a"),
+    "battery": ("Battery", "#7a4fa3"),
+    "ev": ("EVs", "#2f7d4a"),
+    "grid": ("Grid", "#444444"),
+}
+
+
+def page_locale(lang: str | None, settings_locale: str) -> str:
+    """The page locale: ``?lang=`` if supported, else the configured one."""
+    if lang in SUPPORTED_LOCALES:
+        return str(lang)
+    return settings_locale if settings_locale in SUPPORTED_LOCALES else "nl"
+
+
+def gettext(locale: str, message: str) -> str:
+    """``message`` translated to ``locale`` with the API's catalogue."""
+    return translations("noaber.api", locale).gettext(message)
+
+
+def render(template: str, locale: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """Render a template of ``noaber/api/templates`` in ``locale``."""
+    env = template_env("noaber.api", locale)
+    html = env.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _safe_next(next_url: str | None) -> str:
+    """Only same-site absolute paths are followed after login (no open redirect)."""
+    if (
+        next_url
+        and next_url.startswith("/")
+        and not next_url.startswith("//")
+        and "\\" not in next_url
+        and not any(ord(c) < 32 for c in next_url)
+    ):
+        return next_url
+    return "/"
+
+
+def login_page(
+    request: Request,
+    locale: str,
+    error: str | None,
+    status_code: int,
+    next_url: str | None = None,
+) -> HTMLResponse:
+    """The login form; ``next`` is the page asked for (kept across a failed attempt)."""
+    next_url = (
+        next_url
+        or request.query_params.get("next")
+        or (request.url.path if request.method == "GET" and request.url.path != "/" else "/")
+    )
+    return render("login.html", locale, status_code, error=error, next_url=_safe_next(next_url))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def home(request: Request, session: SessionDep, settings: SettingsDep, lang: LangQ = None):
+    """The site list when signed in (cookie), else the login form."""
+    locale = page_locale(lang, settings.locale)
+    try:
+        user = get_current_user(request, session, settings, None)
+    except HTTPException:
+        return login_page(request, locale, None, 200)
+    statements, n_statements = home_statements(session, user)
+    return render(
+        "home.html",
+        locale,
+        user=user,
+        sites=visible_sites(session, user),
+        can_dashboard=user.role is not Role.MEMBER,
+        statements=statements,
+        n_statements=n_statements,
+        show_statements=user.role in (Role.OPERATOR, Role.MEMBER),
+    )
+
+
+def home_statements(
+    session: Session, user: User, limit: int = HOME_STATEMENTS_MAX
+) -> tuple[list[Statement], int]:
+    """Settlement statements for the start page, newest first, and how many there are.
+
+    The same rule as ``/statements`` (:mod:`noaber.api.routers.statements`): the operator
+    sees all, a member only their own, other roles none.
+    """
+    cond: ColumnElement[bool]
+    if user.role is Role.OPERATOR:
+        cond = true()
+    elif user.role is Role.MEMBER and user.member is not None:
+        cond = Statement.member_ref == user.member.ref
+    else:
+        return [], 0
+    rows = list(
+        session.scalars(select(Statement).where(cond).order_by(Statement.id.desc()).limit(limit))
+    )
+    total = session.scalar(select(func.count()).select_from(Statement).where(cond)) or 0
+    return rows, int(total)
+
+
+@router.post("/login", include_in_schema=False)
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+    lang: LangQ = None,
+) -> Response:
+    """Check the form's credentials, set the token cookie and go to ``next``."""
+    user = authenticate(session, username, password)
+    locale = page_locale(lang, settings.locale)
+    if user is None:
+        msg = gettext(locale, "Incorrect username or password.")
+        return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED, next_url=next)
+    session.commit()  # a re-hashed password
+    token = create_access_token(
+        user.username, user.role.value, settings.secret_key, settings.token_ttl_s
+    )
+    resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    resp.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=settings.token_ttl_s,
+        httponly=True,
+        samesite="lax",
+        secure=settings.mode == "production",
+        path="/",
+    )
+    return resp
+
+
+@router.post("/logout", include_in_schema=False)
+def logout() -> Response:
+    """Forget the token cookie."""
+    resp = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
+    resp.delete_cookie(TOKEN_COOKIE, path="/")
+    return resp
+
+
+@router.get(PLOTLY_STATIC_PATH, include_in_schema=False)
+def plotly_bundle(request: Request) -> Response:
+    """plotly.js of the installed ``plotly`` package (cached by the browser, ETag checked)."""
+    js = plotly_js()
+    etag = '"' + hashlib.sha256(js.encode()).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(
+        js,
+        media_type="application/javascript",
+        headers={"ETag": etag, "Cache-Control": "public, max-age=86400"},
+    )
+
+
+@router.get("/health", include_in_schema=False)
+def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def profile_figure(frame, locale: str) -> go.Figure:
+    """A Plotly figure of a site's 15-minute profile [kW], labelled in local time.
+
+    The x axis runs in UTC, so that the repeated hour of the October clock change is drawn
+    after the first one instead of over it (Plotly has no time zones); ticks and hover labels
+    show Europe/Amsterdam time.
+    """
+    local = frame.index.tz_convert("Europe/Amsterdam")
+    x = [t.isoformat() for t in frame.index.tz_convert("UTC").tz_localize(None)]
+    when = [t.strftime("%d-%m-%Y %H:%M") for t in local]
+    fig = go.Figure()
+    for col in frame.columns:
+        label, colour = GROUP_STYLE.get(col, (col, "#888888"))
+        name = gettext(locale, label)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                # Plain lists, not NumPy arrays: Plotly would ship those base64-encoded, and
+                # `el.data[i].y` would then not be an array in the browser.
+                y=[None if v != v else round(v / 1000.0, 3) for v in frame[col].tolist()],
+                customdata=when,
+                hovertemplate=f"{name}: %{{y:.2f}} kW (%{{customdata}})<extra></extra>",
+                name=name,
+                mode="lines",
+                line={"color": colour, "width": 2.4 if col == "grid" else 1.4, "shape": "hv"},
+            )
+        )
+    midnights = [i for i, t in enumerate(local) if t.hour == 0 and t.minute == 0]
+    fig.update_layout(
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        yaxis_title="kW",
+        hovermode="x",
+        legend={"orientation": "h", "y": 1.08},
+        template="plotly_white",
+    )
+    fig.update_xaxes(
+        rangeslider={"visible": True},
+        tickmode="array",
+        tickvals=[x[i] for i in midnights],
+        ticktext=[local[i].strftime("%d-%m") for i in midnights],
+    )
+    return fig
+
+
+@router.get("/sites/{site_name}/dashboard", response_class=HTMLResponse)
+def site_dashboard(
+    site_name: str,
+    user: DashboardUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    lang: LangQ = None,
+    start: Annotated[
+        dt.datetime | None, Query(description="Start (with offset); default: latest week")
+    ] = None,
+    end: Annotated[dt.datetime | None, Query(description="End (exclusive, with offset)")] = None,
+):
+    """The site's dashboard: energy per group and an interactive 15-minute profile chart."""
+    locale = page_locale(lang, settings.locale)
+    site = site_for(session, user, site_name)
+    s, e = resolve_period(
+        start, end, latest_week(session, list(site_power_channels(session, site)))
+    )
+    frame = site_profile(session, site, s, e)
+    kpis = [
+        {
+            "label": gettext(locale, GROUP_STYLE.get(c, (c, ""))[0]),
+            "energy_wh": float(frame[c].sum(skipna=True)) * ISP_S / 3600.0,
+        }
+        for c in frame.columns
+    ]
+    has_data = bool(frame.notna().any().any())
+    peak_kw = (
+        float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
+    )
+    chart = figure_html(profile_figure(frame, locale), "profile-chart", height_px=480)
+    span = e - s
+    query = {"lang": lang} if lang else {}
+    nav = {
+        "prev": "?" + urlencode({**query, "start": (s - span).isoformat(), "end": s.isoformat()}),
+        "next": "?" + urlencode({**query, "start": e.isoformat(), "end": (e + span).isoformat()}),
+    }
+    return render(
+        "dashboard.html",
+        locale,
+        user=user,
+        site=site,
+        start=s,
+        end=e,
+        kpis=kpis,
+        peak_import_kw=peak_kw if peak_kw == peak_kw else 0.0,
+        has_data=has_data,
+        chart=chart,
+        nav=nav,
+        plotly_src=PLOTLY_STATIC_PATH,
+    )

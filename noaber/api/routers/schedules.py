@@ -1,0 +1,128 @@
+"""Schedules of the optimizer: the site manager's page, the schedule CSV, an EV owner's plan.
+
+Access: operator all sites; a site manager the sites in ``user.sites``; a firm the sites its
+member owns (:func:`noaber.api.access.site_for`); a member only their own car's plan
+(``/schedules/my-car``), never the site page with other members' cars. Someone else's
+schedule answers 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from energy.models import Role, User
+from noaber.api.access import site_for
+from noaber.api.deps import SessionDep, not_found, require_roles
+from optimizer.page import render_ev_page, render_site_page
+from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+SiteReader = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
+Member = Annotated[User, Depends(require_roles(Role.MEMBER))]
+Locale = Annotated[str, Query(pattern="^(nl|en)$", description="nl (default) or en")]
+
+
+class ScheduleOut(BaseModel):
+    """A stored schedule in a list."""
+
+    id: int
+    site_name: str
+    created_at: dt.datetime
+    start: dt.datetime
+    end: dt.datetime
+    step_minutes: int
+    status: str
+    objective_eur: float
+
+
+def _schedule_for(session: Session, user: User, schedule_id: int) -> Schedule:
+    sched = session.get(Schedule, schedule_id)
+    if sched is None:
+        raise not_found("schedule")
+    try:
+        site_for(session, user, sched.site_name)
+    except HTTPException:
+        raise not_found("schedule") from None
+    return sched
+
+
+@router.get("/sites/{site_name}", response_class=HTMLResponse)
+def site_schedule_page(
+    site_name: str, user: SiteReader, session: SessionDep, locale: Locale = "nl"
+) -> HTMLResponse:
+    """The latest schedule of a site: flows, SoC curves, prices and savings (HTML)."""
+    site = site_for(session, user, site_name)
+    sched = latest_schedule(session, site.name)
+    if sched is None:
+        raise not_found(f"schedule for site {site_name!r}")
+    return HTMLResponse(
+        render_site_page(sched, schedule_steps(session, sched.id), locale, site.timezone)
+    )
+
+
+@router.get("/sites/{site_name}/list", response_model=list[ScheduleOut])
+def list_site_schedules(
+    site_name: str,
+    user: SiteReader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ScheduleOut]:
+    """Stored schedules of a site, newest first."""
+    site = site_for(session, user, site_name)
+    rows = session.scalars(
+        select(Schedule)
+        .where(Schedule.site_name == site.name)
+        .order_by(Schedule.id.desc())
+        .limit(limit)
+    )
+    return [ScheduleOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/{schedule_id}/csv")
+def schedule_csv(schedule_id: int, user: SiteReader, session: SessionDep) -> Response:
+    """A schedule per step and asset as CSV (power in kW, + = consumption/charging; SoC %)."""
+    sched = _schedule_for(session, user, schedule_id)
+    steps = schedule_steps(session, sched.id).drop(columns=["owner_ref"])
+    steps["ts"] = steps["ts"].map(lambda t: t.isoformat())
+    return Response(
+        steps.rename(columns={"ts": "timestamp"}).to_csv(index=False),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="schedule-{sched.id}.csv"'},
+    )
+
+
+@router.get("/my-car", response_class=HTMLResponse)
+def my_car_page(
+    user: Member,
+    session: SessionDep,
+    car: Annotated[str | None, Query(max_length=100, description="Your car's asset name")] = None,
+    locale: Locale = "nl",
+) -> HTMLResponse:
+    """An EV owner's latest charging plan and guaranteed departure SoC (only their own car)."""
+    ref = user.member.ref if user.member is not None else None
+    if ref is None:
+        raise not_found("charging plan")
+    q = (
+        select(ScheduleStep.schedule_id, ScheduleStep.asset)
+        .where(ScheduleStep.owner_ref == ref, ScheduleStep.kind == "ev")
+        .order_by(ScheduleStep.schedule_id.desc())
+        .limit(1)
+    )
+    if car is not None:
+        q = q.where(ScheduleStep.asset == car)
+    hit = session.execute(q).first()
+    if hit is None:
+        raise not_found("charging plan")
+    sched = session.get(Schedule, hit.schedule_id)
+    assert sched is not None
+    steps = schedule_steps(session, sched.id, asset=hit.asset)
+    steps = steps[steps["owner_ref"] == ref]
+    return HTMLResponse(render_ev_page(sched, steps, hit.asset, locale))

@@ -1,0 +1,243 @@
+"""``noaber meetkoffer``: create, import, analyze, savings, report.
+
+Registered on the root app by :func:`register`. The commands work on the database and
+sample store of the current settings (``NOABER_DATA_DIR`` / ``NOABER_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from energy.errors import ValidationError
+from noaber.console import console, progress
+
+app = typer.Typer(
+    help="The Meetkoffer: measurement campaigns at firms, findings and verified savings.",
+    no_args_is_help=True,
+)
+
+
+def _context() -> tuple[Any, Any]:
+    from energy.db import make_engine, session_factory, upgrade
+    from energy.samples import SampleStore
+    from energy.settings import get_settings
+
+    settings = get_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    return session_factory(engine), SampleStore(settings.samples_dir)
+
+
+@app.command("create")
+def create(
+    file: Annotated[Path, typer.Argument(help="Campaign description (YAML)", exists=True)],
+) -> None:
+    """Create a campaign (firm, site, equipment channels) from a YAML description."""
+    from meetkoffer.campaign import create_campaign_from_file
+
+    sessions, _ = _context()
+    with sessions.begin() as s:
+        c = create_campaign_from_file(s, file)
+        console.print(f"campaign {c.name}: {len(c.equipment)} equipment channels")
+
+
+@app.command("import")
+def import_(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    file: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False)],
+    kind: Annotated[
+        str, typer.Option(help="samples (timestamp,channel,value,unit), production or temperature")
+    ] = "samples",
+) -> None:
+    """Import a Meetkoffer CSV export, production or outdoor temperature; a bad file changes nothing."""
+    from meetkoffer import campaign as cp
+
+    if kind not in ("samples", "production", "temperature"):
+        raise ValidationError(f"--kind must be samples, production or temperature, got {kind!r}")
+    sessions, store = _context()
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, campaign)
+        if kind == "samples":
+            written = cp.import_samples(s, store, c, file)
+            for name, n in written.items():
+                console.print(f"{name}: {n} new samples")
+        elif kind == "production":
+            console.print(f"{cp.import_production(s, c, file)} production records")
+        else:
+            console.print(f"{cp.import_temperature(s, c, file)} temperature readings")
+
+
+@app.command("analyze")
+def analyze(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    emission_factors: Annotated[
+        Path | None, typer.Option(help="Emission factors YAML (default: the shipped file)")
+    ] = None,
+) -> None:
+    """Aggregate raw samples to 15-minute readings, run the analyses and rank the findings."""
+    from rich.table import Table
+
+    from meetkoffer import campaign as cp
+    from meetkoffer.emissions import load_emission_factors
+
+    factors = load_emission_factors(emission_factors)
+    sessions, store = _context()
+    with sessions.begin() as s, progress(transient=True) as p:
+        c = cp.get_campaign(s, campaign)
+        task = p.add_task("aggregating samples", total=2)
+        cp.aggregate(s, store, c)
+        p.update(task, advance=1, description="findings")
+        _, found = cp.analyze(s, c, factors)
+        p.update(task, advance=1)
+    table = Table(title=f"findings of {campaign}")
+    for col in ("#", "opportunity", "kWh/yr", "EUR/yr", "t CO2/yr"):
+        table.add_column(col, justify="right" if col != "opportunity" else "left")
+    for f in found:
+        table.add_row(
+            str(f.rank),
+            f.title,
+            f"{f.energy_kwh_per_year:,.0f}",
+            f"{f.cost_eur_per_year:,.0f}",
+            f"{f.co2_t_per_year:,.2f}",
+        )
+    console.print(table)
+
+
+@app.command("savings")
+def savings(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    baseline: Annotated[str, typer.Option(help="Baseline period FROM..TO (dates are local)")],
+    reporting: Annotated[str, typer.Option(help="Reporting period FROM..TO")],
+    option: Annotated[
+        str, typer.Option(help="IPMVP option: C (facility) or B (one machine)")
+    ] = "C",
+    equipment: Annotated[str | None, typer.Option(help="The machine for Option B")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="daily (regression on local days: production, day of week, degree days; "
+            "also 'regression'), hourly (hour-of-week terms, plus degree hours with "
+            "--heating-bp-c/--cooling-bp-c; ASHRAE 14 hourly limits) or caltrack (CalTRACK "
+            "2.0 daily change-point model)"
+        ),
+    ] = "daily",
+    adjust: Annotated[
+        list[str] | None,
+        typer.Option(help="Non-routine adjustment KWH:REASON (repeatable)"),
+    ] = None,
+    emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+    no_production: Annotated[
+        bool, typer.Option("--no-production", help="Leave production out of the regression")
+    ] = False,
+    no_time_of_week: Annotated[
+        bool,
+        typer.Option(
+            "--no-time-of-week",
+            help="Leave the day-of-week (daily) or hour-of-week (hourly) terms out",
+        ),
+    ] = False,
+    heating_bp_c: Annotated[
+        float | None, typer.Option(help="Add an HDD term with this balance point [degC]")
+    ] = None,
+    cooling_bp_c: Annotated[
+        float | None, typer.Option(help="Add a CDD term with this balance point [degC]")
+    ] = None,
+) -> None:
+    """Verify the savings of a measure (avoided energy, EUR, t CO2, ASHRAE 14, FSU)."""
+    from meetkoffer import campaign as cp
+    from meetkoffer import mv
+    from meetkoffer.emissions import load_emission_factors
+
+    kinds = {
+        "daily": ("regression", "daily"),
+        "regression": ("regression", "daily"),
+        "hourly": ("regression", "hourly"),
+        "caltrack": ("caltrack", "daily"),
+    }
+    if model not in kinds:
+        raise ValidationError(f"--model must be daily, hourly or caltrack, got {model!r}")
+    model_kind, interval = kinds[model]
+    adjustments = []
+    for a in adjust or []:
+        kwh, _, reason = a.partition(":")
+        try:
+            adjustments.append(mv.NonRoutineAdjustment(float(kwh), reason.strip()))
+        except ValueError as exc:
+            raise ValidationError(f"--adjust {a!r}: {exc} (use KWH:REASON)") from None
+    factors = load_emission_factors(emission_factors)
+    sessions, _ = _context()
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, campaign)
+        res, rec = cp.verify(
+            s,
+            c,
+            cp.parse_period(baseline, "--baseline"),
+            cp.parse_period(reporting, "--reporting"),
+            option=option.upper(),
+            equipment=equipment,
+            model=model_kind,
+            interval=interval,
+            adjustments=adjustments,
+            factors=factors,
+            production=False if no_production else None,
+            time_of_week=not no_time_of_week,
+            heating_bp_c=heating_bp_c,
+            cooling_bp_c=cooling_bp_c,
+        )
+        m = res.metrics
+        console.print(
+            f"savings #{rec.id} (Option {res.option}, {res.interval} {res.model}): avoided {res.avoided_kwh:,.0f} kWh "
+            f"± {res.uncertainty_kwh_90:,.0f} kWh (90 %), EUR {res.avoided_eur:,.0f}, "
+            f"{res.avoided_co2_t:,.2f} t CO2"
+        )
+        console.print(
+            f"ASHRAE 14 ({m.interval}, n={m.n}): CV(RMSE) {m.cv_rmse:.1%} (max "
+            f"{m.cv_rmse_max:.0%}), NMBE {m.nmbe:.2%} (max {m.nmbe_max:.0%}), R² {m.r2:.3f} -> "
+            f"{'pass' if m.passes else 'FAIL'}; FSU {res.fsu_68:.0%} (68 %), {res.fsu_90:.0%} (90 %)"
+        )
+        for w in res.warnings:
+            console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+@app.command("report")
+def report(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    out: Annotated[Path | None, typer.Option(help="Output directory")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also print a PDF with Chromium")] = False,
+    locale: Annotated[str, typer.Option(help="nl or en")] = "nl",
+    emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+) -> None:
+    """Write the campaign report and one per stored savings verification (HTML, CSV, PDF)."""
+    from meetkoffer import campaign as cp
+    from meetkoffer.emissions import load_emission_factors
+
+    factors = load_emission_factors(emission_factors)
+    sessions, _ = _context()
+    out = out or Path("reports") / campaign
+    with sessions.begin() as s, progress(transient=True) as p:
+        c = cp.get_campaign(s, campaign)
+        task = p.add_task("campaign report", total=1 + len(c.savings))
+        rep = cp.render_campaign_report(s, c, factors, locale, reanalyze=True)
+        paths = rep.write(out, pdf=pdf, stem="campaign")
+        p.update(task, advance=1)
+        for rec in c.savings:
+            srep = cp.render_savings_report(s, c, rec, factors, locale)
+            paths |= {
+                f"savings-{rec.id}:{k}": v
+                for k, v in srep.write(out, pdf=pdf, stem=f"savings-{rec.id}").items()
+            }
+            p.update(task, advance=1)
+    for k, v in paths.items():
+        if ":csv:" not in k and not k.startswith("csv:"):
+            console.print(f"{k}: {v}")
+    console.print(
+        f"and {sum(':csv:' in k or k.startswith('csv:') for k in paths)} CSV tables in {out}"
+    )
+
+
+def register(root: typer.Typer) -> None:
+    """Add the ``meetkoffer`` group to the root ``noaber`` app."""
+    root.add_typer(app, name="meetkoffer")

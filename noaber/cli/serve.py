@@ -1,0 +1,109 @@
+"""``noaber serve``, ``noaber demo`` and ``noaber version``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from energy.settings import load_settings
+from noaber.console import console, progress
+
+
+def _serve(app: object, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info")  # type: ignore[arg-type]
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default NOABER_API_HOST)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default NOABER_API_PORT)")
+    ] = None,
+) -> None:
+    """Migrate the database and serve the API and pages (uvicorn)."""
+    from energy.db import make_engine, upgrade
+    from noaber.api import create_app
+
+    settings = load_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    h, p = host or settings.api_host, settings.api_port if port is None else port
+    console.print(
+        f"Noaber API on http://{h}:{p}/ (docs: /docs), database {settings.sqlalchemy_url}"
+    )
+    _serve(create_app(settings, engine), h, p)
+
+
+def demo(
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Build the demo and exit (for tests)")
+    ] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the demo server")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface of the demo server")] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Demo data directory (rebuilt every run); default <data dir>/demo"),
+    ] = None,
+) -> None:
+    """Build the demo (dorpshuis + factory, a week of data) and serve its dashboard."""
+    from noaber.services.demo import (
+        CORE_STEPS,
+        DEMO_SITE,
+        DOMAIN_STEPS,
+        build_demo,
+        check_dir,
+        demo_settings,
+        logins_table,
+    )
+
+    settings = load_settings()
+    target = (data_dir or settings.data_dir / "demo").resolve()
+    demo_settings(target, settings)  # refuses outside local mode
+    check_dir(target)  # refuses a directory the demo did not make
+    extra = DOMAIN_STEPS
+    names = [*(n for n, _ in CORE_STEPS), *(n for n, _ in extra)]
+    with progress() as bar:
+        task = bar.add_task("building the demo", total=len(names))
+
+        def on_step(name: str) -> None:
+            done = names.index(name) if name in names else 0
+            bar.update(task, completed=done, description=f"demo: {name}")
+
+        ctx = build_demo(target, settings, extra_steps=extra, on_step=on_step)
+        bar.update(task, completed=len(names), description="demo built")
+    console.print(f"demo data in {ctx.data_dir} ({ctx.settings.sqlalchemy_url})")
+    for note in ctx.notes:
+        console.print(note)
+    url = f"http://{host}:{port}/"
+    from rich.table import Table
+
+    table = Table(title="demo logins (demo-only passwords)")
+    for col in ("username", "password", "role", "who"):
+        table.add_column(col)
+    for row in logins_table(ctx.logins):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"dashboard: {url}sites/{DEMO_SITE}/dashboard   API docs: {url}docs")
+    if no_serve:
+        return
+    from noaber.api import create_app
+
+    console.print(f"serving on {url} (Ctrl-C to stop)")
+    _serve(create_app(ctx.settings, ctx.engine), host, port)
+
+
+def version() -> None:
+    """Print the Noaber version."""
+    from energy import __version__
+
+    console.print(f"noaber {__version__}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``demo`` and ``version`` to the root app."""
+    app.command("serve")(serve)
+    app.command("demo")(demo)
+    app.command("version")(version)

@@ -1,0 +1,536 @@
+"""Closed-loop control: the optimizer's MPC drives the gateway's safe-write path.
+
+``noaber control run SITE.yaml --prices PRICES.csv`` (composition root: the only place that
+wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event loop:
+
+* the gateway service (:class:`modbus_gateway.service.GatewayService`): it polls the site's
+  devices and delivers every sample through store-and-forward to the
+  :class:`~energy.samples.SampleStore`; its :class:`~modbus_gateway.writes.SafeWriter` keeps
+  the device watchdogs alive;
+* the MPC loop (:class:`optimizer.mpc.MPCController`), which re-plans every step (15 min by
+  default) from the scenario of the store (:func:`optimizer.sitestore.scenario_from_store`,
+  the EV sessions file re-read every step) and the measured SoC: the latest GOOD sample the
+  gateway polled from each asset's ``soc`` channel, else the latest interval reading;
+* :class:`GatewaySetpoints`, the :class:`optimizer.mpc.SetpointSink` between the two: the
+  MPC's asset names (``battery``, ``ev-anna``) are routed to the writer's controls, a device
+  power setpoint (a V2G charger) as it is, and a battery behind an ESS that regulates the grid
+  power at its connection (Victron ``grid_setpoint_w``) as that grid setpoint: the ESS's own
+  measured net consumption plus the planned battery power (``grid - battery`` measured, so
+  ``battery = setpoint - net`` is the plan);
+* on a planning failure the MPC hands every asset back to its safe default (``release``) and
+  this loop releases whatever control is still enabled, logs it and prints a red status line;
+  after a good plan, a device the plan no longer drives (the car left) is released too, so a
+  stale V2G setpoint never meets the next car;
+* on Ctrl-C/SIGTERM, after ``steps`` steps, or when the gateway stops, the service stops and
+  the writer restores every safe default (and the spool gets its last flush).
+
+Planning runs in the event loop: a solve of a 24 h horizon takes well under a second, far
+below the devices' watchdog refresh (20 s), so polling pauses only briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from energy.db import transaction
+from energy.errors import NoaberError
+from energy.models import Asset, Channel, Quantity, Site
+from energy.samples import Quality, SampleStore
+from modbus_gateway.config import GatewayConfig
+from modbus_gateway.service import GatewayService
+from modbus_gateway.spool import SampleStoreSink
+from noaber.console import console
+from optimizer.model import SolveOptions
+from optimizer.mpc import MPCController, MPCStatus
+from optimizer.report import compare
+from optimizer.scenario import Scenario
+from optimizer.sitestore import ev_sessions_from_yaml, measured_soc_pct, scenario_from_store
+from optimizer.store import save_plan
+
+log = logging.getLogger("noaber.services.control")
+
+REQUESTED_BY = "noaber control"
+
+
+@dataclass(frozen=True)
+class SiteWiring:
+    """How a site's assets map to the gateway's devices (from the channels in the store).
+
+    Attributes
+    ----------
+    site : str
+        Site name.
+    channel_ids : dict
+        Channel key -> channel id, for every channel the gateway polls.
+    soc_sources : dict
+        Asset name -> (device, register, factor) of its ``soc`` channel [%].
+    power_devices : dict
+        Asset name -> the device measuring its ``power`` channel.
+    """
+
+    site: str
+    channel_ids: dict[str, int]
+    soc_sources: dict[str, tuple[str, str, float]]
+    power_devices: dict[str, str]
+
+
+def site_wiring(session: Session, cfg: GatewayConfig) -> SiteWiring:
+    """The wiring of the site whose channels the gateway config polls.
+
+    Raises
+    ------
+    NoaberError
+        A polled channel is not in the store (import the site first), or the channels belong
+        to more than one site.
+    """
+    where: dict[str, tuple[str, str]] = {}  # channel key -> (device, register)
+    for d in cfg.devices:
+        for reg, key in cfg.channel_map(d).items():
+            where[key] = (d.name, reg)
+    rows = session.execute(
+        select(Channel.key, Channel.id, Channel.quantity, Asset.name, Site.name)
+        .join(Asset, Channel.asset_id == Asset.id)
+        .join(Site, Asset.site_id == Site.id)
+        .where(Channel.key.in_(list(where)))
+    ).all()
+    missing = sorted(set(where) - {r[0] for r in rows})
+    if missing:
+        raise NoaberError(
+            f"channels not in the database: {', '.join(missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''} (import the site: noaber site import FILE)"
+        )
+    sites = sorted({r[4] for r in rows})
+    if len(sites) != 1:
+        raise NoaberError(f"the gateway's channels must belong to one site, got {sites}")
+    soc: dict[str, tuple[str, str, float]] = {}
+    power: dict[str, str] = {}
+    for key, _cid, quantity, asset, _site in rows:
+        dev, reg = where[key]
+        if quantity == Quantity.SOC:
+            factor = cfg.channel_factors.get(dev, {}).get(reg, 1.0)
+            soc[asset] = (dev, reg, factor)
+        elif quantity == Quantity.POWER:
+            power[asset] = dev
+    return SiteWiring(sites[0], {r[0]: r[1] for r in rows}, soc, power)
+
+
+@dataclass(frozen=True, slots=True)
+class SetpointRecord:
+    """One setpoint the MPC asked for and what the writer wrote [W]."""
+
+    asset: str
+    control: str  # the writer's control (asset or device name)
+    planned_w: float  # the MPC's asset power, + = charging
+    requested_w: float  # what the writer was asked for (a grid setpoint for an ESS)
+    written_w: float  # after the profile's and site's limits and the ramp
+    requested_by: str
+
+
+class GatewaySetpoints:
+    """The MPC's :class:`~optimizer.mpc.SetpointSink` over the gateway's :class:`SafeWriter`.
+
+    Parameters
+    ----------
+    service : GatewayService
+        Its writer and its polled values (for an ESS's grid-setpoint translation).
+    power_devices : dict
+        Asset name -> device measuring its power (:attr:`SiteWiring.power_devices`): routes a
+        site asset to a device whose control is keyed by device name (an ESS).
+    """
+
+    def __init__(self, service: GatewayService, power_devices: dict[str, str]):
+        self.writer = service.writer
+        self.gateway = service.gateway
+        self.routes: dict[str, str] = {}
+        for key, ctl in self.writer.controls.items():
+            if ctl.spec.setpoint_quantity == "device_power":
+                self.routes[key] = key
+            for asset, dev in power_devices.items():
+                if dev == ctl.dev.name:
+                    self.routes.setdefault(asset, key)
+        self.records: list[SetpointRecord] = []
+
+    def control_of(self, asset_name: str) -> str:
+        key = self.routes.get(asset_name)
+        if key is None:
+            raise NoaberError(
+                f"no gateway device controls asset {asset_name!r} "
+                f"(controlled: {', '.join(sorted(self.routes)) or 'none'})"
+            )
+        return key
+
+    async def _local_net_w(self, ctl: Any) -> float:
+        """An ESS's own net consumption [W]: its grid power minus its battery power.
+
+        Read from the device at the time of the setpoint (its profile's capabilities
+        ``grid_power_w`` and ``power_w``; both must be GOOD), through the device's link.
+        """
+        dev = ctl.dev
+        caps = dev.profile.capabilities
+        if "grid_power_w" not in caps or "power_w" not in caps:
+            raise NoaberError(
+                f"{dev.name}: a grid-power setpoint needs the capabilities grid_power_w and "
+                f"power_w in profile {dev.profile.name}"
+            )
+        grid_reg, battery_reg = caps["grid_power_w"], caps["power_w"]
+        values = await dev.driver.read_values([grid_reg, battery_reg])
+        grid, battery = values[grid_reg], values[battery_reg]
+        if grid.quality != Quality.GOOD or battery.quality != Quality.GOOD:
+            raise NoaberError(
+                f"{dev.name}: no good grid and battery power reading to set the ESS grid "
+                f"setpoint from ({grid.quality.name.lower()}, {battery.quality.name.lower()})"
+            )
+        return float(grid.value) - float(battery.value)  # type: ignore[arg-type]
+
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float:
+        """Command the asset's power [W, + = charging]; returns what was written [W]."""
+        key = self.control_of(asset_name)
+        ctl = self.writer.controls[key]
+        requested = power_w
+        if ctl.spec.setpoint_quantity == "grid_power":
+            requested = round(power_w + await self._local_net_w(ctl), 1)
+        written = await self.writer.apply(key, requested, requested_by)
+        self.records.append(
+            SetpointRecord(asset_name, key, power_w, requested, written, requested_by)
+        )
+        return written
+
+    async def release(self, asset_name: str, requested_by: str) -> None:
+        """Hand the asset's device back to its safe default."""
+        await self.writer.release(self.control_of(asset_name), requested_by)
+
+    async def release_all(self, requested_by: str, keep: Collection[str] = ()) -> list[str]:
+        """Release every control still enabled except those of the assets in ``keep``;
+        returns their names (errors are logged)."""
+        kept = {self.routes[a] for a in keep if a in self.routes}
+        released = []
+        for key, ctl in self.writer.controls.items():
+            if ctl.enabled and key not in kept:
+                try:
+                    await self.writer.release(key, requested_by)
+                    released.append(key)
+                except NoaberError as exc:
+                    log.error("%s: safe default failed: %s", key, exc)
+        return released
+
+
+def gateway_soc_pct(
+    service: GatewayService, soc_sources: dict[str, tuple[str, str, float]]
+) -> dict[str, float]:
+    """The latest GOOD SoC [%] the gateway polled per asset (assets without one are left out)."""
+    out: dict[str, float] = {}
+    for asset, (dev_name, reg, factor) in soc_sources.items():
+        rt = service.gateway.devices.get(dev_name)
+        if rt is None or reg not in rt.values:
+            continue
+        value, quality, _ts = rt.values[reg]
+        if quality == Quality.GOOD and isinstance(value, float | int) and math.isfinite(value):
+            out[asset] = float(value) * factor
+    return out
+
+
+def report_step(
+    controller: MPCController,
+    setpoints: dict[str, float],
+    i: int,
+    steps: int,
+    store_to: sessionmaker[Session] | None = None,
+) -> int | None:
+    """Print one MPC step's status line; store an ok step's plan when ``store_to`` is given.
+
+    ``controller`` is after ``step()``; returns the stored schedule's id (None: not stored).
+    A failed step is printed in red with the error, the assets released to their safe default
+    and any fallback setpoints, so a failure is visible.
+    """
+    st = controller.status
+    shown = ", ".join(f"{k} {v / 1000:+.1f} kW" for k, v in setpoints.items()) or "none"
+    if not st.last_ok:
+        released = ", ".join(st.released) or "none"
+        console.print(
+            f"[red]step {i + 1}/{steps}: planning failed: {st.last_error}; released to their "
+            f"safe default: {released}; fallback setpoints: {shown}[/red]"
+        )
+        return None
+    console.print(f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}")
+    plan_now, sc_now = controller.last_plan, controller.last_scenario
+    if store_to is None or plan_now is None or sc_now is None:
+        return None
+    with transaction(store_to) as s:
+        sid = save_plan(s, sc_now, plan_now, compare(sc_now, plan_now))
+    console.print(f"  stored as schedule {sid}")
+    return sid
+
+
+@dataclass
+class ControlRun:
+    """What a control run did: the MPC status, the setpoints and the gateway's counters."""
+
+    status: MPCStatus
+    setpoints: list[SetpointRecord]
+    controller: MPCController
+    service: GatewayService
+    polls: int = 0
+    samples_delivered: int = 0
+    samples_spooled: int = 0
+    released: list[list[str]] = field(default_factory=list)  # per step, by this loop
+
+
+OnStep = Callable[[int, MPCController], Awaitable[None]]
+
+
+async def _first_values(
+    service: GatewayService, devices: set[str], timeout_s: float, stop: asyncio.Event
+) -> None:
+    """Wait (at most ``timeout_s``) until every device in ``devices`` was polled once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        rts = [service.gateway.devices[d] for d in devices if d in service.gateway.devices]
+        if all(rt.polls > 0 for rt in rts):
+            return
+        await asyncio.sleep(0.05)
+    log.warning("not every device answered within %.0f s; planning with what is there", timeout_s)
+
+
+async def run_control(
+    cfg: GatewayConfig,
+    sessions: sessionmaker[Session],
+    sample_store: SampleStore,
+    prices_csv: Path | None,
+    spool_path: Path,
+    steps: int,
+    step_s: float = 900.0,
+    sessions_file: Path | None = None,
+    horizon_hours: float = 24.0,
+    cloud_factor: float = 1.0,
+    store_plans: bool = True,
+    stop: asyncio.Event | None = None,
+    on_step: OnStep | None = None,
+    flush_interval_s: float = 5.0,
+    write_log_path: Path | None = None,
+    first_poll_timeout_s: float = 10.0,
+    price_series: tuple[str, str] | None = None,
+) -> ControlRun:
+    """Run the gateway and the MPC together for at most ``steps`` steps (see module doc).
+
+    Parameters
+    ----------
+    cfg : GatewayConfig
+        The site's devices (its channels must be in the store).
+    sessions : sessionmaker
+        The SQL store: site, assets, load history and SoC readings; plans are saved there.
+    sample_store : SampleStore
+        Where the polled samples go (through the spool at ``spool_path``).
+    prices_csv : Path or None
+        Import/export prices covering every horizon [EUR/kWh]; None: ``price_series``.
+    steps : int
+        Control steps; the loop stops by itself after them.
+    step_s : float
+        Seconds between re-plans, aligned to multiples of it (900: the ISP grid) [s].
+    sessions_file : Path, optional
+        EV sessions YAML, re-read every step (an owner's change is used at the next step).
+    stop : asyncio.Event, optional
+        Set it (a signal handler does) to stop early; safe defaults are restored.
+    on_step : async callable, optional
+        ``await on_step(i, controller)`` after each step's report (a test's probe).
+
+    Returns
+    -------
+    ControlRun
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if step_s <= 0:
+        raise ValueError(f"step_s must be > 0, got {step_s}")
+    stop = stop or asyncio.Event()
+    with sessions() as s:
+        wiring = site_wiring(s, cfg)
+    site = wiring.site
+
+    def scenario_at(now: pd.Timestamp) -> Scenario:
+        ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
+        with sessions() as s:
+            return scenario_from_store(
+                s,
+                site,
+                now,
+                horizon_hours,
+                prices_csv,
+                ev,
+                cloud_factor,
+                price_series=price_series,
+            )
+
+    scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
+
+    service = GatewayService(
+        cfg,
+        SampleStoreSink(sample_store, wiring.channel_ids),
+        spool_path,
+        flush_interval_s=flush_interval_s,
+        schedule_timeout_s=max(2.0 * step_s, 60.0),
+        write_log_path=write_log_path,
+    )
+    sink = GatewaySetpoints(service, wiring.power_devices)
+
+    async def measure() -> dict[str, float]:
+        with sessions() as s:
+            soc = measured_soc_pct(s, site)  # latest interval readings ...
+        soc.update(gateway_soc_pct(service, wiring.soc_sources))  # ... the live samples first
+        return soc
+
+    options = SolveOptions(time_limit_s=min(60.0, max(5.0, step_s / 2)))
+    controller = MPCController(
+        scenario_at, measure, sink, options=options, requested_by=REQUESTED_BY
+    )
+    run = ControlRun(controller.status, sink.records, controller, service)
+    task = asyncio.create_task(service.run())
+    try:
+        devices = {d for d, _r, _f in wiring.soc_sources.values()}
+        devices |= {c.dev.name for c in service.writer.controls.values()}
+        await _first_values(service, devices, first_poll_timeout_s, stop)
+        for i in range(steps):
+            if stop.is_set() or task.done():
+                break
+            setpoints = await controller.step()
+            st = controller.status
+            released: list[str] = []
+            if not st.last_ok:
+                released = await sink.release_all(f"{REQUESTED_BY}:fallback")
+                st.released = [*st.released, *released]
+                log.error(
+                    "step %d/%d: planning failed (%s); safe defaults: %s",
+                    i + 1,
+                    steps,
+                    st.last_error,
+                    ", ".join(st.released) or "none",
+                )
+            else:  # a device the plan no longer drives (the car left) goes back to its default
+                released = await sink.release_all(
+                    f"{REQUESTED_BY} (no longer planned)", keep=set(setpoints)
+                )
+                if released:
+                    log.info("step %d/%d: released %s", i + 1, steps, ", ".join(released))
+            run.released.append(released)
+            report_step(controller, setpoints, i, steps, sessions if store_plans else None)
+            if on_step is not None:
+                await on_step(i, controller)
+            if i + 1 < steps:
+                wait = step_s - time.time() % step_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        if task.done() and not stop.is_set():
+            log.error("the gateway stopped during control: %s", task.exception() or "ended")
+    finally:
+        service.stop()  # the writer restores every safe default; last flush to the store
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
+        gw = service.gateway
+        run.polls = sum(d.polls for d in gw.devices.values())
+        run.samples_delivered = service.forwarder.delivered
+        run.samples_spooled = len(service.forwarder.spool)
+        service.close()
+    return run
+
+
+def setup_logging(log_file: Path | None) -> None:
+    """Control, MPC and gateway logs at INFO to ``log_file``; warnings and errors to stderr."""
+    loggers = [
+        logging.getLogger(n) for n in ("noaber.services.control", "optimizer", "modbus_gateway")
+    ]
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    handlers: list[logging.Handler] = []
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)
+    handlers.append(stderr)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for lg in loggers:
+        lg.setLevel(logging.INFO)
+        for old in [h for h in lg.handlers if getattr(h, "_noaber_control", False)]:
+            lg.removeHandler(old)
+            old.close()
+    for h in handlers:
+        h.setFormatter(fmt)
+        h._noaber_control = True  # type: ignore[attr-defined]
+        for lg in loggers:
+            lg.addHandler(h)
+
+
+def run_site(
+    site_file: Path,
+    prices_csv: Path | None,
+    sessions_file: Path | None,
+    steps: int,
+    step_s: float,
+    horizon_hours: float,
+    cloud_factor: float,
+    store_plans: bool,
+    spool: Path | None,
+    price_series: tuple[str, str] | None = None,
+) -> ControlRun:
+    """``noaber control run``: the store of the settings, signal handlers, the loop (blocking)."""
+    import signal
+
+    from energy.db import make_engine, session_factory, upgrade
+    from energy.settings import get_settings
+    from modbus_gateway.config import load_config
+
+    settings = get_settings()
+    cfg = load_config(site_file)
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    spool_path = spool or Path(cfg.spool_path or settings.data_dir / "gateway-spool.sqlite")
+    setup_logging(spool_path.with_name("control.log"))
+
+    async def main() -> ControlRun:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: safe defaults, last flush
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        return await run_control(
+            cfg,
+            session_factory(engine),
+            SampleStore(settings.samples_dir),
+            prices_csv,
+            spool_path,
+            steps,
+            step_s,
+            sessions_file,
+            horizon_hours,
+            cloud_factor,
+            store_plans,
+            stop,
+            write_log_path=spool_path.with_name("gateway-writes.jsonl"),
+            price_series=price_series,
+        )
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.dispose()
+
+
+def summary_line(run: ControlRun) -> str:
+    """One line on a finished run (printed by the CLI)."""
+    st = run.status
+    return (
+        f"{st.steps} step(s): {st.plans} planned, {st.failures} failed; "
+        f"{len(run.setpoints)} setpoints written; {run.polls} polls, "
+        f"{run.samples_delivered} samples stored, {run.samples_spooled} spooled; "
+        "safe defaults restored"
+    )

@@ -1,0 +1,287 @@
+"""Authorization walk: EVERY route of the app, with every role and with no token.
+
+Expected: 401 without a token, 403 for a role that may not use the route, 404 for someone
+else's resource (existence not revealed), and the route's success status for one's own.
+Routes come from the app itself (:func:`noaber.api.routes.iter_routes`), so a route added
+later without a case in :data:`CASES` (or in a ``tests/<pkg>/api_authz.py``) fails
+:func:`test_every_route_has_an_authorization_case`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from energy.security import create_access_token
+from energy.settings import Settings
+from noaber.api import create_app
+from noaber.api.routes import iter_routes
+from tests.noaber.api_world import (
+    PASSWORD,
+    ROLES,
+    USERS,
+    Case,
+    World,
+    build_world,
+    params_of,
+)
+
+SECRET = "test-secret-" + "x" * 40
+_counter = itertools.count()
+
+ALL = set(ROLES)
+SITE_READERS = {"operator", "site_manager", "firm"}
+OWN_SITE = {
+    "operator": {"site_name": "hall-a"},
+    "site_manager": {"site_name": "hall-a"},
+    "firm": {"site_name": "factory-own"},
+    "member": {"site_name": "hall-a"},
+}
+FOREIGN_SITES = [{"site_name": "hall-b"}, {"site_name": "factory-other"}]
+
+
+def _asset(key: str):
+    return lambda w: {"asset_id": w.assets[key]}
+
+
+def _channel(key: str):
+    return lambda w: {"channel_id": w.channels[key]}
+
+
+OWN_ASSET = {
+    "operator": _asset("hall-b/pv"),
+    "site_manager": _asset("hall-a/pv"),
+    "firm": _asset("factory-own/line-1"),
+    "member": _asset("hall-a/ev-own"),
+}
+FOREIGN_ASSETS = [_asset("hall-b/ev-other"), _asset("factory-other/line-1")]
+OWN_CHANNEL = {
+    "operator": _channel("factory-other/line-1/power"),
+    "site_manager": _channel("hall-a/grid/power"),
+    "firm": _channel("factory-own/line-1/power"),
+    "member": _channel("hall-a/ev-own/power"),
+}
+FOREIGN_CHANNELS = [_channel("hall-b/ev-other/power"), _channel("factory-other/line-1/power")]
+# A member sees their own EV at hall-a, not the hall's PV or meter.
+MEMBER_FOREIGN_ASSETS = {"member": [_asset("hall-a/pv"), _asset("hall-a/grid")]}
+MEMBER_FOREIGN_CHANNELS = {"member": [_channel("hall-a/pv/power")]}
+
+
+def _login_form(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"username": "oper", "password": PASSWORD}
+
+
+def _new_user(_w: World, _role: str | None) -> dict[str, Any]:
+    return {
+        "username": f"new-user-{next(_counter)}",
+        "password": "a-long-enough-password",
+        "role": "member",
+        "member_ref": "m-ev-other",
+    }
+
+
+#: One case per (method, path) of the core app. Domain packages add theirs in
+#: ``tests/<pkg>/api_authz.py`` (see tests/noaber/api_world.py).
+CASES: dict[tuple[str, str], Case] = {
+    ("GET", "/"): Case(public=True),
+    ("GET", "/health"): Case(public=True),
+    ("GET", "/docs"): Case(public=True),
+    ("GET", "/docs/oauth2-redirect"): Case(public=True),
+    ("GET", "/static/swagger/{filename}"): Case(
+        public=True, public_params={"filename": "swagger-ui.css"}
+    ),
+    ("GET", "/openapi.json"): Case(public=True),
+    ("GET", "/static/plotly.min.js"): Case(public=True),
+    ("POST", "/auth/token"): Case(public=True, body=_login_form, form=True),
+    ("POST", "/login"): Case(public=True, body=_login_form, form=True, ok=303),
+    ("POST", "/logout"): Case(public=True, ok=303),
+    ("GET", "/sites"): Case(own={r: {} for r in ROLES}),
+    ("GET", "/sites/{site_name}"): Case(own=OWN_SITE, foreign=FOREIGN_SITES),
+    ("GET", "/sites/{site_name}/assets"): Case(own=OWN_SITE, foreign=FOREIGN_SITES),
+    ("GET", "/sites/{site_name}/readings"): Case(
+        roles=SITE_READERS, own=OWN_SITE, foreign=FOREIGN_SITES
+    ),
+    ("GET", "/sites/{site_name}/dashboard"): Case(
+        roles=SITE_READERS, own=OWN_SITE, foreign=FOREIGN_SITES
+    ),
+    ("GET", "/assets/{asset_id}"): Case(
+        own=OWN_ASSET, foreign=FOREIGN_ASSETS, also_foreign=MEMBER_FOREIGN_ASSETS
+    ),
+    ("GET", "/assets/{asset_id}/channels"): Case(
+        own=OWN_ASSET, foreign=FOREIGN_ASSETS, also_foreign=MEMBER_FOREIGN_ASSETS
+    ),
+    ("GET", "/channels/{channel_id}"): Case(
+        own=OWN_CHANNEL, foreign=FOREIGN_CHANNELS, also_foreign=MEMBER_FOREIGN_CHANNELS
+    ),
+    ("GET", "/channels/{channel_id}/readings"): Case(
+        own=OWN_CHANNEL, foreign=FOREIGN_CHANNELS, also_foreign=MEMBER_FOREIGN_CHANNELS
+    ),
+    ("GET", "/users/me"): Case(own={r: {} for r in ROLES}),
+    ("GET", "/users"): Case(roles={"operator"}, own={"operator": {}}),
+    ("POST", "/users"): Case(roles={"operator"}, own={"operator": {}}, body=_new_user, ok=201),
+    ("GET", "/users/{username}"): Case(roles={"operator"}, own={"operator": {"username": "mgr"}}),
+}
+
+
+def _plugin_modules() -> list[Any]:
+    """``tests/<pkg>/api_authz.py`` of the domain packages that add routes."""
+    tests_dir = Path(__file__).resolve().parents[1]
+    mods = []
+    for path in sorted(tests_dir.glob("*/api_authz.py")):
+        mods.append(importlib.import_module(f"tests.{path.parent.name}.api_authz"))
+    return mods
+
+
+def all_cases() -> dict[tuple[str, str], Case]:
+    cases = dict(CASES)
+    for mod in _plugin_modules():
+        for key, case in getattr(mod, "CASES", {}).items():
+            assert key not in cases, f"{mod.__name__} redefines the case of {key}"
+            cases[key] = case
+    return cases
+
+
+def _route_list() -> list[tuple[str, str]]:
+    app = create_app(Settings(mode="test", secret_key=SECRET), create_engine("sqlite://"))
+    return list(iter_routes(app))
+
+
+def test_every_route_has_an_authorization_case() -> None:
+    cases = all_cases()
+    missing = [f"{m} {p}" for m, p in _route_list() if (m, p) not in cases]
+    assert not missing, (
+        "API route(s) without an authorization case: "
+        + ", ".join(missing)
+        + ". Add a Case for each to CASES in tests/noaber/test_api_authz.py (core routes) or "
+        "in tests/<your package>/api_authz.py (domain routes; see tests/noaber/api_world.py)."
+    )
+    stale = sorted(set(cases) - set(_route_list()))
+    assert not stale, f"authorization cases for routes that no longer exist: {stale}"
+
+
+def test_every_case_covers_its_roles() -> None:
+    for key, case in all_cases().items():
+        if case.public:
+            continue
+        lacking = sorted(case.roles - set(case.own))
+        assert not lacking, f"{key}: no own resource for role(s) {lacking}"
+        assert case.roles <= set(ROLES), f"{key}: unknown role(s) {case.roles - set(ROLES)}"
+
+
+def _call(
+    client: TestClient,
+    method: str,
+    path: str,
+    params: dict[str, Any],
+    case: Case,
+    world: World,
+    role: str | None,
+    token: str | None,
+) -> int:
+    url = path.format(**params)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    kwargs: dict[str, Any] = {"headers": headers}
+    if case.body is not None:
+        body = case.body(world, role)
+        kwargs["data" if case.form else "json"] = body
+    resp = client.request(method, url, follow_redirects=False, **kwargs)
+    return resp.status_code
+
+
+def test_authorization_walk(engine, sessions) -> None:
+    settings = Settings(mode="test", secret_key=SECRET)
+    with sessions() as session, session.begin():
+        world = build_world(session)
+        for mod in _plugin_modules():
+            if hasattr(mod, "seed"):
+                mod.seed(session, world)
+    app = create_app(settings, engine)
+    tokens = {role: create_access_token(USERS[role], role, SECRET, 600) for role in ROLES}
+    cases = all_cases()
+    failures: list[str] = []
+    calls = 0
+
+    def expect(
+        method: str, path: str, params: dict[str, Any], case: Case, role: str | None, want: int
+    ) -> None:
+        nonlocal calls
+        calls += 1
+        got = _call(client, method, path, params, case, world, role, tokens[role] if role else None)
+        if got != want:
+            failures.append(
+                f"{method} {path.format(**params)} as {role or 'anonymous'}: "
+                f"expected {want}, got {got}"
+            )
+
+    with TestClient(app) as client:
+        for (method, path), case in sorted(cases.items(), key=lambda kv: kv[0][::-1]):
+            if (method, path) not in set(iter_routes(app)):
+                continue  # reported by test_every_route_has_an_authorization_case
+            if case.public:
+                for role in (None, *ROLES):
+                    expect(method, path, case.public_params, case, role, case.ok)
+                continue
+            any_params = params_of(next(iter(case.own.values())), world) if case.own else {}
+            expect(method, path, any_params, case, None, 401)
+            for role in ROLES:
+                if role not in case.roles:
+                    expect(method, path, any_params, case, role, 403)
+                    continue
+                expect(method, path, params_of(case.own[role], world), case, role, case.ok)
+                for foreign in case.foreign:
+                    want = case.ok if role == "operator" else 404
+                    expect(method, path, params_of(foreign, world), case, role, want)
+                for foreign in case.also_foreign.get(role, []):
+                    expect(method, path, params_of(foreign, world), case, role, 404)
+    assert not failures, f"{len(failures)} of {calls} calls wrong:\n" + "\n".join(failures)
+    assert calls > 5 * len(cases)
+
+
+def test_bad_tokens_are_401(engine, sessions) -> None:
+    with sessions() as session, session.begin():
+        build_world(session)
+    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
+    expired = create_access_token(
+        "oper",
+        "operator",
+        SECRET,
+        1,
+        now=__import__("datetime").datetime(2020, 1, 1, tzinfo=__import__("datetime").UTC),
+    )
+    forged = create_access_token("oper", "operator", "another-secret-" + "y" * 40, 600)
+    ghost = create_access_token("nobody", "operator", SECRET, 600)
+    with TestClient(app) as client:
+        for token in (expired, forged, ghost, "not-a-jwt"):
+            r = client.get("/sites", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401, (token, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+        assert (
+            client.get("/sites", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+        )
+        ok = create_access_token("oper", "operator", SECRET, 600)
+        assert client.get("/sites", headers={"Authorization": f"Bearer {ok}"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/sites", "/users/me"])
+def test_cookie_token_only_for_safe_methods(engine, sessions, path: str) -> None:
+    with sessions() as session, session.begin():
+        build_world(session)
+    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
+    with TestClient(app) as client:
+        r = client.post(
+            "/login", data={"username": "oper", "password": PASSWORD}, follow_redirects=False
+        )
+        assert r.status_code == 303
+        assert "noaber_token" in client.cookies
+        assert client.get(path).status_code == 200
+        # The same cookie must not authorise a state-changing request (CSRF).
+        r = client.post(
+            "/users", json={"username": "csrf-user", "password": "x" * 12, "role": "operator"}
+        )
+        assert r.status_code == 401

@@ -1,0 +1,78 @@
+"""The demo dashboard in headless Debian Chromium: log in, see a chart with data, no internet.
+
+Builds the demo (what ``noaber demo --no-serve`` builds) into a temporary directory, serves it
+with uvicorn in a thread on a free 127.0.0.1 port, and drives Chromium with Playwright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from energy.settings import Settings
+from noaber.services.demo import DEMO_SITE, build_demo
+from tests.browser import live_server, login, loopback_page
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from noaber.api import create_app
+
+    data_dir = tmp_path_factory.mktemp("demo")
+    ctx = build_demo(Path(data_dir), Settings(mode="local"))
+    with live_server(create_app(ctx.settings, ctx.engine)) as base:
+        yield base
+    ctx.engine.dispose()
+
+
+def test_dashboard_chart_has_data(demo_server: str) -> None:
+    with loopback_page() as (page, outside):
+        resp = page.goto(f"{demo_server}/sites/{DEMO_SITE}/dashboard")
+        assert resp is not None and resp.status == 401  # the login form, not the data
+        page.fill("#username", "beheer-noaberhof")
+        page.fill("#password", "noaber-dorpshuis")
+        page.click("#login-submit")
+        page.wait_for_url(f"**/sites/{DEMO_SITE}/dashboard")
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.js-plotly-plot');"
+            " return el && el.data && el.data.length > 0; }"
+        )
+        traces = page.evaluate(
+            "() => document.querySelector('.js-plotly-plot').data.map("
+            "t => ({name: t.name, n: t.y.length,"
+            " finite: t.y.filter(v => v !== null && Number.isFinite(v)).length}))"
+        )
+        assert page.evaluate("document.querySelector('.js-plotly-plot').data[0].y.length > 0")
+        names = {t["name"] for t in traces}
+        assert {"Zonne-energie", "Verbruik", "Batterij", "Net"} <= names, traces  # Dutch by default
+        for t in traces:
+            assert t["n"] == 7 * 96 or t["n"] in (7 * 96 - 4, 7 * 96 + 4), t  # a DST week
+            assert t["finite"] == t["n"], t
+        # Plotly itself came from our server and drew an SVG.
+        assert page.evaluate("typeof Plotly !== 'undefined' && !!Plotly.version")
+        assert page.locator(".js-plotly-plot .main-svg").count() > 0
+    assert not outside, f"the page tried to reach the internet: {outside}"
+
+
+def test_member_is_refused_the_dashboard(demo_server: str) -> None:
+    with loopback_page() as (page, _outside):
+        login(page, demo_server, "anna", "noaber-anna")
+        resp = page.goto(f"{demo_server}/sites/{DEMO_SITE}/dashboard")
+        assert resp is not None and resp.status == 403
+        resp = page.goto(f"{demo_server}/sites/{DEMO_SITE}/assets")
+        assert resp is not None and resp.status == 200
+        assets = page.evaluate("JSON.parse(document.body.innerText)")
+        assert [a["name"] for a in assets] == ["ev-anna"]
+
+
+def test_api_docs_render_offline(demo_server: str) -> None:
+    with loopback_page() as (page, outside):
+        page.goto(f"{demo_server}/docs")
+        page.wait_for_selector(".swagger-ui .opblock-tag")
+        tags = page.locator(".swagger-ui .opblock-tag").all_inner_texts()
+        assert any("sites" in t for t in tags), tags
+    assert not outside, f"the docs tried to reach the internet: {outside}"

@@ -1,0 +1,158 @@
+"""``noaber serve/demo/site import/user add``: help everywhere, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from energy.db import make_engine, session_factory
+from energy.models import Role, User
+
+
+def _noaber(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    e = {
+        **os.environ,
+        "NOABER_DATA_DIR": str(tmp_path / "data"),
+        "NOABER_MODE": "local",
+        "COLUMNS": "200",
+        **env,
+    }
+    e.pop("NOABER_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "noaber.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=e,
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [("serve",), ("demo",), ("site",), ("site", "import"), ("user",), ("user", "add")]
+)
+def test_help(tmp_path: Path, args: tuple[str, ...]) -> None:
+    out = _noaber(tmp_path, *args, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage" in out.stdout
+
+
+def test_site_import_and_user_add(tmp_path: Path) -> None:
+    from importlib import resources
+
+    site = Path(str(resources.files("noaber.services.demo") / "data" / "demo_site.yaml"))
+    out = _noaber(tmp_path, "site", "import", str(site))
+    assert out.returncode == 0, out.stderr
+    assert "created" in out.stdout
+    out = _noaber(tmp_path, "site", "import", str(site))
+    assert out.returncode == 0 and "already up to date" in out.stdout
+    out = _noaber(
+        tmp_path,
+        "user",
+        "add",
+        "anna",
+        "--role",
+        "member",
+        "--member",
+        "m-ev-anna",
+        NOABER_NEW_USER_PASSWORD="anna-secret-pw",
+    )
+    assert out.returncode == 0, out.stderr
+    out = _noaber(
+        tmp_path,
+        "user",
+        "add",
+        "boss",
+        "--role",
+        "site_manager",
+        "--site",
+        "dorpshuis-noaberhof",
+        NOABER_NEW_USER_PASSWORD="boss-secret-pw",
+    )
+    assert out.returncode == 0, out.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'noaber.db'}")
+    with session_factory(engine)() as session:
+        users = {u.username: u for u in session.scalars(select(User))}
+        assert users["anna"].role is Role.MEMBER and users["anna"].member.ref == "m-ev-anna"
+        assert [s.name for s in users["boss"].sites] == ["dorpshuis-noaberhof"]
+        assert "anna-secret-pw" not in users["anna"].password_hash
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("site", "import", "/no/such/site.yaml"), "no such file"),
+        (("user", "add", "anna", "--role", "member", "--member", "m-nobody"), "member_ref"),
+        (("user", "add", "anna", "--role", "king"), "role"),
+        (("user", "add", "anna", "--role", "operator"), "password"),
+    ],
+)
+def test_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+    pw = "short" if args[-1] == "operator" else "long-enough-pw"
+    out = _noaber(tmp_path, *args, NOABER_NEW_USER_PASSWORD=pw)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def test_bad_site_file_names_the_place(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site:\n  name: x\n  ean: 12\n")
+    out = _noaber(tmp_path, "site", "import", str(bad))
+    assert out.returncode == 1
+    assert "bad.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_answers_on_a_free_port(tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NOABER_DATA_DIR": str(tmp_path / "data"), "NOABER_MODE": "local"}
+    env.pop("NOABER_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noaber.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body == b'{"status":"ok"}'
+        assert (tmp_path / "data" / "noaber.db").exists()  # migrated on start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("args", [("serve",), ("demo", "--no-serve"), ("user", "add", "x-user")])
+def test_production_without_secret_is_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    extra = ("--role", "operator") if args[0] == "user" else ()
+    out = _noaber(
+        tmp_path,
+        *args,
+        *extra,
+        NOABER_MODE="production",
+        NOABER_NEW_USER_PASSWORD="long-enough-pw",
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NOABER_SECRET_KEY must be set" in lines[0], lines
+    assert not (tmp_path / "data").exists()  # nothing created
