@@ -16,8 +16,8 @@ from energy.security import create_access_token
 from energy.settings import Settings
 from noaber.api import create_app
 from tests.conftest import need
-from tests.noaber.api_world import build_world
 from tests.meetkoffer.api_authz import seed
+from tests.noaber.api_world import build_world
 
 SECRET = "test-secret-" + "y" * 40
 

@@ -67,8 +67,8 @@ def test_savings_report_page_in_chromium(tmp_path: Path) -> None:
     from energy.db import make_engine, session_factory, upgrade
     from energy.security import create_access_token
     from noaber.api import create_app
-    from tests.noaber.api_world import build_world
     from tests.meetkoffer.api_authz import seed
+    from tests.noaber.api_world import build_world
 
     secret = "test-secret-" + "z" * 40
     url = f"sqlite:///{tmp_path / 'noaber.db'}"
