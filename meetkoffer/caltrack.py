@@ -87,6 +87,20 @@ class Candidate:
     qualified: bool
     reason: str = ""
 
+    @classmethod
+    def rejected(
+        cls,
+        kind: str,
+        heating_bp_c: float | None,
+        cooling_bp_c: float | None,
+        n: int,
+        p: int,
+        why: str,
+    ) -> Candidate:
+        """A candidate not fitted (too few degree days): no coefficients, not qualified."""
+        nan = float("nan")
+        return cls(kind, heating_bp_c, cooling_bp_c, nan, nan, nan, nan, nan, nan, n, p, False, why)
+
 
 def degree_days(temp_c: np.ndarray, bp_c: float) -> tuple[np.ndarray, np.ndarray]:
     """Heating and cooling degree days [degC day] of daily mean temperatures for one bp."""
@@ -133,19 +147,12 @@ def candidates(usage_kwh: np.ndarray, temp_c: np.ndarray) -> list[Candidate]:
             ok, why = _dd_ok(dd, n)
             if not ok:
                 out.append(
-                    Candidate(
+                    Candidate.rejected(
                         kind,
                         bp if kind == "hdd_only" else None,
                         bp if kind == "cdd_only" else None,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
                         n,
                         2,
-                        False,
                         why,
                     )
                 )
@@ -177,23 +184,7 @@ def candidates(usage_kwh: np.ndarray, temp_c: np.ndarray) -> list[Candidate]:
             _, cdd = degree_days(t, cbp)
             ok_c, why_c = _dd_ok(cdd, n)
             if not (ok_h and ok_c):
-                out.append(
-                    Candidate(
-                        "hdd_cdd",
-                        hbp,
-                        cbp,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        np.nan,
-                        n,
-                        3,
-                        False,
-                        why_h or why_c,
-                    )
-                )
+                out.append(Candidate.rejected("hdd_cdd", hbp, cbp, n, 3, why_h or why_c))
                 continue
             coef, r2, adj, cv = _ols(np.column_stack([ones, hdd, cdd]), y)
             qualified = coef[1] > 0 and coef[2] > 0

@@ -182,6 +182,24 @@ def _close(client: mqtt.Client) -> None:
     client.disconnect()
 
 
+def _await_connack(
+    connected: threading.Event, refused: Callable[[], str], timeout_s: float
+) -> None:
+    """Wait until the broker accepted (``connected``) or refused the connection, or ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not connected.is_set() and not refused():  # bounded by the deadline
+        if time.monotonic() >= deadline:
+            break
+        connected.wait(0.05)
+
+
+def _not_connected(where: str, username: str | None, reason: str) -> ConnectionError:
+    """The error of a connection the broker refused (``reason``) or never answered."""
+    if reason:
+        return ConnectionError(_refusal(where, username, reason))
+    return ConnectionError(f"MQTT broker {where} not reachable")
+
+
 def _refusal(where: str, username: str | None, reason: str) -> str:
     who = f"user {username!r}" if username is not None else "an anonymous client (no user given)"
     return (
@@ -256,17 +274,11 @@ class MqttSampleSink:
 
     def write(self, samples: Sequence[Sample]) -> None:
         client = self.client or self._start()
-        deadline = time.monotonic() + self.timeout_s
-        while not self._connected.is_set() and not self.refused:  # bounded by the deadline
-            if time.monotonic() >= deadline:
-                break
-            self._connected.wait(0.05)
+        _await_connack(self._connected, lambda: self.refused, self.timeout_s)
         if not self._connected.is_set():
             reason = self.refused
             self._reset()
-            if reason:
-                raise ConnectionError(_refusal(f"{self.host}:{self.port}", self.username, reason))
-            raise ConnectionError(f"MQTT broker {self.host}:{self.port} not reachable")
+            raise _not_connected(f"{self.host}:{self.port}", self.username, reason)
         info = client.publish(self.topic, encode_batch(self.gateway, samples), qos=1)
         try:
             info.wait_for_publish(self.timeout_s)
@@ -561,17 +573,11 @@ class MqttSampleConsumer:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         self._writer.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._connected.is_set() and not self.refused:  # bounded by the deadline
-            if time.monotonic() >= deadline:
-                break
-            self._connected.wait(0.05)
+        _await_connack(self._connected, lambda: self.refused, timeout_s)
         if not self._connected.is_set():
             reason = self.refused
             self.stop()
-            if reason:
-                raise ConnectionError(_refusal(f"{self.host}:{self.port}", self.username, reason))
-            raise ConnectionError(f"MQTT broker {self.host}:{self.port} not reachable")
+            raise _not_connected(f"{self.host}:{self.port}", self.username, reason)
         self._started = True
 
     def stop(self, drain_timeout_s: float = 10.0) -> None:

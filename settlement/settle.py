@@ -438,6 +438,20 @@ def _ensure_members(session: Session, community: CommunitySpec) -> None:
         session.execute(community_members.insert(), links)
 
 
+def _same_run(session: Session, plan: EnergyPlan) -> RunResult | None:
+    """The stored run of this community, period and data version, as posting it again returns it."""
+    existing = session.execute(
+        select(SettlementRun).where(
+            SettlementRun.community == plan.community.name,
+            SettlementRun.period == plan.period,
+            SettlementRun.data_version == plan.data_version,
+        )
+    ).scalar_one_or_none()
+    if existing is None:
+        return None
+    return RunResult(existing.id, False, existing.status, 0, 0, [], plan.data_version)
+
+
 def post_run(
     factory: sessionmaker[Session],
     plan: EnergyPlan,
@@ -456,15 +470,9 @@ def post_run(
     try:
         with factory() as session, session.begin():
             head = ledger.lock_chain(session)
-            existing = session.execute(
-                select(SettlementRun).where(
-                    SettlementRun.community == community,
-                    SettlementRun.period == plan.period,
-                    SettlementRun.data_version == plan.data_version,
-                )
-            ).scalar_one_or_none()
+            existing = _same_run(session, plan)
             if existing is not None:
-                return RunResult(existing.id, False, existing.status, 0, 0, [], plan.data_version)
+                return existing
             pending = session.execute(
                 select(SettlementRun).where(
                     SettlementRun.community == community,
@@ -544,16 +552,10 @@ def post_run(
     except IntegrityError:
         # a concurrent run with the same key won the race (its unique constraint held)
         with factory() as session:
-            existing = session.execute(
-                select(SettlementRun).where(
-                    SettlementRun.community == community,
-                    SettlementRun.period == plan.period,
-                    SettlementRun.data_version == plan.data_version,
-                )
-            ).scalar_one_or_none()
+            existing = _same_run(session, plan)
             if existing is None:
                 raise
-            return RunResult(existing.id, False, existing.status, 0, 0, [], plan.data_version)
+            return existing
 
 
 def _row(
