@@ -17,6 +17,13 @@ from energy.i18n import template_env, translations
 from energy.plots import PLOTLY_STATIC_PATH, figure_html
 from optimizer.store import Schedule
 
+_STACKED = {
+    "hovermode": "x unified",
+    "legend": {"orientation": "h", "y": -0.2},
+    "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
+}
+"""Layout shared by the stacked time charts of a schedule (hover, legend below, margins)."""
+
 
 def _local(ts: pd.Series | pd.DatetimeIndex, tz: str) -> list[str]:
     idx = pd.DatetimeIndex(ts).tz_convert(tz)
@@ -61,12 +68,7 @@ def flows_figure(steps: pd.DataFrame, tz: str, _: Any) -> Any:
     for a in storage:
         area(_("%(asset)s charging") % {"asset": a}, -np.maximum(col(a), 0), "use")
     area(_("Grid export"), -np.maximum(-col("grid"), 0), "use")
-    fig.update_layout(
-        yaxis_title="kW",
-        hovermode="x unified",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"l": 50, "r": 10, "t": 10, "b": 40},
-    )
+    fig.update_layout(yaxis_title="kW", **_STACKED)
     return fig
 
 
@@ -90,13 +92,7 @@ def soc_figure(steps: pd.DataFrame, tz: str, _: Any, assets: list[str] | None = 
                 connectgaps=False,
             )
         )
-    fig.update_layout(
-        yaxis_title="SoC %",
-        yaxis_range=[0, 100],
-        hovermode="x unified",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"l": 50, "r": 10, "t": 10, "b": 40},
-    )
+    fig.update_layout(yaxis_title="SoC %", yaxis_range=[0, 100], **_STACKED)
     return fig
 
 
@@ -116,12 +112,7 @@ def price_figure(series: dict[str, Any], tz: str, _: Any) -> Any:
             x=x, y=series["export_price_eur_per_kwh"], name=_("Export price"), line={"shape": "hv"}
         )
     )
-    fig.update_layout(
-        yaxis_title="EUR/kWh",
-        hovermode="x unified",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"l": 50, "r": 10, "t": 10, "b": 40},
-    )
+    fig.update_layout(yaxis_title="EUR/kWh", **_STACKED)
     return fig
 
 

@@ -282,12 +282,7 @@ def verify(session: Session) -> VerifyReport:
             orig = seen.get(t.reverses_id)
             if orig is None:
                 return broken(t.seq, f"reverses unknown or later transfer {t.reverses_id}")
-            if (orig[0], orig[1], orig[2], orig[3]) != (
-                t.ledger,
-                t.credit_account,
-                t.debit_account,
-                t.amount,
-            ):
+            if orig[:4] != (t.ledger, t.credit_account, t.debit_account, t.amount):
                 return broken(t.seq, f"does not mirror the transfer {t.reverses_id} it reverses")
         if t.pending_id is not None:
             orig = seen.get(t.pending_id)
@@ -295,12 +290,7 @@ def verify(session: Session) -> VerifyReport:
                 return broken(
                     t.seq, f"refers to {t.pending_id}, which is not an earlier pending transfer"
                 )
-            if (orig[0], orig[1], orig[2], orig[3]) != (
-                t.ledger,
-                t.debit_account,
-                t.credit_account,
-                t.amount,
-            ):
+            if orig[:4] != (t.ledger, t.debit_account, t.credit_account, t.amount):
                 return broken(t.seq, f"does not match the pending transfer {t.pending_id}")
         seen[t.seq] = (t.ledger, t.debit_account, t.credit_account, t.amount, t.flags)
         prev_hash = t.hash
