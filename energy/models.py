@@ -1,6 +1,6 @@
 """Core domain tables: sites, assets, devices, channels, members, communities, users, readings.
 
-Privacy (ARCHITECTURE.md): a :class:`Member` is a pseudonymous id; names, e-mail and
+Privacy (docs/ARCHITECTURE.md): a :class:`Member` is a pseudonymous id; names, e-mail and
 addresses live only in :class:`MemberPersonal`, which can be exported and erased without
 touching measurements, the ledger or anyone else's statements.
 """

@@ -1,6 +1,6 @@
 """The time grid: 15-minute imbalance settlement periods (ISPs) in UTC.
 
-Rules (ARCHITECTURE.md, Time): timestamps are stored in UTC, intervals are half-open
+Rules (docs/ARCHITECTURE.md, Time): timestamps are stored in UTC, intervals are half-open
 ``[start, end)``, an ISP is labelled by its start, and local display is Europe/Amsterdam.
 A local day has 96 ISPs, except the last Sunday of March (92) and of October (100); nothing
 here assumes 96.

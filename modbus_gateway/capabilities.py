@@ -1,4 +1,4 @@
-"""Small protocols per device capability (STYLE.md item 7; evcc ``api/api.go``, ``api.Cap``).
+"""Small protocols per device capability (docs/SOURCES.md: evcc ``api/api.go``, ``api.Cap``).
 
 The core asks what a device can do, not what brand it is::
 

@@ -1,7 +1,7 @@
 """The generic driver: one Modbus read or one write over a link, which returns or raises.
 
 Timing, retries and backoff belong to the core loop (:mod:`modbus_gateway.poller`), not here
-(STYLE.md item 9). A :class:`Link` is one physical path — a TCP endpoint or an RS-485 bus — with
+(docs/SOURCES.md, Patterns: evcc). A :class:`Link` is one physical path — a TCP endpoint or an RS-485 bus — with
 one master: a lock serialises requests and, on RTU, a pause separates frames.
 
 pymodbus 3.10+ API: ``device_id=``; a reply with fewer registers than asked is returned as a

@@ -1,4 +1,4 @@
-"""Sample batches over MQTT: the edge gateway publishes, the centre stores (ARCHITECTURE.md).
+"""Sample batches over MQTT: the edge gateway publishes, the centre stores (docs/ARCHITECTURE.md).
 
 :class:`MqttSampleSink` is a :class:`~modbus_gateway.spool.SampleSink` for
 :class:`~modbus_gateway.spool.StoreAndForward`: ``write`` returns only after the broker has

@@ -13,7 +13,7 @@ Quality of each value (``energy.samples.Quality``):
 
 A device that fails ``dead_after`` polls in a row is backed off (exponentially, up to
 ``backoff_max_s``), so a dead slave cannot stall an RS-485 bus; it is picked up again on the
-first poll that succeeds. No exception escapes the loop (STYLE.md item 9; evcc ``Site.Run``).
+first poll that succeeds. No exception escapes the loop (docs/SOURCES.md: evcc ``Site.Run``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A profile names every register the gateway reads or writes: address (0-based), f
 (3 holding / 4 input), type, word and byte order, scale (a fixed multiplier or a SunSpec scale
 factor register), sign (to our convention: positive = import/consumption), unit, a plausible range,
 and which registers are writable with their limits. One generic driver reads any profile
-(STYLE.md items 8 and 9; evcc ``templates/definition/meter/*.yaml``).
+(docs/SOURCES.md: evcc ``templates/definition/meter/*.yaml``).
 
 Shipped profiles live in ``modbus_gateway/profiles/*.yaml``; a user adds a model by writing a
 YAML file with the same schema and passing its path wherever a profile name is accepted.

@@ -4,7 +4,7 @@ Each :class:`SimulatedDevice` holds the registers of one profile and a small phy
 chosen by the profile's ``kind`` (a meter whose net power follows a PV day curve, a battery
 whose SoC follows the written setpoints, a V2G charger with a car plugged in, a SunSpec storage
 system with heartbeat and revert timer). The clock and the random generator are injected, so
-one seed replays a run exactly (STYLE.md item 12).
+one seed replays a run exactly (docs/SOURCES.md, Patterns: TigerBeetle VOPR).
 
 Faults (:class:`~modbus_gateway.config.FaultSpec`) are injected per request: ``timeout`` (no
 reply at all), ``busy`` (exception 6), ``exception`` (any code), ``short`` (one register fewer

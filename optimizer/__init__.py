@@ -1,6 +1,6 @@
 """Scheduling of PV, building load, battery and V2G EVs under the grid limit (Pyomo + HiGHS).
 
-Modules, in the order of the staged method (STYLE.md item 13):
+Modules, in the order of the staged method (docs/SOURCES.md, Patterns: oemof-solph):
 
 * :mod:`optimizer.scenario` - scenario files (YAML + CSV), validation naming field and value;
 * :mod:`optimizer.forecast` - pvlib clear-sky PV x cloud factor, time-of-week load, price CSV;

@@ -1,6 +1,6 @@
 """The scheduling model: parameters -> ``build_model()`` -> ``solve()`` -> a results table.
 
-Staged as in oemof-solph (STYLE.md item 13):
+Staged as in oemof-solph (docs/SOURCES.md, Patterns):
 
 1. :func:`params_from_scenario` turns a :class:`~optimizer.scenario.Scenario` into plain
    arrays (:class:`ModelParams`), including the EV sessions mapped onto steps.
@@ -15,7 +15,7 @@ Staged as in oemof-solph (STYLE.md item 13):
 
 Conventions: powers [kW] (positive into the asset), energies [kWh], prices [EUR/kWh], one
 step lasts ``dt_h`` hours and a storage SoC is written recursively at the END of each step
-(``soc[t] = soc[t-1] + dt * (eta_c * charge - discharge / eta_d)``), as DOMAIN.md advises
+(``soc[t] = soc[t-1] + dt * (eta_c * charge - discharge / eta_d)``), as docs/SOURCES.md advises
 (a running sum grows the matrix quadratically).
 
 An EV is plugged in during a step only if the whole step lies within ``[arrival,

@@ -21,7 +21,7 @@ explicit ``safe_default_w``, a setpoint is sent: the battery idles (0 W) and a c
 at full power as it would without control, so no car leaves emptier than without Noaber.
 The failure is logged and kept in :attr:`MPCController.status`.
 
-The clock, the sleep and the sink are injected (STYLE.md item 12), so a test replays a day
+The clock, the sleep and the sink are injected (docs/SOURCES.md, Patterns: TigerBeetle), so a test replays a day
 without waiting.
 """
 

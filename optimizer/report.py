@@ -19,7 +19,7 @@ SCHEDULE_COLUMNS = ("timestamp", "asset", "kind", "power_kw", "soc_pct")
 def schedule_long(flows: pd.DataFrame, battery_name: str = "battery") -> pd.DataFrame:
     """The schedule per step and asset (long form).
 
-    ``power_kw`` follows the meter sign convention (ARCHITECTURE.md): positive = import or
+    ``power_kw`` follows the meter sign convention (docs/ARCHITECTURE.md): positive = import or
     consumption (grid import, load, charging), negative = export or production (grid export,
     PV, discharging). ``soc_pct`` is the SoC at the end of the step (storage only). EV rows
     exist only for steps where the car is plugged in.

@@ -2,7 +2,7 @@
 
 A scenario is written by hand as YAML plus a CSV of time series (see ``optimizer/examples``)
 or assembled from the store. :func:`load_scenario` reads and validates the file form; every
-error names the file, the field and the value (STYLE.md item 4).
+error names the file, the field and the value (CONTRIBUTING.md, Code style).
 
 Conventions: powers in kW, energies in kWh, prices all-in in EUR/kWh, timestamps UTC
 (``pandas.Timestamp``) labelling the start of a step; a step is the half-open interval

@@ -1,7 +1,7 @@
 """Reconciliation of a period: metered = allocated + not shared, ledger = statements.
 
 Checked again when a report is built, independent of the checks made while posting
-(STYLE.md 11: write the invariants down and check them twice).
+(docs/SOURCES.md, Patterns: TigerBeetle: write the invariants down and check them twice).
 """
 
 from __future__ import annotations

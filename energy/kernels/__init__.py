@@ -1,7 +1,7 @@
 """Numba time-series kernels: raw samples to buckets (15-minute ISPs, local days, ...).
 
 Every kernel has a plain NumPy/pandas reference in :mod:`energy.kernels.reference` that the
-tests compare it with (STYLE.md item 5).
+tests compare it with (docs/SOURCES.md, Patterns: pvlib).
 """
 
 from energy.kernels.calendar import fixed_edges, local_calendar_edges, utc_bucket_starts

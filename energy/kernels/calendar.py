@@ -7,7 +7,7 @@ the half-open interval ``[edges[k], edges[k + 1])``. Two kinds of grid are built
 * fixed-width buckets aligned to UTC (``origin_ns + k * bucket_ns``), 1 s to 1 day wide, the
   15-minute ISP being the common case;
 * local calendar buckets (day, week starting Monday, month) in Europe/Amsterdam, which are
-  23, 24 or 25 hours long around DST changes (ARCHITECTURE.md, Time).
+  23, 24 or 25 hours long around DST changes (docs/ARCHITECTURE.md, Time).
 """
 
 from __future__ import annotations

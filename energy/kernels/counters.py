@@ -1,6 +1,6 @@
 """Energy-counter registers (kWh import/export totals) to energy per bucket.
 
-Rules (DOMAIN.md, Time and metering), shared with the reference
+Rules (docs/SOURCES.md, Time and metering), shared with the reference
 (:func:`energy.kernels.reference.counter_to_buckets_ref`):
 
 * The energy between consecutive valid samples is the counter increase ``c1 - c0`` [Wh],
@@ -258,7 +258,7 @@ def counter_to_buckets(
 
     References
     ----------
-    Wrap ``new - old + 2**N`` and reset detection as in DOMAIN.md (Home Assistant
+    Wrap ``new - old + 2**N`` and reset detection as in docs/SOURCES.md (Home Assistant
     ``total_increasing``); gap limit after emoncms.
     """
     if wrap_wh is not None and not wrap_wh > 0:

@@ -1,4 +1,4 @@
-"""Plain NumPy/pandas references for the Numba kernels (STYLE.md item 5).
+"""Plain NumPy/pandas references for the Numba kernels (docs/SOURCES.md, Patterns: pvlib).
 
 These compute the same results by a different route (cumulative integrals evaluated at the
 bucket edges, pandas group-bys) and are used by the tests only; they are clear, not fast.
