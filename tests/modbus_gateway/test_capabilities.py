@@ -39,7 +39,7 @@ async def test_meter_and_charger_capabilities(serve):
         assert p.quality == Quality.GOOD and p.value == pytest.approx(meter.get("total_power_w"))
         e = grid.energy_import_wh()
         assert e.value == pytest.approx(meter.get("import_energy_kwh") * 1000)  # kWh -> Wh
-        assert await ev.set_power_w(2000, requested_by="test") == 2000
+        assert (await ev.write(2000, requested_by="test")).written_w == 2000
         await gw.poll_once(gw.devices["ev"])
         assert ev.power_w().value == 2000 and ev.soc_pct().quality == Quality.GOOD
     finally:
