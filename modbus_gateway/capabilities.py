@@ -2,13 +2,18 @@
 
 The core asks what a device can do, not what brand it is::
 
-    dev = device(gateway, writer, "charger-1")
+    dev = service.devices()["charger-1"]   # or device(gateway, writer, "charger-1")
     if isinstance(dev, Meter):            # runtime-checkable protocols
         reading = dev.power_w()           # latest polled value, quality and time
-    await dev.set_power_w(-3000, requested_by="mpc")   # PowerControl
+    if isinstance(dev, PowerControl):
+        written = await dev.write(-3000, requested_by="mpc")   # clamped, read back
+        await dev.release(requested_by="mpc")                   # the device's safe default
 
 A profile names which of its registers serves each capability in ``capabilities:``
 (``power_w: total_power_w``); units convert from the register's ``unit`` (kWh -> Wh, kW -> W).
+A :class:`PowerControl` always takes the device's own power [W, + = charging]; what a device
+means by its setpoint register is translated here: a Victron ESS regulates the power at its
+grid connection, so it is given the grid setpoint that leaves the asked battery power.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ class Reading:
 
 
 @runtime_checkable
+class Device(Protocol):
+    """Every view: the device's ``name`` and its profile's ``kind`` (meter, battery, charger, ...)."""
+
+    name: str
+    kind: str
+
+
+@runtime_checkable
 class Meter(Protocol):
     def power_w(self) -> Reading: ...
 
@@ -60,16 +73,46 @@ class Battery(Protocol):
     def soc_pct(self) -> Reading: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A power setpoint as it went to a device [W].
+
+    ``requested_w`` is the setpoint asked of the device: the power asked for, or for a device
+    that regulates its grid connection (Victron ESS) the grid setpoint that gives it;
+    ``written_w`` is what was written, ``requested_w`` within the profile's and the site's
+    limits and the ramp; ``read_back`` says the device read ``written_w`` back (False: the
+    setpoint was unchanged and not re-written).
+    """
+
+    requested_w: float
+    written_w: float
+    read_back: bool
+
+
 @runtime_checkable
-class PowerControl(Protocol):
-    async def set_power_w(self, power_w: float, requested_by: str) -> float: ...
+class PowerControl(Device, Protocol):
+    """A device that takes a power setpoint [W, + = charging/consumption].
+
+    ``asset`` is the name its setpoints are addressed by (the site asset it drives, else the
+    device's name); ``enabled`` is True while it is under control (from the first write until
+    :meth:`release`); ``release`` writes the profile's safe default: control back to the device.
+    """
+
+    asset: str
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def write(self, power_w: float, requested_by: str) -> Written: ...
+
+    async def release(self, requested_by: str) -> None: ...
 
 
 def capabilities(profile: Profile) -> set[str]:
-    """What a profile can do: the capability values it maps, plus ``set_power_w``."""
+    """What a profile can do: the capability values it maps, plus ``power_control``."""
     caps: set[str] = set(profile.capabilities)
-    if profile.control is not None and profile.control.setpoint_quantity == "device_power":
-        caps.add("set_power_w")
+    if profile.control is not None:
+        caps.add("power_control")
     return caps
 
 
@@ -86,10 +129,10 @@ def _factor(register_unit: str, capability: str) -> float:
 
 
 class _Base:
-    def __init__(self, runtime: DeviceRuntime, writer: SafeWriter | None):
+    def __init__(self, runtime: DeviceRuntime):
         self._rt = runtime
-        self._writer = writer
         self.name = runtime.name
+        self.kind = runtime.profile.kind
 
     def _read(self, capability: str) -> Reading:
         prof = self._rt.driver.profile
@@ -100,8 +143,66 @@ class _Base:
         return Reading(float(value) * _factor(prof.registers[reg].unit, capability), quality, ts_ns)
 
 
-def device(gateway: Gateway, writer: SafeWriter | None, name: str) -> object:
-    """A view of a polled device that has exactly the capability methods its profile allows."""
+class _PowerControlView(_Base):
+    """:class:`PowerControl` through the gateway's :class:`SafeWriter` (limits, read-back)."""
+
+    def __init__(self, runtime: DeviceRuntime, writer: SafeWriter, asset: str):
+        super().__init__(runtime)
+        self._writer = writer
+        self.asset = asset
+
+    @property
+    def enabled(self) -> bool:
+        return self._writer.controls[self.asset].enabled
+
+    async def _local_net_w(self) -> float:
+        """An ESS's own net consumption [W]: its grid power minus its battery power.
+
+        Read from the device at the time of the setpoint (its profile's capabilities
+        ``grid_power_w`` and ``power_w``; both must be GOOD), through the device's link.
+        """
+        prof = self._rt.driver.profile
+        caps = prof.capabilities
+        if "grid_power_w" not in caps or "power_w" not in caps:
+            raise NoaberError(
+                f"{self.name}: a grid-power setpoint needs the capabilities grid_power_w and "
+                f"power_w in profile {prof.name}"
+            )
+        grid_reg, battery_reg = caps["grid_power_w"], caps["power_w"]
+        values = await self._rt.driver.read_values([grid_reg, battery_reg])
+        grid, battery = values[grid_reg], values[battery_reg]
+        if grid.quality != Quality.GOOD or battery.quality != Quality.GOOD:
+            raise NoaberError(
+                f"{self.name}: no good grid and battery power reading to set the ESS grid "
+                f"setpoint from ({grid.quality.name.lower()}, {battery.quality.name.lower()})"
+            )
+        grid_w = float(grid.value) * _factor(prof.registers[grid_reg].unit, "grid_power_w")  # type: ignore[arg-type]
+        battery_w = float(battery.value) * _factor(prof.registers[battery_reg].unit, "power_w")  # type: ignore[arg-type]
+        return grid_w - battery_w
+
+    async def write(self, power_w: float, requested_by: str) -> Written:
+        """Command the device's power [W, + = charging]; see :class:`Written`.
+
+        A device that regulates its grid connection (``setpoint_quantity: grid_power``, a
+        Victron ESS) gets the grid setpoint ``power_w`` plus its own measured net consumption
+        (``grid - battery``), so that ``battery = setpoint - net`` is ``power_w``.
+        """
+        ctl = self._writer.controls[self.asset]
+        requested = power_w
+        if ctl.spec.setpoint_quantity == "grid_power":
+            requested = round(power_w + await self._local_net_w(), 1)
+        written = await self._writer.apply(self.asset, requested, requested_by)
+        return Written(requested, written, ctl.read_back)
+
+    async def release(self, requested_by: str) -> None:
+        await self._writer.release(self.asset, requested_by)
+
+
+def device(gateway: Gateway, writer: SafeWriter | None, name: str) -> Device:
+    """A view of a polled device that has exactly the capability methods its profile allows.
+
+    With a ``writer``, a device that takes a power setpoint is a :class:`PowerControl`.
+    """
     rt = gateway.devices.get(name)
     if rt is None:
         raise NoaberError(f"no device {name!r}")
@@ -110,12 +211,8 @@ def device(gateway: Gateway, writer: SafeWriter | None, name: str) -> object:
     for cap in CAPABILITY_UNITS:
         if cap in caps:
             ns[cap] = lambda self, _c=cap: self._read(_c)
-    if "set_power_w" in caps and writer is not None:
+    cls_name = f"Device_{rt.profile.name}"
+    if "power_control" in caps and writer is not None:
         asset = next(a for a, c in writer.controls.items() if c.dev is rt)
-
-        async def set_power_w(self, power_w: float, requested_by: str) -> float:
-            return await self._writer.apply(asset, power_w, requested_by)
-
-        ns["set_power_w"] = set_power_w
-    cls = type(f"Device_{rt.profile.name}", (_Base,), ns)
-    return cls(rt, writer)
+        return type(cls_name, (_PowerControlView,), ns)(rt, writer, asset)
+    return type(cls_name, (_Base,), ns)(rt)

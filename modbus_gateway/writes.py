@@ -1,7 +1,8 @@
 """Safe writes: setpoints within limits and ramps, control mode first, watchdog, safe default.
 
-:class:`SafeWriter` is the :class:`SetpointSink` the composition root hands to the optimizer's
-MPC loop (``await sink.apply("ev-charger-1", -3000.0, requested_by="mpc")``). For each write:
+:class:`SafeWriter` is the write path behind the gateway's
+:class:`~modbus_gateway.capabilities.PowerControl` views
+(``await writer.apply("ev-charger-1", -3000.0, requested_by="mpc")``). For each write:
 
 1. only registers the profile marks writable (anything else raises :class:`WriteRefused`);
 2. the setpoint is clamped to the profile's and the site's limits and to the maximum ramp rate
@@ -27,7 +28,6 @@ import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 from energy.errors import NoaberError
 from modbus_gateway.driver import ModbusError, WriteRefused, WriteVerifyError
@@ -35,12 +35,6 @@ from modbus_gateway.poller import Clock, DeviceRuntime, Gateway
 from modbus_gateway.profiles import ControlSpec, RegisterSpec
 
 log = logging.getLogger(__name__)
-
-
-class SetpointSink(Protocol):
-    """What a scheduler may do with a device: ask for a power setpoint [W, + = charging]."""
-
-    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +56,7 @@ class _Control:
     spec: ControlSpec
     enabled: bool = False
     power_w: float | None = None  # last setpoint written [W]
+    read_back: bool = False  # the last apply() wrote the setpoint and read it back
     setpoint_t: float = -math.inf  # monotonic time of the last setpoint write
     apply_t: float = -math.inf  # last apply() from the scheduler
     watchdog_t: float = -math.inf
@@ -278,12 +273,14 @@ class SafeWriter:
                     "ok (unchanged, not re-written)",
                     power_w,
                 )
+                ctl.read_back = False
                 return target
             await self._write(
                 ctl.dev, ctl.spec.setpoint, self._to_register(ctl, target), requested_by, power_w
             )
             ctl.power_w = target
             ctl.setpoint_t = now
+            ctl.read_back = True
             return target
 
     async def release(self, asset_name: str, requested_by: str) -> None:
@@ -298,6 +295,7 @@ class SafeWriter:
                     errors.append(str(exc))  # keep going: the next step may still help
             ctl.enabled = False
             ctl.power_w = None
+            ctl.read_back = False
             ctl.setpoint_t = -math.inf
             if errors:
                 raise NoaberError(f"{ctl.dev.name}: safe default incomplete: {'; '.join(errors)}")

@@ -11,14 +11,16 @@ Each step (15 minutes by default) :class:`MPCController`:
    persistent HiGHS model. It is rebuilt when less than half the horizon remains or when an
    EV session appears, leaves or changes;
 4. hands the first step's battery and charger setpoints [W] (positive = charging) to a
-   :class:`SetpointSink`, the gateway's safe-write path, with ``requested_by``.
+   :class:`SetpointSink` (the closed loop's sink over the gateway's devices) with
+   ``requested_by``.
 
 If planning fails (an infeasible scenario, a solver error, a missing measurement), every
-controlled asset falls back to its safe default: when the sink can ``release(asset_name,
-requested_by)`` (the gateway's :class:`SafeWriter` can: it writes the device profile's safe
-default, control back to the device) that is used; otherwise, or for an asset with an
-explicit ``safe_default_w``, a setpoint is sent: the battery idles (0 W) and a charger charges
-at full power as it would without control, so no car leaves emptier than without Noaber.
+controlled asset falls back to its safe default: when the sink is a :class:`ReleasableSink`
+(``release(asset_name, requested_by)``; the closed loop's sink over the gateway is one: it
+writes the device profile's safe default, control back to the device) that is used;
+otherwise, or for an asset with an explicit ``safe_default_w``, a setpoint is sent: the
+battery idles (0 W) and a charger charges at full power as it would without control, so no
+car leaves emptier than without Noaber.
 The failure is logged and kept in :attr:`MPCController.status`.
 
 The clock, the sleep and the sink are injected (docs/SOURCES.md, Patterns: TigerBeetle), so a test replays a day
@@ -33,7 +35,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -50,6 +52,15 @@ class SetpointSink(Protocol):
 
     async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Any:
         """Apply ``power_w`` [W] (positive = charging) to an asset; raise if refused."""
+        ...
+
+
+@runtime_checkable
+class ReleasableSink(SetpointSink, Protocol):
+    """A sink that can also hand an asset back to its device's safe default."""
+
+    async def release(self, asset_name: str, requested_by: str) -> None:
+        """Write the safe default of the asset's device (control back to the device)."""
         ...
 
 
@@ -124,7 +135,7 @@ class MPCController:
     measure : async callable
         ``await measure() -> {asset_name: soc_pct}`` for the battery and the plugged-in cars.
     sink : SetpointSink
-        The gateway's safe-write path.
+        Where the setpoints go (a :class:`ReleasableSink` is released on failure).
     clock : callable
         ``clock() -> pandas.Timestamp`` (UTC); injected for tests.
     options : SolveOptions
@@ -225,12 +236,11 @@ class MPCController:
             defaults = self._defaults(sc)
             sent: dict[str, float] = {}
             released: list[str] = []
-            release = getattr(self.sink, "release", None)
             by = f"{self.requested_by}:fallback"
             for name, power_w in defaults.items():
                 try:
-                    if release is not None and name not in self.safe_default_w:
-                        await release(name, by)
+                    if isinstance(self.sink, ReleasableSink) and name not in self.safe_default_w:
+                        await self.sink.release(name, by)
                         released.append(name)
                     else:
                         await self.sink.apply(name, power_w, by)

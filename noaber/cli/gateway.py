@@ -77,16 +77,16 @@ def _fmt(value: object, quality: int) -> str:
     return text if q == Quality.GOOD else f"{text} ({q.name.lower()})"
 
 
-def _live_table(gateway, forwarder=None):
+def _live_table(service):
     from rich.table import Table
 
+    counters = service.counters()
     title = f"Noaber gateway — {dt.datetime.now().strftime('%H:%M:%S')}"
-    if forwarder is not None:
-        title += f" — delivered {forwarder.delivered}, spooled {len(forwarder.spool)}"
+    title += f" — delivered {counters.samples_delivered}, spooled {counters.samples_spooled}"
     table = Table(title=title)
     for col in ("device", "status", "polls", "on time", "last values", "error"):
         table.add_column(col, overflow="fold")
-    for row in gateway.status_rows():
+    for row in service.gateway.status_rows():
         values = ", ".join(f"{k}={_fmt(v, q)}" for k, (v, q) in list(row["values"].items())[:6])
         table.add_row(
             row["device"],
@@ -216,22 +216,20 @@ def run(
             if live:
                 from rich.live import Live
 
-                table = _live_table(service.gateway, service.forwarder)
-                with Live(table, console=console, refresh_per_second=2) as lv:
+                with Live(_live_table(service), console=console, refresh_per_second=2) as lv:
                     while not task.done():
                         await asyncio.wait({task}, timeout=0.5)
-                        lv.update(_live_table(service.gateway, service.forwarder))
+                        lv.update(_live_table(service))
             await task
         finally:
             service.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)
-            waiting = len(service.forwarder.spool)
+            counters = service.counters()
             service.close()
-        polls = sum(d.polls for d in service.gateway.devices.values())
         console.print(
-            f"{polls} polls, {service.forwarder.delivered} samples delivered, "
-            f"{waiting} waiting in {spool_path}"
+            f"{counters.total_polls} polls, {counters.samples_delivered} samples delivered, "
+            f"{counters.samples_spooled} waiting in {spool_path}"
         )
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -5,18 +5,19 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
 
 * the gateway service (:class:`modbus_gateway.service.GatewayService`): it polls the site's
   devices and delivers every sample through store-and-forward to the
-  :class:`~energy.samples.SampleStore`; its :class:`~modbus_gateway.writes.SafeWriter` keeps
-  the device watchdogs alive;
+  :class:`~energy.samples.SampleStore`, keeps the device watchdogs alive and hands out a
+  capability view per device (:mod:`modbus_gateway.capabilities`), the only way this loop
+  reaches a device;
 * the MPC loop (:class:`optimizer.mpc.MPCController`), which re-plans every step (15 min by
   default) from the scenario of the store (:func:`optimizer.sitestore.scenario_from_store`,
-  the EV sessions file re-read every step) and the measured SoC: the latest GOOD sample the
-  gateway polled from each asset's ``soc`` channel, else the latest interval reading;
-* :class:`GatewaySetpoints`, the :class:`optimizer.mpc.SetpointSink` between the two: the
-  MPC's asset names (``battery``, ``ev-anna``) are routed to the writer's controls, a device
-  power setpoint (a V2G charger) as it is, and a battery behind an ESS that regulates the grid
-  power at its connection (Victron ``grid_setpoint_w``) as that grid setpoint: the ESS's own
-  measured net consumption plus the planned battery power (``grid - battery`` measured, so
-  ``battery = setpoint - net`` is the plan);
+  the EV sessions file re-read every step) and the measured SoC: the latest GOOD SoC the
+  gateway polled from the device of each asset's ``soc`` channel (its ``Battery`` view), else
+  the latest interval reading;
+* :class:`GatewaySetpoints`, the :class:`optimizer.mpc.ReleasableSink` between the two: the
+  MPC's asset names (``battery``, ``ev-anna``) are routed to the devices'
+  :class:`~modbus_gateway.capabilities.PowerControl` views, which take the asset's power (a
+  battery behind an ESS that regulates its grid connection gets the grid setpoint for it
+  inside the gateway);
 * on a planning failure the MPC hands every asset back to its safe default (``release``) and
   this loop releases whatever control is still enabled, logs it and prints a red status line;
   after a good plan, a device the plan no longer drives (the car left) is released too, so a
@@ -38,7 +39,6 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
@@ -48,6 +48,7 @@ from energy.db import transaction
 from energy.errors import NoaberError
 from energy.models import Asset, Channel, Quantity, Site
 from energy.samples import Quality, SampleStore
+from modbus_gateway.capabilities import Battery, PowerControl, Written
 from modbus_gateway.config import GatewayConfig
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleStoreSink
@@ -75,14 +76,14 @@ class SiteWiring:
     channel_ids : dict
         Channel key -> channel id, for every channel the gateway polls.
     soc_sources : dict
-        Asset name -> (device, register, factor) of its ``soc`` channel [%].
+        Asset name -> (device, register) of its ``soc`` channel [%].
     power_devices : dict
         Asset name -> the device measuring its ``power`` channel.
     """
 
     site: str
     channel_ids: dict[str, int]
-    soc_sources: dict[str, tuple[str, str, float]]
+    soc_sources: dict[str, tuple[str, str]]
     power_devices: dict[str, str]
 
 
@@ -114,13 +115,12 @@ def site_wiring(session: Session, cfg: GatewayConfig) -> SiteWiring:
     sites = sorted({r[4] for r in rows})
     if len(sites) != 1:
         raise NoaberError(f"the gateway's channels must belong to one site, got {sites}")
-    soc: dict[str, tuple[str, str, float]] = {}
+    soc: dict[str, tuple[str, str]] = {}
     power: dict[str, str] = {}
     for key, _cid, quantity, asset, _site in rows:
         dev, reg = where[key]
         if quantity == Quantity.SOC:
-            factor = cfg.channel_factors.get(dev, {}).get(reg, 1.0)
-            soc[asset] = (dev, reg, factor)
+            soc[asset] = (dev, reg)
         elif quantity == Quantity.POWER:
             power[asset] = dev
     return SiteWiring(sites[0], {r[0]: r[1] for r in rows}, soc, power)
@@ -128,38 +128,40 @@ def site_wiring(session: Session, cfg: GatewayConfig) -> SiteWiring:
 
 @dataclass(frozen=True, slots=True)
 class SetpointRecord:
-    """One setpoint the MPC asked for and what the writer wrote [W]."""
+    """One setpoint the MPC asked for and what the device took [W]."""
 
     asset: str
-    control: str  # the writer's control (asset or device name)
+    control: str  # the device control's name (PowerControl.asset: asset or device name)
     planned_w: float  # the MPC's asset power, + = charging
-    requested_w: float  # what the writer was asked for (a grid setpoint for an ESS)
+    requested_w: float  # the setpoint asked of the device (a grid setpoint for an ESS)
     written_w: float  # after the profile's and site's limits and the ramp
     requested_by: str
+    read_back: bool  # the device read the written setpoint back (False: unchanged)
 
 
 class GatewaySetpoints:
-    """The MPC's :class:`~optimizer.mpc.SetpointSink` over the gateway's :class:`SafeWriter`.
+    """The MPC's :class:`~optimizer.mpc.ReleasableSink` over the gateway's power controls.
 
     Parameters
     ----------
     service : GatewayService
-        Its writer and its polled values (for an ESS's grid-setpoint translation).
+        Its devices' :class:`~modbus_gateway.capabilities.PowerControl` views.
     power_devices : dict
         Asset name -> device measuring its power (:attr:`SiteWiring.power_devices`): routes a
-        site asset to a device whose control is keyed by device name (an ESS).
+        site asset to a device whose control is named after the device (an ESS).
     """
 
     def __init__(self, service: GatewayService, power_devices: dict[str, str]):
-        self.writer = service.writer
-        self.gateway = service.gateway
+        self.controls: dict[str, PowerControl] = {}
         self.routes: dict[str, str] = {}
-        for key, ctl in self.writer.controls.items():
-            if ctl.spec.setpoint_quantity == "device_power":
-                self.routes[key] = key
+        for dev_name, view in service.devices().items():
+            if not isinstance(view, PowerControl):
+                continue
+            self.controls[view.asset] = view
+            self.routes[view.asset] = view.asset
             for asset, dev in power_devices.items():
-                if dev == ctl.dev.name:
-                    self.routes.setdefault(asset, key)
+                if dev == dev_name:
+                    self.routes.setdefault(asset, view.asset)
         self.records: list[SetpointRecord] = []
 
     def control_of(self, asset_name: str) -> str:
@@ -171,55 +173,36 @@ class GatewaySetpoints:
             )
         return key
 
-    async def _local_net_w(self, ctl: Any) -> float:
-        """An ESS's own net consumption [W]: its grid power minus its battery power.
-
-        Read from the device at the time of the setpoint (its profile's capabilities
-        ``grid_power_w`` and ``power_w``; both must be GOOD), through the device's link.
-        """
-        dev = ctl.dev
-        caps = dev.profile.capabilities
-        if "grid_power_w" not in caps or "power_w" not in caps:
-            raise NoaberError(
-                f"{dev.name}: a grid-power setpoint needs the capabilities grid_power_w and "
-                f"power_w in profile {dev.profile.name}"
-            )
-        grid_reg, battery_reg = caps["grid_power_w"], caps["power_w"]
-        values = await dev.driver.read_values([grid_reg, battery_reg])
-        grid, battery = values[grid_reg], values[battery_reg]
-        if grid.quality != Quality.GOOD or battery.quality != Quality.GOOD:
-            raise NoaberError(
-                f"{dev.name}: no good grid and battery power reading to set the ESS grid "
-                f"setpoint from ({grid.quality.name.lower()}, {battery.quality.name.lower()})"
-            )
-        return float(grid.value) - float(battery.value)  # type: ignore[arg-type]
-
-    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float:
-        """Command the asset's power [W, + = charging]; returns what was written [W]."""
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Written:
+        """Command the asset's power [W, + = charging]; returns what the device took."""
         key = self.control_of(asset_name)
-        ctl = self.writer.controls[key]
-        requested = power_w
-        if ctl.spec.setpoint_quantity == "grid_power":
-            requested = round(power_w + await self._local_net_w(ctl), 1)
-        written = await self.writer.apply(key, requested, requested_by)
+        written = await self.controls[key].write(power_w, requested_by)
         self.records.append(
-            SetpointRecord(asset_name, key, power_w, requested, written, requested_by)
+            SetpointRecord(
+                asset_name,
+                key,
+                power_w,
+                written.requested_w,
+                written.written_w,
+                requested_by,
+                written.read_back,
+            )
         )
         return written
 
     async def release(self, asset_name: str, requested_by: str) -> None:
         """Hand the asset's device back to its safe default."""
-        await self.writer.release(self.control_of(asset_name), requested_by)
+        await self.controls[self.control_of(asset_name)].release(requested_by)
 
     async def release_all(self, requested_by: str, keep: Collection[str] = ()) -> list[str]:
         """Release every control still enabled except those of the assets in ``keep``;
         returns their names (errors are logged)."""
         kept = {self.routes[a] for a in keep if a in self.routes}
         released = []
-        for key, ctl in self.writer.controls.items():
-            if ctl.enabled and key not in kept:
+        for key, view in self.controls.items():
+            if view.enabled and key not in kept:
                 try:
-                    await self.writer.release(key, requested_by)
+                    await view.release(requested_by)
                     released.append(key)
                 except NoaberError as exc:
                     log.error("%s: safe default failed: %s", key, exc)
@@ -227,17 +210,19 @@ class GatewaySetpoints:
 
 
 def gateway_soc_pct(
-    service: GatewayService, soc_sources: dict[str, tuple[str, str, float]]
+    service: GatewayService, soc_sources: dict[str, tuple[str, str]]
 ) -> dict[str, float]:
-    """The latest GOOD SoC [%] the gateway polled per asset (assets without one are left out)."""
+    """The latest GOOD SoC [%] the gateway polled per asset, from the ``Battery`` view of the
+    device of its ``soc`` channel (assets without one are left out)."""
+    devices = service.devices()
     out: dict[str, float] = {}
-    for asset, (dev_name, reg, factor) in soc_sources.items():
-        rt = service.gateway.devices.get(dev_name)
-        if rt is None or reg not in rt.values:
+    for asset, (dev_name, _reg) in soc_sources.items():
+        view = devices.get(dev_name)
+        if not isinstance(view, Battery):
             continue
-        value, quality, _ts = rt.values[reg]
-        if quality == Quality.GOOD and isinstance(value, float | int) and math.isfinite(value):
-            out[asset] = float(value) * factor
+        soc = view.soc_pct()
+        if soc.quality == Quality.GOOD and math.isfinite(soc.value):
+            out[asset] = soc.value
     return out
 
 
@@ -296,8 +281,8 @@ async def _first_values(
     """Wait (at most ``timeout_s``) until every device in ``devices`` was polled once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
-        rts = [service.gateway.devices[d] for d in devices if d in service.gateway.devices]
-        if all(rt.polls > 0 for rt in rts):
+        polls = service.counters().polls
+        if all(polls[d] > 0 for d in devices if d in polls):
             return
         await asyncio.sleep(0.05)
     log.warning("not every device answered within %.0f s; planning with what is there", timeout_s)
@@ -397,8 +382,8 @@ async def run_control(
     run = ControlRun(controller.status, sink.records, controller, service)
     task = asyncio.create_task(service.run())
     try:
-        devices = {d for d, _r, _f in wiring.soc_sources.values()}
-        devices |= {c.dev.name for c in service.writer.controls.values()}
+        devices = {d for d, _reg in wiring.soc_sources.values()}
+        devices |= {d for d, v in service.devices().items() if isinstance(v, PowerControl)}
         await _first_values(service, devices, first_poll_timeout_s, stop)
         for i in range(steps):
             if stop.is_set() or task.done():
@@ -436,10 +421,10 @@ async def run_control(
         service.stop()  # the writer restores every safe default; last flush to the store
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
-        gw = service.gateway
-        run.polls = sum(d.polls for d in gw.devices.values())
-        run.samples_delivered = service.forwarder.delivered
-        run.samples_spooled = len(service.forwarder.spool)
+        counters = service.counters()
+        run.polls = counters.total_polls
+        run.samples_delivered = counters.samples_delivered
+        run.samples_spooled = counters.samples_spooled
         service.close()
     return run
 

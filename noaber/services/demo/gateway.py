@@ -3,8 +3,8 @@
 :func:`run_demo` is what ``noaber demo`` calls (via :func:`demo_step`):
 it starts a simulator for every device of a site description, points the gateway at the ports
 the simulators got, polls for ``duration_s`` seconds, commands one V2G discharge setpoint
-through :class:`~modbus_gateway.writes.SafeWriter` (safe default restored at the end) and
-delivers the samples through store-and-forward to the given :class:`~energy.samples.SampleStore`.
+through the charger's :class:`~modbus_gateway.capabilities.PowerControl` view (safe default
+restored at the end) and delivers the samples through store-and-forward to the given :class:`~energy.samples.SampleStore`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from energy.errors import NoaberError
 from energy.samples import SampleStore
+from modbus_gateway.capabilities import PowerControl
 from modbus_gateway.config import GatewayConfig, parse_config
 from modbus_gateway.service import GatewayService
 from modbus_gateway.simulator import serve_config
@@ -98,22 +100,27 @@ async def run_demo_async(
     result = DemoResult(0, 0, 0, channels)
     try:
         service = GatewayService(cfg, SampleStoreSink(sample_store, channel_ids), spool_path)
-        writer = service.writer
+        controls = {v.asset: v for v in service.devices().values() if isinstance(v, PowerControl)}
         task = asyncio.create_task(service.run(duration_s))
         target = setpoint
-        if target is None and writer.controls:
-            chargers = [a for a, c in writer.controls.items() if c.dev.profile.kind == "charger"]
-            target = (chargers or sorted(writer.controls))[0], -3000.0
+        if target is None and controls:
+            chargers = [a for a, c in controls.items() if c.kind == "charger"]
+            target = (chargers or sorted(controls))[0], -3000.0
         if target is not None:
+            control = controls.get(target[0])
+            if control is None:
+                raise NoaberError(
+                    f"no controllable asset {target[0]!r} (known: {', '.join(sorted(controls))})"
+                )
             await asyncio.sleep(min(1.0, duration_s / 3))
-            applied = await writer.apply(target[0], target[1], requested_by="noaber demo")
-            result.setpoints.append((target[0], applied, "noaber demo"))
+            written = await control.write(target[1], requested_by="noaber demo")
+            result.setpoints.append((target[0], written.written_w, "noaber demo"))
         await task
-        gw = service.gateway
-        result.polls = sum(d.polls for d in gw.devices.values())
-        result.statuses = {d.name: d.status for d in gw.devices.values()}
-        result.samples_delivered = service.forwarder.delivered
-        result.samples_spooled = len(service.forwarder.spool)
+        counters = service.counters()
+        result.polls = counters.total_polls
+        result.statuses = counters.statuses
+        result.samples_delivered = counters.samples_delivered
+        result.samples_spooled = counters.samples_spooled
         service.close()
     finally:
         for s in servers:
