@@ -11,13 +11,17 @@ A community file::
       shares_csv: shares.csv             # optional: timestamp, member, share per ISP
       order: [dorpshuis, ev-a]           # priority
     members:
-      - name: dorpshuis                  # the member's name in this file
-        ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
-        kind: organisation               # person | organisation
+      - ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
+        name: dorpshuis                  # optional: the member's name in this file (default: ref)
+        kind: organisation               # optional: person | organisation
         meters: ["871687400000000011"]   # EANs or channel keys of the store
         assets: [{kind: building}, {kind: pv}]
         joined: 2026-10-15               # optional: member from this local date (inclusive)
         left: 2027-01-01                 # optional: no longer a member from this date
+
+A member defined in a site file (:mod:`energy.siteconfig`, with its personal data) is referred
+to by ``ref`` alone; ``kind`` or ``name`` given for a stored member must match it. A member
+defined only here is created when the community is settled (its ``name`` as personal name).
 
 Meter data (long form), one row per ISP, meter and direction::
 
@@ -57,17 +61,27 @@ MAX_ERRORS = 20
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One member of a community file."""
+    """One member of a community file, referred to by ``ref``.
 
-    name: str
+    ``name`` and ``kind`` are optional (None: not given): a member defined in a site file
+    (with its personal data) is referred to by ref only; a member defined only here is created
+    with them (person by default) when the community is settled.
+    """
+
+    name: str | None
     ref: str
-    kind: str
+    kind: str | None
     meters: tuple[str, ...]
     assets: tuple[str, ...] = ()
     storage_efficiency: Decimal = Decimal("1")
 
     joined: dt.date | None = None
     left: dt.date | None = None
+
+    @property
+    def label(self) -> str:
+        """The member's name in this file (the key refers to it), or its ref."""
+        return self.name or self.ref
 
     @property
     def has_storage(self) -> bool:
@@ -110,9 +124,9 @@ class CommunitySpec:
         return tuple(m.ref for m in self.members)
 
     def member_by_name(self, name: str) -> MemberSpec:
-        """The member called ``name`` in the file."""
+        """The member called ``name`` in the file (its :attr:`MemberSpec.label`)."""
         for m in self.members:
-            if m.name == name:
+            if m.label == name:
                 return m
         raise KeyError(name)
 
@@ -161,17 +175,20 @@ def parse_community(
         if not isinstance(raw, dict):
             raise ValidationError("a member must be a mapping", source, loc)
         mname = raw.get("name")
-        if not isinstance(mname, str) or not mname.strip():
+        if (mname is not None or "ref" not in raw) and (
+            not isinstance(mname, str) or not mname.strip()
+        ):
             raise ValidationError(
                 f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
             )
-        ref = raw.get("ref", derive_ref(name, mname))
+        ref = raw["ref"] if "ref" in raw else derive_ref(name, str(mname))
         if not isinstance(ref, str) or not _NAME.match(ref):
             raise ValidationError(
                 f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref"
             )
-        kind = raw.get("kind", "person")
-        if kind not in ("person", "organisation"):
+        label = mname or ref
+        kind = raw.get("kind")
+        if kind not in (None, "person", "organisation"):
             raise ValidationError(
                 f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
             )
@@ -189,7 +206,7 @@ def parse_community(
                     source,
                     f"{loc}.meters[{j}]",
                 )
-            seen_meters[mid] = mname
+            seen_meters[mid] = label
             meter_ids.append(mid)
         assets = []
         eff = Decimal("1")
@@ -233,11 +250,11 @@ def parse_community(
                 dates.get("left"),
             )
         )
-    names = [m.name for m in members]
-    for label, values in (("name", names), ("ref", [m.ref for m in members])):
+    names = [m.label for m in members]
+    for what, values in (("name", names), ("ref", [m.ref for m in members])):
         dups = sorted({v for v in values if values.count(v) > 1})
         if dups:
-            raise ValidationError(f"member {label} {dups[0]!r} appears twice", source, "members")
+            raise ValidationError(f"member {what} {dups[0]!r} appears twice", source, "members")
     key = _parse_key(data.get("key"), names, source, base_dir)
     tariff = data.get("tariff")
     tariff_path = None
@@ -541,7 +558,7 @@ def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIn
 def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarray:
     """Key shares per ISP and member ``(T, N)`` [-]: the static shares, overridden per ISP by
     ``shares_csv`` (``timestamp,member,share``; every member of an ISP given, summing to 1)."""
-    names = [m.name for m in community.members]
+    names = [m.label for m in community.members]
     static = np.array([float(community.key.shares.get(n, 0)) for n in names])
     f = np.broadcast_to(static, (len(isps), len(names))).copy()
     path = community.key.shares_csv
@@ -600,7 +617,7 @@ def allocation_frame(community: CommunitySpec, data: MeterData, alloc: Any) -> p
     net_offtake_wh, injection_wh, net_injection_wh`` (timestamp in UTC ISO 8601, member by
     name as in the community file)."""
     t, n = alloc.shared_wh.shape
-    names = np.array([m.name for m in community.members], dtype=object)
+    names = np.array([m.label for m in community.members], dtype=object)
     stamps = np.array([ts.isoformat() for ts in data.isps], dtype=object)
     return pd.DataFrame(
         {
