@@ -12,7 +12,9 @@ A site description names one grid connection and what hangs behind it::
 Every error names the file, the path in the document (``assets[2].channels[0].unit``) and the
 offending value. :func:`import_site` upserts by natural keys (site name, asset and device name
 within the site, channel key, member ref, community name) in one transaction, so importing the
-same file twice changes nothing and a bad file changes nothing.
+same file twice changes nothing and a bad file changes nothing; the rows are written by
+:mod:`energy.sites`. The site file defines its members (with their personal data); a community
+file (:mod:`settlement.community`) or a campaign file refers to them by ref.
 """
 
 from __future__ import annotations

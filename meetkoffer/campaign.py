@@ -83,8 +83,10 @@ def get_campaign(session: Session, name: str) -> Campaign:
 def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "campaign") -> Campaign:
     """Create a campaign (and its firm, site, assets and channels where new) from a mapping.
 
-    Keys: ``name``, ``display_name``, ``firm: {ref, name}``, ``site: {name, display_name, ean,
-    latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}``, ``start``, ``end``
+    Keys: ``name``, ``display_name``, ``firm: {ref, name}`` (a member by ref, e.g. defined in
+    a site file; ``name`` is optional and, given, must match a stored firm), ``site: {name,
+    display_name, ean, latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}`` (an
+    existing site of the firm is used as it is), ``start``, ``end``
     (ISO 8601 with offset), ``price_eur_per_kwh``, ``operating_hours``, optional ``findings``
     (:class:`meetkoffer.findings.FindingParams` fields) and ``equipment``: a list of
     ``{name, role: incomer|submeter, quantity: power|energy}`` with exactly one incomer; an
