@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
@@ -272,19 +272,7 @@ def ensure_site(
             raise ValidationError(
                 f"EAN {spec.ean} already belongs to site {clash.name!r}", source, _at(path, "ean")
             )
-    values = {
-        "name": spec.name,
-        "display_name": spec.display_name or spec.name,
-        "ean": spec.ean,
-        "kind": spec.kind,
-        "latitude": spec.latitude,
-        "longitude": spec.longitude,
-        "timezone": spec.timezone,
-        "grid_import_limit_kw": spec.grid_import_limit_kw,
-        "grid_export_limit_kw": spec.grid_export_limit_kw,
-        "owner_member_id": spec.owner_member_id,
-        "community_id": spec.community_id,
-    }
+    values = {**asdict(spec), "display_name": spec.display_name or spec.name}
     return _upsert(session, site, Site, values, update)
 
 
@@ -295,18 +283,7 @@ def ensure_device(
     device = session.scalar(
         select(Device).where(Device.site_id == site.id, Device.name == spec.name)
     )
-    values = {
-        "site_id": site.id,
-        "name": spec.name,
-        "profile": spec.profile,
-        "transport": spec.transport,
-        "host": spec.host,
-        "port": spec.port,
-        "serial_port": spec.serial_port,
-        "unit_id": spec.unit_id,
-        "poll_interval_s": spec.poll_interval_s,
-        "params": dict(spec.params),
-    }
+    values = {**asdict(spec), "site_id": site.id}
     return _upsert(session, device, Device, values, update)
 
 
@@ -315,13 +292,7 @@ def ensure_asset(
 ) -> Ensured[Asset]:
     """Get the asset ``spec.name`` of ``site``, create it or update it in place."""
     asset = session.scalar(select(Asset).where(Asset.site_id == site.id, Asset.name == spec.name))
-    values = {
-        "site_id": site.id,
-        "name": spec.name,
-        "kind": spec.kind,
-        "owner_member_id": spec.owner_member_id,
-        "params": dict(spec.params),
-    }
+    values = {**asdict(spec), "site_id": site.id}
     return _upsert(session, asset, Asset, values, update)
 
 
@@ -346,13 +317,5 @@ def ensure_channel(
         raise ValidationError(
             f"channel key {spec.key!r} already belongs to another asset", source, _at(path, "key")
         )
-    values = {
-        "key": spec.key,
-        "asset_id": asset.id,
-        "quantity": spec.quantity,
-        "unit": spec.unit,
-        "sign": spec.sign,
-        "device_id": spec.device_id,
-        "register": spec.register,
-    }
+    values = {**asdict(spec), "asset_id": asset.id}
     return _upsert(session, channel, Channel, values, update)
