@@ -168,88 +168,11 @@ def parse_community(
     raw_members = data.get("members")
     if not isinstance(raw_members, list) or not raw_members:
         raise ValidationError("members must be a non-empty list", source, "members")
-    members: list[MemberSpec] = []
     seen_meters: dict[str, str] = {}
-    for k, raw in enumerate(raw_members):
-        loc = f"members[{k}]"
-        if not isinstance(raw, dict):
-            raise ValidationError("a member must be a mapping", source, loc)
-        mname = raw.get("name")
-        if (mname is not None or "ref" not in raw) and (
-            not isinstance(mname, str) or not mname.strip()
-        ):
-            raise ValidationError(
-                f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
-            )
-        ref = raw["ref"] if "ref" in raw else derive_ref(name, str(mname))
-        if not isinstance(ref, str) or not _NAME.match(ref):
-            raise ValidationError(
-                f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref"
-            )
-        label = mname or ref
-        kind = raw.get("kind")
-        if kind not in (None, "person", "organisation"):
-            raise ValidationError(
-                f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
-            )
-        meters = raw.get("meters")
-        if not isinstance(meters, list) or not meters:
-            raise ValidationError("meters must be a non-empty list", source, loc + ".meters")
-        meter_ids = []
-        for j, meter in enumerate(meters):
-            mid = str(meter).strip()
-            if not mid:
-                raise ValidationError("empty meter id", source, f"{loc}.meters[{j}]")
-            if mid in seen_meters:
-                raise ValidationError(
-                    f"meter {mid!r} already belongs to member {seen_meters[mid]!r}",
-                    source,
-                    f"{loc}.meters[{j}]",
-                )
-            seen_meters[mid] = label
-            meter_ids.append(mid)
-        assets = []
-        eff = Decimal("1")
-        for j, asset in enumerate(raw.get("assets") or []):
-            akind = asset.get("kind") if isinstance(asset, dict) else asset
-            if akind not in ASSET_KINDS:
-                raise ValidationError(
-                    f"asset kind must be one of {', '.join(ASSET_KINDS)}, got {akind!r}",
-                    source,
-                    f"{loc}.assets[{j}].kind",
-                )
-            if isinstance(asset, dict) and "efficiency" in asset:
-                eff = _decimal(asset["efficiency"], f"{loc}.assets[{j}].efficiency", source)
-                if not Decimal("0") < eff <= Decimal("1"):
-                    raise ValidationError(
-                        f"efficiency must lie in (0, 1], got {eff}",
-                        source,
-                        f"{loc}.assets[{j}].efficiency",
-                    )
-            assets.append(akind)
-        dates = {}
-        for f in ("joined", "left"):
-            if raw.get(f) is not None:
-                try:
-                    dates[f] = dt.date.fromisoformat(str(raw[f]))
-                except ValueError:
-                    raise ValidationError(
-                        f"{f} must be a date YYYY-MM-DD, got {raw[f]!r}", source, f"{loc}.{f}"
-                    ) from None
-        if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
-            raise ValidationError("left must be after joined", source, f"{loc}.left")
-        members.append(
-            MemberSpec(
-                mname,
-                ref,
-                kind,
-                tuple(meter_ids),
-                tuple(assets),
-                eff,
-                dates.get("joined"),
-                dates.get("left"),
-            )
-        )
+    members = [
+        _parse_member(raw, f"members[{k}]", name, source, seen_meters)
+        for k, raw in enumerate(raw_members)
+    ]
     names = [m.label for m in members]
     for what, values in (("name", names), ("ref", [m.ref for m in members])):
         dups = sorted({v for v in values if values.count(v) > 1})
@@ -264,6 +187,84 @@ def parse_community(
             tariff_path = base_dir / tariff_path
     display = str(data.get("display_name") or name)
     return CommunitySpec(name, display, tuple(members), key, tariff_path, source)
+
+
+def _parse_member(
+    raw: Any, loc: str, community: str, source: str, seen_meters: dict[str, str]
+) -> MemberSpec:
+    """One entry of ``members`` (``seen_meters``: meter id -> member label, so far)."""
+    if not isinstance(raw, dict):
+        raise ValidationError("a member must be a mapping", source, loc)
+    mname = raw.get("name")
+    if (mname is not None or "ref" not in raw) and (
+        not isinstance(mname, str) or not mname.strip()
+    ):
+        raise ValidationError(
+            f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
+        )
+    ref = raw["ref"] if "ref" in raw else derive_ref(community, str(mname))
+    if not isinstance(ref, str) or not _NAME.match(ref):
+        raise ValidationError(f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref")
+    kind = raw.get("kind")
+    if kind not in (None, "person", "organisation"):
+        raise ValidationError(
+            f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
+        )
+    meters = raw.get("meters")
+    if not isinstance(meters, list) or not meters:
+        raise ValidationError("meters must be a non-empty list", source, loc + ".meters")
+    meter_ids = []
+    for j, meter in enumerate(meters):
+        mid = str(meter).strip()
+        if not mid:
+            raise ValidationError("empty meter id", source, f"{loc}.meters[{j}]")
+        if mid in seen_meters:
+            raise ValidationError(
+                f"meter {mid!r} already belongs to member {seen_meters[mid]!r}",
+                source,
+                f"{loc}.meters[{j}]",
+            )
+        seen_meters[mid] = mname or ref
+        meter_ids.append(mid)
+    assets, eff = _parse_assets(raw.get("assets") or [], loc, source)
+    dates = {}
+    for f in ("joined", "left"):
+        if raw.get(f) is not None:
+            try:
+                dates[f] = dt.date.fromisoformat(str(raw[f]))
+            except ValueError:
+                raise ValidationError(
+                    f"{f} must be a date YYYY-MM-DD, got {raw[f]!r}", source, f"{loc}.{f}"
+                ) from None
+    if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
+        raise ValidationError("left must be after joined", source, f"{loc}.left")
+    return MemberSpec(
+        mname, ref, kind, tuple(meter_ids), assets, eff, dates.get("joined"), dates.get("left")
+    )
+
+
+def _parse_assets(raw: Any, loc: str, source: str) -> tuple[tuple[str, ...], Decimal]:
+    """The asset kinds of a member and its storage round-trip efficiency [-] (default 1)."""
+    assets = []
+    eff = Decimal("1")
+    for j, asset in enumerate(raw):
+        akind = asset.get("kind") if isinstance(asset, dict) else asset
+        if akind not in ASSET_KINDS:
+            raise ValidationError(
+                f"asset kind must be one of {', '.join(ASSET_KINDS)}, got {akind!r}",
+                source,
+                f"{loc}.assets[{j}].kind",
+            )
+        if isinstance(asset, dict) and "efficiency" in asset:
+            eff = _decimal(asset["efficiency"], f"{loc}.assets[{j}].efficiency", source)
+            if not Decimal("0") < eff <= Decimal("1"):
+                raise ValidationError(
+                    f"efficiency must lie in (0, 1], got {eff}",
+                    source,
+                    f"{loc}.assets[{j}].efficiency",
+                )
+        assets.append(akind)
+    return tuple(assets), eff
 
 
 def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | None) -> KeySpec:
