@@ -12,7 +12,9 @@ A site description names one grid connection and what hangs behind it::
 Every error names the file, the path in the document (``assets[2].channels[0].unit``) and the
 offending value. :func:`import_site` upserts by natural keys (site name, asset and device name
 within the site, channel key, member ref, community name) in one transaction, so importing the
-same file twice changes nothing and a bad file changes nothing.
+same file twice changes nothing and a bad file changes nothing; the rows are written by
+:mod:`energy.sites`. The site file defines its members (with their personal data); a community
+file (:mod:`settlement.community`) or a campaign file refers to them by ref.
 """
 
 from __future__ import annotations
@@ -32,16 +34,27 @@ from sqlalchemy.orm import Session
 from energy.errors import ValidationError
 from energy.models import (
     QUANTITY_UNITS,
-    Asset,
     AssetKind,
-    Channel,
     Community,
     Device,
     Member,
     MemberKind,
-    MemberPersonal,
     Quantity,
     Site,
+)
+from energy.sites import (
+    AssetSpec,
+    Change,
+    ChannelSpec,
+    DeviceSpec,
+    MemberSpec,
+    SiteSpec,
+    ensure_asset,
+    ensure_channel,
+    ensure_community,
+    ensure_device,
+    ensure_member,
+    ensure_site,
 )
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -337,186 +350,139 @@ class ImportResult:
     updated: dict[str, int] = field(default_factory=dict)
     channel_ids: dict[str, int] = field(default_factory=dict)
 
-    def _bump(self, bucket: dict[str, int], kind: str) -> None:
-        bucket[kind] = bucket.get(kind, 0) + 1
+    def count(self, kind: str, change: Change, n: int = 1) -> None:
+        """Count ``n`` rows of ``kind`` (``sites``, ``channels``, ...) that ``change`` says."""
+        bucket = {Change.CREATED: self.created, Change.UPDATED: self.updated}.get(change)
+        if bucket is not None and n:
+            bucket[kind] = bucket.get(kind, 0) + n
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated)
 
 
-def _apply(obj: Any, values: dict[str, Any]) -> bool:
-    changed = False
-    for k, v in values.items():
-        if getattr(obj, k) != v:
-            setattr(obj, k, v)
-            changed = True
-    return changed
+@dataclass
+class _Import:
+    """One run of :func:`import_site`: what its steps share."""
+
+    session: Session
+    doc: SiteDocument
+    source: str
+    result: ImportResult
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def member_of(self, ref: str | None, where: str) -> Member | None:
+        """The member ``ref`` of the document or, failing that, of the store."""
+        if ref is None:
+            return None
+        if ref not in self.members:
+            stored = self.session.scalar(select(Member).where(Member.ref == ref))
+            if stored is None:
+                raise ValidationError(
+                    f"unknown member {ref!r}: define it under members", self.source, where
+                )
+            self.members[ref] = stored
+        return self.members[ref]
+
+
+def _import_members(run: _Import) -> None:
+    for i, m in enumerate(run.doc.members):
+        spec = MemberSpec(m.ref, m.kind, m.name, m.email, m.address)
+        got = ensure_member(run.session, spec, source=run.source, path=f"members[{i}]")
+        run.result.count("members", got.change)
+        run.members[m.ref] = got.row
+
+
+def _import_community(run: _Import) -> Community | None:
+    c = run.doc.community
+    if c is None:
+        return None
+    members = [run.member_of(ref, f"community.members[{j}]") for j, ref in enumerate(c.members)]
+    got = ensure_community(run.session, c.name, filter(None, members), c.display_name)
+    run.result.count("communities", got.change)
+    run.result.count("community_members", Change.CREATED, got.links_created)
+    return got.row
+
+
+def _import_site_row(run: _Import, community: Community | None) -> Site:
+    s = run.doc.site
+    owner = run.member_of(s.owner, "site.owner")
+    spec = SiteSpec(
+        name=s.name,
+        ean=s.ean,
+        latitude=s.latitude,
+        longitude=s.longitude,
+        grid_import_limit_kw=s.grid_import_limit_kw,
+        grid_export_limit_kw=s.grid_export_limit_kw,
+        display_name=s.display_name,
+        kind=s.kind,
+        timezone=s.timezone,
+        owner_member_id=owner.id if owner else None,
+        community_id=community.id if community else None,
+    )
+    got = ensure_site(run.session, spec, source=run.source, path="site")
+    run.result.count("sites", got.change)
+    return got.row
+
+
+def _import_devices(run: _Import, site: Site) -> dict[str, Device]:
+    devices: dict[str, Device] = {}
+    for d in run.doc.devices:
+        spec = DeviceSpec(
+            d.name,
+            d.profile,
+            d.transport,
+            d.host,
+            d.port,
+            d.serial_port,
+            d.unit_id,
+            d.poll_interval_s,
+            d.params,
+        )
+        got = ensure_device(run.session, site, spec)
+        run.result.count("devices", got.change)
+        devices[d.name] = got.row
+    return devices
+
+
+def _import_assets(run: _Import, site: Site, devices: dict[str, Device]) -> None:
+    for i, a in enumerate(run.doc.assets):
+        owner = run.member_of(a.owner, f"assets[{i}].owner")
+        got = ensure_asset(
+            run.session, site, AssetSpec(a.name, a.kind, owner.id if owner else None, a.params)
+        )
+        run.result.count("assets", got.change)
+        for j, ch in enumerate(a.channels):
+            key = run.doc.channel_key(a, ch)
+            spec = ChannelSpec(
+                key=key,
+                quantity=ch.quantity,
+                unit=QUANTITY_UNITS[ch.quantity] if ch.quantity in UNIT_FACTORS else str(ch.unit),
+                sign=ch.sign,
+                device_id=devices[ch.device].id if ch.device else None,
+                register=ch.register_name,
+            )
+            path = f"assets[{i}].channels[{j}]"
+            channel = ensure_channel(run.session, got.row, spec, source=run.source, path=path)
+            run.result.count("channels", channel.change)
+            run.result.channel_ids[key] = channel.row.id
 
 
 def import_site(session: Session, doc: SiteDocument, source: str = "<document>") -> ImportResult:
-    """Upsert a validated site description into the store (in the caller's transaction).
+    """Upsert a validated site description into the store (in the caller's transaction), step
+    by step: members, community, site, devices, assets with their channels (the rows are
+    written by :mod:`energy.sites`).
 
     Raises :class:`ValidationError` for references the store cannot satisfy (an owner that is
     neither in the document nor stored, an EAN already used by another site). The caller's
     transaction rolls back on error, so nothing is half-imported.
     """
-    res = ImportResult(site=doc.site.name)
-
-    members: dict[str, Member] = {}
-    for i, m in enumerate(doc.members):
-        member = session.scalar(select(Member).where(Member.ref == m.ref))
-        if member is None:
-            member = Member(ref=m.ref, kind=m.kind)
-            session.add(member)
-            res._bump(res.created, "members")
-        elif member.kind != m.kind:
-            raise ValidationError(
-                f"member {m.ref!r} is stored as {member.kind.value}, the file says {m.kind.value}",
-                source,
-                f"members[{i}].kind",
-            )
-        personal = {"name": m.name, "email": m.email, "address": m.address}
-        if member.personal is None:
-            member.personal = MemberPersonal(**personal)
-        elif _apply(member.personal, personal):
-            res._bump(res.updated, "members")
-        members[m.ref] = member
-    session.flush()
-
-    def member_of(ref: str | None, where: str) -> Member | None:
-        if ref is None:
-            return None
-        if ref in members:
-            return members[ref]
-        stored = session.scalar(select(Member).where(Member.ref == ref))
-        if stored is None:
-            raise ValidationError(f"unknown member {ref!r}: define it under members", source, where)
-        members[ref] = stored
-        return stored
-
-    community = None
-    if doc.community is not None:
-        c = doc.community
-        community = session.scalar(select(Community).where(Community.name == c.name))
-        if community is None:
-            community = Community(name=c.name, display_name=c.display_name or c.name)
-            session.add(community)
-            res._bump(res.created, "communities")
-        elif _apply(community, {"display_name": c.display_name or c.name}):
-            res._bump(res.updated, "communities")
-        session.flush()
-        from energy.models import community_members
-
-        present = set(
-            session.scalars(
-                select(community_members.c.member_id).where(
-                    community_members.c.community_id == community.id
-                )
-            )
-        )
-        for j, ref in enumerate(c.members):
-            cm = member_of(ref, f"community.members[{j}]")
-            assert cm is not None
-            if cm.id not in present:
-                session.execute(
-                    community_members.insert().values(community_id=community.id, member_id=cm.id)
-                )
-                present.add(cm.id)
-                res._bump(res.created, "community_members")
-
-    s = doc.site
-    clash = session.scalar(select(Site).where(Site.ean == s.ean, Site.name != s.name))
-    if clash is not None:
-        raise ValidationError(
-            f"EAN {s.ean} already belongs to site {clash.name!r}", source, "site.ean"
-        )
-    site = session.scalar(select(Site).where(Site.name == s.name))
-    owner = member_of(s.owner, "site.owner")
-    values = {
-        "display_name": s.display_name or s.name,
-        "ean": s.ean,
-        "kind": s.kind,
-        "latitude": s.latitude,
-        "longitude": s.longitude,
-        "timezone": s.timezone,
-        "grid_import_limit_kw": s.grid_import_limit_kw,
-        "grid_export_limit_kw": s.grid_export_limit_kw,
-        "owner_member_id": owner.id if owner else None,
-        "community_id": community.id if community else None,
-    }
-    if site is None:
-        site = Site(name=s.name, **values)
-        session.add(site)
-        res._bump(res.created, "sites")
-    elif _apply(site, values):
-        res._bump(res.updated, "sites")
-    session.flush()
-
-    devices: dict[str, Device] = {}
-    for d in doc.devices:
-        device = session.scalar(
-            select(Device).where(Device.site_id == site.id, Device.name == d.name)
-        )
-        values = {
-            "profile": d.profile,
-            "transport": d.transport,
-            "host": d.host,
-            "port": d.port,
-            "serial_port": d.serial_port,
-            "unit_id": d.unit_id,
-            "poll_interval_s": d.poll_interval_s,
-            "params": d.params,
-        }
-        if device is None:
-            device = Device(site_id=site.id, name=d.name, **values)
-            session.add(device)
-            res._bump(res.created, "devices")
-        elif _apply(device, values):
-            res._bump(res.updated, "devices")
-        devices[d.name] = device
-    session.flush()
-
-    for i, a in enumerate(doc.assets):
-        owner = member_of(a.owner, f"assets[{i}].owner")
-        asset = session.scalar(select(Asset).where(Asset.site_id == site.id, Asset.name == a.name))
-        values = {
-            "kind": a.kind,
-            "owner_member_id": owner.id if owner else None,
-            "params": a.params,
-        }
-        if asset is None:
-            asset = Asset(site_id=site.id, name=a.name, **values)
-            session.add(asset)
-            res._bump(res.created, "assets")
-        elif _apply(asset, values):
-            res._bump(res.updated, "assets")
-        session.flush()
-        for j, ch in enumerate(a.channels):
-            key = doc.channel_key(a, ch)
-            channel = session.scalar(select(Channel).where(Channel.key == key))
-            if channel is not None and channel.asset_id != asset.id:
-                raise ValidationError(
-                    f"channel key {key!r} already belongs to another asset",
-                    source,
-                    f"assets[{i}].channels[{j}].key",
-                )
-            values = {
-                "quantity": ch.quantity,
-                "unit": QUANTITY_UNITS[ch.quantity] if ch.quantity in UNIT_FACTORS else ch.unit,
-                "sign": ch.sign,
-                "device_id": devices[ch.device].id if ch.device else None,
-                "register": ch.register_name,
-            }
-            if channel is None:
-                channel = Channel(key=key, asset_id=asset.id, **values)
-                session.add(channel)
-                res._bump(res.created, "channels")
-            elif _apply(channel, values):
-                res._bump(res.updated, "channels")
-            session.flush()
-            res.channel_ids[key] = channel.id
-    return res
+    run = _Import(session, doc, source, ImportResult(site=doc.site.name))
+    _import_members(run)
+    community = _import_community(run)
+    site = _import_site_row(run, community)
+    _import_assets(run, site, _import_devices(run, site))
+    return run.result
 
 
 def import_site_file(path: Path | str, sessions: Any) -> ImportResult:

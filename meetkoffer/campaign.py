@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +26,14 @@ import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from energy import sites
 from energy.errors import NotFoundError, ValidationError
 from energy.models import (
-    Asset,
+    QUANTITY_UNITS,
     AssetKind,
     Channel,
     Member,
     MemberKind,
-    MemberPersonal,
     Quantity,
     Site,
 )
@@ -83,8 +83,10 @@ def get_campaign(session: Session, name: str) -> Campaign:
 def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "campaign") -> Campaign:
     """Create a campaign (and its firm, site, assets and channels where new) from a mapping.
 
-    Keys: ``name``, ``display_name``, ``firm: {ref, name}``, ``site: {name, display_name, ean,
-    latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}``, ``start``, ``end``
+    Keys: ``name``, ``display_name``, ``firm: {ref, name}`` (a member by ref, e.g. defined in
+    a site file; ``name`` is optional and, given, must match a stored firm), ``site: {name,
+    display_name, ean, latitude, longitude, grid_import_limit_kw, grid_export_limit_kw}`` (an
+    existing site of the firm is used as it is), ``start``, ``end``
     (ISO 8601 with offset), ``price_eur_per_kwh``, ``operating_hours``, optional ``findings``
     (:class:`meetkoffer.findings.FindingParams` fields) and ``equipment``: a list of
     ``{name, role: incomer|submeter, quantity: power|energy}`` with exactly one incomer; an
@@ -120,34 +122,8 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
         fi.FindingParams(price_eur_per_kwh=price, **(cfg.get("findings") or {}))  # validates
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc), source, "operating_hours/findings") from None
-    firm_cfg = need("firm")
-    ref = str(need("ref", firm_cfg, "firm."))
-    firm = session.scalar(select(Member).where(Member.ref == ref))
-    if firm is None:
-        firm = Member(ref=ref, kind=MemberKind.ORGANISATION)
-        if firm_cfg.get("name"):
-            firm.personal = MemberPersonal(name=str(firm_cfg["name"]), extra={})
-        session.add(firm)
-        session.flush()
-    site_cfg = need("site")
-    site_name = str(need("name", site_cfg, "site."))
-    site = session.scalar(select(Site).where(Site.name == site_name))
-    if site is None:
-        site = Site(
-            name=site_name,
-            display_name=str(site_cfg.get("display_name", site_name)),
-            ean=str(need("ean", site_cfg, "site.")),
-            kind="factory",
-            latitude=float(site_cfg.get("latitude", 52.8)),
-            longitude=float(site_cfg.get("longitude", 6.6)),
-            grid_import_limit_kw=float(need("grid_import_limit_kw", site_cfg, "site.")),
-            grid_export_limit_kw=float(site_cfg.get("grid_export_limit_kw", 0.0)),
-            owner_member_id=firm.id,
-        )
-        session.add(site)
-        session.flush()
-    elif site.owner_member_id not in (None, firm.id):
-        raise ValidationError(f"site {site_name!r} belongs to another firm", source, "site.name")
+    firm = _campaign_firm(session, need("firm"), need, source)
+    site = _campaign_site(session, need("site"), firm, need, source)
     eq_cfg = need("equipment")
     if not isinstance(eq_cfg, list):
         raise ValidationError("must be a list", source, "equipment")
@@ -201,38 +177,66 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
         qty = str(e.get("quantity", "power"))
         if qty not in ("power", "energy"):
             raise ValidationError(f"quantity must be power or energy, got {qty!r}", source, loc)
-        slug = _slug(ename)
-        asset = session.scalar(select(Asset).where(Asset.site_id == site.id, Asset.name == slug))
-        if asset is None:
-            asset = Asset(
-                site_id=site.id,
-                name=slug,
-                kind=AssetKind.METER if role == "incomer" else AssetKind.PROCESS_LOAD,
-                owner_member_id=firm.id,
-                params={"display_name": ename},
-            )
-            session.add(asset)
-            session.flush()
-        quantity = Quantity.POWER if qty == "power" else Quantity.ENERGY_IMPORT
-        key = f"{site.name}/{slug}/{quantity.value}"
-        channel = session.scalar(select(Channel).where(Channel.key == key))
-        if channel is None:
-            channel = Channel(
-                key=key,
-                asset_id=asset.id,
-                quantity=quantity,
-                unit="W" if quantity == Quantity.POWER else "Wh",
-                sign=1,
-                register=f"meetkoffer:{campaign.name}",
-            )
-            session.add(channel)
-            session.flush()
+        channel = _campaign_channel(session, site, firm, campaign, ename, role, qty)
         session.add(
             Equipment(campaign_id=campaign.id, channel_id=channel.id, name=ename, role=role)
         )
     session.flush()
     session.refresh(campaign)
     return campaign
+
+
+def _campaign_firm(
+    session: Session, cfg: Mapping[str, Any], need: Callable[..., Any], source: str
+) -> Member:
+    """The campaign's firm: a member referred to by ``ref`` (defined in a site file, or here
+    with its ``name`` when new)."""
+    ref = str(need("ref", cfg, "firm."))
+    name = str(cfg["name"]) if cfg.get("name") else None
+    spec = sites.MemberSpec(ref, MemberKind.ORGANISATION, name)
+    return sites.ensure_member(session, spec, update=False, source=source, path="firm").row
+
+
+def _campaign_site(
+    session: Session, cfg: Mapping[str, Any], firm: Member, need: Callable[..., Any], source: str
+) -> Site:
+    """The campaign's site: a stored one of the firm, or a new factory site from ``cfg``."""
+    name = str(need("name", cfg, "site."))
+    site = session.scalar(select(Site).where(Site.name == name))
+    if site is None:
+        spec = sites.SiteSpec(
+            name=name,
+            display_name=str(cfg.get("display_name", name)),
+            ean=str(need("ean", cfg, "site.")),
+            kind="factory",
+            latitude=float(cfg.get("latitude", 52.8)),
+            longitude=float(cfg.get("longitude", 6.6)),
+            grid_import_limit_kw=float(need("grid_import_limit_kw", cfg, "site.")),
+            grid_export_limit_kw=float(cfg.get("grid_export_limit_kw", 0.0)),
+            owner_member_id=firm.id,
+        )
+        return sites.ensure_site(session, spec, source=source, path="site").row
+    if site.owner_member_id not in (None, firm.id):
+        raise ValidationError(f"site {name!r} belongs to another firm", source, "site.name")
+    return site
+
+
+def _campaign_channel(
+    session: Session, site: Site, firm: Member, campaign: Campaign, ename: str, role: str, qty: str
+) -> Channel:
+    """The channel a CSV import of equipment ``ename`` writes to (with its asset), where new."""
+    slug = _slug(ename)
+    kind = AssetKind.METER if role == "incomer" else AssetKind.PROCESS_LOAD
+    asset_spec = sites.AssetSpec(slug, kind, firm.id, {"display_name": ename})
+    asset = sites.ensure_asset(session, site, asset_spec, update=False).row
+    quantity = Quantity.POWER if qty == "power" else Quantity.ENERGY_IMPORT
+    spec = sites.ChannelSpec(
+        key=f"{site.name}/{slug}/{quantity.value}",
+        quantity=quantity,
+        unit=QUANTITY_UNITS[quantity],
+        register=f"meetkoffer:{campaign.name}",
+    )
+    return sites.ensure_channel(session, asset, spec, update=False).row
 
 
 def campaign_on_channels(

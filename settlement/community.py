@@ -11,13 +11,17 @@ A community file::
       shares_csv: shares.csv             # optional: timestamp, member, share per ISP
       order: [dorpshuis, ev-a]           # priority
     members:
-      - name: dorpshuis                  # the member's name in this file
-        ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
-        kind: organisation               # person | organisation
+      - ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
+        name: dorpshuis                  # optional: the member's name in this file (default: ref)
+        kind: organisation               # optional: person | organisation
         meters: ["871687400000000011"]   # EANs or channel keys of the store
         assets: [{kind: building}, {kind: pv}]
         joined: 2026-10-15               # optional: member from this local date (inclusive)
         left: 2027-01-01                 # optional: no longer a member from this date
+
+A member defined in a site file (:mod:`energy.siteconfig`, with its personal data) is referred
+to by ``ref`` alone; ``kind`` or ``name`` given for a stored member must match it. A member
+defined only here is created when the community is settled (its ``name`` as personal name).
 
 Meter data (long form), one row per ISP, meter and direction::
 
@@ -57,17 +61,27 @@ MAX_ERRORS = 20
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One member of a community file."""
+    """One member of a community file, referred to by ``ref``.
 
-    name: str
+    ``name`` and ``kind`` are optional (None: not given): a member defined in a site file
+    (with its personal data) is referred to by ref only; a member defined only here is created
+    with them (person by default) when the community is settled.
+    """
+
+    name: str | None
     ref: str
-    kind: str
+    kind: str | None
     meters: tuple[str, ...]
     assets: tuple[str, ...] = ()
     storage_efficiency: Decimal = Decimal("1")
 
     joined: dt.date | None = None
     left: dt.date | None = None
+
+    @property
+    def label(self) -> str:
+        """The member's name in this file (the key refers to it), or its ref."""
+        return self.name or self.ref
 
     @property
     def has_storage(self) -> bool:
@@ -110,9 +124,9 @@ class CommunitySpec:
         return tuple(m.ref for m in self.members)
 
     def member_by_name(self, name: str) -> MemberSpec:
-        """The member called ``name`` in the file."""
+        """The member called ``name`` in the file (its :attr:`MemberSpec.label`)."""
         for m in self.members:
-            if m.name == name:
+            if m.label == name:
                 return m
         raise KeyError(name)
 
@@ -154,90 +168,16 @@ def parse_community(
     raw_members = data.get("members")
     if not isinstance(raw_members, list) or not raw_members:
         raise ValidationError("members must be a non-empty list", source, "members")
-    members: list[MemberSpec] = []
     seen_meters: dict[str, str] = {}
-    for k, raw in enumerate(raw_members):
-        loc = f"members[{k}]"
-        if not isinstance(raw, dict):
-            raise ValidationError("a member must be a mapping", source, loc)
-        mname = raw.get("name")
-        if not isinstance(mname, str) or not mname.strip():
-            raise ValidationError(
-                f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
-            )
-        ref = raw.get("ref", derive_ref(name, mname))
-        if not isinstance(ref, str) or not _NAME.match(ref):
-            raise ValidationError(
-                f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref"
-            )
-        kind = raw.get("kind", "person")
-        if kind not in ("person", "organisation"):
-            raise ValidationError(
-                f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
-            )
-        meters = raw.get("meters")
-        if not isinstance(meters, list) or not meters:
-            raise ValidationError("meters must be a non-empty list", source, loc + ".meters")
-        meter_ids = []
-        for j, meter in enumerate(meters):
-            mid = str(meter).strip()
-            if not mid:
-                raise ValidationError("empty meter id", source, f"{loc}.meters[{j}]")
-            if mid in seen_meters:
-                raise ValidationError(
-                    f"meter {mid!r} already belongs to member {seen_meters[mid]!r}",
-                    source,
-                    f"{loc}.meters[{j}]",
-                )
-            seen_meters[mid] = mname
-            meter_ids.append(mid)
-        assets = []
-        eff = Decimal("1")
-        for j, asset in enumerate(raw.get("assets") or []):
-            akind = asset.get("kind") if isinstance(asset, dict) else asset
-            if akind not in ASSET_KINDS:
-                raise ValidationError(
-                    f"asset kind must be one of {', '.join(ASSET_KINDS)}, got {akind!r}",
-                    source,
-                    f"{loc}.assets[{j}].kind",
-                )
-            if isinstance(asset, dict) and "efficiency" in asset:
-                eff = _decimal(asset["efficiency"], f"{loc}.assets[{j}].efficiency", source)
-                if not Decimal("0") < eff <= Decimal("1"):
-                    raise ValidationError(
-                        f"efficiency must lie in (0, 1], got {eff}",
-                        source,
-                        f"{loc}.assets[{j}].efficiency",
-                    )
-            assets.append(akind)
-        dates = {}
-        for f in ("joined", "left"):
-            if raw.get(f) is not None:
-                try:
-                    dates[f] = dt.date.fromisoformat(str(raw[f]))
-                except ValueError:
-                    raise ValidationError(
-                        f"{f} must be a date YYYY-MM-DD, got {raw[f]!r}", source, f"{loc}.{f}"
-                    ) from None
-        if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
-            raise ValidationError("left must be after joined", source, f"{loc}.left")
-        members.append(
-            MemberSpec(
-                mname,
-                ref,
-                kind,
-                tuple(meter_ids),
-                tuple(assets),
-                eff,
-                dates.get("joined"),
-                dates.get("left"),
-            )
-        )
-    names = [m.name for m in members]
-    for label, values in (("name", names), ("ref", [m.ref for m in members])):
+    members = [
+        _parse_member(raw, f"members[{k}]", name, source, seen_meters)
+        for k, raw in enumerate(raw_members)
+    ]
+    names = [m.label for m in members]
+    for what, values in (("name", names), ("ref", [m.ref for m in members])):
         dups = sorted({v for v in values if values.count(v) > 1})
         if dups:
-            raise ValidationError(f"member {label} {dups[0]!r} appears twice", source, "members")
+            raise ValidationError(f"member {what} {dups[0]!r} appears twice", source, "members")
     key = _parse_key(data.get("key"), names, source, base_dir)
     tariff = data.get("tariff")
     tariff_path = None
@@ -247,6 +187,84 @@ def parse_community(
             tariff_path = base_dir / tariff_path
     display = str(data.get("display_name") or name)
     return CommunitySpec(name, display, tuple(members), key, tariff_path, source)
+
+
+def _parse_member(
+    raw: Any, loc: str, community: str, source: str, seen_meters: dict[str, str]
+) -> MemberSpec:
+    """One entry of ``members`` (``seen_meters``: meter id -> member label, so far)."""
+    if not isinstance(raw, dict):
+        raise ValidationError("a member must be a mapping", source, loc)
+    mname = raw.get("name")
+    if (mname is not None or "ref" not in raw) and (
+        not isinstance(mname, str) or not mname.strip()
+    ):
+        raise ValidationError(
+            f"name must be a non-empty string, got {mname!r}", source, loc + ".name"
+        )
+    ref = raw["ref"] if "ref" in raw else derive_ref(community, str(mname))
+    if not isinstance(ref, str) or not _NAME.match(ref):
+        raise ValidationError(f"ref must match {_NAME.pattern}, got {ref!r}", source, loc + ".ref")
+    kind = raw.get("kind")
+    if kind not in (None, "person", "organisation"):
+        raise ValidationError(
+            f"kind must be person or organisation, got {kind!r}", source, loc + ".kind"
+        )
+    meters = raw.get("meters")
+    if not isinstance(meters, list) or not meters:
+        raise ValidationError("meters must be a non-empty list", source, loc + ".meters")
+    meter_ids = []
+    for j, meter in enumerate(meters):
+        mid = str(meter).strip()
+        if not mid:
+            raise ValidationError("empty meter id", source, f"{loc}.meters[{j}]")
+        if mid in seen_meters:
+            raise ValidationError(
+                f"meter {mid!r} already belongs to member {seen_meters[mid]!r}",
+                source,
+                f"{loc}.meters[{j}]",
+            )
+        seen_meters[mid] = mname or ref
+        meter_ids.append(mid)
+    assets, eff = _parse_assets(raw.get("assets") or [], loc, source)
+    dates = {}
+    for f in ("joined", "left"):
+        if raw.get(f) is not None:
+            try:
+                dates[f] = dt.date.fromisoformat(str(raw[f]))
+            except ValueError:
+                raise ValidationError(
+                    f"{f} must be a date YYYY-MM-DD, got {raw[f]!r}", source, f"{loc}.{f}"
+                ) from None
+    if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
+        raise ValidationError("left must be after joined", source, f"{loc}.left")
+    return MemberSpec(
+        mname, ref, kind, tuple(meter_ids), assets, eff, dates.get("joined"), dates.get("left")
+    )
+
+
+def _parse_assets(raw: Any, loc: str, source: str) -> tuple[tuple[str, ...], Decimal]:
+    """The asset kinds of a member and its storage round-trip efficiency [-] (default 1)."""
+    assets = []
+    eff = Decimal("1")
+    for j, asset in enumerate(raw):
+        akind = asset.get("kind") if isinstance(asset, dict) else asset
+        if akind not in ASSET_KINDS:
+            raise ValidationError(
+                f"asset kind must be one of {', '.join(ASSET_KINDS)}, got {akind!r}",
+                source,
+                f"{loc}.assets[{j}].kind",
+            )
+        if isinstance(asset, dict) and "efficiency" in asset:
+            eff = _decimal(asset["efficiency"], f"{loc}.assets[{j}].efficiency", source)
+            if not Decimal("0") < eff <= Decimal("1"):
+                raise ValidationError(
+                    f"efficiency must lie in (0, 1], got {eff}",
+                    source,
+                    f"{loc}.assets[{j}].efficiency",
+                )
+        assets.append(akind)
+    return tuple(assets), eff
 
 
 def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | None) -> KeySpec:
@@ -541,7 +559,7 @@ def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIn
 def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarray:
     """Key shares per ISP and member ``(T, N)`` [-]: the static shares, overridden per ISP by
     ``shares_csv`` (``timestamp,member,share``; every member of an ISP given, summing to 1)."""
-    names = [m.name for m in community.members]
+    names = [m.label for m in community.members]
     static = np.array([float(community.key.shares.get(n, 0)) for n in names])
     f = np.broadcast_to(static, (len(isps), len(names))).copy()
     path = community.key.shares_csv
@@ -600,7 +618,7 @@ def allocation_frame(community: CommunitySpec, data: MeterData, alloc: Any) -> p
     net_offtake_wh, injection_wh, net_injection_wh`` (timestamp in UTC ISO 8601, member by
     name as in the community file)."""
     t, n = alloc.shared_wh.shape
-    names = np.array([m.name for m in community.members], dtype=object)
+    names = np.array([m.label for m in community.members], dtype=object)
     stamps = np.array([ts.isoformat() for ts in data.isps], dtype=object)
     return pd.DataFrame(
         {

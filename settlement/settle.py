@@ -33,6 +33,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.errors import NoaberError, ValidationError
+from energy.models import MemberKind
+from energy.sites import MemberSpec, ensure_community, ensure_member
 from energy.timegrid import isp_range, local_period_bounds
 from settlement import ledger
 from settlement.allocation import Allocation, largest_remainder
@@ -400,42 +402,20 @@ def _issue_statements(
 
 
 def _ensure_members(session: Session, community: CommunitySpec) -> None:
-    """Create the community and its pseudonymous members (and their personal rows) if absent."""
-    from energy.models import Community, Member, MemberKind, MemberPersonal, community_members
-
-    comm = session.execute(
-        select(Community).where(Community.name == community.name)
-    ).scalar_one_or_none()
-    if comm is None:
-        comm = Community(name=community.name, display_name=community.display_name)
-        session.add(comm)
-        session.flush()
-    existing = {
-        m.ref: m for m in session.scalars(select(Member).where(Member.ref.in_(community.refs)))
-    }
-    linked = set(
-        session.scalars(
-            select(community_members.c.member_id).where(community_members.c.community_id == comm.id)
+    """Create the community and those of its pseudonymous members that are not stored (with
+    their name as personal data), check the stored ones, and link them all."""
+    members = []
+    for k, spec in enumerate(community.members):
+        kind = MemberKind(spec.kind) if spec.kind else None
+        got = ensure_member(
+            session,
+            MemberSpec(spec.ref, kind, spec.name),
+            update=False,
+            source=community.source,
+            path=f"members[{k}]",
         )
-    )
-    created = []
-    for spec in community.members:
-        if spec.ref not in existing:
-            kind = MemberKind.PERSON if spec.kind == "person" else MemberKind.ORGANISATION
-            member = Member(ref=spec.ref, kind=kind)
-            member.personal = MemberPersonal(name=spec.name, extra={})
-            session.add(member)
-            created.append(member)
-    session.flush()
-    for m in created:
-        existing[m.ref] = m
-    links = [
-        {"community_id": comm.id, "member_id": existing[spec.ref].id}
-        for spec in community.members
-        if existing[spec.ref].id not in linked
-    ]
-    if links:
-        session.execute(community_members.insert(), links)
+        members.append(got.row)
+    ensure_community(session, community.name, members, community.display_name, update=False)
 
 
 def _same_run(session: Session, plan: EnergyPlan) -> RunResult | None:

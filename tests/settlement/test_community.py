@@ -7,16 +7,28 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from energy.errors import ValidationError
-from energy.models import Asset, AssetKind, Channel, Member, MemberPersonal, Quantity, Site
+from energy.models import (
+    Asset,
+    AssetKind,
+    Channel,
+    Member,
+    MemberKind,
+    MemberPersonal,
+    Quantity,
+    Site,
+)
 from energy.readings import upsert_readings
+from energy.sites import MemberSpec, ensure_member
 from settlement import ledger
 from settlement.community import derive_ref, parse_community, read_meter_csv, read_meter_store
-from settlement.settle import period_isps, post_run
+from settlement.models import Transfer
+from settlement.pricing import load_tariff
+from settlement.settle import period_isps, plan_energy, post_run
 from settlement.statements import find_statement, render_html
-from tests.settlement.conftest import COMMUNITY, make_plan
+from tests.settlement.conftest import COMMUNITY, make_plan, meter_data
 
 
 def test_community_errors_name_the_field():
@@ -131,3 +143,53 @@ def test_shipped_example_community_loads():
     c = load_community(Path(__file__).parents[2] / "settlement" / "data" / "example_community.yaml")
     assert c.key.type == "optimal" and len(c.members) == 5
     assert c.member_by_name("ev-a").has_storage
+
+
+def _refs_only(extra: dict[int, dict] | None = None) -> dict:
+    """The test community referring to its members by ref only (as defined in a site file)."""
+    members = [
+        {"ref": m["ref"], "meters": m["meters"], "assets": m.get("assets", [])}
+        for m in COMMUNITY["members"]
+    ]
+    for k, fields in (extra or {}).items():
+        members[k].update(fields)
+    return dict(COMMUNITY, key={"type": "proportional"}, members=members)
+
+
+def test_members_referred_to_by_ref():
+    c = parse_community(_refs_only(), "c.yaml")
+    assert c.refs == ("m-pv01", "m-dh01", "m-ev01", "m-cl01")
+    assert [(m.label, m.name, m.kind) for m in c.members][:1] == [("m-pv01", None, None)]
+    assert c.member_by_name("m-ev01").has_storage
+    with pytest.raises(ValidationError, match=r"members\[0\]\.name: name must be a non-empty"):
+        parse_community(dict(COMMUNITY, members=[{"meters": ["A"]}]), "c.yaml")
+
+
+def test_referred_members_are_checked_against_the_store(sqlite_sessions):
+    with sqlite_sessions.begin() as s:  # as the site file defines them
+        for ref, kind in (("m-pv01", "organisation"), ("m-dh01", "organisation")):
+            ensure_member(s, MemberSpec(ref, MemberKind(kind), f"Name of {ref}"))
+    data = meter_data()
+    for changes, where in (
+        ({0: {"kind": "person"}}, r"c\.yaml:members\[0\]\.kind: member 'm-pv01' is stored as"),
+        ({1: {"name": "dorpshuis"}}, r"c\.yaml:members\[1\]\.name: member 'm-dh01' is stored"),
+    ):
+        c = parse_community(_refs_only(changes), "c.yaml")
+        with pytest.raises(ValidationError, match=where):
+            post_run(sqlite_sessions, plan_energy(c, "2026-10", data, load_tariff()))
+    with sqlite_sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Transfer)) == 0
+    c = parse_community(_refs_only({2: {"name": "ev-jansen"}}), "c.yaml")
+    assert post_run(sqlite_sessions, plan_energy(c, "2026-10", data, load_tariff())).created
+    with sqlite_sessions() as s:
+        names = dict(
+            s.execute(select(Member.ref, MemberPersonal.name).join(MemberPersonal)).tuples().all()
+        )
+        # the stored members keep their personal data; a member defined only in the file is
+        # created with its name; one given by ref only gets no personal row
+        assert names == {
+            "m-pv01": "Name of m-pv01",
+            "m-dh01": "Name of m-dh01",
+            "m-ev01": "ev-jansen",
+        }
+        assert s.scalar(select(Member.kind).where(Member.ref == "m-cl01")) == MemberKind.PERSON
