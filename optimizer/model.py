@@ -38,7 +38,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from energy.errors import NoaberError
-from optimizer.scenario import Scenario
+from optimizer.scenario import BatterySpec, EVSession, EVSpec, Scenario
 
 EPS_KW = 1e-6
 """Powers below this are treated as zero when checking simultaneous flows [kW]."""
@@ -150,89 +150,9 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
-    dt_h = sc.dt_h
-    index = sc.index
-    end = sc.end
-    battery = None
-    if sc.battery is not None:
-        b = sc.battery
-        cap = b.capacity_kwh
-        battery = BatteryParams(
-            name=b.name,
-            capacity_kwh=cap,
-            max_charge_kw=b.max_charge_kw,
-            max_discharge_kw=b.max_discharge_kw,
-            efficiency_charge=b.efficiency_charge,
-            efficiency_discharge=b.efficiency_discharge,
-            soc_min_kwh=cap * b.soc_min_pct / 100,
-            soc_max_kwh=cap * b.soc_max_pct / 100,
-            soc_initial_kwh=cap * b.soc_initial_pct / 100,
-            soc_final_min_kwh=cap * b.soc_final_min_effective_pct / 100,
-            degradation_eur_per_kwh=b.degradation_eur_per_kwh,
-        )
-    evs = []
-    for ev in sc.evs:
-        cap = ev.capacity_kwh
-        sessions: list[SessionParams] = []
-        steps: list[np.ndarray] = []
-        owners: list[np.ndarray] = []
-        for sess in ev.sessions:
-            plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
-            if len(plugged) == 0:
-                if sess.arrival < end and sess.departure > index[0]:
-                    sessions.append(  # kept so the feasibility check can explain it
-                        SessionParams(
-                            -1,
-                            -1,
-                            cap * sess.soc_arrival_pct / 100,
-                            cap * sess.soc_departure_pct / 100,
-                            0.0,
-                            sess.soc_departure_pct,
-                            sess.departure,
-                            sess.departure <= end,
-                        )
-                    )
-                continue
-            start_kwh = cap * sess.soc_arrival_pct / 100
-            target_kwh = cap * sess.soc_departure_pct / 100
-            in_horizon = sess.departure <= end
-            if not in_horizon:
-                after_h = (sess.departure - end).total_seconds() / 3600
-                target_kwh = max(0.0, target_kwh - after_h * ev.max_charge_kw * ev.efficiency)
-            soc_min_kwh = cap * ev.soc_min_pct / 100
-            sessions.append(
-                SessionParams(
-                    first_step=int(plugged[0]),
-                    last_step=int(plugged[-1]),
-                    soc_start_kwh=start_kwh,
-                    soc_target_kwh=min(target_kwh, cap),
-                    soc_lb_kwh=min(soc_min_kwh, start_kwh),
-                    target_pct=sess.soc_departure_pct,
-                    departure=sess.departure,
-                    departs_in_horizon=in_horizon,
-                )
-            )
-            steps.append(plugged)
-            owners.append(np.full(len(plugged), len(sessions) - 1))
-        evs.append(
-            EVParams(
-                name=ev.name,
-                owner=ev.owner,
-                capacity_kwh=cap,
-                max_charge_kw=ev.max_charge_kw,
-                max_discharge_kw=ev.max_discharge_kw if ev.v2g else 0.0,
-                efficiency=ev.efficiency,
-                v2g=ev.v2g,
-                soc_min_kwh=cap * ev.soc_min_pct / 100,
-                degradation_eur_per_kwh=ev.degradation_eur_per_kwh,
-                sessions=tuple(sessions),
-                steps=np.concatenate(steps) if steps else np.zeros(0, int),
-                session_of=np.concatenate(owners) if owners else np.zeros(0, int),
-            )
-        )
     return ModelParams(
-        index=index,
-        dt_h=dt_h,
+        index=sc.index,
+        dt_h=sc.dt_h,
         timezone=sc.site.timezone,
         pv_kw=s["pv_kw"].to_numpy(float),
         load_kw=s["load_kw"].to_numpy(float),
@@ -241,9 +161,87 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         import_limit_kw=s["grid_import_limit_kw"].to_numpy(float),
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
-        battery=battery,
-        evs=tuple(evs),
+        battery=None if sc.battery is None else _battery_params(sc.battery),
+        evs=tuple(_ev_params(ev, sc.index, sc.dt_h, sc.end) for ev in sc.evs),
         meta={"site": sc.site.name},
+    )
+
+
+def _battery_params(b: BatterySpec) -> BatteryParams:
+    cap = b.capacity_kwh
+    return BatteryParams(
+        name=b.name,
+        capacity_kwh=cap,
+        max_charge_kw=b.max_charge_kw,
+        max_discharge_kw=b.max_discharge_kw,
+        efficiency_charge=b.efficiency_charge,
+        efficiency_discharge=b.efficiency_discharge,
+        soc_min_kwh=cap * b.soc_min_pct / 100,
+        soc_max_kwh=cap * b.soc_max_pct / 100,
+        soc_initial_kwh=cap * b.soc_initial_pct / 100,
+        soc_final_min_kwh=cap * b.soc_final_min_effective_pct / 100,
+        degradation_eur_per_kwh=b.degradation_eur_per_kwh,
+    )
+
+
+def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timestamp) -> EVParams:
+    """An EV with its sessions on the step grid of ``index`` (horizon end ``end``)."""
+    cap = ev.capacity_kwh
+    sessions: list[SessionParams] = []
+    steps: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    for sess in ev.sessions:
+        plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
+        if len(plugged) == 0 and not (sess.arrival < end and sess.departure > index[0]):
+            continue  # outside the horizon
+        sessions.append(_session_params(ev, sess, plugged, end))
+        if len(plugged):
+            steps.append(plugged)
+            owners.append(np.full(len(plugged), len(sessions) - 1))
+    return EVParams(
+        name=ev.name,
+        owner=ev.owner,
+        capacity_kwh=cap,
+        max_charge_kw=ev.max_charge_kw,
+        max_discharge_kw=ev.max_discharge_kw if ev.v2g else 0.0,
+        efficiency=ev.efficiency,
+        v2g=ev.v2g,
+        soc_min_kwh=cap * ev.soc_min_pct / 100,
+        degradation_eur_per_kwh=ev.degradation_eur_per_kwh,
+        sessions=tuple(sessions),
+        steps=np.concatenate(steps) if steps else np.zeros(0, int),
+        session_of=np.concatenate(owners) if owners else np.zeros(0, int),
+    )
+
+
+def _session_params(
+    ev: EVSpec, sess: EVSession, plugged: np.ndarray, end: pd.Timestamp
+) -> SessionParams:
+    """One session on the plugged-in steps ``plugged`` (horizon end ``end``).
+
+    A session in the horizon that is not plugged in for a whole step gets ``first_step = -1``:
+    it is kept so the feasibility check can explain it.
+    """
+    cap = ev.capacity_kwh
+    start_kwh = cap * sess.soc_arrival_pct / 100
+    target_kwh = cap * sess.soc_departure_pct / 100
+    in_horizon = sess.departure <= end
+    if len(plugged) == 0:
+        return SessionParams(
+            -1, -1, start_kwh, target_kwh, 0.0, sess.soc_departure_pct, sess.departure, in_horizon
+        )
+    if not in_horizon:
+        after_h = (sess.departure - end).total_seconds() / 3600
+        target_kwh = max(0.0, target_kwh - after_h * ev.max_charge_kw * ev.efficiency)
+    return SessionParams(
+        first_step=int(plugged[0]),
+        last_step=int(plugged[-1]),
+        soc_start_kwh=start_kwh,
+        soc_target_kwh=min(target_kwh, cap),
+        soc_lb_kwh=min(cap * ev.soc_min_pct / 100, start_kwh),
+        target_pct=sess.soc_departure_pct,
+        departure=sess.departure,
+        departs_in_horizon=in_horizon,
     )
 
 
@@ -275,6 +273,11 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
     list of str
         One sentence per problem found; empty if none was found.
     """
+    return [*_ev_reasons(p), *_load_reasons(p), *_battery_reasons(p)]
+
+
+def _ev_reasons(p: ModelParams) -> list[str]:
+    """The EV sessions whose departure target is out of reach (see :func:`explain_infeasibility`)."""
     reasons: list[str] = []
     dt = p.dt_h
     headroom_kw = p.import_limit_kw + p.pv_kw - p.load_kw
@@ -311,6 +314,11 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
                     f"{need - reach_grid:.1f} kWh under the grid import limit "
                     f"({float(p.import_limit_kw[window].min()):g} kW) after the building load"
                 )
+    return reasons
+
+
+def _load_reasons(p: ModelParams) -> list[str]:
+    """The steps whose load exceeds every supply at full power, as one sentence."""
     supply_kw = p.import_limit_kw + p.pv_kw
     if p.battery is not None:
         supply_kw = supply_kw + p.battery.max_discharge_kw
@@ -320,25 +328,31 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
             add[ev.steps] = ev.max_discharge_kw
             supply_kw = supply_kw + add
     short = np.flatnonzero(p.load_kw > supply_kw + 1e-6)
-    if len(short):
-        t = short[0]
-        reasons.append(
-            f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
-            f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
-            f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
-        )
-    if p.battery is not None:
-        b = p.battery
-        reach = min(
-            b.soc_max_kwh, b.soc_initial_kwh + p.n * dt * b.max_charge_kw * b.efficiency_charge
-        )
-        if reach + 1e-6 < b.soc_final_min_kwh:
-            reasons.append(
-                f"battery '{b.name}' cannot reach its final SoC of "
-                f"{100 * b.soc_final_min_kwh / b.capacity_kwh:g} %, it is short "
-                f"{b.soc_final_min_kwh - reach:.1f} kWh charging at full power"
-            )
-    return reasons
+    if not len(short):
+        return []
+    t = short[0]
+    return [
+        f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
+        f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
+        f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
+    ]
+
+
+def _battery_reasons(p: ModelParams) -> list[str]:
+    """The battery's final SoC floor if it is out of reach charging at full power."""
+    b = p.battery
+    if b is None:
+        return []
+    reach = min(
+        b.soc_max_kwh, b.soc_initial_kwh + p.n * p.dt_h * b.max_charge_kw * b.efficiency_charge
+    )
+    if reach + 1e-6 >= b.soc_final_min_kwh:
+        return []
+    return [
+        f"battery '{b.name}' cannot reach its final SoC of "
+        f"{100 * b.soc_final_min_kwh / b.capacity_kwh:g} %, it is short "
+        f"{b.soc_final_min_kwh - reach:.1f} kWh charging at full power"
+    ]
 
 
 # ----------------------------------------------------------------------------- model
