@@ -269,7 +269,7 @@ def counter_to_buckets(
     max_gap_ns = _check_gap(max_gap_ns)
     n = ts.shape[0]
     if unsorted == "sort" and n and _first_drop(ts):
-        ts, c, q = sort_samples(ts, c, q, has_q)
+        ts, c, q, has_q = sort_samples((ts, c, q, has_q))
     elif unsorted not in ("raise", "sort"):
         raise ValueError(f"unsorted must be 'raise' or 'sort', got {unsorted!r}")
     if n == 0:
