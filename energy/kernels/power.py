@@ -162,9 +162,8 @@ def _block(
     Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
     the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
     the float results are meaningless and the caller takes the exact scalar path instead.
-    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``. Its arguments
-    stay separate arrays (not :data:`Samples`): LLVM then vectorises the fast-math sums
-    exactly as before, so the results stay bit for bit what they were.
+    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``. It keeps its
+    separate arguments (not :data:`Samples`): the vectorised fast path stays as it was.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
