@@ -990,17 +990,7 @@ class Planner:
                 TerminationCondition.infeasibleOrUnbounded,
                 TerminationCondition.locallyInfeasible,
             ):
-                reasons = (
-                    explain_infeasibility(p)
-                    or diagnose_with_slack(p)
-                    or [
-                        "the solver proved the plan infeasible although every direct check passed "
-                        "(EV targets at full power and under the grid limit, load against the grid "
-                        "limit, battery final SoC); the combination of EV targets, battery floor and "
-                        "grid limit cannot be met together"
-                    ]
-                )
-                raise InfeasibleScenarioError(reasons)
+                raise _infeasible(p)
             has_solution = res.incumbent_objective is not None
             if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:
                 raise SolveError(
@@ -1020,11 +1010,7 @@ class Planner:
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
         assert flows is not None
         n_bin = self.model._n_binaries
-        gap = None
-        if n_bin and res.objective_bound is not None and res.incumbent_objective:
-            gap = abs(res.incumbent_objective - res.objective_bound) / max(
-                1e-9, abs(res.incumbent_objective)
-            )
+        gap = _relative_gap(res) if n_bin else None
         status = "optimal" if tc == TerminationCondition.convergenceCriteriaSatisfied else tc.name
         return Plan(
             flows=flows,
@@ -1037,6 +1023,29 @@ class Planner:
             n_binaries=n_bin,
             params=p,
         )
+
+
+def _infeasible(p: ModelParams) -> InfeasibleScenarioError:
+    """The error for a plan the solver proved infeasible, with the best reasons found."""
+    return InfeasibleScenarioError(
+        explain_infeasibility(p)
+        or diagnose_with_slack(p)
+        or [
+            "the solver proved the plan infeasible although every direct check passed "
+            "(EV targets at full power and under the grid limit, load against the grid "
+            "limit, battery final SoC); the combination of EV targets, battery floor and "
+            "grid limit cannot be met together"
+        ]
+    )
+
+
+def _relative_gap(res: Any) -> float | None:
+    """The MIP gap of a solver result relative to its objective (None without a bound)."""
+    if res.objective_bound is None or not res.incumbent_objective:
+        return None
+    return abs(res.incumbent_objective - res.objective_bound) / max(
+        1e-9, abs(res.incumbent_objective)
+    )
 
 
 def structure_of(p: ModelParams) -> tuple[Any, ...]:
