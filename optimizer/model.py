@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from energy.errors import NoaberError
-from optimizer.scenario import Scenario
+from optimizer.scenario import BatterySpec, EVSession, EVSpec, Scenario
 
 EPS_KW = 1e-6
 """Powers below this are treated as zero when checking simultaneous flows [kW]."""
@@ -149,89 +150,9 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
-    dt_h = sc.dt_h
-    index = sc.index
-    end = sc.end
-    battery = None
-    if sc.battery is not None:
-        b = sc.battery
-        cap = b.capacity_kwh
-        battery = BatteryParams(
-            name=b.name,
-            capacity_kwh=cap,
-            max_charge_kw=b.max_charge_kw,
-            max_discharge_kw=b.max_discharge_kw,
-            efficiency_charge=b.efficiency_charge,
-            efficiency_discharge=b.efficiency_discharge,
-            soc_min_kwh=cap * b.soc_min_pct / 100,
-            soc_max_kwh=cap * b.soc_max_pct / 100,
-            soc_initial_kwh=cap * b.soc_initial_pct / 100,
-            soc_final_min_kwh=cap * b.soc_final_min_effective_pct / 100,
-            degradation_eur_per_kwh=b.degradation_eur_per_kwh,
-        )
-    evs = []
-    for ev in sc.evs:
-        cap = ev.capacity_kwh
-        sessions: list[SessionParams] = []
-        steps: list[np.ndarray] = []
-        owners: list[np.ndarray] = []
-        for sess in ev.sessions:
-            plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
-            if len(plugged) == 0:
-                if sess.arrival < end and sess.departure > index[0]:
-                    sessions.append(  # kept so the feasibility check can explain it
-                        SessionParams(
-                            -1,
-                            -1,
-                            cap * sess.soc_arrival_pct / 100,
-                            cap * sess.soc_departure_pct / 100,
-                            0.0,
-                            sess.soc_departure_pct,
-                            sess.departure,
-                            sess.departure <= end,
-                        )
-                    )
-                continue
-            start_kwh = cap * sess.soc_arrival_pct / 100
-            target_kwh = cap * sess.soc_departure_pct / 100
-            in_horizon = sess.departure <= end
-            if not in_horizon:
-                after_h = (sess.departure - end).total_seconds() / 3600
-                target_kwh = max(0.0, target_kwh - after_h * ev.max_charge_kw * ev.efficiency)
-            soc_min_kwh = cap * ev.soc_min_pct / 100
-            sessions.append(
-                SessionParams(
-                    first_step=int(plugged[0]),
-                    last_step=int(plugged[-1]),
-                    soc_start_kwh=start_kwh,
-                    soc_target_kwh=min(target_kwh, cap),
-                    soc_lb_kwh=min(soc_min_kwh, start_kwh),
-                    target_pct=sess.soc_departure_pct,
-                    departure=sess.departure,
-                    departs_in_horizon=in_horizon,
-                )
-            )
-            steps.append(plugged)
-            owners.append(np.full(len(plugged), len(sessions) - 1))
-        evs.append(
-            EVParams(
-                name=ev.name,
-                owner=ev.owner,
-                capacity_kwh=cap,
-                max_charge_kw=ev.max_charge_kw,
-                max_discharge_kw=ev.max_discharge_kw if ev.v2g else 0.0,
-                efficiency=ev.efficiency,
-                v2g=ev.v2g,
-                soc_min_kwh=cap * ev.soc_min_pct / 100,
-                degradation_eur_per_kwh=ev.degradation_eur_per_kwh,
-                sessions=tuple(sessions),
-                steps=np.concatenate(steps) if steps else np.zeros(0, int),
-                session_of=np.concatenate(owners) if owners else np.zeros(0, int),
-            )
-        )
     return ModelParams(
-        index=index,
-        dt_h=dt_h,
+        index=sc.index,
+        dt_h=sc.dt_h,
         timezone=sc.site.timezone,
         pv_kw=s["pv_kw"].to_numpy(float),
         load_kw=s["load_kw"].to_numpy(float),
@@ -240,9 +161,87 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         import_limit_kw=s["grid_import_limit_kw"].to_numpy(float),
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
-        battery=battery,
-        evs=tuple(evs),
+        battery=None if sc.battery is None else _battery_params(sc.battery),
+        evs=tuple(_ev_params(ev, sc.index, sc.dt_h, sc.end) for ev in sc.evs),
         meta={"site": sc.site.name},
+    )
+
+
+def _battery_params(b: BatterySpec) -> BatteryParams:
+    cap = b.capacity_kwh
+    return BatteryParams(
+        name=b.name,
+        capacity_kwh=cap,
+        max_charge_kw=b.max_charge_kw,
+        max_discharge_kw=b.max_discharge_kw,
+        efficiency_charge=b.efficiency_charge,
+        efficiency_discharge=b.efficiency_discharge,
+        soc_min_kwh=cap * b.soc_min_pct / 100,
+        soc_max_kwh=cap * b.soc_max_pct / 100,
+        soc_initial_kwh=cap * b.soc_initial_pct / 100,
+        soc_final_min_kwh=cap * b.soc_final_min_effective_pct / 100,
+        degradation_eur_per_kwh=b.degradation_eur_per_kwh,
+    )
+
+
+def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timestamp) -> EVParams:
+    """An EV with its sessions on the step grid of ``index`` (horizon end ``end``)."""
+    cap = ev.capacity_kwh
+    sessions: list[SessionParams] = []
+    steps: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    for sess in ev.sessions:
+        plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
+        if len(plugged) == 0 and not (sess.arrival < end and sess.departure > index[0]):
+            continue  # outside the horizon
+        sessions.append(_session_params(ev, sess, plugged, end))
+        if len(plugged):
+            steps.append(plugged)
+            owners.append(np.full(len(plugged), len(sessions) - 1))
+    return EVParams(
+        name=ev.name,
+        owner=ev.owner,
+        capacity_kwh=cap,
+        max_charge_kw=ev.max_charge_kw,
+        max_discharge_kw=ev.max_discharge_kw if ev.v2g else 0.0,
+        efficiency=ev.efficiency,
+        v2g=ev.v2g,
+        soc_min_kwh=cap * ev.soc_min_pct / 100,
+        degradation_eur_per_kwh=ev.degradation_eur_per_kwh,
+        sessions=tuple(sessions),
+        steps=np.concatenate(steps) if steps else np.zeros(0, int),
+        session_of=np.concatenate(owners) if owners else np.zeros(0, int),
+    )
+
+
+def _session_params(
+    ev: EVSpec, sess: EVSession, plugged: np.ndarray, end: pd.Timestamp
+) -> SessionParams:
+    """One session on the plugged-in steps ``plugged`` (horizon end ``end``).
+
+    A session in the horizon that is not plugged in for a whole step gets ``first_step = -1``:
+    it is kept so the feasibility check can explain it.
+    """
+    cap = ev.capacity_kwh
+    start_kwh = cap * sess.soc_arrival_pct / 100
+    target_kwh = cap * sess.soc_departure_pct / 100
+    in_horizon = sess.departure <= end
+    if len(plugged) == 0:
+        return SessionParams(
+            -1, -1, start_kwh, target_kwh, 0.0, sess.soc_departure_pct, sess.departure, in_horizon
+        )
+    if not in_horizon:
+        after_h = (sess.departure - end).total_seconds() / 3600
+        target_kwh = max(0.0, target_kwh - after_h * ev.max_charge_kw * ev.efficiency)
+    return SessionParams(
+        first_step=int(plugged[0]),
+        last_step=int(plugged[-1]),
+        soc_start_kwh=start_kwh,
+        soc_target_kwh=min(target_kwh, cap),
+        soc_lb_kwh=min(cap * ev.soc_min_pct / 100, start_kwh),
+        target_pct=sess.soc_departure_pct,
+        departure=sess.departure,
+        departs_in_horizon=in_horizon,
     )
 
 
@@ -274,6 +273,11 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
     list of str
         One sentence per problem found; empty if none was found.
     """
+    return [*_ev_reasons(p), *_load_reasons(p), *_battery_reasons(p)]
+
+
+def _ev_reasons(p: ModelParams) -> list[str]:
+    """The EV sessions whose departure target is out of reach (see :func:`explain_infeasibility`)."""
     reasons: list[str] = []
     dt = p.dt_h
     headroom_kw = p.import_limit_kw + p.pv_kw - p.load_kw
@@ -310,6 +314,11 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
                     f"{need - reach_grid:.1f} kWh under the grid import limit "
                     f"({float(p.import_limit_kw[window].min()):g} kW) after the building load"
                 )
+    return reasons
+
+
+def _load_reasons(p: ModelParams) -> list[str]:
+    """The steps whose load exceeds every supply at full power, as one sentence."""
     supply_kw = p.import_limit_kw + p.pv_kw
     if p.battery is not None:
         supply_kw = supply_kw + p.battery.max_discharge_kw
@@ -319,25 +328,31 @@ def explain_infeasibility(p: ModelParams) -> list[str]:
             add[ev.steps] = ev.max_discharge_kw
             supply_kw = supply_kw + add
     short = np.flatnonzero(p.load_kw > supply_kw + 1e-6)
-    if len(short):
-        t = short[0]
-        reasons.append(
-            f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
-            f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
-            f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
-        )
-    if p.battery is not None:
-        b = p.battery
-        reach = min(
-            b.soc_max_kwh, b.soc_initial_kwh + p.n * dt * b.max_charge_kw * b.efficiency_charge
-        )
-        if reach + 1e-6 < b.soc_final_min_kwh:
-            reasons.append(
-                f"battery '{b.name}' cannot reach its final SoC of "
-                f"{100 * b.soc_final_min_kwh / b.capacity_kwh:g} %, it is short "
-                f"{b.soc_final_min_kwh - reach:.1f} kWh charging at full power"
-            )
-    return reasons
+    if not len(short):
+        return []
+    t = short[0]
+    return [
+        f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
+        f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
+        f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
+    ]
+
+
+def _battery_reasons(p: ModelParams) -> list[str]:
+    """The battery's final SoC floor if it is out of reach charging at full power."""
+    b = p.battery
+    if b is None:
+        return []
+    reach = min(
+        b.soc_max_kwh, b.soc_initial_kwh + p.n * p.dt_h * b.max_charge_kw * b.efficiency_charge
+    )
+    if reach + 1e-6 >= b.soc_final_min_kwh:
+        return []
+    return [
+        f"battery '{b.name}' cannot reach its final SoC of "
+        f"{100 * b.soc_final_min_kwh / b.capacity_kwh:g} %, it is short "
+        f"{b.soc_final_min_kwh - reach:.1f} kWh charging at full power"
+    ]
 
 
 # ----------------------------------------------------------------------------- model
@@ -351,6 +366,26 @@ def _indexed(values: np.ndarray) -> dict[int, float]:
 SLACK_PENALTY_EUR_PER_KWH = 1000.0
 
 
+Bound = Callable[[Any], Any]
+"""How a variable bound is written: the mutable parameter itself, or its value (``pyo.value``)."""
+
+
+def _as_expression(x: Any) -> Any:
+    return x
+
+
+@dataclass
+class _Bus:
+    """The site's power balance and objective, filled in by the asset builders.
+
+    ``supply[t]`` holds the terms of step ``t`` that flow into the site [kW] (import, used PV,
+    discharges; export and charges with a minus sign); ``cost`` the objective's terms [EUR].
+    """
+
+    supply: list[list[Any]]
+    cost: list[Any] = field(default_factory=list)
+
+
 def build_model(
     p: ModelParams, soft: bool = False, mutable_bounds: bool = True
 ) -> pyo.ConcreteModel:
@@ -360,7 +395,10 @@ def build_model(
     tariff), ``pv`` (used PV <= available PV, the rest curtailed), ``battery`` (recursive SoC,
     final floor), ``evs`` (recursive SoC per session, departure targets, V2G only for cars that
     allow it, within the owner's minimum SoC). Power balance per step:
-    ``import - export + pv + discharges - charges = load``.
+    ``import - export + pv + discharges - charges = load``. Each block has its builder
+    (:func:`_build_grid`, :func:`_build_pv`, :func:`_build_battery`, :func:`_build_evs`); each
+    adds its flows to the balance and its costs to the objective, and :func:`_build_building`
+    closes the balance against the load.
 
     Objective [EUR]: ``sum dt * (import_price * import - export_price * export)
     + capacity_tariff * peak + degradation * dt * (charge + discharge)``. The capacity tariff
@@ -375,10 +413,27 @@ def build_model(
     penalised by :data:`SLACK_PENALTY_EUR_PER_KWH`, so an infeasible scenario solves and the
     slacks say what cannot be met and by how much.
     """
-    n, dt = p.n, p.dt_h
-    v = pyo.value if not mutable_bounds else (lambda x: x)  # a bound: expression or number
+    bound: Bound = _as_expression if mutable_bounds else pyo.value
     m = pyo.ConcreteModel(name=f"schedule-{p.meta.get('site', '')}")
-    m.T = pyo.RangeSet(0, n - 1)
+    _build_data(m, p)
+    bus = _Bus(supply=[[] for _ in range(p.n)])
+    _build_grid(m, p, bus, bound)
+    _build_pv(m, bus, bound)
+    if p.battery is not None:
+        _build_battery(m, p, bus, bound, soft=soft)
+    if p.evs:
+        _build_evs(m, p, bus, bound, soft=soft)
+    _build_building(m, p, bus, soft=soft)
+    m.cost = pyo.Objective(expr=pyo.quicksum(bus.cost), sense=pyo.minimize)
+    m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
+    m._excl_blocks = 0
+    m._n_binaries = 0
+    return m
+
+
+def _build_data(m: pyo.ConcreteModel, p: ModelParams) -> None:
+    """The steps ``T`` and the data per step, mutable (:meth:`Planner.update` sets them)."""
+    m.T = pyo.RangeSet(0, p.n - 1)
     m.pv_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.pv_kw))
     m.load_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.load_kw))
     m.import_price = pyo.Param(m.T, mutable=True, initialize=_indexed(p.import_price_eur_per_kwh))
@@ -386,152 +441,199 @@ def build_model(
     m.import_limit_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.import_limit_kw))
     m.export_limit_kw = pyo.Param(m.T, mutable=True, initialize=_indexed(p.export_limit_kw))
 
-    # grid
+
+def _build_grid(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, bound: Bound) -> None:
+    """Block ``grid``: import and export within the limits of each step, at that step's prices.
+
+    With a capacity tariff, ``peak`` is the horizon's highest import (at least the mutable
+    ``peak_floor_kw``, the month's peak so far), charged once at the tariff.
+    """
     m.grid = g = pyo.Block()
-    g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.import_limit_kw[t])))
-    g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.export_limit_kw[t])))
-    cost = [dt * (m.import_price[t] * g.imp[t] - m.export_price[t] * g.exp[t]) for t in m.T]
+    g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, bound(m.import_limit_kw[t])))
+    g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, bound(m.export_limit_kw[t])))
+    dt = p.dt_h
+    bus.cost += [dt * (m.import_price[t] * g.imp[t] - m.export_price[t] * g.exp[t]) for t in m.T]
     if p.capacity_tariff_eur_per_kw > 0:
         g.peak_floor_kw = pyo.Param(mutable=True, initialize=p.peak_floor_kw)
         g.peak = pyo.Var(bounds=(0.0, None))
         g.peak_c = pyo.Constraint(m.T, rule=lambda b, t: b.peak >= b.imp[t])
         g.peak_floor_c = pyo.Constraint(expr=g.peak >= g.peak_floor_kw)
-        cost.append(p.capacity_tariff_eur_per_kw * g.peak)
+        bus.cost.append(p.capacity_tariff_eur_per_kw * g.peak)
+    for t in m.T:
+        bus.supply[t] += [g.imp[t], -g.exp[t]]
 
-    # pv (curtailable)
+
+def _build_pv(m: pyo.ConcreteModel, bus: _Bus, bound: Bound) -> None:
+    """Block ``pv``: the PV used, up to the PV available; the rest is curtailed, at no cost."""
     m.pv = pv = pyo.Block()
-    pv.used = pyo.Var(m.T, bounds=lambda _b, t: (0.0, v(m.pv_kw[t])))
+    pv.used = pyo.Var(m.T, bounds=lambda _b, t: (0.0, bound(m.pv_kw[t])))
+    for t in m.T:
+        bus.supply[t].append(pv.used[t])
 
-    supply: list[list[Any]] = [[g.imp[t], -g.exp[t], pv.used[t]] for t in range(n)]
 
-    # battery
-    if p.battery is not None:
-        bp = p.battery
-        m.battery = b = pyo.Block()
-        b.ch_max = pyo.Param(m.T, mutable=True, initialize=bp.max_charge_kw)
-        b.dis_max = pyo.Param(m.T, mutable=True, initialize=bp.max_discharge_kw)
-        b.soc0 = pyo.Param(mutable=True, initialize=bp.soc_initial_kwh)
-        b.soc_final = pyo.Param(mutable=True, initialize=bp.soc_final_min_kwh)
-        b.ch = pyo.Var(m.T, bounds=lambda bb, t: (0.0, v(bb.ch_max[t])))
-        b.dis = pyo.Var(m.T, bounds=lambda bb, t: (0.0, v(bb.dis_max[t])))
-        b.soc = pyo.Var(m.T, bounds=(bp.soc_min_kwh, bp.soc_max_kwh))
-        ec, ed = bp.efficiency_charge, bp.efficiency_discharge
+def _build_battery(
+    m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, bound: Bound, *, soft: bool
+) -> None:
+    """Block ``battery``: charge and discharge within mutable limits, SoC written recursively
+    from the mutable ``soc0``, at least the mutable ``soc_final`` at the end (with a slack
+    ``short_kwh`` in the soft model), wear priced per kWh through the battery."""
+    bp, dt, last = p.battery, p.dt_h, p.n - 1
+    assert bp is not None
+    m.battery = b = pyo.Block()
+    b.ch_max = pyo.Param(m.T, mutable=True, initialize=bp.max_charge_kw)
+    b.dis_max = pyo.Param(m.T, mutable=True, initialize=bp.max_discharge_kw)
+    b.soc0 = pyo.Param(mutable=True, initialize=bp.soc_initial_kwh)
+    b.soc_final = pyo.Param(mutable=True, initialize=bp.soc_final_min_kwh)
+    b.ch = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bound(bb.ch_max[t])))
+    b.dis = pyo.Var(m.T, bounds=lambda bb, t: (0.0, bound(bb.dis_max[t])))
+    b.soc = pyo.Var(m.T, bounds=(bp.soc_min_kwh, bp.soc_max_kwh))
+    ec, ed = bp.efficiency_charge, bp.efficiency_discharge
 
-        def _soc(bb: Any, t: int) -> Any:
-            prev = bb.soc0 if t == 0 else bb.soc[t - 1]
-            return bb.soc[t] == prev + dt * (ec * bb.ch[t] - bb.dis[t] / ed)
+    def _soc(bb: Any, t: int) -> Any:
+        prev = bb.soc0 if t == 0 else bb.soc[t - 1]
+        return bb.soc[t] == prev + dt * (ec * bb.ch[t] - bb.dis[t] / ed)
 
-        b.soc_c = pyo.Constraint(m.T, rule=_soc)
-        if soft:
-            b.short_kwh = pyo.Var(bounds=(0.0, None))
-            b.final_c = pyo.Constraint(expr=b.soc[n - 1] + b.short_kwh >= b.soc_final)
-            cost.append(SLACK_PENALTY_EUR_PER_KWH * b.short_kwh)
-        else:
-            b.final_c = pyo.Constraint(expr=b.soc[n - 1] >= b.soc_final)
-        for t in range(n):
-            supply[t] += [b.dis[t], -b.ch[t]]
-        if bp.degradation_eur_per_kwh > 0:
-            cost += [bp.degradation_eur_per_kwh * dt * (b.ch[t] + b.dis[t]) for t in m.T]
+    b.soc_c = pyo.Constraint(m.T, rule=_soc)
+    if soft:
+        b.short_kwh = pyo.Var(bounds=(0.0, None))
+        b.final_c = pyo.Constraint(expr=b.soc[last] + b.short_kwh >= b.soc_final)
+        bus.cost.append(SLACK_PENALTY_EUR_PER_KWH * b.short_kwh)
+    else:
+        b.final_c = pyo.Constraint(expr=b.soc[last] >= b.soc_final)
+    for t in m.T:
+        bus.supply[t] += [b.dis[t], -b.ch[t]]
+    if bp.degradation_eur_per_kwh > 0:
+        bus.cost += [bp.degradation_eur_per_kwh * dt * (b.ch[t] + b.dis[t]) for t in m.T]
 
-    # EVs
-    if p.evs:
-        m.evs = e = pyo.Block()
-        plugged = [(k, int(t)) for k, ev in enumerate(p.evs) for t in ev.steps]
-        v2g = [
-            (k, int(t)) for k, ev in enumerate(p.evs) if ev.max_discharge_kw > 0 for t in ev.steps
-        ]
-        sess_idx = [
-            (k, j)
-            for k, ev in enumerate(p.evs)
-            for j, s in enumerate(ev.sessions)
-            if s.first_step >= 0
-        ]
-        session_at = {
-            (k, int(t)): int(j)
-            for k, ev in enumerate(p.evs)
-            for t, j in zip(ev.steps, ev.session_of)
-        }
-        e.P = pyo.Set(dimen=2, initialize=plugged, ordered=True)
-        e.V = pyo.Set(dimen=2, initialize=v2g, ordered=True)
-        e.S = pyo.Set(dimen=2, initialize=sess_idx, ordered=True)
-        e.ch_max = pyo.Param(
-            e.P, mutable=True, initialize={kt: p.evs[kt[0]].max_charge_kw for kt in plugged}
+
+@dataclass(frozen=True)
+class _EVIndex:
+    """The index sets of the ``evs`` block.
+
+    ``plugged``: (ev, step) where the car is plugged in; ``v2g``: those of cars that may
+    discharge; ``sessions``: (ev, session) with plugged-in steps; ``session_at``: the session
+    of each plugged-in (ev, step).
+    """
+
+    plugged: list[tuple[int, int]]
+    v2g: list[tuple[int, int]]
+    sessions: list[tuple[int, int]]
+    session_at: dict[tuple[int, int], int]
+
+    @classmethod
+    def of(cls, evs: tuple[EVParams, ...]) -> _EVIndex:
+        return cls(
+            plugged=[(k, int(t)) for k, ev in enumerate(evs) for t in ev.steps],
+            v2g=[
+                (k, int(t)) for k, ev in enumerate(evs) if ev.max_discharge_kw > 0 for t in ev.steps
+            ],
+            sessions=[
+                (k, j)
+                for k, ev in enumerate(evs)
+                for j, s in enumerate(ev.sessions)
+                if s.first_step >= 0
+            ],
+            session_at={
+                (k, int(t)): int(j)
+                for k, ev in enumerate(evs)
+                for t, j in zip(ev.steps, ev.session_of)
+            },
         )
-        e.dis_max = pyo.Param(
-            e.V, mutable=True, initialize={kt: p.evs[kt[0]].max_discharge_kw for kt in v2g}
-        )
-        e.soc_start = pyo.Param(
+
+
+def _build_evs(
+    m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, bound: Bound, *, soft: bool
+) -> None:
+    """Block ``evs``, indexed by (ev, step) and (ev, session): charge, and discharge for V2G
+    cars, within mutable per-step limits; SoC per session between its mutable floor
+    ``soc_lb`` and the capacity (constraints: :func:`_ev_constraints`; flows and wear:
+    :func:`_ev_flows`)."""
+    evs, ix = p.evs, _EVIndex.of(p.evs)
+    m.evs = e = pyo.Block()
+    e.P = pyo.Set(dimen=2, initialize=ix.plugged, ordered=True)
+    e.V = pyo.Set(dimen=2, initialize=ix.v2g, ordered=True)
+    e.S = pyo.Set(dimen=2, initialize=ix.sessions, ordered=True)
+    e.ch_max = pyo.Param(
+        e.P, mutable=True, initialize={kt: evs[kt[0]].max_charge_kw for kt in ix.plugged}
+    )
+    e.dis_max = pyo.Param(
+        e.V, mutable=True, initialize={kt: evs[kt[0]].max_discharge_kw for kt in ix.v2g}
+    )
+
+    def per_session(attr: str) -> dict[tuple[int, int], float]:
+        return {kj: getattr(evs[kj[0]].sessions[kj[1]], attr) for kj in ix.sessions}
+
+    e.soc_start = pyo.Param(e.S, mutable=True, initialize=per_session("soc_start_kwh"))
+    e.soc_target = pyo.Param(e.S, mutable=True, initialize=per_session("soc_target_kwh"))
+    e.soc_lb = pyo.Param(e.S, mutable=True, initialize=per_session("soc_lb_kwh"))
+    e.ch = pyo.Var(e.P, bounds=lambda bb, k, t: (0.0, bound(bb.ch_max[k, t])))
+    e.dis = pyo.Var(e.V, bounds=lambda bb, k, t: (0.0, bound(bb.dis_max[k, t])))
+    e.soc = pyo.Var(
+        e.P,
+        bounds=lambda bb, k, t: (bound(bb.soc_lb[k, ix.session_at[k, t]]), evs[k].capacity_kwh),
+    )
+    _ev_constraints(e, p, ix, bus, soft=soft)
+    _ev_flows(e, p, ix, bus)
+
+
+def _ev_constraints(e: pyo.Block, p: ModelParams, ix: _EVIndex, bus: _Bus, *, soft: bool) -> None:
+    """The SoC of each session written recursively from its mutable ``soc_start``, and its
+    departure target at the session's last step (with a slack ``short_kwh`` in the soft model)."""
+    evs, dt = p.evs, p.dt_h
+    v2g = set(ix.v2g)
+
+    def _ev_soc(bb: Any, k: int, t: int) -> Any:
+        ev = evs[k]
+        j = ix.session_at[k, t]
+        prev = bb.soc_start[k, j] if t == ev.sessions[j].first_step else bb.soc[k, t - 1]
+        delta = ev.efficiency * bb.ch[k, t]
+        if (k, t) in v2g:
+            delta = delta - bb.dis[k, t] / ev.efficiency
+        return bb.soc[k, t] == prev + dt * delta
+
+    e.soc_c = pyo.Constraint(e.P, rule=_ev_soc)
+    if soft:
+        e.short_kwh = pyo.Var(e.S, bounds=(0.0, None))
+        e.target_c = pyo.Constraint(
             e.S,
-            mutable=True,
-            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_start_kwh for kj in sess_idx},
+            rule=lambda bb, k, j: (
+                bb.soc[k, evs[k].sessions[j].last_step] + bb.short_kwh[k, j] >= bb.soc_target[k, j]
+            ),
         )
-        e.soc_target = pyo.Param(
+        bus.cost += [SLACK_PENALTY_EUR_PER_KWH * e.short_kwh[kj] for kj in ix.sessions]
+    else:
+        e.target_c = pyo.Constraint(
             e.S,
-            mutable=True,
-            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_target_kwh for kj in sess_idx},
+            rule=lambda bb, k, j: bb.soc[k, evs[k].sessions[j].last_step] >= bb.soc_target[k, j],
         )
-        e.soc_lb = pyo.Param(
-            e.S,
-            mutable=True,
-            initialize={kj: p.evs[kj[0]].sessions[kj[1]].soc_lb_kwh for kj in sess_idx},
-        )
-        e.ch = pyo.Var(e.P, bounds=lambda bb, k, t: (0.0, v(bb.ch_max[k, t])))
-        e.dis = pyo.Var(e.V, bounds=lambda bb, k, t: (0.0, v(bb.dis_max[k, t])))
-        e.soc = pyo.Var(
-            e.P,
-            bounds=lambda bb, k, t: (v(bb.soc_lb[k, session_at[k, t]]), p.evs[k].capacity_kwh),
-        )
-        v2g_set = set(v2g)
 
-        def _ev_soc(bb: Any, k: int, t: int) -> Any:
-            ev = p.evs[k]
-            j = session_at[k, t]
-            prev = bb.soc_start[k, j] if t == ev.sessions[j].first_step else bb.soc[k, t - 1]
-            delta = ev.efficiency * bb.ch[k, t]
-            if (k, t) in v2g_set:
-                delta = delta - bb.dis[k, t] / ev.efficiency
-            return bb.soc[k, t] == prev + dt * delta
 
-        e.soc_c = pyo.Constraint(e.P, rule=_ev_soc)
-        if soft:
-            e.short_kwh = pyo.Var(e.S, bounds=(0.0, None))
-            e.target_c = pyo.Constraint(
-                e.S,
-                rule=lambda bb, k, j: (
-                    bb.soc[k, p.evs[k].sessions[j].last_step] + bb.short_kwh[k, j]
-                    >= bb.soc_target[k, j]
-                ),
-            )
-            cost += [SLACK_PENALTY_EUR_PER_KWH * e.short_kwh[kj] for kj in sess_idx]
-        else:
-            e.target_c = pyo.Constraint(
-                e.S,
-                rule=lambda bb, k, j: (
-                    bb.soc[k, p.evs[k].sessions[j].last_step] >= bb.soc_target[k, j]
-                ),
-            )
-        for k, t in plugged:
-            supply[t].append(-e.ch[k, t])
-            deg = p.evs[k].degradation_eur_per_kwh
-            if deg > 0:
-                cost.append(deg * dt * e.ch[k, t])
-        for k, t in v2g:
-            supply[t].append(e.dis[k, t])
-            deg = p.evs[k].degradation_eur_per_kwh
-            if deg > 0:
-                cost.append(deg * dt * e.dis[k, t])
+def _ev_flows(e: pyo.Block, p: ModelParams, ix: _EVIndex, bus: _Bus) -> None:
+    """The cars' charging and V2G discharging in the balance, and their wear in the cost."""
+    dt = p.dt_h
+    for k, t in ix.plugged:
+        bus.supply[t].append(-e.ch[k, t])
+        deg = p.evs[k].degradation_eur_per_kwh
+        if deg > 0:
+            bus.cost.append(deg * dt * e.ch[k, t])
+    for k, t in ix.v2g:
+        bus.supply[t].append(e.dis[k, t])
+        deg = p.evs[k].degradation_eur_per_kwh
+        if deg > 0:
+            bus.cost.append(deg * dt * e.dis[k, t])
 
+
+def _build_building(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, *, soft: bool) -> None:
+    """The building's load and the balance of the site per step: the supply meets the load.
+
+    In the soft model a slack ``unserved_kw`` covers load that cannot be served.
+    """
     if soft:
         m.unserved_kw = pyo.Var(m.T, bounds=(0.0, None))
-        for t in range(n):
-            supply[t].append(m.unserved_kw[t])
-        cost += [SLACK_PENALTY_EUR_PER_KWH * dt * m.unserved_kw[t] for t in m.T]
-    m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(supply[t]) == mm.load_kw[t])
-    m.cost = pyo.Objective(expr=pyo.quicksum(cost), sense=pyo.minimize)
-    m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
-    m._excl_blocks = 0
-    m._n_binaries = 0
-    return m
+        for t in m.T:
+            bus.supply[t].append(m.unserved_kw[t])
+        bus.cost += [SLACK_PENALTY_EUR_PER_KWH * p.dt_h * m.unserved_kw[t] for t in m.T]
+    m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(bus.supply[t]) == mm.load_kw[t])
 
 
 def steps_needing_binaries(p: ModelParams) -> np.ndarray:
@@ -888,17 +990,7 @@ class Planner:
                 TerminationCondition.infeasibleOrUnbounded,
                 TerminationCondition.locallyInfeasible,
             ):
-                reasons = (
-                    explain_infeasibility(p)
-                    or diagnose_with_slack(p)
-                    or [
-                        "the solver proved the plan infeasible although every direct check passed "
-                        "(EV targets at full power and under the grid limit, load against the grid "
-                        "limit, battery final SoC); the combination of EV targets, battery floor and "
-                        "grid limit cannot be met together"
-                    ]
-                )
-                raise InfeasibleScenarioError(reasons)
+                raise _infeasible(p)
             has_solution = res.incumbent_objective is not None
             if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:
                 raise SolveError(
@@ -918,11 +1010,7 @@ class Planner:
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
         assert flows is not None
         n_bin = self.model._n_binaries
-        gap = None
-        if n_bin and res.objective_bound is not None and res.incumbent_objective:
-            gap = abs(res.incumbent_objective - res.objective_bound) / max(
-                1e-9, abs(res.incumbent_objective)
-            )
+        gap = _relative_gap(res) if n_bin else None
         status = "optimal" if tc == TerminationCondition.convergenceCriteriaSatisfied else tc.name
         return Plan(
             flows=flows,
@@ -935,6 +1023,29 @@ class Planner:
             n_binaries=n_bin,
             params=p,
         )
+
+
+def _infeasible(p: ModelParams) -> InfeasibleScenarioError:
+    """The error for a plan the solver proved infeasible, with the best reasons found."""
+    return InfeasibleScenarioError(
+        explain_infeasibility(p)
+        or diagnose_with_slack(p)
+        or [
+            "the solver proved the plan infeasible although every direct check passed "
+            "(EV targets at full power and under the grid limit, load against the grid "
+            "limit, battery final SoC); the combination of EV targets, battery floor and "
+            "grid limit cannot be met together"
+        ]
+    )
+
+
+def _relative_gap(res: Any) -> float | None:
+    """The MIP gap of a solver result relative to its objective (None without a bound)."""
+    if res.objective_bound is None or not res.incumbent_objective:
+        return None
+    return abs(res.incumbent_objective - res.objective_bound) / max(
+        1e-9, abs(res.incumbent_objective)
+    )
 
 
 def structure_of(p: ModelParams) -> tuple[Any, ...]:

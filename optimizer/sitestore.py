@@ -42,6 +42,18 @@ BATTERY_FIELDS = (
     "degradation_eur_per_kwh",
 )
 
+EV_FIELDS = (
+    "capacity_kwh",
+    "max_charge_kw",
+    "max_discharge_kw",
+    "efficiency",
+    "v2g",
+    "soc_min_pct",
+    "degradation_eur_per_kwh",
+)
+"""The params of an ``ev`` asset that are fields of the scenario file (``BATTERY_FIELDS``: of a
+``battery``)."""
+
 
 def get_site(session: Session, site_name: str) -> Site:
     site = session.scalars(select(Site).where(Site.name == site_name)).first()
@@ -157,62 +169,26 @@ def scenario_from_store(
     start_ts = pd.Timestamp(start).tz_convert("UTC").floor(f"{step_minutes}min")
     n = int(horizon_hours * 60 // step_minutes)
     index = pd.date_range(start_ts, periods=n, freq=f"{step_minutes}min").as_unit("ns")
+    source = f"store:{site_name}"
     pv = np.zeros(n)
     battery = None
     evs = []
-    source = f"store:{site_name}"
     for asset in site.assets:
-        params = dict(asset.params or {})
-        where = f"assets[{asset.name}].params"
+        doc = _Doc(dict(asset.params or {}), source, f"assets[{asset.name}].params")
         if asset.kind == AssetKind.PV:
-            if "peak_kw" not in params:
-                raise ValidationError(
-                    f"pv asset {asset.name!r} needs params.peak_kw", source, where
-                )
-            pv += pv_clear_sky_kw(
-                index,
-                site.latitude,
-                site.longitude,
-                float(params["peak_kw"]),
-                float(params.get("tilt_deg", 30.0)),
-                float(params.get("azimuth_deg", 180.0)),
-                cloud_factor,
-                step_minutes=step_minutes,
-            )
+            pv += _pv_kw(asset, doc, site, index, cloud_factor, step_minutes)
         elif asset.kind == AssetKind.BATTERY:
-            doc = {k: params[k] for k in BATTERY_FIELDS if k in params}
-            battery = _battery(_Doc({**doc, "name": asset.name}, source, where))
+            battery = _battery(_fields(doc, BATTERY_FIELDS, name=asset.name))
         elif asset.kind == AssetKind.EV:
-            doc = {
-                k: v
-                for k, v in params.items()
-                if k
-                in (
-                    "capacity_kwh",
-                    "max_charge_kw",
-                    "max_discharge_kw",
-                    "efficiency",
-                    "v2g",
-                    "soc_min_pct",
-                    "degradation_eur_per_kwh",
-                )
-            }
             owner = asset.owner.ref if asset.owner is not None else "unknown"
-            doc.update(
-                name=asset.name, owner=owner, sessions=(ev_sessions or {}).get(asset.name, [])
+            sessions = (ev_sessions or {}).get(asset.name, [])
+            evs.append(
+                _ev(_fields(doc, EV_FIELDS, name=asset.name, owner=owner, sessions=sessions))
             )
-            evs.append(_ev(_Doc(doc, source, where)))
     load = time_of_week_profile(
         _load_history_kw(session, site, start_ts, history_days), index, site.timezone
     )
-    if prices_csv is not None:
-        prices = read_columns_csv(
-            prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
-        )
-    elif price_series is not None:
-        prices = _prices_from_store(session, price_series, index)
-    else:
-        raise ValidationError("give prices: a CSV or the names of two stored price series", source)
+    prices = _prices(session, index, prices_csv, price_series, source)
     series = pd.DataFrame(
         {
             "pv_kw": pv,
@@ -240,6 +216,54 @@ def scenario_from_store(
         evs=tuple(evs),
         source=source,
     )
+
+
+def _fields(doc: _Doc, fields: tuple[str, ...], **more: Any) -> _Doc:
+    """The scenario-file document of an asset: its params among ``fields``, and ``more``."""
+    return _Doc(
+        {**{k: v for k, v in doc.data.items() if k in fields}, **more}, doc.source, doc.path
+    )
+
+
+def _pv_kw(
+    asset: Asset,
+    doc: _Doc,
+    site: Site,
+    index: pd.DatetimeIndex,
+    cloud_factor: float,
+    step_minutes: int,
+) -> np.ndarray:
+    """The clear-sky PV forecast of a ``pv`` asset times ``cloud_factor`` per step [kW]."""
+    params = doc.data
+    if "peak_kw" not in params:
+        raise ValidationError(f"pv asset {asset.name!r} needs params.peak_kw", doc.source, doc.path)
+    return pv_clear_sky_kw(
+        index,
+        site.latitude,
+        site.longitude,
+        float(params["peak_kw"]),
+        float(params.get("tilt_deg", 30.0)),
+        float(params.get("azimuth_deg", 180.0)),
+        cloud_factor,
+        step_minutes=step_minutes,
+    )
+
+
+def _prices(
+    session: Session,
+    index: pd.DatetimeIndex,
+    prices_csv: Path | None,
+    price_series: tuple[str, str] | None,
+    source: str,
+) -> pd.DataFrame:
+    """Import and export prices per step, from the CSV if given, else from the stored series."""
+    if prices_csv is not None:
+        return read_columns_csv(
+            prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
+        )
+    if price_series is not None:
+        return _prices_from_store(session, price_series, index)
+    raise ValidationError("give prices: a CSV or the names of two stored price series", source)
 
 
 def ev_sessions_from_yaml(path: Path) -> dict[str, list[dict[str, Any]]]:

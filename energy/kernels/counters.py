@@ -31,6 +31,7 @@ import pandas as pd
 from energy.kernels.calendar import fixed_edges
 from energy.kernels.power import (
     DEFAULT_MAX_GAP_NS,
+    Samples,
     _as_inputs,
     _check_gap,
     _first_drop,
@@ -42,26 +43,23 @@ from energy.timegrid import ISP_NS
 
 @nb.njit(cache=True, nogil=True)
 def _counter_kernel(
-    ts: np.ndarray,
-    c: np.ndarray,
-    q: np.ndarray,
-    has_q: bool,
+    s: Samples,
     edges: np.ndarray,
-    max_gap_ns: int,
-    wrap_wh: float,
-    wrap_tolerance: float,
-    out_e: np.ndarray,
-    out_cov: np.ndarray,
-    out_cnt: np.ndarray,
-    out_first: np.ndarray,
-    out_last: np.ndarray,
-    out_inv: np.ndarray,
-    wraps: np.ndarray,
-    resets: np.ndarray,
-    gaps: np.ndarray,
-    gap_e: np.ndarray,
+    limits: tuple[int, float, float],
+    out: tuple[np.ndarray, ...],
+    events: tuple[np.ndarray, ...],
 ) -> tuple[int, int, int, int, int, int]:
-    """One pass; returns ``(status, bad_index, n_dup, n_wraps, n_resets, n_gaps)``."""
+    """One pass over the samples ``s`` into buckets ``edges``.
+
+    ``limits`` is ``(max_gap_ns, wrap_wh, wrap_tolerance)`` (``wrap_wh`` 0: no wraps);
+    ``out`` the per-bucket ``(energy [Wh], covered [ns], count, first, last, invalid)``;
+    ``events`` the buffers ``(wraps, resets, gaps, gap_energy)``, filled as far as they hold.
+    Returns ``(status, bad_index, n_dup, n_wraps, n_resets, n_gaps)``.
+    """
+    ts, c, q, has_q = s
+    max_gap_ns, wrap_wh, wrap_tolerance = limits
+    out_e, out_cov, out_cnt, out_first, out_last, out_inv = out
+    wraps, resets, gaps, gap_e = events
     n = ts.shape[0]
     nbk = edges.shape[0] - 1
     n_dup = 0
@@ -269,7 +267,7 @@ def counter_to_buckets(
     max_gap_ns = _check_gap(max_gap_ns)
     n = ts.shape[0]
     if unsorted == "sort" and n and _first_drop(ts):
-        ts, c, q = sort_samples(ts, c, q, has_q)
+        ts, c, q, has_q = sort_samples((ts, c, q, has_q))
     elif unsorted not in ("raise", "sort"):
         raise ValueError(f"unsorted must be 'raise' or 'sort', got {unsorted!r}")
     if n == 0:
@@ -283,6 +281,7 @@ def counter_to_buckets(
     edges = fixed_edges(int(ts[0]), int(ts[-1]), bucket_ns, origin_ns)
     nbk = edges.shape[0] - 1
     cap = min(n, 1024)
+    limits = (max_gap_ns, float(wrap_wh or 0.0), float(wrap_tolerance))
     while True:
         out_e = np.zeros(nbk)
         out_cov = np.zeros(nbk, np.int64)
@@ -295,9 +294,12 @@ def counter_to_buckets(
         gaps = np.empty((cap, 2), np.int64)
         gap_e = np.empty(cap)
         status, bad, n_dup, n_w, n_r, n_g = _counter_kernel(
-            ts, c, q, has_q, edges, max_gap_ns, float(wrap_wh or 0.0), float(wrap_tolerance),
-            out_e, out_cov, out_cnt, out_first, out_last, out_inv, wraps, resets, gaps, gap_e,
-        )  # fmt: skip
+            (ts, c, q, has_q),
+            edges,
+            limits,
+            (out_e, out_cov, out_cnt, out_first, out_last, out_inv),
+            (wraps, resets, gaps, gap_e),
+        )
         if status < 0:
             raise _unsorted_error(ts, bad if status == -1 else max(_first_drop(ts), 1))
         if max(n_w, n_r, n_g) <= cap:

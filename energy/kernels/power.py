@@ -77,28 +77,56 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+# The kernels take their inputs and outputs grouped in plain tuples: Numba dispatches a
+# tuple of arrays as fast as separate arguments (a NamedTuple would cost microseconds of
+# typing per call), and the njit functions unpack them on entry.
+
+Samples = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
+"""One channel's samples ``(ts, values, q, has_q)``: int64 timestamps [ns since epoch, UTC],
+float64 values (power [W], a counter [Wh]), uint8 quality flags (empty when ``has_q`` is
+False)."""
+
+Chunk = tuple[int, int, bool, int, float, int]
+"""What one power-kernel call integrates: ``(lo, hi, have_prev, tp, pp, carry_b)``, the samples
+``[lo, hi)`` and, at a chunk seam, the last valid sample ``(tp [ns], pp [W])`` before ``lo``
+(when ``have_prev``) in bucket ``carry_b``, whose energy/coverage piece the kernel returns
+instead of writing it (-1 without one)."""
+
+Outputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""The per-bucket arrays the power kernel writes, shared by a channel's chunks: ``(energy,
+covered, count, min_w, max_w, invalid, sfl)`` — ``2 * energy`` [W*ns] (see
+:data:`WNS2_PER_WH`), covered time [ns] int64, valid and invalid sample counts int64, min and
+max valid value [W] (NaN where none), and ``sfl`` ``[3, n]``: sum, first and last valid
+value [W]."""
+
+
+def _zero_outputs(n_buckets: int) -> Outputs:
+    sfl = np.full((3, n_buckets), np.nan)
+    sfl[0] = 0.0
+    return (
+        np.zeros(n_buckets, np.float64),
+        np.zeros(n_buckets, np.int64),
+        np.zeros(n_buckets, np.int64),
+        np.full(n_buckets, np.nan),
+        np.full(n_buckets, np.nan),
+        np.zeros(n_buckets, np.int64),
+        sfl,
+    )
+
+
+_NO_ACC = (0.0, 0, 0, np.inf, -np.inf, 0.0, np.nan)
+"""The accumulators of an empty frontier bucket: ``(2*energy [W*ns], covered [ns], count,
+min, max, sum, first)``."""
+
+
 @nb.njit(cache=True, nogil=True)
-def _flush(
-    fb: int,
-    carry_b: int,
-    e_acc: float,
-    cov_acc: int,
-    cnt: int,
-    mn: float,
-    mx: float,
-    out_e: np.ndarray,
-    out_cov: np.ndarray,
-    out_cnt: np.ndarray,
-    out_min: np.ndarray,
-    out_max: np.ndarray,
-    s_acc: float,
-    first: float,
-    last: float,
-    out_sfl: np.ndarray,
-) -> bool:
-    """Write the frontier bucket; returns True when it was the carry bucket (not written)."""
+def _flush(out: Outputs, fb: int, carry_b: int, acc: tuple[Any, ...], last: float) -> bool:
+    """Write the accumulators ``acc`` (as :data:`_NO_ACC`) and the ``last`` valid value of the
+    frontier bucket ``fb``; returns True when it was the carry bucket (not written)."""
     if fb == carry_b:
         return True
+    e_acc, cov_acc, cnt, mn, mx, s_acc, first = acc
+    out_e, out_cov, out_cnt, out_min, out_max, _out_inv, out_sfl = out
     out_e[fb] = e_acc
     out_cov[fb] = cov_acc
     out_cnt[fb] = cnt
@@ -134,7 +162,8 @@ def _block(
     Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
     the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
     the float results are meaningless and the caller takes the exact scalar path instead.
-    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``.
+    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``. It keeps its
+    separate arguments (not :data:`Samples`): the vectorised fast path stays as it was.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
@@ -167,33 +196,17 @@ def _block(
 
 @nb.njit(cache=True, nogil=True)
 def _power_kernel(
-    ts: np.ndarray,
-    p: np.ndarray,
-    q: np.ndarray,
-    has_q: bool,
-    lo: int,
-    hi: int,
-    edges: np.ndarray,
-    max_gap_ns: int,
-    have_prev: bool,
-    tp: int,
-    pp: float,
-    carry_b: int,
-    out_e: np.ndarray,
-    out_cov: np.ndarray,
-    out_cnt: np.ndarray,
-    out_min: np.ndarray,
-    out_max: np.ndarray,
-    out_inv: np.ndarray,
-    gaps: np.ndarray,
-    out_sfl: np.ndarray,
+    s: Samples, chunk: Chunk, edges: np.ndarray, max_gap_ns: int, out: Outputs, gaps: np.ndarray
 ) -> tuple[int, int, int, float, int, int]:
-    """One pass over samples ``[lo, hi)`` into buckets ``edges`` (see module docstring).
+    """One pass over the samples of ``chunk`` into buckets ``edges`` (see module docstring).
 
-    ``have_prev, tp, pp`` is the last valid sample before ``lo`` (chunk seams) and ``carry_b``
-    its bucket, whose energy/coverage piece is returned instead of written. Returns
-    ``(status, n_gaps, n_dup, carry_e, carry_cov, bad_index)``; status < 0 is an error.
+    Writes ``out`` except the carry bucket (see :data:`Chunk`), whose energy/coverage piece
+    is returned; gaps go to ``gaps`` (``[k, 2]``, as many as fit). Returns ``(status, n_gaps,
+    n_dup, carry_e, carry_cov, bad_index)``; status < 0 is an error.
     """
+    ts, p, q, has_q = s
+    lo, hi, have_prev, tp, pp, carry_b = chunk
+    out_inv = out[5]
     n = ts.shape[0]
     nbk = edges.shape[0] - 1
     n_gaps = 0
@@ -212,13 +225,7 @@ def _power_kernel(
     # Frontier: the bucket being integrated, with its accumulators.
     fb = carry_b if have_prev else -1
     fend = edges[fb + 1] if have_prev else 0
-    e_acc = 0.0
-    cov_acc = 0
-    cnt = 0
-    mn = np.inf
-    mx = -np.inf
-    s_acc = 0.0
-    first = np.nan
+    e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
     pbits = p.view(np.int64)
     last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
     scalar_until = lo
@@ -275,19 +282,12 @@ def _power_kernel(
                     gaps[n_gaps, 1] = t
                 n_gaps += 1
                 if sb != fb:
-                    if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
-                              out_min, out_max, s_acc, first, pp, out_sfl):  # fmt: skip
+                    if _flush(out, fb, carry_b, (e_acc, cov_acc, cnt, mn, mx, s_acc, first), pp):
                         carry_e = e_acc
                         carry_cov = cov_acc
                     fb = sb
                     fend = sb_end
-                    e_acc = 0.0
-                    cov_acc = 0
-                    cnt = 0
-                    mn = np.inf
-                    mx = -np.inf
-                    s_acc = 0.0
-                    first = np.nan
+                    e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
             elif t < fend:
                 e_acc += (pp + v) * dt
                 cov_acc += dt
@@ -301,19 +301,12 @@ def _power_kernel(
                     pe = pp + slope * (e - tp)
                     e_acc += (pa + pe) * (e - a)
                     cov_acc += e - a
-                    if _flush(fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt,
-                              out_min, out_max, s_acc, first, pp, out_sfl):  # fmt: skip
+                    if _flush(out, fb, carry_b, (e_acc, cov_acc, cnt, mn, mx, s_acc, first), pp):
                         carry_e = e_acc
                         carry_cov = cov_acc
                     fb += 1
                     fend = edges[fb + 1]
-                    e_acc = 0.0
-                    cov_acc = 0
-                    cnt = 0
-                    mn = np.inf
-                    mx = -np.inf
-                    s_acc = 0.0
-                    first = np.nan
+                    e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
                     a = e
                     pa = pe
                     if t < fend:
@@ -335,20 +328,16 @@ def _power_kernel(
         tp = t
         pp = v
         last_ok = i
-    if fb >= 0 and _flush(
-        fb, carry_b, e_acc, cov_acc, cnt, mn, mx, out_e, out_cov, out_cnt, out_min, out_max,
-        s_acc, first, pp, out_sfl,
-    ):  # fmt: skip
+    if fb >= 0 and _flush(out, fb, carry_b, (e_acc, cov_acc, cnt, mn, mx, s_acc, first), pp):
         carry_e = e_acc
         carry_cov = cov_acc
     return 0, n_gaps, n_dup, carry_e, carry_cov, -1
 
 
 @nb.njit(cache=True, nogil=True)
-def _prev_valid(
-    ts: np.ndarray, p: np.ndarray, q: np.ndarray, has_q: bool, lo: int
-) -> tuple[bool, int, float]:
+def _prev_valid(s: Samples, lo: int) -> tuple[bool, int, float]:
     """The last valid, not superseded sample before index ``lo``."""
+    ts, p, q, has_q = s
     n = ts.shape[0]
     j = lo - 1
     while j >= 0:
@@ -465,9 +454,7 @@ class BucketResult:
         return cls(i, i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy(), i.copy())
 
 
-def _as_inputs(
-    ts_ns: Any, power_w: Any, quality: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def _as_inputs(ts_ns: Any, power_w: Any, quality: Any) -> Samples:
     if isinstance(ts_ns, pd.DatetimeIndex | pd.Series) or (
         isinstance(ts_ns, np.ndarray) and ts_ns.dtype == object
     ):
@@ -493,12 +480,11 @@ def _as_inputs(
     return ts, p, q, True
 
 
-def sort_samples(
-    ts: np.ndarray, values: np.ndarray, q: np.ndarray, has_q: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sort_samples(s: Samples) -> Samples:
     """Sort samples by time, stably (equal timestamps keep their input order)."""
+    ts, values, q, has_q = s
     order = np.argsort(ts, kind="stable")
-    return ts[order], values[order], (q[order] if has_q else q)
+    return ts[order], values[order], (q[order] if has_q else q), has_q
 
 
 def _unsorted_error(ts: np.ndarray, i: int) -> ValueError:
@@ -526,39 +512,23 @@ def _split_points(ts: np.ndarray, edges: np.ndarray, n_chunks: int) -> list[int]
 
 
 def _run(
-    ts: np.ndarray,
-    p: np.ndarray,
-    q: np.ndarray,
-    has_q: bool,
-    edges: np.ndarray,
-    max_gap_ns: int,
-    n_threads: int,
-    chunk_min: int,
-) -> tuple[Any, ...]:
-    """Run the kernel over all samples (chunked over threads when long), raw outputs."""
-    nbk = edges.shape[0] - 1
-    out_e = np.zeros(nbk, np.float64)
-    out_cov = np.zeros(nbk, np.int64)
-    out_cnt = np.zeros(nbk, np.int64)
-    out_min = np.full(nbk, np.nan)
-    out_max = np.full(nbk, np.nan)
-    out_inv = np.zeros(nbk, np.int64)
-    out_sfl = np.full((3, nbk), np.nan)
-    out_sfl[0] = 0.0
+    s: Samples, edges: np.ndarray, max_gap_ns: int, n_threads: int, chunk_min: int
+) -> tuple[Outputs, np.ndarray, int]:
+    """Run the kernel over all samples (chunked over threads when long): outputs, gaps and
+    the number of duplicates."""
+    ts = s[0]
+    out = _zero_outputs(edges.shape[0] - 1)
     n = ts.shape[0]
     n_chunks = max(1, min(n_threads, n // max(chunk_min, 1)))
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
     bounds = list(zip(cuts, [*cuts[1:], n]))
 
     def one(lo: int, hi: int, gap_cap: int) -> tuple[Any, ...]:
-        have_prev, tp, pp = _prev_valid(ts, p, q, has_q, lo) if lo > 0 else (False, 0, 0.0)
+        have_prev, tp, pp = _prev_valid(s, lo) if lo > 0 else (False, 0, 0.0)
         carry_b = int(np.searchsorted(edges, tp, side="right")) - 1 if have_prev else -1
         gaps = np.empty((gap_cap, 2), np.int64)
-        res = _power_kernel(
-            ts, p, q, has_q, lo, hi, edges, max_gap_ns, have_prev, tp, pp, carry_b,
-            out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, out_sfl,
-        )  # fmt: skip
-        return res, carry_b, gaps
+        chunk = (lo, hi, have_prev, tp, pp, carry_b)
+        return _power_kernel(s, chunk, edges, max_gap_ns, out, gaps), carry_b, gaps
 
     def cap(lo: int, hi: int) -> int:
         # Gaps are disjoint and each longer than max_gap_ns: this bounds their number.
@@ -582,12 +552,12 @@ def _run(
                 raise _unsorted_error(ts, drop)
             raise ValueError(f"sample {bad} at {int(ts[bad])} ns lies outside the bucket edges")
         if carry_b >= 0:
-            out_e[carry_b] += carry_e
-            out_cov[carry_b] += carry_cov
+            out[0][carry_b] += carry_e
+            out[1][carry_b] += carry_cov
         gap_parts.append(gaps[:n_gaps])
         n_dup += dup
     gaps_all = np.concatenate(gap_parts) if gap_parts else np.empty((0, 2), np.int64)
-    return out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps_all, np.int64(n_dup), out_sfl
+    return out, gaps_all, n_dup
 
 
 def _first_drop(ts: np.ndarray) -> int:
@@ -595,8 +565,10 @@ def _first_drop(ts: np.ndarray) -> int:
     return int(bad[0]) + 1 if bad.size else 0
 
 
-def _result(edges: np.ndarray, raw: tuple[Any, ...], keep: slice = slice(None)) -> BucketResult:
-    out_e, out_cov, out_cnt, out_min, out_max, out_inv, gaps, n_dup, out_sfl = raw
+def _result(
+    edges: np.ndarray, out: Outputs, gaps: np.ndarray, n_dup: int, keep: slice = slice(None)
+) -> BucketResult:
+    out_e, out_cov, out_cnt, out_min, out_max, out_inv, out_sfl = out
     width = np.diff(edges)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(out_cov > 0, out_e / np.where(out_cov > 0, out_cov, 1) * 0.5, np.nan)
@@ -616,6 +588,10 @@ def _result(edges: np.ndarray, raw: tuple[Any, ...], keep: slice = slice(None)) 
         first_w=out_sfl[1][keep],
         last_w=out_sfl[2][keep],
     )
+
+
+def _threads(n_threads: int | None) -> int:
+    return n_workers() if n_threads is None else max(1, int(n_threads))
 
 
 def _check_gap(max_gap_ns: int) -> int:
@@ -674,18 +650,18 @@ def power_to_buckets(
     """
     if unsorted not in ("raise", "sort"):
         raise ValueError(f"unsorted must be 'raise' or 'sort', got {unsorted!r}")
-    ts, p, q, has_q = _as_inputs(ts_ns, power_w, quality)
+    s = _as_inputs(ts_ns, power_w, quality)
     max_gap_ns = _check_gap(max_gap_ns)
+    ts = s[0]
     if ts.shape[0] == 0:
         return BucketResult.empty()
     if unsorted == "sort" and (ts[-1] < ts[0] or _first_drop(ts)):
-        ts, p, q = sort_samples(ts, p, q, has_q)
+        s = sort_samples(s)
+        ts = s[0]
     if ts[-1] < ts[0]:
         raise _unsorted_error(ts, _first_drop(ts))
     edges = fixed_edges(int(ts[0]), int(ts[-1]), bucket_ns, origin_ns)
-    threads = n_workers() if n_threads is None else max(1, int(n_threads))
-    raw = _run(ts, p, q, has_q, edges, max_gap_ns, threads, chunk_min)
-    return _result(edges, raw)
+    return _result(edges, *_run(s, edges, max_gap_ns, _threads(n_threads), chunk_min))
 
 
 def power_to_edges(
@@ -706,10 +682,12 @@ def power_to_edges(
     their statistics are not reported. All ``len(edges) - 1`` buckets are returned.
     """
     e = check_edges(edges)
-    ts, p, q, has_q = _as_inputs(ts_ns, power_w, quality)
+    s = _as_inputs(ts_ns, power_w, quality)
     max_gap_ns = _check_gap(max_gap_ns)
+    ts = s[0]
     if unsorted == "sort" and ts.shape[0] and _first_drop(ts):
-        ts, p, q = sort_samples(ts, p, q, has_q)
+        s = sort_samples(s)
+        ts = s[0]
     if ts.shape[0] and ts[-1] < ts[0]:
         raise _unsorted_error(ts, _first_drop(ts))
     lo_edge = min(int(ts[0]), int(e[0])) - 1 if ts.shape[0] else int(e[0]) - 1
@@ -723,10 +701,7 @@ def power_to_edges(
             e[:-1].copy(), e[1:].copy(), np.zeros(nbk), nan, nan.copy(), nan.copy(), z,
             np.zeros(nbk), z.copy(),
         )  # fmt: skip
-    threads = n_workers() if n_threads is None else max(1, int(n_threads))
-    raw = _run(ts, p, q, has_q, ext, _check_gap(max_gap_ns), threads, chunk_min)
-    res = _result(ext, raw, slice(1, -1))
-    return res
+    return _result(ext, *_run(s, ext, max_gap_ns, _threads(n_threads), chunk_min), slice(1, -1))
 
 
 def power_to_buckets_many(
@@ -752,7 +727,7 @@ def power_to_buckets_many(
     list of BucketResult
         In the order of ``series``.
     """
-    threads = n_workers() if n_threads is None else max(1, int(n_threads))
+    threads = _threads(n_threads)
 
     def one(item: tuple[Any, ...]) -> BucketResult:
         if len(item) not in (2, 3):
