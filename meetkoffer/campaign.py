@@ -4,18 +4,16 @@ The steps are thin: the domain work lives in :mod:`meetkoffer.analysis`,
 :mod:`meetkoffer.findings`, :mod:`meetkoffer.mv` and the kernels of :mod:`energy.kernels`.
 
 Raw samples of every clamp go to :class:`energy.samples.SampleStore` on the equipment's
-channel; :func:`aggregate` turns them into 15-minute interval readings (power channels with
-:func:`energy.kernels.power_to_buckets_many`, counter channels by interpolating the counter
-at the ISP edges); :func:`load_series` reads those readings back as pandas series.
+channel; :func:`aggregate` turns them into 15-minute interval readings with the interval
+pipeline of every site (:func:`energy.pipeline.update_many`, restricted to the campaign
+period); :func:`load_series` reads those readings back as pandas series.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +35,10 @@ from energy.models import (
     Quantity,
     Site,
 )
-from energy.readings import read_readings, upsert_readings
+from energy.pipeline import update_many
+from energy.readings import read_readings
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS, ensure_utc
+from energy.timegrid import ensure_utc
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
@@ -59,7 +58,6 @@ from meetkoffer.models import (
     TemperatureReading,
 )
 
-MAX_GAP_NS = 2 * 3600 * 1_000_000_000
 #: Data intervals of a savings verification (see :func:`verify`).
 INTERVALS = ("daily", "hourly")
 UNITS_OF = {"power": "power (W, kW, MW)", "energy": "an energy counter (Wh, kWh, MWh)"}
@@ -388,64 +386,30 @@ def aggregate(
 ) -> dict[str, int]:
     """Raw samples of every equipment channel -> 15-minute interval readings (stored).
 
-    Power channels go through :func:`energy.kernels.power_to_buckets_many`, ``batch``
-    channels at a time (bounds memory: a 1 Hz channel-month is about 40 MB of samples; the
-    channels of a batch are read from Parquet in parallel threads);
-    counter channels (cumulative Wh) through :func:`energy.kernels.counter_to_buckets`.
-    Returns the ISPs written per equipment; ``timings``, if given, receives the seconds spent
-    in ``read`` (Parquet), ``kernel`` and ``write`` (SQL).
+    The interval pipeline of every site (:func:`energy.pipeline.update_many`: the same gap
+    rule, coverage and incremental state) restricted to the ISPs of the campaign period, in
+    the caller's transaction (flushed, not committed). Power channels go through the parallel
+    kernel ``batch`` at a time (``n_threads``; see there). Returns the ISPs written per
+    equipment; ``timings``, if given, receives the seconds spent in ``read`` (Parquet),
+    ``kernel`` and ``write`` (SQL).
     """
-    import time
-
-    from energy.kernels import counter_to_buckets, power_to_buckets_many
-
-    tm = timings if timings is not None else {}
-    for k in ("read", "kernel", "write"):
-        tm.setdefault(k, 0.0)
-
-    start_ns = pd.Timestamp(c.start_at).as_unit("ns").value
-    end_ns = pd.Timestamp(c.end_at).as_unit("ns").value
-    lo, hi = pd.Timestamp(c.start_at), pd.Timestamp(c.end_at)
-    written: dict[str, int] = {}
-
-    def store_frame(e: Equipment, f: pd.DataFrame) -> None:
-        t = time.perf_counter()
-        f = f[(f.index >= lo) & (f.index < hi)]
-        f = f[f["coverage"] > 0]
-        written[e.name] = upsert_readings(session, e.channel_id, f)
-        tm["write"] += time.perf_counter() - t
-
-    power = [e for e in c.equipment if e.channel.quantity == Quantity.POWER]
-    for i in range(0, len(power), max(1, batch)):
-        part = power[i : i + max(1, batch)]
-        t = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, min(len(part), os.cpu_count() or 1))) as ex:
-            samples = list(ex.map(lambda e: store.read(e.channel_id, start_ns, end_ns), part))
-        tm["read"] += time.perf_counter() - t
-        t = time.perf_counter()
-        results = power_to_buckets_many(
-            [(s.ts, s.value, s.quality) for s in samples],
-            ISP_NS,
-            0,
-            MAX_GAP_NS,
-            n_threads=n_threads,
-        )
-        tm["kernel"] += time.perf_counter() - t
-        del samples
-        for e, r in zip(part, results):
-            store_frame(e, r.to_frame())
-    for e in c.equipment:
-        if e.channel.quantity == Quantity.POWER:
-            continue
-        t = time.perf_counter()
-        s = store.read(e.channel_id, start_ns, end_ns)
-        tm["read"] += time.perf_counter() - t
-        t = time.perf_counter()
-        res = counter_to_buckets(s.ts, s.value, ISP_NS, 0, None, MAX_GAP_NS, s.quality)
-        tm["kernel"] += time.perf_counter() - t
-        store_frame(e, res.to_frame())
+    window = (
+        pd.Timestamp(c.start_at).as_unit("ns").value,
+        pd.Timestamp(c.end_at).as_unit("ns").value,
+    )
+    reports = update_many(
+        store,
+        session,
+        [e.channel_id for e in c.equipment],
+        window=window,
+        commit=False,
+        n_threads=n_threads,
+        batch=batch,
+        timings=timings,
+    )
     session.flush()
-    return written
+    written = {r.channel_id: r.isps_written for r in reports}
+    return {e.name: written.get(e.channel_id, 0) for e in c.equipment}
 
 
 @dataclass
