@@ -593,25 +593,10 @@ def verify(
     hour-of-week terms, degree hours, no production; see :func:`meetkoffer.mv.hourly_frame`),
     judged against the ASHRAE Guideline 14 hourly limits (CV(RMSE) <= 30 %, |NMBE| <= 10 %).
     """
-    if interval not in INTERVALS:
-        raise ValidationError(
-            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}", location="interval"
-        )
-    if interval == "hourly" and model == "caltrack":
-        raise ValidationError(
-            "the CalTRACK model is a daily model; use the hourly regression or interval daily",
-            location="model",
-        )
+    _check_interval(interval, model)
     factors = factors or load_emission_factors()
     series = load_series(session, c)
-    if option == "C":
-        if equipment not in (None, series.incomer):
-            raise ValidationError("Option C is the whole facility: leave --equipment out")
-        equipment = series.incomer
-    elif equipment is None:
-        raise ValidationError("Option B needs the isolated machine: give --equipment NAME")
-    if equipment not in series.energy_wh:
-        raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
+    equipment = _verified_equipment(c, series, option, equipment)
     prod = series.production if not series.production.empty else None
     temp = series.temp_c if not series.temp_c.empty else None
     if interval == "hourly":
@@ -626,28 +611,8 @@ def verify(
         frame = mv.daily_frame(series.energy_wh[equipment], prod, temp)
     if spec is None:
         use_prod = (prod is not None and interval == "daily") if production is None else production
-        if use_prod and prod is None:
-            raise ValidationError(
-                f"campaign {c.name!r} has no production data; import it or leave production out"
-            )
-        if (heating_bp_c is not None or cooling_bp_c is not None) and temp is None:
-            raise ValidationError(
-                f"campaign {c.name!r} has no outdoor temperatures for degree days"
-            )
-        spec = mv.RegressionSpec(
-            production=use_prod,
-            heating_bp_c=heating_bp_c,
-            cooling_bp_c=cooling_bp_c,
-            time_of_week=time_of_week,
-        )
-    base = frame[(frame.index >= baseline[0]) & (frame.index < baseline[1])]
-    rep = frame[(frame.index >= reporting[0]) & (frame.index < reporting[1])]
-    if base.empty or rep.empty:
-        raise ValidationError(
-            f"no complete {'hours' if interval == 'hourly' else 'days'} of data in the "
-            f"{'baseline' if base.empty else 'reporting'} period of campaign {c.name!r}",
-            location="baseline" if base.empty else "reporting",
-        )
+        spec = _regression_spec(c, use_prod, prod, temp, heating_bp_c, cooling_bp_c, time_of_week)
+    base, rep = _cut_periods(c, frame, baseline, reporting, interval)
     try:
         res = mv.verify_savings(
             base,
@@ -663,9 +628,104 @@ def verify(
     except ValueError as exc:
         raise ValidationError(str(exc), location="savings") from None
     eq = next(e for e in c.equipment if e.name == equipment)
-    return res, _savings_record(
-        session, c, eq, res, baseline, reporting, option, model, spec, interval, store
+    request = _savings_request(baseline, reporting, option, equipment, model, interval, spec)
+    return res, _savings_record(session, c, eq, res, baseline, reporting, request, store)
+
+
+def _check_interval(interval: str, model: str) -> None:
+    if interval not in INTERVALS:
+        raise ValidationError(
+            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}", location="interval"
+        )
+    if interval == "hourly" and model == "caltrack":
+        raise ValidationError(
+            "the CalTRACK model is a daily model; use the hourly regression or interval daily",
+            location="model",
+        )
+
+
+def _verified_equipment(
+    c: Campaign, series: CampaignSeries, option: str, equipment: str | None
+) -> str:
+    """The equipment a verification is about: the incomer (Option C) or the machine named."""
+    if option == "C":
+        if equipment not in (None, series.incomer):
+            raise ValidationError("Option C is the whole facility: leave --equipment out")
+        equipment = series.incomer
+    elif equipment is None:
+        raise ValidationError("Option B needs the isolated machine: give --equipment NAME")
+    if equipment not in series.energy_wh:
+        raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
+    return equipment
+
+
+def _regression_spec(
+    c: Campaign,
+    use_prod: bool,
+    prod: pd.Series | None,
+    temp: pd.Series | None,
+    heating_bp_c: float | None,
+    cooling_bp_c: float | None,
+    time_of_week: bool,
+) -> mv.RegressionSpec:
+    """The regression asked for, refused where the campaign lacks the data it needs."""
+    if use_prod and prod is None:
+        raise ValidationError(
+            f"campaign {c.name!r} has no production data; import it or leave production out"
+        )
+    if (heating_bp_c is not None or cooling_bp_c is not None) and temp is None:
+        raise ValidationError(f"campaign {c.name!r} has no outdoor temperatures for degree days")
+    return mv.RegressionSpec(
+        production=use_prod,
+        heating_bp_c=heating_bp_c,
+        cooling_bp_c=cooling_bp_c,
+        time_of_week=time_of_week,
     )
+
+
+def _cut_periods(
+    c: Campaign,
+    frame: pd.DataFrame,
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    interval: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline and reporting parts of the data; a period without data is refused."""
+    base = frame[(frame.index >= baseline[0]) & (frame.index < baseline[1])]
+    rep = frame[(frame.index >= reporting[0]) & (frame.index < reporting[1])]
+    if base.empty or rep.empty:
+        raise ValidationError(
+            f"no complete {'hours' if interval == 'hourly' else 'days'} of data in the "
+            f"{'baseline' if base.empty else 'reporting'} period of campaign {c.name!r}",
+            location="baseline" if base.empty else "reporting",
+        )
+    return base, rep
+
+
+def _savings_request(
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    option: str,
+    equipment: str,
+    model: str,
+    interval: str,
+    spec: mv.RegressionSpec,
+) -> dict[str, Any]:
+    """What was asked, stored with the record so that :func:`recompute` can run it again."""
+    return {
+        "baseline": [baseline[0].isoformat(), baseline[1].isoformat()],
+        "reporting": [reporting[0].isoformat(), reporting[1].isoformat()],
+        "option": option,
+        "equipment": equipment,
+        "model": model,
+        "interval": interval,
+        "spec": {
+            "production": spec.production,
+            "heating_bp_c": spec.heating_bp_c,
+            "cooling_bp_c": spec.cooling_bp_c,
+            "time_of_week": spec.time_of_week,
+        },
+    }
 
 
 def _savings_record(
@@ -675,17 +735,14 @@ def _savings_record(
     res: mv.SavingsResult,
     baseline: tuple[pd.Timestamp, pd.Timestamp],
     reporting: tuple[pd.Timestamp, pd.Timestamp],
-    option: str,
-    model: str,
-    spec: mv.RegressionSpec,
-    interval: str,
+    request: dict[str, Any],
     store: bool,
 ) -> SavingsRecord:
-    equipment = eq.name
+    """The record of a verification (added to the session if ``store``)."""
     rec = SavingsRecord(
         campaign_id=c.id,
         equipment_id=eq.id,
-        option=option,
+        option=request["option"],
         model=res.model,
         baseline_start=baseline[0].to_pydatetime(),
         baseline_end=baseline[1].to_pydatetime(),
@@ -706,21 +763,8 @@ def _savings_record(
         summary=_jsonable(
             {
                 **res.summary(),
-                "equipment": equipment,
-                "request": {
-                    "baseline": [baseline[0].isoformat(), baseline[1].isoformat()],
-                    "reporting": [reporting[0].isoformat(), reporting[1].isoformat()],
-                    "option": option,
-                    "equipment": equipment,
-                    "model": model,
-                    "interval": interval,
-                    "spec": {
-                        "production": spec.production,
-                        "heating_bp_c": spec.heating_bp_c,
-                        "cooling_bp_c": spec.cooling_bp_c,
-                        "time_of_week": spec.time_of_week,
-                    },
-                },
+                "equipment": eq.name,
+                "request": request,
                 "coefficients": res.coefficients,
                 "warnings": res.warnings,
                 "emission_factors": [
