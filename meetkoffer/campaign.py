@@ -35,7 +35,6 @@ from energy.models import (
     Quantity,
     Site,
 )
-from energy.pipeline import update_many
 from energy.readings import read_readings
 from energy.samples import SampleStore
 from energy.timegrid import ensure_utc
@@ -393,6 +392,8 @@ def aggregate(
     equipment; ``timings``, if given, receives the seconds spent in ``read`` (Parquet),
     ``kernel`` and ``write`` (SQL).
     """
+    from energy.pipeline import update_many  # the Numba kernels load on first use
+
     window = (
         pd.Timestamp(c.start_at).as_unit("ns").value,
         pd.Timestamp(c.end_at).as_unit("ns").value,
