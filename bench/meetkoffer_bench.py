@@ -10,7 +10,8 @@ few dropped samples) and write them to the Parquet :class:`energy.samples.Sample
 Pipeline stages (timed; target total <= 60 s, peak memory <= 4 GB on this machine):
 
 1. ``aggregate``: read every channel's samples from Parquet and integrate them into 15-minute
-   ISPs with the Numba kernels (:func:`energy.kernels.power_to_buckets_many`), written to SQL;
+   ISPs with the interval pipeline (:func:`energy.pipeline.update_many`, whose power channels
+   go through the Numba kernel :func:`energy.kernels.power_to_buckets_many`), written to SQL;
 2. ``load``: read the interval readings back as pandas series;
 3. ``findings``: base load, off-hours, peaks, per-equipment off-hours running, ranked;
 4. ``report``: the campaign HTML report (plotly inline) and a CSV per table.
@@ -107,7 +108,7 @@ def kernel_vs_baselines(store: SampleStore, channel_id: int) -> dict[str, float]
     (:func:`energy.kernels.reference.power_to_buckets_ref`); ``pandas``: ``resample("15min")
     .mean()``, which does less (no trapezoid, gaps or coverage). Seconds for each.
     """
-    from energy.kernels import power_to_buckets
+    from energy.kernels import DEFAULT_MAX_GAP_NS, power_to_buckets
     from energy.kernels.reference import power_to_buckets_ref
 
     s = store.read(channel_id)
@@ -117,7 +118,7 @@ def kernel_vs_baselines(store: SampleStore, channel_id: int) -> dict[str, float]
     power_to_buckets(s.ts, s.value, quality=s.quality)
     out["kernel_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    power_to_buckets_ref(s.ts, s.value, ISP_NS, 0, cp.MAX_GAP_NS, quality=s.quality)
+    power_to_buckets_ref(s.ts, s.value, ISP_NS, 0, DEFAULT_MAX_GAP_NS, quality=s.quality)
     out["reference_s"] = time.perf_counter() - t
     t = time.perf_counter()
     pd.Series(s.value, index=pd.to_datetime(s.ts, unit="ns", utc=True)).resample("15min").mean()

@@ -213,6 +213,8 @@ class Channel(Base):
 
     ``key`` is globally unique (``<site>/<asset>/<quantity>`` by default). Power is positive
     for import/consumption; ``sign`` records how the source maps to that (+1 or -1).
+    ``max_gap_s`` is the longest sample interval the interval pipeline integrates [s]
+    (:func:`energy.pipeline.aggregation_of`); NULL means the default of 2 h.
     """
 
     __tablename__ = "channels"
@@ -225,6 +227,7 @@ class Channel(Base):
     quantity: Mapped[Quantity] = mapped_column(Enum(Quantity, native_enum=False, length=20))
     unit: Mapped[str] = mapped_column(String(16))
     sign: Mapped[int] = mapped_column(Integer, default=1)
+    max_gap_s: Mapped[int | None] = mapped_column(Integer)
 
     asset: Mapped[Asset] = relationship(back_populates="channels")
     device: Mapped[Device | None] = relationship()

@@ -1,12 +1,17 @@
-"""Raw samples to interval readings, incrementally.
+"""Raw samples to interval readings, incrementally: the one path from samples to readings.
 
-:func:`update_intervals` turns the stored raw samples of a channel
+:func:`update_many` turns the stored raw samples of channels
 (:class:`energy.samples.SampleStore`) into interval readings per ISP (energy_wh, mean/min/max
-power, sample count, coverage) in SQL (:func:`energy.readings.upsert_readings`).
+power, sample count, coverage) in SQL (:func:`energy.readings.upsert_readings`), each channel
+by its :class:`Aggregation` (:func:`aggregation_of`: power integrated, energy counters
+differenced, the gap rule from :attr:`energy.models.Channel.max_gap_s`). The gateway-fed sites
+(``noaber/services/ingest.py``, ``noaber intervals``) and the Meetkoffer campaigns
+(:func:`meetkoffer.campaign.aggregate`, restricted to the campaign period) both call it;
+:func:`update_intervals` is the same for one channel with its aggregation given.
 
 Incremental by construction. A small JSON sidecar per channel in the sample store
 (``<root>/_pipeline/channel=<id>.json``) records which Parquet part files (name, size,
-modification time) have been aggregated, the newest sample seen and the settings used. An
+modification time) have been aggregated, the newest sample seen and the aggregation used. An
 update looks only at part files that are new or changed since, and recomputes only the ISPs
 those samples can change:
 
@@ -21,13 +26,21 @@ those samples can change:
 
 ISPs without data inside a recomputed range are written only where a reading existed
 before (then with count and coverage 0), so stale values never survive.
+
+The recomputation runs in chunks of at most :data:`CHUNK_NS` per channel; the power chunks of
+many channels go through :func:`energy.kernels.power_to_buckets_many` ``batch`` at a time
+(their samples read from Parquet in parallel threads), so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +51,70 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from energy.kernels.counters import counter_to_buckets
-from energy.kernels.power import DEFAULT_MAX_GAP_NS, BucketResult, power_to_buckets
+from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
 from energy.models import Channel, IntervalReading, Quantity
 from energy.readings import upsert_readings
-from energy.samples import SampleStore
+from energy.samples import Samples, SampleStore
 from energy.timegrid import ISP_NS
 
 STATE_DIR = "_pipeline"
 STATE_VERSION = 1
 KINDS = ("power", "counter")
-WINDOW_NS = 86_400 * 1_000_000_000
-"""Recomputation proceeds in windows of one day (bounded memory for long channels)."""
+CHUNK_NS = 31 * 86_400 * 1_000_000_000
+"""Longest stretch of one channel recomputed at once: a month (a 1 Hz channel-month is about
+40 MB of samples), so a month-long Meetkoffer campaign reads each channel once."""
+TIMINGS = ("read", "kernel", "write")
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """How the samples of a channel become interval readings.
+
+    Attributes
+    ----------
+    kind : {"power", "counter"}
+        Samples are power [W] (trapezoid rule) or an energy-counter register [Wh].
+    max_gap_ns : int
+        Longest sample interval integrated [ns] (default 2 h); longer ones are gaps.
+    wrap_wh : float, optional
+        Register range of a counter [Wh] (see :func:`energy.kernels.counter_to_buckets`).
+    """
+
+    kind: str = "power"
+    max_gap_ns: int = DEFAULT_MAX_GAP_NS
+    wrap_wh: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        gap = self.max_gap_ns
+        if int(gap) != gap or gap < 0:
+            raise ValueError(f"max_gap_ns must be a non-negative integer [ns], got {gap!r}")
+        object.__setattr__(self, "max_gap_ns", int(gap))
+
+
+def aggregation_of(channel: Channel) -> Aggregation | None:
+    """The aggregation of a channel's samples, None for a quantity without interval energy.
+
+    Power channels are integrated, energy-counter channels differenced (without a register
+    range: every drop counts as a reset; call :func:`update_intervals` with ``wrap_wh`` for a
+    wrapping register); other quantities (state of charge, temperature, ...) have none. The
+    gap rule is the channel's ``max_gap_s`` (NULL: :data:`DEFAULT_MAX_GAP_NS`).
+    """
+    if channel.quantity == Quantity.POWER:
+        kind = "power"
+    elif channel.quantity in (Quantity.ENERGY_IMPORT, Quantity.ENERGY_EXPORT):
+        kind = "counter"
+    else:
+        return None
+    if channel.max_gap_s is None:
+        return Aggregation(kind)
+    return Aggregation(kind, int(channel.max_gap_s) * 1_000_000_000)
 
 
 @dataclass
 class UpdateReport:
-    """What one :func:`update_intervals` call did.
+    """What one update of a channel did.
 
     Attributes
     ----------
@@ -67,7 +128,7 @@ class UpdateReport:
     ranges_ns : list of (int, int)
         Recomputed ISP ranges ``[start, end)`` [ns, UTC].
     full : bool
-        Whether everything was recomputed (first run or changed settings).
+        Whether everything was recomputed (first run or changed aggregation).
     """
 
     channel_id: int
@@ -76,6 +137,25 @@ class UpdateReport:
     isps_written: int = 0
     ranges_ns: list[tuple[int, int]] = field(default_factory=list)
     full: bool = False
+
+
+@dataclass
+class _Plan:
+    """The update of one channel: its aggregation, its report (with the ranges to recompute)
+    and the state to record once the readings are committed (None: keep the old one)."""
+
+    aggregation: Aggregation
+    report: UpdateReport
+    state: dict[str, Any] | None = None
+
+
+@dataclass
+class _Chunk:
+    """A stretch ``[w0, w1)`` of ISPs of one channel to recompute."""
+
+    plan: _Plan
+    w0: int
+    w1: int
 
 
 def _floor_isp(t: int) -> int:
@@ -115,6 +195,24 @@ def _parts(store: SampleStore, channel_id: int) -> dict[str, list[int]]:
     return out
 
 
+def _ts_range(paths: list[Path]) -> tuple[int, int] | None:
+    """First and last timestamp in the part files: from their footers (the ``ts`` column's
+    statistics), read from the column only where a footer lacks them."""
+    lo, hi = [], []
+    for p in paths:
+        meta = pq.ParquetFile(p).metadata
+        stats = [meta.row_group(i).column(0).statistics for i in range(meta.num_row_groups)]
+        if all(st is not None and st.has_min_max for st in stats):
+            lo += [int(st.min) for st in stats]
+            hi += [int(st.max) for st in stats]
+            continue
+        ts = pq.read_table(p, columns=["ts"]).column("ts").to_numpy()
+        if ts.size:
+            lo.append(int(ts.min()))
+            hi.append(int(ts.max()))
+    return (min(lo), max(hi)) if lo else None
+
+
 def _clusters(ts: np.ndarray, join_ns: int) -> list[tuple[int, int]]:
     """``[(tmin, tmax)]`` of sorted timestamps, split where they lie more than ``join_ns`` apart."""
     if ts.size == 0:
@@ -125,38 +223,137 @@ def _clusters(ts: np.ndarray, join_ns: int) -> list[tuple[int, int]]:
     return [(int(ts[a]), int(ts[b])) for a, b in zip(starts, ends)]
 
 
-def _aggregate(
-    kind: str, ts: np.ndarray, v: np.ndarray, q: np.ndarray, max_gap_ns: int, wrap_wh: float | None
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """Bucket starts, reading frame and 'has data' mask for the samples of one window."""
-    if kind == "power":
-        res: Any = power_to_buckets(ts, v, ISP_NS, 0, max_gap_ns, q, n_threads=1)
-        assert isinstance(res, BucketResult)
-    else:
-        res = counter_to_buckets(ts, v, ISP_NS, 0, wrap_wh, max_gap_ns, q)
-    has = (res.count > 0) | (res.coverage > 0) | (res.invalid_count > 0)
-    return res.start_ns, res.to_frame(), has
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - t
 
 
-def _recompute(
+def _plan(
     store: SampleStore,
-    session: Session,
     channel_id: int,
-    w0: int,
-    w1: int,
-    kind: str,
-    gap: int,
-    wrap_wh: float | None,
-    report: UpdateReport,
-) -> int:
-    """Recompute and write the ISPs in ``[w0, w1)``; returns the rows written.
+    aggregation: Aggregation,
+    full: bool,
+    window: tuple[int, int] | None,
+) -> _Plan:
+    """What to recompute for one channel (see the module docstring), and its next state.
 
-    Samples within ``gap`` outside the window are read too: every sample interval that
-    reaches into the window and is integrated (no longer than ``gap``) has both ends there,
-    so the window's ISPs come out exactly as from a computation over all samples.
+    With a ``window`` only the ISPs starting in it are recomputed; if that leaves out any
+    the samples can change, the state is not advanced (a later update does the rest).
     """
-    s = store.read(channel_id, w0 - gap, w1 + gap)
-    report.samples_read += len(s)
+    settings = asdict(aggregation)
+    path = state_path(store, channel_id)
+    state = None if full else _load_state(path)
+    if state is not None and state.get("settings") != settings:
+        state = None
+    plan = _Plan(aggregation, UpdateReport(channel_id, full=state is None))
+    parts_now = _parts(store, channel_id)
+    seen: dict[str, list[int]] = state["parts"] if state else {}
+    new = [rel for rel, sig in parts_now.items() if seen.get(rel) != sig]
+    plan.report.new_parts = len(new)
+    if not new and state is not None:
+        return plan
+
+    base = store.root / f"channel={channel_id}"
+    gap = aggregation.max_gap_ns
+    max_seen = int(state["max_ts"]) if state and state.get("max_ts") is not None else None
+    if state is None:
+        bounds = _ts_range([base / rel for rel in new])
+        clusters = [bounds] if bounds else []
+        newest = bounds[1] if bounds else None
+    else:
+        all_ts = [pq.read_table(base / rel, columns=["ts"]).column("ts").to_numpy() for rel in new]
+        new_ts = np.unique(np.concatenate(all_ts))
+        clusters = _clusters(new_ts, 2 * gap + 2 * ISP_NS)
+        newest = int(new_ts[-1]) if new_ts.size else None
+        if max_seen is not None and (newest is None or max_seen > newest):
+            newest = max_seen
+    ranges = []
+    for tmin, tmax in clusters:
+        if state is None:
+            a, b = _floor_isp(tmin), _floor_isp(tmax) + ISP_NS
+        elif max_seen is not None and tmin > max_seen:
+            # Appended: only the interval from the last valid sample before tmin is new.
+            s = store.read(channel_id, tmin - gap, tmin)
+            plan.report.samples_read += len(s)
+            valid = (s.quality == 0) & np.isfinite(s.value)
+            a = _floor_isp(int(s.ts[valid][-1]) if valid.any() else tmin)
+            b = _floor_isp(tmax) + ISP_NS
+        else:
+            a = _floor_isp(tmin - gap)
+            b = _floor_isp(tmax + gap) + ISP_NS
+        ranges.append((a, b))
+    clipped = False
+    if window is not None:
+        lo, hi = (_floor_isp(t + ISP_NS - 1) for t in window)
+        clipped = any(a < lo or b > hi for a, b in ranges)
+        ranges = [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
+    plan.report.ranges_ns = ranges
+    if not clipped:
+        plan.state = {
+            "version": STATE_VERSION,
+            "settings": settings,
+            "parts": parts_now,
+            "max_ts": newest,
+        }
+    return plan
+
+
+def _batches(plans: list[_Plan], batch: int) -> Iterator[tuple[Aggregation, list[_Chunk]]]:
+    """The chunks to recompute, ``batch`` at a time, each batch of one aggregation."""
+    by_aggregation: dict[Aggregation, list[_Chunk]] = {}
+    for plan in plans:
+        for a, b in plan.report.ranges_ns:
+            for w0 in range(a, b, CHUNK_NS):
+                chunk = _Chunk(plan, w0, min(w0 + CHUNK_NS, b))
+                by_aggregation.setdefault(plan.aggregation, []).append(chunk)
+    size = max(1, batch)
+    for aggregation, chunks in by_aggregation.items():
+        for i in range(0, len(chunks), size):
+            yield aggregation, chunks[i : i + size]
+
+
+def _read(store: SampleStore, chunks: list[_Chunk], gap: int) -> list[Samples]:
+    """The samples each chunk is computed from, read in parallel threads.
+
+    Samples within ``gap`` outside the chunk are read too: every sample interval that
+    reaches into the chunk and is integrated (no longer than ``gap``) has both ends there,
+    so the chunk's ISPs come out exactly as from a computation over all samples.
+    """
+
+    def one(ch: _Chunk) -> Samples:
+        return store.read(ch.plan.report.channel_id, ch.w0 - gap, ch.w1 + gap)
+
+    if len(chunks) == 1:
+        return [one(chunks[0])]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(chunks), os.cpu_count() or 1))) as ex:
+        return list(ex.map(one, chunks))
+
+
+def _kernel(aggregation: Aggregation, samples: list[Samples], n_threads: int | None) -> list[Any]:
+    """Bucket results (:class:`energy.kernels.BucketResult` or ``CounterResult``) per chunk."""
+    if aggregation.kind == "power":
+        return power_to_buckets_many(
+            [(s.ts, s.value, s.quality) for s in samples],
+            ISP_NS,
+            0,
+            aggregation.max_gap_ns,
+            n_threads=n_threads,
+        )
+    return [
+        counter_to_buckets(
+            s.ts, s.value, ISP_NS, 0, aggregation.wrap_wh, aggregation.max_gap_ns, s.quality
+        )
+        for s in samples
+    ]
+
+
+def _write(session: Session, chunk: _Chunk, res: Any) -> int:
+    """Write the ISPs of a chunk from its bucket result; returns the rows written."""
+    channel_id, w0, w1 = chunk.plan.report.channel_id, chunk.w0, chunk.w1
     q = select(IntervalReading.isp_start).where(
         IntervalReading.channel_id == channel_id,
         IntervalReading.isp_start >= pd.Timestamp(w0, unit="ns", tz="UTC").to_pydatetime(),
@@ -165,12 +362,10 @@ def _recompute(
     existing = np.array(
         [pd.Timestamp(t).as_unit("ns").value for t in session.scalars(q)], dtype=np.int64
     )
-    written = 0
-    starts = np.empty(0, np.int64)
-    if len(s):
-        starts, frame, has = _aggregate(kind, s.ts, s.value, s.quality, gap, wrap_wh)
-        keep = (starts >= w0) & (starts < w1) & (has | np.isin(starts, existing))
-        written += upsert_readings(session, channel_id, frame[keep])
+    starts = res.start_ns
+    has = (res.count > 0) | (res.coverage > 0) | (res.invalid_count > 0)
+    keep = (starts >= w0) & (starts < w1) & (has | np.isin(starts, existing))
+    written = upsert_readings(session, channel_id, res.to_frame()[keep])
     # Readings with no samples left around them (nothing to compute from): empty them.
     orphans = existing[~np.isin(existing, starts)]
     if orphans.size:
@@ -180,6 +375,43 @@ def _recompute(
         )
         written += upsert_readings(session, channel_id, empty)
     return written
+
+
+def _update(
+    sample_store: SampleStore,
+    session: Session,
+    channels: list[tuple[int, Aggregation]],
+    *,
+    window: tuple[int, int] | None,
+    full: bool,
+    commit: bool,
+    n_threads: int | None,
+    batch: int,
+    timings: dict[str, float] | None,
+) -> list[UpdateReport]:
+    """Plan every channel, recompute the chunks batch by batch, commit, record the states."""
+    tm = timings if timings is not None else {}
+    for k in TIMINGS:
+        tm.setdefault(k, 0.0)
+    with _timed(tm, "read"):
+        plans = [_plan(sample_store, cid, agg, full, window) for cid, agg in channels]
+    for aggregation, chunks in _batches(plans, batch):
+        with _timed(tm, "read"):
+            samples = _read(sample_store, chunks, aggregation.max_gap_ns)
+        for ch, s in zip(chunks, samples):
+            ch.plan.report.samples_read += len(s)
+        with _timed(tm, "kernel"):
+            results = _kernel(aggregation, samples, n_threads)
+        del samples
+        with _timed(tm, "write"):
+            for ch, res in zip(chunks, results):
+                ch.plan.report.isps_written += _write(session, ch, res)
+    if commit and any(p.state is not None for p in plans):
+        session.commit()
+        for p in plans:
+            if p.state is not None:
+                _save_state(state_path(sample_store, p.report.channel_id), p.state)
+    return [p.report for p in plans]
 
 
 def update_intervals(
@@ -203,12 +435,9 @@ def update_intervals(
         SQL session; readings are written with :func:`energy.readings.upsert_readings`.
     channel_id : int
         The channel.
-    max_gap_ns : int
-        Longest sample interval integrated [ns] (default 2 h).
-    kind : {"power", "counter"}
-        Samples are power [W] (trapezoid rule) or an energy-counter register [Wh].
-    wrap_wh : float, optional
-        Register range of a counter [Wh] (see :func:`energy.kernels.counter_to_buckets`).
+    max_gap_ns, kind, wrap_wh
+        Its :class:`Aggregation` (given here, not read from the channel: see
+        :func:`update_many` for that).
     full : bool
         Recompute all ISPs from all samples.
     commit : bool
@@ -219,91 +448,69 @@ def update_intervals(
     -------
     UpdateReport
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if int(max_gap_ns) != max_gap_ns or max_gap_ns < 0:
-        raise ValueError(f"max_gap_ns must be a non-negative integer [ns], got {max_gap_ns!r}")
-    settings = {"kind": kind, "max_gap_ns": int(max_gap_ns), "wrap_wh": wrap_wh}
-    path = state_path(sample_store, channel_id)
-    state = None if full else _load_state(path)
-    if state is not None and state.get("settings") != settings:
-        state = None
-    report = UpdateReport(channel_id, full=state is None)
-    parts_now = _parts(sample_store, channel_id)
-    seen: dict[str, list[int]] = state["parts"] if state else {}
-    new = [rel for rel, sig in parts_now.items() if seen.get(rel) != sig]
-    report.new_parts = len(new)
-    max_seen = int(state["max_ts"]) if state and state.get("max_ts") is not None else None
-    if not new and state is not None:
-        return report
-
-    base = sample_store.root / f"channel={channel_id}"
-    all_ts = [pq.read_table(base / rel, columns=["ts"]).column("ts").to_numpy() for rel in new]
-    new_ts = np.unique(np.concatenate(all_ts)) if all_ts else np.empty(0, np.int64)
-    gap = int(max_gap_ns)
-    if state is None:
-        clusters = [(int(new_ts[0]), int(new_ts[-1]))] if new_ts.size else []
-    else:
-        clusters = _clusters(new_ts, 2 * gap + 2 * ISP_NS)
-    for tmin, tmax in clusters:
-        if state is None:
-            a, b = _floor_isp(tmin), _floor_isp(tmax) + ISP_NS
-        elif max_seen is not None and tmin > max_seen:
-            # Appended: only the interval from the last valid sample before tmin is new.
-            s = sample_store.read(channel_id, tmin - gap, tmin)
-            report.samples_read += len(s)
-            valid = (s.quality == 0) & np.isfinite(s.value)
-            a = _floor_isp(int(s.ts[valid][-1]) if valid.any() else tmin)
-            b = _floor_isp(tmax) + ISP_NS
-        else:
-            a = _floor_isp(tmin - gap)
-            b = _floor_isp(tmax + gap) + ISP_NS
-        for w0 in range(a, b, WINDOW_NS):
-            w1 = min(w0 + WINDOW_NS, b)
-            report.isps_written += _recompute(
-                sample_store, session, channel_id, w0, w1, kind, gap, wrap_wh, report
-            )
-        report.ranges_ns.append((a, b))
-    if commit:
-        session.commit()
-        newest = int(new_ts[-1]) if new_ts.size else None
-        if max_seen is not None and (newest is None or max_seen > newest):
-            newest = max_seen
-        _save_state(
-            path,
-            {
-                "version": STATE_VERSION,
-                "settings": settings,
-                "parts": parts_now,
-                "max_ts": newest,
-            },
-        )
-    return report
+    aggregation = Aggregation(kind, max_gap_ns, wrap_wh)
+    return _update(
+        sample_store,
+        session,
+        [(channel_id, aggregation)],
+        window=None,
+        full=full,
+        commit=commit,
+        n_threads=1,
+        batch=1,
+        timings=None,
+    )[0]
 
 
-def kind_of(quantity: Quantity) -> str | None:
-    """Pipeline kind of a channel quantity: power, counter, or None (no interval energy)."""
-    if quantity == Quantity.POWER:
-        return "power"
-    if quantity in (Quantity.ENERGY_IMPORT, Quantity.ENERGY_EXPORT):
-        return "counter"
-    return None
-
-
-def update_all(
+def update_many(
     sample_store: SampleStore,
     session: Session,
-    channel_ids: list[int] | None = None,
+    channel_ids: Sequence[int] | None = None,
     *,
-    max_gap_ns: int = DEFAULT_MAX_GAP_NS,
+    window: tuple[int, int] | None = None,
     full: bool = False,
+    commit: bool = True,
+    n_threads: int | None = None,
+    batch: int = 8,
+    timings: dict[str, float] | None = None,
 ) -> list[UpdateReport]:
-    """:func:`update_intervals` for every stored channel whose quantity has an energy.
+    """Bring the interval readings of many channels up to date, each by :func:`aggregation_of`.
 
-    Power channels are integrated, energy-counter channels differenced (without a register
-    range: every drop counts as a reset; call :func:`update_intervals` with ``wrap_wh`` for a
-    wrapping register); other quantities (state of charge, temperature, ...) are skipped.
-    ``channel_ids`` limits the channels (default: all channels in the store).
+    Parameters
+    ----------
+    sample_store : SampleStore
+        The Parquet store of raw samples.
+    session : Session
+        SQL session.
+    channel_ids : sequence of int, optional
+        The channels (default: every channel in the store). Channels whose quantity has no
+        interval energy (state of charge, temperature, ...) are skipped.
+    window : (int, int), optional
+        ``(start_ns, end_ns)`` [ns, UTC]: recompute only the ISPs that start in it (a
+        Meetkoffer campaign period). The state of a channel is then advanced only if nothing
+        outside the window was left to recompute.
+    full : bool
+        Recompute all ISPs from all samples.
+    commit : bool
+        Commit the session, then record the new states (``commit=False``: see
+        :func:`update_intervals`).
+    n_threads : int, optional
+        Threads of the power kernel over the channels of a batch (default all CPUs).
+    batch : int
+        Chunks (of up to :data:`CHUNK_NS` of one channel) read and computed together.
+    timings : dict, optional
+        Receives the seconds spent in ``read`` (Parquet), ``kernel`` and ``write`` (SQL),
+        added to what it holds.
+
+    Returns
+    -------
+    list of UpdateReport
+        One per channel updated, in the order of ``channel_ids``.
+
+    Raises
+    ------
+    ValueError
+        If a channel is not in the database.
     """
     ids = sample_store.channels() if channel_ids is None else list(channel_ids)
     if not ids:
@@ -313,14 +520,19 @@ def update_all(
     missing = [i for i in ids if i not in known]
     if missing:
         raise ValueError(f"channel(s) {', '.join(map(str, missing))} not in the database")
-    reports = []
+    channels = []
     for cid in ids:
-        kind = kind_of(known[cid].quantity)
-        if kind is None:
-            continue
-        reports.append(
-            update_intervals(
-                sample_store, session, cid, max_gap_ns=max_gap_ns, kind=kind, full=full
-            )
-        )
-    return reports
+        aggregation = aggregation_of(known[cid])
+        if aggregation is not None:
+            channels.append((cid, aggregation))
+    return _update(
+        sample_store,
+        session,
+        channels,
+        window=window,
+        full=full,
+        commit=commit,
+        n_threads=n_threads,
+        batch=batch,
+        timings=timings,
+    )

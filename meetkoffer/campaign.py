@@ -4,18 +4,16 @@ The steps are thin: the domain work lives in :mod:`meetkoffer.analysis`,
 :mod:`meetkoffer.findings`, :mod:`meetkoffer.mv` and the kernels of :mod:`energy.kernels`.
 
 Raw samples of every clamp go to :class:`energy.samples.SampleStore` on the equipment's
-channel; :func:`aggregate` turns them into 15-minute interval readings (power channels with
-:func:`energy.kernels.power_to_buckets_many`, counter channels by interpolating the counter
-at the ISP edges); :func:`load_series` reads those readings back as pandas series.
+channel; :func:`aggregate` turns them into 15-minute interval readings with the interval
+pipeline of every site (:func:`energy.pipeline.update_many`, restricted to the campaign
+period); :func:`load_series` reads those readings back as pandas series.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +35,9 @@ from energy.models import (
     Quantity,
     Site,
 )
-from energy.readings import read_readings, upsert_readings
+from energy.readings import read_readings
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS, ensure_utc
+from energy.timegrid import ensure_utc
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
@@ -59,7 +57,6 @@ from meetkoffer.models import (
     TemperatureReading,
 )
 
-MAX_GAP_NS = 2 * 3600 * 1_000_000_000
 #: Data intervals of a savings verification (see :func:`verify`).
 INTERVALS = ("daily", "hourly")
 UNITS_OF = {"power": "power (W, kW, MW)", "energy": "an energy counter (Wh, kWh, MWh)"}
@@ -392,64 +389,32 @@ def aggregate(
 ) -> dict[str, int]:
     """Raw samples of every equipment channel -> 15-minute interval readings (stored).
 
-    Power channels go through :func:`energy.kernels.power_to_buckets_many`, ``batch``
-    channels at a time (bounds memory: a 1 Hz channel-month is about 40 MB of samples; the
-    channels of a batch are read from Parquet in parallel threads);
-    counter channels (cumulative Wh) through :func:`energy.kernels.counter_to_buckets`.
-    Returns the ISPs written per equipment; ``timings``, if given, receives the seconds spent
-    in ``read`` (Parquet), ``kernel`` and ``write`` (SQL).
+    The interval pipeline of every site (:func:`energy.pipeline.update_many`: the same gap
+    rule, coverage and incremental state) restricted to the ISPs of the campaign period, in
+    the caller's transaction (flushed, not committed). Power channels go through the parallel
+    kernel ``batch`` at a time (``n_threads``; see there). Returns the ISPs written per
+    equipment; ``timings``, if given, receives the seconds spent in ``read`` (Parquet),
+    ``kernel`` and ``write`` (SQL).
     """
-    import time
+    from energy.pipeline import update_many  # the Numba kernels load on first use
 
-    from energy.kernels import counter_to_buckets, power_to_buckets_many
-
-    tm = timings if timings is not None else {}
-    for k in ("read", "kernel", "write"):
-        tm.setdefault(k, 0.0)
-
-    start_ns = pd.Timestamp(c.start_at).as_unit("ns").value
-    end_ns = pd.Timestamp(c.end_at).as_unit("ns").value
-    lo, hi = pd.Timestamp(c.start_at), pd.Timestamp(c.end_at)
-    written: dict[str, int] = {}
-
-    def store_frame(e: Equipment, f: pd.DataFrame) -> None:
-        t = time.perf_counter()
-        f = f[(f.index >= lo) & (f.index < hi)]
-        f = f[f["coverage"] > 0]
-        written[e.name] = upsert_readings(session, e.channel_id, f)
-        tm["write"] += time.perf_counter() - t
-
-    power = [e for e in c.equipment if e.channel.quantity == Quantity.POWER]
-    for i in range(0, len(power), max(1, batch)):
-        part = power[i : i + max(1, batch)]
-        t = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, min(len(part), os.cpu_count() or 1))) as ex:
-            samples = list(ex.map(lambda e: store.read(e.channel_id, start_ns, end_ns), part))
-        tm["read"] += time.perf_counter() - t
-        t = time.perf_counter()
-        results = power_to_buckets_many(
-            [(s.ts, s.value, s.quality) for s in samples],
-            ISP_NS,
-            0,
-            MAX_GAP_NS,
-            n_threads=n_threads,
-        )
-        tm["kernel"] += time.perf_counter() - t
-        del samples
-        for e, r in zip(part, results):
-            store_frame(e, r.to_frame())
-    for e in c.equipment:
-        if e.channel.quantity == Quantity.POWER:
-            continue
-        t = time.perf_counter()
-        s = store.read(e.channel_id, start_ns, end_ns)
-        tm["read"] += time.perf_counter() - t
-        t = time.perf_counter()
-        res = counter_to_buckets(s.ts, s.value, ISP_NS, 0, None, MAX_GAP_NS, s.quality)
-        tm["kernel"] += time.perf_counter() - t
-        store_frame(e, res.to_frame())
+    window = (
+        pd.Timestamp(c.start_at).as_unit("ns").value,
+        pd.Timestamp(c.end_at).as_unit("ns").value,
+    )
+    reports = update_many(
+        store,
+        session,
+        [e.channel_id for e in c.equipment],
+        window=window,
+        commit=False,
+        n_threads=n_threads,
+        batch=batch,
+        timings=timings,
+    )
     session.flush()
-    return written
+    written = {r.channel_id: r.isps_written for r in reports}
+    return {e.name: written.get(e.channel_id, 0) for e in c.equipment}
 
 
 @dataclass
@@ -633,25 +598,10 @@ def verify(
     hour-of-week terms, degree hours, no production; see :func:`meetkoffer.mv.hourly_frame`),
     judged against the ASHRAE Guideline 14 hourly limits (CV(RMSE) <= 30 %, |NMBE| <= 10 %).
     """
-    if interval not in INTERVALS:
-        raise ValidationError(
-            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}", location="interval"
-        )
-    if interval == "hourly" and model == "caltrack":
-        raise ValidationError(
-            "the CalTRACK model is a daily model; use the hourly regression or interval daily",
-            location="model",
-        )
+    _check_interval(interval, model)
     factors = factors or load_emission_factors()
     series = load_series(session, c)
-    if option == "C":
-        if equipment not in (None, series.incomer):
-            raise ValidationError("Option C is the whole facility: leave --equipment out")
-        equipment = series.incomer
-    elif equipment is None:
-        raise ValidationError("Option B needs the isolated machine: give --equipment NAME")
-    if equipment not in series.energy_wh:
-        raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
+    equipment = _verified_equipment(c, series, option, equipment)
     prod = series.production if not series.production.empty else None
     temp = series.temp_c if not series.temp_c.empty else None
     if interval == "hourly":
@@ -666,28 +616,8 @@ def verify(
         frame = mv.daily_frame(series.energy_wh[equipment], prod, temp)
     if spec is None:
         use_prod = (prod is not None and interval == "daily") if production is None else production
-        if use_prod and prod is None:
-            raise ValidationError(
-                f"campaign {c.name!r} has no production data; import it or leave production out"
-            )
-        if (heating_bp_c is not None or cooling_bp_c is not None) and temp is None:
-            raise ValidationError(
-                f"campaign {c.name!r} has no outdoor temperatures for degree days"
-            )
-        spec = mv.RegressionSpec(
-            production=use_prod,
-            heating_bp_c=heating_bp_c,
-            cooling_bp_c=cooling_bp_c,
-            time_of_week=time_of_week,
-        )
-    base = frame[(frame.index >= baseline[0]) & (frame.index < baseline[1])]
-    rep = frame[(frame.index >= reporting[0]) & (frame.index < reporting[1])]
-    if base.empty or rep.empty:
-        raise ValidationError(
-            f"no complete {'hours' if interval == 'hourly' else 'days'} of data in the "
-            f"{'baseline' if base.empty else 'reporting'} period of campaign {c.name!r}",
-            location="baseline" if base.empty else "reporting",
-        )
+        spec = _regression_spec(c, use_prod, prod, temp, heating_bp_c, cooling_bp_c, time_of_week)
+    base, rep = _cut_periods(c, frame, baseline, reporting, interval)
     try:
         res = mv.verify_savings(
             base,
@@ -703,9 +633,104 @@ def verify(
     except ValueError as exc:
         raise ValidationError(str(exc), location="savings") from None
     eq = next(e for e in c.equipment if e.name == equipment)
-    return res, _savings_record(
-        session, c, eq, res, baseline, reporting, option, model, spec, interval, store
+    request = _savings_request(baseline, reporting, option, equipment, model, interval, spec)
+    return res, _savings_record(session, c, eq, res, baseline, reporting, request, store)
+
+
+def _check_interval(interval: str, model: str) -> None:
+    if interval not in INTERVALS:
+        raise ValidationError(
+            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}", location="interval"
+        )
+    if interval == "hourly" and model == "caltrack":
+        raise ValidationError(
+            "the CalTRACK model is a daily model; use the hourly regression or interval daily",
+            location="model",
+        )
+
+
+def _verified_equipment(
+    c: Campaign, series: CampaignSeries, option: str, equipment: str | None
+) -> str:
+    """The equipment a verification is about: the incomer (Option C) or the machine named."""
+    if option == "C":
+        if equipment not in (None, series.incomer):
+            raise ValidationError("Option C is the whole facility: leave --equipment out")
+        equipment = series.incomer
+    elif equipment is None:
+        raise ValidationError("Option B needs the isolated machine: give --equipment NAME")
+    if equipment not in series.energy_wh:
+        raise NotFoundError(f"campaign {c.name!r} has no equipment {equipment!r}")
+    return equipment
+
+
+def _regression_spec(
+    c: Campaign,
+    use_prod: bool,
+    prod: pd.Series | None,
+    temp: pd.Series | None,
+    heating_bp_c: float | None,
+    cooling_bp_c: float | None,
+    time_of_week: bool,
+) -> mv.RegressionSpec:
+    """The regression asked for, refused where the campaign lacks the data it needs."""
+    if use_prod and prod is None:
+        raise ValidationError(
+            f"campaign {c.name!r} has no production data; import it or leave production out"
+        )
+    if (heating_bp_c is not None or cooling_bp_c is not None) and temp is None:
+        raise ValidationError(f"campaign {c.name!r} has no outdoor temperatures for degree days")
+    return mv.RegressionSpec(
+        production=use_prod,
+        heating_bp_c=heating_bp_c,
+        cooling_bp_c=cooling_bp_c,
+        time_of_week=time_of_week,
     )
+
+
+def _cut_periods(
+    c: Campaign,
+    frame: pd.DataFrame,
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    interval: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline and reporting parts of the data; a period without data is refused."""
+    base = frame[(frame.index >= baseline[0]) & (frame.index < baseline[1])]
+    rep = frame[(frame.index >= reporting[0]) & (frame.index < reporting[1])]
+    if base.empty or rep.empty:
+        raise ValidationError(
+            f"no complete {'hours' if interval == 'hourly' else 'days'} of data in the "
+            f"{'baseline' if base.empty else 'reporting'} period of campaign {c.name!r}",
+            location="baseline" if base.empty else "reporting",
+        )
+    return base, rep
+
+
+def _savings_request(
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    option: str,
+    equipment: str,
+    model: str,
+    interval: str,
+    spec: mv.RegressionSpec,
+) -> dict[str, Any]:
+    """What was asked, stored with the record so that :func:`recompute` can run it again."""
+    return {
+        "baseline": [baseline[0].isoformat(), baseline[1].isoformat()],
+        "reporting": [reporting[0].isoformat(), reporting[1].isoformat()],
+        "option": option,
+        "equipment": equipment,
+        "model": model,
+        "interval": interval,
+        "spec": {
+            "production": spec.production,
+            "heating_bp_c": spec.heating_bp_c,
+            "cooling_bp_c": spec.cooling_bp_c,
+            "time_of_week": spec.time_of_week,
+        },
+    }
 
 
 def _savings_record(
@@ -715,17 +740,14 @@ def _savings_record(
     res: mv.SavingsResult,
     baseline: tuple[pd.Timestamp, pd.Timestamp],
     reporting: tuple[pd.Timestamp, pd.Timestamp],
-    option: str,
-    model: str,
-    spec: mv.RegressionSpec,
-    interval: str,
+    request: dict[str, Any],
     store: bool,
 ) -> SavingsRecord:
-    equipment = eq.name
+    """The record of a verification (added to the session if ``store``)."""
     rec = SavingsRecord(
         campaign_id=c.id,
         equipment_id=eq.id,
-        option=option,
+        option=request["option"],
         model=res.model,
         baseline_start=baseline[0].to_pydatetime(),
         baseline_end=baseline[1].to_pydatetime(),
@@ -746,21 +768,8 @@ def _savings_record(
         summary=_jsonable(
             {
                 **res.summary(),
-                "equipment": equipment,
-                "request": {
-                    "baseline": [baseline[0].isoformat(), baseline[1].isoformat()],
-                    "reporting": [reporting[0].isoformat(), reporting[1].isoformat()],
-                    "option": option,
-                    "equipment": equipment,
-                    "model": model,
-                    "interval": interval,
-                    "spec": {
-                        "production": spec.production,
-                        "heating_bp_c": spec.heating_bp_c,
-                        "cooling_bp_c": spec.cooling_bp_c,
-                        "time_of_week": spec.time_of_week,
-                    },
-                },
+                "equipment": eq.name,
+                "request": request,
                 "coefficients": res.coefficients,
                 "warnings": res.warnings,
                 "emission_factors": [

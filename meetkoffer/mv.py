@@ -361,141 +361,53 @@ def verify_savings(
     SavingsResult
         Avoided energy [kWh], EUR, t CO2, FSU at 68 % and 90 %, fit metrics and series.
     """
-    if option not in OPTIONS:
-        raise ValueError(f"option must be 'B' or 'C', got {option!r}")
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if price_eur_per_kwh < 0:
-        raise ValueError(f"price_eur_per_kwh must be >= 0, got {price_eur_per_kwh}")
-    for name, fr in (("baseline", baseline), ("reporting", reporting)):
-        if "energy_kwh" not in fr or fr["energy_kwh"].dropna().empty:
-            raise ValueError(f"the {name} period has no energy data")
-    if baseline.index.max() >= reporting.index.min():
-        raise ValueError("the baseline period must end before the reporting period starts")
+    _check_periods(baseline, reporting, option, model, price_eur_per_kwh)
     warnings: list[str] = []
     base = baseline.dropna(subset=["energy_kwh"])
     rep = reporting.dropna(subset=["energy_kwh"])
     if model == "caltrack":
-        if interval != "daily":
-            raise ValueError("the CalTRACK model is a daily model; use interval='daily'")
-        if "temp_c" not in base or "temp_c" not in rep:
-            raise ValueError("the CalTRACK model needs 'temp_c' in the baseline and reporting data")
-        base = base.dropna(subset=["temp_c"])
-        rep = rep.dropna(subset=["temp_c"])
-        cm = caltrack.fit_daily(
-            base["energy_kwh"], base["temp_c"], require_sufficiency=caltrack_require_sufficiency
-        )
-        warnings.extend(f"CalTRACK sufficiency: {r}" for r in cm.sufficiency.reasons)
-        fitted = cm.predict(base["temp_c"])
-        predicted = cm.predict(rep["temp_c"])
-        x_base, x_rep = cm.design(base["temp_c"]), cm.design(rep["temp_c"])
-        p = cm.p
-        b = cm.best
-        coefficients = {
-            "intercept": b.intercept_kwh,
-            "beta_hdd": b.beta_hdd_kwh_per_cdd,
-            "beta_cdd": b.beta_cdd_kwh_per_cdd,
-            "heating_bp_c": np.nan if b.heating_bp_c is None else b.heating_bp_c,
-            "cooling_bp_c": np.nan if b.cooling_bp_c is None else b.cooling_bp_c,
-        }
-        model_name = f"caltrack_daily:{b.kind}"
+        fit = _caltrack_fit(base, rep, interval, caltrack_require_sufficiency, warnings)
     else:
-        spec = spec or RegressionSpec()
-        if spec.heating_bp_c is not None or spec.cooling_bp_c is not None:
-            if "temp_c" not in base or "temp_c" not in rep:
-                raise ValueError(
-                    "degree-day terms need 'temp_c' in the baseline and reporting data"
-                )
-            nb, nr = int(base["temp_c"].isna().sum()), int(rep["temp_c"].isna().sum())
-            base = base.dropna(subset=["temp_c"])
-            rep = rep.dropna(subset=["temp_c"])
-            if nb or nr:
-                warnings.append(
-                    f"{nb} baseline and {nr} reporting periods without outdoor temperature "
-                    "were left out (their savings are not counted)"
-                )
-            if base.empty or rep.empty:
-                raise ValueError("no periods with outdoor temperature in the baseline or reporting")
-        rm = fit_regression(base, spec, interval, tz)
-        fitted = rm.predict(base)
-        predicted = rm.predict(rep)
-        x_base, x_rep = rm.design(base), rm.design(rep)
-        p = rm.p
-        coefficients = rm.coefficients()
-        model_name = "regression:" + "+".join(
-            c for c in rm.columns if not c.startswith(("dow", "how"))
-        )
-        if spec.time_of_week:
-            model_name += "+time_of_week"
+        fit = _regression_fit(base, rep, spec or RegressionSpec(), interval, tz, warnings)
+    base, rep = fit.base, fit.rep
     y = base["energy_kwh"].to_numpy(float)
-    metrics = ashrae14.fit_metrics(y, fitted, p, interval)
+    metrics = ashrae14.fit_metrics(y, fit.fitted, fit.p, interval)
     if not metrics.passes:
         warnings.append(
             f"baseline fails ASHRAE 14 ({interval}): CV(RMSE) {metrics.cv_rmse:.1%} "
             f"(max {metrics.cv_rmse_max:.0%}), NMBE {metrics.nmbe:.2%} (max {metrics.nmbe_max:.0%})"
         )
     measured = rep["energy_kwh"].to_numpy(float)
-    adj_base = float(predicted.sum())
+    adj_base = float(fit.predicted.sum())
     reporting_kwh = float(measured.sum())
     nonroutine = float(sum(a.energy_kwh for a in adjustments))
     avoided = adj_base - reporting_kwh + nonroutine
     denom = adj_base + nonroutine
     fraction = avoided / denom if denom else 0.0
-    n, m = int(y.size), int(measured.size)
-    months = None
-    if model == "caltrack":
-        months = m / (365.25 / 12)
-    # ASHRAE 14 Annex B approximation (eq. B-14) and the exact OLS form; report the larger.
-    fsu_ashrae = {
-        c: ashrae14.fractional_savings_uncertainty(
-            metrics.cv_rmse, n, p, m, fraction, metrics.rho, c, reporting_months=months
-        )
-        for c in (0.68, 0.90)
-    }
-    unc_ashrae = {
-        c: ashrae14.savings_uncertainty_kwh(
-            metrics.cv_rmse, n, p, m, denom, metrics.rho, c, reporting_months=months
-        )
-        for c in (0.68, 0.90)
-    }
-    unc_exact = {
-        c: ashrae14.ols_savings_uncertainty_kwh(x_base, x_rep, y - fitted, c, metrics.rho)
-        for c in (0.68, 0.90)
-    }
-    unc = {c: max(unc_ashrae[c], unc_exact[c]) for c in (0.68, 0.90)}
+    months = int(measured.size) / (365.25 / 12) if model == "caltrack" else None
+    fsu_ashrae, unc = _uncertainty(fit, metrics, y, measured, denom, fraction, months)
     fsu = {c: unc[c] / abs(avoided) if avoided else float("inf") for c in (0.68, 0.90)}
-    # CO2 and money per reporting period, with the emission factor of that period's year.
-    per_period = pd.Series(predicted - measured, index=rep.index)
-    years = pd.DatetimeIndex(rep.index).tz_convert(tz).year
-    applied: dict[int, AppliedFactor] = {}
-    co2_kg = 0.0
-    for year, s in per_period.groupby(np.asarray(years)):
-        af = factor_for_year(emission_factors, int(year))
-        applied[int(year)] = af
-        co2_kg += float(s.sum()) * af.factor.kg_co2_per_kwh
-    for a in adjustments:
-        year = (a.start or pd.DatetimeIndex(rep.index)[0]).astimezone(dt.UTC).year
-        af = applied.get(year) or factor_for_year(emission_factors, year)
-        applied[year] = af
-        co2_kg += a.energy_kwh * af.factor.kg_co2_per_kwh
-    warnings.extend(af.note for af in applied.values() if af.note)
+    co2_kg, applied = _avoided_co2_kg(
+        pd.Series(fit.predicted - measured, index=rep.index), adjustments, emission_factors, tz
+    )
+    warnings.extend(af.note for af in applied if af.note)
     rep_series = pd.DataFrame(
         {
             "energy_kwh": measured,
-            "adjusted_baseline_kwh": predicted,
-            "avoided_kwh": predicted - measured,
+            "adjusted_baseline_kwh": fit.predicted,
+            "avoided_kwh": fit.predicted - measured,
         },
         index=rep.index,
     )
     rep_series["cumulative_avoided_kwh"] = rep_series["avoided_kwh"].cumsum()
     return SavingsResult(
         option=option,
-        model=model_name,
+        model=fit.model_name,
         interval=interval,
-        coefficients=coefficients,
+        coefficients=fit.coefficients,
         metrics=metrics,
-        baseline_n=n,
-        reporting_m=m,
+        baseline_n=int(y.size),
+        reporting_m=int(measured.size),
         adjusted_baseline_kwh=adj_base,
         reporting_kwh=reporting_kwh,
         nonroutine_kwh=nonroutine,
@@ -509,9 +421,176 @@ def verify_savings(
         uncertainty_kwh_90=unc[0.90],
         avoided_eur=avoided * price_eur_per_kwh,
         avoided_co2_t=co2_kg / 1000.0,
-        emission_factors=list(applied.values()),
+        emission_factors=applied,
         adjustments=list(adjustments),
         warnings=warnings,
-        baseline_series=pd.DataFrame({"energy_kwh": y, "fitted_kwh": fitted}, index=base.index),
+        baseline_series=pd.DataFrame({"energy_kwh": y, "fitted_kwh": fit.fitted}, index=base.index),
         reporting_series=rep_series,
     )
+
+
+def _check_periods(
+    baseline: pd.DataFrame, reporting: pd.DataFrame, option: str, model: str, price: float
+) -> None:
+    """Refuse an unknown option or model, a negative price, periods without energy or in the
+    wrong order (:class:`ValueError`)."""
+    if option not in OPTIONS:
+        raise ValueError(f"option must be 'B' or 'C', got {option!r}")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if price < 0:
+        raise ValueError(f"price_eur_per_kwh must be >= 0, got {price}")
+    for name, fr in (("baseline", baseline), ("reporting", reporting)):
+        if "energy_kwh" not in fr or fr["energy_kwh"].dropna().empty:
+            raise ValueError(f"the {name} period has no energy data")
+    if baseline.index.max() >= reporting.index.min():
+        raise ValueError("the baseline period must end before the reporting period starts")
+
+
+@dataclass
+class _BaselineFit:
+    """A baseline model fitted on ``base`` and driven by ``rep`` (the periods it could use)."""
+
+    base: pd.DataFrame
+    rep: pd.DataFrame
+    fitted: np.ndarray  # on the baseline periods [kWh]
+    predicted: np.ndarray  # the adjusted baseline of the reporting periods [kWh]
+    x_base: np.ndarray  # design matrices (for the exact savings uncertainty)
+    x_rep: np.ndarray
+    p: int  # parameters
+    coefficients: dict[str, float]
+    model_name: str
+
+
+def _caltrack_fit(
+    base: pd.DataFrame,
+    rep: pd.DataFrame,
+    interval: str,
+    require_sufficiency: bool,
+    warnings: list[str],
+) -> _BaselineFit:
+    """The CalTRACK 2.0 daily change-point model on ``temp_c``."""
+    if interval != "daily":
+        raise ValueError("the CalTRACK model is a daily model; use interval='daily'")
+    if "temp_c" not in base or "temp_c" not in rep:
+        raise ValueError("the CalTRACK model needs 'temp_c' in the baseline and reporting data")
+    base = base.dropna(subset=["temp_c"])
+    rep = rep.dropna(subset=["temp_c"])
+    cm = caltrack.fit_daily(
+        base["energy_kwh"], base["temp_c"], require_sufficiency=require_sufficiency
+    )
+    warnings.extend(f"CalTRACK sufficiency: {r}" for r in cm.sufficiency.reasons)
+    b = cm.best
+    return _BaselineFit(
+        base,
+        rep,
+        cm.predict(base["temp_c"]),
+        cm.predict(rep["temp_c"]),
+        cm.design(base["temp_c"]),
+        cm.design(rep["temp_c"]),
+        cm.p,
+        {
+            "intercept": b.intercept_kwh,
+            "beta_hdd": b.beta_hdd_kwh_per_cdd,
+            "beta_cdd": b.beta_cdd_kwh_per_cdd,
+            "heating_bp_c": np.nan if b.heating_bp_c is None else b.heating_bp_c,
+            "cooling_bp_c": np.nan if b.cooling_bp_c is None else b.cooling_bp_c,
+        },
+        f"caltrack_daily:{b.kind}",
+    )
+
+
+def _regression_fit(
+    base: pd.DataFrame,
+    rep: pd.DataFrame,
+    spec: RegressionSpec,
+    interval: str,
+    tz: str,
+    warnings: list[str],
+) -> _BaselineFit:
+    """The regression of ``spec``; periods without outdoor temperature are left out (with a
+    warning) when it has degree-day terms."""
+    if spec.heating_bp_c is not None or spec.cooling_bp_c is not None:
+        if "temp_c" not in base or "temp_c" not in rep:
+            raise ValueError("degree-day terms need 'temp_c' in the baseline and reporting data")
+        nb, nr = int(base["temp_c"].isna().sum()), int(rep["temp_c"].isna().sum())
+        base = base.dropna(subset=["temp_c"])
+        rep = rep.dropna(subset=["temp_c"])
+        if nb or nr:
+            warnings.append(
+                f"{nb} baseline and {nr} reporting periods without outdoor temperature "
+                "were left out (their savings are not counted)"
+            )
+        if base.empty or rep.empty:
+            raise ValueError("no periods with outdoor temperature in the baseline or reporting")
+    rm = fit_regression(base, spec, interval, tz)
+    model_name = "regression:" + "+".join(c for c in rm.columns if not c.startswith(("dow", "how")))
+    if spec.time_of_week:
+        model_name += "+time_of_week"
+    return _BaselineFit(
+        base,
+        rep,
+        rm.predict(base),
+        rm.predict(rep),
+        rm.design(base),
+        rm.design(rep),
+        rm.p,
+        rm.coefficients(),
+        model_name,
+    )
+
+
+def _uncertainty(
+    fit: _BaselineFit,
+    metrics: ashrae14.FitMetrics,
+    y: np.ndarray,
+    measured: np.ndarray,
+    denom: float,
+    fraction: float,
+    months: float | None,
+) -> tuple[dict[float, float], dict[float, float]]:
+    """FSU of the ASHRAE 14 Annex B approximation (eq. B-14) and the savings uncertainty
+    [kWh], the larger of that approximation and the exact OLS form, at 68 % and 90 %."""
+    n, m, p = int(y.size), int(measured.size), fit.p
+    fsu_ashrae = {
+        c: ashrae14.fractional_savings_uncertainty(
+            metrics.cv_rmse, n, p, m, fraction, metrics.rho, c, reporting_months=months
+        )
+        for c in (0.68, 0.90)
+    }
+    unc_ashrae = {
+        c: ashrae14.savings_uncertainty_kwh(
+            metrics.cv_rmse, n, p, m, denom, metrics.rho, c, reporting_months=months
+        )
+        for c in (0.68, 0.90)
+    }
+    unc_exact = {
+        c: ashrae14.ols_savings_uncertainty_kwh(
+            fit.x_base, fit.x_rep, y - fit.fitted, c, metrics.rho
+        )
+        for c in (0.68, 0.90)
+    }
+    return fsu_ashrae, {c: max(unc_ashrae[c], unc_exact[c]) for c in (0.68, 0.90)}
+
+
+def _avoided_co2_kg(
+    per_period: pd.Series,
+    adjustments: Sequence[NonRoutineAdjustment],
+    emission_factors: dict[int, EmissionFactor],
+    tz: str,
+) -> tuple[float, list[AppliedFactor]]:
+    """CO2 avoided [kg] by the savings of each reporting period [kWh] and the adjustments,
+    each with the emission factor of its (local) year; and the factors applied."""
+    years = pd.DatetimeIndex(per_period.index).tz_convert(tz).year
+    applied: dict[int, AppliedFactor] = {}
+    co2_kg = 0.0
+    for year, s in per_period.groupby(np.asarray(years)):
+        af = factor_for_year(emission_factors, int(year))
+        applied[int(year)] = af
+        co2_kg += float(s.sum()) * af.factor.kg_co2_per_kwh
+    for a in adjustments:
+        year = (a.start or pd.DatetimeIndex(per_period.index)[0]).astimezone(dt.UTC).year
+        af = applied.get(year) or factor_for_year(emission_factors, year)
+        applied[year] = af
+        co2_kg += a.energy_kwh * af.factor.kg_co2_per_kwh
+    return co2_kg, list(applied.values())

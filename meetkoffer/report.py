@@ -218,148 +218,51 @@ def campaign_report(
     tz = hours.tz
     inc = energy_wh[incomer]
     subs = {k: v for k, v in energy_wh.items() if k != incomer}
-    charts: list[str] = []
-    tables: dict[str, pd.DataFrame] = {}
-
-    daily = {k: an.daily_energy_kwh(v, tz)["energy_kwh"] for k, v in energy_wh.items()}
-    daily_df = pd.DataFrame(daily)
-    daily_df.index.name = "date"
-    tables["daily_energy_kwh"] = daily_df
-    f_daily = _fig(_("Energy per day [kWh]"))
-    for k in subs:
-        f_daily.add_bar(x=[str(d) for d in daily_df.index], y=daily_df[k], name=k)
-    f_daily.add_scatter(
-        x=[str(d) for d in daily_df.index], y=daily_df[incomer], name=incomer, mode="lines+markers"
+    daily_df = pd.DataFrame(
+        {k: an.daily_energy_kwh(v, tz)["energy_kwh"] for k, v in energy_wh.items()}
     )
-    f_daily.update_layout(barmode="stack")
-
+    daily_df.index.name = "date"
     prof = an.profile_15min(inc, tz)
-    tables["profile_incomer_kw"] = prof
-    f_prof = _fig(_("Average day profile of the incomer [kW]"))
-    for col in prof.columns:
-        f_prof.add_scatter(x=list(prof.index), y=prof[col], name=_(col), mode="lines")
-
     bl = an.base_load(inc, hours, params.price_eur_per_kwh, params.base_load_percentile)
     oh = an.off_hours_share(inc, hours)
     pk = an.peak_demand(inc)
-    f_prof.add_hline(y=bl.base_load_kw, line_dash="dot", annotation_text=_("base load"))
-
     ldc = an.load_duration_curve(inc)
-    tables["load_duration_incomer"] = ldc
-    f_ldc = _fig(_("Load duration curve of the incomer"))
-    f_ldc.add_scatter(x=ldc["hours"], y=ldc["power_kw"], mode="lines", name="kW")
-    f_ldc.update_xaxes(title=_("hours at or above [h]"))
-    f_ldc.update_yaxes(title="kW")
-
     carpet = an.carpet(inc, tz)
-    tables["carpet_incomer_kw"] = carpet
-    f_carpet = _fig(_("Carpet plot of the incomer [kW]"))
-    f_carpet.add_heatmap(
-        z=carpet.to_numpy(),
-        x=list(carpet.columns),
-        y=[str(d) for d in carpet.index],
-        colorscale="Viridis",
-        colorbar={"title": "kW"},
-    )
-    f_carpet.update_layout(height=420)
-
     bd = an.equipment_breakdown(subs, inc) if subs else pd.DataFrame()
-    tables["breakdown"] = bd
-    f_bd = _fig(_("Energy by equipment (Pareto)"))
-    if not bd.empty:
-        f_bd.add_bar(x=list(bd.index), y=bd["energy_kwh"], name="kWh")
-        f_bd.add_scatter(
-            x=list(bd.index),
-            y=bd["cumulative_share"] * 100,
-            name=_("cumulative share [%]"),
-            yaxis="y2",
-            mode="lines+markers",
-        )
-        f_bd.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 105]})
-
+    tables: dict[str, pd.DataFrame] = {
+        "daily_energy_kwh": daily_df,
+        "profile_incomer_kw": prof,
+        "load_duration_incomer": ldc,
+        "carpet_incomer_kw": carpet,
+        "breakdown": bd,
+    }
+    f_prof = _profile_figure(_("Average day profile of the incomer [kW]"), prof, _)
+    f_prof.add_hline(y=bl.base_load_kw, line_dash="dot", annotation_text=_("base load"))
     figs: list[tuple[str, str, go.Figure]] = [
-        ("daily", _("Energy per day"), f_daily),
+        ("daily", _("Energy per day"), _daily_figure(daily_df, incomer, _)),
         ("profile", _("Day profiles"), f_prof),
-        ("carpet", _("Carpet plot"), f_carpet),
-        ("load_duration", _("Load duration curve"), f_ldc),
-        ("breakdown", _("Breakdown by equipment"), f_bd),
+        ("carpet", _("Carpet plot"), _carpet_figure(carpet, _)),
+        ("load_duration", _("Load duration curve"), _load_duration_figure(ldc, _)),
+        ("breakdown", _("Breakdown by equipment"), _breakdown_figure(bd, _)),
     ]
-    enpi = None
-    if production is not None and not production.dropna().empty:
-        prod = production.dropna()
-        prod_day = prod.groupby(pd.DatetimeIndex(prod.index).tz_convert(tz).date).sum()
-        try:
-            enpi = an.enpi_regression(daily_df[incomer], prod_day)
-        except ValueError:
-            enpi = None
-        if enpi is not None:
-            tables["enpi_daily"] = enpi.data
-            f_enpi = _fig(_("Energy per day against production (EnPI)"))
-            f_enpi.add_scatter(
-                x=enpi.data["production"], y=enpi.data["energy_kwh"], mode="markers", name="kWh"
-            )
-            xs = np.linspace(0, float(enpi.data["production"].max()), 20)
-            f_enpi.add_scatter(
-                x=xs,
-                y=enpi.intercept_kwh + enpi.slope_kwh_per_unit * xs,
-                mode="lines",
-                name=_("regression"),
-            )
-            figs.append(("enpi", _("Energy performance indicator"), f_enpi))
+    enpi = _enpi(daily_df[incomer], production, tz)
+    if enpi is not None:
+        tables["enpi_daily"] = enpi.data
+        figs.append(("enpi", _("Energy performance indicator"), _enpi_figure(enpi, _)))
     for f in found:
         if f.chart.startswith("profile:") and f.equipment is not None and f.equipment in energy_wh:
             p = an.profile_15min(energy_wh[f.equipment], tz)
-            fig = _fig(f"{f.equipment}: " + _("average day profile [kW]"))
-            for col in p.columns:
-                fig.add_scatter(x=list(p.index), y=p[col], name=_(col), mode="lines")
-            figs.append((f.chart, finding_title(f, locale, tz), fig))
+            title = f"{f.equipment}: " + _("average day profile [kW]")
+            figs.append((f.chart, finding_title(f, locale, tz), _profile_figure(title, p, _)))
             tables[f"profile_{an_slug(f.equipment)}_kw"] = p
-    chart_html = []
-    for key, heading, fig in figs:
-        div_id = "chart-" + an_slug(key)
-        charts.append(div_id)
-        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
-
-    fdf = (
-        pd.DataFrame(
-            [
-                {
-                    "rank": f.rank,
-                    "kind": f.kind,
-                    "title": f.title,
-                    "equipment": f.equipment or "",
-                    "energy_kwh_per_year": f.energy_kwh_per_year,
-                    "cost_eur_per_year": f.cost_eur_per_year,
-                    "co2_t_per_year": f.co2_t_per_year,
-                    "chart": f.chart,
-                }
-                for f in found
-            ]
-        ).set_index("rank")
-        if found
-        else pd.DataFrame()
-    )
-    tables["findings"] = fdf
-    summary = pd.DataFrame(
-        {
-            "value": {
-                "base_load_kw": bl.base_load_kw,
-                "base_load_cost_eur_per_year": bl.cost_eur_per_year,
-                "off_hours_share": oh.share,
-                "total_kwh": oh.total_kwh,
-                "peak_kw": pk.peak_kw,
-                "peak_at_utc": pk.at.isoformat(),
-                "p95_kw": pk.p95_kw,
-            }
-        }
-    )
-    tables["summary"] = summary
+    charts, chart_html = _charts(figs)
+    tables["findings"] = _findings_table(found)
+    tables["summary"] = _summary_table(bl, oh, pk)
     channels = an.channel_summary(energy_wh, hours, params.price_eur_per_kwh, coverage)
     tables["channels"] = channels
-    env = template_env("meetkoffer", locale)
+    env = _template_env(locale)
     env.globals["finding_title"] = lambda f: finding_title(f, locale, tz)
     env.globals["evidence_items"] = lambda ev: evidence_items(ev, locale, tz)
-    env.globals["factor_note"] = lambda a: emission_factor_note(a, locale)
     html = env.get_template("meetkoffer_campaign.html").render(
         meta=meta,
         plotly_js=None if plotly_src else plotly_js(),
@@ -383,6 +286,140 @@ def campaign_report(
         generated=dt.datetime.now(dt.UTC),
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
+
+
+def _daily_figure(daily_df: pd.DataFrame, incomer: str, _: Any) -> go.Figure:
+    """Energy per day: the equipment stacked, the incomer as a line."""
+    days = [str(d) for d in daily_df.index]
+    fig = _fig(_("Energy per day [kWh]"))
+    for k in daily_df.columns:
+        if k != incomer:
+            fig.add_bar(x=days, y=daily_df[k], name=k)
+    fig.add_scatter(x=days, y=daily_df[incomer], name=incomer, mode="lines+markers")
+    fig.update_layout(barmode="stack")
+    return fig
+
+
+def _profile_figure(title: str, prof: pd.DataFrame, _: Any) -> go.Figure:
+    """Average day profiles [kW], one line per kind of day (a column of ``prof``)."""
+    fig = _fig(title)
+    for col in prof.columns:
+        fig.add_scatter(x=list(prof.index), y=prof[col], name=_(col), mode="lines")
+    return fig
+
+
+def _load_duration_figure(ldc: pd.DataFrame, _: Any) -> go.Figure:
+    fig = _fig(_("Load duration curve of the incomer"))
+    fig.add_scatter(x=ldc["hours"], y=ldc["power_kw"], mode="lines", name="kW")
+    fig.update_xaxes(title=_("hours at or above [h]"))
+    fig.update_yaxes(title="kW")
+    return fig
+
+
+def _carpet_figure(carpet: pd.DataFrame, _: Any) -> go.Figure:
+    fig = _fig(_("Carpet plot of the incomer [kW]"))
+    fig.add_heatmap(
+        z=carpet.to_numpy(),
+        x=list(carpet.columns),
+        y=[str(d) for d in carpet.index],
+        colorscale="Viridis",
+        colorbar={"title": "kW"},
+    )
+    fig.update_layout(height=420)
+    return fig
+
+
+def _breakdown_figure(bd: pd.DataFrame, _: Any) -> go.Figure:
+    """Energy by equipment with the cumulative share (a Pareto chart); empty without submeters."""
+    fig = _fig(_("Energy by equipment (Pareto)"))
+    if bd.empty:
+        return fig
+    fig.add_bar(x=list(bd.index), y=bd["energy_kwh"], name="kWh")
+    fig.add_scatter(
+        x=list(bd.index),
+        y=bd["cumulative_share"] * 100,
+        name=_("cumulative share [%]"),
+        yaxis="y2",
+        mode="lines+markers",
+    )
+    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 105]})
+    return fig
+
+
+def _enpi(daily_kwh: pd.Series, production: pd.Series | None, tz: str) -> an.EnpiRegression | None:
+    """The EnPI regression of the incomer's daily energy on production per local day, if any."""
+    if production is None or production.dropna().empty:
+        return None
+    prod = production.dropna()
+    prod_day = prod.groupby(pd.DatetimeIndex(prod.index).tz_convert(tz).date).sum()
+    try:
+        return an.enpi_regression(daily_kwh, prod_day)
+    except ValueError:
+        return None
+
+
+def _enpi_figure(enpi: an.EnpiRegression, _: Any) -> go.Figure:
+    fig = _fig(_("Energy per day against production (EnPI)"))
+    fig.add_scatter(
+        x=enpi.data["production"], y=enpi.data["energy_kwh"], mode="markers", name="kWh"
+    )
+    xs = np.linspace(0, float(enpi.data["production"].max()), 20)
+    fig.add_scatter(
+        x=xs,
+        y=enpi.intercept_kwh + enpi.slope_kwh_per_unit * xs,
+        mode="lines",
+        name=_("regression"),
+    )
+    return fig
+
+
+def _charts(figs: list[tuple[str, str, go.Figure]]) -> tuple[list[str], list[dict[str, str]]]:
+    """The div ids and the ``{key, heading, html}`` of the charts ``(key, heading, figure)``."""
+    charts, chart_html = [], []
+    for key, heading, fig in figs:
+        div_id = "chart-" + an_slug(key)
+        charts.append(div_id)
+        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
+    return charts, chart_html
+
+
+def _findings_table(found: list[fi.Finding]) -> pd.DataFrame:
+    if not found:
+        return pd.DataFrame()
+    rows = [
+        {
+            "rank": f.rank,
+            "kind": f.kind,
+            "title": f.title,
+            "equipment": f.equipment or "",
+            "energy_kwh_per_year": f.energy_kwh_per_year,
+            "cost_eur_per_year": f.cost_eur_per_year,
+            "co2_t_per_year": f.co2_t_per_year,
+            "chart": f.chart,
+        }
+        for f in found
+    ]
+    return pd.DataFrame(rows).set_index("rank")
+
+
+def _summary_table(bl: an.BaseLoad, oh: an.OffHours, pk: an.Peak) -> pd.DataFrame:
+    values = {
+        "base_load_kw": bl.base_load_kw,
+        "base_load_cost_eur_per_year": bl.cost_eur_per_year,
+        "off_hours_share": oh.share,
+        "total_kwh": oh.total_kwh,
+        "peak_kw": pk.peak_kw,
+        "peak_at_utc": pk.at.isoformat(),
+        "p95_kw": pk.p95_kw,
+    }
+    return pd.DataFrame({"value": values})
+
+
+def _template_env(locale: str) -> Any:
+    """The Meetkoffer templates in ``locale``, with the emission-factor note of both reports."""
+    env = template_env("meetkoffer", locale)
+    env.globals["factor_note"] = lambda a: emission_factor_note(a, locale)
+    return env
 
 
 def an_slug(name: str) -> str:
@@ -422,6 +459,34 @@ def savings_report(
         from the page; ``None`` for a stand-alone file.
     """
     _ = translations("meetkoffer", locale).gettext
+    charts, chart_html = _charts(_savings_figures(result, tz, _))
+    tables = _savings_tables(result)
+    html = (
+        _template_env(locale)
+        .get_template("meetkoffer_savings.html")
+        .render(
+            meta=meta,
+            plotly_js=None if plotly_src else plotly_js(),
+            plotly_src=plotly_src,
+            downloads=downloads,
+            tables=list(tables),
+            charts=chart_html,
+            res=result,
+            # emission-factor notes are shown (translated) with the factors, not twice
+            warnings=[
+                w for w in result.warnings if w not in {a.note for a in result.emission_factors}
+            ],
+            m=result.metrics,
+            emission_factors=result.emission_factors,
+            generated=dt.datetime.now(dt.UTC),
+        )
+    )
+    return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
+
+
+def _savings_figures(result: SavingsResult, tz: str, _: Any) -> list[tuple[str, str, go.Figure]]:
+    """The baseline fit, the reporting period against the adjusted baseline, the cumulative
+    savings."""
     b, r = result.baseline_series, result.reporting_series
     per = _("kWh/hour") if result.interval == "hourly" else _("kWh/day")
     f_base = _fig(_("Baseline period: measured and modelled [{unit}]").format(unit=per))
@@ -447,18 +512,15 @@ def savings_report(
         mode="lines",
         fill="tozeroy",
     )
-    charts = []
-    chart_html = []
-    for key, heading, fig in (
+    return [
         ("baseline", _("Baseline model"), f_base),
         ("reporting", _("Reporting period"), f_rep),
         ("cumulative", _("Cumulative savings"), f_cum),
-    ):
-        div_id = f"chart-{key}"
-        charts.append(div_id)
-        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
-    summary = pd.DataFrame({"value": result.summary()})
-    coef = pd.DataFrame({"value": result.coefficients})
+    ]
+
+
+def _savings_tables(result: SavingsResult) -> dict[str, pd.DataFrame]:
+    """The tables of a savings report (each also a CSV download)."""
     adj = pd.DataFrame(
         [
             {"energy_kwh": a.energy_kwh, "reason": a.reason, "start": a.start, "end": a.end}
@@ -479,28 +541,11 @@ def savings_report(
         ],
         columns=["year", "factor_year", "kg_co2_per_kwh", "source", "note"],
     )
-    tables = {
-        "savings_summary": summary,
-        "coefficients": coef,
-        f"baseline_{result.interval}": b,
-        f"reporting_{result.interval}": r,
+    return {
+        "savings_summary": pd.DataFrame({"value": result.summary()}),
+        "coefficients": pd.DataFrame({"value": result.coefficients}),
+        f"baseline_{result.interval}": result.baseline_series,
+        f"reporting_{result.interval}": result.reporting_series,
         "nonroutine_adjustments": adj,
         "emission_factors": ef,
     }
-    env = template_env("meetkoffer", locale)
-    env.globals["factor_note"] = lambda a: emission_factor_note(a, locale)
-    html = env.get_template("meetkoffer_savings.html").render(
-        meta=meta,
-        plotly_js=None if plotly_src else plotly_js(),
-        plotly_src=plotly_src,
-        downloads=downloads,
-        tables=list(tables),
-        charts=chart_html,
-        res=result,
-        # emission-factor notes are shown (translated) with the factors, not twice
-        warnings=[w for w in result.warnings if w not in {a.note for a in result.emission_factors}],
-        m=result.metrics,
-        emission_factors=result.emission_factors,
-        generated=dt.datetime.now(dt.UTC),
-    )
-    return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)

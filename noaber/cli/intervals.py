@@ -20,7 +20,7 @@ def intervals_update(
 ) -> None:
     """Turn new (or late) raw samples into 15-minute interval readings, incrementally."""
     from energy.db import make_engine, session_factory, upgrade
-    from energy.pipeline import update_all
+    from energy.pipeline import update_many
     from energy.samples import SampleStore
     from energy.settings import load_settings
 
@@ -33,7 +33,7 @@ def intervals_update(
     with session_factory(engine)() as session, progress() as bar:
         task = bar.add_task("intervals", total=len(ids))
         for cid in ids:
-            for report in update_all(store, session, [cid], full=full):
+            for report in update_many(store, session, [cid], full=full):
                 total_isps += report.isps_written
             bar.advance(task)
     console.print(f"{len(ids)} channel(s), {total_isps} interval readings written")

@@ -5,7 +5,7 @@ maps each sample's channel key to its channel id from the database (reloaded onc
 is unknown), stores the batch in the :class:`~energy.samples.SampleStore` and acknowledges it
 end to end; a sample it cannot store goes to the dead-letter file with the reason. With
 ``intervals_every_s`` it also runs the incremental interval pipeline
-(:func:`energy.pipeline.update_all`) for the channels written since the last round, holding
+(:func:`energy.pipeline.update_many`) for the channels written since the last round, holding
 the store writes while the pipeline reads. ``noaber gateway consume`` runs it
 (:mod:`noaber.cli.gateway`).
 """
@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from energy.db import make_engine, session_factory
 from energy.errors import NoaberError
 from energy.models import Channel
-from energy.pipeline import update_all
+from energy.pipeline import update_many
 from energy.samples import SampleStore
 from energy.settings import Settings
 from modbus_gateway.mqtt import (
@@ -65,7 +65,7 @@ def update_written_intervals(
         return 0
     try:
         with session_factory(engine)() as session:
-            return sum(int(r.isps_written) for r in update_all(store, session, ids))
+            return sum(int(r.isps_written) for r in update_many(store, session, ids))
     except Exception:
         sink.mark_written(ids)  # tried again next round
         raise

@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import delete
 
-from energy.kernels import counter_to_buckets, power_to_buckets
-from energy.models import Asset, AssetKind, Channel, Quantity, Site
-from energy.pipeline import state_path, update_all, update_intervals
+from energy import pipeline
+from energy.kernels import DEFAULT_MAX_GAP_NS, counter_to_buckets, power_to_buckets
+from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
+from energy.pipeline import (
+    Aggregation,
+    aggregation_of,
+    state_path,
+    update_intervals,
+    update_many,
+)
 from energy.readings import read_readings
 from energy.samples import Quality, SampleStore
 from energy.timegrid import ISP_NS
@@ -194,7 +202,7 @@ def test_update_all_picks_the_kind_per_quantity(sessions, tmp_path):
         store.append(power, ts, np.full(ts.size, 3600.0))
         store.append(counter.id, ts, 1000.0 + np.arange(ts.size) * 10.0)
         store.append(soc.id, ts, np.full(ts.size, 50.0))
-        reports = update_all(store, session)
+        reports = update_many(store, session)
         assert sorted(r.channel_id for r in reports) == sorted([power, counter.id])
         got = read_readings(session, [power, counter.id, soc.id])
         sums = got.groupby("channel_id")["energy_wh"].sum()
@@ -202,4 +210,173 @@ def test_update_all_picks_the_kind_per_quantity(sessions, tmp_path):
         assert sums[counter.id] == pytest.approx(10.0 * (ts.size - 1))
         assert soc.id not in sums.index
         with pytest.raises(ValueError, match="not in the database"):
-            update_all(store, session, [987654])
+            update_many(store, session, [987654])
+
+
+def _readings(session, ids: list[int]) -> pd.DataFrame:
+    got = read_readings(session, ids).sort_values(["channel_id", "isp_start"])
+    return got.reset_index(drop=True)
+
+
+def test_update_many_matches_update_intervals_channel_by_channel(sessions, tmp_path, monkeypatch):
+    # Short chunks, so that channels run in several chunks and batches mix channels.
+    monkeypatch.setattr(pipeline, "CHUNK_NS", 3 * 3600 * S)
+    store = SampleStore(tmp_path / "samples")
+    ts, p, q = _samples(8000)
+    with sessions() as session:
+        default = _channel(session)
+        asset_id = session.get(Channel, default).asset_id
+        gaps = {"power-b": None, "power-c": GAP // S, "import": GAP // S}
+        more = {
+            name: Channel(
+                key=f"dorpshuis-pipe/load/{name}", asset_id=asset_id, max_gap_s=gap,
+                quantity=Quantity.ENERGY_IMPORT if name == "import" else Quantity.POWER,
+                unit="Wh" if name == "import" else "W",
+            )
+            for name, gap in gaps.items()
+        }  # fmt: skip
+        session.add_all(more.values())
+        session.commit()
+        ids = [default] + [ch.id for ch in more.values()]
+        _, p2, q2 = _samples(8000, seed=4)
+        drop = np.arange(8000) % 997 < 60  # gaps of 60 samples (about 10 min) now and then
+        series = {
+            default: (ts, p, q),
+            more["power-b"].id: (ts[~drop], p2[~drop], q2[~drop]),
+            more["power-c"].id: (ts[~drop], p2[~drop], q2[~drop]),
+            more["import"].id: (ts, 1e6 + np.cumsum(np.full(ts.size, 8.0)), np.zeros(8000, "u1")),
+        }
+        for cid, (t, v, qq) in series.items():
+            store.append(cid, t[t < ts[4000]], v[t < ts[4000]], qq[t < ts[4000]])
+        first = update_many(store, session, ids, n_threads=2, batch=3)
+        assert [r.channel_id for r in first] == ids and all(r.full for r in first)
+        for cid, (t, v, qq) in series.items():  # the stream goes on, with a late correction
+            store.append(cid, t[t >= ts[4000]], v[t >= ts[4000]], qq[t >= ts[4000]])
+            store.append(cid, t[1500:1501], v[1500:1501] + 100.0, qq[1500:1501])
+        again = update_many(store, session, ids, n_threads=2, batch=3)
+        assert not any(r.full for r in again) and all(r.new_parts > 0 for r in again)
+        many = _readings(session, ids)
+
+        session.execute(delete(IntervalReading))
+        session.commit()
+        aggregations = [aggregation_of(session.get(Channel, cid)) for cid in ids]
+        assert aggregations == [
+            Aggregation("power", DEFAULT_MAX_GAP_NS),
+            Aggregation("power", DEFAULT_MAX_GAP_NS),
+            Aggregation("power", GAP),
+            Aggregation("counter", GAP),
+        ]
+        for cid, agg in zip(ids, aggregations):
+            assert agg is not None
+            update_intervals(
+                store, session, cid, max_gap_ns=agg.max_gap_ns, kind=agg.kind, full=True
+            )
+        one_by_one = _readings(session, ids)
+    pd.testing.assert_frame_equal(many, one_by_one, rtol=1e-12)
+    # The default gap bridges the dropped stretches that the short one leaves as gaps.
+    cov = many.groupby("channel_id")["coverage"].mean()
+    assert cov[more["power-c"].id] < cov[more["power-b"].id]
+
+
+def _gap_channel(session, max_gap_s: int | None) -> int:
+    ch = _channel(session)
+    session.get(Channel, ch).max_gap_s = max_gap_s
+    session.commit()
+    return ch
+
+
+def _by_isp(session, ch: int) -> pd.DataFrame:
+    got = read_readings(session, ch).set_index("isp_start")
+    got.index = got.index.as_unit("ns").asi8 - T0
+    return got
+
+
+@pytest.mark.parametrize(
+    ("max_gap_s", "bridged"), [(900, True), (None, True), (300, False)], ids=str
+)
+def test_max_gap_s_by_hand(sessions, tmp_path, max_gap_s, bridged):
+    """Five samples with a 10-minute gap, worked out by hand (T0 starts an ISP).
+
+    t [s]   0     300   600   (10 min)   1200   1500
+    P [W]   1000  1000  2200             2200   2200
+
+    ISP [0, 900): 1000 W x 300 s + 1600 W x 300 s = 83.33 + 133.33 Wh, and 2200 W over
+    [600, 900) = 183.33 Wh if the gap is bridged; ISP [900, 1800): 2200 W over [900, 1200)
+    if bridged, and over [1200, 1500) = 183.33 Wh each.
+    """
+    store = SampleStore(tmp_path / "samples")
+    t = T0 + np.array([0, 300, 600, 1200, 1500]) * S
+    with sessions() as session:
+        ch = _gap_channel(session, max_gap_s)
+        store.append(ch, t, [1000.0, 1000.0, 2200.0, 2200.0, 2200.0])
+        (report,) = update_many(store, session, [ch])
+        assert report.isps_written == 2
+        got = _by_isp(session, ch)
+    wh = 2200 * 300 / 3600
+    first, second = got.loc[0], got.loc[ISP_NS]
+    assert first["sample_count"] == 3 and second["sample_count"] == 2
+    assert first["power_min_w"] == 1000 and first["power_max_w"] == 2200
+    if bridged:
+        assert first["energy_wh"] == pytest.approx(1000 / 12 + 1600 / 12 + wh)  # 400 Wh
+        assert first["coverage"] == pytest.approx(1.0)
+        assert first["power_mean_w"] == pytest.approx(1600.0)
+        assert second["energy_wh"] == pytest.approx(2 * wh)
+        assert second["coverage"] == pytest.approx(2 / 3)
+    else:
+        assert first["energy_wh"] == pytest.approx(1000 / 12 + 1600 / 12)
+        assert first["coverage"] == pytest.approx(2 / 3)
+        assert first["power_mean_w"] == pytest.approx(1300.0)
+        assert second["energy_wh"] == pytest.approx(wh)
+        assert second["coverage"] == pytest.approx(1 / 3)
+    assert second["power_mean_w"] == pytest.approx(2200.0)
+
+
+def test_max_gap_s_beyond_the_default(sessions, tmp_path):
+    """A 3-hour gap is a gap under the default (2 h) and integrated with max_gap_s = 4 h."""
+    store = SampleStore(tmp_path / "samples")
+    t = T0 + np.array([0, 3 * 3600]) * S
+    with sessions() as session:
+        default = _channel(session)
+        long = Channel(
+            key="dorpshuis-pipe/load/power-b", asset_id=session.get(Channel, default).asset_id,
+            quantity=Quantity.POWER, unit="W", max_gap_s=4 * 3600,
+        )  # fmt: skip
+        session.add(long)
+        session.commit()
+        for ch in (default, long.id):
+            store.append(ch, t, [800.0, 800.0])
+        update_many(store, session)
+        got = read_readings(session, [default, long.id]).groupby("channel_id")["energy_wh"].sum()
+    assert got[default] == 0
+    assert got[long.id] == pytest.approx(800.0 * 3)
+
+
+def test_update_many_window_and_state(sessions, tmp_path):
+    """A window (a campaign period) writes only its ISPs and leaves the state for the rest."""
+    store = SampleStore(tmp_path / "samples")
+    ts, p, q = _samples(3000)
+    with sessions() as session:
+        ch = _gap_channel(session, GAP // S)
+        store.append(ch, ts, p, q)
+        lo = int(ts[1000] - ts[1000] % ISP_NS) + 7 * S  # not on the ISP grid: ISPs from the next
+        hi = int(ts[2000] - ts[2000] % ISP_NS)
+        (part,) = update_many(store, session, [ch], window=(lo, hi))
+        assert part.ranges_ns == [(lo - 7 * S + ISP_NS, hi)]
+        assert not state_path(store, ch).is_file()
+        starts = _by_isp(session, ch).index + T0
+        assert starts.min() == lo - 7 * S + ISP_NS and starts.max() == hi - ISP_NS
+        want = _expected(store, ch)
+        inside = want[(want.index.asi8 >= lo) & (want.index.asi8 < hi)]
+        np.testing.assert_allclose(
+            read_readings(session, ch)["energy_wh"], inside["energy_wh"], rtol=1e-12
+        )
+        (rest,) = update_many(store, session, [ch])
+        assert rest.full and state_path(store, ch).is_file()
+        _assert_db_matches(session, store, ch)
+        # A window that holds every sample advances the state: nothing is left to do.
+        store.append(ch, [int(ts[-1]) + 10 * S], [1000.0])
+        (last,) = update_many(store, session, [ch], window=(int(ts[0]), int(ts[-1]) + ISP_NS))
+        assert not last.full and state_path(store, ch).is_file()
+        (idle,) = update_many(store, session, [ch])
+        assert idle.new_parts == 0 and idle.isps_written == 0
+        _assert_db_matches(session, store, ch)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from energy.errors import NotFoundError, ValidationError
-from energy.models import Asset, AssetKind, Channel, Site
+from energy.models import Asset, AssetKind, Channel, IntervalReading, Site
+from energy.pipeline import update_many
+from energy.readings import read_readings
 from energy.samples import SampleStore
 from meetkoffer import campaign as cp
 from meetkoffer import mv
@@ -83,6 +86,28 @@ def test_bad_file_changes_nothing(sessions, tmp_path: Path) -> None:
         c = cp.get_campaign(s, c.name)
         assert cp.import_samples(s, store, c, Path("k.csv"), text=good) == {"compressor 1": 1}
         assert cp.import_samples(s, store, c, Path("k.csv"), text=good) == {"compressor 1": 0}
+
+
+def test_aggregate_writes_what_the_interval_pipeline_writes(sessions, tmp_path: Path) -> None:
+    """The campaign's readings are those of the site's pipeline, cut to the campaign period."""
+    store = SampleStore(tmp_path / "samples")
+    with sessions.begin() as s:
+        c, _ = build(s, store)
+        ids = [e.channel_id for e in c.equipment]
+        end = pd.Timestamp(c.end_at)
+        # The clamp on the incomer stays and goes on measuring after the campaign.
+        incomer = next(e.channel_id for e in c.equipment if e.role == "incomer")
+        ts = end.as_unit("ns").value + np.arange(0, 3600, 60) * 10**9
+        store.append(incomer, ts, np.full(ts.size, 5_000.0))
+        assert cp.aggregate(s, store, c)["main incomer"] > 0
+        campaign = read_readings(s, ids)
+        assert campaign["isp_start"].max() < end
+        s.execute(delete(IntervalReading))
+        update_many(store, s, ids, commit=False)
+        site = read_readings(s, ids)
+    assert site["isp_start"].max() >= end
+    inside = site[site["isp_start"] < end].reset_index(drop=True)
+    pd.testing.assert_frame_equal(campaign, inside)
 
 
 def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
