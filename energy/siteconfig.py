@@ -151,6 +151,8 @@ class ChannelDoc(_Strict):
     device: str | None = None
     register_name: str | None = Field(default=None, alias="register")
     key: str | None = None
+    max_gap_s: int | None = Field(default=None, gt=0, le=86_400)
+    """Longest sample interval integrated into readings [s] (default: the pipeline's 2 h)."""
 
     @model_validator(mode="after")
     def _unit(self) -> ChannelDoc:
@@ -461,6 +463,7 @@ def _import_assets(run: _Import, site: Site, devices: dict[str, Device]) -> None
                 sign=ch.sign,
                 device_id=devices[ch.device].id if ch.device else None,
                 register=ch.register_name,
+                max_gap_s=ch.max_gap_s,
             )
             path = f"assets[{i}].channels[{j}]"
             channel = ensure_channel(run.session, got.row, spec, source=run.source, path=path)

@@ -131,6 +131,8 @@ class ChannelSpec:
     sign: int = 1
     device_id: int | None = None
     register: str | None = None
+    max_gap_s: int | None = None
+    """Longest sample interval the pipeline integrates [s]; None: the pipeline's default."""
 
 
 def _at(path: str | None, name: str) -> str:

@@ -125,3 +125,25 @@ def test_ean_check_digit():
     assert ean_check_digit_ok("871685900000000011")
     assert not ean_check_digit_ok("871685900000000012")
     assert not ean_check_digit_ok("87168590000000001")
+
+
+def test_channel_gap_rule_from_the_file_reaches_the_store(sessions, tmp_path):
+    doc = yaml.safe_load(DEMO.read_text())
+    doc["assets"][0]["channels"][0]["max_gap_s"] = 900
+    f = tmp_path / "site.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    res = import_site_file(f, sessions)
+    with sessions() as s:
+        gaps = dict(s.execute(select(Channel.id, Channel.max_gap_s)).tuples().all())
+    first = doc["assets"][0]
+    key = next(k for k, i in res.channel_ids.items() if gaps[i] is not None)
+    assert gaps[res.channel_ids[key]] == 900
+    assert key.split("/")[1] == first["name"]
+    assert sum(g is not None for g in gaps.values()) == 1
+
+    doc["assets"][0]["channels"][0]["max_gap_s"] = 0
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValidationError) as err:
+        load_site_file(f)
+    assert "assets[0].channels[0].max_gap_s" in str(err.value)
+    assert "greater than 0" in str(err.value)
