@@ -10,7 +10,7 @@
    and deliver in the evening, a battery that shifts the PV surplus, and a factory with two
    shifts and a weekend base load) into the Parquet :class:`~energy.samples.SampleStore`;
 3. ``readings`` (:func:`step_readings`): 15-minute interval readings of every power and
-   counter channel, computed from the stored samples by :func:`energy.pipeline.update_intervals`
+   counter channel, computed from the stored samples by :func:`energy.pipeline.update_many`
    (the Numba kernels);
 4. then the steps of the domain packages (gateway, optimizer, settlement, Meetkoffer), given
    as ``extra_steps`` (``noaber demo`` passes :data:`noaber.services.demo.DOMAIN_STEPS`): each
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from energy.db import make_engine, session_factory, upgrade
 from energy.errors import NoaberError
-from energy.models import Channel, Quantity, Site
+from energy.models import Site
 from energy.samples import SampleStore
 from energy.settings import Settings
 from energy.timegrid import LOCAL_TZ
@@ -396,20 +396,14 @@ def step_samples(ctx: DemoContext) -> None:
 def step_readings(ctx: DemoContext) -> None:
     """15-minute interval readings of every power and energy-counter channel.
 
-    Computed from the stored samples by :func:`energy.pipeline.update_intervals` (the
-    Numba kernels of :mod:`energy.kernels`), incrementally, as in operation.
+    Computed from the stored samples by :func:`energy.pipeline.update_many` (the Numba kernels
+    of :mod:`energy.kernels`, each channel under its own aggregation), incrementally, as in
+    operation.
     """
-    from energy.pipeline import update_intervals
+    from energy.pipeline import update_many
 
-    kinds = {
-        Quantity.POWER: "power",
-        Quantity.ENERGY_IMPORT: "counter",
-        Quantity.ENERGY_EXPORT: "counter",
-    }
     with ctx.sessions() as session:
-        channels = session.scalars(select(Channel).where(Channel.quantity.in_(list(kinds))))
-        for ch_id, quantity in [(c.id, c.quantity) for c in channels]:
-            update_intervals(ctx.store, session, ch_id, kind=kinds[quantity])
+        update_many(ctx.store, session)
 
 
 CORE_STEPS: tuple[tuple[str, DemoStep], ...] = (
