@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +39,7 @@ from energy.models import (
 from energy.readings import read_readings, upsert_readings
 from energy.samples import SampleStore
 from energy.timegrid import ISP_NS, ensure_utc
+from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
@@ -278,10 +278,7 @@ def campaign_on_channels(
 
 def create_campaign_from_file(session: Session, path: Path) -> Campaign:
     """Create a campaign from a YAML file (see :func:`create_campaign`)."""
-    try:
-        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError(f"cannot read campaign file: {exc}", str(path)) from None
+    cfg = load_yaml_file(path, "campaign file")
     if not isinstance(cfg, dict):
         raise ValidationError("must be a mapping", str(path))
     return create_campaign(session, cfg, str(path))

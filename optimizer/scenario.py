@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from energy.errors import ValidationError
 from energy.timegrid import ensure_utc
+from energy.yamlio import load_yaml_file
 
 #: Dutch CO2 emission factor of grid electricity [kg/kWh] including chain emissions,
 #: 2021 mix (co2emissiefactoren.nl). Override per scenario with ``co2_kg_per_kwh``.
@@ -508,12 +508,6 @@ def load_scenario(path: str | Path) -> Scenario:
         For a missing file, malformed YAML or a field out of range, naming file and field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"scenario file not found: {path}", str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        raise ValidationError(f"malformed YAML: {exc}", str(path), where) from None
-    return scenario_from_dict(data, path.parent, str(path))
+    return load_yaml_file(
+        path, "scenario file", lambda data: scenario_from_dict(data, path.parent, str(path))
+    )

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from energy.errors import NotFoundError, ValidationError
 from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
 from energy.readings import read_readings
+from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
 from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
 
@@ -244,11 +245,14 @@ def scenario_from_store(
 
 def ev_sessions_from_yaml(path: Path) -> dict[str, list[dict[str, Any]]]:
     """EV sessions per EV asset name from a YAML file ``{ev-name: [{arrival, departure, ...}]}``."""
-    import yaml
+    return load_yaml_file(path, "sessions file", lambda data: _ev_sessions(data, str(path)))
 
-    if not path.is_file():
-        raise ValidationError(f"sessions file not found: {path}", str(path))
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValidationError("must map EV names to lists of sessions", str(path))
+
+def _ev_sessions(data: Any, source: str) -> dict[str, list[dict[str, Any]]]:
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ValidationError("must map EV names to lists of sessions", source)
+    for name, sessions in data.items():
+        if not isinstance(sessions, list):
+            raise ValidationError("must map EV names to lists of sessions", source, str(name))
     return data

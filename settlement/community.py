@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from energy.errors import ValidationError
+from energy.yamlio import load_yaml_file
 from settlement.allocation import KEY_TYPES
 
 STORAGE_KINDS = ("ev", "battery")
@@ -298,11 +298,7 @@ def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | Non
 def load_community(path: Path | str) -> CommunitySpec:
     """Read and validate a community YAML file."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"not valid YAML: {exc}", str(p)) from None
-    return parse_community(data, str(p), p.parent)
+    return load_yaml_file(p, "community file", lambda data: parse_community(data, str(p), p.parent))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 
 from energy.errors import ValidationError
+from energy.yamlio import load_yaml_file
 
 NC_PER_CENT = 10**9
 """Nano-cents per cent."""
@@ -200,10 +201,10 @@ def parse_tariff(data: Any, source: str = "<tariff>") -> Tariff:
 def load_tariff(path: Path | str | None = None) -> Tariff:
     """Read a tariff file; ``None`` gives the shipped default (2026, with sources)."""
     if path is None:
-        text = (Path(__file__).parent / "data" / DEFAULT_TARIFF).read_text(encoding="utf-8")
-        return parse_tariff(yaml.safe_load(text), DEFAULT_TARIFF)
-    p = Path(path)
-    return parse_tariff(yaml.safe_load(p.read_text(encoding="utf-8")), str(p))
+        data = load_yaml_file(Path(__file__).parent / "data" / DEFAULT_TARIFF, "tariff file")
+        return parse_tariff(data, DEFAULT_TARIFF)
+    source = str(Path(path))
+    return load_yaml_file(path, "tariff file", lambda data: parse_tariff(data, source))
 
 
 def shared_price_nc(
