@@ -291,11 +291,26 @@ def energy_tax_nc(consumed_wh: np.ndarray, prior_wh: int, bands: tuple[TaxBand, 
 
 
 def vat_cents(net_cents: np.ndarray, vat_pct: Decimal) -> np.ndarray:
-    """VAT on net amounts [cents], rounded half to even per amount."""
-    return np.array(
-        [round_cents_decimal(Decimal(int(c)) * vat_pct / 100) for c in np.asarray(net_cents)],
-        dtype=np.int64,
-    )
+    """VAT on net amounts [cents], any shape, rounded half to even per amount (exact integers).
+
+    Raises
+    ------
+    ValidationError
+        If ``vat_pct`` has more than 4 decimals.
+    """
+    scaled = vat_pct * 10000
+    if scaled != scaled.to_integral_value():
+        raise ValidationError(f"vat_pct {vat_pct} has more than 4 decimals")
+    net = np.asarray(net_cents)
+    den = 100 * 10000
+    out = np.empty(net.shape, dtype=np.int64)
+    flat = out.reshape(-1)
+    for k, c in enumerate(net.reshape(-1)):
+        q, r = divmod(int(c) * int(scaled), den)
+        if 2 * r > den or (2 * r == den and q % 2 == 1):
+            q += 1
+        flat[k] = q
+    return out
 
 
 def fee_cents(version: TariffVersion) -> int:
