@@ -42,7 +42,7 @@ from energy.kernels.power import DEFAULT_MAX_GAP_NS, BucketResult, power_to_buck
 from energy.models import Channel, IntervalReading, Quantity
 from energy.readings import upsert_readings
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS
+from energy.timegrid import ISP_NS, floor_isp_ns
 
 STATE_DIR = "_pipeline"
 STATE_VERSION = 1
@@ -76,10 +76,6 @@ class UpdateReport:
     isps_written: int = 0
     ranges_ns: list[tuple[int, int]] = field(default_factory=list)
     full: bool = False
-
-
-def _floor_isp(t: int) -> int:
-    return t - t % ISP_NS
 
 
 def state_path(store: SampleStore, channel_id: int) -> Path:
@@ -247,17 +243,17 @@ def update_intervals(
         clusters = _clusters(new_ts, 2 * gap + 2 * ISP_NS)
     for tmin, tmax in clusters:
         if state is None:
-            a, b = _floor_isp(tmin), _floor_isp(tmax) + ISP_NS
+            a, b = floor_isp_ns(tmin), floor_isp_ns(tmax) + ISP_NS
         elif max_seen is not None and tmin > max_seen:
             # Appended: only the interval from the last valid sample before tmin is new.
             s = sample_store.read(channel_id, tmin - gap, tmin)
             report.samples_read += len(s)
             valid = (s.quality == 0) & np.isfinite(s.value)
-            a = _floor_isp(int(s.ts[valid][-1]) if valid.any() else tmin)
-            b = _floor_isp(tmax) + ISP_NS
+            a = floor_isp_ns(int(s.ts[valid][-1]) if valid.any() else tmin)
+            b = floor_isp_ns(tmax) + ISP_NS
         else:
-            a = _floor_isp(tmin - gap)
-            b = _floor_isp(tmax + gap) + ISP_NS
+            a = floor_isp_ns(tmin - gap)
+            b = floor_isp_ns(tmax + gap) + ISP_NS
         for w0 in range(a, b, WINDOW_NS):
             w1 = min(w0 + WINDOW_NS, b)
             report.isps_written += _recompute(

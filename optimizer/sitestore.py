@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from energy.errors import NotFoundError, ValidationError
 from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
 from energy.readings import read_readings
+from energy.timegrid import floor_isp
 from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
 from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
@@ -122,7 +123,7 @@ def _prices_from_store(
         stored = read_prices(
             session, name, index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()
         )
-        values = stored.reindex(index.floor("15min")).to_numpy()
+        values = stored.reindex(floor_isp(index)).to_numpy()
         missing = np.flatnonzero(np.isnan(values))
         if missing.size:
             raise ValidationError(
