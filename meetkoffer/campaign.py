@@ -38,7 +38,7 @@ from energy.models import (
 )
 from energy.readings import read_readings, upsert_readings
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS, ensure_utc
+from energy.timegrid import ISP_NS, ensure_utc, utc_now
 from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
@@ -553,7 +553,7 @@ def analyze(
                 evidence=_jsonable(f.evidence),
             )
         )
-    c.analyzed_at = dt.datetime.now(dt.UTC)
+    c.analyzed_at = utc_now()
     session.flush()
     return series, found
 

@@ -8,7 +8,6 @@ Dutch by default; numbers, money and times follow the locale and Europe/Amsterda
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import plotly.graph_objects as go
 
 from energy.i18n import template_env, translations
 from energy.plots import figure_html, plotly_js
-from energy.timegrid import LOCAL_TZ
+from energy.timegrid import LOCAL_TZ, utc_now
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer.mv import SavingsResult
@@ -380,7 +379,7 @@ def campaign_report(
         chart_headings={c["key"]: c["heading"] for c in chart_html},
         downloads=downloads,
         tables=list(tables),
-        generated=dt.datetime.now(dt.UTC),
+        generated=utc_now(),
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
 
@@ -501,6 +500,6 @@ def savings_report(
         warnings=[w for w in result.warnings if w not in {a.note for a in result.emission_factors}],
         m=result.metrics,
         emission_factors=result.emission_factors,
-        generated=dt.datetime.now(dt.UTC),
+        generated=utc_now(),
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)

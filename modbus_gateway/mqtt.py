@@ -21,7 +21,6 @@ Payload (JSON, UTF-8)::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 
 from energy.samples import SampleStore
+from energy.timegrid import utc_now
 from modbus_gateway.spool import Sample, SampleSink, SampleStoreSink
 
 log = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ class DeadLetterFile:
         payload: bytes | None = None,
     ) -> None:
         doc: dict = {
-            "received_utc": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "received_utc": utc_now().isoformat(timespec="milliseconds"),
             "topic": topic,
             "gateway": gateway,
             "error": error,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from energy.timegrid import utc_now
 from optimizer.model import Plan, Planner, SolveOptions, params_from_scenario, structure_of
 from optimizer.scenario import Scenario
 
@@ -146,7 +146,7 @@ class MPCController:
         self.scenario_at = scenario_at
         self.measure = measure
         self.sink = sink
-        self.clock = clock or (lambda: pd.Timestamp(dt.datetime.now(dt.UTC)))
+        self.clock = clock or (lambda: pd.Timestamp(utc_now()))
         self.options = options or SolveOptions(time_limit_s=60.0)
         self.safe_default_w = dict(safe_default_w or {})
         self.requested_by = requested_by

@@ -39,7 +39,7 @@ from energy.errors import NoaberError
 from energy.models import Channel, Quantity, Site
 from energy.samples import SampleStore
 from energy.settings import Settings
-from energy.timegrid import LOCAL_TZ
+from energy.timegrid import LOCAL_TZ, utc_now
 
 DEMO_SITE = "dorpshuis-noaberhof"
 DEMO_FACTORY = "polymeer-emmen"
@@ -115,7 +115,7 @@ def demo_week(
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
-    today = (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()
+    today = (now or utc_now()).astimezone(zone).date()
     end = dt.datetime.combine(today, dt.time(0), tzinfo=zone)
     start = dt.datetime.combine(today - dt.timedelta(days=DAYS), dt.time(0), tzinfo=zone)
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
