@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from energy.clock import LOCAL_TZ, utc_now
 from energy.db import Base, UTCDateTime
-from energy.timegrid import utc_now
 
 
 class AssetKind(enum.StrEnum):
@@ -150,7 +150,7 @@ class Site(Base):
     kind: Mapped[str] = mapped_column(String(40), default="dorpshuis")
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
-    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Amsterdam")
+    timezone: Mapped[str] = mapped_column(String(64), default=LOCAL_TZ)
     grid_import_limit_kw: Mapped[float] = mapped_column(Float)
     grid_export_limit_kw: Mapped[float] = mapped_column(Float)
     owner_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))

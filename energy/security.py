@@ -19,8 +19,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from energy.clock import utc_now
 from energy.errors import NoaberError
-from energy.timegrid import utc_now
 
 JWT_ALGORITHM = "HS256"
 TOKEN_AUDIENCE = "noaber-api"

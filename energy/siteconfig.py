@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.clock import LOCAL_TZ
 from energy.errors import ValidationError
 from energy.models import (
     QUANTITY_UNITS,
@@ -102,7 +103,7 @@ class SiteDoc(_Strict):
     )
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     grid_import_limit_kw: float = Field(gt=0, le=100_000)
     grid_export_limit_kw: float = Field(ge=0, le=100_000)
     owner: str | None = None

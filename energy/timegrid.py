@@ -16,21 +16,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from energy.clock import LOCAL_TZ, UTC
+
 ISP_S = 900
 """Length of one ISP [s]."""
 ISP_NS = ISP_S * 1_000_000_000
 """Length of one ISP [ns]."""
-LOCAL_TZ = "Europe/Amsterdam"
-"""The local time zone where no site is at hand (a site has its own ``timezone``)."""
-UTC = dt.UTC
 ISP_FREQ = "15min"
 """The ISP length as a pandas frequency."""
 _Times = TypeVar("_Times", pd.Timestamp, pd.DatetimeIndex)
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware in UTC."""
-    return dt.datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from energy.clock import utc_now
 from energy.errors import NotFoundError, ValidationError
 from energy.models import (
     Asset,
@@ -38,7 +39,7 @@ from energy.models import (
 )
 from energy.readings import read_readings, upsert_readings
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS, ensure_utc, utc_now
+from energy.timegrid import ISP_NS, ensure_utc
 from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi

@@ -22,9 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
 from energy.models import Channel, Member, Site
-from energy.timegrid import utc_now
 
 
 class Campaign(Base):

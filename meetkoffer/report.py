@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from energy.clock import utc_now
 from energy.i18n import template_env, translations
 from energy.plots import figure_html, plotly_js
-from energy.timegrid import LOCAL_TZ, utc_now
+from energy.timegrid import LOCAL_TZ
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer.mv import SavingsResult

@@ -35,8 +35,8 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from energy.clock import utc_now
 from energy.samples import SampleStore
-from energy.timegrid import utc_now
 from modbus_gateway.spool import Sample, SampleSink, SampleStoreSink
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from energy.timegrid import utc_now
+from energy.clock import utc_now
 from optimizer.model import Plan, Planner, SolveOptions, params_from_scenario, structure_of
 from optimizer.scenario import Scenario
 

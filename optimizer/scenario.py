@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from energy.errors import ValidationError
-from energy.timegrid import ensure_utc
+from energy.timegrid import LOCAL_TZ, ensure_utc
 from energy.yamlio import load_yaml_file
 
 #: Dutch CO2 emission factor of grid electricity [kg/kWh] including chain emissions,
@@ -54,7 +54,7 @@ class SiteSpec:
     """
 
     name: str
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     grid_import_limit_kw: float = 1e9
     grid_export_limit_kw: float = 1e9
     capacity_tariff_eur_per_kw: float = 0.0
@@ -240,7 +240,7 @@ class _Doc:
 
 def _site(doc: _Doc) -> SiteSpec:
     name = doc.text("name")
-    tz = doc.text("timezone", "Europe/Amsterdam")
+    tz = doc.text("timezone", LOCAL_TZ)
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

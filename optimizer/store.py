@@ -29,9 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
 from energy.errors import NotFoundError
-from energy.timegrid import utc_now
 from optimizer.model import Plan
 from optimizer.report import schedule_long
 from optimizer.scenario import Scenario

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from energy.errors import ValidationError
+from energy.timegrid import local_date_of
 from energy.yamlio import load_yaml_file
 from settlement.allocation import KEY_TYPES
 
@@ -331,7 +332,7 @@ class MeterData:
     def measured_days(self) -> tuple[list[dt.date], np.ndarray]:
         """Local dates of the ISPs and, per date and member, whether any ISP was measured
         (bool ``(D, N)``; all True without ``measured``)."""
-        dates = np.asarray(self.isps.tz_convert("Europe/Amsterdam").date)
+        dates = local_date_of(self.isps)
         starts = (
             np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
             if len(dates)
@@ -609,8 +610,3 @@ def allocation_frame(community: CommunitySpec, data: MeterData, alloc: Any) -> p
             "net_injection_wh": alloc.net_injection_wh.reshape(-1),
         }
     )
-
-
-def local_dates(isps: pd.DatetimeIndex) -> list[dt.date]:
-    """Local (Europe/Amsterdam) calendar date of each ISP."""
-    return list(isps.tz_convert("Europe/Amsterdam").date)

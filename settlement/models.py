@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
-from energy.timegrid import utc_now
 
 
 class ChainHead(Base):

@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 
 from energy.errors import ValidationError
+from energy.timegrid import LOCAL_TZ
 from energy.yamlio import load_yaml_file
 
 NC_PER_CENT = 10**9
@@ -221,7 +222,7 @@ def shared_price_nc(
     if sp["type"] == "fixed":
         return np.full(len(isps), nc_per_wh(sp["price"]), dtype=np.int64)
     if sp["type"] == "time_of_use":
-        local = isps.tz_convert("Europe/Amsterdam")
+        local = isps.tz_convert(LOCAL_TZ)
         minutes = np.asarray(local.hour * 60 + local.minute)
         out = np.full(len(isps), nc_per_wh(sp["default"]), dtype=np.int64)
         for t0, t1, price in sp["periods"]:

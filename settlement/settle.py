@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.errors import NoaberError, ValidationError
-from energy.timegrid import isp_range, local_period_bounds
+from energy.timegrid import isp_range, local_date_of, local_period_bounds
 from settlement import ledger
 from settlement.allocation import Allocation, largest_remainder, ref_rank
 from settlement.community import CommunitySpec, MeterData, allocate_community, shares_matrix
@@ -109,8 +109,7 @@ def plan_energy(
                 f"meter data of {data.members[i]} at {isps[t].isoformat()} has energy but is "
                 "marked as not measured"
             )
-    local = isps.tz_convert("Europe/Amsterdam")
-    dates = np.asarray(local.date)
+    dates = local_date_of(isps)
     if any(m.joined or m.left for m in community.members):
         # a member's meter data outside their membership is not community business
         active = np.array([[m.active_on(d) for m in community.members] for d in sorted(set(dates))])

@@ -9,10 +9,11 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from energy.clock import utc_now
 from energy.errors import ValidationError
 from energy.models import AssetKind, IntervalReading, Quantity, Site
 from energy.readings import read_readings
-from energy.timegrid import ISP_S, ceil_isp, floor_isp, isp_range, utc_now
+from energy.timegrid import ISP_S, ceil_isp, floor_isp, isp_range
 
 #: Profile group of each asset kind. Power channels of EVs and EV chargers are summed into
 #: ``ev``; a site should measure an EV's power at one of the two, not both.

@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 
 from energy.errors import NoaberError, ValidationError
-from energy.yamlio import load_yaml_file
 from noaber.console import console, err_console
 
 gateway_app = typer.Typer(
@@ -246,6 +245,8 @@ def _gateway_name(site: Path, override: str | None) -> str:
     two sites must not share it; a mounted ``/config/site.yaml`` takes the site's own name.
     """
     import re
+
+    from energy.yamlio import load_yaml_file
 
     name = override
     if name is None:

@@ -34,12 +34,13 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from energy.clock import utc_now
 from energy.db import make_engine, session_factory, upgrade
 from energy.errors import NoaberError
 from energy.models import Channel, Quantity, Site
 from energy.samples import SampleStore
 from energy.settings import Settings
-from energy.timegrid import LOCAL_TZ, utc_now
+from energy.timegrid import LOCAL_TZ
 
 DEMO_SITE = "dorpshuis-noaberhof"
 DEMO_FACTORY = "polymeer-emmen"
