@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from energy.db import make_engine, session_factory, upgrade
 from energy.samples import SampleStore
-from energy.timegrid import ISP_NS
+from energy.timegrid import ISP_NS, LOCAL_TZ
 from meetkoffer import campaign as cp
 from meetkoffer.emissions import load_emission_factors
 from meetkoffer.report import campaign_report
 
-TZ = "Europe/Amsterdam"
+TZ = LOCAL_TZ
 START = "2026-02-02T00:00:00+01:00"  # a Monday; 28 days stay clear of DST
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select, text
 
 from energy.db import make_engine, session_factory, upgrade
+from energy.timegrid import LOCAL_TZ
 from settlement.allocation import allocate
 from settlement.community import MeterData, parse_community
 from settlement.models import Statement
@@ -45,8 +46,8 @@ def build(n_members: int, seed: int = 42):
     isps = period_isps(PERIOD)
     t = len(isps)
     hour = (
-        np.asarray(isps.tz_convert("Europe/Amsterdam").hour)
-        + np.asarray(isps.tz_convert("Europe/Amsterdam").minute) / 60
+        np.asarray(isps.tz_convert(LOCAL_TZ).hour)
+        + np.asarray(isps.tz_convert(LOCAL_TZ).minute) / 60
     )
     sun = np.clip(np.sin((hour - 7) / 11 * np.pi), 0, None)
     kinds = np.array(["pv"] * (n_members // 5) + ["ev"] * (3 * n_members // 10))

@@ -18,12 +18,21 @@ class ValidationError(NoaberError, ValueError):
         The file or payload, e.g. ``site.yaml``.
     location : str, optional
         Where in it: a document path (``assets[2].power_kw``) or ``line 17``.
+    line : int, optional
+        The 1-based line in the source, where known (a YAML syntax error gives it).
     """
 
-    def __init__(self, message: str, source: str | None = None, location: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        source: str | None = None,
+        location: str | None = None,
+        line: int | None = None,
+    ):
         self.message = message
         self.source = source
         self.location = location
+        self.line = line
         where = ":".join(p for p in (source, location) if p)
         super().__init__(f"{where}: {message}" if where else message)
 

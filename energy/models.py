@@ -26,11 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from energy.clock import LOCAL_TZ, utc_now
 from energy.db import Base, UTCDateTime
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class AssetKind(enum.StrEnum):
@@ -96,7 +93,7 @@ class Member(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[MemberKind] = mapped_column(Enum(MemberKind, native_enum=False, length=20))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     personal: Mapped[MemberPersonal | None] = relationship(
         back_populates="member", cascade="all, delete-orphan", uselist=False
@@ -153,7 +150,7 @@ class Site(Base):
     kind: Mapped[str] = mapped_column(String(40), default="dorpshuis")
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
-    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Amsterdam")
+    timezone: Mapped[str] = mapped_column(String(64), default=LOCAL_TZ)
     grid_import_limit_kw: Mapped[float] = mapped_column(Float)
     grid_export_limit_kw: Mapped[float] = mapped_column(Float)
     owner_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
@@ -252,7 +249,7 @@ class User(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     member: Mapped[Member | None] = relationship()
     sites: Mapped[list[Site]] = relationship(secondary=user_sites)

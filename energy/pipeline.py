@@ -55,7 +55,7 @@ from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
 from energy.models import Channel, IntervalReading, Quantity
 from energy.readings import upsert_readings
 from energy.samples import Samples, SampleStore
-from energy.timegrid import ISP_NS
+from energy.timegrid import ISP_NS, floor_isp_ns
 
 STATE_DIR = "_pipeline"
 STATE_VERSION = 1
@@ -156,10 +156,6 @@ class _Chunk:
     plan: _Plan
     w0: int
     w1: int
-
-
-def _floor_isp(t: int) -> int:
-    return t - t % ISP_NS
 
 
 def state_path(store: SampleStore, channel_id: int) -> Path:
@@ -274,21 +270,21 @@ def _plan(
     ranges = []
     for tmin, tmax in clusters:
         if state is None:
-            a, b = _floor_isp(tmin), _floor_isp(tmax) + ISP_NS
+            a, b = floor_isp_ns(tmin), floor_isp_ns(tmax) + ISP_NS
         elif max_seen is not None and tmin > max_seen:
             # Appended: only the interval from the last valid sample before tmin is new.
             s = store.read(channel_id, tmin - gap, tmin)
             plan.report.samples_read += len(s)
             valid = (s.quality == 0) & np.isfinite(s.value)
-            a = _floor_isp(int(s.ts[valid][-1]) if valid.any() else tmin)
-            b = _floor_isp(tmax) + ISP_NS
+            a = floor_isp_ns(int(s.ts[valid][-1]) if valid.any() else tmin)
+            b = floor_isp_ns(tmax) + ISP_NS
         else:
-            a = _floor_isp(tmin - gap)
-            b = _floor_isp(tmax + gap) + ISP_NS
+            a = floor_isp_ns(tmin - gap)
+            b = floor_isp_ns(tmax + gap) + ISP_NS
         ranges.append((a, b))
     clipped = False
     if window is not None:
-        lo, hi = (_floor_isp(t + ISP_NS - 1) for t in window)
+        lo, hi = (floor_isp_ns(t + ISP_NS - 1) for t in window)
         clipped = any(a < lo or b > hi for a, b in ranges)
         ranges = [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
     plan.report.ranges_ns = ranges

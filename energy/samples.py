@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,10 +229,3 @@ class SampleStore:
                     p.unlink()
                     removed += 1
         return removed
-
-    def iter_days(self, channel_id: int) -> Iterator[tuple[int, Samples]]:
-        """Yield ``(day_index, samples)`` per stored day, in time order."""
-        for day in self.days(channel_id):
-            s = self.read(channel_id, day * DAY_NS, (day + 1) * DAY_NS)
-            if len(s):
-                yield day, s

@@ -19,6 +19,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from energy.clock import utc_now
 from energy.errors import NoaberError
 
 JWT_ALGORITHM = "HS256"
@@ -91,7 +92,7 @@ def create_access_token(
     """
     if ttl_s <= 0:
         raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
-    issued = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    issued = (now or utc_now()).astimezone(dt.UTC)
     payload = {
         "sub": username,
         "role": role,

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from energy.clock import LOCAL_TZ
+
 #: The development secret. Accepted only in ``local`` mode; a deployment must set its own.
 LOCAL_DEV_SECRET = "noaber-local-development-secret-not-for-deployment"
 
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
     token_ttl_s: int = Field(default=8 * 3600, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     locale: str = "nl"
     mqtt_url: str | None = None
     chromium_path: Path = Path("/usr/bin/chromium")

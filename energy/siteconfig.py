@@ -26,11 +26,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.clock import LOCAL_TZ
 from energy.errors import ValidationError
 from energy.models import (
     QUANTITY_UNITS,
@@ -56,6 +56,7 @@ from energy.sites import (
     ensure_member,
     ensure_site,
 )
+from energy.yamlio import load_yaml_file, load_yaml_text
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 #: Sections other packages read from the same file; the core import leaves them alone.
@@ -115,7 +116,7 @@ class SiteDoc(_Strict):
     )
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     grid_import_limit_kw: float = Field(gt=0, le=100_000)
     grid_export_limit_kw: float = Field(ge=0, le=100_000)
     owner: str | None = None
@@ -314,33 +315,13 @@ def parse_site_document(data: Any, source: str = "<document>") -> SiteDocument:
 
 def load_site_file(path: Path | str) -> SiteDocument:
     """Read and validate a site description YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValidationError("file not found", str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            f"not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)
-        ) from None
-    return load_site_text(text, str(path))
+    source = str(Path(path))
+    return load_yaml_file(path, parse=lambda data: parse_site_document(data, source))
 
 
 def load_site_text(text: str, source: str = "<text>") -> SiteDocument:
     """Parse and validate YAML text of a site description."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        ctx = getattr(exc, "context_mark", None)
-        if ctx is not None and mark is not None and ctx.line != mark.line:
-            problem += (
-                f" ({getattr(exc, 'context', None) or 'block'} started at line {ctx.line + 1})"
-            )
-        raise ValidationError(f"malformed YAML: {problem}", source, where) from None
-    return parse_site_document(data, source)
+    return load_yaml_text(text, source, lambda data: parse_site_document(data, source))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.clock import LOCAL_TZ
 from energy.errors import ValidationError
 from energy.models import (
     Asset,
@@ -91,7 +92,7 @@ class SiteSpec:
     grid_export_limit_kw: float
     display_name: str | None = None
     kind: str = "dorpshuis"
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     owner_member_id: int | None = None
     community_id: int | None = None
 

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TypeVar, overload
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from energy.clock import LOCAL_TZ, UTC
+
 ISP_S = 900
 """Length of one ISP [s]."""
 ISP_NS = ISP_S * 1_000_000_000
 """Length of one ISP [ns]."""
-LOCAL_TZ = "Europe/Amsterdam"
-UTC = dt.UTC
+ISP_FREQ = "15min"
+"""The ISP length as a pandas frequency."""
+_Times = TypeVar("_Times", pd.Timestamp, pd.DatetimeIndex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +63,23 @@ def ensure_utc(t: dt.datetime | pd.Timestamp | str) -> pd.Timestamp:
     return ts.tz_convert("UTC")
 
 
+@overload
+def floor_isp_ns(ts_ns: int) -> int: ...
+@overload
+def floor_isp_ns(ts_ns: np.ndarray) -> np.ndarray: ...
 def floor_isp_ns(ts_ns: np.ndarray | int) -> np.ndarray | int:
     """Start of the ISP containing each UTC timestamp [ns since epoch]."""
-    return (
-        ts_ns - (np.asarray(ts_ns) % ISP_NS)
-        if isinstance(ts_ns, np.ndarray)
-        else ts_ns - ts_ns % ISP_NS
-    )
+    return ts_ns - ts_ns % ISP_NS
+
+
+def floor_isp(t: _Times) -> _Times:
+    """Start of the ISP containing each timestamp (timezone-aware pandas input)."""
+    return t.floor(ISP_FREQ)
+
+
+def ceil_isp(t: pd.Timestamp) -> pd.Timestamp:
+    """The first ISP start at or after ``t``."""
+    return t.ceil(ISP_FREQ)
 
 
 def isp_range(start: dt.datetime | str, end: dt.datetime | str) -> pd.DatetimeIndex:
@@ -76,7 +90,7 @@ def isp_range(start: dt.datetime | str, end: dt.datetime | str) -> pd.DatetimeIn
             raise ValueError(f"{name} {t.isoformat()} is not on the 15-minute ISP grid")
     if e < s:
         raise ValueError(f"end {e.isoformat()} is before start {s.isoformat()}")
-    return pd.date_range(s, e, freq="15min", inclusive="left", tz="UTC").as_unit("ns")
+    return pd.date_range(s, e, freq=ISP_FREQ, inclusive="left", tz="UTC").as_unit("ns")
 
 
 def local_day_bounds(day: dt.date, tz: str = LOCAL_TZ) -> Interval:
@@ -98,12 +112,38 @@ def isps_in_local_day(day: dt.date, tz: str = LOCAL_TZ) -> int:
     return int(local_day_bounds(day, tz).duration_s // ISP_S)
 
 
+def next_month(day: dt.date) -> dt.date:
+    """The first day of the month after the month of ``day``."""
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def month_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """First day of a month ``YYYY-MM`` and first day of the next: ``[first, next)``."""
+    if len(period) != 7:
+        raise ValueError(f"month must be YYYY-MM, got {period!r}")
+    first = dt.date.fromisoformat(period + "-01")
+    return first, next_month(first)
+
+
+def months_touched(start: dt.datetime, end: dt.datetime, tz: str = LOCAL_TZ) -> list[str]:
+    """Local calendar months ``YYYY-MM`` that the UTC interval ``[start, end)`` touches."""
+    if end <= start:
+        raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
+    zone = ZoneInfo(tz)
+    month = start.astimezone(zone).date().replace(day=1)
+    last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    months = []
+    while month <= last:
+        months.append(f"{month.year:04d}-{month.month:02d}")
+        month = next_month(month)
+    return months
+
+
 def local_period_bounds(period: str, tz: str = LOCAL_TZ) -> Interval:
     """The UTC interval of a local calendar month ``YYYY-MM`` or day ``YYYY-MM-DD``."""
     try:
         if len(period) == 7:
-            first = dt.date.fromisoformat(period + "-01")
-            nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            first, nxt = month_bounds(period)
         else:
             first = dt.date.fromisoformat(period)
             nxt = first + dt.timedelta(days=1)

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from energy import sites
+from energy.clock import utc_now
 from energy.errors import NotFoundError, ValidationError
 from energy.models import (
     QUANTITY_UNITS,
@@ -38,6 +38,7 @@ from energy.models import (
 from energy.readings import read_readings
 from energy.samples import SampleStore
 from energy.timegrid import ensure_utc
+from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
@@ -279,10 +280,7 @@ def campaign_on_channels(
 
 def create_campaign_from_file(session: Session, path: Path) -> Campaign:
     """Create a campaign from a YAML file (see :func:`create_campaign`)."""
-    try:
-        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError(f"cannot read campaign file: {exc}", str(path)) from None
+    cfg = load_yaml_file(path, "campaign file")
     if not isinstance(cfg, dict):
         raise ValidationError("must be a mapping", str(path))
     return create_campaign(session, cfg, str(path))
@@ -525,7 +523,7 @@ def analyze(
                 evidence=_jsonable(f.evidence),
             )
         )
-    c.analyzed_at = dt.datetime.now(dt.UTC)
+    c.analyzed_at = utc_now()
     session.flush()
     return series, found
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from energy.errors import ValidationError
+from energy.yamlio import load_yaml_file
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "emission_factors.yaml"
 
@@ -37,7 +37,7 @@ class AppliedFactor:
 
 
 def load_emission_factors(path: Path | str | None = None) -> dict[int, EmissionFactor]:
-    """Read the factors file; every entry needs ``year``, ``kg_co2_per_kwh`` >= 0 and ``source``.
+    """Read the factors file (see :func:`parse_emission_factors`); ``None``: the shipped one.
 
     Raises
     ------
@@ -45,36 +45,45 @@ def load_emission_factors(path: Path | str | None = None) -> dict[int, EmissionF
         Naming the file and the entry that is malformed.
     """
     p = Path(path) if path is not None else DEFAULT_PATH
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError(f"cannot read emission factors: {exc}", str(p)) from None
+    return load_yaml_file(
+        p, "emission factors file", lambda data: parse_emission_factors(data, str(p))
+    )
+
+
+def parse_emission_factors(data: Any, source_file: str) -> dict[int, EmissionFactor]:
+    """Validate a factors document: each entry needs ``year``, ``kg_co2_per_kwh`` >= 0, ``source``.
+
+    Raises
+    ------
+    ValidationError
+        Naming ``source_file`` and the entry that is malformed.
+    """
     if not isinstance(data, dict) or data.get("unit") != "kg_co2_per_kwh":
-        raise ValidationError("needs 'unit: kg_co2_per_kwh' and a 'factors' list", str(p))
+        raise ValidationError("needs 'unit: kg_co2_per_kwh' and a 'factors' list", source_file)
     out: dict[int, EmissionFactor] = {}
     for i, entry in enumerate(data.get("factors") or []):
         loc = f"factors[{i}]"
         if not isinstance(entry, dict):
-            raise ValidationError("entry must be a mapping", str(p), loc)
+            raise ValidationError("entry must be a mapping", source_file, loc)
         try:
             year = int(entry["year"])
             kg = float(entry["kg_co2_per_kwh"])
             source = str(entry["source"]).strip()
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(
-                f"needs year, kg_co2_per_kwh and source ({exc})", str(p), loc
+                f"needs year, kg_co2_per_kwh and source ({exc})", source_file, loc
             ) from None
         if kg < 0 or not source:
             raise ValidationError(
                 f"kg_co2_per_kwh must be >= 0 and source non-empty, got {kg}, {source!r}",
-                str(p),
+                source_file,
                 loc,
             )
         if year in out:
-            raise ValidationError(f"year {year} appears twice", str(p), loc)
+            raise ValidationError(f"year {year} appears twice", source_file, loc)
         out[year] = EmissionFactor(year, kg, source, str(entry.get("scope", "")))
     if not out:
-        raise ValidationError("no emission factors given", str(p))
+        raise ValidationError("no emission factors given", source_file)
     return out
 
 

@@ -22,12 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
 from energy.models import Channel, Member, Site
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Campaign(Base):
@@ -50,7 +47,7 @@ class Campaign(Base):
     operating_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     analyzed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     site: Mapped[Site] = relationship()
     firm: Mapped[Member] = relationship()
@@ -134,7 +131,7 @@ class FindingRecord(Base):
     co2_t_per_year: Mapped[float] = mapped_column(Float)
     chart: Mapped[str] = mapped_column(String(120))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     campaign: Mapped[Campaign] = relationship(back_populates="findings")
 
@@ -171,7 +168,7 @@ class SavingsRecord(Base):
     r2: Mapped[float] = mapped_column(Float)
     ashrae14_pass: Mapped[bool] = mapped_column(Boolean)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     campaign: Mapped[Campaign] = relationship(back_populates="savings")
     adjustments: Mapped[list[NonRoutineRecord]] = relationship(

@@ -8,7 +8,6 @@ Dutch by default; numbers, money and times follow the locale and Europe/Amsterda
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from energy.clock import utc_now
 from energy.i18n import template_env, translations
 from energy.plots import figure_html, plotly_js
 from energy.timegrid import LOCAL_TZ
@@ -283,7 +283,7 @@ def campaign_report(
         chart_headings={c["key"]: c["heading"] for c in chart_html},
         downloads=downloads,
         tables=list(tables),
-        generated=dt.datetime.now(dt.UTC),
+        generated=utc_now(),
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
 
@@ -478,7 +478,7 @@ def savings_report(
             ],
             m=result.metrics,
             emission_factors=result.emission_factors,
-            generated=dt.datetime.now(dt.UTC),
+            generated=utc_now(),
         )
     )
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)

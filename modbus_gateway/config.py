@@ -30,10 +30,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from energy.errors import ValidationError as NoaberValidationError
+from energy.yamlio import load_yaml_file
 from modbus_gateway.profiles import Profile, _where, get_profile
 
 FaultKind = Literal["timeout", "busy", "exception", "short", "garbage", "disconnect"]
@@ -238,10 +238,6 @@ def parse_config(data: object, source: str, base_dir: Path | None = None) -> Gat
 def load_config(path: Path | str) -> GatewayConfig:
     """Load the gateway section of a site YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else None
-        raise NoaberValidationError(f"not valid YAML: {exc}", str(path), line) from None
-    return parse_config(data, str(path), path.parent)
+    return load_yaml_file(
+        path, "site file", lambda data: parse_config(data, str(path), path.parent)
+    )

@@ -21,7 +21,6 @@ Payload (JSON, UTF-8)::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from energy.clock import utc_now
 from energy.samples import SampleStore
 from modbus_gateway.spool import Sample, SampleSink, SampleStoreSink
 
@@ -392,7 +392,7 @@ class DeadLetterFile:
         payload: bytes | None = None,
     ) -> None:
         doc: dict = {
-            "received_utc": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "received_utc": utc_now().isoformat(timespec="milliseconds"),
             "topic": topic,
             "gateway": gateway,
             "error": error,

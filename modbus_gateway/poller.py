@@ -22,7 +22,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from energy.samples import Quality
@@ -356,10 +356,3 @@ class Gateway:
                 }
             )
         return rows
-
-
-def samples_by_channel(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
-    out: dict[str, list[Sample]] = {}
-    for s in samples:
-        out.setdefault(s.channel, []).append(s)
-    return out

@@ -20,12 +20,12 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from energy.errors import NoaberError
 from energy.errors import ValidationError as NoaberValidationError
 from energy.samples import Quality
+from energy.yamlio import load_yaml_file
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -259,6 +259,8 @@ def _where(loc: Sequence[int | str]) -> str:
 
 def parse_profile(data: object, source: str) -> Profile:
     """Validate a profile document; errors name the file and the path inside it."""
+    if not isinstance(data, dict):
+        raise NoaberValidationError("a profile must be a mapping", source)
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
@@ -275,15 +277,7 @@ def parse_profile(data: object, source: str) -> Profile:
 def load_profile(path: Path | str) -> Profile:
     """Load and validate one profile YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else None
-        raise NoaberValidationError(f"not valid YAML: {exc}", str(path), line) from None
-    if not isinstance(data, dict):
-        raise NoaberValidationError("a profile must be a mapping", str(path))
-    return parse_profile(data, str(path))
+    return load_yaml_file(path, "profile file", lambda data: parse_profile(data, str(path)))
 
 
 @cache

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from energy.errors import ValidationError
+from energy.timegrid import LOCAL_TZ
 
 if TYPE_CHECKING:
     from optimizer.scenario import SiteSpec, _Doc
@@ -77,7 +78,7 @@ def pv_clear_sky_kw(
 
 
 def time_of_week_profile(
-    history_kw: pd.Series, index: pd.DatetimeIndex, tz: str = "Europe/Amsterdam"
+    history_kw: pd.Series, index: pd.DatetimeIndex, tz: str = LOCAL_TZ
 ) -> np.ndarray:
     """Load forecast [kW] per step of ``index`` from the mean of the same local weekday and time.
 

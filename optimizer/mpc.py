@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from energy.clock import utc_now
 from optimizer.model import Plan, Planner, SolveOptions, params_from_scenario, structure_of
 from optimizer.scenario import Scenario
 
@@ -157,7 +157,7 @@ class MPCController:
         self.scenario_at = scenario_at
         self.measure = measure
         self.sink = sink
-        self.clock = clock or (lambda: pd.Timestamp(dt.datetime.now(dt.UTC)))
+        self.clock = clock or (lambda: pd.Timestamp(utc_now()))
         self.options = options or SolveOptions(time_limit_s=60.0)
         self.safe_default_w = dict(safe_default_w or {})
         self.requested_by = requested_by

@@ -15,6 +15,7 @@ import pandas as pd
 
 from energy.i18n import template_env, translations
 from energy.plots import PLOTLY_STATIC_PATH, figure_html
+from energy.timegrid import LOCAL_TZ
 from optimizer.store import Schedule
 
 _STACKED = {
@@ -123,7 +124,7 @@ def render_site_page(
     env = template_env("optimizer", locale)
     _ = translations("optimizer", locale).gettext
     summary = schedule.summary or {}
-    tz = tz or summary.get("timezone", "Europe/Amsterdam")
+    tz = tz or summary.get("timezone", LOCAL_TZ)
     figures = {
         "flows": figure_html(flows_figure(steps, tz, _), "flows", height_px=380),
         "soc": figure_html(soc_figure(steps, tz, _), "soc", height_px=300),
@@ -159,7 +160,7 @@ def render_ev_page(
     env = template_env("optimizer", locale)
     _ = translations("optimizer", locale).gettext
     summary = schedule.summary or {}
-    tz = summary.get("timezone", "Europe/Amsterdam")
+    tz = summary.get("timezone", LOCAL_TZ)
     car = steps[steps["asset"] == ev_name].set_index("ts").sort_index()
     if "series" in summary:  # the whole horizon, so the plot shows gaps while the car is away
         car = car.reindex(

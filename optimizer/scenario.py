@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from energy.errors import ValidationError
-from energy.timegrid import ensure_utc
+from energy.timegrid import LOCAL_TZ, ensure_utc
+from energy.yamlio import load_yaml_file
 
 #: Dutch CO2 emission factor of grid electricity [kg/kWh] including chain emissions,
 #: 2021 mix (co2emissiefactoren.nl). Override per scenario with ``co2_kg_per_kwh``.
@@ -54,7 +54,7 @@ class SiteSpec:
     """
 
     name: str
-    timezone: str = "Europe/Amsterdam"
+    timezone: str = LOCAL_TZ
     grid_import_limit_kw: float = 1e9
     grid_export_limit_kw: float = 1e9
     capacity_tariff_eur_per_kw: float = 0.0
@@ -240,7 +240,7 @@ class _Doc:
 
 def _site(doc: _Doc) -> SiteSpec:
     name = doc.text("name")
-    tz = doc.text("timezone", "Europe/Amsterdam")
+    tz = doc.text("timezone", LOCAL_TZ)
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -508,12 +508,6 @@ def load_scenario(path: str | Path) -> Scenario:
         For a missing file, malformed YAML or a field out of range, naming file and field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"scenario file not found: {path}", str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        raise ValidationError(f"malformed YAML: {exc}", str(path), where) from None
-    return scenario_from_dict(data, path.parent, str(path))
+    return load_yaml_file(
+        path, "scenario file", lambda data: scenario_from_dict(data, path.parent, str(path))
+    )

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 from energy.errors import NotFoundError, ValidationError
 from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
 from energy.readings import read_readings
+from energy.timegrid import floor_isp
+from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
 from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
 
@@ -133,7 +135,7 @@ def _prices_from_store(
         stored = read_prices(
             session, name, index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()
         )
-        values = stored.reindex(index.floor("15min")).to_numpy()
+        values = stored.reindex(floor_isp(index)).to_numpy()
         missing = np.flatnonzero(np.isnan(values))
         if missing.size:
             raise ValidationError(
@@ -268,11 +270,14 @@ def _prices(
 
 def ev_sessions_from_yaml(path: Path) -> dict[str, list[dict[str, Any]]]:
     """EV sessions per EV asset name from a YAML file ``{ev-name: [{arrival, departure, ...}]}``."""
-    import yaml
+    return load_yaml_file(path, "sessions file", lambda data: _ev_sessions(data, str(path)))
 
-    if not path.is_file():
-        raise ValidationError(f"sessions file not found: {path}", str(path))
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValidationError("must map EV names to lists of sessions", str(path))
+
+def _ev_sessions(data: Any, source: str) -> dict[str, list[dict[str, Any]]]:
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ValidationError("must map EV names to lists of sessions", source)
+    for name, sessions in data.items():
+        if not isinstance(sessions, list):
+            raise ValidationError("must map EV names to lists of sessions", source, str(name))
     return data

@@ -29,15 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
 from energy.errors import NotFoundError
 from optimizer.model import Plan
 from optimizer.report import schedule_long
 from optimizer.scenario import Scenario
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Schedule(Base):
@@ -48,7 +45,7 @@ class Schedule(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     site_name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
     start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     step_minutes: Mapped[int] = mapped_column(Integer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from energy.timegrid import LOCAL_TZ
 from optimizer.scenario import BatterySpec, EVSession, EVSpec, Scenario, SiteSpec
 
 
@@ -25,7 +26,7 @@ def synthetic_scenario(
     index = pd.date_range(
         pd.Timestamp(start).tz_convert("UTC"), periods=n, freq=f"{step_minutes}min"
     ).as_unit("ns")
-    local = index.tz_convert("Europe/Amsterdam")
+    local = index.tz_convert(LOCAL_TZ)
     h = np.asarray(local.hour + local.minute / 60, float)
     day = np.asarray((index - index[0]).days, int)
     clouds = rng.uniform(0.4, 1.0, size=day.max() + 1)[day]
@@ -56,7 +57,7 @@ def synthetic_scenario(
     for i in range(n_evs):
         sessions = []
         for d in range(n_days):
-            day0 = index[0].tz_convert("Europe/Amsterdam").normalize() + pd.Timedelta(days=d)
+            day0 = index[0].tz_convert(LOCAL_TZ).normalize() + pd.Timedelta(days=d)
             arrive = day0 + pd.Timedelta(hours=float(rng.uniform(7.5, 11)))
             stay = float(rng.uniform(8, 13))
             arrival = arrive.round("15min").tz_convert("UTC")

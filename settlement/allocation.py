@@ -91,11 +91,16 @@ class Allocation:
             raise AssertionError("energy not conserved: sum(shared_wh) != sum(supplied_wh)")
 
 
-def _order_keys(members: Sequence[str]) -> np.ndarray:
-    """Rank of each member when sorted by ref (the deterministic tie-break)."""
-    order = sorted(range(len(members)), key=lambda i: members[i])
-    rank = np.empty(len(members), dtype=np.int64)
-    rank[order] = np.arange(len(members))
+def ref_order(refs: Sequence[str]) -> np.ndarray:
+    """Indices of the members sorted by ref: the canonical order of an allocation."""
+    return np.array(sorted(range(len(refs)), key=lambda i: refs[i]), dtype=np.int64)
+
+
+def ref_rank(refs: Sequence[str]) -> np.ndarray:
+    """Position of each member when sorted by ref (the deterministic tie-break), ``int64``."""
+    order = ref_order(refs)
+    rank = np.empty(len(refs), dtype=np.int64)
+    rank[order] = np.arange(len(refs))
     return rank
 
 
@@ -423,7 +428,7 @@ def allocate(
             f"offtake_wh {off.shape} and injection_wh {inj.shape} must both be (T, {len(refs)})"
         )
     # canonical (ref) order so that results cannot depend on the caller's member order
-    perm = np.array(sorted(range(len(refs)), key=lambda i: refs[i]), dtype=np.int64)
+    perm = ref_order(refs)
     off_s, inj_s = off[:, perm], inj[:, perm]
     tiebreak = np.arange(len(refs), dtype=np.int64)
     if key_type in ("fixed", "relative", "optimal"):
@@ -450,8 +455,7 @@ def allocate(
         rank = np.array([pos.get(refs[i], -1) for i in perm], dtype=np.int64)
         real = allocate_priority(off_s, inj_s, rank)
     shared_s, supplied_s = _integerize(real[0], real[1], off_s, inj_s, tiebreak)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm))
+    inv = ref_rank(refs)
     result = Allocation(refs, off, inj, shared_s[:, inv], supplied_s[:, inv])
     result.check()
     return result

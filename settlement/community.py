@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from energy.errors import ValidationError
+from energy.timegrid import local_date_of
+from energy.yamlio import load_yaml_file
 from settlement.allocation import KEY_TYPES
 
 STORAGE_KINDS = ("ev", "battery")
@@ -316,11 +317,7 @@ def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | Non
 def load_community(path: Path | str) -> CommunitySpec:
     """Read and validate a community YAML file."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"not valid YAML: {exc}", str(p)) from None
-    return parse_community(data, str(p), p.parent)
+    return load_yaml_file(p, "community file", lambda data: parse_community(data, str(p), p.parent))
 
 
 @dataclass(frozen=True)
@@ -353,7 +350,7 @@ class MeterData:
     def measured_days(self) -> tuple[list[dt.date], np.ndarray]:
         """Local dates of the ISPs and, per date and member, whether any ISP was measured
         (bool ``(D, N)``; all True without ``measured``)."""
-        dates = np.asarray(self.isps.tz_convert("Europe/Amsterdam").date)
+        dates = local_date_of(self.isps)
         starts = (
             np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
             if len(dates)
@@ -631,8 +628,3 @@ def allocation_frame(community: CommunitySpec, data: MeterData, alloc: Any) -> p
             "net_injection_wh": alloc.net_injection_wh.reshape(-1),
         }
     )
-
-
-def local_dates(isps: pd.DatetimeIndex) -> list[dt.date]:
-    """Local (Europe/Amsterdam) calendar date of each ISP."""
-    return list(isps.tz_convert("Europe/Amsterdam").date)

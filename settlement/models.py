@@ -25,11 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from energy.clock import utc_now
 from energy.db import Base, UTCDateTime
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class ChainHead(Base):
@@ -68,7 +65,7 @@ class SettlementRun(Base):
     status: Mapped[str] = mapped_column(String(10))
     tariff_digest: Mapped[str] = mapped_column(String(64))
     n_transfers: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 class Transfer(Base):
@@ -148,7 +145,7 @@ class Statement(Base):
     kind: Mapped[str] = mapped_column(String(12))
     corrects_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_statements.id"))
     max_seq: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 TRANSFERS: Table = Transfer.__table__  # type: ignore[assignment]

@@ -31,6 +31,8 @@ import pandas as pd
 import yaml
 
 from energy.errors import ValidationError
+from energy.timegrid import LOCAL_TZ
+from energy.yamlio import load_yaml_file
 
 NC_PER_CENT = 10**9
 """Nano-cents per cent."""
@@ -200,10 +202,10 @@ def parse_tariff(data: Any, source: str = "<tariff>") -> Tariff:
 def load_tariff(path: Path | str | None = None) -> Tariff:
     """Read a tariff file; ``None`` gives the shipped default (2026, with sources)."""
     if path is None:
-        text = (Path(__file__).parent / "data" / DEFAULT_TARIFF).read_text(encoding="utf-8")
-        return parse_tariff(yaml.safe_load(text), DEFAULT_TARIFF)
-    p = Path(path)
-    return parse_tariff(yaml.safe_load(p.read_text(encoding="utf-8")), str(p))
+        data = load_yaml_file(Path(__file__).parent / "data" / DEFAULT_TARIFF, "tariff file")
+        return parse_tariff(data, DEFAULT_TARIFF)
+    source = str(Path(path))
+    return load_yaml_file(path, "tariff file", lambda data: parse_tariff(data, source))
 
 
 def shared_price_nc(
@@ -220,7 +222,7 @@ def shared_price_nc(
     if sp["type"] == "fixed":
         return np.full(len(isps), nc_per_wh(sp["price"]), dtype=np.int64)
     if sp["type"] == "time_of_use":
-        local = isps.tz_convert("Europe/Amsterdam")
+        local = isps.tz_convert(LOCAL_TZ)
         minutes = np.asarray(local.hour * 60 + local.minute)
         out = np.full(len(isps), nc_per_wh(sp["default"]), dtype=np.int64)
         for t0, t1, price in sp["periods"]:
@@ -290,11 +292,26 @@ def energy_tax_nc(consumed_wh: np.ndarray, prior_wh: int, bands: tuple[TaxBand, 
 
 
 def vat_cents(net_cents: np.ndarray, vat_pct: Decimal) -> np.ndarray:
-    """VAT on net amounts [cents], rounded half to even per amount."""
-    return np.array(
-        [round_cents_decimal(Decimal(int(c)) * vat_pct / 100) for c in np.asarray(net_cents)],
-        dtype=np.int64,
-    )
+    """VAT on net amounts [cents], any shape, rounded half to even per amount (exact integers).
+
+    Raises
+    ------
+    ValidationError
+        If ``vat_pct`` has more than 4 decimals.
+    """
+    scaled = vat_pct * 10000
+    if scaled != scaled.to_integral_value():
+        raise ValidationError(f"vat_pct {vat_pct} has more than 4 decimals")
+    net = np.asarray(net_cents)
+    den = 100 * 10000
+    out = np.empty(net.shape, dtype=np.int64)
+    flat = out.reshape(-1)
+    for k, c in enumerate(net.reshape(-1)):
+        q, r = divmod(int(c) * int(scaled), den)
+        if 2 * r > den or (2 * r == den and q % 2 == 1):
+            q += 1
+        flat[k] = q
+    return out
 
 
 def fee_cents(version: TariffVersion) -> int:

@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from energy.errors import NoaberError, ValidationError
 from energy.models import MemberKind
 from energy.sites import MemberSpec, ensure_community, ensure_member
-from energy.timegrid import isp_range, local_period_bounds
+from energy.timegrid import isp_range, local_date_of, local_period_bounds
 from settlement import ledger
-from settlement.allocation import Allocation, largest_remainder
+from settlement.allocation import Allocation, largest_remainder, ref_rank
 from settlement.community import CommunitySpec, MeterData, allocate_community, shares_matrix
 from settlement.models import MEMBER_DAYS, DocCounter, SettlementRun, Statement, Transfer
 from settlement.pricing import (
@@ -48,6 +48,7 @@ from settlement.pricing import (
     round_nc,
     shared_price_nc,
     v2g_nc_per_wh,
+    vat_cents,
 )
 from settlement.provenance import storage_provenance
 
@@ -110,8 +111,7 @@ def plan_energy(
                 f"meter data of {data.members[i]} at {isps[t].isoformat()} has energy but is "
                 "marked as not measured"
             )
-    local = isps.tz_convert("Europe/Amsterdam")
-    dates = np.asarray(local.date)
+    dates = local_date_of(isps)
     if any(m.joined or m.left for m in community.members):
         # a member's meter data outside their membership is not community business
         active = np.array([[m.active_on(d) for m in community.members] for d in sorted(set(dates))])
@@ -184,31 +184,6 @@ def plan_energy(
     )
 
 
-def _rank(refs: tuple[str, ...]) -> np.ndarray:
-    order = sorted(range(len(refs)), key=lambda i: refs[i])
-    r = np.empty(len(refs), dtype=np.int64)
-    r[order] = np.arange(len(refs))
-    return r
-
-
-def _vat(net: np.ndarray, vat_pct: Decimal) -> np.ndarray:
-    """VAT per amount [cents], half to even; ``vat_pct`` with at most 4 decimals."""
-    scaled = vat_pct * 10000
-    if scaled != scaled.to_integral_value():
-        raise ValidationError(f"vat_pct {vat_pct} has more than 4 decimals")
-    num = net.astype(object) * int(scaled)
-    den = 100 * 10000
-    out = np.empty(net.shape, dtype=np.int64)
-    flat_num = num.reshape(-1)
-    flat = out.reshape(-1)
-    for k, v in enumerate(flat_num):
-        q, r = divmod(int(v), den)
-        if 2 * r > den or (2 * r == den and q % 2 == 1):
-            q += 1
-        flat[k] = q
-    return out
-
-
 def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.ndarray]:
     """Money per code, local day and member [cents], ``(D, N)`` int64 arrays.
 
@@ -217,7 +192,7 @@ def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.
     """
     isps = plan.data.isps
     refs = plan.community.refs
-    rank = _rank(refs)
+    rank = ref_rank(refs)
     alloc = plan.alloc
     d_n = plan.shared_day.shape
     price = np.empty(len(isps), dtype=np.int64)
@@ -250,7 +225,7 @@ def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.
             tax_c[k, i] = int(round_nc(nc)[0])
             prior += int(plan.shared_day[k, i])
     for k, v in enumerate(versions):
-        vat_c[k] = _vat(shared_c[k] + tax_c[k], v.vat_pct)
+        vat_c[k] = vat_cents(shared_c[k] + tax_c[k], v.vat_pct)
     fee = np.zeros(d_n, dtype=np.int64)
     for i, m in enumerate(plan.community.members):
         # the monthly fee, pro rata to the days of membership, rounded half to even

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError, NotFoundError
+from energy.timegrid import month_bounds
 from settlement import ledger
 from settlement.models import MemberDay, Statement, Transfer
 
@@ -241,8 +242,7 @@ def statement_data(session: Session, statement_id: int) -> StatementData:
 
 def _days_in(period: str) -> int:
     """Local calendar days of a month ``YYYY-MM``."""
-    first = dt.date.fromisoformat(period + "-01")
-    nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    first, nxt = month_bounds(period)
     return (nxt - first).days
 
 

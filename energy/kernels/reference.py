@@ -126,13 +126,6 @@ def power_to_buckets_ref(
     return power_to_edges_ref(ts, power_w, edges, max_gap_ns, quality)
 
 
-def trapezoid_wh(ts: np.ndarray, power_w: np.ndarray) -> float:
-    """Trapezoid integral of a series [Wh] (NumPy), for conservation checks."""
-    if len(ts) < 2:
-        return 0.0
-    return float(np.trapezoid(power_w, np.asarray(ts, dtype=np.float64)) * WH_PER_WNS)
-
-
 def counter_to_buckets_ref(
     ts: np.ndarray,
     counter_wh: np.ndarray,

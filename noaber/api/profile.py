@@ -9,10 +9,11 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from energy.clock import utc_now
 from energy.errors import ValidationError
 from energy.models import AssetKind, IntervalReading, Quantity, Site
 from energy.readings import read_readings
-from energy.timegrid import ISP_S, isp_range
+from energy.timegrid import ISP_S, ceil_isp, floor_isp, isp_range
 
 #: Profile group of each asset kind. Power channels of EVs and EV chargers are summed into
 #: ``ev``; a site should measure an EV's power at one of the two, not both.
@@ -57,8 +58,7 @@ def latest_week(session: Session, channel_ids: list[int]) -> tuple[dt.datetime, 
             )
         )
     if last is None:
-        now = pd.Timestamp.now(tz="UTC").floor("15min")
-        end = now.to_pydatetime()
+        end = floor_isp(pd.Timestamp(utc_now())).to_pydatetime()
     else:
         end = last + dt.timedelta(seconds=ISP_S)
     return end - dt.timedelta(days=7), end
@@ -126,8 +126,8 @@ def resolve_period(
         else (default[0] if end is None else end - (default[1] - default[0]))
     )
     e = end if end is not None else (default[1] if start is None else s + (default[1] - default[0]))
-    s_ts = pd.Timestamp(s).tz_convert("UTC").floor("15min")
-    e_ts = pd.Timestamp(e).tz_convert("UTC").ceil("15min")
+    s_ts = floor_isp(pd.Timestamp(s).tz_convert("UTC"))
+    e_ts = ceil_isp(pd.Timestamp(e).tz_convert("UTC"))
     if e_ts <= s_ts:
         raise ValidationError(
             f"must be after start {s_ts.isoformat()}, got {e_ts.isoformat()}",

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from energy.errors import NoaberError
+from energy.errors import NoaberError, ValidationError
 from noaber.console import console, err_console
 
 gateway_app = typer.Typer(
@@ -244,12 +244,12 @@ def _gateway_name(site: Path, override: str | None) -> str:
     """
     import re
 
-    import yaml
+    from energy.yamlio import load_yaml_file
 
     name = override
     if name is None:
-        with contextlib.suppress(OSError, yaml.YAMLError):
-            doc = yaml.safe_load(site.read_text(encoding="utf-8"))
+        with contextlib.suppress(ValidationError):
+            doc = load_yaml_file(site, "site file")
             if isinstance(doc, dict) and isinstance(doc.get("site"), dict):
                 name = doc["site"].get("name")
     name = str(name) if name else site.stem

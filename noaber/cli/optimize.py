@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from energy.clock import LOCAL_TZ
 from noaber.console import console, progress
 
 
@@ -43,7 +44,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    tz = summary.get("timezone", "Europe/Amsterdam")
+    tz = summary.get("timezone", LOCAL_TZ)
     k = summary["kpis"]
     table = Table(
         title=f"{summary['site']}: {summary['steps']} steps of {summary['step_minutes']} min from "

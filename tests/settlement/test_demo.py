@@ -23,9 +23,10 @@ from energy.errors import ValidationError
 from energy.readings import upsert_readings
 from energy.settings import Settings
 from energy.siteconfig import import_site, load_site_text
+from energy.timegrid import months_touched
 from noaber.api import create_app
 from noaber.services.demo import DEMO_LOGINS, DEMO_SITE, DemoContext, build_demo
-from noaber.services.demo.settlement import demo_community, demo_step, months_touched
+from noaber.services.demo.settlement import demo_community, demo_step
 from settlement.audit import reconcile
 from settlement.community import MeterData, read_meter_store
 from settlement.ledger import verify

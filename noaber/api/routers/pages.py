@@ -23,7 +23,7 @@ from energy.i18n import SUPPORTED_LOCALES, template_env, translations
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
 from energy.security import create_access_token
-from energy.timegrid import ISP_S
+from energy.timegrid import ISP_S, LOCAL_TZ
 from energy.users import authenticate, visible_sites
 from noaber.api.access import site_for
 from noaber.api.deps import (
@@ -205,14 +205,14 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def profile_figure(frame, locale: str) -> go.Figure:
+def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
     """A Plotly figure of a site's 15-minute profile [kW], labelled in local time.
 
     The x axis runs in UTC, so that the repeated hour of the October clock change is drawn
     after the first one instead of over it (Plotly has no time zones); ticks and hover labels
-    show Europe/Amsterdam time.
+    show the local time of ``tz`` (the site's).
     """
-    local = frame.index.tz_convert("Europe/Amsterdam")
+    local = frame.index.tz_convert(tz)
     x = [t.isoformat() for t in frame.index.tz_convert("UTC").tz_localize(None)]
     when = [t.strftime("%d-%m-%Y %H:%M") for t in local]
     fig = go.Figure()
@@ -279,7 +279,9 @@ def site_dashboard(
     peak_kw = (
         float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
     )
-    chart = figure_html(profile_figure(frame, locale), "profile-chart", height_px=480)
+    chart = figure_html(
+        profile_figure(frame, locale, site.timezone), "profile-chart", height_px=480
+    )
     span = e - s
     query = {"lang": lang} if lang else {}
     nav = {

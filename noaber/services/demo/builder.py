@@ -34,6 +34,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from energy.clock import utc_now
 from energy.db import make_engine, session_factory, upgrade
 from energy.errors import NoaberError
 from energy.models import Site
@@ -115,7 +116,7 @@ def demo_week(
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
-    today = (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()
+    today = (now or utc_now()).astimezone(zone).date()
     end = dt.datetime.combine(today, dt.time(0), tzinfo=zone)
     start = dt.datetime.combine(today - dt.timedelta(days=DAYS), dt.time(0), tzinfo=zone)
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)

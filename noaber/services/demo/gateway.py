@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from energy.errors import NoaberError
 from energy.samples import SampleStore
 from modbus_gateway.capabilities import PowerControl
-from modbus_gateway.config import GatewayConfig, parse_config
+from modbus_gateway.config import GatewayConfig, load_config
 from modbus_gateway.service import GatewayService
 from modbus_gateway.simulator import serve_config
 from modbus_gateway.spool import SampleStoreSink
@@ -78,8 +76,7 @@ async def run_demo_async(
     setpoint : (asset, power_w), optional
         A setpoint to command during the run (default: the first charger discharges 3000 W).
     """
-    data = yaml.safe_load(Path(site_file).read_text(encoding="utf-8"))
-    cfg = _local_config(parse_config(data, str(site_file), Path(site_file).parent))
+    cfg = _local_config(load_config(site_file))
     # keep only channels the store knows
     cfg.site_channels = {
         dev: {r: k for r, k in regs.items() if k in channel_ids}

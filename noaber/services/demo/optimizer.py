@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from energy.models import Channel, Quantity
+from energy.timegrid import LOCAL_TZ
 from optimizer.model import plan
 from optimizer.mpc import with_measurements
 from optimizer.report import compare
@@ -30,7 +31,7 @@ DEMO_SESSIONS = {
 }
 
 
-def demo_prices(index: pd.DatetimeIndex, tz: str = "Europe/Amsterdam") -> pd.DataFrame:
+def demo_prices(index: pd.DatetimeIndex, tz: str = LOCAL_TZ) -> pd.DataFrame:
     """Day-ahead-like all-in prices [EUR/kWh]: morning and evening peaks, a solar dip at noon
     that goes below zero for export; export = import - 0.13 (taxes are not refunded)."""
     local = index.tz_convert(tz)
@@ -57,7 +58,7 @@ def demo_step(ctx: Any) -> None:
     frame = prices.copy()
     frame.insert(0, "timestamp", [t.isoformat() for t in index])
     frame.to_csv(csv, index=False)
-    day = start.tz_convert("Europe/Amsterdam").normalize()
+    day = start.tz_convert(LOCAL_TZ).normalize()
     sessions = {
         ev: [
             {

@@ -11,7 +11,6 @@ as 0 Wh and do not appear on the statements (see :func:`settlement.community.rea
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from energy.errors import NoaberError, ValidationError
-from energy.timegrid import LOCAL_TZ
+from energy.timegrid import LOCAL_TZ, months_touched
 from settlement.audit import reconcile
 from settlement.community import CommunitySpec, load_community, read_meter_store
 from settlement.ledger import verify
@@ -39,23 +38,6 @@ STATEMENTS_PATH = "/statements"
 def demo_community() -> CommunitySpec:
     """The shipped demo community, parsed by :func:`settlement.community.load_community`."""
     return load_community(DEMO_COMMUNITY_FILE)
-
-
-def months_touched(start: dt.datetime, end: dt.datetime, tz: str = LOCAL_TZ) -> list[str]:
-    """Local calendar months ``YYYY-MM`` that the UTC interval ``[start, end)`` touches."""
-    from zoneinfo import ZoneInfo
-
-    if end <= start:
-        raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
-    zone = ZoneInfo(tz)
-    first = start.astimezone(zone).date().replace(day=1)
-    last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
-    months = []
-    month = first
-    while month <= last:
-        months.append(f"{month.year:04d}-{month.month:02d}")
-        month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return months
 
 
 @dataclass(frozen=True)

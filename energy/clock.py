@@ -1,0 +1,17 @@
+"""The clock and the local time zone, free of NumPy and pandas (the edge gateway imports it).
+
+:mod:`energy.timegrid` uses ``LOCAL_TZ`` for its local-calendar functions and offers it too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+LOCAL_TZ = "Europe/Amsterdam"
+"""The local time zone where no site is at hand (a site has its own ``timezone``)."""
+UTC = dt.UTC
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware in UTC."""
+    return dt.datetime.now(UTC)
