@@ -105,21 +105,7 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
     name = str(need("name"))
     if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
         raise ValidationError(f"campaign {name!r} exists already", source, "name")
-    try:
-        start = ensure_utc(need("start"))
-        end = ensure_utc(need("end"))
-    except ValueError as exc:
-        raise ValidationError(str(exc), source, "start/end") from None
-    if end <= start:
-        raise ValidationError(f"end {end} must be after start {start}", source, "end")
-    price = float(need("price_eur_per_kwh"))
-    if price < 0:
-        raise ValidationError(f"must be >= 0, got {price}", source, "price_eur_per_kwh")
-    try:
-        hours = an.OperatingHours.from_dict(cfg.get("operating_hours") or {})
-        fi.FindingParams(price_eur_per_kwh=price, **(cfg.get("findings") or {}))  # validates
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(str(exc), source, "operating_hours/findings") from None
+    start, end, price, hours = _campaign_terms(cfg, need, source)
     firm = _campaign_firm(session, need("firm"), need, source)
     site = _campaign_site(session, need("site"), firm, need, source)
     eq_cfg = need("equipment")
@@ -156,32 +142,54 @@ def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "cam
         if role not in ("incomer", "submeter"):
             raise ValidationError(f"role must be incomer or submeter, got {role!r}", source, loc)
         if e.get("channel"):  # a channel that exists already (clamps polled by the gateway)
-            existing = session.scalar(select(Channel).where(Channel.key == str(e["channel"])))
-            if existing is None or existing.asset.site_id != site.id:
-                raise ValidationError(
-                    f"no channel {e['channel']!r} at site {site.name!r}", source, loc + ".channel"
-                )
-            if existing.quantity not in (Quantity.POWER, Quantity.ENERGY_IMPORT):
-                raise ValidationError(
-                    f"channel {e['channel']!r} measures {existing.quantity.value}, "
-                    "not power or imported energy",
-                    source,
-                    loc + ".channel",
-                )
-            session.add(
-                Equipment(campaign_id=campaign.id, channel_id=existing.id, name=ename, role=role)
-            )
-            continue
-        qty = str(e.get("quantity", "power"))
-        if qty not in ("power", "energy"):
-            raise ValidationError(f"quantity must be power or energy, got {qty!r}", source, loc)
-        channel = _campaign_channel(session, site, firm, campaign, ename, role, qty)
+            channel = _existing_channel(session, site, str(e["channel"]), source, loc)
+        else:
+            qty = str(e.get("quantity", "power"))
+            if qty not in ("power", "energy"):
+                raise ValidationError(f"quantity must be power or energy, got {qty!r}", source, loc)
+            channel = _campaign_channel(session, site, firm, campaign, ename, role, qty)
         session.add(
             Equipment(campaign_id=campaign.id, channel_id=channel.id, name=ename, role=role)
         )
     session.flush()
     session.refresh(campaign)
     return campaign
+
+
+def _campaign_terms(
+    cfg: Mapping[str, Any], need: Callable[..., Any], source: str
+) -> tuple[pd.Timestamp, pd.Timestamp, float, an.OperatingHours]:
+    """The campaign's period ``[start, end)`` (UTC), energy price and operating hours, checked."""
+    try:
+        start = ensure_utc(need("start"))
+        end = ensure_utc(need("end"))
+    except ValueError as exc:
+        raise ValidationError(str(exc), source, "start/end") from None
+    if end <= start:
+        raise ValidationError(f"end {end} must be after start {start}", source, "end")
+    price = float(need("price_eur_per_kwh"))
+    if price < 0:
+        raise ValidationError(f"must be >= 0, got {price}", source, "price_eur_per_kwh")
+    try:
+        hours = an.OperatingHours.from_dict(cfg.get("operating_hours") or {})
+        fi.FindingParams(price_eur_per_kwh=price, **(cfg.get("findings") or {}))  # validates
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc), source, "operating_hours/findings") from None
+    return start, end, price, hours
+
+
+def _existing_channel(session: Session, site: Site, key: str, source: str, loc: str) -> Channel:
+    """A stored channel of ``site`` that measures power or imported energy (live clamps)."""
+    existing = session.scalar(select(Channel).where(Channel.key == key))
+    if existing is None or existing.asset.site_id != site.id:
+        raise ValidationError(f"no channel {key!r} at site {site.name!r}", source, loc + ".channel")
+    if existing.quantity not in (Quantity.POWER, Quantity.ENERGY_IMPORT):
+        raise ValidationError(
+            f"channel {key!r} measures {existing.quantity.value}, not power or imported energy",
+            source,
+            loc + ".channel",
+        )
+    return existing
 
 
 def _campaign_firm(
