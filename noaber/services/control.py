@@ -36,7 +36,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,6 +288,33 @@ async def _first_values(
     log.warning("not every device answered within %.0f s; planning with what is there", timeout_s)
 
 
+async def _release_after(
+    sink: GatewaySetpoints,
+    controller: MPCController,
+    setpoints: Mapping[str, float],
+    i: int,
+    steps: int,
+) -> list[str]:
+    """After step ``i``: every device to its safe default if planning failed, else the devices
+    the plan no longer drives (the car left); returns the devices released."""
+    st = controller.status
+    if not st.last_ok:
+        released = await sink.release_all(f"{REQUESTED_BY}:fallback")
+        st.released = [*st.released, *released]
+        log.error(
+            "step %d/%d: planning failed (%s); safe defaults: %s",
+            i + 1,
+            steps,
+            st.last_error,
+            ", ".join(st.released) or "none",
+        )
+        return released
+    released = await sink.release_all(f"{REQUESTED_BY} (no longer planned)", keep=set(setpoints))
+    if released:
+        log.info("step %d/%d: released %s", i + 1, steps, ", ".join(released))
+    return released
+
+
 async def run_control(
     cfg: GatewayConfig,
     sessions: sessionmaker[Session],
@@ -389,25 +416,7 @@ async def run_control(
             if stop.is_set() or task.done():
                 break
             setpoints = await controller.step()
-            st = controller.status
-            released: list[str] = []
-            if not st.last_ok:
-                released = await sink.release_all(f"{REQUESTED_BY}:fallback")
-                st.released = [*st.released, *released]
-                log.error(
-                    "step %d/%d: planning failed (%s); safe defaults: %s",
-                    i + 1,
-                    steps,
-                    st.last_error,
-                    ", ".join(st.released) or "none",
-                )
-            else:  # a device the plan no longer drives (the car left) goes back to its default
-                released = await sink.release_all(
-                    f"{REQUESTED_BY} (no longer planned)", keep=set(setpoints)
-                )
-                if released:
-                    log.info("step %d/%d: released %s", i + 1, steps, ", ".join(released))
-            run.released.append(released)
+            run.released.append(await _release_after(sink, controller, setpoints, i, steps))
             report_step(controller, setpoints, i, steps, sessions if store_plans else None)
             if on_step is not None:
                 await on_step(i, controller)
