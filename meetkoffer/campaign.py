@@ -11,6 +11,7 @@ period); :func:`load_series` reads those readings back as pandas series.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
@@ -76,6 +77,10 @@ def get_campaign(session: Session, name: str) -> Campaign:
     if c is None:
         raise NotFoundError(f"no campaign {name!r} (create it with `noaber meetkoffer create`)")
     return c
+
+
+_FINDING_FIELDS = tuple(f.name for f in dataclasses.fields(fi.Finding) if f.name != "evidence")
+"""The fields a :class:`meetkoffer.findings.Finding` and its stored ``FindingRecord`` share."""
 
 
 def create_campaign(session: Session, cfg: Mapping[str, Any], source: str = "campaign") -> Campaign:
@@ -517,20 +522,8 @@ def analyze(
     )
     session.execute(delete(FindingRecord).where(FindingRecord.campaign_id == c.id))
     for f in found:
-        session.add(
-            FindingRecord(
-                campaign_id=c.id,
-                rank=f.rank,
-                kind=f.kind,
-                title=f.title,
-                equipment=f.equipment,
-                energy_kwh_per_year=f.energy_kwh_per_year,
-                cost_eur_per_year=f.cost_eur_per_year,
-                co2_t_per_year=f.co2_t_per_year,
-                chart=f.chart,
-                evidence=_jsonable(f.evidence),
-            )
-        )
+        row = {k: getattr(f, k) for k in _FINDING_FIELDS}
+        session.add(FindingRecord(campaign_id=c.id, **row, evidence=_jsonable(f.evidence)))
     c.analyzed_at = utc_now()
     session.flush()
     return series, found
@@ -864,17 +857,7 @@ def savings_meta(c: Campaign, rec: SavingsRecord) -> dict[str, Any]:
 def stored_findings(c: Campaign) -> list[fi.Finding]:
     """The campaign's stored findings as :class:`meetkoffer.findings.Finding` objects."""
     return [
-        fi.Finding(
-            kind=f.kind,
-            title=f.title,
-            equipment=f.equipment,
-            energy_kwh_per_year=f.energy_kwh_per_year,
-            cost_eur_per_year=f.cost_eur_per_year,
-            co2_t_per_year=f.co2_t_per_year,
-            chart=f.chart,
-            evidence=dict(f.evidence or {}),
-            rank=f.rank,
-        )
+        fi.Finding(**{k: getattr(f, k) for k in _FINDING_FIELDS}, evidence=dict(f.evidence or {}))
         for f in c.findings
     ]
 
