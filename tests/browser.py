@@ -42,7 +42,9 @@ def live_server(app: Any, start_timeout_s: float = 30.0) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), "uvicorn", start_timeout_s)
+        wait_until(
+            lambda: server.started or not thread.is_alive(), "uvicorn", timeout_s=start_timeout_s
+        )
         assert thread.is_alive(), "uvicorn thread died"
         yield f"http://127.0.0.1:{port}"
     finally:

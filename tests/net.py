@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TIMEOUT_FACTOR = float(os.environ.get("NOABER_TEST_TIMEOUT_FACTOR") or 1.0)
 #: The lowest port :func:`pick_port` hands out (below it: well-known and registered services).
@@ -39,14 +40,15 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
-def wait_until(
+def _pauses(
     cond: Callable[[], object],
     what: str,
     timeout_s: float = 30.0,
     interval_s: float = 0.05,
     proc: subprocess.Popen | None = None,
-) -> None:
-    """Poll ``cond`` until it is true; fail after ``timeout_s`` (scaled) or when ``proc`` exits."""
+) -> Iterator[float]:
+    """The pauses of a wait for ``cond``; fails after ``timeout_s`` (scaled) or once ``proc``
+    (a process the condition depends on) has exited."""
     limit = scaled(timeout_s)
     deadline = time.monotonic() + limit
     while not cond():
@@ -54,25 +56,19 @@ def wait_until(
             raise AssertionError(f"exited with {proc.returncode} while waiting for {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+        yield interval_s
 
 
-async def until(
-    cond: Callable[[], object],
-    what: str,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.05,
-    proc: subprocess.Popen | None = None,
-) -> None:
+def wait_until(cond: Callable[[], object], what: str, **limits: Any) -> None:
+    """Poll ``cond`` until it is true (``limits``: timeout_s, interval_s, proc of :func:`_pauses`)."""
+    for pause in _pauses(cond, what, **limits):
+        time.sleep(pause)
+
+
+async def until(cond: Callable[[], object], what: str, **limits: Any) -> None:
     """:func:`wait_until` for a coroutine: the event loop runs while it waits."""
-    limit = scaled(timeout_s)
-    deadline = time.monotonic() + limit
-    while not cond():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}")
-        await asyncio.sleep(interval_s)
+    for pause in _pauses(cond, what, **limits):
+        await asyncio.sleep(pause)
 
 
 # ------------------------------------------------------------------------------- ports
@@ -141,7 +137,9 @@ def wait_for_tcp(
     proc: subprocess.Popen | None = None,
 ) -> None:
     """Wait until ``host:port`` accepts a TCP connection."""
-    wait_until(lambda: tcp_open(port, host), f"a listener on {host}:{port}", timeout_s, 0.05, proc)
+    wait_until(
+        lambda: tcp_open(port, host), f"a listener on {host}:{port}", timeout_s=timeout_s, proc=proc
+    )
 
 
 def wait_for_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> bytes:
@@ -156,7 +154,7 @@ def wait_for_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | No
             return False
         return True
 
-    wait_until(answered, f"an answer from {url}", timeout_s, 0.1, proc)
+    wait_until(answered, f"an answer from {url}", timeout_s=timeout_s, interval_s=0.1, proc=proc)
     return body[0]
 
 
@@ -188,7 +186,9 @@ def wait_for_signal_handler(
     proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 60.0
 ) -> None:
     """Wait until ``proc`` handles ``sig`` itself, so that sending it now stops it cleanly."""
-    wait_until(lambda: handles_signal(proc.pid, sig), f"a {sig!r} handler", timeout_s, 0.05, proc)
+    wait_until(
+        lambda: handles_signal(proc.pid, sig), f"a {sig!r} handler", timeout_s=timeout_s, proc=proc
+    )
 
 
 def wait_for_line(
@@ -212,7 +212,7 @@ def wait_for_line(
         return len(found) >= count
 
     try:
-        wait_until(seen, f"{pattern!r} in {path.name}", timeout_s, 0.05, proc)
+        wait_until(seen, f"{pattern!r} in {path.name}", timeout_s=timeout_s, proc=proc)
     except AssertionError as exc:
         text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
         raise AssertionError(f"{exc}; {path.name} says:\n{text[-3000:]}") from None

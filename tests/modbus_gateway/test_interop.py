@@ -68,7 +68,7 @@ def pty_pair(tmp_path: Path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_until(lambda: a.exists() and b.exists(), "socat's pty pair", 30, 0.02, proc)
+    wait_until(lambda: a.exists() and b.exists(), "socat's pty pair", interval_s=0.02, proc=proc)
     assert a.exists() and b.exists(), "socat did not create the pty pair"
     yield str(a), str(b)
     proc.terminate()

@@ -85,22 +85,24 @@ async def test_broker_restart_mid_run_every_sample_stored_once(serve, broker, tm
     service.gateway.on_samples = lambda s: (produced.extend(s), put(s))
     task = asyncio.create_task(service.run())
     try:
-        await until(lambda: consumer.stored > 0, "first batch at the store", 60)
+        await until(lambda: consumer.stored > 0, "first batch at the store", timeout_s=60)
         broker.stop()  # the site's broker goes down
         await until(
             lambda: service.forwarder.failures > 0 and len(service.forwarder.spool) > 10,
             "spooling",
-            60,
+            timeout_s=60,
         )
         broker.start()  # and comes back (its persistent session keeps the consumer's subscription)
-        await until(lambda: len(service.forwarder.spool) == 0, "the spool to drain", 60)
+        await until(lambda: len(service.forwarder.spool) == 0, "the spool to drain", timeout_s=60)
         service.stop()
         await asyncio.wait_for(task, scaled(30))
         try:
             # every sample reached the store (a count would include redelivered batches)
             want = {(s.channel, s.ts_ns) for s in produced}
             await until(
-                lambda: taken.keys >= want and consumer.waiting == 0, "the store to catch up", 60
+                lambda: taken.keys >= want and consumer.waiting == 0,
+                "the store to catch up",
+                timeout_s=60,
             )
         except AssertionError:
             state = f"stored {consumer.stored} of {len(produced)}, waiting {consumer.waiting}"

@@ -324,7 +324,9 @@ async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
         quasar, gx = sims["charger-1"], sims["battery-gx"]
         try:
             # the charger took remote control and then its setpoint (two writes, in order)
-            await until(lambda: _setpoint_written(quasar), "the charger's setpoint", 60, 0.1, proc)
+            await until(
+                lambda: _setpoint_written(quasar), "the charger's setpoint", timeout_s=60, proc=proc
+            )
             assert quasar.get("power_setpoint_w") > 0  # the car charges at the cheap start
             proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + scaled(30)
