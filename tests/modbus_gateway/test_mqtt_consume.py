@@ -148,6 +148,7 @@ def test_keyed_sink_reloads_once_then_reports_unknown(tmp_path):
     assert sink.take_written() == {1, 2} and sink.take_written() == set()
 
 
+@pytest.mark.slow
 def test_consume_stores_once_dead_letters_unknown_and_updates_intervals(
     auth_broker, tmp_path, db_url
 ):

@@ -42,6 +42,7 @@ def test_help(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert "Usage" in out.stdout
 
 
+@pytest.mark.slow
 def test_site_import_and_user_add(tmp_path: Path) -> None:
     from importlib import resources
 

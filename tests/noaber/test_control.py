@@ -296,6 +296,7 @@ def _setpoint_written(charger) -> bool:
     return "power_setpoint_w" in names[last_mode + 1 :]
 
 
+@pytest.mark.slow
 async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
     settings_env, tmp_path: Path
 ) -> None:
