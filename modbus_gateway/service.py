@@ -117,6 +117,8 @@ class GatewayService:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(poll, 10)
             await asyncio.gather(*tasks, return_exceptions=True)  # safe defaults, last flush
+            # a poll under way at the stop ends after that flush: its samples go out too
+            await self.forwarder.flush()
             stopper.cancel()
             self.gateway.close()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tests.conftest import need, need_executable
+from tests.net import wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -27,7 +27,11 @@ CHROMIUM_ARGS = [
 
 @contextmanager
 def live_server(app: Any, start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
+    """Serve an ASGI app with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL.
+
+    The socket is bound here (port 0) and handed to uvicorn, so the port cannot be taken in
+    between; the URL is yielded once uvicorn has started.
+    """
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,11 +42,10 @@ def live_server(app: Any, start_timeout_s: float = 30.0) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while not server.started:
-            assert time.monotonic() < deadline, f"uvicorn did not start within {start_timeout_s} s"
-            assert thread.is_alive(), "uvicorn thread died"
-            time.sleep(0.05)
+        wait_until(
+            lambda: server.started or not thread.is_alive(), "uvicorn", timeout_s=start_timeout_s
+        )
+        assert thread.is_alive(), "uvicorn thread died"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

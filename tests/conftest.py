@@ -1,25 +1,41 @@
-"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, tmp data dirs, settings.
+"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, tmp data dirs, settings,
+and the demo built once per session.
 
 PostgreSQL (127.0.0.1:5432, trust auth) is used through a throw-away database per test, cloned
 from a migrated template made once per session. Where PostgreSQL is absent the PostgreSQL
 variants skip with a clear message, except under ``CI=true``, where that is a failure.
+
+The demo (:func:`noaber.services.demo.build_demo` with every domain step, as ``noaber demo``
+runs it) is built once per session at :data:`DEMO_NOW`: :func:`demo` shares it read-only,
+:func:`demo_copy` gives a test that writes its own copy of the demo's data directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, text
 
 from energy.db import make_engine, session_factory, upgrade
 
+if TYPE_CHECKING:
+    from noaber.services.demo import DemoContext
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("NOABER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: The clock of the session demo: its week is 26 November - 2 December 2026 (local), so it
+#: crosses a month boundary (two settlement months, each with a few days of data).
+DEMO_NOW = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)
+#: Sample period of the session demo [s] (the CLI's is 60 s; 5 minutes keeps the build short).
+DEMO_SAMPLE_PERIOD_S = 300
 
 
 def need(condition: bool, why: str) -> None:
@@ -131,3 +147,47 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoContext]:
+    """The demo with every domain step, built once per session at :data:`DEMO_NOW`.
+
+    Shared by every test that asks for it: read it, never write to it (use :func:`demo_copy`).
+    """
+    from energy.settings import Settings
+    from noaber.services.demo import DOMAIN_STEPS, build_demo
+
+    ctx = build_demo(
+        tmp_path_factory.mktemp("session-demo") / "demo",
+        Settings(mode="local"),
+        extra_steps=DOMAIN_STEPS,
+        now=DEMO_NOW,
+        sample_period_s=DEMO_SAMPLE_PERIOD_S,
+    )
+    yield ctx
+    ctx.engine.dispose()
+
+
+@pytest.fixture
+def demo_copy(demo: DemoContext, tmp_path: Path) -> Iterator[DemoContext]:
+    """A copy of the session :func:`demo` in ``tmp_path``, for a test that writes to it."""
+    from energy.samples import SampleStore
+    from noaber.services.demo import demo_settings
+
+    demo.engine.dispose()  # the last connection closed: the SQLite WAL is checkpointed
+    data_dir = tmp_path / "demo"
+    shutil.copytree(demo.data_dir, data_dir)
+    settings = demo_settings(data_dir, demo.settings)
+    engine = make_engine(settings.sqlalchemy_url)
+    yield dataclasses.replace(
+        demo,
+        data_dir=data_dir,
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        store=SampleStore(settings.samples_dir),
+        channels=dict(demo.channels),
+        notes=list(demo.notes),
+    )
+    engine.dispose()

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from energy.errors import NoaberError
 from energy.settings import load_settings
 from noaber.console import console, progress
 
 
-def _serve(app: object, host: str, port: int) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; port 0 takes a free one (see ``getsockname``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise NoaberError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def _serve(app: object, sock: socket.socket) -> None:
+    """Serve ``app`` with uvicorn on the bound ``sock`` (so the port printed is the port used)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down cleanly
+        server.run(sockets=[sock])
+    if not server.started:  # as uvicorn.run: a failed startup exits with uvicorn's code 3
+        raise SystemExit(3)
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default NOABER_API_HOST)")] = None,
     port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="Port (default NOABER_API_PORT)")
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Port (default NOABER_API_PORT; 0: a free one, printed)"
+        ),
     ] = None,
 ) -> None:
     """Migrate the database and serve the API and pages (uvicorn)."""
@@ -30,18 +52,22 @@ def serve(
     settings = load_settings()
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
-    h, p = host or settings.api_host, settings.api_port if port is None else port
+    h = host or settings.api_host
+    sock = _bind(h, settings.api_port if port is None else port)
+    p = sock.getsockname()[1]
     console.print(
         f"Noaber API on http://{h}:{p}/ (docs: /docs), database {settings.sqlalchemy_url}"
     )
-    _serve(create_app(settings, engine), h, p)
+    _serve(create_app(settings, engine), sock)
 
 
 def demo(
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Build the demo and exit (for tests)")
     ] = False,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the demo server")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of the demo server (0: a free one, printed)")
+    ] = 8000,
     host: Annotated[str, typer.Option(help="Interface of the demo server")] = "127.0.0.1",
     data_dir: Annotated[
         Path | None,
@@ -77,7 +103,8 @@ def demo(
     console.print(f"demo data in {ctx.data_dir} ({ctx.settings.sqlalchemy_url})")
     for note in ctx.notes:
         console.print(note)
-    url = f"http://{host}:{port}/"
+    sock = None if no_serve else _bind(host, port)
+    url = f"http://{host}:{port if sock is None else sock.getsockname()[1]}/"
     from rich.table import Table
 
     table = Table(title="demo logins (demo-only passwords)")
@@ -87,12 +114,12 @@ def demo(
         table.add_row(*row)
     console.print(table)
     console.print(f"dashboard: {url}sites/{DEMO_SITE}/dashboard   API docs: {url}docs")
-    if no_serve:
+    if sock is None:
         return
     from noaber.api import create_app
 
     console.print(f"serving on {url} (Ctrl-C to stop)")
-    _serve(create_app(ctx.settings, ctx.engine), host, port)
+    _serve(create_app(ctx.settings, ctx.engine), sock)
 
 
 def version() -> None:

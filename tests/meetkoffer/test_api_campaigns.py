@@ -136,6 +136,7 @@ def test_campaign_report_downloads(db_url: str) -> None:
         assert client.get(f"/campaigns/{other}{suffix}", headers=firm).status_code == 404
 
 
+@pytest.mark.slow
 def test_pdf_downloads(tmp_path: Path) -> None:
     """PDF printing does not depend on the database backend: one SQLite file."""
     need(chromium_available(), "Debian chromium (/usr/bin/chromium) and playwright are needed")

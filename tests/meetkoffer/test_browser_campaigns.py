@@ -1,63 +1,51 @@
 """The firm's campaign dashboard and report served by the API, in headless Debian Chromium.
 
-Builds the demo with the Meetkoffer step, serves it with uvicorn on 127.0.0.1, logs in as the
-demo firm and follows the dashboard's link to the campaign report: its charts have data and
+Serves the session demo (tests/conftest.py; it ran the Meetkoffer step) with uvicorn on
+127.0.0.1, logs in as the demo firm and follows the dashboard's link to the campaign report: its charts have data and
 the page reaches nothing outside 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from energy.settings import Settings
-from noaber.services.demo import build_demo
-from noaber.services.demo.meetkoffer import demo_step
+from noaber.services.demo import DemoContext
 from tests.browser import live_server, login, loopback_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_firm_dashboard_and_report_in_chromium(tmp_path: Path) -> None:
+def test_firm_dashboard_and_report_in_chromium(demo: DemoContext) -> None:
     from noaber.api import create_app
 
-    ctx = build_demo(
-        tmp_path / "demo",
-        Settings(mode="local"),
-        extra_steps=[("meetkoffer", demo_step)],
-        now=dt.datetime(2026, 3, 12, 10, 0, tzinfo=dt.UTC),
-        sample_period_s=300,
-    )
-    try:
-        app = create_app(ctx.settings, ctx.engine)
-        with live_server(app) as base, loopback_page() as (page, outside):
-            login(page, base, "polymeer", "noaber-fabriek")
-            resp = page.goto(f"{base}/campaigns/dashboard")
-            assert resp is not None and resp.status == 200
-            assert page.locator("section.card table tbody tr").count() >= 1  # findings
-            page.click("text=Open het campagnerapport")
-            page.wait_for_url("**/campaigns/*/report*")
-            page.wait_for_function(
-                "() => { const d = Array.from(document.querySelectorAll('.plotly-graph-div'));"
-                " return d.length > 0 && d.every(x => x._fullLayout); }"
-            )
-            counts = page.evaluate(
-                """() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d =>
-                      (d._fullData || []).reduce((n, t) => {
-                        const a = t.z || t.y; if (!a) return n;
-                        let k = 0; for (const v of a) {
-                          if (ArrayBuffer.isView(v) || Array.isArray(v)) {
-                            for (const w of v) k += Number.isFinite(w) ? 1 : 0;
-                          } else { k += Number.isFinite(v) ? 1 : 0; }
-                        }
-                        return n + k; }, 0))"""
-            )
-            assert len(counts) >= 5 and all(c > 0 for c in counts), counts
-            assert page.evaluate("typeof Plotly !== 'undefined' && !!Plotly.version")
-    finally:
-        ctx.engine.dispose()
+    app = create_app(demo.settings, demo.engine)
+    with live_server(app) as base, loopback_page() as (page, outside):
+        login(page, base, "polymeer", "noaber-fabriek")
+        resp = page.goto(f"{base}/campaigns/dashboard")
+        assert resp is not None and resp.status == 200
+        assert page.locator("section.card table tbody tr").count() >= 1  # findings
+        page.click("text=Open het campagnerapport")
+        page.wait_for_url("**/campaigns/*/report*")
+        page.wait_for_function(
+            "() => { const d = Array.from(document.querySelectorAll('.plotly-graph-div'));"
+            " return d.length > 0 && d.every(x => x._fullLayout); }"
+        )
+        counts = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d =>
+                  (d._fullData || []).reduce((n, t) => {
+                    const a = t.z || t.y; if (!a) return n;
+                    let k = 0; for (const v of a) {
+                      if (ArrayBuffer.isView(v) || Array.isArray(v)) {
+                        for (const w of v) k += Number.isFinite(w) ? 1 : 0;
+                      } else { k += Number.isFinite(v) ? 1 : 0; }
+                    }
+                    return n + k; }, 0))"""
+        )
+        assert len(counts) >= 5 and all(c > 0 for c in counts), counts
+        assert page.evaluate("typeof Plotly !== 'undefined' && !!Plotly.version")
     assert not outside, f"the page tried to reach the internet: {outside}"
 
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "gateway_bench.py"
 
 
+@pytest.mark.slow
 def test_gateway_bench_quick():
     out = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--devices", "5"],

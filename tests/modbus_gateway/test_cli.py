@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,14 @@ from typer.testing import CliRunner
 
 from energy.errors import NoaberError
 from noaber.cli.gateway import register
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.modbus_gateway.conftest import start_simulate
+from tests.net import (
+    refusing_port,
+    scaled,
+    tcp_established,
+    wait_for_signal_handler,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -32,35 +32,20 @@ def app() -> typer.Typer:
 
 @pytest.fixture
 def simulated_site(tmp_path: Path):
-    ports = [_free_port() for _ in range(3)]
     site = {
         "devices": [
-            {"name": "grid", "profile": "eastron_sdm630", "port": ports[0], "poll_interval_s": 0.5},
-            {"name": "ev", "profile": "wallbox_quasar", "port": ports[1], "poll_interval_s": 0.5,
+            {"name": "grid", "profile": "eastron_sdm630", "poll_interval_s": 0.5},
+            {"name": "ev", "profile": "wallbox_quasar", "poll_interval_s": 0.5,
              "faults": [{"kind": "busy", "probability": 0.3}]},
-            {"name": "bat", "profile": "sunspec_storage", "port": ports[2], "poll_interval_s": 0.5},
+            {"name": "bat", "profile": "sunspec_storage", "poll_interval_s": 0.5},
         ]
     }  # fmt: skip
     path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site), encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "noaber.cli", "simulate", str(path), "--duration", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    for port in ports:
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        else:
-            proc.kill()
-            raise AssertionError(f"simulator not listening: {proc.stdout.read().decode()}")
+    proc, log = start_simulate(site, path)  # each device on the port it bound
+    ports = [d["port"] for d in yaml.safe_load(path.read_text(encoding="utf-8"))["devices"]]
     yield path, ports
     proc.terminate()  # SIGTERM: the simulator stops its servers and exits 0
-    assert proc.wait(10) == 0
+    assert proc.wait(scaled(10)) == 0, log.read_text(encoding="utf-8")
 
 
 def test_read_scan_and_run_against_noaber_simulate(app, simulated_site, tmp_path):
@@ -85,11 +70,12 @@ def test_read_scan_and_run_against_noaber_simulate(app, simulated_site, tmp_path
 
 def test_read_errors_are_one_line(app):
     runner = CliRunner()
-    port = _free_port()  # nobody listens
-    res = runner.invoke(
-        app,
-        ["gateway", "read", f"127.0.0.1:{port}", "--profile", "eastron_sdm630", "--timeout", "0.3"],
-    )
+    with refusing_port() as port:  # nobody listens
+        res = runner.invoke(
+            app,
+            ["gateway", "read", f"127.0.0.1:{port}", "--profile", "eastron_sdm630",
+             "--timeout", "0.3"],
+        )  # fmt: skip
     assert isinstance(res.exception, NoaberError)
     assert "cannot connect" in str(res.exception)
     res = runner.invoke(app, ["gateway", "read", "127.0.0.1:1", "--profile", "nope"])
@@ -105,7 +91,7 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
     from noaber.services.demo.gateway import DEMO_SITE_FILE
 
     doc = yaml.safe_load(DEMO_SITE_FILE.read_text(encoding="utf-8"))
-    doc["devices"] = [{**d, "port": _free_port()} for d in doc["devices"][:2]]  # two meters
+    doc["devices"] = doc["devices"][:2]  # two meters
     doc["assets"] = [a for a in doc["assets"] if a["name"] in {"grid", "pv"}]
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -120,26 +106,13 @@ def test_run_stores_samples_of_an_imported_site(app, tmp_path, settings_env):
     )
     ids = import_site_file(site, session_factory(engine)).channel_ids
     engine.dispose()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "noaber.cli", "simulate", str(site), "--duration", "60"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, _ = start_simulate(doc, site)  # the same devices, on the ports the simulator bound
     try:
-        deadline = time.monotonic() + 30
-        for d in doc["devices"]:
-            while time.monotonic() < deadline:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", d["port"])) == 0:
-                        break
-                time.sleep(0.1)
-            else:
-                raise AssertionError(f"simulator not listening on {d['port']}")
         res = runner.invoke(app, ["gateway", "run", str(site), "--duration", "3.5", "--no-live"])
         assert res.exit_code == 0, res.output
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(scaled(10))
     store = SampleStore(settings_env.samples_dir)
     power = store.read(ids["dorpshuis-noaberhof/grid/power"])
     assert len(power) >= 2 and set(power.quality.tolist()) == {0}, (power, res.output)
@@ -158,14 +131,16 @@ def test_sigterm_stops_run_and_simulate_cleanly(simulated_site, tmp_path):
     """A service manager stops with SIGTERM: the gateway flushes, restores and exits 0."""
     import signal
 
-    path, _ = simulated_site
+    path, ports = simulated_site
     proc = subprocess.Popen(
         [sys.executable, "-m", "noaber.cli", "gateway", "run", str(path), "--no-store",
          "--no-live", "--spool", str(tmp_path / "spool.sqlite")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    time.sleep(4)
+    # running: it handles SIGTERM itself and polls every simulated device
+    wait_for_signal_handler(proc)
+    wait_until(lambda: all(map(tcp_established, ports)), "the gateway's connections", proc=proc)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=scaled(30))
     assert proc.returncode == 0, out
     assert "samples delivered, 0 waiting" in out

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from modbus_gateway.profiles import shipped_profiles
 from modbus_gateway.simulator import SimServer, SimulatedDevice
 from tests.conftest import need_executable
 from tests.modbus_gateway.conftest import config_for
+from tests.net import wait_until
 
 
 async def test_mbpoll_reads_the_same_floats_the_gateway_logs(serve):
@@ -68,9 +68,7 @@ def pty_pair(tmp_path: Path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while not (a.exists() and b.exists()) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: a.exists() and b.exists(), "socat's pty pair", interval_s=0.02, proc=proc)
     assert a.exists() and b.exists(), "socat did not create the pty pair"
     yield str(a), str(b)
     proc.terminate()

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,56 +14,21 @@ from modbus_gateway.mqtt import MqttSampleConsumer, MqttSampleSink, decode_batch
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import MemorySink, Sample, SampleStoreSink
 from tests.conftest import need_executable
-from tests.modbus_gateway.conftest import config_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A Mosquitto process on a free 127.0.0.1 port, with persistence, that can be restarted."""
-
-    def __init__(self, exe: str, workdir: Path):
-        self.exe = exe
-        self.port = _free_port()
-        self.conf = workdir / "mosquitto.conf"
-        (workdir / "db").mkdir()
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {workdir / 'db'}/\n"
-            "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else ""),
-            # started as root, mosquitto would switch to user "mosquitto" and could not save
-            # its persistence file in the test's directory
-            encoding="utf-8",
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+from tests.modbus_gateway.conftest import Mosquitto, config_for, start_simulate
+from tests.net import scaled, until
 
 
 @pytest.fixture
 def broker(tmp_path):
+    """A Mosquitto with persistence on 127.0.0.1, to be stopped and started again."""
     exe = need_executable("mosquitto")
-    b = Broker(exe, tmp_path)
+    (tmp_path / "db").mkdir()
+    b = Mosquitto(
+        exe,
+        tmp_path,
+        f"allow_anonymous true\npersistence true\npersistence_location {tmp_path / 'db'}/\n"
+        "max_queued_messages 100000\n",
+    )
     b.start()
     yield b
     b.stop()
@@ -76,38 +37,12 @@ def broker(tmp_path):
 @pytest.fixture
 def serve_sync_site(tmp_path):
     """A simulated SDM630 in a subprocess (``noaber simulate``) and its site file."""
-    import sys
-
-    import yaml
-
-    port = _free_port()
     site = tmp_path / "edge-site.yaml"
-    site.write_text(
-        yaml.safe_dump({"devices": [{"name": "grid", "profile": "eastron_sdm630", "port": port, "poll_interval_s": 0.5}]}),
-        encoding="utf-8",
-    )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "noaber.cli", "simulate", str(site), "--duration", "60"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
+    doc = {"devices": [{"name": "grid", "profile": "eastron_sdm630", "poll_interval_s": 0.5}]}
+    proc, _ = start_simulate(doc, site)
     yield site
     proc.terminate()
     proc.wait(10)
-
-
-async def _until(cond, what: str, limit_s: float = 20.0) -> None:
-    for _ in range(int(limit_s / 0.1)):  # bounded
-        if cond():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_codec_roundtrip_and_precise_errors():
@@ -120,6 +55,18 @@ def test_codec_roundtrip_and_precise_errors():
         decode_batch(b'{"v": 1, "samples": [["x", "not-a-ts", 1, 0]]}')
 
 
+class _Taken:
+    """A sink that notes which samples (channel, timestamp) it passed on to ``inner``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.keys: set[tuple[str, int]] = set()
+
+    def write(self, samples):
+        self.inner.write(samples)
+        self.keys.update((s.channel, s.ts_ns) for s in samples)
+
+
 async def test_broker_restart_mid_run_every_sample_stored_once(serve, broker, tmp_path):
     srv, _ = await serve("eastron_sdm120")
     cfg = config_for(
@@ -128,9 +75,8 @@ async def test_broker_restart_mid_run_every_sample_stored_once(serve, broker, tm
     keys = list(cfg.channel_map(cfg.devices[0]).values())
     ids = {k: i + 1 for i, k in enumerate(keys)}
     store = SampleStore(tmp_path / "store")
-    consumer = MqttSampleConsumer(
-        "127.0.0.1", broker.port, SampleStoreSink(store, ids), client_id="t-store"
-    )
+    taken = _Taken(SampleStoreSink(store, ids))
+    consumer = MqttSampleConsumer("127.0.0.1", broker.port, taken, client_id="t-store")
     consumer.start()
     edge = MqttSampleSink("127.0.0.1", broker.port, "site-a", timeout_s=1.0)
     service = GatewayService(cfg, edge, tmp_path / "spool.sqlite", flush_interval_s=0.2)
@@ -139,19 +85,24 @@ async def test_broker_restart_mid_run_every_sample_stored_once(serve, broker, tm
     service.gateway.on_samples = lambda s: (produced.extend(s), put(s))
     task = asyncio.create_task(service.run())
     try:
-        await _until(lambda: consumer.stored > 0, "first batch at the store")
+        await until(lambda: consumer.stored > 0, "first batch at the store", timeout_s=60)
         broker.stop()  # the site's broker goes down
-        await _until(
-            lambda: service.forwarder.failures > 0 and len(service.forwarder.spool) > 10, "spooling"
+        await until(
+            lambda: service.forwarder.failures > 0 and len(service.forwarder.spool) > 10,
+            "spooling",
+            timeout_s=60,
         )
         broker.start()  # and comes back (its persistent session keeps the consumer's subscription)
-        await _until(lambda: len(service.forwarder.spool) == 0, "the spool to drain")
+        await until(lambda: len(service.forwarder.spool) == 0, "the spool to drain", timeout_s=60)
         service.stop()
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, scaled(30))
         try:
-            await _until(
-                lambda: consumer.stored >= len(produced) and consumer.waiting == 0,
+            # every sample reached the store (a count would include redelivered batches)
+            want = {(s.channel, s.ts_ns) for s in produced}
+            await until(
+                lambda: taken.keys >= want and consumer.waiting == 0,
                 "the store to catch up",
+                timeout_s=60,
             )
         except AssertionError:
             state = f"stored {consumer.stored} of {len(produced)}, waiting {consumer.waiting}"
@@ -188,9 +139,9 @@ async def test_consumer_keeps_batches_while_the_store_is_down(broker):
     try:
         for i in range(5):
             edge.write([Sample("c", i, float(i), 0)])
-        await _until(lambda: consumer.waiting == 5 and consumer.failures > 0, "batches waiting")
+        await until(lambda: consumer.waiting == 5 and consumer.failures > 0, "batches waiting")
         sink.down = False
-        await _until(lambda: consumer.waiting == 0, "the retry")
+        await until(lambda: consumer.waiting == 0, "the retry")
     finally:
         edge.close()
         consumer.stop()
@@ -218,7 +169,7 @@ def test_gateway_run_publishes_to_mqtt(serve_sync_site, broker, tmp_path):
              "--duration", "1.5", "--spool", str(tmp_path / "spool.sqlite")],
         )  # fmt: skip
         assert res.exit_code == 0, res.output
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while consumer.stored == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:

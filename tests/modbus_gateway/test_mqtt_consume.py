@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,9 @@ from modbus_gateway.mqtt import (
 )
 from modbus_gateway.spool import MemorySink, Sample
 from tests.conftest import need_executable
+from tests.modbus_gateway.conftest import Mosquitto
 from tests.modbus_gateway.test_mqtt import serve_sync_site  # noqa: F401 (a fixture)
+from tests.net import scaled
 
 USER = "noaber"
 PASSWORD = "p@ss:w/rd#1"  # characters that must be percent-encoded in a URL
@@ -40,42 +41,19 @@ T0 = 1_790_000_100 * S  # 2026-09-21T14:15Z plus 100 s
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def auth_broker(tmp_path):
-    """A Mosquitto on a free 127.0.0.1 port that admits only USER with PASSWORD."""
+    """A Mosquitto on 127.0.0.1 that admits only USER with PASSWORD."""
     exe = need_executable("mosquitto")
     passwd = need_executable("mosquitto_passwd")
     pwfile = tmp_path / "passwords"
     subprocess.run([passwd, "-c", "-b", str(pwfile), USER, PASSWORD], check=True, timeout=10)
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n"
-        + ("user root\n" if os.geteuid() == 0 else ""),  # as root it would switch users
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    broker = Mosquitto(exe, tmp_path, f"allow_anonymous false\npassword_file {pwfile}\n")
+    broker.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:  # bounded by the deadline
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, "mosquitto exited"
-            assert time.monotonic() < deadline, "mosquitto did not start"
-            time.sleep(0.05)
-        yield f"mqtt://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{port}"
+        yield f"mqtt://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{broker.port}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        broker.stop()
 
 
 def _channels(url: str, keys: list[str]) -> dict[str, int]:
@@ -170,6 +148,7 @@ def test_keyed_sink_reloads_once_then_reports_unknown(tmp_path):
     assert sink.take_written() == {1, 2} and sink.take_written() == set()
 
 
+@pytest.mark.slow
 def test_consume_stores_once_dead_letters_unknown_and_updates_intervals(
     auth_broker, tmp_path, db_url
 ):
@@ -310,7 +289,7 @@ def test_gateway_run_publishes_with_credentials_from_env(
         )  # fmt: skip
         assert res.exit_code == 0, res.output
         assert "0 waiting" in res.output, res.output  # nothing left in the spool
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while consumer.stored == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
@@ -349,13 +328,13 @@ def test_sigterm_stops_consume_cleanly(auth_broker, tmp_path):
     )
     store = SampleStore(tmp_path / "data" / "samples")
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + scaled(30)
         while store.read(cid).ts.size < 10:  # bounded by the deadline
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the batch did not reach the store"
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=scaled(30))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,6 +8,7 @@ from energy.samples import Quality
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import MemorySink
 from tests.modbus_gateway.conftest import config_for
+from tests.net import until
 
 
 async def test_service_runs_applies_and_restores_safe_default_on_stop(serve, tmp_path):
@@ -23,7 +24,9 @@ async def test_service_runs_applies_and_restores_safe_default_on_stop(serve, tmp
     service = GatewayService(cfg, sink, tmp_path / "spool.sqlite", flush_interval_s=0.1,
                              write_log_path=tmp_path / "writes.jsonl")  # fmt: skip
     task = asyncio.create_task(service.run())
-    await asyncio.sleep(0.3)
+    await until(  # connected: both devices answered a poll
+        lambda: all(d.polls > 0 for d in service.gateway.devices.values()), "the first polls"
+    )
     applied = await service.writer.apply("ev-anna", -2000, requested_by="optimizer.mpc")
     assert applied == -2000 and ev.get("control_mode") == 1
     for _ in range(50):  # bounded: until a poll after the setpoint shows it

@@ -12,6 +12,7 @@ from energy.samples import Quality, SampleStore
 from modbus_gateway.poller import Gateway
 from modbus_gateway.spool import MemorySink, Sample, SampleStoreSink, Spool, StoreAndForward
 from tests.modbus_gateway.conftest import config_for
+from tests.net import until
 
 
 class CountingSink:
@@ -60,13 +61,6 @@ async def test_store_unavailable_mid_run_every_sample_exactly_once(serve, tmp_pa
     stop = asyncio.Event()
     flusher = asyncio.create_task(fwd.run(0.1, stop))
     poller = asyncio.create_task(gw.run())
-
-    async def until(cond, what):
-        for _ in range(100):  # bounded: 10 s
-            if cond():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
 
     await until(lambda: fwd.delivered > 0, "first delivery")
     # the store becomes unavailable: its directory is replaced by a file

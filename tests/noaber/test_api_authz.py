@@ -194,6 +194,7 @@ def _call(
     return resp.status_code
 
 
+@pytest.mark.slow
 def test_authorization_walk(engine, sessions) -> None:
     settings = Settings(mode="test", secret_key=SECRET)
     with sessions() as session, session.begin():

@@ -1,32 +1,27 @@
 """The demo dashboard in headless Debian Chromium: log in, see a chart with data, no internet.
 
-Builds the demo (what ``noaber demo --no-serve`` builds) into a temporary directory, serves it
-with uvicorn in a thread on a free 127.0.0.1 port, and drives Chromium with Playwright.
+Serves the session demo (tests/conftest.py: what ``noaber demo --no-serve`` builds) with
+uvicorn in a thread on a free 127.0.0.1 port, and drives Chromium with Playwright.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from energy.settings import Settings
-from noaber.services.demo import DEMO_SITE, build_demo
+from noaber.services.demo import DEMO_SITE, DemoContext
 from tests.browser import live_server, login, loopback_page
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_server(demo: DemoContext) -> Iterator[str]:
     from noaber.api import create_app
 
-    data_dir = tmp_path_factory.mktemp("demo")
-    ctx = build_demo(Path(data_dir), Settings(mode="local"))
-    with live_server(create_app(ctx.settings, ctx.engine)) as base:
+    with live_server(create_app(demo.settings, demo.engine)) as base:
         yield base
-    ctx.engine.dispose()
 
 
 def test_dashboard_chart_has_data(demo_server: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from energy.db import make_engine, session_factory
@@ -24,6 +25,7 @@ def test_deployment_without_secret_is_one_line_error(tmp_path: Path) -> None:
     assert len(out.stderr.strip().splitlines()) <= 2  # one line (rich may wrap once)
 
 
+@pytest.mark.slow
 def test_intervals_update_turns_samples_into_isps(tmp_path: Path) -> None:
     assert _noaber(tmp_path, "site", "import", str(DEMO_SITE)).returncode == 0
     url = f"sqlite:///{(tmp_path / 'data' / 'noaber.db').resolve()}"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from energy.db import make_engine, session_factory
 from energy.models import Role, User
+from tests.net import wait_for_http, wait_for_line
 
 
 def _noaber(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -41,6 +42,7 @@ def test_help(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert "Usage" in out.stdout
 
 
+@pytest.mark.slow
 def test_site_import_and_user_add(tmp_path: Path) -> None:
     from importlib import resources
 
@@ -109,32 +111,21 @@ def test_bad_site_file_names_the_place(tmp_path: Path) -> None:
 
 
 def test_serve_answers_on_a_free_port(tmp_path: Path) -> None:
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "NOABER_DATA_DIR": str(tmp_path / "data"), "NOABER_MODE": "local"}
     env.pop("NOABER_DATABASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "noaber.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    env["COLUMNS"] = "200"  # the URL on one line
+    log = tmp_path / "serve.log"
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "noaber.cli", "serve", "--port", "0"],  # it binds a free port
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.monotonic() + 60
-        body = b""
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    body = r.read()
-                break
-            except OSError:
-                time.sleep(0.2)
+        (said,) = wait_for_line(log, r"Noaber API on http://127\.0\.0\.1:(\d+)/", 60, proc)
+        port = int(said.group(1))
+        body = wait_for_http(f"http://127.0.0.1:{port}/health", 60, proc)
         assert body == b'{"status":"ok"}'
         assert (tmp_path / "data" / "noaber.db").exists()  # migrated on start
     finally:

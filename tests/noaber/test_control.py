@@ -35,6 +35,7 @@ from energy.siteconfig import import_site_file
 from modbus_gateway.config import GatewayConfig, LimitsConfig, parse_config
 from modbus_gateway.simulator import serve_config
 from noaber.services.control import GatewaySetpoints, run_control, site_wiring
+from tests.net import scaled, until
 
 SITE_FILE = (
     Path(__file__).resolve().parents[2] / "noaber" / "services" / "demo" / "data" / "demo_site.yaml"
@@ -286,6 +287,16 @@ async def test_unknown_asset_is_refused_and_unimported_site_is_explained(
         engine.dispose()
 
 
+def _setpoint_written(charger) -> bool:
+    """The charger is in remote control mode and a power setpoint was written after that mode."""
+    names = [w.name for w in charger.write_log]
+    if charger.get("control_mode") != 1 or "control_mode" not in names:
+        return False
+    last_mode = len(names) - 1 - names[::-1].index("control_mode")
+    return "power_setpoint_w" in names[last_mode + 1 :]
+
+
+@pytest.mark.slow
 async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
     settings_env, tmp_path: Path
 ) -> None:
@@ -313,13 +324,13 @@ async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         quasar, gx = sims["charger-1"], sims["battery-gx"]
         try:
-            deadline = time.monotonic() + 40
-            while quasar.get("control_mode") != 1 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()[0].decode()
-                await asyncio.sleep(0.1)
+            # the charger took remote control and then its setpoint (two writes, in order)
+            await until(
+                lambda: _setpoint_written(quasar), "the charger's setpoint", timeout_s=60, proc=proc
+            )
             assert quasar.get("power_setpoint_w") > 0  # the car charges at the cheap start
             proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + scaled(30)
             while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
         finally:

@@ -1,39 +1,28 @@
 """Schedule pages in headless Debian Chromium: the manager's charts draw, an owner sees only their car.
 
-Builds the demo with the optimizer's demo step, serves it with uvicorn on a free 127.0.0.1 port
-and logs in through the real login form. Nothing may be fetched from outside 127.0.0.1.
+Serves the session demo (tests/conftest.py; it ran the optimizer's demo step) with uvicorn on
+a free 127.0.0.1 port and logs in through the real login form. Nothing may be fetched from outside 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from energy.settings import Settings
-from noaber.services.demo import build_demo
-from noaber.services.demo.optimizer import DEMO_SITE, demo_step
+from noaber.services.demo import DemoContext
+from noaber.services.demo.optimizer import DEMO_SITE
 from tests.browser import live_server, login, loopback_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(demo: DemoContext) -> Iterator[str]:
     from noaber.api import create_app
 
-    ctx = build_demo(
-        Path(tmp_path_factory.mktemp("demo")),
-        Settings(mode="local"),
-        extra_steps=[("optimizer", demo_step)],
-        now=dt.datetime(2026, 6, 20, 10, tzinfo=dt.UTC),
-        sample_period_s=900,
-    )
-    with live_server(create_app(ctx.settings, ctx.engine)) as base:
+    with live_server(create_app(demo.settings, demo.engine)) as base:
         yield base
-    ctx.engine.dispose()
 
 
 def test_manager_sees_charts_and_owner_only_their_car(server: str) -> None:

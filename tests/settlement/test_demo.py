@@ -1,8 +1,8 @@
 """Settlement in the demo (settlement/demo.py), and months with partial meter data.
 
-The demo is built with the settlement step only, on 15-minute samples, for a week that
-crosses a month boundary (26 November - 2 December 2026), so two months are settled, each
-with readings for a few days only. The partial-month tests (read_meter_store, plan, post,
+The session demo (``demo`` in tests/conftest.py) is built for a week that crosses a month
+boundary (26 November - 2 December 2026), so two months are settled, each with readings for
+a few days only. The partial-month tests (read_meter_store, plan, post,
 statement) run on both database backends.
 """
 
@@ -21,11 +21,10 @@ from sqlalchemy import func, select
 
 from energy.errors import ValidationError
 from energy.readings import upsert_readings
-from energy.settings import Settings
 from energy.siteconfig import import_site, load_site_text
 from energy.timegrid import months_touched
 from noaber.api import create_app
-from noaber.services.demo import DEMO_LOGINS, DEMO_SITE, DemoContext, build_demo
+from noaber.services.demo import DEMO_LOGINS, DEMO_SITE, DemoContext
 from noaber.services.demo.settlement import demo_community, demo_step
 from settlement.audit import reconcile
 from settlement.community import MeterData, read_meter_store
@@ -35,24 +34,11 @@ from settlement.pricing import load_tariff
 from settlement.settle import period_isps, plan_energy, post_run
 from settlement.statements import fast_money, render_html, statement_data
 from tests.browser import live_server, loopback_page
+from tests.conftest import DEMO_NOW
 
-NOW = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)  # demo week 26 Nov - 2 Dec (local)
+NOW = DEMO_NOW  # the session demo: week 26 Nov - 2 Dec (local)
 EV_OWNERS = {"anna": "m-ev-anna", "jan": "m-ev-jan", "fatima": "m-ev-fatima"}
 LOGINS = tuple(lg for lg in DEMO_LOGINS if lg.username in ("operator", *EV_OWNERS))
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory):
-    ctx = build_demo(
-        tmp_path_factory.mktemp("settle-demo") / "demo",
-        Settings(mode="local"),
-        extra_steps=[("settlement", demo_step)],
-        now=NOW,
-        sample_period_s=900,
-        logins=LOGINS,
-    )
-    yield ctx
-    ctx.engine.dispose()
 
 
 def test_months_touched() -> None:
@@ -332,10 +318,10 @@ def test_energy_in_an_unmeasured_isp_is_refused() -> None:
     assert plan.measured_day is None
 
 
-def test_a_month_without_tariff_is_noted_not_settled(demo: DemoContext) -> None:
+def test_a_month_without_tariff_is_noted_not_settled(demo_copy: DemoContext) -> None:
     # the shipped tariff ends on 1 January 2027; a demo built then says so and goes on
     later = dataclasses.replace(
-        demo,
+        demo_copy,
         start=dt.datetime(2027, 1, 3, 23, tzinfo=dt.UTC),
         end=dt.datetime(2027, 1, 5, 23, tzinfo=dt.UTC),
         notes=[],
@@ -345,5 +331,5 @@ def test_a_month_without_tariff_is_noted_not_settled(demo: DemoContext) -> None:
         "settlement: energie-exloo 2027-01 not settled: no tariff version of "
         "'noaber-default-2026' covers 2027-01-01"
     ]
-    with demo.sessions() as session:
+    with demo_copy.sessions() as session:
         assert session.scalar(select(func.count(SettlementRun.id))) == 2  # nothing posted
