@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from energy.clock import local_time_of_day_s
 from energy.errors import NoaberError, ValidationError
 from noaber.console import console, err_console
 
@@ -480,8 +481,7 @@ def simulate(
     for d in cfg.devices:
         if d.transport == "tcp" and d.host not in {"127.0.0.1", "localhost"}:
             raise NoaberError(f"device {d.name}: the simulator serves only 127.0.0.1, not {d.host}")
-    now = dt.datetime.now().astimezone()
-    tod = now.hour * 3600 + now.minute * 60 + now.second
+    tod = local_time_of_day_s()  # the simulated PV follows the local clock
 
     async def main() -> None:
         servers, devices = await serve_config(cfg, time_of_day_s=tod)

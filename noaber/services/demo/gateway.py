@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energy.clock import local_time_of_day_s
 from energy.errors import NoaberError
 from energy.samples import SampleStore
 from modbus_gateway.capabilities import PowerControl
@@ -82,7 +83,8 @@ async def run_demo_async(
         dev: {r: k for r, k in regs.items() if k in channel_ids}
         for dev, regs in cfg.site_channels.items()
     }
-    servers, sims = await serve_config(cfg)
+    # the simulated PV follows the local clock: no midday sun in a demo built at night
+    servers, sims = await serve_config(cfg, time_of_day_s=local_time_of_day_s())
     port_of = {
         name: next(s.port for s in servers if sim in s.devices.values())
         for name, sim in sims.items()
