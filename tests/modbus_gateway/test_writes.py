@@ -290,21 +290,38 @@ async def test_raw_write_cannot_weaken_the_watchdog(serve):
     ]
 
 
-async def test_sunspec_revert_timeout_zero_is_refused(serve):
-    clock = FakeClock()
+async def _storage(serve, clock, limits=None):
+    """A discovered SunSpec storage simulator ("bat") behind a gateway and a writer."""
     srv, sim = await serve("sunspec_storage", clock=clock)
-    gw = Gateway(
-        config_for([{"name": "bat", "profile": "sunspec_storage", "port": srv.port}]), clock=clock
-    )
-    w = SafeWriter(gw)
+    dev = {"name": "bat", "profile": "sunspec_storage", "port": srv.port}
+    if limits:
+        dev["limits"] = limits
+    gw = Gateway(config_for([dev]), clock=clock)
+    await gw.poll_once(gw.devices["bat"])  # discovery
+    return sim, gw, SafeWriter(gw)
+
+
+async def test_sunspec_revert_timeout_zero_is_refused(serve):
+    sim, gw, w = await _storage(serve, FakeClock())
     try:
-        await gw.poll_once(gw.devices["bat"])  # discovery
         await w.apply("bat", -1000, requested_by="mpc")
         assert sim.get("revert_timeout_s") == 60
         with pytest.raises(WriteRefused, match="watchdog timeout"):
             await w.write_register("bat", "revert_timeout_s", 0, "operator:anna")
         assert sim.get("revert_timeout_s") == 60
         await w.close()
+    finally:
+        gw.close()
+
+
+async def test_raw_percent_setpoint_write_is_clamped_in_watts(serve):
+    """SunSpec 124 takes % of WChaMax (5000 W in the simulator): -100 % asks 5000 W discharge,
+    the site allows 2000 W, so the device gets -40 % (our sign: negative = discharge)."""
+    sim, gw, w = await _storage(serve, FakeClock(), limits={"power_w_min": -2000})
+    try:
+        written = await w.write_register("bat", "discharge_rate_pct", -100, "operator:anna")
+        assert written == pytest.approx(-40.0)
+        assert sim.get("discharge_rate_pct") == pytest.approx(-40.0)
     finally:
         gw.close()
 
