@@ -100,6 +100,24 @@ class WritableSpec(_Strict):
         return self
 
 
+class TimeoutRange(_Strict):
+    """The values a device's watchdog timeout register may be given [s] (0 is never one).
+
+    The device returns to its safe state when it hears nothing for that long; 0 (on most
+    devices: no timeout) or a value above ``max`` would weaken that fail-safe, so every write
+    outside ``[min, max]`` is refused.
+    """
+
+    min: float = Field(gt=0)
+    max: float
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeoutRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
 class RegisterSpec(_Strict):
     """One register (or a group of registers holding one value)."""
 
@@ -116,6 +134,8 @@ class RegisterSpec(_Strict):
     valid_min: float | None = None
     valid_max: float | None = None
     writable: WritableSpec | None = None
+    #: Set on a device's watchdog or idle timeout register [s]: the values writes may give it.
+    watchdog_timeout_s: TimeoutRange | None = None
     model: int | None = None  # SunSpec model id: address is then the offset in the model's data
     sim_value: float | str | None = None  # constant the simulator serves when it has no model
 
@@ -137,6 +157,12 @@ class RegisterSpec(_Strict):
             raise ValueError("only holding registers (function 3) can be writable")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
+        t, w = self.watchdog_timeout_s, self.writable
+        if t is not None and (w is None or not w.min <= t.min <= t.max <= w.max):
+            raise ValueError(
+                "watchdog_timeout_s must lie within the register's writable range"
+                + ("" if w is not None else " (the register is not writable)")
+            )
         return self
 
 
@@ -243,6 +269,19 @@ class Profile(_Strict):
                     raise ValueError(f"{where}: no register {ref!r}")
                 if regs[ref].writable is None:
                     raise ValueError(f"{where}: register {ref!r} is not writable")
+            writes = [(f"control.enable[{i}]", s) for i, s in enumerate(c.enable)]
+            writes += [(f"control.safe_default[{i}]", s) for i, s in enumerate(c.safe_default)]
+            if c.watchdog is not None and c.watchdog.mode == "value":
+                writes.append(
+                    ("control.watchdog", WriteStep(register=c.watchdog.reg, value=c.watchdog.value))
+                )
+            for where, step in writes:
+                t = regs[step.reg].watchdog_timeout_s
+                if t is not None and not t.min <= step.value <= t.max:
+                    raise ValueError(
+                        f"{where}: {step.value} s would weaken the watchdog timeout "
+                        f"{step.reg!r} (allowed {t.min:g} to {t.max:g} s)"
+                    )
         return self
 
     def words_of(self, spec: RegisterSpec) -> tuple[Order, Order]:

@@ -2,11 +2,18 @@
 
 :class:`SafeWriter` is the write path behind the gateway's
 :class:`~modbus_gateway.capabilities.PowerControl` views
-(``await writer.apply("ev-charger-1", -3000.0, requested_by="mpc")``). For each write:
+(``await writer.apply("ev-charger-1", -3000.0, requested_by="mpc")``) and the only way to
+write a register by hand (:meth:`SafeWriter.write_register`). For each write:
 
-1. only registers the profile marks writable (anything else raises :class:`WriteRefused`);
-2. the setpoint is clamped to the profile's and the site's limits and to the maximum ramp rate
-   (the first setpoint ramps from 0 over one second);
+1. only registers the profile marks writable, within their range (anything else raises
+   :class:`WriteRefused`); a watchdog timeout register (``watchdog_timeout_s`` in the profile)
+   is never given a value that weakens it (0 switches most timeouts off);
+2. the setpoint is clamped to the profile's and the site's limits, whichever path wrote it (a
+   raw write of the setpoint register is a setpoint like any other), and ramped at most
+   ``ramp_w_per_s`` per second of real time: a step change goes out as a ramp, one write now
+   and the rest by :meth:`SafeWriter.keepalive_once` (every :data:`RAMP_STEP_S`), each at most
+   the ramp times the time since the last write, and that time counted at most
+   :data:`RAMP_STEP_S` (the first setpoint ramps from 0 over :data:`RAMP_STEP_S`);
 3. before the first setpoint the profile's ``control.enable`` steps are written in order
    (Wallbox Quasar: register 81 = 1, remote control, first);
 4. every write is read back and compared (:class:`WriteVerifyError` if it differs);
@@ -36,6 +43,9 @@ from modbus_gateway.profiles import ControlSpec, RegisterSpec
 
 log = logging.getLogger(__name__)
 
+RAMP_STEP_S = 1.0
+"""A ramp goes out in writes this far apart; the first setpoint ramps from 0 over it [s]."""
+
 
 @dataclass(frozen=True, slots=True)
 class WriteLogEntry:
@@ -56,6 +66,8 @@ class _Control:
     spec: ControlSpec
     enabled: bool = False
     power_w: float | None = None  # last setpoint written [W]
+    target_w: float | None = None  # where the ramp is going, within the limits [W]
+    ramp_by: str = ""  # who asked for the target
     read_back: bool = False  # the last apply() wrote the setpoint and read it back
     setpoint_t: float = -math.inf  # monotonic time of the last setpoint write
     apply_t: float = -math.inf  # last apply() from the scheduler
@@ -136,20 +148,35 @@ class SafeWriter:
 
     async def write_register(
         self, device: str, register: str, value: float, requested_by: str
-    ) -> None:
-        """Write one register by name, read it back; refuses non-writable registers.
+    ) -> float:
+        """Write one register by name (engineering units), read it back; returns what was written.
+
+        The setpoint register of a controlled device is a setpoint like any other: clamped to
+        the profile's and the site's limits and ramped (see :meth:`apply`; the rest of the
+        ramp goes out from :meth:`keepalive_once`), but without the control mode first.
 
         Raises
         ------
         WriteRefused
-            The register is not writable in the profile, or the value is outside its limits.
+            The register is not writable in the profile, the value is outside its range, or it
+            would weaken the device's watchdog timeout.
         WriteVerifyError
             The read-back differs from the value written.
         """
         dev = self.gateway.devices.get(device)
         if dev is None:
             raise NoaberError(f"no device {device!r}")
+        if not math.isfinite(value):
+            raise NoaberError(f"value for {device}.{register} must be finite, got {value}")
+        for asset, ctl in self.controls.items():
+            if ctl.dev is dev and ctl.spec.setpoint == register:
+                async with self._locks[asset]:
+                    if ctl.spec.setpoint_percent_of is not None:
+                        await self._limits_w(ctl)  # reads the reference power once
+                    power_w = self._from_register(ctl, value)
+                    return self._to_register(ctl, await self._set_power(ctl, power_w, requested_by))
         await self._write(dev, register, value, requested_by)
+        return value
 
     async def _write(
         self,
@@ -164,6 +191,13 @@ class SafeWriter:
         try:
             if spec is None or spec.writable is None:
                 raise WriteRefused(f"register {register!r} of {prof.name} is not writable")
+            t = spec.watchdog_timeout_s
+            if t is not None and not t.min <= value <= t.max:
+                raise WriteRefused(
+                    f"{dev.name}.{register} is the device's watchdog timeout: {value:g} s would "
+                    f"weaken it{' (0 switches it off)' if value == 0 else ''}; "
+                    f"allowed {t.min:g} to {t.max:g} s"
+                )
             sf = await self._scale_factor(dev, spec)
             await dev.driver.write_value(register, value, sf)
             back = (await dev.driver.read_values([register]))[register]
@@ -220,6 +254,12 @@ class SafeWriter:
             return power_w / ctl.percent_ref_w * 100.0
         return power_w
 
+    def _from_register(self, ctl: _Control, value: float) -> float:
+        if ctl.spec.setpoint_percent_of is not None:
+            assert ctl.percent_ref_w is not None
+            return value * ctl.percent_ref_w / 100.0
+        return value
+
     async def _enable(self, ctl: _Control, requested_by: str) -> None:
         for step in ctl.spec.enable:
             await self._write(ctl.dev, step.reg, step.value, requested_by)
@@ -243,45 +283,75 @@ class SafeWriter:
     async def apply(self, asset_name: str, power_w: float, requested_by: str) -> float:
         """Command a power setpoint [W, + = charging/consumption]; returns what was written.
 
-        The value is clamped to the profile's and the site's limits and to the ramp rate.
+        The value is clamped to the profile's and the site's limits; what the ramp does not
+        allow yet is written later by :meth:`keepalive_once`.
         """
         if not math.isfinite(power_w):
             raise NoaberError(f"setpoint for {asset_name!r} must be finite, got {power_w}")
         ctl = self._ctl(asset_name)
         async with self._locks[asset_name]:
-            now = self.clock.monotonic()
-            ctl.apply_t = now
+            ctl.apply_t = self.clock.monotonic()
             if not ctl.enabled:
                 await self._enable(ctl, requested_by)
-            lo, hi, ramp = await self._limits_w(ctl)
-            target = min(hi, max(lo, power_w))
-            if ramp is not None:
-                last = ctl.power_w if ctl.power_w is not None else 0.0
-                dt = min(now - ctl.setpoint_t, 3600.0) if ctl.power_w is not None else 1.0
-                step = ramp * max(dt, 0.0)
-                target = min(last + step, max(last - step, target))
-            if (
-                ctl.power_w is not None
-                and target == ctl.power_w
-                and ctl.spec.setpoint_refresh_s is None
-            ):
-                self._record(
-                    ctl.dev,
-                    ctl.spec.setpoint,
-                    target,
-                    requested_by,
-                    "ok (unchanged, not re-written)",
-                    power_w,
-                )
-                ctl.read_back = False
-                return target
-            await self._write(
-                ctl.dev, ctl.spec.setpoint, self._to_register(ctl, target), requested_by, power_w
+            return await self._set_power(ctl, power_w, requested_by)
+
+    def _ramped(self, ctl: _Control, target_w: float, ramp: float | None, now: float) -> float:
+        """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W]."""
+        if ramp is None:
+            return target_w
+        last = ctl.power_w if ctl.power_w is not None else 0.0
+        # time since the last write, at most one ramp step: a setpoint at rest for 15 minutes
+        # earns no jump, the change goes out at ``ramp`` W/s from now on
+        dt = min(now - ctl.setpoint_t, RAMP_STEP_S) if ctl.power_w is not None else RAMP_STEP_S
+        step = ramp * max(dt, 0.0)
+        return min(last + step, max(last - step, target_w))
+
+    async def _set_power(self, ctl: _Control, power_w: float, requested_by: str) -> float:
+        """Clamp ``power_w`` to the limits, make it the ramp's target, write the first step.
+
+        Called with the asset's lock held; returns the setpoint written [W].
+        """
+        now = self.clock.monotonic()
+        lo, hi, ramp = await self._limits_w(ctl)
+        ctl.target_w = min(hi, max(lo, power_w))
+        ctl.ramp_by = requested_by
+        value = self._ramped(ctl, ctl.target_w, ramp, now)
+        if ctl.power_w is not None and value == ctl.power_w and ctl.spec.setpoint_refresh_s is None:
+            self._record(
+                ctl.dev,
+                ctl.spec.setpoint,
+                value,
+                requested_by,
+                "ok (unchanged, not re-written)",
+                power_w,
             )
-            ctl.power_w = target
-            ctl.setpoint_t = now
-            ctl.read_back = True
-            return target
+            ctl.read_back = False
+            return value
+        await self._write(
+            ctl.dev, ctl.spec.setpoint, self._to_register(ctl, value), requested_by, power_w
+        )
+        ctl.power_w = value
+        ctl.setpoint_t = now
+        ctl.read_back = True
+        return value
+
+    async def _ramp_on(self, ctl: _Control) -> None:
+        """The next step of a ramp under way (the asset's lock held)."""
+        assert ctl.target_w is not None
+        _lo, _hi, ramp = await self._limits_w(ctl)
+        now = self.clock.monotonic()
+        value = self._ramped(ctl, ctl.target_w, ramp, now)
+        if value == ctl.power_w:
+            return
+        await self._write(
+            ctl.dev,
+            ctl.spec.setpoint,
+            self._to_register(ctl, value),
+            f"{ctl.ramp_by} (ramp)",
+            ctl.target_w,
+        )
+        ctl.power_w = value
+        ctl.setpoint_t = now
 
     async def release(self, asset_name: str, requested_by: str) -> None:
         """Hand control back to the device: write the profile's safe default in order."""
@@ -294,23 +364,25 @@ class SafeWriter:
                 except (ModbusError, NoaberError) as exc:
                     errors.append(str(exc))  # keep going: the next step may still help
             ctl.enabled = False
-            ctl.power_w = None
+            ctl.power_w = ctl.target_w = None
             ctl.read_back = False
             ctl.setpoint_t = -math.inf
             if errors:
                 raise NoaberError(f"{ctl.dev.name}: safe default incomplete: {'; '.join(errors)}")
 
     async def keepalive_once(self) -> None:
-        """Refresh watchdogs and setpoints that are due; release assets whose schedule is lost."""
+        """Ramp on, refresh watchdogs and setpoints that are due; release lost schedules."""
         now = self.clock.monotonic()
         for asset, ctl in self.controls.items():
-            if not ctl.enabled:
-                continue
             try:
-                if now - ctl.apply_t > self.schedule_timeout_s:
+                if ctl.enabled and now - ctl.apply_t > self.schedule_timeout_s:
                     await self.release(asset, "gateway (lost schedule)")
                     continue
                 async with self._locks[asset]:
+                    if ctl.target_w is not None and ctl.target_w != ctl.power_w:
+                        await self._ramp_on(ctl)
+                    if not ctl.enabled:
+                        continue
                     wd = ctl.spec.watchdog
                     if wd is not None and now - ctl.watchdog_t >= wd.refresh_s:
                         await self._watchdog(ctl, "gateway")
@@ -331,7 +403,7 @@ class SafeWriter:
                 log.warning("%s: keepalive failed: %s", asset, exc)
 
     def _tick_s(self) -> float:
-        periods = [1.0]
+        periods = [RAMP_STEP_S]
         for ctl in self.controls.values():
             if ctl.spec.watchdog is not None:
                 periods.append(ctl.spec.watchdog.refresh_s / 4)

@@ -26,11 +26,13 @@ counts on a car that is not there. EV variables exist only for plugged-in steps.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import highspy
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
@@ -53,7 +55,10 @@ class InfeasibleScenarioError(NoaberError):
 
 
 class SolveError(NoaberError):
-    """The solver ended without a usable plan (time limit without a solution, error)."""
+    """The solver ended without a usable plan (time limit without a solution, error).
+
+    The message gives HiGHS's own model status and the error lines of its log.
+    """
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -829,11 +834,50 @@ class Plan:
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """Solver settings: relative MIP gap, time limit [s], threads (None: HiGHS default)."""
+    """Solver settings: relative MIP gap, time limit [s], threads (None: HiGHS default).
+
+    ``threads`` may differ from one solve to the next in the same process (see
+    :func:`use_threads`).
+    """
 
     mip_gap: float = 0.005
     time_limit_s: float = 60.0
     threads: int | None = None
+
+
+_UNSET = object()
+_scheduler = threading.local()  # .threads: the count this thread's HiGHS scheduler started with
+
+
+def use_threads(threads: int | None) -> None:
+    """Prepare HiGHS in this thread for a solve with ``threads`` (None: HiGHS's default).
+
+    HiGHS starts one task scheduler per calling thread, with the ``threads`` option of that
+    thread's first run, and refuses a run asking for another count ("Option 'threads' is set to
+    1 but the scheduler has already been initialized to use 2 threads"), leaving the model
+    status Not Set. So when the count changes, this thread's scheduler is shut down first
+    (``highspy.Highs.resetGlobalScheduler(True)``, blocking until its workers have stopped); the
+    next run starts a new one with the count asked for. The reset is per thread: HiGHS keeps
+    the scheduler handle thread-local.
+    """
+    last = getattr(_scheduler, "threads", _UNSET)
+    if last != threads and not (last is _UNSET and threads is None):
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler.threads = threads
+
+
+def highs_message(solver: Highs, log_text: str | None) -> str:
+    """HiGHS's own account of a run: its model status and the error/warning lines of its log."""
+    model = solver._solver_model  # the highspy.Highs behind Pyomo's persistent interface
+    parts = [f"HiGHS model status {model.modelStatusToString(model.getModelStatus())!r}"]
+    lines = [
+        " ".join(line.split())
+        for line in (log_text or "").splitlines()
+        if line.lstrip().startswith(("ERROR", "WARNING"))
+    ]
+    if lines:
+        parts.append("; ".join(lines))
+    return ": ".join(parts)
 
 
 class Planner:
@@ -976,6 +1020,7 @@ class Planner:
         # the first solve after set_instance need not (saves a pass over every helper)
         push_data = not self._fresh
         self._fresh = False
+        use_threads(self.options.threads)
         for _round in range(4):
             self.solver.config.auto_updates.update_parameters = push_data and _round == 0
             res = self.solver.solve(
@@ -995,7 +1040,8 @@ class Planner:
             if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:
                 raise SolveError(
                     f"no plan for site {p.meta.get('site', '?')!r}: solver stopped with {tc.name} "
-                    f"after {time.perf_counter() - t0:.1f} s (time limit {self.options.time_limit_s:g} s)"
+                    f"after {time.perf_counter() - t0:.1f} s (time limit "
+                    f"{self.options.time_limit_s:g} s); {highs_message(self.solver, res.solver_log)}"
                 )
             res.solution_loader.load_vars()
             flows = results_frame(self.model, p)

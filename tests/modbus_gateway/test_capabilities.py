@@ -83,7 +83,11 @@ async def test_power_control_clamps_to_the_site_limit_reads_back_and_releases(se
         await service.gateway.poll_once(service.gateway.devices["charger-1"])
         assert isinstance(ev, Meter) and ev.power_w().value == 3000
         clock.advance(10)
-        assert await ev.write(-9000, requested_by="test") == Written(-9000, -3000, True)
+        # one ramp step (3700 W/s) now, the writer ramps on to the site's -3000 W
+        assert await ev.write(-9000, requested_by="test") == Written(-9000, -700, True)
+        for _ in range(2):
+            clock.advance(1)
+            await service.writer.keepalive_once()
         assert sim.get("power_setpoint_w") == -3000
         await ev.release(requested_by="test")
         assert not ev.enabled

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from itertools import pairwise
 
 import pytest
 
-from energy.errors import NoaberError
+from energy.errors import NoaberError, ValidationError
 from modbus_gateway.driver import WriteRefused
 from modbus_gateway.poller import Gateway
+from modbus_gateway.profiles import parse_profile, shipped_profiles
 from modbus_gateway.writes import SafeWriter
 from tests.modbus_gateway.conftest import FakeClock, config_for
 
@@ -39,7 +41,9 @@ async def test_clamped_to_site_and_profile_limits_and_ramp(serve, tmp_path):
         assert await w.apply("ev-charger-1", 20_000, requested_by="mpc") == 7000  # site limit
         clock.advance(0.5)
         assert await w.apply("ev-charger-1", -20_000, requested_by="mpc") == 7000 - 1850  # ramp
-        clock.advance(10)
+        for _ in range(10):  # the writer ramps on by itself
+            clock.advance(1)
+            await w.keepalive_once()
         assert await w.apply("ev-charger-1", -20_000, requested_by="mpc") == -7400  # profile
         assert sim.get("power_setpoint_w") == -7400
         assert sim.get("actual_power_w") == -7400  # the car discharges
@@ -47,7 +51,8 @@ async def test_clamped_to_site_and_profile_limits_and_ramp(serve, tmp_path):
         gw.close()
     entries = [json.loads(line) for line in (tmp_path / "writes.jsonl").read_text().splitlines()]
     sp = [e for e in entries if e["register"] == "power_setpoint_w"]
-    assert [e["requested_by"] for e in sp] == ["mpc"] * 4
+    assert [e["requested_by"] for e in sp].count("mpc") == 4
+    assert {e["requested_by"] for e in sp} == {"mpc", "mpc (ramp)"}
     assert sp[0]["requested_value"] == 20_000 and sp[0]["value"] == 3700
     assert all(e["result"] == "ok" for e in entries)
 
@@ -59,7 +64,7 @@ async def test_non_writable_register_is_refused_and_logged(serve):
         with pytest.raises(WriteRefused, match="not writable"):
             await w.write_register("ev1", "actual_power_w", 100, requested_by="operator:anna")
         with pytest.raises(WriteRefused, match="outside"):
-            await w.write_register("ev1", "power_setpoint_w", 9000, requested_by="operator:anna")
+            await w.write_register("ev1", "control_mode", 5, requested_by="operator:anna")
         with pytest.raises(NoaberError, match="no controllable asset"):
             await w.apply("no-such-asset", 0, requested_by="mpc")
     finally:
@@ -218,3 +223,152 @@ async def test_device_exception_on_write_is_reported(serve):
     finally:
         gw.close()
     assert "exception code 3" in w.log[-1].result
+
+
+def _setpoints(sim) -> list[tuple[float, float]]:
+    """(time [s], W) of every setpoint the simulated Quasar received (int16, 1 W per unit)."""
+    return [
+        (r.t, r.words[0] - (r.words[0] >> 15) * 65536) for r in sim.writes_to("power_setpoint_w")
+    ]
+
+
+async def test_raw_setpoint_write_is_clamped_to_the_site_limits(serve):
+    """A raw register write is a setpoint like any other: the device gets the clamped value."""
+    clock = FakeClock()
+    sim, gw, w = await _quasar(serve, clock, limits={"power_w_max": 3000, "power_w_min": -2000})
+    try:
+        # above the site's 3000 W and the profile's 7400 W: 3000 (the ramp allows 3700 in 1 s)
+        assert await w.write_register("ev1", "power_setpoint_w", 9000, "operator:anna") == 3000
+        assert sim.get("power_setpoint_w") == 3000
+        back = await gw.devices["ev1"].driver.read_values(["power_setpoint_w"])
+        assert back["power_setpoint_w"].value == 3000  # what the device reports
+        clock.advance(10)
+        # the ramp (3700 W/s) takes it down one step now and the rest from the keepalive
+        assert await w.write_register("ev1", "power_setpoint_w", -7000, "operator:anna") == -700
+        for _ in range(4):
+            clock.advance(1)
+            await w.keepalive_once()
+        assert sim.get("power_setpoint_w") == -2000
+        assert max(v for _t, v in _setpoints(sim)) == 3000
+        assert min(v for _t, v in _setpoints(sim)) == -2000
+    finally:
+        gw.close()
+    sp = [e for e in w.log if e.register == "power_setpoint_w"]
+    assert [(e.requested_by, e.requested_value, e.value, e.result) for e in sp] == [
+        ("operator:anna", 9000, 3000, "ok"),
+        ("operator:anna", -7000, -700, "ok"),
+        ("operator:anna (ramp)", -2000, -2000, "ok"),
+    ]
+
+
+async def test_raw_write_cannot_weaken_the_watchdog(serve):
+    clock = FakeClock()
+    sim, gw, w = await _quasar(serve, clock)
+    try:
+        await w.apply("ev-charger-1", 2000, requested_by="mpc")
+        assert sim.get("modbus_idle_timeout_s") == 60
+        n = len(sim.write_log)
+        with pytest.raises(WriteRefused, match=r"watchdog timeout: 0 s .*switches it off"):
+            await w.write_register("ev1", "modbus_idle_timeout_s", 0, "operator:anna")
+        with pytest.raises(WriteRefused, match="allowed 1 to 120 s"):
+            await w.write_register("ev1", "modbus_idle_timeout_s", 600, "operator:anna")
+        assert len(sim.write_log) == n  # nothing reached the device
+        assert sim.get("modbus_idle_timeout_s") == 60  # the device keeps its timeout
+        # the timeout still runs out: no keepalive for 61 s hands control back
+        clock.advance(61)
+        sim.read(3, 81, 1)
+        assert sim.get("control_mode") == 0
+        # a shorter timeout strengthens it and is written
+        assert await w.write_register("ev1", "modbus_idle_timeout_s", 30, "operator:anna") == 30
+        assert sim.get("modbus_idle_timeout_s") == 30
+    finally:
+        gw.close()
+    assert [e.result.split(":")[0] for e in w.log if e.requested_by == "operator:anna"] == [
+        "refused",
+        "refused",
+        "ok",
+    ]
+
+
+async def _storage(serve, clock, limits=None):
+    """A discovered SunSpec storage simulator ("bat") behind a gateway and a writer."""
+    srv, sim = await serve("sunspec_storage", clock=clock)
+    dev = {"name": "bat", "profile": "sunspec_storage", "port": srv.port}
+    if limits:
+        dev["limits"] = limits
+    gw = Gateway(config_for([dev]), clock=clock)
+    await gw.poll_once(gw.devices["bat"])  # discovery
+    return sim, gw, SafeWriter(gw)
+
+
+async def test_sunspec_revert_timeout_zero_is_refused(serve):
+    sim, gw, w = await _storage(serve, FakeClock())
+    try:
+        await w.apply("bat", -1000, requested_by="mpc")
+        assert sim.get("revert_timeout_s") == 60
+        with pytest.raises(WriteRefused, match="watchdog timeout"):
+            await w.write_register("bat", "revert_timeout_s", 0, "operator:anna")
+        assert sim.get("revert_timeout_s") == 60
+        await w.close()
+    finally:
+        gw.close()
+
+
+async def test_raw_percent_setpoint_write_is_clamped_in_watts(serve):
+    """SunSpec 124 takes % of WChaMax (5000 W in the simulator): -100 % asks 5000 W discharge,
+    the site allows 2000 W, so the device gets -40 % (our sign: negative = discharge)."""
+    sim, gw, w = await _storage(serve, FakeClock(), limits={"power_w_min": -2000})
+    try:
+        written = await w.write_register("bat", "discharge_rate_pct", -100, "operator:anna")
+        assert written == pytest.approx(-40.0)
+        assert sim.get("discharge_rate_pct") == pytest.approx(-40.0)
+    finally:
+        gw.close()
+
+
+def test_profile_that_would_weaken_its_own_watchdog_is_refused():
+    doc = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True, exclude_defaults=True)
+    doc["control"]["watchdog"]["value"] = 0
+    with pytest.raises(ValidationError, match="would weaken the watchdog timeout"):
+        parse_profile(doc, "quasar-copy.yaml")
+    doc = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True, exclude_defaults=True)
+    doc["registers"]["modbus_idle_timeout_s"]["watchdog_timeout_s"] = {"min": 1, "max": 900}
+    with pytest.raises(ValidationError, match="within the register's writable range"):
+        parse_profile(doc, "quasar-copy.yaml")
+
+
+async def test_step_change_goes_out_as_a_ramp_over_real_time(serve):
+    """5000 W asked at once with a 1000 W/s ramp: 1000 W now, then +1000 W per second."""
+    clock = FakeClock()
+    sim, gw, w = await _quasar(serve, clock, limits={"ramp_w_per_s": 1000})
+    try:
+        t0 = clock.t
+        assert await w.apply("ev-charger-1", 5000, requested_by="mpc") == 1000
+        while sim.get("power_setpoint_w") != 5000 and clock.t < t0 + 60:
+            clock.advance(0.25)
+            await w.keepalive_once()
+        assert clock.t - t0 == pytest.approx(4.0)  # (5000 - 1000) W / 1000 W/s
+        clock.advance(5)
+        t1 = clock.t
+        assert await w.apply("ev-charger-1", -3000, requested_by="mpc") == 4000  # at rest for 5 s
+        while sim.get("power_setpoint_w") != -3000 and clock.t < t1 + 60:
+            clock.advance(0.25)
+            await w.keepalive_once()
+        # 8000 W down: 1000 W at once (one ramp step, no jump for the 5 s at rest), then
+        # 7000 W at 1000 W/s
+        assert clock.t - t1 == pytest.approx(7.0)
+        for _ in range(8):  # at the target: nothing more to ramp
+            clock.advance(0.25)
+            await w.keepalive_once()
+        assert sim.get("power_setpoint_w") == -3000
+    finally:
+        gw.close()
+    points = _setpoints(sim)
+    assert points[0] == (t0, 1000)  # the first setpoint ramps from 0 over 1 s
+    for (ta, va), (tb, vb) in pairwise(points):
+        assert abs(vb - va) <= 1000 * (tb - ta) + 1e-6  # never faster than the ramp
+    assert len([v for _t, v in points if 1000 < v < 5000]) >= 3  # several writes, not a jump
+    assert {e.requested_by for e in w.log if e.register == "power_setpoint_w"} >= {
+        "mpc",
+        "mpc (ramp)",
+    }
