@@ -250,9 +250,21 @@ class User(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    #: Bumped on a password change or reset: tokens issued with an older version are refused.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     member: Mapped[Member | None] = relationship()
     sites: Mapped[list[Site]] = relationship(secondary=user_sites)
+
+
+class RevokedToken(Base):
+    """The id (``jti``) of a token revoked by logging out, kept until the token expires."""
+
+    __tablename__ = "token_denylist"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class IntervalReading(Base):

@@ -7,6 +7,11 @@ Roles (:class:`energy.models.Role`) and ownership:
 - ``firm`` sees the sites whose owner member is ``user.member_id``;
 - ``member`` sees the assets they own (``asset.owner_member_id == user.member_id``) and the
   sites where they own an asset.
+
+Tokens (:mod:`energy.security`) are revoked one at a time on logout (:func:`revoke_token`, a
+row in ``token_denylist`` until the token expires) and all at once when the password is
+changed (:func:`change_password`) or reset by an operator (:func:`reset_password`), which bump
+``User.token_version``. :func:`token_user` is the one check of a presented token's claims.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
 
+from energy.clock import utc_now
 from energy.errors import ValidationError
-from energy.models import Asset, Member, Role, Site, User
-from energy.security import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from energy.models import Asset, Member, RevokedToken, Role, Site, User
+from energy.security import (
+    DUMMY_HASH,
+    TokenClaims,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,99}$")
 PASSWORD_MIN_LEN = 8
@@ -164,6 +176,77 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     if needs_rehash(user.password_hash):  # stronger parameters since: upgrade (caller commits)
         user.password_hash = hash_password(password)
     return user
+
+
+def find_user(session: Session, username: str) -> User:
+    """The user named ``username``; a ValidationError (location ``username``) if none."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise ValidationError(f"no user {username!r}", source="user", location="username")
+    return user
+
+
+def token_user(session: Session, claims: TokenClaims) -> User | None:
+    """The enabled user a verified token is for, or None if the token was revoked.
+
+    Revoked means: issued before the user's last password change or reset (an older
+    ``token_version``), or logged out (its id is in ``token_denylist``).
+    """
+    user = session.scalar(
+        select(User).where(User.username == claims.username).options(selectinload(User.sites))
+    )
+    if user is None or user.disabled or user.token_version != claims.token_version:
+        return None
+    if session.get(RevokedToken, claims.token_id) is not None:
+        return None
+    return user
+
+
+def revoke_token(session: Session, user: User, claims: TokenClaims) -> None:
+    """Put the token of ``claims`` on the denylist until it expires (the caller commits).
+
+    Rows of tokens that have expired anyway are deleted on the way.
+    """
+    session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utc_now()))
+    if session.get(RevokedToken, claims.token_id) is None:
+        session.add(
+            RevokedToken(jti=claims.token_id, user_id=user.id, expires_at=claims.expires_at)
+        )
+    session.flush()
+
+
+def reset_password(session: Session, user: User, new_password: str) -> None:
+    """Set ``user``'s password to ``new_password`` and revoke all their tokens (caller commits).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        If the new password is too short or too long (location ``password``).
+    """
+    validate_password(new_password)
+    user.password_hash = hash_password(new_password)
+    user.token_version += 1
+    session.flush()
+
+
+def change_password(session: Session, user: User, current_password: str, new_password: str) -> None:
+    """The user's own change: check ``current_password``, then as :func:`reset_password`.
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        ``current_password`` if it does not match, ``password`` if the new one is invalid
+        or the same as the current one.
+    """
+    if not verify_password(user.password_hash, current_password):
+        raise ValidationError(
+            "does not match the current password", source="user", location="current_password"
+        )
+    if new_password == current_password:
+        raise ValidationError(
+            "must differ from the current password", source="user", location="password"
+        )
+    reset_password(session, user, new_password)
 
 
 def user_may_see_site(user: User, site: Site) -> bool:

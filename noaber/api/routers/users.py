@@ -1,17 +1,21 @@
-"""Users: everyone reads ``/users/me``; the operator lists, reads and creates users."""
+"""Users: everyone reads ``/users/me`` and changes their own password; the operator lists,
+reads and creates users and resets a user's password. A password change or reset revokes
+every token of the user (:func:`energy.users.reset_password`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from energy.models import Role, User
-from energy.users import create_user
+from energy.users import PASSWORD_MAX_LEN, change_password, create_user, reset_password
 from noaber.api.deps import CurrentUser, SessionDep, not_found, require_roles
 from noaber.api.schemas import UserIn, UserOut
+from noaber.api.throttle import app_throttle
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -33,6 +37,28 @@ def user_out(user: User) -> UserOut:
 def read_me(user: CurrentUser) -> UserOut:
     """The current user."""
     return user_out(user)
+
+
+class PasswordChangeIn(BaseModel):
+    """The current password and the new one (8-1024 characters)."""
+
+    current_password: str = Field(max_length=PASSWORD_MAX_LEN)
+    new_password: str = Field(max_length=PASSWORD_MAX_LEN)
+
+
+class PasswordResetIn(BaseModel):
+    """The new password an operator sets (8-1024 characters)."""
+
+    new_password: str = Field(max_length=PASSWORD_MAX_LEN)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_my_password(body: PasswordChangeIn, user: CurrentUser, session: SessionDep) -> Response:
+    """Change one's own password; every token of the user, this one too, is revoked (log in
+    again). 422 naming ``current_password`` if it does not match."""
+    change_password(session, user, body.current_password, body.new_password)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("", response_model=list[UserOut])
@@ -59,3 +85,18 @@ def get_user(username: str, _: Operator, session: SessionDep) -> UserOut:
     if user is None:
         raise not_found(f"user {username!r}")
     return user_out(user)
+
+
+@router.post("/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
+def reset_user_password(
+    username: str, body: PasswordResetIn, _: Operator, session: SessionDep, request: Request
+) -> Response:
+    """Set a user's password (operator only): revokes the user's tokens and clears their
+    failed logins."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise not_found(f"user {username!r}")
+    reset_password(session, user, body.new_password)
+    session.commit()
+    app_throttle(request).forget_user(username)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
