@@ -104,9 +104,21 @@ def user_change_password(
     console.print(f"password of {username!r} changed; their tokens are revoked")
 
 
+def user_reset_totp(
+    username: Annotated[str, typer.Argument(help="The user whose second factor is removed")],
+) -> None:
+    """Remove a user's TOTP second factor (a lost phone); they may enrol again."""
+    from energy.users import find_user, reset_totp
+
+    with _user_transaction() as (_settings, session):
+        reset_totp(session, find_user(session, username))
+    console.print(f"second factor of {username!r} removed")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``user add``, ``user change-password`` and ``user reset-password`` to the root app."""
+    """Add ``user add``, ``change-password``, ``reset-password`` and ``reset-totp``."""
     user_app.command("add")(user_add)
     user_app.command("change-password")(user_change_password)
     user_app.command("reset-password")(user_reset_password)
+    user_app.command("reset-totp")(user_reset_totp)
     app.add_typer(user_app, name="user")

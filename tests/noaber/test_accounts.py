@@ -11,15 +11,16 @@ import socket
 import time
 import uuid
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from energy.models import RevokedToken, User
+from energy.models import RevokedToken, Role, User
 from energy.security import TokenClaims, create_access_token, decode_access_token
 from energy.settings import Settings, get_settings
-from energy.users import revoke_token, token_user
+from energy.users import check_totp, enrol_totp, revoke_token, token_user
 from noaber.api import create_app
 from noaber.api.throttle import LoginThrottle, LoginThrottled
 from tests.noaber.api_world import PASSWORD, build_world
@@ -291,3 +292,73 @@ def test_cli_reset_and_change_password(engine, sessions, monkeypatch, request) -
     with sessions() as session:
         user = session.scalar(select(User).where(User.username == "mgr"))
         assert user is not None and user.token_version == 2
+
+
+# --- TOTP second factor ---------------------------------------------------------------------
+
+#: RFC 6238 appendix B: the SHA-1 secret "12345678901234567890" (base32) and two of its
+#: 8-digit codes, of which a 6-digit authenticator shows the last six.
+RFC6238_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+RFC6238_CODES = {59: "94287082", 1111111109: "07081804"}
+
+
+def test_totp_codes_of_rfc_6238_are_accepted_once() -> None:
+    user = User(username="oper", role=Role.OPERATOR, totp_secret=RFC6238_SECRET)
+    user.totp_enabled = True
+    for t, code in RFC6238_CODES.items():
+        now = dt.datetime.fromtimestamp(t, dt.UTC)
+        assert not check_totp(user, None, now)
+        assert not check_totp(user, "000000", now)
+        assert check_totp(user, code[-6:], now)
+        assert not check_totp(user, code[-6:], now)  # a replay within the step
+    plain = User(username="mgr", role=Role.SITE_MANAGER)
+    assert check_totp(plain, None)  # no second factor set up: nothing asked
+
+
+def test_operator_totp_enrol_confirm_and_login(api, sessions) -> None:
+    oper = _login(api, "oper")
+    r = api.post("/users/me/totp", headers=oper)
+    assert r.status_code == 200, r.text
+    totp = pyotp.parse_uri(r.json()["otpauth_uri"])
+    assert isinstance(totp, pyotp.TOTP) and totp.issuer == "Noaber" and totp.name == "oper"
+    _login(api, "oper")  # not confirmed yet: no code asked
+    wrong = "000000" if totp.now() != "000000" else "111111"
+    r = api.post("/users/me/totp/confirm", headers=oper, json={"code": wrong})
+    assert r.status_code == 422 and "code" in r.text
+    r = api.post("/users/me/totp/confirm", headers=oper, json={"code": totp.now()})
+    assert r.status_code == 204, r.text
+    assert api.post("/users/me/totp", headers=oper).status_code == 422  # already set up
+    form = {"username": "oper", "password": PASSWORD}
+    r = api.post("/auth/token", data=form)
+    assert r.status_code == 401 and "totp_code" in r.json()["detail"]
+    code = totp.at(time.time() + 30)  # the next step's code (the current one was used)
+    r = api.post("/auth/token", data={**form, "totp_code": code})
+    assert r.status_code == 200, r.text
+    assert api.post("/auth/token", data={**form, "totp_code": code}).status_code == 401  # replay
+    # The page form asks for it too, in the reader's language.
+    r = api.post("/login", data=form, follow_redirects=False)
+    assert r.status_code == 401 and "eenmalige code" in r.text
+    with sessions() as session:
+        user = session.scalar(select(User).where(User.username == "oper"))
+        assert user is not None and user.totp_enabled and user.totp_last_step is not None
+
+
+def test_cli_reset_totp(engine, sessions, monkeypatch, request) -> None:
+    from noaber.cli import app
+
+    with sessions() as session, session.begin():
+        build_world(session)
+        user = session.scalar(select(User).where(User.username == "oper"))
+        assert user is not None
+        enrol_totp(session, user)
+        user.totp_enabled = True
+    monkeypatch.setenv("NOABER_MODE", "local")
+    monkeypatch.setenv("NOABER_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
+    res = CliRunner().invoke(app, ["user", "reset-totp", "oper"])
+    assert res.exit_code == 0, res.output
+    with sessions() as session:
+        user = session.scalar(select(User).where(User.username == "oper"))
+        assert user is not None and not user.totp_enabled and user.totp_secret is None
+        assert check_totp(user, None)

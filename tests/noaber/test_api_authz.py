@@ -14,6 +14,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
@@ -86,6 +87,15 @@ def _password_reset(_w: World, _role: str | None) -> dict[str, Any]:
     return {"new_password": f"reset-{next(_counter)}-password"}
 
 
+def _totp_code(w: World, role: str | None) -> dict[str, Any]:
+    """The current code of the user's enrolled secret (``POST /users/me/totp`` ran before)."""
+    secret = None
+    if role is not None:
+        with w.extra["sessions"]() as session:
+            secret = session.scalar(select(User.totp_secret).where(User.username == USERS[role]))
+    return {"code": pyotp.TOTP(secret).now() if secret else "000000"}
+
+
 def _new_user(_w: World, _role: str | None) -> dict[str, Any]:
     return {
         "username": f"new-user-{next(_counter)}",
@@ -137,6 +147,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/users"): Case(roles={"operator"}, own={"operator": {}}, body=_new_user, ok=201),
     ("GET", "/users/{username}"): Case(roles={"operator"}, own={"operator": {"username": "mgr"}}),
     ("POST", "/users/me/password"): Case(own={r: {} for r in ROLES}, body=_password_change, ok=204),
+    ("POST", "/users/me/totp"): Case(roles={"operator"}, own={"operator": {}}),
+    ("POST", "/users/me/totp/confirm"): Case(
+        roles={"operator"}, own={"operator": {}}, body=_totp_code, ok=204
+    ),
     ("POST", "/users/{username}/password"): Case(
         roles={"operator"}, own={"operator": {"username": "mgr"}}, body=_password_reset, ok=204
     ),
@@ -213,6 +227,7 @@ def test_authorization_walk(engine, sessions) -> None:
     settings = Settings(mode="test", secret_key=SECRET)
     with sessions() as session, session.begin():
         world = build_world(session)
+        world.extra["sessions"] = sessions
         for mod in _plugin_modules():
             if hasattr(mod, "seed"):
                 mod.seed(session, world)

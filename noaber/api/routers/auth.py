@@ -1,5 +1,6 @@
-"""``POST /auth/token``: the OAuth2 password flow (form fields ``username``, ``password``);
-``POST /auth/logout``: revoke the presented token.
+"""``POST /auth/token``: the OAuth2 password flow (form fields ``username``, ``password``,
+and ``totp_code`` for an operator with a second factor); ``POST /auth/logout``: revoke the
+presented token.
 
 Failed logins are throttled per username and per address (:mod:`noaber.api.throttle`): over
 the limit the answer is 429 with ``Retry-After``, without checking the password.
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from energy.security import create_access_token
-from energy.users import authenticate, revoke_token
+from energy.users import authenticate, check_totp, revoke_token
 from noaber.api.deps import CurrentUser, SessionDep, SettingsDep, TokenClaimsDep
 from noaber.api.schemas import TokenOut
 from noaber.api.throttle import LoginThrottle, LoginThrottled, app_throttle, client_address
@@ -30,9 +31,12 @@ def login_for_token(
     session: SessionDep,
     settings: SettingsDep,
     throttle: ThrottleDep,
+    totp_code: Annotated[
+        str | None, Form(max_length=16, description="One-time code, if a second factor is set up")
+    ] = None,
 ) -> TokenOut:
-    """Exchange a username and password for a bearer token (401 if they do not match, 429
-    after too many failures)."""
+    """Exchange a username and password (and a one-time code if the user set up a second
+    factor) for a bearer token: 401 if they do not match, 429 after too many failures."""
     address = client_address(request)
     try:
         throttle.check(form.username, address)
@@ -50,8 +54,15 @@ def login_for_token(
             detail="incorrect username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if not check_totp(user, totp_code):
+        throttle.failed(form.username, address)
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="a valid one-time code (form field totp_code) is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     throttle.forget_user(form.username)
-    session.commit()  # a re-hashed password
+    session.commit()  # a re-hashed password, the used one-time code
     token = create_access_token(
         user.username,
         user.role.value,

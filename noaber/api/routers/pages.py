@@ -24,7 +24,7 @@ from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
 from energy.security import InvalidTokenError, create_access_token, decode_access_token
 from energy.timegrid import ISP_S, LOCAL_TZ
-from energy.users import authenticate, revoke_token, token_user, visible_sites
+from energy.users import authenticate, check_totp, revoke_token, token_user, visible_sites
 from noaber.api.access import site_for
 from noaber.api.deps import (
     TOKEN_COOKIE,
@@ -153,6 +153,7 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
+    totp_code: Annotated[str, Form(max_length=16)] = "",
     lang: LangQ = None,
 ) -> Response:
     """Check the form's credentials, set the token cookie and go to ``next`` (throttled as
@@ -173,12 +174,17 @@ def login(
         page.headers["Retry-After"] = str(exc.retry_after_s)
         return page
     user = authenticate(session, username, password)
-    if user is None:
+    if user is None or not check_totp(user, totp_code or None):
         throttle.failed(username, address)
-        msg = gettext(locale, "Incorrect username or password.")
+        msg = gettext(
+            locale,
+            "Incorrect username or password."
+            if user is None
+            else "Incorrect or missing one-time code.",
+        )
         return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED, next_url=next)
     throttle.forget_user(username)
-    session.commit()  # a re-hashed password
+    session.commit()  # a re-hashed password, the used one-time code
     token = create_access_token(
         user.username,
         user.role.value,

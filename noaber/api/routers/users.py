@@ -1,6 +1,7 @@
 """Users: everyone reads ``/users/me`` and changes their own password; the operator lists,
 reads and creates users and resets a user's password. A password change or reset revokes
-every token of the user (:func:`energy.users.reset_password`)."""
+every token of the user (:func:`energy.users.reset_password`). An operator may set up a TOTP
+second factor for themselves (``/users/me/totp``, then ``/users/me/totp/confirm``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from energy.models import Role, User
-from energy.users import PASSWORD_MAX_LEN, change_password, create_user, reset_password
+from energy.users import (
+    PASSWORD_MAX_LEN,
+    change_password,
+    confirm_totp,
+    create_user,
+    enrol_totp,
+    reset_password,
+)
 from noaber.api.deps import CurrentUser, SessionDep, not_found, require_roles
 from noaber.api.schemas import UserIn, UserOut
 from noaber.api.throttle import app_throttle
@@ -57,6 +65,35 @@ def change_my_password(body: PasswordChangeIn, user: CurrentUser, session: Sessi
     """Change one's own password; every token of the user, this one too, is revoked (log in
     again). 422 naming ``current_password`` if it does not match."""
     change_password(session, user, body.current_password, body.new_password)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class TotpEnrolOut(BaseModel):
+    """The ``otpauth://`` URI to scan into an authenticator app (it contains the secret)."""
+
+    otpauth_uri: str
+
+
+class TotpConfirmIn(BaseModel):
+    """A code the authenticator app shows now."""
+
+    code: str = Field(max_length=16)
+
+
+@router.post("/me/totp", response_model=TotpEnrolOut)
+def enrol_my_totp(user: Operator, session: SessionDep) -> TotpEnrolOut:
+    """Start a second factor (operator only): returns the otpauth URI; logins need a code
+    once :func:`confirm_my_totp` accepted one. 422 if one is already set up."""
+    uri = enrol_totp(session, user)
+    session.commit()
+    return TotpEnrolOut(otpauth_uri=uri)
+
+
+@router.post("/me/totp/confirm", status_code=status.HTTP_204_NO_CONTENT)
+def confirm_my_totp(body: TotpConfirmIn, user: Operator, session: SessionDep) -> Response:
+    """Switch the enrolled second factor on with a current code (422 naming ``code`` if wrong)."""
+    confirm_totp(session, user, body.code)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
