@@ -6,7 +6,8 @@ within a minute the next attempt is refused until the oldest failure leaves the 
 50 within a day the login is locked for up to a day (or until an operator resets the
 password). So the wait grows with every rung instead of answering an attacker at full speed.
 A refused attempt does not check the password at all, right or wrong; a successful login
-clears the username's failures (not the address's).
+clears the username's failures (not the address's). A wrong current password in a password
+change counts as a failed login too.
 
 The counts live in the storage named by ``Settings.rate_limit_storage``: ``memory://`` (the
 default) for one process, ``redis://host:6379/0`` for several API processes sharing one count
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -108,6 +109,15 @@ class LoginThrottle:
         """Clear the username's failures (a successful login, a password reset)."""
         for item in self._user:
             self._limiter.clear(item, "login-user", username[:KEY_MAX_LEN])
+
+
+def too_many_requests(exc: LoginThrottled) -> HTTPException:
+    """The API's answer to a throttled attempt: 429 with ``Retry-After``."""
+    return HTTPException(
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=str(exc),
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
 
 
 def app_throttle(request: Request) -> LoginThrottle:

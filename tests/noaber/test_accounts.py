@@ -231,6 +231,22 @@ def test_password_change_revokes_every_token_of_the_user(api) -> None:
     assert _me(api, _login(api, "firm", "a-brand-new-password")) == 200
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_guessing_the_current_password_is_throttled(api) -> None:
+    token = _login(api, "mgr")
+    guess = {"current_password": "a-guess-at-it", "new_password": "whatever-new-pw"}
+    for i in range(10):
+        r = api.post("/users/me/password", headers=token, json=guess)
+        assert r.status_code == 422, (i, r.text)
+    r = api.post("/users/me/password", headers=token, json=guess)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    right = {"current_password": PASSWORD, "new_password": "whatever-new-pw"}
+    assert api.post("/users/me/password", headers=token, json=right).status_code == 429
+    assert api.post("/auth/token", data={"username": "mgr", "password": PASSWORD}).status_code == (
+        429
+    )
+
+
 def test_operator_reset_revokes_and_unlocks(api) -> None:
     victim = _login(api, "evowner")
     for _ in range(11):

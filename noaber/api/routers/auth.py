@@ -17,7 +17,13 @@ from energy.security import create_access_token
 from energy.users import authenticate, check_totp, revoke_token
 from noaber.api.deps import CurrentUser, SessionDep, SettingsDep, TokenClaimsDep
 from noaber.api.schemas import TokenOut
-from noaber.api.throttle import LoginThrottle, LoginThrottled, app_throttle, client_address
+from noaber.api.throttle import (
+    LoginThrottle,
+    LoginThrottled,
+    app_throttle,
+    client_address,
+    too_many_requests,
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -41,11 +47,7 @@ def login_for_token(
     try:
         throttle.check(form.username, address)
     except LoginThrottled as exc:
-        raise HTTPException(
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=str(exc),
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
+        raise too_many_requests(exc) from None
     user = authenticate(session, form.username, form.password)
     if user is None:
         throttle.failed(form.username, address)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from energy.errors import ValidationError
 from energy.models import Role, User
 from energy.users import (
     PASSWORD_MAX_LEN,
@@ -23,7 +24,7 @@ from energy.users import (
 )
 from noaber.api.deps import CurrentUser, SessionDep, not_found, require_roles
 from noaber.api.schemas import UserIn, UserOut
-from noaber.api.throttle import app_throttle
+from noaber.api.throttle import LoginThrottled, app_throttle, client_address, too_many_requests
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -61,10 +62,22 @@ class PasswordResetIn(BaseModel):
 
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
-def change_my_password(body: PasswordChangeIn, user: CurrentUser, session: SessionDep) -> Response:
+def change_my_password(
+    body: PasswordChangeIn, user: CurrentUser, session: SessionDep, request: Request
+) -> Response:
     """Change one's own password; every token of the user, this one too, is revoked (log in
-    again). 422 naming ``current_password`` if it does not match."""
-    change_password(session, user, body.current_password, body.new_password)
+    again). 422 naming ``current_password`` if it does not match (counted as a failed login:
+    429 after too many)."""
+    throttle, address = app_throttle(request), client_address(request)
+    try:
+        throttle.check(user.username, address)
+        change_password(session, user, body.current_password, body.new_password)
+    except LoginThrottled as exc:
+        raise too_many_requests(exc) from None
+    except ValidationError as exc:
+        if exc.location == "current_password":
+            throttle.failed(user.username, address)
+        raise
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
