@@ -61,6 +61,7 @@ def test_eleventh_wrong_password_within_a_minute_is_throttled(api) -> None:
     assert r.status_code == 429, r.text
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert "too many failed logins" in r.json()["detail"]
+    assert "429" in api.get("/openapi.json").json()["paths"]["/auth/token"]["post"]["responses"]
     # Refused without looking at the password: the right one is refused too, for this user.
     r = api.post("/auth/token", data={"username": "mgr", "password": PASSWORD})
     assert r.status_code == 429
@@ -335,6 +336,7 @@ def test_operator_totp_enrol_confirm_and_login(api, sessions) -> None:
     oper = _login(api, "oper")
     r = api.post("/users/me/totp", headers=oper)
     assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"  # the URI holds the secret
     totp = pyotp.parse_uri(r.json()["otpauth_uri"])
     assert isinstance(totp, pyotp.TOTP) and totp.issuer == "Noaber" and totp.name == "oper"
     _login(api, "oper")  # not confirmed yet: no code asked

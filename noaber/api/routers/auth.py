@@ -30,7 +30,11 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 ThrottleDep = Annotated[LoginThrottle, Depends(app_throttle)]
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    responses={429: {"description": "Too many failed logins: wait `Retry-After` seconds"}},
+)
 def login_for_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],

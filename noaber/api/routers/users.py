@@ -95,11 +95,12 @@ class TotpConfirmIn(BaseModel):
 
 
 @router.post("/me/totp", response_model=TotpEnrolOut)
-def enrol_my_totp(user: Operator, session: SessionDep) -> TotpEnrolOut:
-    """Start a second factor (operator only): returns the otpauth URI; logins need a code
-    once :func:`confirm_my_totp` accepted one. 422 if one is already set up."""
+def enrol_my_totp(user: Operator, session: SessionDep, response: Response) -> TotpEnrolOut:
+    """Start a second factor (operator only): returns the otpauth URI (never cached); logins
+    need a code once :func:`confirm_my_totp` accepted one. 422 if one is already set up."""
     uri = enrol_totp(session, user)
     session.commit()
+    response.headers["Cache-Control"] = "no-store"
     return TotpEnrolOut(otpauth_uri=uri)
 
 
