@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -250,9 +251,27 @@ class User(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    #: Bumped on a password change or reset: tokens issued with an older version are refused.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Base32 TOTP secret of an operator's second factor (set on enrolment).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: True once the enrolment was confirmed with a code: logins then need one.
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The TOTP time step of the last accepted code (a code is accepted once).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     member: Mapped[Member | None] = relationship()
     sites: Mapped[list[Site]] = relationship(secondary=user_sites)
+
+
+class RevokedToken(Base):
+    """The id (``jti``) of a token revoked by logging out, kept until the token expires."""
+
+    __tablename__ = "token_denylist"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class IntervalReading(Base):

@@ -4,6 +4,11 @@ Passwords are hashed with Argon2id (argon2-cffi, the parameters of RFC 9106's se
 recommended option as chosen by ``argon2.PasswordHasher`` defaults). Access tokens are JWTs
 (PyJWT, HS256) signed with ``Settings.secret_key`` and expiring after ``Settings.token_ttl_s``.
 
+Revocation: every token carries a random id (``jti``) and the user's ``token_version`` at issue
+time (``ver``). Logging out puts the one token's id on a denylist until it expires; changing or
+resetting a password bumps ``User.token_version``, which revokes all of the user's tokens at
+once. Both are checked by :func:`energy.users.token_user` on every request.
+
 References
 ----------
 RFC 9106, "Argon2 Memory-Hard Function for Password Hashing and Proof-of-Work Applications".
@@ -13,6 +18,7 @@ RFC 7519, "JSON Web Token (JWT)".
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 
 import jwt
@@ -61,11 +67,14 @@ DUMMY_HASH = _hasher.hash("noaber-no-such-user")
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a verified token says: who (``username``), in which role, until when (UTC)."""
+    """What a verified token says: who (``username``), in which role, until when (UTC), its
+    id (``token_id``, the ``jti`` claim) and the user's token version at issue time."""
 
     username: str
     role: str
     expires_at: dt.datetime
+    token_id: str
+    token_version: int
 
 
 def create_access_token(
@@ -74,6 +83,7 @@ def create_access_token(
     secret_key: str,
     ttl_s: int,
     now: dt.datetime | None = None,
+    token_version: int = 0,
 ) -> str:
     """A signed JWT for ``username`` valid for ``ttl_s`` seconds from ``now`` (UTC).
 
@@ -89,6 +99,8 @@ def create_access_token(
         Lifetime [s], > 0.
     now : datetime, optional
         Issue time (timezone-aware); injected by tests.
+    token_version : int
+        The user's ``User.token_version``; a token with an older version is refused.
     """
     if ttl_s <= 0:
         raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
@@ -100,6 +112,8 @@ def create_access_token(
         "exp": int((issued + dt.timedelta(seconds=ttl_s)).timestamp()),
         "aud": TOKEN_AUDIENCE,
         "iss": TOKEN_ISSUER,
+        "jti": secrets.token_urlsafe(16),
+        "ver": token_version,
     }
     return jwt.encode(payload, secret_key, algorithm=JWT_ALGORITHM)
 
@@ -119,7 +133,7 @@ def decode_access_token(token: str, secret_key: str) -> TokenClaims:
             algorithms=[JWT_ALGORITHM],
             audience=TOKEN_AUDIENCE,
             issuer=TOKEN_ISSUER,
-            options={"require": ["sub", "exp", "iat", "aud", "iss"]},
+            options={"require": ["sub", "exp", "iat", "aud", "iss", "jti", "ver"]},
         )
     except jwt.ExpiredSignatureError:
         raise InvalidTokenError("token has expired") from None
@@ -128,8 +142,13 @@ def decode_access_token(token: str, secret_key: str) -> TokenClaims:
     sub = payload.get("sub")
     if not isinstance(sub, str) or not sub:
         raise InvalidTokenError("invalid token: no subject")
+    jti, ver = payload["jti"], payload["ver"]
+    if not isinstance(jti, str) or not jti or not isinstance(ver, int) or isinstance(ver, bool):
+        raise InvalidTokenError("invalid token: bad token id or version")
     return TokenClaims(
         username=sub,
         role=str(payload.get("role", "")),
         expires_at=dt.datetime.fromtimestamp(payload["exp"], dt.UTC),
+        token_id=jti,
+        token_version=ver,
     )

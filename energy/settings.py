@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     timezone: str = LOCAL_TZ
     locale: str = "nl"
     mqtt_url: str | None = None
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where login throttling counts failures (a `limits` storage URL): "
+        "memory:// for one process, redis://host:6379/0 shared by several",
+    )
     chromium_path: Path = Path("/usr/bin/chromium")
 
     @model_validator(mode="after")

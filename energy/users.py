@@ -7,19 +7,39 @@ Roles (:class:`energy.models.Role`) and ownership:
 - ``firm`` sees the sites whose owner member is ``user.member_id``;
 - ``member`` sees the assets they own (``asset.owner_member_id == user.member_id``) and the
   sites where they own an asset.
+
+Tokens (:mod:`energy.security`) are revoked one at a time on logout (:func:`revoke_token`, a
+row in ``token_denylist`` until the token expires) and all at once when the password is
+changed (:func:`change_password`) or reset by an operator (:func:`reset_password`), which bump
+``User.token_version``. :func:`token_user` is the one check of a presented token's claims.
+
+An operator may add a TOTP second factor (RFC 6238, ``pyotp``): :func:`enrol_totp` gives the
+``otpauth://`` URI for an authenticator app, :func:`confirm_totp` switches it on with a first
+code, and from then on :func:`check_totp` must accept a code at every login. A code is accepted
+once (its time step is remembered), within one step (30 s) of the server's clock.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import secrets
 from collections.abc import Iterable
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import pyotp
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
 
+from energy.clock import utc_now
 from energy.errors import ValidationError
-from energy.models import Asset, Member, Role, Site, User
-from energy.security import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from energy.models import Asset, Member, RevokedToken, Role, Site, User
+from energy.security import (
+    DUMMY_HASH,
+    TokenClaims,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,99}$")
 PASSWORD_MIN_LEN = 8
@@ -164,6 +184,158 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     if needs_rehash(user.password_hash):  # stronger parameters since: upgrade (caller commits)
         user.password_hash = hash_password(password)
     return user
+
+
+def find_user(session: Session, username: str) -> User:
+    """The user named ``username``; a ValidationError (location ``username``) if none."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise ValidationError(f"no user {username!r}", source="user", location="username")
+    return user
+
+
+def token_user(session: Session, claims: TokenClaims) -> User | None:
+    """The enabled user a verified token is for, or None if the token was revoked.
+
+    Revoked means: issued before the user's last password change or reset (an older
+    ``token_version``), or logged out (its id is in ``token_denylist``).
+    """
+    user = session.scalar(
+        select(User).where(User.username == claims.username).options(selectinload(User.sites))
+    )
+    if user is None or user.disabled or user.token_version != claims.token_version:
+        return None
+    if session.get(RevokedToken, claims.token_id) is not None:
+        return None
+    return user
+
+
+def revoke_token(session: Session, user: User, claims: TokenClaims) -> None:
+    """Put the token of ``claims`` on the denylist until it expires (the caller commits).
+
+    Rows of tokens that have expired anyway are deleted on the way.
+    """
+    session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utc_now()))
+    if session.get(RevokedToken, claims.token_id) is None:
+        session.add(
+            RevokedToken(jti=claims.token_id, user_id=user.id, expires_at=claims.expires_at)
+        )
+    session.flush()
+
+
+def reset_password(session: Session, user: User, new_password: str) -> None:
+    """Set ``user``'s password to ``new_password`` and revoke all their tokens (caller commits).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        If the new password is too short or too long (location ``password``).
+    """
+    validate_password(new_password)
+    user.password_hash = hash_password(new_password)
+    user.token_version += 1
+    session.flush()
+
+
+def change_password(session: Session, user: User, current_password: str, new_password: str) -> None:
+    """The user's own change: check ``current_password``, then as :func:`reset_password`.
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        ``current_password`` if it does not match, ``password`` if the new one is invalid
+        or the same as the current one.
+    """
+    if not verify_password(user.password_hash, current_password):
+        raise ValidationError(
+            "does not match the current password", source="user", location="current_password"
+        )
+    if new_password == current_password:
+        raise ValidationError(
+            "must differ from the current password", source="user", location="password"
+        )
+    reset_password(session, user, new_password)
+
+
+#: The issuer shown by authenticator apps.
+TOTP_ISSUER = "Noaber"
+
+
+def enrol_totp(session: Session, user: User) -> str:
+    """Give an operator a new TOTP secret (not yet required) and return its otpauth URI.
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        Location ``totp``: the user is not an operator, or already has a confirmed factor.
+    """
+    if user.role is not Role.OPERATOR:
+        raise ValidationError(
+            f"a second factor is for operators, role is {user.role.value}",
+            source="user",
+            location="totp",
+        )
+    if user.totp_enabled:
+        raise ValidationError(
+            "a second factor is already set up (an operator can remove it with "
+            "`noaber user reset-totp`)",
+            source="user",
+            location="totp",
+        )
+    user.totp_secret = pyotp.random_base32()
+    user.totp_last_step = None
+    session.flush()
+    return pyotp.TOTP(user.totp_secret).provisioning_uri(
+        name=user.username, issuer_name=TOTP_ISSUER
+    )
+
+
+def _accept_totp(user: User, code: str, now: dt.datetime | None) -> bool:
+    """Whether ``code`` is valid now (± one step) and newer than the last accepted one."""
+    if user.totp_secret is None:
+        return False
+    totp = pyotp.TOTP(user.totp_secret)
+    at = now or utc_now()
+    for offset in (0, -1, 1):
+        step = totp.timecode(at) + offset
+        if user.totp_last_step is not None and step <= user.totp_last_step:
+            continue
+        if secrets.compare_digest(totp.generate_otp(step), code.strip()):
+            user.totp_last_step = step
+            return True
+    return False
+
+
+def confirm_totp(session: Session, user: User, code: str, now: dt.datetime | None = None) -> None:
+    """Switch on the enrolled second factor with a first valid ``code`` (caller commits).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        Location ``code`` if there is no enrolment or the code is wrong.
+    """
+    if user.totp_secret is None or not _accept_totp(user, code, now):
+        raise ValidationError(
+            "not a valid code of the enrolled authenticator", source="user", location="code"
+        )
+    user.totp_enabled = True
+    session.flush()
+
+
+def check_totp(user: User, code: str | None, now: dt.datetime | None = None) -> bool:
+    """True if ``user`` needs no second factor, or ``code`` is a fresh valid one (then the
+    caller commits, so it is not accepted twice)."""
+    if not user.totp_enabled:
+        return True
+    return code is not None and _accept_totp(user, code, now)
+
+
+def reset_totp(session: Session, user: User) -> None:
+    """Remove the user's second factor (a lost phone; the caller commits)."""
+    user.totp_secret = None
+    user.totp_enabled = False
+    user.totp_last_step = None
+    session.flush()
 
 
 def user_may_see_site(user: User, site: Site) -> bool:

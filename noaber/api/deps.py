@@ -2,7 +2,8 @@
 
 ``CurrentUser`` reads a bearer token (``Authorization: Bearer …``, from ``POST /auth/token``);
 for safe methods (GET/HEAD) the browser pages may instead carry the same token in the
-HttpOnly cookie :data:`TOKEN_COOKIE` set by the login form. No or a bad token gives 401;
+HttpOnly cookie :data:`TOKEN_COOKIE` set by the login form. No, a bad or a revoked token
+(logged out, or issued before a password change: :func:`energy.users.token_user`) gives 401;
 :func:`require_roles` gives 403 for a role that may not use a route at all. Ownership (someone
 else's resource) is checked in the routers and answers 404, so existence is not revealed.
 """
@@ -14,13 +15,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError
 from energy.models import Role, User
-from energy.security import decode_access_token
+from energy.security import TokenClaims, decode_access_token
 from energy.settings import Settings
+from energy.users import token_user
 
 TOKEN_COOKIE = "noaber_token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -52,30 +53,38 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-def get_current_user(
+def get_token_claims(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User:
-    """The user of a valid token (header, or cookie for GET/HEAD); 401 otherwise."""
+) -> TokenClaims:
+    """The claims of a validly signed, unexpired token (header, or cookie for GET/HEAD); 401
+    otherwise. Whether it was revoked is :func:`get_current_user`'s check."""
     token = bearer
     if token is None and request.method in SAFE_METHODS:
         token = request.cookies.get(TOKEN_COOKIE)
     if not token:
         raise _unauthorized("not authenticated")
     try:
-        claims = decode_access_token(token, settings.secret_key)
+        return decode_access_token(token, settings.secret_key)
     except NoaberError as exc:
         raise _unauthorized(str(exc)) from None
-    user = session.scalar(
-        select(User).where(User.username == claims.username).options(selectinload(User.sites))
-    )
-    if user is None or user.disabled:
-        raise _unauthorized("unknown or disabled user")
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    """The user of a valid, unrevoked token (header, or cookie for GET/HEAD); 401 otherwise."""
+    user = token_user(session, get_token_claims(request, settings, bearer))
+    if user is None:
+        raise _unauthorized("unknown or disabled user, or a revoked token")
     return user
 
 
+TokenClaimsDep = Annotated[TokenClaims, Depends(get_token_claims)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 

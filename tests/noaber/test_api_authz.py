@@ -14,10 +14,12 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
+from energy.models import User
 from energy.security import create_access_token
 from energy.settings import Settings
 from noaber.api import create_app
@@ -77,6 +79,23 @@ def _login_form(_w: World, _role: str | None) -> dict[str, Any]:
     return {"username": "oper", "password": PASSWORD}
 
 
+def _password_change(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"current_password": PASSWORD, "new_password": f"changed-{next(_counter)}-password"}
+
+
+def _password_reset(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"new_password": f"reset-{next(_counter)}-password"}
+
+
+def _totp_code(w: World, role: str | None) -> dict[str, Any]:
+    """The current code of the user's enrolled secret (``POST /users/me/totp`` ran before)."""
+    secret = None
+    if role is not None:
+        with w.extra["sessions"]() as session:
+            secret = session.scalar(select(User.totp_secret).where(User.username == USERS[role]))
+    return {"code": pyotp.TOTP(secret).now() if secret else "000000"}
+
+
 def _new_user(_w: World, _role: str | None) -> dict[str, Any]:
     return {
         "username": f"new-user-{next(_counter)}",
@@ -99,6 +118,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/openapi.json"): Case(public=True),
     ("GET", "/static/plotly.min.js"): Case(public=True),
     ("POST", "/auth/token"): Case(public=True, body=_login_form, form=True),
+    ("POST", "/auth/logout"): Case(own={r: {} for r in ROLES}, ok=204),
     ("POST", "/login"): Case(public=True, body=_login_form, form=True, ok=303),
     ("POST", "/logout"): Case(public=True, ok=303),
     ("GET", "/sites"): Case(own={r: {} for r in ROLES}),
@@ -126,6 +146,14 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/users"): Case(roles={"operator"}, own={"operator": {}}),
     ("POST", "/users"): Case(roles={"operator"}, own={"operator": {}}, body=_new_user, ok=201),
     ("GET", "/users/{username}"): Case(roles={"operator"}, own={"operator": {"username": "mgr"}}),
+    ("POST", "/users/me/password"): Case(own={r: {} for r in ROLES}, body=_password_change, ok=204),
+    ("POST", "/users/me/totp"): Case(roles={"operator"}, own={"operator": {}}),
+    ("POST", "/users/me/totp/confirm"): Case(
+        roles={"operator"}, own={"operator": {}}, body=_totp_code, ok=204
+    ),
+    ("POST", "/users/{username}/password"): Case(
+        roles={"operator"}, own={"operator": {"username": "mgr"}}, body=_password_reset, ok=204
+    ),
 }
 
 
@@ -199,11 +227,18 @@ def test_authorization_walk(engine, sessions) -> None:
     settings = Settings(mode="test", secret_key=SECRET)
     with sessions() as session, session.begin():
         world = build_world(session)
+        world.extra["sessions"] = sessions
         for mod in _plugin_modules():
             if hasattr(mod, "seed"):
                 mod.seed(session, world)
     app = create_app(settings, engine)
-    tokens = {role: create_access_token(USERS[role], role, SECRET, 600) for role in ROLES}
+
+    def token_for(role: str) -> str:
+        """A fresh token per call: logging out and password changes revoke tokens."""
+        with sessions() as session:
+            version = session.scalar(select(User.token_version).where(User.username == USERS[role]))
+        return create_access_token(USERS[role], role, SECRET, 600, token_version=version or 0)
+
     cases = all_cases()
     failures: list[str] = []
     calls = 0
@@ -213,7 +248,9 @@ def test_authorization_walk(engine, sessions) -> None:
     ) -> None:
         nonlocal calls
         calls += 1
-        got = _call(client, method, path, params, case, world, role, tokens[role] if role else None)
+        got = _call(
+            client, method, path, params, case, world, role, token_for(role) if role else None
+        )
         if got != want:
             failures.append(
                 f"{method} {path.format(**params)} as {role or 'anonymous'}: "

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from energy.i18n import SUPPORTED_LOCALES, template_env, translations
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
-from energy.security import create_access_token
+from energy.security import InvalidTokenError, create_access_token, decode_access_token
 from energy.timegrid import ISP_S, LOCAL_TZ
-from energy.users import authenticate, visible_sites
+from energy.users import authenticate, check_totp, revoke_token, token_user, visible_sites
 from noaber.api.access import site_for
 from noaber.api.deps import (
     TOKEN_COOKIE,
@@ -34,6 +34,7 @@ from noaber.api.deps import (
     require_roles,
 )
 from noaber.api.profile import latest_week, resolve_period, site_power_channels, site_profile
+from noaber.api.throttle import LoginThrottled, app_throttle, client_address
 from settlement.models import Statement
 
 router = APIRouter(tags=["pages"])
@@ -152,17 +153,44 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
+    totp_code: Annotated[str, Form(max_length=16)] = "",
     lang: LangQ = None,
 ) -> Response:
-    """Check the form's credentials, set the token cookie and go to ``next``."""
-    user = authenticate(session, username, password)
+    """Check the form's credentials, set the token cookie and go to ``next`` (throttled as
+    ``POST /auth/token``: 429 with the wait in the reader's language)."""
     locale = page_locale(lang, settings.locale)
-    if user is None:
-        msg = gettext(locale, "Incorrect username or password.")
+    throttle, address = app_throttle(request), client_address(request)
+    try:
+        throttle.check(username, address)
+    except LoginThrottled as exc:
+        msg = gettext(
+            locale,
+            "Sign-in is locked after too many failed attempts. Try again in {seconds} "
+            "seconds or ask an operator to reset your password."
+            if exc.locked
+            else "Too many failed sign-ins. Try again in {seconds} seconds.",
+        ).format(seconds=exc.retry_after_s)
+        page = login_page(request, locale, msg, status.HTTP_429_TOO_MANY_REQUESTS, next_url=next)
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
+    user = authenticate(session, username, password)
+    if user is None or not check_totp(user, totp_code or None):
+        throttle.failed(username, address)
+        msg = gettext(
+            locale,
+            "Incorrect username or password."
+            if user is None
+            else "Incorrect or missing one-time code.",
+        )
         return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED, next_url=next)
-    session.commit()  # a re-hashed password
+    throttle.forget_user(username)
+    session.commit()  # a re-hashed password, the used one-time code
     token = create_access_token(
-        user.username, user.role.value, settings.secret_key, settings.token_ttl_s
+        user.username,
+        user.role.value,
+        settings.secret_key,
+        settings.token_ttl_s,
+        token_version=user.token_version,
     )
     resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     resp.set_cookie(
@@ -178,8 +206,18 @@ def login(
 
 
 @router.post("/logout", include_in_schema=False)
-def logout() -> Response:
-    """Forget the token cookie."""
+def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Revoke the cookie's token (if still valid) and forget the cookie."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    if token:
+        try:
+            claims = decode_access_token(token, settings.secret_key)
+        except InvalidTokenError:
+            claims = None
+        user = token_user(session, claims) if claims else None
+        if user is not None and claims is not None:
+            revoke_token(session, user, claims)
+            session.commit()
     resp = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
     resp.delete_cookie(TOKEN_COOKIE, path="/")
     return resp

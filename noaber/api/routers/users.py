@@ -1,17 +1,30 @@
-"""Users: everyone reads ``/users/me``; the operator lists, reads and creates users."""
+"""Users: everyone reads ``/users/me`` and changes their own password; the operator lists,
+reads and creates users and resets a user's password. A password change or reset revokes
+every token of the user (:func:`energy.users.reset_password`). An operator may set up a TOTP
+second factor for themselves (``/users/me/totp``, then ``/users/me/totp/confirm``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from energy.errors import ValidationError
 from energy.models import Role, User
-from energy.users import create_user
+from energy.users import (
+    PASSWORD_MAX_LEN,
+    change_password,
+    confirm_totp,
+    create_user,
+    enrol_totp,
+    reset_password,
+)
 from noaber.api.deps import CurrentUser, SessionDep, not_found, require_roles
 from noaber.api.schemas import UserIn, UserOut
+from noaber.api.throttle import LoginThrottled, app_throttle, client_address, too_many_requests
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -33,6 +46,70 @@ def user_out(user: User) -> UserOut:
 def read_me(user: CurrentUser) -> UserOut:
     """The current user."""
     return user_out(user)
+
+
+class PasswordChangeIn(BaseModel):
+    """The current password and the new one (8-1024 characters)."""
+
+    current_password: str = Field(max_length=PASSWORD_MAX_LEN)
+    new_password: str = Field(max_length=PASSWORD_MAX_LEN)
+
+
+class PasswordResetIn(BaseModel):
+    """The new password an operator sets (8-1024 characters)."""
+
+    new_password: str = Field(max_length=PASSWORD_MAX_LEN)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_my_password(
+    body: PasswordChangeIn, user: CurrentUser, session: SessionDep, request: Request
+) -> Response:
+    """Change one's own password; every token of the user, this one too, is revoked (log in
+    again). 422 naming ``current_password`` if it does not match (counted as a failed login:
+    429 after too many)."""
+    throttle, address = app_throttle(request), client_address(request)
+    try:
+        throttle.check(user.username, address)
+        change_password(session, user, body.current_password, body.new_password)
+    except LoginThrottled as exc:
+        raise too_many_requests(exc) from None
+    except ValidationError as exc:
+        if exc.location == "current_password":
+            throttle.failed(user.username, address)
+        raise
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class TotpEnrolOut(BaseModel):
+    """The ``otpauth://`` URI to scan into an authenticator app (it contains the secret)."""
+
+    otpauth_uri: str
+
+
+class TotpConfirmIn(BaseModel):
+    """A code the authenticator app shows now."""
+
+    code: str = Field(max_length=16)
+
+
+@router.post("/me/totp", response_model=TotpEnrolOut)
+def enrol_my_totp(user: Operator, session: SessionDep, response: Response) -> TotpEnrolOut:
+    """Start a second factor (operator only): returns the otpauth URI (never cached); logins
+    need a code once :func:`confirm_my_totp` accepted one. 422 if one is already set up."""
+    uri = enrol_totp(session, user)
+    session.commit()
+    response.headers["Cache-Control"] = "no-store"
+    return TotpEnrolOut(otpauth_uri=uri)
+
+
+@router.post("/me/totp/confirm", status_code=status.HTTP_204_NO_CONTENT)
+def confirm_my_totp(body: TotpConfirmIn, user: Operator, session: SessionDep) -> Response:
+    """Switch the enrolled second factor on with a current code (422 naming ``code`` if wrong)."""
+    confirm_totp(session, user, body.code)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("", response_model=list[UserOut])
@@ -59,3 +136,18 @@ def get_user(username: str, _: Operator, session: SessionDep) -> UserOut:
     if user is None:
         raise not_found(f"user {username!r}")
     return user_out(user)
+
+
+@router.post("/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
+def reset_user_password(
+    username: str, body: PasswordResetIn, _: Operator, session: SessionDep, request: Request
+) -> Response:
+    """Set a user's password (operator only): revokes the user's tokens and clears their
+    failed logins."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise not_found(f"user {username!r}")
+    reset_password(session, user, body.new_password)
+    session.commit()
+    app_throttle(request).forget_user(username)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
