@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -41,6 +41,13 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+#: The largest row id: id columns are 32-bit ``INTEGER`` on PostgreSQL (SQLite allows more).
+DB_ID_MAX = 2**31 - 1
+#: An id path parameter. Out of range (or not a number) is 404 like an unknown id (the error
+#: handlers of :mod:`noaber.api.problems` answer a path that fails validation with 404), so
+#: a value PostgreSQL cannot compare with an ``INTEGER`` column never reaches the database.
+IdPath = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="Row id, 1 to 2**31 - 1")]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
