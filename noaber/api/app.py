@@ -1,17 +1,19 @@
 """The FastAPI application factory.
 
-``create_app`` wires settings, the database engine, error handlers and the routers. Domain
-packages add their router with ONE line each in the marked block below.
+``create_app`` wires settings, the database engine, the security headers and cross-site
+check (:mod:`noaber.api.hardening`), the error handlers (:mod:`noaber.api.problems`) and the
+routers. Domain packages add their router with ONE line each in the marked block below.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from energy import __version__
 from energy.db import make_engine, session_factory
 from energy.settings import Settings, get_settings
+from noaber.api.hardening import SecurityHeadersMiddleware, same_origin
 from noaber.api.problems import document_errors, install_error_handlers
 
 
@@ -34,7 +36,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         description="Energy monitoring, scheduling and V2G settlement for Drenthe.",
         docs_url=None,  # served by routers/docs.py with local assets (no CDN)
         redoc_url=None,
+        dependencies=[Depends(same_origin)],
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
