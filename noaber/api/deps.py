@@ -21,6 +21,7 @@ from energy.errors import NoaberError
 from energy.models import Role, User
 from energy.security import decode_access_token
 from energy.settings import Settings
+from noaber.services.demo import is_demo_login
 
 TOKEN_COOKIE = "noaber_token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -72,7 +73,7 @@ def get_current_user(
     if not token:
         raise _unauthorized("not authenticated")
     try:
-        claims = decode_access_token(token, settings.secret_key)
+        claims = decode_access_token(token, settings.signing_key)
     except NoaberError as exc:
         raise _unauthorized(str(exc)) from None
     user = session.scalar(
@@ -106,6 +107,15 @@ def require_roles(*roles: Role | str) -> Callable[[User], User]:
 
     _check.__name__ = "require_" + "_".join(sorted(r.value for r in allowed))
     return _check
+
+
+def demo_login_refused(settings: Settings, username: str, password: str) -> bool:
+    """True outside local mode for a login with the demo's printed credentials.
+
+    Both logins (``POST /auth/token`` and the page form) refuse these before checking the
+    database: the demo users and their passwords exist only in local mode.
+    """
+    return settings.mode != "local" and is_demo_login(username, password)
 
 
 def not_found(what: str) -> HTTPException:

@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from energy.security import create_access_token
 from energy.users import authenticate
-from noaber.api.deps import SessionDep, SettingsDep
+from noaber.api.deps import SessionDep, SettingsDep, demo_login_refused
 from noaber.api.schemas import TokenOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -22,6 +22,8 @@ def login_for_token(
     settings: SettingsDep,
 ) -> TokenOut:
     """Exchange a username and password for a bearer token (401 if they do not match)."""
+    if demo_login_refused(settings, form.username, form.password):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "demo users sign in only in local mode")
     user = authenticate(session, form.username, form.password)
     if user is None:
         raise HTTPException(
@@ -31,6 +33,6 @@ def login_for_token(
         )
     session.commit()  # a re-hashed password
     token = create_access_token(
-        user.username, user.role.value, settings.secret_key, settings.token_ttl_s
+        user.username, user.role.value, settings.signing_key, settings.token_ttl_s
     )
     return TokenOut(access_token=token, expires_in_s=settings.token_ttl_s)

@@ -32,6 +32,7 @@ from noaber.api.deps import (
     TOKEN_COOKIE,
     SessionDep,
     SettingsDep,
+    demo_login_refused,
     get_current_user,
     require_roles,
 )
@@ -194,14 +195,17 @@ def login(
     lang: LangQ = None,
 ) -> Response:
     """Check the form's credentials, set the token cookie and go to ``next``."""
-    user = authenticate(session, username, password)
     locale = page_locale(lang, settings.locale)
+    if demo_login_refused(settings, username, password):
+        msg = gettext(locale, "Demo users sign in only in local mode.")
+        return login_page(request, locale, msg, status.HTTP_403_FORBIDDEN, next_url=next)
+    user = authenticate(session, username, password)
     if user is None:
         msg = gettext(locale, "Incorrect username or password.")
         return login_page(request, locale, msg, status.HTTP_401_UNAUTHORIZED, next_url=next)
     session.commit()  # a re-hashed password
     token = create_access_token(
-        user.username, user.role.value, settings.secret_key, settings.token_ttl_s
+        user.username, user.role.value, settings.signing_key, settings.token_ttl_s
     )
     resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     resp.set_cookie(
