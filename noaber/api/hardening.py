@@ -13,12 +13,8 @@ CSRF: the token cookie of the pages is HttpOnly and SameSite=Lax, and is accepte
 HEAD only (:mod:`noaber.api.deps`), so no cookie authenticates a state-changing request; the
 page forms (``POST /login``, ``/logout``) are protected by :func:`same_origin`, which refuses
 an unsafe request that a browser marks as coming from another origin (``Origin``, else
-``Referer``, and ``Sec-Fetch-Site``): OWASP's "verifying origin with standard headers".
-
-References
-----------
-W3C, "Content Security Policy Level 3". OWASP, "Cross-Site Request Forgery Prevention Cheat
-Sheet". W3C, "Fetch Metadata Request Headers".
+``Referer``, and ``Sec-Fetch-Site``). The sources of both are in ``docs/SOURCES.md`` (Web
+security).
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ field. A browser asking for a page (``GET`` with ``Accept: text/html``) gets the
 A path that fails validation (an id that is not a number, or outside 1..2**31 - 1, see
 :data:`noaber.api.deps.IdPath`) names no resource: it is 404, the same answer as an unknown id.
 
-References
-----------
-RFC 9457, "Problem Details for HTTP APIs".
+The rules are those of RFC 9457 (``docs/SOURCES.md``, Web security).
 """
 
 from __future__ import annotations

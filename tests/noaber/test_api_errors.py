@@ -14,24 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from energy.security import create_access_token
-from energy.settings import Settings
-from noaber.api import create_app
 from noaber.api.routes import iter_routes
-from tests.noaber.api_world import USERS, build_world, params_of
-from tests.noaber.test_api_authz import SECRET, _plugin_modules, all_cases
+from tests.noaber.api_world import USERS, params_of
+from tests.noaber.test_api_authz import SECRET, all_cases
 
 #: Ids no row has: beyond PostgreSQL's INTEGER and BIGINT, zero, negative, not a number.
 BAD_IDS = [2**31, 2**63, 2**64, 0, -1, "x"]
 
 
 @pytest.fixture
-def operator_client(engine, sessions):
-    with sessions() as session, session.begin():
-        world = build_world(session)
-        for mod in _plugin_modules():
-            if hasattr(mod, "seed"):
-                mod.seed(session, world)
-    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
+def operator_client(world_app):
+    app, world = world_app
     token = create_access_token(USERS["operator"], "operator", SECRET, 600)
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         yield app, client, world

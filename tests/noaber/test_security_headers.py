@@ -14,13 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from energy.security import create_access_token
-from energy.settings import Settings
 from noaber.api import create_app
 from noaber.api.routes import iter_routes
 from noaber.services.demo import DEMO_SITE, DemoContext
 from tests.browser import live_server, login, loopback_page
-from tests.noaber.api_world import USERS, build_world, params_of
-from tests.noaber.test_api_authz import SECRET, _plugin_modules, all_cases
+from tests.noaber.api_world import USERS, params_of
+from tests.noaber.test_api_authz import SECRET, all_cases
 
 #: What every response must carry (checked against the standards' values, not our constant).
 REQUIRED = {
@@ -55,17 +54,6 @@ def _check(resp: Any, what: str, failures: list[str], *, authenticated: bool) ->
     cache = headers.get("cache-control", "")
     if authenticated and "no-store" not in cache:
         failures.append(f"{what}: Cache-Control {cache!r} on an authenticated answer")
-
-
-@pytest.fixture
-def world_app(engine, sessions):
-    with sessions() as session, session.begin():
-        world = build_world(session)
-        for mod in _plugin_modules():
-            if hasattr(mod, "seed"):
-                mod.seed(session, world)
-    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
-    return app, world
 
 
 @pytest.mark.slow
