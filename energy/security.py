@@ -2,7 +2,7 @@
 
 Passwords are hashed with Argon2id (argon2-cffi, the parameters of RFC 9106's second
 recommended option as chosen by ``argon2.PasswordHasher`` defaults). Access tokens are JWTs
-(PyJWT, HS256) signed with ``Settings.secret_key`` and expiring after ``Settings.token_ttl_s``.
+(PyJWT, HS256) signed with ``Settings.signing_key`` and expiring after ``Settings.token_ttl_s``.
 
 Revocation: every token carries a random id (``jti``) and the user's ``token_version`` at issue
 time (``ver``). Logging out puts the one token's id on a denylist until it expires; changing or
@@ -94,7 +94,7 @@ def create_access_token(
     role : str
         The user's role at issue time (informational; the API re-reads the user).
     secret_key : str
-        The HMAC key (``Settings.secret_key``).
+        The HMAC key (``Settings.signing_key``).
     ttl_s : int
         Lifetime [s], > 0.
     now : datetime, optional

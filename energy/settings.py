@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -12,16 +14,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from energy.clock import LOCAL_TZ
 
-#: The development secret. Accepted only in ``local`` mode; a deployment must set its own.
-LOCAL_DEV_SECRET = "noaber-local-development-secret-not-for-deployment"
+#: The file of the local-mode signing secret in the data directory (mode 0600).
+SECRET_FILE = "secret_key"
+#: The shortest secret accepted, in characters.
+SECRET_MIN_CHARS = 32
 
 
 class Settings(BaseSettings):
     """Noaber settings, read from the environment (``NOABER_*``) and an optional ``.env``.
 
-    ``mode`` is ``local`` on a laptop (SQLite in ``data_dir``, a development secret allowed),
-    ``test`` in the test suite and ``production`` in a deployment, where ``secret_key`` must be
-    set explicitly and be at least 32 characters long.
+    ``mode`` is ``local`` on a laptop (SQLite in ``data_dir``; without ``NOABER_SECRET_KEY``
+    the tokens are signed with a random secret made once for the data directory, see
+    :attr:`signing_key`), ``test`` in the test suite and ``production`` in a deployment, where
+    ``NOABER_SECRET_KEY`` must be set and be at least 32 characters long. No secret is in the
+    source.
     """
 
     model_config = SettingsConfigDict(env_prefix="NOABER_", env_file=".env", extra="ignore")
@@ -33,7 +39,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite in data_dir"
     )
-    secret_key: str = LOCAL_DEV_SECRET
+    secret_key: str | None = Field(
+        default=None, description="Token signing key; local mode: default <data_dir>/secret_key"
+    )
     token_ttl_s: int = Field(default=8 * 3600, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -48,19 +56,27 @@ class Settings(BaseSettings):
     chromium_path: Path = Path("/usr/bin/chromium")
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> Settings:
-        if self.mode != "local":
-            if self.secret_key == LOCAL_DEV_SECRET:
+    def _require_secret(self) -> Settings:
+        if self.secret_key is None:
+            if self.mode != "local":
                 raise ValueError(
-                    f"NOABER_SECRET_KEY must be set in mode {self.mode!r}: the development "
-                    "secret is only accepted in local mode"
+                    f"NOABER_SECRET_KEY must be set in mode {self.mode!r}: only local mode makes "
+                    f"its own secret (in <data_dir>/{SECRET_FILE})"
                 )
-            if len(self.secret_key) < 32:
-                raise ValueError(
-                    f"NOABER_SECRET_KEY must be at least 32 characters in mode {self.mode!r}, "
-                    f"got {len(self.secret_key)}"
-                )
+        elif len(self.secret_key) < SECRET_MIN_CHARS:
+            raise ValueError(
+                f"NOABER_SECRET_KEY must be at least {SECRET_MIN_CHARS} characters in mode "
+                f"{self.mode!r}, got {len(self.secret_key)}"
+            )
         return self
+
+    @property
+    def signing_key(self) -> str:
+        """The key that signs and verifies tokens: ``NOABER_SECRET_KEY``, or in local mode the
+        data directory's own secret (:func:`data_dir_secret`, made on first use)."""
+        if self.secret_key is not None:
+            return self.secret_key
+        return data_dir_secret(self.data_dir)
 
     @property
     def samples_dir(self) -> Path:
@@ -78,6 +94,37 @@ class Settings(BaseSettings):
 def generate_secret() -> str:
     """A fresh random secret suitable for ``NOABER_SECRET_KEY``."""
     return secrets.token_urlsafe(48)
+
+
+def data_dir_secret(data_dir: Path) -> str:
+    """The random secret of ``data_dir`` (``<data_dir>/secret_key``), made once, mode 0600.
+
+    Raises
+    ------
+    energy.errors.NoaberError
+        If the file is readable or writable by others than its owner, or too short.
+    """
+    from energy.errors import NoaberError
+
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # made before (or by another process just now): read it below
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(generate_secret())
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise NoaberError(f"{path} may be read by others (mode {mode:04o}); run: chmod 600 {path}")
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < SECRET_MIN_CHARS:
+        raise NoaberError(
+            f"{path} holds no secret of at least {SECRET_MIN_CHARS} characters; delete it to "
+            "make a new one (signed-in users sign in again)"
+        )
+    return secret
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from energy.models import Role, User
 from energy.security import TokenClaims, decode_access_token
 from energy.settings import Settings
 from energy.users import token_user
+from noaber.services.demo import is_demo_login
 
 TOKEN_COOKIE = "noaber_token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -42,6 +43,13 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+#: The largest row id: id columns are 32-bit ``INTEGER`` on PostgreSQL (SQLite allows more).
+DB_ID_MAX = 2**31 - 1
+#: An id path parameter. Out of range (or not a number) is 404 like an unknown id (the error
+#: handlers of :mod:`noaber.api.problems` answer a path that fails validation with 404), so
+#: a value PostgreSQL cannot compare with an ``INTEGER`` column never reaches the database.
+IdPath = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="Row id, 1 to 2**31 - 1")]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
@@ -66,7 +74,7 @@ def get_token_claims(
     if not token:
         raise _unauthorized("not authenticated")
     try:
-        return decode_access_token(token, settings.secret_key)
+        return decode_access_token(token, settings.signing_key)
     except NoaberError as exc:
         raise _unauthorized(str(exc)) from None
 
@@ -108,6 +116,15 @@ def require_roles(*roles: Role | str) -> Callable[[User], User]:
 
     _check.__name__ = "require_" + "_".join(sorted(r.value for r in allowed))
     return _check
+
+
+def demo_login_refused(settings: Settings, username: str, password: str) -> bool:
+    """True outside local mode for a login with the demo's printed credentials.
+
+    Both logins (``POST /auth/token`` and the page form) refuse these before checking the
+    database: the demo users and their passwords exist only in local mode.
+    """
+    return settings.mode != "local" and is_demo_login(username, password)
 
 
 def not_found(what: str) -> HTTPException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,26 @@ def _bind(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
         raise NoaberError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(host: str, mode: str) -> None:
+    """One line on stderr when local mode (its own secret, maybe demo users) listens beyond
+    this machine."""
+    if mode == "local" and not _is_loopback(host):
+        typer.echo(
+            f"warning: local mode is listening on {host}, reachable from other machines; "
+            "use 127.0.0.1 unless that is what you want (a deployment runs in production mode)",
+            err=True,
+        )
 
 
 def _serve(app: object, sock: socket.socket) -> None:
@@ -54,6 +75,7 @@ def serve(
     upgrade(engine)
     h = host or settings.api_host
     sock = _bind(h, settings.api_port if port is None else port)
+    _warn_if_exposed(h, settings.mode)
     p = sock.getsockname()[1]
     console.print(
         f"Noaber API on http://{h}:{p}/ (docs: /docs), database {settings.sqlalchemy_url}"
@@ -104,6 +126,8 @@ def demo(
     for note in ctx.notes:
         console.print(note)
     sock = None if no_serve else _bind(host, port)
+    if sock is not None:
+        _warn_if_exposed(host, ctx.settings.mode)
     url = f"http://{host}:{port if sock is None else sock.getsockname()[1]}/"
     from rich.table import Table
 

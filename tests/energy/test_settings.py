@@ -1,13 +1,48 @@
+import os
+import stat
+
 import pytest
 from pydantic import ValidationError
 
-from energy.settings import LOCAL_DEV_SECRET, Settings, generate_secret
+from energy.errors import NoaberError
+from energy.settings import Settings, generate_secret
 
 
-def test_local_mode_accepts_dev_secret_and_defaults_to_sqlite(tmp_path):
+def test_local_mode_makes_its_own_secret_and_defaults_to_sqlite(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOABER_SECRET_KEY", raising=False)
     s = Settings(mode="local", data_dir=tmp_path, database_url=None)
-    assert s.secret_key == LOCAL_DEV_SECRET
+    assert s.secret_key is None
     assert s.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'noaber.db'}"
+    assert not (tmp_path / "secret_key").exists()  # made on first use, not by reading settings
+    key = s.signing_key
+    path = tmp_path / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == key and len(key) >= 32
+    # once per data directory: the same secret next time, another one elsewhere
+    assert Settings(mode="local", data_dir=tmp_path).signing_key == key
+    other = Settings(mode="local", data_dir=tmp_path / "other").signing_key
+    assert other != key and len(other) >= 32
+    # NOABER_SECRET_KEY wins over the file
+    monkeypatch.setenv("NOABER_SECRET_KEY", "e" * 40)
+    assert Settings(mode="local", data_dir=tmp_path).signing_key == "e" * 40
+
+
+def test_local_secret_file_readable_by_others_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOABER_SECRET_KEY", raising=False)
+    s = Settings(mode="local", data_dir=tmp_path)
+    s.signing_key  # noqa: B018 - made here
+    os.chmod(tmp_path / "secret_key", 0o644)
+    with pytest.raises(NoaberError, match="chmod 600"):
+        s.signing_key  # noqa: B018
+    os.chmod(tmp_path / "secret_key", 0o600)
+    (tmp_path / "secret_key").write_text("short")
+    with pytest.raises(NoaberError, match="at least 32"):
+        s.signing_key  # noqa: B018
+
+
+def test_short_secret_is_refused_in_local_mode_too(tmp_path):
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(mode="local", data_dir=tmp_path, secret_key="short")
 
 
 @pytest.mark.parametrize("mode", ["production", "test"])

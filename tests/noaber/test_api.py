@@ -98,7 +98,7 @@ def test_bad_user_payload_is_422_naming_the_field(api) -> None:
     for body, field in BAD_USER_BODIES:
         r = client.post("/users", json=body, headers=headers)
         assert r.status_code == 422, (body, r.text)
-        locs = [d["loc"] for d in r.json()["detail"]]
+        locs = [d["loc"] for d in r.json()["errors"]]
         assert any(loc[-1] == field for loc in locs), (body, locs)
     assert client.get("/users/new-user", headers=headers).status_code == 404  # nothing written
 
@@ -158,7 +158,7 @@ def test_bad_period_is_422_naming_the_field(api) -> None:
         for url in (f"/channels/{ch}/readings", "/sites/hall-a/readings"):
             r = client.get(url, params=params, headers=headers)
             assert r.status_code == 422, (url, params, r.text)
-            assert any(d["loc"][-1] == field for d in r.json()["detail"]), r.json()
+            assert any(d["loc"][-1] == field for d in r.json()["errors"]), r.json()
 
 
 def test_site_profile_adds_up(api) -> None:

@@ -15,7 +15,13 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from energy.security import create_access_token
 from energy.users import authenticate, check_totp, revoke_token
-from noaber.api.deps import CurrentUser, SessionDep, SettingsDep, TokenClaimsDep
+from noaber.api.deps import (
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    TokenClaimsDep,
+    demo_login_refused,
+)
 from noaber.api.schemas import TokenOut
 from noaber.api.throttle import (
     LoginThrottle,
@@ -47,6 +53,8 @@ def login_for_token(
 ) -> TokenOut:
     """Exchange a username and password (and a one-time code if the user set up a second
     factor) for a bearer token: 401 if they do not match, 429 after too many failures."""
+    if demo_login_refused(settings, form.username, form.password):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "demo users sign in only in local mode")
     address = client_address(request)
     try:
         throttle.check(form.username, address)
@@ -72,7 +80,7 @@ def login_for_token(
     token = create_access_token(
         user.username,
         user.role.value,
-        settings.secret_key,
+        settings.signing_key,
         settings.token_ttl_s,
         token_version=user.token_version,
     )

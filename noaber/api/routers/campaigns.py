@@ -30,7 +30,7 @@ from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH
 from meetkoffer.models import Campaign, SavingsRecord
 from meetkoffer.report import Report, finding_title
-from noaber.api.deps import SessionDep, not_found, require_roles
+from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -144,7 +144,9 @@ def dashboard(user: CampaignReader, session: SessionDep, locale: Locale = "nl") 
 
 
 @router.get("/{campaign_id}", response_model=CampaignDetail)
-def campaign_detail(campaign_id: int, user: CampaignReader, session: SessionDep) -> CampaignDetail:
+def campaign_detail(
+    campaign_id: IdPath, user: CampaignReader, session: SessionDep
+) -> CampaignDetail:
     """One campaign with its findings and savings verifications."""
     c = _campaign_for(session, user, campaign_id)
     return CampaignDetail(
@@ -253,7 +255,7 @@ def _csv_response(report: Report, table: str, filename: str) -> Response:
 
 @router.get("/{campaign_id}/report", response_class=HTMLResponse)
 def campaign_report_page(
-    campaign_id: int, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
 ) -> HTMLResponse:
     """The interactive campaign report from stored data (plotly.js from /static, no CDN),
     with links to its PDF and to the CSV of every table."""
@@ -263,7 +265,7 @@ def campaign_report_page(
 
 @router.get("/{campaign_id}/report/pdf")
 def campaign_report_pdf(
-    campaign_id: int, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
 ) -> Response:
     """The campaign report as PDF (headless Chromium; the same page, charts included)."""
     c = _campaign_for(session, user, campaign_id)
@@ -272,7 +274,7 @@ def campaign_report_pdf(
 
 @router.get("/{campaign_id}/report/csv/{table}")
 def campaign_report_csv(
-    campaign_id: int, table: str, user: CampaignReader, session: SessionDep
+    campaign_id: IdPath, table: str, user: CampaignReader, session: SessionDep
 ) -> Response:
     """One table of the campaign report as CSV (UTC timestamps with offset)."""
     c = _campaign_for(session, user, campaign_id)
@@ -282,8 +284,8 @@ def campaign_report_csv(
 
 @router.get("/{campaign_id}/savings/{savings_id}", response_class=HTMLResponse)
 def savings_report_page(
-    campaign_id: int,
-    savings_id: int,
+    campaign_id: IdPath,
+    savings_id: IdPath,
     user: CampaignReader,
     session: SessionDep,
     locale: Locale = "nl",
@@ -297,8 +299,8 @@ def savings_report_page(
 
 @router.get("/{campaign_id}/savings/{savings_id}/pdf")
 def savings_report_pdf(
-    campaign_id: int,
-    savings_id: int,
+    campaign_id: IdPath,
+    savings_id: IdPath,
     user: CampaignReader,
     session: SessionDep,
     locale: Locale = "nl",
@@ -312,7 +314,7 @@ def savings_report_pdf(
 
 @router.get("/{campaign_id}/savings/{savings_id}/csv/{table}")
 def savings_report_csv(
-    campaign_id: int, savings_id: int, table: str, user: CampaignReader, session: SessionDep
+    campaign_id: IdPath, savings_id: IdPath, table: str, user: CampaignReader, session: SessionDep
 ) -> Response:
     """One table of the savings verification report as CSV."""
     c = _campaign_for(session, user, campaign_id)

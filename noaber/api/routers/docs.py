@@ -1,15 +1,17 @@
 """OpenAPI docs at ``/docs`` with Swagger UI served from the installed package: no CDN.
 
-FastAPI's default docs page loads Swagger UI from a CDN; an operator's browser (or a site
-without internet) should not need that. The assets come from ``swagger-ui-bundle-v2``.
+FastAPI's default docs page loads Swagger UI from a CDN and starts it with inline script; an
+operator's browser (or a site without internet) should not need the CDN, and the pages'
+Content-Security-Policy allows no inline script (:mod:`noaber.api.hardening`). The assets come
+from ``swagger-ui-bundle-v2``; Swagger UI is started by ``noaber/api/static/swagger-init.js``.
 """
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from noaber.api.deps import not_found
@@ -17,11 +19,16 @@ from noaber.api.deps import not_found
 router = APIRouter(include_in_schema=False)
 
 SWAGGER_PREFIX = "/static/swagger"
+OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+#: Our own file next to Swagger UI's: the script that starts it.
+SWAGGER_INIT = "swagger-init.js"
 #: The Swagger UI files a page may fetch, with their media types.
 SWAGGER_FILES = {
     "swagger-ui-bundle.js": "application/javascript",
     "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
+    "oauth2-redirect.js": "application/javascript",
+    SWAGGER_INIT: "application/javascript",
 }
 
 
@@ -35,20 +42,34 @@ def swagger_dir() -> Path:
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_ui(request: Request) -> HTMLResponse:
     """Interactive API documentation (log in with the Authorize button: OAuth2 password)."""
-    return get_swagger_ui_html(
-        openapi_url=request.app.openapi_url,
-        title=f"{request.app.title} API",
-        swagger_js_url=f"{SWAGGER_PREFIX}/swagger-ui-bundle.js",
-        swagger_css_url=f"{SWAGGER_PREFIX}/swagger-ui.css",
-        swagger_favicon_url=f"{SWAGGER_PREFIX}/favicon-32x32.png",
-        oauth2_redirect_url="/docs/oauth2-redirect",
+    title = escape(f"{request.app.title} API")
+    return HTMLResponse(
+        f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="{SWAGGER_PREFIX}/swagger-ui.css">
+<link rel="icon" href="{SWAGGER_PREFIX}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{escape(request.app.openapi_url)}"
+     data-oauth2-redirect-url="{OAUTH2_REDIRECT_PATH}"></div>
+<script src="{SWAGGER_PREFIX}/swagger-ui-bundle.js"></script>
+<script src="{SWAGGER_PREFIX}/{SWAGGER_INIT}"></script>
+</body>
+</html>
+"""
     )
 
 
-@router.get("/docs/oauth2-redirect", response_class=HTMLResponse)
+@router.get(OAUTH2_REDIRECT_PATH, response_class=HTMLResponse)
 def swagger_ui_redirect() -> HTMLResponse:
-    """The OAuth2 redirect page of Swagger UI."""
-    return get_swagger_ui_oauth2_redirect_html()
+    """The OAuth2 redirect page of Swagger UI (its script is a file of the distribution)."""
+    return HTMLResponse(
+        '<!doctype html><html lang="en"><body>'
+        f'<script src="{SWAGGER_PREFIX}/oauth2-redirect.js"></script></body></html>'
+    )
 
 
 @router.get(SWAGGER_PREFIX + "/{filename}")
@@ -57,8 +78,9 @@ def swagger_asset(filename: str) -> FileResponse:
     media_type = SWAGGER_FILES.get(filename)
     if media_type is None:
         raise not_found(f"file {filename!r}")
+    directory = Path(__file__).parents[1] / "static" if filename == SWAGGER_INIT else swagger_dir()
     return FileResponse(
-        swagger_dir() / filename,
+        directory / filename,
         media_type=media_type,
         headers={"Cache-Control": "public, max-age=86400"},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from http import HTTPStatus
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -23,6 +24,7 @@ from energy.i18n import SUPPORTED_LOCALES, template_env, translations
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
 from energy.security import InvalidTokenError, create_access_token, decode_access_token
+from energy.settings import Settings
 from energy.timegrid import ISP_S, LOCAL_TZ
 from energy.users import authenticate, check_totp, revoke_token, token_user, visible_sites
 from noaber.api.access import site_for
@@ -30,6 +32,7 @@ from noaber.api.deps import (
     TOKEN_COOKIE,
     SessionDep,
     SettingsDep,
+    demo_login_refused,
     get_current_user,
     require_roles,
 )
@@ -59,6 +62,43 @@ def page_locale(lang: str | None, settings_locale: str) -> str:
     if lang in SUPPORTED_LOCALES:
         return str(lang)
     return settings_locale if settings_locale in SUPPORTED_LOCALES else "nl"
+
+
+def reader_locale(request: Request, settings: Settings) -> str:
+    """The reader's language: ``?lang=``, else the first supported one of ``Accept-Language``
+    (by its q-values), else the configured one."""
+    lang = request.query_params.get("lang")
+    if lang in SUPPORTED_LOCALES:
+        return str(lang)
+    ranked: list[tuple[float, str]] = []
+    for part in request.headers.get("accept-language", "").split(","):
+        tag, _, params = part.strip().partition(";")
+        q = params.strip().removeprefix("q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        ranked.append((weight, tag.split("-")[0].strip().lower()))
+    for weight, tag in sorted(ranked, key=lambda r: -r[0]):
+        if weight > 0 and tag in SUPPORTED_LOCALES:
+            return tag
+    return page_locale(None, settings.locale)
+
+
+#: The heading of an error page per status (translated); other statuses use their phrase.
+ERROR_TITLES = {
+    400: "The request could not be handled.",
+    403: "You may not open this page.",
+    404: "Page not found.",
+    422: "The request contains an invalid value.",
+}
+
+
+def error_page(request: Request, status_code: int) -> HTMLResponse:
+    """An HTML error page in the reader's language (:func:`reader_locale`)."""
+    locale = reader_locale(request, request.app.state.settings)
+    title = gettext(locale, ERROR_TITLES.get(status_code, HTTPStatus(status_code).phrase))
+    return render("error.html", locale, status_code, status=status_code, title=title)
 
 
 def gettext(locale: str, message: str) -> str:
@@ -159,6 +199,9 @@ def login(
     """Check the form's credentials, set the token cookie and go to ``next`` (throttled as
     ``POST /auth/token``: 429 with the wait in the reader's language)."""
     locale = page_locale(lang, settings.locale)
+    if demo_login_refused(settings, username, password):
+        msg = gettext(locale, "Demo users sign in only in local mode.")
+        return login_page(request, locale, msg, status.HTTP_403_FORBIDDEN, next_url=next)
     throttle, address = app_throttle(request), client_address(request)
     try:
         throttle.check(username, address)
@@ -188,7 +231,7 @@ def login(
     token = create_access_token(
         user.username,
         user.role.value,
-        settings.secret_key,
+        settings.signing_key,
         settings.token_ttl_s,
         token_version=user.token_version,
     )
@@ -211,7 +254,7 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Resp
     token = request.cookies.get(TOKEN_COOKIE)
     if token:
         try:
-            claims = decode_access_token(token, settings.secret_key)
+            claims = decode_access_token(token, settings.signing_key)
         except InvalidTokenError:
             claims = None
         user = token_user(session, claims) if claims else None

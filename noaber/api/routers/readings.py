@@ -12,7 +12,7 @@ from energy.models import Role, User
 from energy.readings import read_readings
 from energy.timegrid import ISP_S
 from noaber.api.access import channel_for, site_for
-from noaber.api.deps import CurrentUser, SessionDep, require_roles
+from noaber.api.deps import CurrentUser, IdPath, SessionDep, require_roles
 from noaber.api.profile import latest_week, resolve_period, site_power_channels, site_profile
 from noaber.api.schemas import ChannelOut, ChannelReadingsOut, ReadingOut, SiteProfileOut
 
@@ -35,7 +35,7 @@ def _none_if_nan(v: float | None) -> float | None:
 
 @router.get("/channels/{channel_id}/readings", response_model=ChannelReadingsOut)
 def channel_readings(
-    channel_id: int,
+    channel_id: IdPath,
     user: CurrentUser,
     session: SessionDep,
     start: StartQ = None,

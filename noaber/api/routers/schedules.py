@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from energy.models import Role, User
 from noaber.api.access import site_for
-from noaber.api.deps import SessionDep, not_found, require_roles
+from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from optimizer.page import render_ev_page, render_site_page
 from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
 
@@ -87,7 +87,7 @@ def list_site_schedules(
 
 
 @router.get("/{schedule_id}/csv")
-def schedule_csv(schedule_id: int, user: SiteReader, session: SessionDep) -> Response:
+def schedule_csv(schedule_id: IdPath, user: SiteReader, session: SessionDep) -> Response:
     """A schedule per step and asset as CSV (power in kW, + = consumption/charging; SoC %)."""
     sched = _schedule_for(session, user, schedule_id)
     steps = schedule_steps(session, sched.id).drop(columns=["owner_ref"])

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from energy.models import Role, User
-from noaber.api.deps import SessionDep, not_found, require_roles
+from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from settlement.models import Statement
 from settlement.statements import render_csv, render_html, render_pdf
 
@@ -67,7 +67,7 @@ def list_statements(
 
 @router.get("/{statement_id}", response_class=HTMLResponse)
 def statement_page(
-    statement_id: int, user: StatementReader, session: SessionDep, locale: Locale = "nl"
+    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: Locale = "nl"
 ) -> HTMLResponse:
     """The statement as an HTML page."""
     st = _statement_for(session, user, statement_id)
@@ -75,7 +75,7 @@ def statement_page(
 
 
 @router.get("/{statement_id}/csv")
-def statement_csv(statement_id: int, user: StatementReader, session: SessionDep) -> Response:
+def statement_csv(statement_id: IdPath, user: StatementReader, session: SessionDep) -> Response:
     """The statement as CSV (one row per day and a total)."""
     st = _statement_for(session, user, statement_id)
     return Response(
@@ -87,7 +87,7 @@ def statement_csv(statement_id: int, user: StatementReader, session: SessionDep)
 
 @router.get("/{statement_id}/pdf")
 def statement_pdf(
-    statement_id: int, user: StatementReader, session: SessionDep, locale: Locale = "nl"
+    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: Locale = "nl"
 ) -> Response:
     """The statement as PDF (headless Chromium)."""
     st = _statement_for(session, user, statement_id)

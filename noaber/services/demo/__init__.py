@@ -22,6 +22,7 @@ from noaber.services.demo.builder import (
     check_dir,
     demo_settings,
     demo_week,
+    is_demo_login,
     logins_table,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "check_dir",
     "demo_settings",
     "demo_week",
+    "is_demo_login",
     "logins_table",
 ]

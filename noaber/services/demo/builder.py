@@ -80,6 +80,16 @@ DEMO_LOGINS: tuple[DemoLogin, ...] = (
 )
 
 
+def is_demo_login(username: str, password: str) -> bool:
+    """True if ``username`` and ``password`` are one of the printed :data:`DEMO_LOGINS`.
+
+    The demo's credentials are public, so outside local mode the API refuses them whatever
+    the database holds (a demo database served in production included); a real user who
+    happens to share a demo username keeps their own password.
+    """
+    return any(lg.username == username and lg.password == password for lg in DEMO_LOGINS)
+
+
 @dataclass
 class DemoContext:
     """What the demo steps share.
