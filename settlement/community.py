@@ -155,6 +155,14 @@ def _decimal(value: Any, where: str, source: str) -> Decimal:
     return d
 
 
+def _share(value: Any, where: str, source: str) -> Decimal:
+    """A key share: a number in [0, 1]."""
+    d = _decimal(value, where, source)
+    if d < 0 or d > 1:
+        raise ValidationError(f"share must lie in [0, 1], got {d}", source, where)
+    return d
+
+
 def parse_community(
     data: Any, source: str = "<community>", base_dir: Path | None = None
 ) -> CommunitySpec:
@@ -292,12 +300,7 @@ def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | Non
         for member, value in raw_shares.items():
             if member not in names:
                 raise ValidationError(f"unknown member {member!r}", source, f"key.shares.{member}")
-            d = _decimal(value, f"key.shares.{member}", source)
-            if d < 0 or d > 1:
-                raise ValidationError(
-                    f"share must lie in [0, 1], got {d}", source, f"key.shares.{member}"
-                )
-            shares[str(member)] = d
+            shares[str(member)] = _share(value, f"key.shares.{member}", source)
         total = sum(shares.values(), Decimal(0))
         if total != 1:
             raise ValidationError(f"shares must sum to 1, got {total}", source, "key.shares")
@@ -343,12 +346,7 @@ def _parse_matrix(raw: Any, names: Sequence[str], source: str) -> dict[str, dict
                     source,
                     f"{loc}.{receiver}",
                 )
-            d = _decimal(value, f"{loc}.{receiver}", source)
-            if d < 0 or d > 1:
-                raise ValidationError(
-                    f"share must lie in [0, 1], got {d}", source, f"{loc}.{receiver}"
-                )
-            parts[str(receiver)] = d
+            parts[str(receiver)] = _share(value, f"{loc}.{receiver}", source)
         total = sum(parts.values(), Decimal(0))
         if total > 1:
             raise ValidationError(f"shares of a giver sum to {total}, more than 1", source, loc)

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from energy.errors import ValidationError
 from settlement.allocation import (
     KEY_TYPES,
     allocate,
@@ -19,6 +20,7 @@ from settlement.allocation import (
 )
 from settlement.community import (
     allocate_community,
+    key_matrix,
     parse_community,
     read_meter_csv,
 )
@@ -278,3 +280,77 @@ def test_optimal_shares_at_least_relative_at_least_fixed_many(scenario):
 @given(scenarios(NAMED))
 def test_keys_match_the_rules_in_exact_fractions_many(scenario):
     check_reference(scenario)
+
+
+MATRIX_MEMBERS = [
+    {"name": "pv", "meters": ["PV"]},
+    {"name": "dorpshuis", "meters": ["DH"]},
+    {"name": "ev", "meters": ["EV"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("matrix", "where", "message"),
+    [
+        (None, "key.matrix", "needs a matrix"),
+        ({"zon": {"ev": "0.5"}}, "key.matrix.zon", "unknown member"),
+        ({"pv": {"zon": "0.5"}}, "key.matrix.pv.zon", "unknown member"),
+        ({"pv": {"pv": "0.5"}}, "key.matrix.pv.pv", "cannot share with itself"),
+        ({"pv": {"ev": "1.5"}}, "key.matrix.pv.ev", "share must lie in"),
+        ({"pv": {"ev": "0.6", "dorpshuis": "0.5"}}, "key.matrix.pv", "more than 1"),
+        ({"pv": []}, "key.matrix.pv", "mapping receiver"),
+    ],
+)
+def test_matrix_key_errors_name_the_path(matrix, where, message):
+    data = {"name": "m", "key": {"type": "matrix", "matrix": matrix}, "members": MATRIX_MEMBERS}
+    with pytest.raises(ValidationError, match=message) as exc:
+        parse_community(data, "m.yaml")
+    assert where in str(exc.value)
+
+
+def test_matrix_key_in_community_order():
+    data = {
+        "name": "m",
+        "key": {"type": "matrix", "matrix": {"pv": {"ev": "0.25", "dorpshuis": "0.75"}}},
+        "members": MATRIX_MEMBERS,
+    }
+    assert key_matrix(parse_community(data, "m.yaml")).tolist() == [
+        [0, 0.75, 0.25],
+        [0, 0, 0],
+        [0, 0, 0],
+    ]
+
+
+def test_bad_matrix_is_named():
+    one = np.ones((1, 2), np.int64)
+    for matrix, message in (
+        (None, "needs a matrix"),
+        (np.eye(2), "diagonal"),
+        (np.array([[0, 1.5], [0, 0]]), "row 0 sums"),
+        (np.array([[0, -0.5], [0, 0]]), ">= 0"),
+        (np.zeros((3, 3)), "shape"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            allocate("matrix", ["a", "b"], one, one, matrix=matrix)
+
+
+def test_matrix_is_part_of_the_data_version():
+    from settlement.community import MeterData
+    from settlement.pricing import load_tariff
+    from settlement.settle import period_isps, plan_energy
+
+    isps = period_isps("2026-06")
+    inj = np.zeros((len(isps), 3), np.int64)
+    inj[:, 0] = 100
+    off = np.full((len(isps), 3), 50, np.int64)
+    versions = set()
+    for share in ("0.5", "0.25"):
+        data = {
+            "name": "m",
+            "key": {"type": "matrix", "matrix": {"pv": {"ev": share}}},
+            "members": MATRIX_MEMBERS,
+        }
+        community = parse_community(data, "m.yaml")
+        meters = MeterData(isps, community.refs, off, inj)
+        versions.add(plan_energy(community, "2026-06", meters, load_tariff()).data_version)
+    assert len(versions) == 2
