@@ -16,7 +16,24 @@ Rules that hold for every key (Fluvius, "Protocol energiedelen"; Austrian EEG ru
 * real-valued parts are turned into integers by the largest-remainder method
   (:func:`largest_remainder`), so the parts always sum exactly to the whole.
 
-Self-supply in the pooled keys (``proportional``, ``optimal``, ``priority``): the pool is the
+The keys, per ISP, with ``f`` the members' keys (summing to 1), ``I`` injection, ``O`` offtake:
+
+* ``fixed`` (Flemish "vast", Austrian static): receiver ``r`` is offered ``f_r`` of every
+  other injector's injection, once; an injector's own share stays with it.
+* ``relative`` (Flemish "relatief"): injector ``j``'s keys renormalised over the receivers
+  other than itself, ``f_r / (1 - f_j)``, once.
+* ``optimal`` (Flemish "optimaal", iterative): the relative key, round after round, over the
+  receivers still short, until nothing more can be shared. Per ISP it shares at least as much
+  as ``relative``, which shares at least as much as ``fixed``.
+* ``matrix`` (Dutch energy-sharing agreement, Energiewet): giver ``j`` shares a fixed
+  fraction ``key[j, r]`` of its injection with each named receiver ``r`` (a row sums to at
+  most 1), once.
+* ``proportional`` (Austrian dynamic): the pool pro rata to offtake.
+* ``priority``: receivers in a given order each fill their offtake from the pool.
+
+In every key that offers an injector's energy to named receivers (``fixed``, ``relative``,
+``optimal``, ``matrix``) what a receiver cannot use returns to the injectors pro rata to
+their offers. Self-supply in the pooled keys (``proportional``, ``priority``): the pool is the
 community's total injection and each receiver gets a mix of it pro rata to each injector's
 injection (the EEG model). The part of that mix that would come from the receiver's own
 injection is not shared; it stays on the grid for both sides. For members that do not inject
@@ -24,10 +41,13 @@ and offtake in the same ISP (the usual case) this changes nothing.
 
 References
 ----------
-.. [1] Fluvius, "Protocol energiedelen" (vast, relatief en optimaal verdeelsleutel), 2023.
+.. [1] Fluvius, "Hoe wordt de injectie verdeeld bij energiedelen?" (vaste, relatieve en
+       optimale verdeelsleutel); Sibelga, "Verdeelmethodes" (one round or several rounds).
 .. [2] E-Control, "Erneuerbare-Energie-Gemeinschaften: statischer und dynamischer
        Verteilungsschlüssel", 2022: ``A_i = f_i * P`` (static), ``A_i = P * C_i / sum(C)``
        (dynamic), billable ``min(A_i, C_i)``, surplus ``max(0, P - sum(min(A_i, C_i)))``.
+.. [3] Energiewet (NL): an energy-sharing agreement registered with the DSO names the giver,
+       the receivers and the percentage shared per quarter-hour. See ``docs/SOURCES.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEY_TYPES = ("fixed", "relative", "proportional", "optimal", "priority")
+KEY_TYPES = ("fixed", "relative", "proportional", "optimal", "priority", "matrix")
 """The allocation keys this module implements."""
 
 _SNAP = 1e-6
@@ -193,6 +213,21 @@ def _shares_2d(shares: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
+def _matrix_key(matrix: np.ndarray, n: int) -> np.ndarray:
+    key = np.asarray(matrix, dtype=np.float64)
+    if key.shape != (n, n):
+        raise ValueError(f"matrix must have shape ({n}, {n}), got {key.shape}")
+    if (key < 0).any() or not np.isfinite(key).all():
+        raise ValueError("matrix parts must be finite and >= 0")
+    if np.diagonal(key).any():
+        raise ValueError("matrix diagonal must be 0: nothing is shared within one meter")
+    rows = key.sum(axis=1)
+    if (rows > 1.0 + 1e-9).any():
+        j = int(np.flatnonzero(rows > 1.0 + 1e-9)[0])
+        raise ValueError(f"matrix row {j} sums to {rows[j]:.9f}, more than 1")
+    return key
+
+
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.zeros(np.broadcast_shapes(num.shape, den.shape))
     np.divide(num, den, out=out, where=den > 0)
@@ -206,12 +241,15 @@ def _integerize(
     injection: np.ndarray,
     tiebreak: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Round real shared/supplied parts to integers with equal row sums and within caps."""
+    """Round real shared/supplied parts to integers with equal row sums and within caps: the
+    row total is the real total rounded half up, split by :func:`largest_remainder`."""
     shared = np.minimum(np.maximum(shared, 0.0), offtake)
     supplied = np.minimum(np.maximum(supplied, 0.0), injection)
     lo = np.maximum(np.floor(_snap(shared)).sum(axis=1), np.floor(_snap(supplied)).sum(axis=1))
     hi = np.minimum(np.ceil(_snap(shared)).sum(axis=1), np.ceil(_snap(supplied)).sum(axis=1))
-    total = np.clip(np.rint(shared.sum(axis=1)), lo, hi).astype(np.int64)
+    # halves round up, with a tolerance, so that two keys that share the same real energy
+    # along different floating-point paths round to the same integer
+    total = np.clip(np.floor(shared.sum(axis=1) + 0.5 + _SNAP), lo, hi).astype(np.int64)
     return (
         largest_remainder(shared, total, tiebreak),
         largest_remainder(supplied, total, tiebreak),
@@ -288,79 +326,87 @@ def allocate_proportional(offtake: np.ndarray, injection: np.ndarray) -> np.ndar
     return np.stack(_pooled_without_self(received, injection))
 
 
-def water_fill(offtake: np.ndarray, pool: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """``min(lam * f_r, O_r)`` with ``lam`` such that the parts sum to ``min(P, sum O)``.
+def allocate_matrix(offtake: np.ndarray, injection: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Real-valued ``matrix`` key (Dutch energy-sharing agreement, Energiewet).
 
-    This is the fixed point of the Fluvius optimal key: allocate the pool by the keys,
-    receivers that are full drop out and the keys are renormalised over the rest, until
-    nothing more can be shared. Members with a zero key receive nothing. Vectorised over ISPs
-    by sorting receivers on ``O_r / f_r`` (closed form of the iteration in
-    :func:`optimal_iterative`).
+    ``key[j, r]`` is the fraction of giver ``j``'s injection that receiver ``r`` is entitled
+    to in every ISP (``key[j, j] == 0``, each row sums to at most 1). Receiver ``r`` receives
+    ``min(sum_j key[j, r] * I_j, O_r)``; what exceeds its offtake returns to the givers pro
+    rata to what each offered it, and so does the part of a row a giver did not share: both go
+    to the grid. One round, like :func:`allocate_fixed`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Stacked ``(2, T, N)`` real shared and supplied energy [Wh].
     """
-    off = offtake.astype(np.float64)
-    active = shares > 0
-    cap = np.where(active, off, 0.0)
-    demand = cap.sum(axis=1)
-    p = pool.astype(np.float64).reshape(-1)
-    received = np.zeros_like(cap)
-    full = p >= demand
-    received[full] = cap[full]
-    rows = np.flatnonzero(~full & (p > 0))  # only these need the search for lam
-    if len(rows) == 0:
-        return received
-    f = shares[rows]
-    act = active[rows]
-    c = cap[rows]
-    ratio = np.where(act, _safe_div(c, np.where(act, f, 1.0)), np.inf)
-    order = np.argsort(ratio, axis=1, kind="stable")
-    r_sorted = np.take_along_axis(ratio, order, axis=1)
-    c_sorted = np.take_along_axis(c, order, axis=1)
-    f_sorted = np.take_along_axis(f, order, axis=1)
-    capped_before = np.cumsum(c_sorted, axis=1) - c_sorted  # capped energy of the k first
-    f_rest = f_sorted[:, ::-1].cumsum(axis=1)[:, ::-1]  # key weight of members k.. end
-    lam_k = _safe_div(p[rows, None] - capped_before, f_rest)
-    ok = (lam_k <= r_sorted) & (f_rest > 0)
-    first = np.where(ok.any(axis=1), ok.argmax(axis=1), 0)
-    lam = np.take_along_axis(lam_k, first[:, None], axis=1)
-    received[rows] = np.minimum(lam * f, c)
-    return received
+    inj = injection.astype(np.float64)
+    offer = inj @ key
+    received = np.minimum(offer, offtake)
+    accepted = _safe_div(received, offer)  # fraction of each receiver's offers it takes
+    supplied = inj * (accepted @ key.T)
+    return np.stack([received, supplied])
 
 
-def optimal_iterative(
-    offtake: np.ndarray, pool: np.ndarray, shares: np.ndarray, max_rounds: int | None = None
-) -> np.ndarray:
-    """Reference implementation of the optimal key as the published iteration (slow).
-
-    Each round allocates what is left of the pool by the keys renormalised over the receivers
-    that still have unmet offtake; receivers that are full drop out. Bounded by ``N + 1``
-    rounds (each round fills at least one receiver or exhausts the pool).
-    """
-    n = offtake.shape[1]
-    off = offtake.astype(np.float64)
-    got = np.zeros_like(off)
-    left = pool.astype(np.float64).reshape(-1).copy()
-    rounds = n + 1 if max_rounds is None else max_rounds
-    for _ in range(rounds):
-        need = off - got
-        active = (need > 1e-12) & (shares > 0)
-        w = np.where(active, shares, 0.0)
-        wsum = w.sum(axis=1)
-        live = (left > 1e-12) & (wsum > 0)
-        if not live.any():
-            break
-        offer = _safe_div(w * left[:, None], wsum[:, None])
-        take = np.minimum(offer, need)
-        take[~live] = 0.0
-        got += take
-        left -= take.sum(axis=1)
-    return got
+_TOL_WH = 1e-7
+"""Real energy [Wh] below this counts as nothing left (an ISP holds at most ~1e9 Wh, so the
+floating-point error of one round stays well below it)."""
 
 
 def allocate_optimal(offtake: np.ndarray, injection: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """Real-valued ``optimal`` key (Fluvius "optimale verdeelsleutel"), see :func:`water_fill`."""
-    pool = injection.sum(axis=1)
-    received = water_fill(offtake, pool, shares)
-    return np.stack(_pooled_without_self(received, injection))
+    """Real-valued ``optimal`` key (Fluvius "optimale verdeelsleutel"): the relative key,
+    round after round, over the receivers still short.
+
+    In each round, every injector ``j`` offers what it has left, ``R_j``, to the receivers that
+    still have unmet offtake and a key ``f_r > 0``, other than itself, by its keys renormalised
+    over them: ``R_j * f_r / sum_{s short, s != j} f_s``. A receiver takes at most what it
+    still needs; what it cannot take returns to the injectors pro rata to their offers and is
+    offered again in the next round. The rounds stop when no injector has anything left for a
+    receiver that is still short (at most ``N + 1`` rounds: a round that fills no receiver
+    hands out everything that can be handed out). What is left goes to the grid.
+
+    Each round is vectorised over the ISPs still in play: with ``w_j = R_j / F_j`` (``F_j``
+    the key weight of the short receivers other than ``j``), receiver ``r`` is offered
+    ``f_r * (sum_j w_j - w_r)`` and injector ``j`` gives ``w_j * (S - a_j)`` where ``a_r`` is
+    ``f_r`` times the fraction of its offer receiver ``r`` took and ``S = sum_r a_r``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Stacked ``(2, T, N)`` real shared and supplied energy [Wh].
+    """
+    n = offtake.shape[1]
+    off = offtake.astype(np.float64)
+    inj = injection.astype(np.float64)
+    got = np.zeros_like(off)
+    left = inj.copy()
+    rows = np.arange(off.shape[0])
+    for _ in range(n + 1):
+        need = off[rows] - got[rows]
+        f = shares[rows]
+        short = (need > _TOL_WH) & (f > 0)
+        f_short = np.where(short, f, 0.0)
+        others = short.sum(axis=1, keepdims=True) - short  # short receivers other than j
+        weight = np.where(others > 0, f_short.sum(axis=1, keepdims=True) - f_short, 0.0)
+        r_left = left[rows]
+        giving = (r_left > _TOL_WH) & (others > 0)
+        keep = giving.any(axis=1)
+        if not keep.all():
+            rows, need, f_short, weight, r_left, giving, short = (
+                a[keep] for a in (rows, need, f_short, weight, r_left, giving, short)
+            )
+        if rows.size == 0:
+            break
+        w = np.where(giving, _safe_div(r_left, weight), 0.0)
+        offer = f_short * (w.sum(axis=1, keepdims=True) - w)
+        take = np.minimum(offer, need)
+        full = short & (offer >= need)
+        a = f_short * _safe_div(take, offer)
+        given = w * (a.sum(axis=1, keepdims=True) - a)
+        got[rows] = np.where(full, off[rows], got[rows] + take)
+        rest = r_left - given
+        left[rows] = np.where(rest > _TOL_WH, rest, 0.0)
+    return np.stack([got, inj - left])
 
 
 def allocate_priority(offtake: np.ndarray, injection: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -387,13 +433,14 @@ def allocate(
     injection_wh: np.ndarray,
     shares: np.ndarray | None = None,
     order: Sequence[str] | None = None,
+    matrix: np.ndarray | None = None,
 ) -> Allocation:
     """Allocate shared energy per ISP by one of :data:`KEY_TYPES`, in integer Wh.
 
     Parameters
     ----------
     key_type : str
-        ``fixed``, ``relative``, ``proportional``, ``optimal`` or ``priority``.
+        ``fixed``, ``relative``, ``proportional``, ``optimal``, ``priority`` or ``matrix``.
     members : sequence of str
         Member refs (unique), one per column.
     offtake_wh, injection_wh : numpy.ndarray
@@ -403,6 +450,10 @@ def allocate(
         ISP and member ``(T, N)``, summing to 1 per ISP [-].
     order : sequence of str, optional
         For ``priority``: member refs in order of priority; members not listed receive nothing.
+    matrix : numpy.ndarray, optional
+        For ``matrix``: ``(N, N)`` fractions, ``matrix[j, r]`` the part of member ``j``'s
+        injection that member ``r`` is entitled to (members in the order given, zero
+        diagonal, each row summing to at most 1) [-].
 
     Returns
     -------
@@ -413,7 +464,8 @@ def allocate(
     ------
     ValueError
         For an unknown key, duplicate members, shapes that do not match, negative volumes,
-        shares that do not sum to 1 or a priority order naming an unknown member.
+        shares that do not sum to 1, a priority order naming an unknown member or a matrix
+        with a negative part, a non-zero diagonal or a row summing to more than 1.
     """
     if key_type not in KEY_TYPES:
         raise ValueError(f"key type must be one of {', '.join(KEY_TYPES)}, got {key_type!r}")
@@ -445,6 +497,10 @@ def allocate(
             real = allocate_optimal(off_s, inj_s, f)
     elif key_type == "proportional":
         real = allocate_proportional(off_s, inj_s)
+    elif key_type == "matrix":
+        if matrix is None:
+            raise ValueError("key type 'matrix' needs a matrix")
+        real = allocate_matrix(off_s, inj_s, _matrix_key(matrix, len(refs))[np.ix_(perm, perm)])
     else:
         if not order:
             raise ValueError("key type 'priority' needs an order of member refs")

@@ -6,10 +6,12 @@ A community file::
     display_name: Dorpshuis Zuid
     tariff: tariffs_2026.yaml            # optional; default: the shipped 2026 tariff
     key:
-      type: optimal                      # fixed | relative | proportional | optimal | priority
+      type: optimal        # fixed | relative | proportional | optimal | priority | matrix
       shares: {dorpshuis: 0.5, ev-a: 0.25, ev-b: 0.25}   # fixed, relative, optimal
       shares_csv: shares.csv             # optional: timestamp, member, share per ISP
       order: [dorpshuis, ev-a]           # priority
+      matrix:                            # matrix: giver -> {receiver: share of its injection}
+        dorpshuis: {ev-a: 0.6, ev-b: 0.4}                # each giver's shares sum to <= 1
     members:
       - ref: m-7f3a9c                    # pseudonymous id in the ledger (default derived)
         name: dorpshuis                  # optional: the member's name in this file (default: ref)
@@ -106,6 +108,8 @@ class KeySpec:
     shares: dict[str, Decimal] = field(default_factory=dict)
     shares_csv: Path | None = None
     order: tuple[str, ...] = ()
+    matrix: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    """``matrix`` key: giver name -> receiver name -> fraction of the giver's injection."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,14 @@ def _decimal(value: Any, where: str, source: str) -> Decimal:
         raise ValidationError(f"not a number: {value!r}", source, where) from None
     if not d.is_finite():
         raise ValidationError(f"not a finite number: {value!r}", source, where)
+    return d
+
+
+def _share(value: Any, where: str, source: str) -> Decimal:
+    """A key share: a number in [0, 1]."""
+    d = _decimal(value, where, source)
+    if d < 0 or d > 1:
+        raise ValidationError(f"share must lie in [0, 1], got {d}", source, where)
     return d
 
 
@@ -288,12 +300,7 @@ def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | Non
         for member, value in raw_shares.items():
             if member not in names:
                 raise ValidationError(f"unknown member {member!r}", source, f"key.shares.{member}")
-            d = _decimal(value, f"key.shares.{member}", source)
-            if d < 0 or d > 1:
-                raise ValidationError(
-                    f"share must lie in [0, 1], got {d}", source, f"key.shares.{member}"
-                )
-            shares[str(member)] = d
+            shares[str(member)] = _share(value, f"key.shares.{member}", source)
         total = sum(shares.values(), Decimal(0))
         if total != 1:
             raise ValidationError(f"shares must sum to 1, got {total}", source, "key.shares")
@@ -311,7 +318,40 @@ def _parse_key(raw: Any, names: Sequence[str], source: str, base_dir: Path | Non
         if len(set(raw_order)) != len(raw_order):
             raise ValidationError("a member appears twice in the order", source, "key.order")
         order = tuple(str(m) for m in raw_order)
+    elif ktype == "matrix":
+        return KeySpec(str(ktype), matrix=_parse_matrix(raw.get("matrix"), names, source))
     return KeySpec(str(ktype), shares, shares_csv, order)
+
+
+def _parse_matrix(raw: Any, names: Sequence[str], source: str) -> dict[str, dict[str, Decimal]]:
+    """``key.matrix``: per giver, the fraction of its injection each named receiver gets."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValidationError(
+            "key type 'matrix' needs a matrix: giver -> {receiver: share}", source, "key.matrix"
+        )
+    matrix: dict[str, dict[str, Decimal]] = {}
+    for giver, row in raw.items():
+        loc = f"key.matrix.{giver}"
+        if giver not in names:
+            raise ValidationError(f"unknown member {giver!r}", source, loc)
+        if not isinstance(row, dict) or not row:
+            raise ValidationError("a giver needs a mapping receiver -> share", source, loc)
+        parts: dict[str, Decimal] = {}
+        for receiver, value in row.items():
+            if receiver not in names:
+                raise ValidationError(f"unknown member {receiver!r}", source, f"{loc}.{receiver}")
+            if receiver == giver:
+                raise ValidationError(
+                    "a member cannot share with itself (nothing is shared within one meter)",
+                    source,
+                    f"{loc}.{receiver}",
+                )
+            parts[str(receiver)] = _share(value, f"{loc}.{receiver}", source)
+        total = sum(parts.values(), Decimal(0))
+        if total > 1:
+            raise ValidationError(f"shares of a giver sum to {total}, more than 1", source, loc)
+        matrix[str(giver)] = parts
+    return matrix
 
 
 def load_community(path: Path | str) -> CommunitySpec:
@@ -597,6 +637,17 @@ def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarra
     return f
 
 
+def key_matrix(community: CommunitySpec) -> np.ndarray:
+    """The ``matrix`` key as fractions ``(N, N)`` [-], members in community order: entry
+    ``[j, r]`` is the part of member ``j``'s injection that member ``r`` is entitled to."""
+    names = [m.label for m in community.members]
+    key = np.zeros((len(names), len(names)))
+    for giver, row in community.key.matrix.items():
+        for receiver, share in row.items():
+            key[names.index(giver), names.index(receiver)] = float(share)
+    return key
+
+
 def allocate_community(community: CommunitySpec, data: MeterData):
     """Allocate ``data`` with the community's key (see :func:`settlement.allocation.allocate`)."""
     from settlement.allocation import allocate
@@ -604,9 +655,16 @@ def allocate_community(community: CommunitySpec, data: MeterData):
     shares = None
     if community.key.type in ("fixed", "relative", "optimal"):
         shares = shares_matrix(community, data.isps)
+    matrix = key_matrix(community) if community.key.type == "matrix" else None
     order = [community.member_by_name(n).ref for n in community.key.order] or None
     return allocate(
-        community.key.type, community.refs, data.offtake_wh, data.injection_wh, shares, order
+        community.key.type,
+        community.refs,
+        data.offtake_wh,
+        data.injection_wh,
+        shares,
+        order,
+        matrix,
     )
 
 

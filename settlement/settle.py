@@ -38,7 +38,13 @@ from energy.sites import MemberSpec, ensure_community, ensure_member
 from energy.timegrid import isp_range, local_date_of, local_period_bounds
 from settlement import ledger
 from settlement.allocation import Allocation, largest_remainder, ref_rank
-from settlement.community import CommunitySpec, MeterData, allocate_community, shares_matrix
+from settlement.community import (
+    CommunitySpec,
+    MeterData,
+    allocate_community,
+    key_matrix,
+    shares_matrix,
+)
 from settlement.models import MEMBER_DAYS, DocCounter, SettlementRun, Statement, Transfer
 from settlement.pricing import (
     NC_PER_CENT,
@@ -160,6 +166,8 @@ def plan_energy(
     )
     if community.key.type in ("fixed", "relative", "optimal"):
         h.update(np.ascontiguousarray(shares_matrix(community, data.isps)).tobytes())
+    if community.key.type == "matrix":
+        h.update(np.ascontiguousarray(key_matrix(community)).tobytes())
     if day_ahead_eur_per_kwh is not None:
         h.update(np.asarray(day_ahead_eur_per_kwh, dtype=np.float64).tobytes())
     assert discharge.shape[1] == n

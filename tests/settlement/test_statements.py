@@ -71,7 +71,7 @@ def test_correction_statement_references_the_original(sqlite_sessions):
     post_run(sqlite_sessions, make_plan())
     d = meter_data()
     inj = d.injection_wh.copy()
-    inj[1200, 2] += 400  # one ISP of the EV's discharge corrected
+    inj[1200, 2] += 1000  # one ISP of the EV's discharge corrected
     post_run(sqlite_sessions, make_plan(data=MeterData(d.isps, d.members, d.offtake_wh, inj)))
     with sqlite_sessions() as s:
         st = find_statement(s, "m-ev01", "2026-10")
