@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -241,6 +242,9 @@ def check_reference(scenario):
 
 
 NAMED = ("fixed", "relative", "optimal", "matrix")
+MANY = int(os.environ.get("NOABER_PROPERTY_EXAMPLES", "1000"))
+"""Examples of each ``*_many`` property: 1,000 in the suite (it stays under 10 minutes);
+``NOABER_PROPERTY_EXAMPLES=10000`` for the deep run (about 90 s each on this machine)."""
 
 
 @settings(max_examples=300, deadline=None)
@@ -262,21 +266,21 @@ def test_keys_match_the_rules_in_exact_fractions(scenario):
 
 
 @pytest.mark.slow
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=MANY, deadline=None)
 @given(scenarios())
 def test_properties_many(scenario):
     check_invariants(scenario)
 
 
 @pytest.mark.slow
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=MANY, deadline=None)
 @given(scenarios())
 def test_optimal_shares_at_least_relative_at_least_fixed_many(scenario):
     check_key_order(scenario)
 
 
 @pytest.mark.slow
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=MANY, deadline=None)
 @given(scenarios(NAMED))
 def test_keys_match_the_rules_in_exact_fractions_many(scenario):
     check_reference(scenario)
