@@ -46,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -718,9 +719,7 @@ def run_all(
         )
     )
     for name, s in equipment_wh.items():
-        lv = _attempt(
-            skipped, f"machine {name!r}", lambda s=s, n=name: machine_levels(s, hours, params, n)
-        )
+        lv = _attempt(skipped, f"machine {name!r}", partial(machine_levels, s, hours, params, name))
         if lv is None:
             continue
         if params.is_compressor(name):
