@@ -41,10 +41,11 @@ class AnalysisUnavailable(NoaberError, ValueError):
     a :class:`ValueError` (callers that guard a numeric step with ``except ValueError``).
     """
 
-    def __init__(self, analysis: str, reason: str):
+    def __init__(self, analysis: str, reason: str, equipment: str | None = None):
         self.analysis = analysis
         self.reason = reason
-        super().__init__(f"{analysis}: {reason}")
+        self.equipment = equipment
+        super().__init__(f"{analysis}{f' of {equipment!r}' if equipment else ''}: {reason}")
 
 
 class Shift(NamedTuple):

@@ -580,7 +580,10 @@ def analyze(
         {
             "period": [ensure_utc(start).isoformat(), ensure_utc(end).isoformat()],
             "totals": result.totals(),
-            "skipped": [{"analysis": k.analysis, "reason": k.reason} for k in result.skipped],
+            "skipped": [
+                {"analysis": k.analysis, "reason": k.reason, "equipment": k.equipment}
+                for k in result.skipped
+            ],
         }
     )
     c.analyzed_at = utc_now()
@@ -605,7 +608,7 @@ def _check_period(c: Campaign, period: tuple[pd.Timestamp, pd.Timestamp]) -> Non
 def skipped_analyses(c: Campaign) -> list[fi.Skipped]:
     """The analyses of the latest :func:`analyze` that could not run, with their reasons."""
     return [
-        fi.Skipped(str(k.get("analysis")), str(k.get("reason")))
+        fi.Skipped(str(k.get("analysis")), str(k.get("reason")), k.get("equipment"))
         for k in (c.analysis or {}).get("skipped", [])
     ]
 
@@ -966,10 +969,14 @@ def render_campaign_report(
     from meetkoffer.report import campaign_report
 
     factors = factors or load_emission_factors()
+    period = None
+    if c.analysis and c.analysis.get("period") and not reanalyze:
+        a, b = c.analysis["period"]
+        period = (pd.Timestamp(a), pd.Timestamp(b))
     if reanalyze:
         series, found = analyze(session, c, factors)
-    else:
-        series = load_series(session, c)
+    else:  # the stored findings, on the period they were found on
+        series = load_series(session, c, period=period)
         if series.incomer_wh.empty:
             raise ValidationError(
                 f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}"
@@ -989,6 +996,8 @@ def render_campaign_report(
         plotly_src=plotly_src,
         emission_factor=applied,
         downloads=downloads,
+        skipped=skipped_analyses(c),
+        production_unit=series.production_unit,
     )
 
 

@@ -143,10 +143,12 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """An analysis that could not run on these data, and why."""
+    """An analysis that could not run on these data, and why (English msgids of the
+    Meetkoffer catalogue where the code knows the reason; a library's message as it is)."""
 
     analysis: str
     reason: str
+    equipment: str | None = None
 
 
 @dataclass
@@ -252,16 +254,16 @@ def machine_levels(
     """
     kw = _kw(energy_wh)
     if kw.empty:
-        raise an.AnalysisUnavailable(f"machine {name!r}", "no interval data")
+        raise an.AnalysisUnavailable("standby and off-hours use", "no interval data", name)
     idx = pd.DatetimeIndex(kw.index)
     prod = hours.producing(idx)
     if prod.all():
         raise an.AnalysisUnavailable(
-            f"standby and off-hours use of {name!r}", "no off-hours ISPs (the plant runs 24/7)"
+            "standby and off-hours use", "no off-hours ISPs (the plant runs 24/7)", name
         )
     if not prod.any():
         raise an.AnalysisUnavailable(
-            f"standby and off-hours use of {name!r}", "no data in production hours"
+            "standby and off-hours use", "no data in production hours", name
         )
     v = kw.to_numpy()
     return MachineLevels(
@@ -693,7 +695,7 @@ def _attempt(skipped: list[Skipped], what: str, fn: Callable[[], Any], default: 
     try:
         return fn()
     except an.AnalysisUnavailable as exc:
-        skipped.append(Skipped(exc.analysis, exc.reason))
+        skipped.append(Skipped(exc.analysis, exc.reason, exc.equipment))
     except ValueError as exc:
         skipped.append(Skipped(what, str(exc)))
     return default

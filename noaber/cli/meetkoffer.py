@@ -138,7 +138,8 @@ def analyze(
         )
     console.print(table)
     for k in skipped:
-        console.print(f"[yellow]not analysed:[/yellow] {k.analysis}: {k.reason}")
+        of = f" of {k.equipment}" if k.equipment else ""
+        console.print(f"[yellow]not analysed:[/yellow] {k.analysis}{of}: {k.reason}")
 
 
 @app.command("savings")

@@ -70,10 +70,10 @@ def test_analyze_stores_the_rest_when_one_analysis_cannot_run(sessions, tmp_path
         assert "standby" in kinds and "peak" in kinds  # computed although others could not
         sb = next(r for r in recs if r.kind == "standby")
         assert sb.evidence["base_load_method"] == "load_floor" and sb.counted
-        skipped = {k.analysis: k.reason for k in cp.skipped_analyses(c)}
-        assert "24/7" in skipped["standby and off-hours use of 'kiln'"]
-        assert skipped["machine 'dead clamp'"] == "no interval data"
-        assert skipped["kWh per unit"] == "no production data imported"
+        skipped = {(k.analysis, k.equipment): k.reason for k in cp.skipped_analyses(c)}
+        assert "24/7" in skipped[("standby and off-hours use", "kiln")]
+        assert skipped[("standby and off-hours use", "dead clamp")] == "no interval data"
+        assert skipped[("kWh per unit", None)] == "no production data imported"
         assert c.analysis["totals"]["cost_eur_per_year"] == pytest.approx(
             sum(r.cost_eur_per_year for r in recs if r.counted)
         )

@@ -136,9 +136,9 @@ def test_24_7_plant_gets_its_load_floor_and_the_rest_runs() -> None:
     assert sb.energy_kwh_per_year == pytest.approx(0.3 * (floor - kiln[floor_isps].mean()) * 8760)
     assert [f.kind for f in res.findings if f.kind == "peak"] == ["peak"]
     assert not any(f.kind == "startup_peak" for f in res.findings)
-    assert [k.analysis for k in res.skipped] == [
-        "standby and off-hours use of 'kiln'",
-        "kWh per unit",
+    assert [(k.analysis, k.equipment) for k in res.skipped] == [
+        ("standby and off-hours use", "kiln"),
+        ("kWh per unit", None),
     ]
     assert "24/7" in res.skipped[0].reason
 
