@@ -359,7 +359,9 @@ def leak_finding(name: str, lv: MachineLevels, plant: Plant, p: FindingParams) -
     mean_prod_kw = float(v[lv.producing].mean())
     if not on.any() or mean_prod_kw <= 0:
         return None
-    leak_kw = float(np.median(v[on]))
+    # The steady load it holds with no air used: the low percentile of its off-hours load
+    # while on (weekend running above it is the running finding's).
+    leak_kw = float(np.percentile(v[on], p.base_load_percentile))
     kwh = p.leak_reducible_share * leak_kw * lv.production_hours_per_year_h
     share = leak_kw / mean_prod_kw
     # Above leak_share_max the off-hours load is air use (the running finding), not leaks.
@@ -377,7 +379,7 @@ def leak_finding(name: str, lv: MachineLevels, plant: Plant, p: FindingParams) -
             "production_mean_kw": mean_prod_kw,
             "leak_share_of_production_load": share,
             "production_hours_per_year": lv.production_hours_per_year_h,
-            "assumed_reducible_share": p.leak_reducible_share,
+            "assumed_reducible_share_of_leaks": p.leak_reducible_share,
         },
     )
 

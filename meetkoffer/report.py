@@ -172,6 +172,7 @@ EVIDENCE_LABELS: dict[str, tuple[str, str, tuple[str, int]]] = {
     "production_mean_kw": ("mean compressor load in production", "kW", ("number", 1)),
     "leak_share_of_production_load": ("leak indicator (load outside / in production)", "%", ("pct", 0)),
     "production_hours_per_year": ("production hours per year", "h", ("number", 0)),
+    "assumed_reducible_share_of_leaks": ("assumed avoidable share of the leaks", "%", ("pct", 0)),
     "startup_peak_kw": ("highest start-up peak", "kW", ("number", 1)),
     "non_startup_max_kw": ("monthly maximum outside start-ups", "kW", ("number", 1)),
     "startup_window_h": ("start-up window", "h", ("number", 2)),
@@ -413,8 +414,11 @@ def _cfig(title: str, x_title: str, y_title: str) -> go.Figure:
     """A campaign chart with its axes titled (units in brackets) and the legend below."""
     fig = _fig(title)
     fig.update_layout(**_LEGEND_BELOW)
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title)
+    # Whole numbers on the axes, thousands grouped ("4.000", not "4000" or "4k").
+    numbers = {"separatethousands": True, "exponentformat": "none"}
+    fig.update_xaxes(title=x_title, **numbers)
+    fig.update_yaxes(title=y_title, **numbers)
+    fig.update_layout(yaxis2=numbers)
     return fig
 
 
@@ -483,6 +487,10 @@ def _breakdown_figure(bd: pd.DataFrame, _: Any) -> go.Figure:
             "overlaying": "y",
             "side": "right",
             "range": [0, 105],
+            "tickmode": "linear",
+            "tick0": 0,
+            "dtick": 25,
+            "showgrid": False,
             "title": {"text": _("cumulative share [%]")},
         },
         margin={"l": 60, "r": 60, "t": 40, "b": 95},
@@ -532,7 +540,14 @@ def _enpi_figure(enpi: an.EnpiRegression, unit: str, _: Any) -> go.Figure:
         yaxis="y2",
     )
     fig.update_layout(
-        yaxis2={"overlaying": "y", "side": "right", "title": {"text": f"EnPI [kWh/{unit}]"}},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "tickmode": "auto",
+            "nticks": 6,
+            "showgrid": False,
+            "title": {"text": f"EnPI [kWh/{unit}]"},
+        },
         margin={"l": 60, "r": 60, "t": 40, "b": 95},
     )
     return fig
