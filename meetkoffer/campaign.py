@@ -912,13 +912,20 @@ def recompute(
 
 
 def campaign_meta(c: Campaign) -> dict[str, Any]:
-    """The heading of a campaign report."""
+    """The heading of a campaign report; ``analysed`` is the part of the campaign the stored
+    findings rest on (``None`` for the whole campaign)."""
+    analysed = None
+    if c.analysis and c.analysis.get("period"):
+        a, b = (ensure_utc(t) for t in c.analysis["period"])
+        if (a, b) != (ensure_utc(c.start_at), ensure_utc(c.end_at)):
+            analysed = (a.to_pydatetime(), b.to_pydatetime())
     return {
         "name": c.name,
         "display_name": c.display_name,
         "site": c.site.display_name,
         "start": c.start_at,
         "end": c.end_at,
+        "analysed": analysed,
     }
 
 
@@ -955,11 +962,13 @@ def render_campaign_report(
     reanalyze: bool = False,
     plotly_src: str | None = None,
     downloads: str | None = None,
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> Any:
     """The campaign report (:class:`meetkoffer.report.Report`) from stored readings.
 
-    ``reanalyze=True`` runs and stores the findings first (the CLI); otherwise the stored
-    findings are shown (a page served by the API).
+    ``reanalyze=True`` runs and stores the findings first (the CLI; ``period`` analyses a
+    part of the campaign); otherwise the stored findings are shown on the period they were
+    found on (a page served by the API).
 
     Raises
     ------
@@ -969,14 +978,12 @@ def render_campaign_report(
     from meetkoffer.report import campaign_report
 
     factors = factors or load_emission_factors()
-    period = None
-    if c.analysis and c.analysis.get("period") and not reanalyze:
-        a, b = c.analysis["period"]
-        period = (pd.Timestamp(a), pd.Timestamp(b))
     if reanalyze:
-        series, found = analyze(session, c, factors)
+        series, found = analyze(session, c, factors, period=period)
     else:  # the stored findings, on the period they were found on
-        series = load_series(session, c, period=period)
+        a = (c.analysis or {}).get("period")
+        stored = (ensure_utc(a[0]), ensure_utc(a[1])) if a else None
+        series = load_series(session, c, period=stored)
         if series.incomer_wh.empty:
             raise ValidationError(
                 f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}"

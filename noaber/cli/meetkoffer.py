@@ -245,6 +245,10 @@ def report(
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print a PDF with Chromium")] = False,
     locale: Annotated[str, typer.Option(help="nl or en")] = "nl",
     emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+    frm: Annotated[
+        str | None, typer.Option("--from", help="Analyse from this local date on (with --to)")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="... up to (excluding) this one")] = None,
 ) -> None:
     """Write the campaign report and one per stored savings verification (HTML, CSV, PDF)."""
     from meetkoffer import campaign as cp
@@ -256,7 +260,9 @@ def report(
     with sessions.begin() as s, progress(transient=True) as p:
         c = cp.get_campaign(s, campaign)
         task = p.add_task("campaign report", total=1 + len(c.savings))
-        rep = cp.render_campaign_report(s, c, factors, locale, reanalyze=True)
+        rep = cp.render_campaign_report(
+            s, c, factors, locale, reanalyze=True, period=_period_option(frm, to)
+        )
         paths = rep.write(out, pdf=pdf, stem="campaign")
         p.update(task, advance=1)
         for rec in c.savings:

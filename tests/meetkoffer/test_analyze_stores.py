@@ -87,6 +87,11 @@ def test_analyze_stores_the_rest_when_one_analysis_cannot_run(sessions, tmp_path
         _, found = cp.analyze(s, c, period=week1)
         assert "peak" not in [f.kind for f in found]
         assert c.analysis["period"] == [week1[0].isoformat(), week1[1].isoformat()]
+        assert cp.campaign_meta(c)["analysed"] == (week1[0], week1[1])  # the report says so
+        whole = cp.parse_period("2026-06-01..2026-06-15", "--from/--to")
+        cp.analyze(s, c, period=whole)
+        assert cp.campaign_meta(c)["analysed"] is None
+        cp.analyze(s, c, period=week1)
     with sessions.begin() as s:
         c = cp.get_campaign(s, "oven-24-7")
         outside = cp.parse_period("2026-07-01..2026-07-08", "--from/--to")
