@@ -731,6 +731,8 @@ def run_all(
         found.append(machine_standby_finding(name, lv, plant, params))
         found.append(off_hours_running_finding(name, lv, plant, params))
     found += _attempt(skipped, "peaks", lambda: peak_findings(incomer_wh, hours, params), [])
+    if hours.runs_always():
+        skipped.append(Skipped("start-up peaks", "no production start-ups (the plant runs 24/7)"))
     found.append(
         _attempt(
             skipped,

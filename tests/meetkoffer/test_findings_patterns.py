@@ -66,6 +66,10 @@ def test_night_shift_across_midnight() -> None:
     assert an.OperatingHours.from_dict(oh.to_dict()) == oh
     # 5 night shifts of 8 h a week.
     assert oh.producing(idx).sum() == 2 * 5 * 8 * 4
+    # Across the DST nights a shift of 22:00-06:00 lasts 7 h (spring) and 9 h (autumn).
+    sat = an.OperatingHours.from_dict({"shifts": {"sat": ["22:00-06:00"]}})
+    assert sat.producing(_index("2026-03-28", 2)).sum() == 7 * 4
+    assert sat.producing(_index("2026-10-24", 2)).sum() == 9 * 4
 
 
 def test_night_shift_machine_is_not_an_off_hours_finding() -> None:
@@ -138,6 +142,7 @@ def test_24_7_plant_gets_its_load_floor_and_the_rest_runs() -> None:
     assert not any(f.kind == "startup_peak" for f in res.findings)
     assert [(k.analysis, k.equipment) for k in res.skipped] == [
         ("standby and off-hours use", "kiln"),
+        ("start-up peaks", None),
         ("kWh per unit", None),
     ]
     assert "24/7" in res.skipped[0].reason
