@@ -488,7 +488,8 @@ def peak_findings(
     n = len(rows)
     out = []
     start_kw = [r[3] for r in rows]
-    if max(start_kw) > 0 and max(r[1] / max(r[2], target) for r in rows) >= p.peak_ratio_min:
+    ratio = max(r[1] / max(r[2], target) if max(r[2], target) > 0 else 0.0 for r in rows)
+    if max(start_kw) > 0 and ratio >= p.peak_ratio_min:
         eur = sum(start_kw) * per_month * 12.0 / n
         at = pd.Timestamp(kw[st].idxmax())
         out.append(
@@ -655,38 +656,34 @@ def enpi_finding(
     unit: str = "unit",
 ) -> Finding | None:
     """Key figure: kWh per unit of production over production hours (ISO 50006 EnPI), of the
-    incomer and each sub-meter, on the days with production."""
-    prod_day = _production_per_day(production, hours.tz)
-    prod_day = prod_day[prod_day > 0]
-    if prod_day.empty:
+    incomer and each sub-meter: the energy of all production ISPs over all units produced
+    (so a night shift's units and its hours after midnight stay together)."""
+    units = float(production.dropna().sum())
+    if units <= 0:
         raise an.AnalysisUnavailable("kWh per unit", "no production recorded")
-    per: dict[str, float] = {}
-    kwh_inc = 0.0
-    for name, s in {"incomer": incomer_wh, **equipment_wh}.items():
-        daily = _production_energy_per_day(s, hours).reindex(prod_day.index)
-        days = daily.notna()
-        if not days.any():
-            continue
-        kwh = float(daily[days].sum())
-        per[name] = kwh / float(prod_day[days].sum())
-        if name == "incomer":
-            kwh_inc = kwh
-    if "incomer" not in per:
-        raise an.AnalysisUnavailable("kWh per unit", "no incomer data on production days")
-    scale = _year_scale(incomer_wh)
+
+    def production_kwh(s: pd.Series) -> float:
+        e = s.dropna()
+        return float(e[hours.producing(pd.DatetimeIndex(e.index))].sum()) / 1000.0
+
+    kwh_inc = production_kwh(incomer_wh)
+    if kwh_inc <= 0:
+        raise an.AnalysisUnavailable("kWh per unit", "no incomer data in production hours")
+    enpi = kwh_inc / units
+    by = {k: production_kwh(v) / units for k, v in equipment_wh.items() if not v.dropna().empty}
     return _finding(
         "enpi",
-        f"{per['incomer']:,.1f} kWh/{unit} over production hours",
+        f"{enpi:,.1f} kWh/{unit} over production hours",
         None,
-        kwh_inc * scale,
+        kwh_inc * _year_scale(incomer_wh),
         p,
         "enpi",
         {
-            "enpi_kwh_per_unit": per["incomer"],
+            "enpi_kwh_per_unit": enpi,
             "unit": unit,
-            "production_days": int(prod_day.size),
-            "units_in_campaign": float(prod_day.sum()),
-            "enpi_by_equipment": {k: v for k, v in per.items() if k != "incomer"},
+            "production_kwh_in_campaign": kwh_inc,
+            "units_in_campaign": units,
+            "enpi_by_equipment": by,
         },
         counted=False,
     )

@@ -181,7 +181,7 @@ EVIDENCE_LABELS: dict[str, tuple[str, str, tuple[str, int]]] = {
     "unmetered_kwh_in_campaign": ("energy not sub-metered in the campaign", "kWh", ("number", 0)),
     "unmetered_share": ("share of the incomer's energy", "%", ("pct", 1)),
     "enpi_kwh_per_unit": ("energy per unit over production hours", "kWh/unit", ("number", 2)),
-    "production_days": ("days with production", "", ("number", 0)),
+    "production_kwh_in_campaign": ("energy in production hours in the campaign", "kWh", ("number", 0)),
     "units_in_campaign": ("units produced in the campaign", "", ("number", 1)),
 }  # fmt: skip
 #: Text values of evidence (``("text", 0)``), translated.
