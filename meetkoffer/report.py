@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from energy.clock import utc_now
 from energy.i18n import template_env, translations
@@ -25,7 +26,13 @@ from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer.mv import SavingsResult
 
-LAYOUT = {"margin": {"l": 55, "r": 20, "t": 40, "b": 45}, "template": "plotly_white", "height": 340}
+#: The layout of every report chart. The template is the resolved object (not its name):
+#: Plotly then skips re-validating the template for each figure, several times faster.
+LAYOUT = {
+    "margin": {"l": 55, "r": 20, "t": 40, "b": 45},
+    "template": pio.templates["plotly_white"],
+    "height": 340,
+}
 
 
 @dataclass
