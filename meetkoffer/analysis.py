@@ -158,7 +158,12 @@ class OperatingHours:
         "22:00-06:00"], "sat": [...]}}`` (keys ``mon``..``sun``, ranges ``mon-fri``, ``daily``;
         a day not named has no shifts), or ``{"always": true}`` (24/7). Both take ``holidays``
         (a country code, default ``NL``; ``none`` for none), ``closed`` (dates without
-        production), ``calendar`` (``{date: [shifts]}``) and ``tz``.
+        production), ``calendar`` (``{date: [shifts]}``, which wins over a holiday) and ``tz``.
+
+        The NL holidays are the Algemene termijnenwet's (art. 3: Nieuwjaarsdag, Goede
+        Vrijdag, Pasen, Koningsdag, 5 mei in lustrum years as the ``holidays`` package has
+        it, Hemelvaart, Pinksteren, Kerst); whether a plant stops on them is a matter of its
+        CAO, so a holiday it works gets its shifts in ``calendar``.
         """
         unknown = set(data) - {"weekdays", "start", "end", "tz", "shifts", "always",
                                "holidays", "closed", "calendar"}  # fmt: skip
@@ -204,11 +209,19 @@ class OperatingHours:
             and all(v == whole for _, v in self.calendar)
         )
 
-    def holiday_names(self, years: Iterable[int]) -> dict[dt.date, str]:
-        """The public holidays of ``years`` (Dutch names for NL) and the closed dates."""
+    def holiday_names(
+        self, years: Iterable[int], language: str | None = None
+    ) -> dict[dt.date, str]:
+        """The public holidays of ``years`` and the closed dates (named ``"closed"``).
+
+        Names are in ``language`` where the ``holidays`` package has it (``nl``, ``en_US``
+        for NL; Dutch by default for NL), else in the package's default.
+        """
         out: dict[dt.date, str] = {}
         if self.holidays is not None:
-            lang = "nl" if self.holidays == "NL" else None
+            cal = pyholidays.country_holidays(self.holidays)
+            lang = language or ("nl" if self.holidays == "NL" else None)
+            lang = lang if lang in cal.supported_languages else None
             out.update(pyholidays.country_holidays(self.holidays, years=list(years), language=lang))
         for d in self.closed:
             out.setdefault(d, "closed")

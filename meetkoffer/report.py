@@ -271,6 +271,22 @@ def describe_hours(hours: an.OperatingHours, locale: str = "nl") -> str:
     return text
 
 
+def days_off(
+    hours: an.OperatingHours, start: Any, end: Any, locale: str = "nl"
+) -> list[tuple[str, str]]:
+    """The public holidays and closed dates in ``[start, end)`` (local dates) as
+    ``(dd-mm-yyyy, name)``, names in the reader's language."""
+    _ = translations("meetkoffer", locale).gettext
+    a = pd.Timestamp(start).tz_convert(hours.tz).date()
+    b = pd.Timestamp(end).tz_convert(hours.tz).date()
+    names = hours.holiday_names(range(a.year, b.year + 1), "nl" if locale == "nl" else "en_US")
+    return [
+        (d.strftime("%d-%m-%Y"), _("closed") if n == "closed" else n)
+        for d, n in sorted(names.items())
+        if a <= d < b
+    ]
+
+
 def campaign_report(
     meta: Mapping[str, Any],
     energy_wh: Mapping[str, pd.Series],
@@ -397,6 +413,7 @@ def campaign_report(
         params=params,
         hours=hours,
         hours_text=describe_hours(hours, locale),
+        days_off=days_off(hours, meta["start"], meta["end"], locale),
         emission_note=emission_note,
         emission_factor=emission_factor,
         chart_headings={c["key"]: c["heading"] for c in chart_html},

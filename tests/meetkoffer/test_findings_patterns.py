@@ -109,6 +109,20 @@ def test_holidays_closed_dates_and_shift_calendar() -> None:
     assert oh.producing(_at("2026-04-11 13:45"))[0] and not oh.producing(_at("2026-04-11 14:00"))[0]
     assert not oh.producing(_at("2026-04-27 10:00"))[0]  # King's Day (Koningsdag) 2026
     assert oh.holiday_names([2026])[dt.date(2026, 4, 27)] == "Koningsdag"
+    from meetkoffer.report import days_off
+
+    start, end = pd.Timestamp("2026-04-01", tz=TZ), pd.Timestamp("2026-04-30", tz=TZ)
+    assert days_off(oh, start, end, "nl") == [
+        ("03-04-2026", "Goede vrijdag"),
+        ("05-04-2026", "Eerste paasdag"),
+        ("06-04-2026", "Tweede paasdag"),
+        ("08-04-2026", "gesloten"),
+        ("27-04-2026", "Koningsdag"),
+    ]
+    assert days_off(oh, start, end, "en")[2] == ("06-04-2026", "Easter Monday")
+    # A plant that works Good Friday gives it its shifts in the calendar.
+    works = an.OperatingHours.from_dict({"calendar": {"2026-04-03": ["06:00-22:00"]}})
+    assert works.producing(_at("2026-04-03 10:00"))[0]
     assert not oh.working_day(_at("2026-04-06 10:00"))[0]
     no_hol = an.OperatingHours.from_dict({"holidays": "none"})
     assert no_hol.producing(_at("2026-04-06 10:00"))[0]
