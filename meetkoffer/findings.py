@@ -413,12 +413,13 @@ def standby_finding(
     kwh = p.standby_reducible_share * unexplained * h
     if kwh < plant.threshold_kwh or kwh <= 0:
         return None
-    oh = an.off_hours_share(incomer_wh, hours)
-    title = (
-        f"Load floor of {bl.base_load_kw:,.1f} kW (the plant runs 24/7)"
-        if bl.method == "load_floor"
-        else f"Base load of {bl.base_load_kw:,.1f} kW outside production"
-    )
+    if bl.method == "load_floor":
+        when: dict[str, Any] = {"floor_hours_per_year_h": h}
+        title = f"Load floor of {bl.base_load_kw:,.1f} kW (the plant runs 24/7)"
+    else:
+        oh = an.off_hours_share(incomer_wh, hours)
+        when = {"off_hours_share_of_energy": oh.share, "off_hours_per_year_h": h}
+        title = f"Base load of {bl.base_load_kw:,.1f} kW outside production"
     return _finding(
         "standby",
         title,
@@ -431,10 +432,9 @@ def standby_finding(
             "base_load_method": bl.method,
             "explained_by_submeters_kw": explained,
             "unexplained_base_load_kw": unexplained,
-            "percentile": bl.percentile,
+            ("percentile" if bl.method == "off_hours" else "floor_percentile"): bl.percentile,
             "base_load_cost_eur_per_year": bl.cost_eur_per_year,
-            "off_hours_share_of_energy": oh.share,
-            "off_hours_per_year_h": h,
+            **when,
             "assumed_reducible_share": p.standby_reducible_share,
         },
     )

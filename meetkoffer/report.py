@@ -166,6 +166,8 @@ EVIDENCE_LABELS: dict[str, tuple[str, str, tuple[str, int]]] = {
     "days": ("days with production", "", ("number", 0)),
     "units_per_year": ("units produced per year", "units/yr", ("number", 0)),
     "base_load_method": ("base load from", "", ("text", 0)),
+    "floor_percentile": ("percentile of all 15-minute demand used as load floor", "", ("number", 0)),
+    "floor_hours_per_year_h": ("hours per year the load floor runs", "h", ("number", 0)),
     "explained_by_submeters_kw": ("of which drawn by sub-metered equipment", "kW", ("number", 1)),
     "unexplained_base_load_kw": ("base load not sub-metered", "kW", ("number", 1)),
     "standby_kw": ("standby", "kW", ("number", 1)),
