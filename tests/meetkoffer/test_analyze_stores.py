@@ -151,3 +151,32 @@ def test_analyze_cli_needs_both_ends_of_a_period(settings_env) -> None:
     )
     assert isinstance(r.exception, ValidationError)
     assert "no interval data" in str(r.exception) and "in the period asked" in str(r.exception)
+
+
+def test_analyze_cli_stores_the_aggregation_and_names_what_it_skipped(
+    settings_env, tmp_path
+) -> None:
+    """A 24/7 plant through the CLI: the aggregation is committed, the findings printed with
+    their total, and the analyses that could not run named with why."""
+    from energy.db import make_engine, session_factory, upgrade
+
+    engine = make_engine(settings_env.sqlalchemy_url)
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        _build(s, SampleStore(settings_env.samples_dir))
+    engine.dispose()
+    root = typer.Typer()
+
+    @root.callback()
+    def _root() -> None:
+        """Test root."""
+
+    register(root)
+    r = CliRunner().invoke(
+        root, ["meetkoffer", "analyze", "oven-24-7", "--from", "2026-06-01", "--to", "2026-06-08"]
+    )
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "total (each kWh counted once)" in out
+    assert "not analysed: standby and off-hours use of kiln: no off-hours ISPs" in out
+    assert "not analysed: start-up peaks" in out
