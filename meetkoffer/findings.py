@@ -544,12 +544,6 @@ def peak_findings(
     return out
 
 
-def peak_finding(incomer_wh: pd.Series, p: FindingParams, tz: str = LOCAL_TZ) -> Finding | None:
-    """The non-start-up peak finding of :func:`peak_findings` (default operating hours)."""
-    found = [f for f in peak_findings(incomer_wh, an.OperatingHours(tz=tz), p) if f.kind == "peak"]
-    return found[0] if found else None
-
-
 def _production_energy_per_day(energy_wh: pd.Series, hours: an.OperatingHours) -> pd.Series:
     """Energy in production hours per local day [kWh]."""
     e = energy_wh.dropna()
