@@ -300,13 +300,24 @@ def create_campaign_from_file(session: Session, path: Path) -> Campaign:
 
 
 def hours_of(c: Campaign) -> an.OperatingHours:
-    return an.OperatingHours.from_dict(c.operating_hours or {})
+    """The campaign's operating hours (shifts, calendar, holidays); a stored value that no
+    longer parses is a :class:`ValidationError` naming the campaign, not a traceback."""
+    try:
+        return an.OperatingHours.from_dict(c.operating_hours or {})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc), f"campaign {c.name!r}", "operating_hours") from None
 
 
 def params_of(c: Campaign, kg_co2_per_kwh: float) -> fi.FindingParams:
-    return fi.FindingParams(
-        price_eur_per_kwh=c.price_eur_per_kwh, kg_co2_per_kwh=kg_co2_per_kwh, **(c.params or {})
-    )
+    """The finding thresholds and assumptions of the campaign file's ``findings:``."""
+    try:
+        return fi.FindingParams(
+            price_eur_per_kwh=c.price_eur_per_kwh,
+            kg_co2_per_kwh=kg_co2_per_kwh,
+            **(c.params or {}),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc), f"campaign {c.name!r}", "findings") from None
 
 
 def _channel_names(c: Campaign) -> dict[str, Equipment]:
@@ -437,6 +448,7 @@ class CampaignSeries:
     production: pd.Series  # units, indexed by period start (UTC)
     temp_c: pd.Series  # degC, UTC index
     coverage: dict[str, float] = field(default_factory=dict)
+    production_unit: str = "unit"  # the unit of the production records (t, pieces, ...)
 
     @property
     def incomer_wh(self) -> pd.Series:
@@ -452,10 +464,22 @@ def _utc_series(times: list, values: list) -> pd.Series:
     return pd.Series(values, index=pd.DatetimeIndex(times, tz="UTC"), dtype=float)
 
 
-def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> CampaignSeries:
-    """Read a campaign's interval readings and drivers; ISPs below ``min_coverage`` are left out."""
+def load_series(
+    session: Session,
+    c: Campaign,
+    min_coverage: float = 0.5,
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> CampaignSeries:
+    """Read a campaign's interval readings and drivers; ISPs below ``min_coverage`` are left out.
+
+    ``period`` ``[from, to)`` (within the campaign) reads only that part.
+    """
+    start, end = c.start_at, c.end_at
+    if period is not None:
+        start = max(ensure_utc(period[0]), ensure_utc(c.start_at)).to_pydatetime()
+        end = min(ensure_utc(period[1]), ensure_utc(c.end_at)).to_pydatetime()
     ids = {e.channel_id: e for e in c.equipment}
-    df = read_readings(session, list(ids), c.start_at, c.end_at)
+    df = read_readings(session, list(ids), start, end)
     energy: dict[str, pd.Series] = {}
     coverage: dict[str, float] = {}
     for e in c.equipment:
@@ -470,17 +494,28 @@ def load_series(session: Session, c: Campaign, min_coverage: float = 0.5) -> Cam
     incomer = next(e.name for e in c.equipment if e.role == "incomer")
     prod = session.scalars(
         select(ProductionRecord)
-        .where(ProductionRecord.campaign_id == c.id)
+        .where(
+            ProductionRecord.campaign_id == c.id,
+            ProductionRecord.period_start >= start,
+            ProductionRecord.period_start < end,
+        )
         .order_by(ProductionRecord.period_start)
     ).all()
     production = _utc_series([p.period_start for p in prod], [p.units for p in prod])
     temps = session.scalars(
         select(TemperatureReading)
-        .where(TemperatureReading.campaign_id == c.id)
+        .where(
+            TemperatureReading.campaign_id == c.id,
+            TemperatureReading.ts >= start,
+            TemperatureReading.ts < end,
+        )
         .order_by(TemperatureReading.ts)
     ).all()
     temp = _utc_series([t.ts for t in temps], [t.temp_c for t in temps])
-    return CampaignSeries(incomer, energy, production, temp, coverage)
+    units = sorted({p.unit for p in prod})
+    return CampaignSeries(
+        incomer, energy, production, temp, coverage, production_unit="/".join(units) or "unit"
+    )
 
 
 def campaign_applied_factor(c: Campaign, factors: dict[int, EmissionFactor]) -> AppliedFactor:
@@ -500,33 +535,82 @@ def analyze(
     c: Campaign,
     factors: dict[int, EmissionFactor] | None = None,
     series: CampaignSeries | None = None,
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> tuple[CampaignSeries, list[fi.Finding]]:
     """Run the findings on the stored readings and store them (replacing earlier ones).
 
-    ``series`` may be given when already loaded with :func:`load_series`.
+    Every analysis that can run is stored; one that cannot (a 24/7 plant has no off-hours
+    for a machine's standby, a campaign without production has no kWh per unit) is named
+    with its reason in ``c.analysis["skipped"]``, with the period analysed and the totals.
+    ``period`` ``[from, to)`` analyses a part of the campaign; ``series`` may be given when
+    already loaded with :func:`load_series`.
+
+    Raises
+    ------
+    ValidationError
+        If the incomer has no interval data (in the period), or the period lies outside
+        the campaign; nothing stored is changed then.
     """
     factors = factors or load_emission_factors()
-    series = series if series is not None else load_series(session, c)
+    if period is not None:
+        _check_period(c, period)
+    series = series if series is not None else load_series(session, c, period=period)
     if series.incomer_wh.empty:
         raise ValidationError(
-            f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}; "
-            "import samples and run aggregation first"
+            f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}"
+            + (" in the period asked" if period else "")
+            + "; import samples and run aggregation first"
         )
     kg, _ = campaign_factor(c, factors)
-    found = fi.find_all(
+    result = fi.run_all(
         series.incomer_wh,
         series.submeters_wh,
         hours_of(c),
         params_of(c, kg),
         series.production if not series.production.empty else None,
+        series.production_unit,
     )
+    found = result.findings
     session.execute(delete(FindingRecord).where(FindingRecord.campaign_id == c.id))
     for f in found:
         row = {k: getattr(f, k) for k in _FINDING_FIELDS}
         session.add(FindingRecord(campaign_id=c.id, **row, evidence=_jsonable(f.evidence)))
+    start, end = period or (pd.Timestamp(c.start_at), pd.Timestamp(c.end_at))
+    c.analysis = _jsonable(
+        {
+            "period": [ensure_utc(start).isoformat(), ensure_utc(end).isoformat()],
+            "totals": result.totals(),
+            "skipped": [
+                {"analysis": k.analysis, "reason": k.reason, "equipment": k.equipment}
+                for k in result.skipped
+            ],
+        }
+    )
     c.analyzed_at = utc_now()
     session.flush()
+    session.expire(c, ["findings"])
     return series, found
+
+
+def _check_period(c: Campaign, period: tuple[pd.Timestamp, pd.Timestamp]) -> None:
+    """A part of the campaign: ``from < to``, both within the campaign period."""
+    start, end = (ensure_utc(t) for t in period)
+    c0, c1 = ensure_utc(c.start_at), ensure_utc(c.end_at)
+    if end <= start:
+        raise ValidationError(f"--to {end} must be after --from {start}", location="--to")
+    if start >= c1 or end <= c0:
+        raise ValidationError(
+            f"the period {start} .. {end} lies outside campaign {c.name!r} ({c0} .. {c1})",
+            location="--from/--to",
+        )
+
+
+def skipped_analyses(c: Campaign) -> list[fi.Skipped]:
+    """The analyses of the latest :func:`analyze` that could not run, with their reasons."""
+    return [
+        fi.Skipped(str(k.get("analysis")), str(k.get("reason")), k.get("equipment"))
+        for k in (c.analysis or {}).get("skipped", [])
+    ]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -828,13 +912,20 @@ def recompute(
 
 
 def campaign_meta(c: Campaign) -> dict[str, Any]:
-    """The heading of a campaign report."""
+    """The heading of a campaign report; ``analysed`` is the part of the campaign the stored
+    findings rest on (``None`` for the whole campaign)."""
+    analysed = None
+    if c.analysis and c.analysis.get("period"):
+        a, b = (ensure_utc(t) for t in c.analysis["period"])
+        if (a, b) != (ensure_utc(c.start_at), ensure_utc(c.end_at)):
+            analysed = (a.to_pydatetime(), b.to_pydatetime())
     return {
         "name": c.name,
         "display_name": c.display_name,
         "site": c.site.display_name,
         "start": c.start_at,
         "end": c.end_at,
+        "analysed": analysed,
     }
 
 
@@ -871,11 +962,13 @@ def render_campaign_report(
     reanalyze: bool = False,
     plotly_src: str | None = None,
     downloads: str | None = None,
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> Any:
     """The campaign report (:class:`meetkoffer.report.Report`) from stored readings.
 
-    ``reanalyze=True`` runs and stores the findings first (the CLI); otherwise the stored
-    findings are shown (a page served by the API).
+    ``reanalyze=True`` runs and stores the findings first (the CLI; ``period`` analyses a
+    part of the campaign); otherwise the stored findings are shown on the period they were
+    found on (a page served by the API).
 
     Raises
     ------
@@ -886,9 +979,11 @@ def render_campaign_report(
 
     factors = factors or load_emission_factors()
     if reanalyze:
-        series, found = analyze(session, c, factors)
-    else:
-        series = load_series(session, c)
+        series, found = analyze(session, c, factors, period=period)
+    else:  # the stored findings, on the period they were found on
+        a = (c.analysis or {}).get("period")
+        stored = (ensure_utc(a[0]), ensure_utc(a[1])) if a else None
+        series = load_series(session, c, period=stored)
         if series.incomer_wh.empty:
             raise ValidationError(
                 f"campaign {c.name!r} has no interval data on its incomer {series.incomer!r}"
@@ -908,6 +1003,8 @@ def render_campaign_report(
         plotly_src=plotly_src,
         emission_factor=applied,
         downloads=downloads,
+        skipped=skipped_analyses(c),
+        production_unit=series.production_unit,
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -47,6 +48,8 @@ class Campaign(Base):
     operating_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     analyzed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: The latest analysis: its period, totals and the analyses that could not run (and why).
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     site: Mapped[Site] = relationship()
@@ -131,6 +134,8 @@ class FindingRecord(Base):
     co2_t_per_year: Mapped[float] = mapped_column(Float)
     chart: Mapped[str] = mapped_column(String(120))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: False for a key figure (unmetered remainder, kWh per unit): never in the totals.
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     campaign: Mapped[Campaign] = relationship(back_populates="findings")
