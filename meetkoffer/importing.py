@@ -25,6 +25,7 @@ row-by-row parser, which names each bad line.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterable
@@ -66,34 +67,41 @@ class ChannelData:
     unit: str = ""  # the unit as written in the file
 
 
-@dataclass(frozen=True)
 class _Csv:
-    """A CSV file read as text: its name for messages, header, separator and decimal mark."""
+    """A CSV file as bytes: its name for messages, header, separator and decimal mark; the
+    text is decoded only for the row-by-row parser."""
 
-    name: str
-    text: str
-    header: list[str]
-    delimiter: str
+    def __init__(self, name: str, data: bytes):
+        self.name = name
+        self.data = data.removeprefix(b"\xef\xbb\xbf")
+        first = self.data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        self.delimiter = ";" if ";" in first else ","
+        try:
+            row = next(csv.reader(io.StringIO(first), delimiter=self.delimiter))
+        except StopIteration:
+            raise ValidationError("empty file", name, "line 1") from None
+        self.header = [h.strip() for h in row]
 
     @property
     def decimal(self) -> str:
         return "," if self.delimiter == ";" else "."
 
+    @functools.cached_property
+    def text(self) -> str:
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(f"cannot read file: {exc}", self.name) from None
+
 
 def _open(source: Path | str, text: str | None) -> _Csv:
     name = str(source)
-    if text is None:
-        try:
-            text = Path(source).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"cannot read file: {exc}", name) from None
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if ";" in first else ","
+    if text is not None:
+        return _Csv(name, text.encode("utf-8"))
     try:
-        header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=delimiter))]
-    except StopIteration:
-        raise ValidationError("empty file", name, "line 1") from None
-    return _Csv(name, text, header, delimiter)
+        return _Csv(name, Path(source).read_bytes())
+    except OSError as exc:
+        raise ValidationError(f"cannot read file: {exc}", name) from None
 
 
 def _rows(f: _Csv, columns: tuple[str, ...]) -> list[list[str]]:
@@ -174,11 +182,11 @@ def _arrow(f: _Csv, types: dict[str, pa.DataType], wide: bool = False) -> pa.Tab
     Line numbers are row index + 2 only without blank lines, so a file with one goes through
     the row-by-row parser (as does any file pyarrow refuses: a bad time, number or field count).
     """
-    if "\n\n" in f.text or "\n\r\n" in f.text:
+    if b"\n\n" in f.data or b"\n\r\n" in f.data:
         return None
     try:
         t = pcsv.read_csv(
-            io.BytesIO(f.text.encode("utf-8")),
+            pa.BufferReader(f.data),
             read_options=pcsv.ReadOptions(column_names=list(types), skip_rows=1),
             parse_options=pcsv.ParseOptions(delimiter=f.delimiter),
             convert_options=pcsv.ConvertOptions(
@@ -330,9 +338,10 @@ def _channel(
     lines: np.ndarray,
     errors: list[tuple[int, str]],
 ) -> ChannelData | None:
-    """One channel's samples sorted by time: duplicates and decreasing counters refused."""
-    order = np.lexsort((lines, ts))
-    ts, v, lines = ts[order], v[order], lines[order]
+    """One channel's samples sorted by time; two different values at one time refused."""
+    if ts.size > 1 and not (np.diff(ts) > 0).all():  # an export in time order needs no sort
+        order = np.lexsort((lines, ts))
+        ts, v, lines = ts[order], v[order], lines[order]
     same = np.flatnonzero(ts[1:] == ts[:-1])
     if same.size:
         differ = same[v[same + 1] != v[same]]
