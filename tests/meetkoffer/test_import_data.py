@@ -102,7 +102,9 @@ def test_daily_interval_energy_spread_over_local_days_dst_included(campaign) -> 
         assert per_day.loc["2026-03-29"].tolist() == pytest.approx([46_000, 92, 500, 500])
         assert per_day.loc["2026-10-25"].tolist() == pytest.approx([50_000, 100, 500, 500])
         assert (df["coverage"] == 1).all() and (df["sample_count"] == 0).all()
-        # The analyses read them: load_series keeps them (coverage 1), the day totals hold.
+        # The pipeline leaves them alone (no samples of that channel), and the analyses read
+        # them: load_series keeps them (coverage 1), the day totals hold.
+        assert cp.aggregate(s, store, c, n_threads=1)["hall"] == 0
         series = cp.load_series(s, c)
         assert series.energy_wh["hall"].sum() == pytest.approx(144_000)
         # Re-importing the same file changes nothing and needs no --replace.
