@@ -56,6 +56,8 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     if n == 0:
         return table
     ts = table.column("ts").to_numpy()
+    if (ts[1:] > ts[:-1]).all():  # already sorted and unique (a logger's export)
+        return table
     order = np.lexsort((np.arange(n), ts))  # by ts, then by write order
     ts_sorted = ts[order]
     keep = np.ones(n, dtype=bool)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,8 +392,22 @@ def campaign_on_channels(
     )
     session.add(c)
     session.flush()
+    kinds = {
+        ch.id: "power" if ch.quantity == Quantity.POWER else "counter"
+        for ch in session.scalars(
+            select(Channel).where(Channel.id.in_([cid for _, cid, _ in equipment]))
+        )
+    }
     for ename, channel_id, role in equipment:
-        session.add(Equipment(campaign_id=c.id, channel_id=channel_id, name=ename, role=role))
+        session.add(
+            Equipment(
+                campaign_id=c.id,
+                channel_id=channel_id,
+                name=ename,
+                role=role,
+                data_kind=kinds.get(channel_id),
+            )
+        )
     session.flush()
     session.refresh(c)
     return c
@@ -643,14 +659,21 @@ def import_samples(
     _audit(session, c, "samples", changes, path, _user(user))
     t2 = time.perf_counter()
     written: dict[str, int] = {}
+    # Samples of different channels go to different directories: written in parallel threads
+    # (Parquet encoding and compression release the GIL).
+    samples = [(eq, data) for eq, data in plan if eq.data_kind != "interval"]
+    with ThreadPoolExecutor(max_workers=min(len(samples), os.cpu_count() or 1) or 1) as pool:
+        counts = list(
+            pool.map(lambda p: store.append(p[0].channel_id, p[1].ts_ns, p[1].value), samples)
+        )
+    for (eq, _), n in zip(samples, counts):
+        written[eq.name] = written.get(eq.name, 0) + n
+        if eq.data_kind == "counter":
+            notes += _record_gaps(session, store, eq)
     for eq, data in plan:
         if eq.data_kind == "interval":
             n = _store_intervals(session, eq, data, str(path))
-        else:
-            n = store.append(eq.channel_id, data.ts_ns, data.value)
-            if eq.data_kind == "counter":
-                notes += _record_gaps(session, store, eq)
-        written[eq.name] = written.get(eq.name, 0) + n
+            written[eq.name] = written.get(eq.name, 0) + n
     session.flush()
     for k, v in (("parse", t1 - t0), ("check", t2 - t1), ("store", time.perf_counter() - t2)):
         timings[k] = timings.get(k, 0.0) + v

@@ -74,13 +74,18 @@ class _Csv:
     def __init__(self, name: str, data: bytes):
         self.name = name
         self.data = data.removeprefix(b"\xef\xbb\xbf")
-        first = self.data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        end = self.data.find(b"\n")
+        first = self.data[: end if end >= 0 else len(self.data)].decode("utf-8", errors="replace")
         self.delimiter = ";" if ";" in first else ","
         try:
             row = next(csv.reader(io.StringIO(first), delimiter=self.delimiter))
         except StopIteration:
             raise ValidationError("empty file", name, "line 1") from None
         self.header = [h.strip() for h in row]
+
+    def release(self) -> None:
+        """Drop the bytes once parsed: the samples of a month at 1 Hz are large enough."""
+        self.data = b""
 
     @property
     def decimal(self) -> str:
@@ -379,20 +384,32 @@ def _parse_wide(f: _Csv, known: set[str]) -> dict[str, ChannelData]:
         {"timestamp": pa.timestamp("ns", tz="UTC"), **dict.fromkeys(cols, pa.float64())},
         wide=True,
     )
+    values: list[np.ndarray] = []
+    nulls: list[np.ndarray] = []
     if fast is not None:
         ts = fast.column("timestamp").combine_chunks().cast(pa.int64()).to_numpy()
-        lines = np.arange(fast.num_rows, dtype=np.int64) + 2
-        values = [fast.column(c).to_numpy(zero_copy_only=False) for c in cols]
-        nulls = [pc.is_null(fast.column(c)).to_numpy(zero_copy_only=False) for c in cols]
-        if not all(np.isfinite(v[~n]).all() for v, n in zip(values, nulls)):
-            fast = None
+        lines = np.arange(fast.num_rows, dtype=np.int32) + 2
+        for c in cols:  # column by column, each freed once converted (a month at 1 Hz is GBs)
+            values.append(fast.column(c).to_numpy(zero_copy_only=False))
+            nulls.append(pc.is_null(fast.column(c)).to_numpy(zero_copy_only=False))
+            fast = fast.drop_columns([c])
+            if not (np.isfinite(values[-1]) | nulls[-1]).all():
+                fast = None
+                break
     if fast is None:
         ts, lines, values, nulls = _wide_slow(f, len(names))
+    else:
+        f.release()
+    del fast
     out: dict[str, ChannelData] = {}
-    for name, unit, v, null in zip(names, units, values, nulls):
+    for name, unit in zip(names, units):
+        v, null = values.pop(0), nulls.pop(0)
         kind, factor = _unit_kind(unit) or ("", 1.0)
-        keep = ~null
-        data = _channel(name, kind, unit, ts[keep], v[keep] * factor, lines[keep], errors)
+        t, lns = ts, lines
+        if null.any():
+            keep = ~null
+            t, v, lns = ts[keep], v[keep], lines[keep]
+        data = _channel(name, kind, unit, t, v * factor if factor != 1.0 else v, lns, errors)
         if data is not None:
             out[name] = data
     _raise(f.name, sorted(errors))
