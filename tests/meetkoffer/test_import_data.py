@@ -343,3 +343,22 @@ def test_cli_replace(settings_env, tmp_path: Path) -> None:
     with session_factory(make_engine(settings_env.sqlalchemy_url))() as s:
         assert s.scalar(select(func.count()).select_from(ImportAuditRecord)) == 1
         assert s.scalar(select(func.count()).select_from(IntervalReading)) == 3 * 96
+
+
+DECLARATIONS = [
+    ({"quantity": "interval_energy"}, "needs interval: one of 15min, hour, day", ".interval"),
+    ({"quantity": "interval_energy", "interval": "week"}, "got 'week'", ".interval"),
+    ({"quantity": "power", "interval": "day"}, "interval is only for", ""),
+    ({"quantity": "kWh"}, "quantity must be one of power, energy, counter", ""),
+    ({"rated_power_kw": -5}, "rated_power_kw must be > 0, got -5", ".rated_power_kw"),
+]
+
+
+def test_declarations_checked(campaign_lite) -> None:
+    sessions, _ = campaign_lite
+    for entry, message, where in DECLARATIONS:
+        cfg = _cfg() | {"name": "other"}
+        cfg["equipment"][2] = {"name": "hall", **entry}
+        with pytest.raises(ValidationError, match=message) as exc, sessions.begin() as s:
+            cp.create_campaign(s, cfg, "jaar.yaml")
+        assert exc.value.location == "equipment[2]" + where
