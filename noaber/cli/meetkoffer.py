@@ -84,7 +84,9 @@ def import_(
         c = cp.get_campaign(s, campaign)
         if kind == "samples":
             notes: list[str] = []
-            written = cp.import_samples(s, store, c, file, replace=replace, notes=notes)
+            with progress(transient=True) as p:  # a month at 1 Hz takes a while
+                p.add_task(f"importing {file.name} (parse, check, store)", total=None)
+                written = cp.import_samples(s, store, c, file, replace=replace, notes=notes)
             for note in notes:
                 console.print(f"[cyan]note:[/cyan] {note}")
             for name, n in written.items():
