@@ -43,7 +43,7 @@ from energy.models import (
 )
 from energy.readings import read_readings
 from energy.samples import SampleStore
-from energy.timegrid import ensure_utc
+from energy.timegrid import ISP_NS, ensure_utc
 from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
@@ -811,11 +811,14 @@ def _store_intervals(
     if changed:
         session.execute(update(EnergyPeriodRecord), changed)
     isp, e = importing.spread_over_isps(p0, p1, data.value)
+    one_isp = np.repeat((p1 - p0) == ISP_NS, (p1 - p0) // ISP_NS)
     frame = pd.DataFrame(
         {
             "energy_wh": e,
             "power_mean_w": e * 4.0,
-            "sample_count": np.zeros(isp.size, np.int64),
+            # A reading of its own (a 15-minute value) counts as one sample; a share of a
+            # longer period is estimated (no sample inside the ISP), as in spread counter gaps.
+            "sample_count": one_isp.astype(np.int64),
             "coverage": np.ones(isp.size),
         },
         index=pd.to_datetime(isp, unit="ns", utc=True),
@@ -863,6 +866,21 @@ def _record_gaps(session: Session, store: SampleStore, eq: Equipment) -> list[st
             f"{eq.name}: {long} gap(s) longer than {max_gap_ns / 3.6e12:g} h not spread (no data)"
         )
     return notes
+
+
+def estimated_share(session: Session, c: Campaign) -> dict[str, float]:
+    """Per equipment, the share of its readings in the campaign that are estimated: energy
+    spread into an ISP without a sample of its own (a counter gap, a day or month of interval
+    energy). The coverage mark of spread data; 0 for data at 15 minutes or finer."""
+    ids = {e.channel_id: e.name for e in c.equipment}
+    df = read_readings(session, list(ids), c.start_at, c.end_at)
+    out = dict.fromkeys(ids.values(), 0.0)
+    if df.empty:
+        return out
+    spread = (df["sample_count"] == 0) & (df["coverage"] > 0)
+    for cid, share in spread.groupby(df["channel_id"]).mean().items():
+        out[ids[int(cid)]] = float(share)
+    return out
 
 
 def spread_gaps(session: Session, c: Campaign, equipment: str) -> pd.DataFrame:

@@ -102,6 +102,7 @@ def test_daily_interval_energy_spread_over_local_days_dst_included(campaign) -> 
         assert per_day.loc["2026-03-29"].tolist() == pytest.approx([46_000, 92, 500, 500])
         assert per_day.loc["2026-10-25"].tolist() == pytest.approx([50_000, 100, 500, 500])
         assert (df["coverage"] == 1).all() and (df["sample_count"] == 0).all()
+        assert cp.estimated_share(s, c)["hall"] == 1.0  # every ISP a share of a day
         # The pipeline leaves them alone (no samples of that channel), and the analyses read
         # them: load_series keeps them (coverage 1), the day totals hold.
         assert cp.aggregate(s, store, c, n_threads=1)["hall"] == 0
@@ -159,6 +160,9 @@ def test_counter_with_day_long_gaps_is_spread_and_marked(campaign_lite) -> None:
         assert len(weekday) == 96 and np.allclose(weekday, 1000.0)  # 96 kWh / 96 ISPs
         weekend = df.loc[_local("2026-06-06 08:00") : _local("2026-06-08 07:45"), "energy_wh"]
         assert len(weekend) == 192 and np.allclose(weekend, 96_000 / 288)  # Fri -> Mon
+        # Readings inside a gap are estimated: 9 days of gaps, readings only at 08:00 ISPs.
+        share = cp.estimated_share(s, c)["lighting"]
+        assert share == pytest.approx((len(df) - 10) / len(df))
         gaps = cp.spread_gaps(s, c, "lighting")
         assert len(gaps) == 9 and gaps["energy_wh"].sum() == pytest.approx(9 * 96_000)
         assert gaps["start"].iloc[4] == pd.Timestamp("2026-06-05 08:00", tz=TZ)
