@@ -44,30 +44,61 @@ def create(
         console.print(f"campaign {c.name}: {len(c.equipment)} equipment channels")
 
 
+IMPORT_KINDS = ("samples", "production", "temperature", "billing")
+
+
 @app.command("import")
 def import_(
     campaign: Annotated[str, typer.Argument(help="Campaign name")],
     file: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False)],
     kind: Annotated[
-        str, typer.Option(help="samples (timestamp,channel,value,unit), production or temperature")
+        str,
+        typer.Option(
+            help="samples (timestamp,channel,value,unit or timestamp,<channel> [unit],...: "
+            "power, counter readings or interval energy as the channel is declared), "
+            "production, temperature or billing (start,end,value,unit in kWh)"
+        ),
     ] = "samples",
+    equipment: Annotated[
+        str | None, typer.Option(help="billing: the equipment billed (default the incomer)")
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace stored values the file changes (kept in the audit trail); without "
+            "it such an import is refused and says what it would change",
+        ),
+    ] = False,
 ) -> None:
-    """Import a Meetkoffer CSV export, production or outdoor temperature; a bad file changes nothing."""
+    """Import a Meetkoffer CSV export, production, outdoor temperature or bills; a bad file
+    changes nothing."""
     from meetkoffer import campaign as cp
 
-    if kind not in ("samples", "production", "temperature"):
-        raise ValidationError(f"--kind must be samples, production or temperature, got {kind!r}")
+    if kind not in IMPORT_KINDS:
+        raise ValidationError(f"--kind must be one of {', '.join(IMPORT_KINDS)}, got {kind!r}")
+    if equipment is not None and kind != "billing":
+        raise ValidationError("--equipment is for --kind billing")
     sessions, store = _context()
     with sessions.begin() as s:
         c = cp.get_campaign(s, campaign)
         if kind == "samples":
-            written = cp.import_samples(s, store, c, file)
+            notes: list[str] = []
+            with progress(transient=True) as p:  # a month at 1 Hz takes a while
+                p.add_task(f"importing {file.name} (parse, check, store)", total=None)
+                written = cp.import_samples(s, store, c, file, replace=replace, notes=notes)
+            for note in notes:
+                console.print(f"[cyan]note:[/cyan] {note}")
             for name, n in written.items():
                 console.print(f"{name}: {n} new samples")
         elif kind == "production":
-            console.print(f"{cp.import_production(s, c, file)} production records")
+            console.print(f"{cp.import_production(s, c, file, replace=replace)} production records")
+        elif kind == "temperature":
+            n = cp.import_temperature(s, c, file, replace=replace)
+            console.print(f"{n} temperature readings")
         else:
-            console.print(f"{cp.import_temperature(s, c, file)} temperature readings")
+            n = cp.import_billing(s, c, file, equipment=equipment, replace=replace)
+            console.print(f"{n} billing periods new or changed")
 
 
 def _period_option(frm: str | None, to: str | None) -> tuple[Any, Any] | None:
