@@ -7,10 +7,14 @@ Staged as in oemof-solph (docs/SOURCES.md, Patterns):
 2. :func:`build_model` writes a linear Pyomo model with one block per asset kind
    (``grid``, ``pv``, ``battery``, ``evs``); every number that changes between re-plans is a
    mutable ``Param`` so the persistent HiGHS interface updates it without a rebuild.
-3. :class:`Planner` solves it with ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
-   Pyomo 6.10), first as an LP; binaries that forbid simultaneous charge/discharge and
-   import/export are added only at steps where a negative price or an import price below the
-   export price would make that pay, and wherever the LP still shows both at once.
+3. :class:`Planner` solves it, first as an LP; binaries that forbid simultaneous
+   charge/discharge and import/export are added only at steps where a negative price or an
+   import price below the export price would make that pay, and wherever the LP still shows
+   both at once. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
+   same LP written from arrays straight into a persistent ``highspy.Highs``: building the
+   Pyomo model and passing it through Pyomo costs 10-40x the solve); ``engine="pyomo"``
+   solves the Pyomo model through ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
+   Pyomo 6.10), the reference the fast path is tested against.
 4. :func:`results_frame` gives the schedule per step.
 
 Conventions: powers [kW] (positive into the asset), energies [kWh], prices [EUR/kWh], one
@@ -139,9 +143,9 @@ class ModelParams:
 
 
 def _plugged_steps(
-    index: pd.DatetimeIndex, dt_h: float, arrival: pd.Timestamp, departure: pd.Timestamp
+    starts: np.ndarray, dt_h: float, arrival: pd.Timestamp, departure: pd.Timestamp
 ) -> np.ndarray:
-    starts = index.as_unit("ns").asi8
+    """The steps (UTC starts ``starts`` [ns]) that lie wholly within [arrival, departure)."""
     step_ns = round(dt_h * 3600e9)
     ok = (starts >= arrival.as_unit("ns").value) & (
         starts + step_ns <= departure.as_unit("ns").value
@@ -156,8 +160,10 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
+    index = sc.index  # made once: a DatetimeIndex per car and session costs ~1 ms each
+    end = index[0] + pd.Timedelta(minutes=sc.step_minutes * len(index))
     return ModelParams(
-        index=sc.index,
+        index=index,
         dt_h=sc.dt_h,
         timezone=sc.site.timezone,
         pv_kw=s["pv_kw"].to_numpy(float),
@@ -168,7 +174,7 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
         battery=None if sc.battery is None else _battery_params(sc.battery),
-        evs=tuple(_ev_params(ev, sc.index, sc.dt_h, sc.end) for ev in sc.evs),
+        evs=tuple(_ev_params(ev, index, sc.dt_h, end) for ev in sc.evs),
         meta={"site": sc.site.name},
     )
 
@@ -196,8 +202,9 @@ def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timesta
     sessions: list[SessionParams] = []
     steps: list[np.ndarray] = []
     owners: list[np.ndarray] = []
+    starts_ns = index.as_unit("ns").asi8
     for sess in ev.sessions:
-        plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
+        plugged = _plugged_steps(starts_ns, dt_h, sess.arrival, sess.departure)
         if len(plugged) == 0 and not (sess.arrival < end and sess.departure > index[0]):
             continue  # outside the horizon
         sessions.append(_session_params(ev, sess, plugged, end))
@@ -819,18 +826,23 @@ def schedule_frame(
         cols[f"ev:{ev.name}:discharge_kw"] = dis
         cols[f"ev:{ev.name}:soc_pct"] = soc
         cols[f"ev:{ev.name}:plugged"] = plugged
-    frame = pd.DataFrame(cols, index=p.index)
-    frame.index.name = "timestamp"
-    return _clean(frame)
+    return flows_frame(p, cols)
 
 
-def _clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Round solver noise (|x| < 1e-7 kW) to zero in the power columns."""
-    for c in frame.columns:
+def flows_frame(p: ModelParams, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A flows frame (index: the UTC step starts ``timestamp``) from its columns, with solver
+    noise (|x| < 1e-7 kW) in the power columns rounded to zero.
+
+    The rounding is done on the arrays before the frame is made: setting 18 columns of a
+    frame one by one costs more than solving the LP.
+    """
+    clean: dict[str, np.ndarray] = {}
+    for c, v in cols.items():
         if c.endswith("_kw"):
-            v = frame[c].to_numpy(float)
-            frame[c] = np.where(np.abs(v) < 1e-7, 0.0, v)
-    return frame
+            v = np.asarray(v, float)
+            v = np.where(np.abs(v) < 1e-7, 0.0, v)
+        clean[c] = v
+    return pd.DataFrame(clean, index=p.index.rename("timestamp"))
 
 
 def simultaneous_pairs(flows: pd.DataFrame, p: ModelParams) -> set[tuple[str, int]]:
