@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -89,9 +90,27 @@ def pool_context(method: str = "forkserver") -> multiprocessing.context.BaseCont
     """
     if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload(preload_modules())
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def preload_modules() -> list[str]:
+    """What the fork server imports once: this module and the program's main module.
+
+    A worker prepares itself as a spawned process would: it imports the parent's main module
+    (a script such as the benchmark, or ``python -m pkg.mod``) unless its fork server already
+    has it, which costs each worker that module's imports again. Multiprocessing never imports
+    a ``__main__`` module by name (``python -m pkg``), so neither does this.
+    """
+    modules = [__name__]
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and not spec.name.endswith("__main__"):
+        modules.append(spec.name)
+    elif spec is None and getattr(main, "__file__", None):
+        modules.append("__main__")  # a script: the fork server imports it from its path
+    return modules
 
 
 def chunks_of(n_jobs: int, workers: int, per_worker: int = 4) -> list[range]:
