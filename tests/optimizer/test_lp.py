@@ -61,8 +61,11 @@ def assert_same_lp(fast: Planner, ref: Planner) -> None:
             assert got[key] == pytest.approx(expected, rel=1e-15, abs=1e-15), key
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("mutable_bounds", [True, False])
+@pytest.mark.parametrize(
+    ("name", "mutable_bounds"),
+    [(name, True) for name in sorted(CASES)]
+    + [("negative_day-import-below-export", False), ("dorpshuis", False)],
+)
 def test_highs_path_writes_the_pyomo_lp(name: str, mutable_bounds: bool) -> None:
     p = _params(name)
     fast = Planner(p, mutable_bounds=mutable_bounds, engine="highs")
@@ -118,7 +121,7 @@ def test_replans_change_the_same_numbers(name: str) -> None:
         assert_same_lp(fast, ref)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_random_scenarios_have_the_same_lp(sc: Scenario) -> None:
     p = params_from_scenario(sc)
