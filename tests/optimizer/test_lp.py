@@ -75,6 +75,13 @@ def test_highs_path_writes_the_pyomo_lp(name: str, mutable_bounds: bool) -> None
     assert (a.n_binaries, a.mip) == (b.n_binaries, b.mip)
     assert a.objective_eur == pytest.approx(b.objective_eur, rel=1e-9, abs=1e-9)
     assert_same_lp(fast, ref)
+    # the same LP with the same options: HiGHS walks the same path to the same vertex
+    fi, ri = fast.highs.getInfo(), ref.highs.getInfo()
+    assert (fi.simplex_iteration_count, fi.mip_node_count) == (
+        ri.simplex_iteration_count,
+        ri.mip_node_count,
+    )
+    assert a.flows.equals(b.flows)
 
 
 def _replanned(p: ModelParams, shift: int) -> ModelParams:
