@@ -978,6 +978,7 @@ class Planner:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.params = params
+        self.structure = structure_of(params)  # what update() may not change
         self.options = options or SolveOptions()
         self.engine = engine
         if check:
@@ -1041,7 +1042,7 @@ class Planner:
             raise ValueError(
                 "this Planner was built with fixed bounds; build it with mutable_bounds=True"
             )
-        if structure_of(params) != structure_of(self.params):
+        if structure_of(params) != self.structure:
             raise ValueError(
                 "the structure of the plan changed (steps, battery or EV sessions); build a new Planner"
             )
@@ -1253,7 +1254,7 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
             ev.max_discharge_kw > 0,
             ev.efficiency,
             ev.degradation_eur_per_kwh,
-            tuple(int(t) for t in ev.steps),
+            tuple(ev.steps.tolist()),
             tuple((s.first_step, s.last_step) for s in ev.sessions),
         )
         for ev in p.evs
