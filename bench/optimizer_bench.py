@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -32,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optimizer.batch import ping, pool_context, run_batch
+from optimizer.batch import chunks_of, ping, pool_context, run_batch
 from optimizer.lp import new_highs
 from optimizer.model import (
     ModelParams,
@@ -341,6 +342,12 @@ def bench_c(site_counts: tuple[int, ...], workers: int, methods: tuple[str, ...]
         items = run_batch(jobs, workers=workers)
         wall = time.perf_counter() - t0
         ok = [i for i in items if i.ok]
+        if n_sites == site_counts[0]:
+            print(
+                f"(c) transfer per site: {len(pickle.dumps(jobs[0]))} bytes out (scenario), "
+                f"{len(pickle.dumps(items[0]))} bytes back (summary); jobs go in "
+                f"{len(chunks_of(n_sites, workers))} chunks for {n_sites} sites"
+            )
         if len(ok) != len(items):
             raise SystemExit(f"batch failures: {[i.error for i in items if not i.ok][:3]}")
         for a, b in zip(serial, items, strict=True):

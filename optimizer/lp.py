@@ -389,6 +389,16 @@ def _ev_numbers(
     rhi[tr] = INF
 
 
+_PROBLEMS = {highspy.HighsLogType.kWarning: "WARNING", highspy.HighsLogType.kError: "ERROR"}
+
+
+def _keep_problems(log: list[str], event: highspy.HighsCallbackEvent) -> None:
+    """Keep HiGHS's warning and error lines (as its console log writes them) for messages."""
+    kind = _PROBLEMS.get(event.data_out.log_type)
+    if kind is not None:
+        log.append(f"{kind}: {event.message.strip()}")
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One HiGHS run: its model status, objective and dual bound (None without), its log."""
@@ -413,7 +423,8 @@ class HighsLP:
         starts, index, value = matrix.arrays()
         self.highs = h = new_highs()
         self._log: list[str] = []
-        h.cbLogging.subscribe(self._on_log)
+        log = self._log  # the callback holds the list, not self: no cycle through HiGHS
+        h.cbLogging.subscribe(lambda event: _keep_problems(log, event))
         num = self.numbers
         lay = self.layout
         h.addVars(lay.n_cols, num.col_lower, num.col_upper)
@@ -423,13 +434,6 @@ class HighsLP:
         self._ev_pos = {
             (int(k), int(t)): i for i, (k, t) in enumerate(zip(lay.ev_k, lay.ev_t, strict=True))
         }
-
-    def _on_log(self, event: highspy.HighsCallbackEvent) -> None:
-        if event.data_out.log_type in (highspy.HighsLogType.kWarning, highspy.HighsLogType.kError):
-            kind = (
-                "WARNING" if event.data_out.log_type == highspy.HighsLogType.kWarning else "ERROR"
-            )
-            self._log.append(f"{kind}: {event.message.strip()}")
 
     def update(self, p: ModelParams, frozen_steps: int) -> None:
         """Load the numbers of ``p`` (same structure) with the first ``frozen_steps`` frozen."""
