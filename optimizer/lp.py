@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import highspy
 import numpy as np
@@ -168,119 +168,25 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
     The matrix depends only on the structure (:func:`optimizer.model.structure_of`): steps,
     battery efficiencies, the cars' plugged-in steps and efficiencies.
     """
-    n, dt = p.n, p.dt_h
-    bat = p.battery is not None
-    ev_k, ev_t, ev_j, ev_first, ev_v2g = _ev_index(p)
-    n_ev = len(ev_k)
-    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car)
-    by_step = np.lexsort((ev_k, ev_t))  # plugged (car, step) sorted by step, then car
-    n_plug = np.bincount(ev_t, minlength=n)
-    n_v2g = np.bincount(ev_t[ev_v2g], minlength=n)
-    fixed = 5 if bat else 3
-    per_step = fixed + n_plug + n_v2g
-    step0 = np.concatenate([[0], np.cumsum(per_step)[:-1]])
-    imp, exp, used = step0, step0 + 1, step0 + 2
-    ev_ch = np.zeros(n_ev, np.int64)
-    ev_dis_all = np.zeros(n_ev, np.int64)
-    if n_ev:
-        t_sorted = ev_t[by_step]
-        rank = np.arange(n_ev) - np.searchsorted(t_sorted, t_sorted)  # place among step's cars
-        ev_ch[by_step] = step0[t_sorted] + fixed + rank
-        v_sorted = ev_v2g[by_step].astype(np.int64)
-        v_seen = np.cumsum(v_sorted)  # V2G cars up to and including this entry
-        group = np.searchsorted(t_sorted, t_sorted)  # first entry of the same step
-        v_rank = v_seen - 1 - (v_seen[group] - v_sorted[group])
-        ev_dis_all[by_step] = step0[t_sorted] + fixed + n_plug[t_sorted] + v_rank
-    nxt = int(per_step.sum())
-    peak = None
-    if p.capacity_tariff_eur_per_kw > 0:
-        peak, nxt = nxt, nxt + 1
-    bat_ch = bat_dis = bat_soc = None
-    if bat:
-        bat_dis, bat_ch = step0 + 3, step0 + 4
-        bat_soc = nxt + np.arange(n)
-        nxt += n
-    ev_soc = nxt + np.arange(n_ev)
-    nxt += n_ev
-    target_k = np.array([k for k, ev in enumerate(p.evs) for s in ev.sessions if s.first_step >= 0])
-    target_j = np.array([j for ev in p.evs for j, s in enumerate(ev.sessions) if s.first_step >= 0])
-
+    cols = _columns(p)
     a = Matrix()
-    # balance[t]: the step's own columns, in order, +1 for supply and -1 for demand
-    sign = np.ones(int(per_step.sum()))
-    sign[exp] = -1.0
-    if bat:
-        sign[bat_ch] = -1.0
-    sign[ev_ch] = -1.0
-    rows_balance = a.add(per_step, np.arange(int(per_step.sum())), sign)
-    if peak is not None:  # imp[t] - peak <= 0, then peak >= floor
-        idx, val = _interleave([(imp, np.array(1.0)), (np.full(n, peak), np.array(-1.0))])
+    rows_balance = _balance_rows(a, cols)
+    if cols["peak"] is not None:  # imp[t] - peak <= 0, then peak >= floor
+        n, peak = cols["n"], cols["peak"]
+        idx, val = _interleave([(cols["imp"], np.array(1.0)), (np.full(n, peak), np.array(-1.0))])
         a.add(np.full(n, 2), idx, val)
         a.add(np.ones(1), np.array([peak]), np.ones(1))
     rows_bat_soc = a.n_rows
-    if bat:
-        assert p.battery is not None and bat_soc is not None
-        assert bat_ch is not None and bat_dis is not None
-        ch_c = -(dt * p.battery.efficiency_charge)
-        dis_c = dt * (1.0 / p.battery.efficiency_discharge)
-        a.add(np.ones(1, int) * 3, [bat_soc[0], bat_ch[0], bat_dis[0]], [1.0, ch_c, dis_c])
-        if n > 1:
-            idx, val = _interleave(
-                [
-                    (bat_soc[1:], np.array(1.0)),
-                    (bat_ch[1:], np.array(ch_c)),
-                    (bat_dis[1:], np.array(dis_c)),
-                    (bat_soc[:-1], np.array(-1.0)),
-                ]
-            )
-            a.add(np.full(n - 1, 4), idx, val)
-        a.add(np.ones(1), bat_soc[-1:], np.ones(1))  # final_c
+    if p.battery is not None:
+        _battery_rows(a, p, cols)
     rows_ev_soc = a.n_rows
-    dis_of = np.full(n_ev, -1)
-    dis_of[ev_v2g] = np.arange(int(ev_v2g.sum()))
-    if n_ev:
-        eff = np.array([p.evs[k].efficiency for k in ev_k])
-        counts = 2 + ev_v2g.astype(int) + (~ev_first).astype(int)
-        idx = np.full((n_ev, 4), -1, np.int64)
-        val = np.zeros((n_ev, 4))
-        idx[:, 0], val[:, 0] = ev_soc, 1.0
-        idx[:, 1], val[:, 1] = ev_ch, -(dt * eff)
-        idx[ev_v2g, 2], val[ev_v2g, 2] = ev_dis_all[ev_v2g], dt * (1.0 / eff[ev_v2g])
-        cont = ~ev_first
-        prev_col = np.where(ev_v2g, 3, 2)
-        idx[cont, prev_col[cont]], val[cont, prev_col[cont]] = ev_soc[cont] - 1, -1.0
-        keep = idx.ravel() >= 0
-        a.add(counts, idx.ravel()[keep], val.ravel()[keep])
+    if len(cols["ev_k"]):
+        _ev_soc_rows(a, p, cols)
     rows_target = a.n_rows
-    if len(target_k):
-        last = np.array(
-            [
-                ev_soc[(ev_k == k) & (ev_t == p.evs[k].sessions[j].last_step)][0]
-                for k, j in zip(target_k, target_j)
-            ]
-        )
-        a.add(np.ones(len(last), int), last, np.ones(len(last)))
+    if len(cols["target_k"]):
+        _target_rows(a, p, cols)
     layout = Layout(
-        n=n,
-        imp=imp,
-        exp=exp,
-        used=used,
-        bat_ch=bat_ch,
-        bat_dis=bat_dis,
-        bat_soc=bat_soc,
-        peak=peak,
-        ev_k=ev_k,
-        ev_t=ev_t,
-        ev_ch=ev_ch,
-        ev_soc=ev_soc,
-        ev_first=ev_first,
-        ev_session=ev_j,
-        v2g=ev_v2g,
-        ev_dis=ev_dis_all[ev_v2g],
-        ev_dis_of=dis_of,
-        target_k=target_k.astype(np.int64),
-        target_j=target_j.astype(np.int64),
-        n_cols=nxt,
+        **cols,
         n_rows=a.n_rows,
         rows_balance=rows_balance,
         rows_bat_soc=rows_bat_soc,
@@ -288,6 +194,134 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
         rows_target=rows_target,
     )
     return layout, a
+
+
+def _columns(p: ModelParams) -> dict[str, Any]:
+    """The column numbers of every variable (see the module docstring for the order)."""
+    n = p.n
+    bat = p.battery is not None
+    ev_k, ev_t, ev_j, ev_first, ev_v2g = _ev_index(p)
+    n_ev = len(ev_k)
+    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car)
+    n_plug = np.bincount(ev_t, minlength=n)
+    fixed = 5 if bat else 3
+    per_step = fixed + n_plug + np.bincount(ev_t[ev_v2g], minlength=n)
+    step0 = np.concatenate([[0], np.cumsum(per_step)[:-1]])
+    ev_ch = np.zeros(n_ev, np.int64)
+    ev_dis_all = np.zeros(n_ev, np.int64)
+    if n_ev:
+        by_step = np.lexsort((ev_k, ev_t))  # plugged (car, step) sorted by step, then car
+        t_sorted = ev_t[by_step]
+        group = np.searchsorted(t_sorted, t_sorted)  # first entry of the same step
+        ev_ch[by_step] = step0[t_sorted] + fixed + np.arange(n_ev) - group
+        v_sorted = ev_v2g[by_step].astype(np.int64)
+        v_seen = np.cumsum(v_sorted)  # V2G cars up to and including this entry
+        v_rank = v_seen - 1 - (v_seen[group] - v_sorted[group])
+        ev_dis_all[by_step] = step0[t_sorted] + fixed + n_plug[t_sorted] + v_rank
+    nxt = int(per_step.sum())
+    peak = None
+    if p.capacity_tariff_eur_per_kw > 0:
+        peak, nxt = nxt, nxt + 1
+    bat_soc = None
+    if bat:
+        bat_soc, nxt = nxt + np.arange(n), nxt + n
+    dis_of = np.full(n_ev, -1)
+    dis_of[ev_v2g] = np.arange(int(ev_v2g.sum()))
+    sessions = [(k, j) for k, ev in enumerate(p.evs) for j, s in enumerate(ev.sessions)]
+    live = [(k, j) for k, j in sessions if p.evs[k].sessions[j].first_step >= 0]
+    return {
+        "n": n,
+        "imp": step0,
+        "exp": step0 + 1,
+        "used": step0 + 2,
+        "bat_ch": step0 + 4 if bat else None,
+        "bat_dis": step0 + 3 if bat else None,
+        "bat_soc": bat_soc,
+        "peak": peak,
+        "ev_k": ev_k,
+        "ev_t": ev_t,
+        "ev_ch": ev_ch,
+        "ev_soc": nxt + np.arange(n_ev),
+        "ev_first": ev_first,
+        "ev_session": ev_j,
+        "v2g": ev_v2g,
+        "ev_dis": ev_dis_all[ev_v2g],
+        "ev_dis_of": dis_of,
+        "target_k": np.array([k for k, _ in live], np.int64),
+        "target_j": np.array([j for _, j in live], np.int64),
+        "n_cols": nxt + n_ev,
+    }
+
+
+def _balance_rows(a: Matrix, c: dict[str, Any]) -> int:
+    """``balance[t]``: the step's own columns, in order, +1 for supply and -1 for demand."""
+    total = _step_columns_total(c)
+    sign = np.ones(total)
+    sign[c["exp"]] = -1.0
+    if c["bat_ch"] is not None:
+        sign[c["bat_ch"]] = -1.0
+    sign[c["ev_ch"]] = -1.0
+    per_step = np.diff(np.append(c["imp"], total))
+    return a.add(per_step, np.arange(total), sign)
+
+
+def _step_columns_total(c: dict[str, Any]) -> int:
+    """How many columns the per-step block has (everything before the peak and the SoCs)."""
+    if c["peak"] is not None:
+        return int(c["peak"])
+    if c["bat_soc"] is not None:
+        return int(c["bat_soc"][0])
+    return int(c["n_cols"]) - len(c["ev_k"])
+
+
+def _battery_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
+    """``battery.soc_c[t]``: soc[t], charge, discharge (and -soc[t-1]); then ``final_c``."""
+    assert p.battery is not None
+    n, soc, ch, dis = c["n"], c["bat_soc"], c["bat_ch"], c["bat_dis"]
+    ch_c = -(p.dt_h * p.battery.efficiency_charge)
+    dis_c = p.dt_h * (1.0 / p.battery.efficiency_discharge)
+    a.add(np.ones(1, int) * 3, [soc[0], ch[0], dis[0]], [1.0, ch_c, dis_c])
+    if n > 1:
+        idx, val = _interleave(
+            [
+                (soc[1:], np.array(1.0)),
+                (ch[1:], np.array(ch_c)),
+                (dis[1:], np.array(dis_c)),
+                (soc[:-1], np.array(-1.0)),
+            ]
+        )
+        a.add(np.full(n - 1, 4), idx, val)
+    a.add(np.ones(1), soc[-1:], np.ones(1))  # final_c
+
+
+def _ev_soc_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
+    """``evs.soc_c[k, t]``: soc, charge, discharge (V2G) and -soc[k, t-1] (within a session)."""
+    v2g, first = c["v2g"], c["ev_first"]
+    n_ev = len(c["ev_k"])
+    eff = np.array([p.evs[k].efficiency for k in c["ev_k"]])
+    idx = np.full((n_ev, 4), -1, np.int64)
+    val = np.zeros((n_ev, 4))
+    idx[:, 0], val[:, 0] = c["ev_soc"], 1.0
+    idx[:, 1], val[:, 1] = c["ev_ch"], -(p.dt_h * eff)
+    idx[v2g, 2], val[v2g, 2] = c["ev_dis"], p.dt_h * (1.0 / eff[v2g])
+    cont = ~first
+    prev_col = np.where(v2g, 3, 2)[cont]
+    idx[cont, prev_col], val[cont, prev_col] = c["ev_soc"][cont] - 1, -1.0
+    keep = idx.ravel() >= 0
+    counts = 2 + v2g.astype(int) + cont.astype(int)
+    a.add(counts, idx.ravel()[keep], val.ravel()[keep])
+
+
+def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
+    """``evs.target_c[k, j]``: the SoC at the session's last step, per session."""
+    ev_k, ev_t, ev_soc = c["ev_k"], c["ev_t"], c["ev_soc"]
+    last = np.array(
+        [
+            ev_soc[(ev_k == k) & (ev_t == p.evs[k].sessions[j].last_step)][0]
+            for k, j in zip(c["target_k"], c["target_j"], strict=True)
+        ]
+    )
+    a.add(np.ones(len(last), int), last, np.ones(len(last)))
 
 
 @dataclass
