@@ -323,6 +323,14 @@ def bench_m(quick: bool) -> None:
         )
 
 
+def _autogroup() -> bool:
+    """Whether Linux groups the CPU share per session (``kernel.sched_autogroup_enabled``)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def bench_c(site_counts: tuple[int, ...], workers: int, methods: tuple[str, ...]) -> None:
     for method in methods:
         t0 = time.perf_counter()
@@ -332,6 +340,12 @@ def bench_c(site_counts: tuple[int, ...], workers: int, methods: tuple[str, ...]
             f"(c) pool start-up ({method}, {workers} workers, until each answered once): "
             f"{time.perf_counter() - t0:.2f} s"
             + ("  (the fork server stays up for later pools)" if method == "forkserver" else "")
+        )
+    if _autogroup() and os.getloadavg()[0] > (os.cpu_count() or 1):
+        print(
+            "(c) note: the kernel shares the CPU per session (sched_autogroup) and others are "
+            "busy, so this session's share does not grow with its workers: the speed-up is "
+            "only meaningful on a quiet machine"
         )
     for n_sites in site_counts:
         jobs = [synthetic_scenario(days=2, n_evs=4, seed=100 + i) for i in range(n_sites)]
