@@ -375,6 +375,13 @@ def bench_c(site_counts: tuple[int, ...], workers: int, methods: tuple[str, ...]
         if n_sites == 100:
             line += f"  target <= 4 s: {_met(wall <= 4)}, >= x1.8: {_met(serial_s / wall >= 1.8)}"
         print(line)
+        cpu_serial = sum(i.cpu_s for i in serial)
+        cpu_pool = sum(i.cpu_s for i in items)
+        print(
+            f"    CPU time of the sites (HiGHS single-threaded): one process {cpu_serial:.2f} s, "
+            f"in the pool {cpu_pool:.2f} s (x{cpu_pool / cpu_serial:.2f}); on {workers} free "
+            f"cores the pool would take about {cpu_pool / workers:.2f} s plus its start"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
