@@ -240,8 +240,8 @@ def bench_a(quick: bool) -> None:
     sizes = (1, 2) if quick else (1, 2, 4)
     for days in sizes:
         sc = synthetic_scenario(days=days, n_evs=4, seed=1)
-        pyomo = days == 2 or not quick  # the Pyomo reference is slow: once in the quick run
-        r = bench_plan(f"(a) {24 * days} h x 15 min, battery + 4 V2G EVs", sc, repeats, pyomo)
+        # the Pyomo reference is slow; tests/optimizer/test_lp.py checks it in the suite
+        r = bench_plan(f"(a) {24 * days} h x 15 min, battery + 4 V2G EVs", sc, repeats, not quick)
         if days == 2:
             print(
                 f"    target (48 h) build + solve <= 0.05 s: {_met(r['total'] <= 0.05)}; "
