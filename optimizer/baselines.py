@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from optimizer.model import ModelParams, _clean
+from optimizer.model import ModelParams, flows_frame
 
 
 def _ev_full_power(p: ModelParams, cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -66,9 +66,7 @@ def _frame(
     if battery is not None:
         cols["battery_charge_kw"], cols["battery_discharge_kw"], cols["battery_soc_pct"] = battery
     cols.update(ev_cols)
-    frame = pd.DataFrame(cols, index=p.index)
-    frame.index.name = "timestamp"
-    return _clean(frame)
+    return flows_frame(p, cols)
 
 
 def no_control(p: ModelParams) -> pd.DataFrame:

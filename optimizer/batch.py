@@ -3,12 +3,26 @@
 Each worker reads, plans and writes one scenario; a failure of one site is recorded with its
 reason and does not stop the others (a province-wide nightly run must not lose 99 plans
 because of one bad file).
+
+What the pool costs, and how it is kept small (issue 18; ``bench/optimizer_bench.py`` (c)
+prints each figure):
+
+* start-up: workers are forked from a fork server that imported the optimizer once
+  (``forkserver`` with this module preloaded), so no worker imports pandas, Pyomo and highspy
+  again (a spawned worker needs ~1-2 s for that). The fork server itself never runs HiGHS, so
+  no worker inherits HiGHS's threads (forking a process that has run HiGHS can hang);
+* per task: jobs go out in chunks (a few per worker, so the slowest chunk is short) and
+  come back as compact :class:`BatchItem` records (a summary dict, no schedule frame);
+* per site: HiGHS runs single-threaded; the cores are the pool's.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import multiprocessing.context
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,7 +38,11 @@ from optimizer.scenario import Scenario, load_scenario
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """The outcome of one site: ``summary`` (see :func:`optimizer.report.compare`) or ``error``."""
+    """The outcome of one site: ``summary`` (see :func:`optimizer.report.compare`) or ``error``.
+
+    ``wall_s`` and ``cpu_s`` [s] are the site's wall and CPU time in its process: on a shared
+    machine the CPU time shows what a site costs when the wall time shows what others took.
+    """
 
     name: str
     ok: bool
@@ -32,13 +50,14 @@ class BatchItem:
     error: str | None
     wall_s: float
     schedule_csv: str | None = None
+    cpu_s: float = 0.0
 
 
 def plan_one(
     job: Scenario | str | Path, out_dir: str | None = None, options: SolveOptions | None = None
 ) -> BatchItem:
     """Plan one scenario (object or YAML path); never raises for a user error."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     name = str(job) if not isinstance(job, Scenario) else job.site.name
     try:
         scenario = job if isinstance(job, Scenario) else load_scenario(job)
@@ -48,42 +67,99 @@ def plan_one(
         csv = None
         if out_dir is not None:
             csv = str(write_schedule_csv(result.flows, Path(out_dir) / f"{name}.csv"))
-        return BatchItem(name, True, summary, None, time.perf_counter() - t0, csv)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return BatchItem(name, True, summary, None, wall, csv, cpu)
     except (NoaberError, ValueError, OSError) as exc:
-        return BatchItem(name, False, None, str(exc), time.perf_counter() - t0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return BatchItem(name, False, None, str(exc), wall, None, cpu)
+
+
+Job = Scenario | str | Path
+
+
+def _plan_chunk(
+    chunk: list[tuple[int, Job]], out_dir: str | None, options: SolveOptions
+) -> list[tuple[int, BatchItem]]:
+    """Plan a chunk of (position, job) in a worker; the positions keep the order of the jobs."""
+    return [(i, plan_one(job, out_dir, options)) for i, job in chunk]
+
+
+def ping(_: object = None) -> int:
+    """A task that does nothing: measures what a pool costs before any plan (the benchmark)."""
+    return os.getpid()
+
+
+def pool_context(method: str = "forkserver") -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of the batch pool (see the module docstring).
+
+    ``forkserver`` (default) preloads this module in the fork server; ``spawn`` starts each
+    worker from scratch (the benchmark's comparison, and the fallback where there is no fork).
+    """
+    if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(preload_modules())
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def preload_modules() -> list[str]:
+    """What the fork server imports once: this module and the program's main module.
+
+    A worker prepares itself as a spawned process would: it imports the parent's main module
+    (a script such as the benchmark, or ``python -m pkg.mod``) unless its fork server already
+    has it, which costs each worker that module's imports again. Multiprocessing never imports
+    a ``__main__`` module by name (``python -m pkg``), so neither does this.
+    """
+    modules = [__name__]
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and not spec.name.endswith("__main__"):
+        modules.append(spec.name)
+    elif spec is None and getattr(main, "__file__", None):
+        modules.append("__main__")  # a script: the fork server imports it from its path
+    return modules
+
+
+def chunks_of(n_jobs: int, workers: int, per_worker: int = 4) -> list[range]:
+    """Positions of ``n_jobs`` cut into about ``per_worker`` chunks per worker, in order."""
+    size = max(1, math.ceil(n_jobs / (workers * per_worker)))
+    return [range(i, min(i + size, n_jobs)) for i in range(0, n_jobs, size)]
 
 
 def run_batch(
-    jobs: Iterable[Scenario | str | Path],
+    jobs: Iterable[Job],
     workers: int | None = None,
     out_dir: str | Path | None = None,
     options: SolveOptions | None = None,
     on_done: Callable[[BatchItem], None] | None = None,
+    start_method: str = "forkserver",
 ) -> list[BatchItem]:
     """Plan every job in a process pool of ``workers`` processes (default: all cores).
 
     Each HiGHS run is single-threaded (``threads=1``) so the pool, not the solver, uses the
-    cores. Results come back in the order of ``jobs``. Workers are spawned processes.
+    cores. Results come back in the order of ``jobs``; ``on_done`` is called per site as its
+    chunk finishes. ``workers=1`` plans in this process.
     """
     jobs = list(jobs)
-    workers = workers or os.cpu_count() or 1
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     opts = options or SolveOptions(threads=1)
     out = str(out_dir) if out_dir is not None else None
     results: list[BatchItem | None] = [None] * len(jobs)
     if workers == 1:
         for i, job in enumerate(jobs):
-            results[i] = plan_one(job, out, opts)
+            results[i] = item = plan_one(job, out, opts)
             if on_done:
-                on_done(results[i])  # type: ignore[arg-type]
-    else:
-        # spawn, not fork: a forked copy of a process that has run HiGHS (threads) can hang
-        # or fail; spawned workers import the optimizer once and then plan many sites.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(plan_one, job, out, opts): i for i, job in enumerate(jobs)}
-            for fut in as_completed(futures):
-                item = fut.result()
-                results[futures[fut]] = item
+                on_done(item)
+        return [r for r in results if r is not None]
+    ctx = pool_context(start_method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_plan_chunk, [(i, jobs[i]) for i in chunk], out, opts)
+            for chunk in chunks_of(len(jobs), workers)
+        ]
+        for fut in as_completed(futures):
+            for i, item in fut.result():
+                results[i] = item
                 if on_done:
                     on_done(item)
     return [r for r in results if r is not None]

@@ -7,10 +7,14 @@ Staged as in oemof-solph (docs/SOURCES.md, Patterns):
 2. :func:`build_model` writes a linear Pyomo model with one block per asset kind
    (``grid``, ``pv``, ``battery``, ``evs``); every number that changes between re-plans is a
    mutable ``Param`` so the persistent HiGHS interface updates it without a rebuild.
-3. :class:`Planner` solves it with ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
-   Pyomo 6.10), first as an LP; binaries that forbid simultaneous charge/discharge and
-   import/export are added only at steps where a negative price or an import price below the
-   export price would make that pay, and wherever the LP still shows both at once.
+3. :class:`Planner` solves it, first as an LP; binaries that forbid simultaneous
+   charge/discharge and import/export are added only at steps where a negative price or an
+   import price below the export price would make that pay, and wherever the LP still shows
+   both at once. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
+   same LP written from arrays straight into a persistent ``highspy.Highs``: building the
+   Pyomo model and passing it through Pyomo costs 10-40x the solve); ``engine="pyomo"``
+   solves the Pyomo model through ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
+   Pyomo 6.10), the reference the fast path is tested against.
 4. :func:`results_frame` gives the schedule per step.
 
 Conventions: powers [kW] (positive into the asset), energies [kWh], prices [EUR/kWh], one
@@ -40,6 +44,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from energy.errors import NoaberError
+from optimizer.lp import HighsLP
 from optimizer.scenario import BatterySpec, EVSession, EVSpec, Scenario
 
 EPS_KW = 1e-6
@@ -138,9 +143,9 @@ class ModelParams:
 
 
 def _plugged_steps(
-    index: pd.DatetimeIndex, dt_h: float, arrival: pd.Timestamp, departure: pd.Timestamp
+    starts: np.ndarray, dt_h: float, arrival: pd.Timestamp, departure: pd.Timestamp
 ) -> np.ndarray:
-    starts = index.as_unit("ns").asi8
+    """The steps (UTC starts ``starts`` [ns]) that lie wholly within [arrival, departure)."""
     step_ns = round(dt_h * 3600e9)
     ok = (starts >= arrival.as_unit("ns").value) & (
         starts + step_ns <= departure.as_unit("ns").value
@@ -155,8 +160,10 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
+    index = sc.index  # made once: a DatetimeIndex per car and session costs ~1 ms each
+    end = index[0] + pd.Timedelta(minutes=sc.step_minutes * len(index))
     return ModelParams(
-        index=sc.index,
+        index=index,
         dt_h=sc.dt_h,
         timezone=sc.site.timezone,
         pv_kw=s["pv_kw"].to_numpy(float),
@@ -167,7 +174,7 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
         battery=None if sc.battery is None else _battery_params(sc.battery),
-        evs=tuple(_ev_params(ev, sc.index, sc.dt_h, sc.end) for ev in sc.evs),
+        evs=tuple(_ev_params(ev, index, sc.dt_h, end) for ev in sc.evs),
         meta={"site": sc.site.name},
     )
 
@@ -195,8 +202,9 @@ def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timesta
     sessions: list[SessionParams] = []
     steps: list[np.ndarray] = []
     owners: list[np.ndarray] = []
+    starts_ns = index.as_unit("ns").asi8
     for sess in ev.sessions:
-        plugged = _plugged_steps(index, dt_h, sess.arrival, sess.departure)
+        plugged = _plugged_steps(starts_ns, dt_h, sess.arrival, sess.departure)
         if len(plugged) == 0 and not (sess.arrival < end and sess.departure > index[0]):
             continue  # outside the horizon
         sessions.append(_session_params(ev, sess, plugged, end))
@@ -744,7 +752,7 @@ def _values(var: Any, keys: Any) -> np.ndarray:
 
 
 def results_frame(m: pyo.ConcreteModel, p: ModelParams) -> pd.DataFrame:
-    """The schedule per step (index: UTC step start), wide.
+    """The schedule per step (index: UTC step start), wide, from the solved Pyomo model.
 
     Columns: ``pv_available_kw, pv_kw, curtailed_kw, load_kw, grid_import_kw,
     grid_export_kw, import_price_eur_per_kwh, export_price_eur_per_kwh,
@@ -754,51 +762,87 @@ def results_frame(m: pyo.ConcreteModel, p: ModelParams) -> pd.DataFrame:
     not plugged in) and ``ev:<name>:plugged``.
     """
     T = list(range(p.n))
-    pv_used = np.minimum(_values(m.pv.used, T), p.pv_kw)
+    battery = None
+    if p.battery is not None:
+        battery = (
+            _values(m.battery.ch, T),
+            _values(m.battery.dis, T),
+            _values(m.battery.soc, T),
+        )
+    evs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+    for k, ev in enumerate(p.evs):
+        keys = [(k, int(t)) for t in ev.steps]
+        dis = _values(m.evs.dis, keys) if keys and ev.max_discharge_kw > 0 else None
+        ch = _values(m.evs.ch, keys) if keys else np.zeros(0)
+        soc = _values(m.evs.soc, keys) if keys else np.zeros(0)
+        evs.append((ch, dis, soc))
+    return schedule_frame(
+        p, _values(m.grid.imp, T), _values(m.grid.exp, T), _values(m.pv.used, T), battery, evs
+    )
+
+
+def schedule_frame(
+    p: ModelParams,
+    grid_import_kw: np.ndarray,
+    grid_export_kw: np.ndarray,
+    pv_used_kw: np.ndarray,
+    battery: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    evs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]],
+) -> pd.DataFrame:
+    """The schedule frame of :func:`results_frame` from the solved values of either engine.
+
+    ``battery`` is (charge, discharge, SoC [kWh]) per step; ``evs`` one (charge, discharge or
+    None, SoC [kWh]) per car over its plugged-in steps ``ev.steps``.
+    """
+    pv_used = np.minimum(pv_used_kw, p.pv_kw)
     cols: dict[str, np.ndarray] = {
         "pv_available_kw": p.pv_kw,
         "pv_kw": pv_used,
         "curtailed_kw": p.pv_kw - pv_used,
         "load_kw": p.load_kw,
-        "grid_import_kw": _values(m.grid.imp, T),
-        "grid_export_kw": _values(m.grid.exp, T),
+        "grid_import_kw": grid_import_kw,
+        "grid_export_kw": grid_export_kw,
         "import_price_eur_per_kwh": p.import_price_eur_per_kwh,
         "export_price_eur_per_kwh": p.export_price_eur_per_kwh,
         "grid_import_limit_kw": p.import_limit_kw,
         "grid_export_limit_kw": p.export_limit_kw,
     }
-    if p.battery is not None:
-        cols["battery_charge_kw"] = _values(m.battery.ch, T)
-        cols["battery_discharge_kw"] = _values(m.battery.dis, T)
-        cols["battery_soc_pct"] = 100 * _values(m.battery.soc, T) / p.battery.capacity_kwh
-    for k, ev in enumerate(p.evs):
+    if p.battery is not None and battery is not None:
+        cols["battery_charge_kw"] = battery[0]
+        cols["battery_discharge_kw"] = battery[1]
+        cols["battery_soc_pct"] = 100 * battery[2] / p.battery.capacity_kwh
+    for ev, (ev_ch, ev_dis, ev_soc) in zip(p.evs, evs, strict=True):
         ch = np.zeros(p.n)
         dis = np.zeros(p.n)
         soc = np.full(p.n, np.nan)
         plugged = np.zeros(p.n, bool)
-        keys = [(k, int(t)) for t in ev.steps]
-        if keys:
-            ch[ev.steps] = _values(m.evs.ch, keys)
-            soc[ev.steps] = 100 * _values(m.evs.soc, keys) / ev.capacity_kwh
+        if len(ev.steps):
+            ch[ev.steps] = ev_ch
+            soc[ev.steps] = 100 * ev_soc / ev.capacity_kwh
             plugged[ev.steps] = True
-            if ev.max_discharge_kw > 0:
-                dis[ev.steps] = _values(m.evs.dis, keys)
+            if ev_dis is not None:
+                dis[ev.steps] = ev_dis
         cols[f"ev:{ev.name}:charge_kw"] = ch
         cols[f"ev:{ev.name}:discharge_kw"] = dis
         cols[f"ev:{ev.name}:soc_pct"] = soc
         cols[f"ev:{ev.name}:plugged"] = plugged
-    frame = pd.DataFrame(cols, index=p.index)
-    frame.index.name = "timestamp"
-    return _clean(frame)
+    return flows_frame(p, cols)
 
 
-def _clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Round solver noise (|x| < 1e-7 kW) to zero in the power columns."""
-    for c in frame.columns:
+def flows_frame(p: ModelParams, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A flows frame (index: the UTC step starts ``timestamp``) from its columns, with solver
+    noise (|x| < 1e-7 kW) in the power columns rounded to zero.
+
+    The rounding is done on the arrays before the frame is made: setting 18 columns of a
+    frame one by one costs more than solving the LP.
+    """
+    clean: dict[str, np.ndarray] = {}
+    for c, v in cols.items():
         if c.endswith("_kw"):
-            v = frame[c].to_numpy(float)
-            frame[c] = np.where(np.abs(v) < 1e-7, 0.0, v)
-    return frame
+            v = np.asarray(v, float)
+            v = np.where(np.abs(v) < 1e-7, 0.0, v)
+        clean[c] = v
+    return pd.DataFrame(clean, index=p.index.rename("timestamp"))
 
 
 def simultaneous_pairs(flows: pd.DataFrame, p: ModelParams) -> set[tuple[str, int]]:
@@ -866,10 +910,9 @@ def use_threads(threads: int | None) -> None:
     _scheduler.threads = threads
 
 
-def highs_message(solver: Highs, log_text: str | None) -> str:
+def highs_message(highs: highspy.Highs, log_text: str | None) -> str:
     """HiGHS's own account of a run: its model status and the error/warning lines of its log."""
-    model = solver._solver_model  # the highspy.Highs behind Pyomo's persistent interface
-    parts = [f"HiGHS model status {model.modelStatusToString(model.getModelStatus())!r}"]
+    parts = [f"HiGHS model status {highs.modelStatusToString(highs.getModelStatus())!r}"]
     lines = [
         " ".join(line.split())
         for line in (log_text or "").splitlines()
@@ -880,12 +923,47 @@ def highs_message(solver: Highs, log_text: str | None) -> str:
     return ": ".join(parts)
 
 
+#: How a plan is solved: ``"highs"`` writes the LP straight into highspy (:mod:`optimizer.lp`,
+#: the fast path); ``"pyomo"`` builds the Pyomo model and solves it through Pyomo's
+#: persistent HiGHS interface (the reference the fast path is tested against).
+ENGINES = ("highs", "pyomo")
+
+_TERMINATION = {
+    highspy.HighsModelStatus.kOptimal: TerminationCondition.convergenceCriteriaSatisfied,
+    highspy.HighsModelStatus.kInfeasible: TerminationCondition.provenInfeasible,
+    highspy.HighsModelStatus.kUnboundedOrInfeasible: TerminationCondition.infeasibleOrUnbounded,
+    highspy.HighsModelStatus.kUnbounded: TerminationCondition.unbounded,
+    highspy.HighsModelStatus.kObjectiveBound: TerminationCondition.objectiveLimit,
+    highspy.HighsModelStatus.kObjectiveTarget: TerminationCondition.objectiveLimit,
+    highspy.HighsModelStatus.kTimeLimit: TerminationCondition.maxTimeLimit,
+    highspy.HighsModelStatus.kIterationLimit: TerminationCondition.iterationLimit,
+    highspy.HighsModelStatus.kSolutionLimit: TerminationCondition.iterationLimit,
+    highspy.HighsModelStatus.kLoadError: TerminationCondition.error,
+    highspy.HighsModelStatus.kModelError: TerminationCondition.error,
+    highspy.HighsModelStatus.kPresolveError: TerminationCondition.error,
+    highspy.HighsModelStatus.kSolveError: TerminationCondition.error,
+    highspy.HighsModelStatus.kPostsolveError: TerminationCondition.error,
+}
+"""HiGHS model status -> Pyomo's termination condition, as Pyomo's HiGHS interface maps it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One solver run as the solve loop sees it, from either engine."""
+
+    termination: TerminationCondition
+    objective: float | None
+    bound: float | None
+    log_text: str
+
+
 class Planner:
     """Builds the model once and solves it, and again after :meth:`update` of the data.
 
-    The persistent HiGHS interface keeps the model in the solver; a re-plan changes mutable
-    parameters (prices, PV, load, limits, start SoC, targets, per-step power limits) and
-    re-solves without rebuilding. Structural changes (a new EV session) need a new Planner.
+    The solver keeps the model: a re-plan changes numbers (prices, PV, load, limits, start SoC,
+    targets, per-step power limits) and re-solves without rebuilding, from the last basis.
+    Structural changes (a new EV session) need a new Planner. ``engine`` (:data:`ENGINES`)
+    chooses the fast highspy path (default) or the Pyomo reference; both solve the same LP.
     """
 
     def __init__(
@@ -895,16 +973,33 @@ class Planner:
         *,
         check: bool = True,
         mutable_bounds: bool = True,
+        engine: str = "highs",
     ):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.params = params
+        self.structure = structure_of(params)  # what update() may not change
         self.options = options or SolveOptions()
+        self.engine = engine
         if check:
             reasons = explain_infeasibility(params)
             if reasons:
                 raise InfeasibleScenarioError(reasons)
         t0 = time.perf_counter()
         self.mutable_bounds = mutable_bounds
-        self.model = build_model(params, mutable_bounds=mutable_bounds)
+        self.model: Any = None
+        self.solver: Any = None
+        self.lp: HighsLP | None = None
+        self._excl_done: set[tuple[str, int]] = set()
+        self._n_binaries = 0
+        if engine == "highs":
+            self.lp = HighsLP(params)
+        else:
+            self._build_pyomo()
+        self.build_s = time.perf_counter() - t0
+
+    def _build_pyomo(self) -> None:
+        self.model = build_model(self.params, mutable_bounds=self.mutable_bounds)
         self.solver = Highs()
         cfg = self.solver.config
         cfg.load_solutions = False
@@ -921,7 +1016,13 @@ class Planner:
         au.update_parameters = True
         self.solver.set_instance(self.model)
         self._fresh = True  # the solver holds exactly the model's data: no parameter pass needed
-        self.build_s = time.perf_counter() - t0
+
+    @property
+    def highs(self) -> highspy.Highs:
+        """The ``highspy.Highs`` that holds the model (either engine)."""
+        if self.lp is not None:
+            return self.lp.highs
+        return self.solver._solver_model
 
     def update(self, params: ModelParams, frozen_steps: int = 0) -> None:
         """Load new data into the built model (no rebuild) and freeze the first steps.
@@ -941,54 +1042,37 @@ class Planner:
             raise ValueError(
                 "this Planner was built with fixed bounds; build it with mutable_bounds=True"
             )
-        if structure_of(params) != structure_of(self.params):
+        if structure_of(params) != self.structure:
             raise ValueError(
                 "the structure of the plan changed (steps, battery or EV sessions); build a new Planner"
             )
-        m, k = self.model, frozen_steps
-        live = np.arange(params.n) >= k
-        for t in range(params.n):
-            on = bool(live[t])
-            m.pv_kw[t] = float(params.pv_kw[t]) if on else 0.0
-            m.load_kw[t] = float(params.load_kw[t]) if on else 0.0
-            m.import_price[t] = float(params.import_price_eur_per_kwh[t])
-            m.export_price[t] = float(params.export_price_eur_per_kwh[t])
-            m.import_limit_kw[t] = float(params.import_limit_kw[t]) if on else 0.0
-            m.export_limit_kw[t] = float(params.export_limit_kw[t]) if on else 0.0
-        if params.battery is not None:
-            b, bp = m.battery, params.battery
-            for t in range(params.n):
-                b.ch_max[t] = bp.max_charge_kw if live[t] else 0.0
-                b.dis_max[t] = bp.max_discharge_kw if live[t] else 0.0
-            b.soc0 = float(np.clip(bp.soc_initial_kwh, bp.soc_min_kwh, bp.soc_max_kwh))
-            b.soc_final = bp.soc_final_min_kwh
-        if params.capacity_tariff_eur_per_kw > 0:
-            m.grid.peak_floor_kw = params.peak_floor_kw
-        if params.evs:
-            e = m.evs
-            for kk, ev in enumerate(params.evs):
-                for t in ev.steps:
-                    e.ch_max[kk, int(t)] = ev.max_charge_kw if live[t] else 0.0
-                    if (kk, int(t)) in e.V:
-                        e.dis_max[kk, int(t)] = ev.max_discharge_kw if live[t] else 0.0
-                for j, sess in enumerate(ev.sessions):
-                    if sess.first_step < 0:
-                        continue
-                    if sess.last_step < k:  # gone: no constraint left
-                        start = target = lb = 0.0
-                    else:
-                        start, target = sess.soc_start_kwh, sess.soc_target_kwh
-                        lb = min(ev.soc_min_kwh, start)
-                    e.soc_start[kk, j] = start
-                    e.soc_target[kk, j] = target
-                    e.soc_lb[kk, j] = lb
+        if self.lp is not None:
+            self.lp.update(params, frozen_steps)
+        else:
+            _update_pyomo(self.model, params, frozen_steps)
         self.params = params
 
     def _add_binaries(self, pairs: set[tuple[str, int]]) -> int:
-        cons = add_exclusivity(self.model, self.params, pairs)
-        if cons:
-            self.solver.add_constraints(cons)
-        return len(cons) // 2
+        if self.lp is None:
+            cons = add_exclusivity(self.model, self.params, pairs)
+            if cons:
+                self.solver.add_constraints(cons)
+            return len(cons) // 2
+        ev_index = {ev.name: k for k, ev in enumerate(self.params.evs)}
+        items: list[tuple[int, int]] = []
+        for asset, t in sorted(pr for pr in pairs if pr not in self._excl_done):
+            cols = self.lp.columns_of(asset, t, ev_index)
+            if cols is not None:
+                items.append(cols)
+            self._excl_done.add((asset, t))
+        if items:
+            self.lp.add_exclusivity(items)
+            self._n_binaries += len(items)
+        return len(items)
+
+    @property
+    def n_binaries(self) -> int:
+        return self._n_binaries if self.lp is not None else self.model._n_binaries
 
     def _assets(self) -> list[str]:
         names = ["grid"]
@@ -996,6 +1080,43 @@ class Planner:
             names.append("battery")
         names += [ev.name for ev in self.params.evs if ev.max_discharge_kw > 0]
         return names
+
+    def _run(self, push_data: bool) -> _Run:
+        """One solver run with the options (``push_data``: Pyomo passes changed parameters)."""
+        o = self.options
+        if self.lp is not None:
+            out = self.lp.run(o.threads, o.time_limit_s, o.mip_gap)
+            tc = _TERMINATION.get(out.status, TerminationCondition.unknown)
+            return _Run(tc, out.objective, out.bound, out.log_text)
+        self.solver.config.auto_updates.update_parameters = push_data
+        res = self.solver.solve(
+            self.model, rel_gap=o.mip_gap, time_limit=o.time_limit_s, threads=o.threads
+        )
+        return _Run(
+            res.termination_condition,
+            res.incumbent_objective,
+            res.objective_bound,
+            res.solver_log or "",
+        )
+
+    def _flows(self) -> pd.DataFrame:
+        """The schedule of the last run."""
+        p = self.params
+        if self.lp is None:
+            self.solver._load_vars()
+            return results_frame(self.model, p)
+        x, lay = self.lp.values(), self.lp.layout
+        battery = None
+        if lay.bat_ch is not None and lay.bat_dis is not None and lay.bat_soc is not None:
+            battery = (x[lay.bat_ch], x[lay.bat_dis], x[lay.bat_soc])
+        evs = []
+        for k, ev in enumerate(p.evs):
+            mine = lay.ev_k == k
+            dis = None
+            if ev.max_discharge_kw > 0 and len(ev.steps):
+                dis = x[lay.ev_dis[lay.ev_dis_of[mine]]]
+            evs.append((x[lay.ev_ch[mine]], dis, x[lay.ev_soc[mine]]))
+        return schedule_frame(p, x[lay.imp], x[lay.exp], x[lay.used], battery, evs)
 
     def solve(self) -> Plan:
         """Solve (LP first; binaries only where needed) and return the plan.
@@ -1016,35 +1137,27 @@ class Planner:
         p = self.params
         t0 = time.perf_counter()
         flows = None
-        # re-plans (after update() or a direct change of mutable parameters) push the data once;
-        # the first solve after set_instance need not (saves a pass over every helper)
-        push_data = not self._fresh
+        # Pyomo: re-plans (after update() or a direct change of mutable parameters) push the
+        # data once; the first solve after set_instance need not (saves a pass over every helper)
+        push_data = not getattr(self, "_fresh", False)
         self._fresh = False
         use_threads(self.options.threads)
         for _round in range(4):
-            self.solver.config.auto_updates.update_parameters = push_data and _round == 0
-            res = self.solver.solve(
-                self.model,
-                rel_gap=self.options.mip_gap,
-                time_limit=self.options.time_limit_s,
-                threads=self.options.threads,
-            )
-            tc = res.termination_condition
+            run = self._run(push_data and _round == 0)
+            tc = run.termination
             if tc in (
                 TerminationCondition.provenInfeasible,
                 TerminationCondition.infeasibleOrUnbounded,
                 TerminationCondition.locallyInfeasible,
             ):
                 raise _infeasible(p)
-            has_solution = res.incumbent_objective is not None
-            if tc != TerminationCondition.convergenceCriteriaSatisfied and not has_solution:
+            if tc != TerminationCondition.convergenceCriteriaSatisfied and run.objective is None:
                 raise SolveError(
                     f"no plan for site {p.meta.get('site', '?')!r}: solver stopped with {tc.name} "
                     f"after {time.perf_counter() - t0:.1f} s (time limit "
-                    f"{self.options.time_limit_s:g} s); {highs_message(self.solver, res.solver_log)}"
+                    f"{self.options.time_limit_s:g} s); {highs_message(self.highs, run.log_text)}"
                 )
-            res.solution_loader.load_vars()
-            flows = results_frame(self.model, p)
+            flows = self._flows()
             both = simultaneous_pairs(flows, p)
             if not both:
                 break
@@ -1054,13 +1167,13 @@ class Planner:
             self._add_binaries({(a, t) for a in self._assets() for t in steps})
         else:  # pragma: no cover - four rounds always end with exclusivity everywhere
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
-        assert flows is not None
-        n_bin = self.model._n_binaries
-        gap = _relative_gap(res) if n_bin else None
+        assert flows is not None and run.objective is not None
+        n_bin = self.n_binaries
+        gap = _relative_gap(run.objective, run.bound) if n_bin else None
         status = "optimal" if tc == TerminationCondition.convergenceCriteriaSatisfied else tc.name
         return Plan(
             flows=flows,
-            objective_eur=float(res.incumbent_objective),
+            objective_eur=float(run.objective),
             build_s=self.build_s,
             solve_s=time.perf_counter() - t0,
             status=status,
@@ -1069,6 +1182,46 @@ class Planner:
             n_binaries=n_bin,
             params=p,
         )
+
+
+def _update_pyomo(m: pyo.ConcreteModel, params: ModelParams, k: int) -> None:
+    """:meth:`Planner.update` on the Pyomo model: set every mutable parameter."""
+    live = np.arange(params.n) >= k
+    for t in range(params.n):
+        on = bool(live[t])
+        m.pv_kw[t] = float(params.pv_kw[t]) if on else 0.0
+        m.load_kw[t] = float(params.load_kw[t]) if on else 0.0
+        m.import_price[t] = float(params.import_price_eur_per_kwh[t])
+        m.export_price[t] = float(params.export_price_eur_per_kwh[t])
+        m.import_limit_kw[t] = float(params.import_limit_kw[t]) if on else 0.0
+        m.export_limit_kw[t] = float(params.export_limit_kw[t]) if on else 0.0
+    if params.battery is not None:
+        b, bp = m.battery, params.battery
+        for t in range(params.n):
+            b.ch_max[t] = bp.max_charge_kw if live[t] else 0.0
+            b.dis_max[t] = bp.max_discharge_kw if live[t] else 0.0
+        b.soc0 = float(np.clip(bp.soc_initial_kwh, bp.soc_min_kwh, bp.soc_max_kwh))
+        b.soc_final = bp.soc_final_min_kwh
+    if params.capacity_tariff_eur_per_kw > 0:
+        m.grid.peak_floor_kw = params.peak_floor_kw
+    if params.evs:
+        e = m.evs
+        for kk, ev in enumerate(params.evs):
+            for t in ev.steps:
+                e.ch_max[kk, int(t)] = ev.max_charge_kw if live[t] else 0.0
+                if (kk, int(t)) in e.V:
+                    e.dis_max[kk, int(t)] = ev.max_discharge_kw if live[t] else 0.0
+            for j, sess in enumerate(ev.sessions):
+                if sess.first_step < 0:
+                    continue
+                if sess.last_step < k:  # gone: no constraint left
+                    start = target = lb = 0.0
+                else:
+                    start, target = sess.soc_start_kwh, sess.soc_target_kwh
+                    lb = min(ev.soc_min_kwh, start)
+                e.soc_start[kk, j] = start
+                e.soc_target[kk, j] = target
+                e.soc_lb[kk, j] = lb
 
 
 def _infeasible(p: ModelParams) -> InfeasibleScenarioError:
@@ -1085,13 +1238,11 @@ def _infeasible(p: ModelParams) -> InfeasibleScenarioError:
     )
 
 
-def _relative_gap(res: Any) -> float | None:
-    """The MIP gap of a solver result relative to its objective (None without a bound)."""
-    if res.objective_bound is None or not res.incumbent_objective:
+def _relative_gap(objective: float, bound: float | None) -> float | None:
+    """The MIP gap of a run relative to its objective (None without a bound)."""
+    if bound is None or not objective:
         return None
-    return abs(res.incumbent_objective - res.objective_bound) / max(
-        1e-9, abs(res.incumbent_objective)
-    )
+    return abs(objective - bound) / max(1e-9, abs(objective))
 
 
 def structure_of(p: ModelParams) -> tuple[Any, ...]:
@@ -1103,7 +1254,7 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
             ev.max_discharge_kw > 0,
             ev.efficiency,
             ev.degradation_eur_per_kwh,
-            tuple(int(t) for t in ev.steps),
+            tuple(ev.steps.tolist()),
             tuple((s.first_step, s.last_step) for s in ev.sessions),
         )
         for ev in p.evs
@@ -1114,11 +1265,13 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
     return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, evs)
 
 
-def plan(scenario: Scenario, options: SolveOptions | None = None) -> Plan:
+def plan(scenario: Scenario, options: SolveOptions | None = None, engine: str = "highs") -> Plan:
     """Plan a scenario once: parameters, feasibility check, model, solve, results.
 
-    A one-shot plan builds its model with fixed bounds (faster); the MPC loop keeps a
-    :class:`Planner` with mutable bounds instead.
+    A one-shot plan builds its model with fixed bounds; the MPC loop keeps a
+    :class:`Planner` with mutable bounds instead. ``engine``: see :data:`ENGINES`.
     """
     opts = options or SolveOptions(mip_gap=scenario.mip_gap, time_limit_s=scenario.time_limit_s)
-    return Planner(params_from_scenario(scenario), opts, mutable_bounds=False).solve()
+    return Planner(
+        params_from_scenario(scenario), opts, mutable_bounds=False, engine=engine
+    ).solve()

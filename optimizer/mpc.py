@@ -188,7 +188,7 @@ class MPCController:
                 index = pd.date_range(self.anchor, periods=n, freq=step).as_unit("ns")
                 series = sc.series.reindex(index).ffill().bfill()
                 params = params_from_scenario(sc.replace(series=series))
-                if structure_of(params) == structure_of(self.planner.params):
+                if structure_of(params) == self.planner.structure:
                     self.planner.update(params, frozen_steps=k)
                     return self.planner.solve(), k
         self.planner = Planner(params_from_scenario(sc), self.options)

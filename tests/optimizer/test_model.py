@@ -138,7 +138,7 @@ def test_lp_alone_would_burn_energy_at_a_negative_price() -> None:
         [-0.1, -0.1],
         battery=_battery(efficiency_charge=0.9, efficiency_discharge=0.9, soc_initial_pct=100.0),
     )
-    lp = Planner(params_from_scenario(sc))
+    lp = Planner(params_from_scenario(sc), engine="pyomo")
     lp.solver.solve(lp.model).solution_loader.load_vars()  # plain LP, no binaries
     assert simultaneous_pairs(results_frame(lp.model, lp.params), lp.params) != set()
     result = plan(sc)
@@ -243,7 +243,7 @@ def test_capacity_tariff_flattens_the_peak() -> None:
 
 def test_replan_updates_data_without_rebuilding() -> None:
     sc = load_scenario(DATA / "price_step.yaml")
-    planner = Planner(params_from_scenario(sc))
+    planner = Planner(params_from_scenario(sc), engine="pyomo")  # the Pyomo reference
     first = planner.solve()
     model = planner.model
     for t in range(8):  # reverse the price step
