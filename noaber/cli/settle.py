@@ -113,13 +113,20 @@ def settle_run(
         )
     if not result.created:
         console.print(
-            f"run {result.run_id} ({result.status}) already holds this data version; nothing posted"
+            f"the ledger already holds what these data say (run {result.run_id}, "
+            f"{result.status}); nothing posted"
         )
         return
     console.print(
         f"run {result.run_id} {result.status}: {result.n_transfers} transfers "
-        f"({result.n_reversals} reversals), statements: {', '.join(result.statements) or 'none'}"
+        f"({result.n_reversals} reversals), statements: {', '.join(result.statements) or 'none'}; "
+        f"meter data on {result.coverage_days} of {result.period_days} days"
     )
+    if result.repriced:
+        console.print(
+            "energy tax re-priced (an earlier month moved the band): "
+            + ", ".join(f"{p} (run {r})" for p, r in sorted(result.repriced.items()))
+        )
 
 
 @settle_app.command("post")
