@@ -183,7 +183,8 @@ def taxed_energy(
         if len(cols) == 1:
             out[:, cols[0]] = taxed
             continue
-        part = s * (taxed / np.maximum(total, 1))[:, None]
+        # multiply before dividing: exact halves stay exact halves for the tie-break
+        part = (s * taxed[:, None]) / np.maximum(total, 1)[:, None]
         out[:, cols] = largest_remainder(part, taxed, tiebreak[cols])
     return out
 
@@ -329,7 +330,7 @@ def tax_cents(
         if len(cols) == 1:
             out[:, cols[0]] = whole
             continue
-        part = taxed_day[:, cols] * (whole / np.maximum(day_total, 1))[:, None]
+        part = (taxed_day[:, cols] * whole[:, None]) / np.maximum(day_total, 1)[:, None]
         out[:, cols] = largest_remainder(part, whole, tiebreak[cols])
     return out
 
