@@ -115,6 +115,9 @@ class PaymentRun(Base):
     collection_cents: Mapped[int] = mapped_column(BigInteger)
     payout_digest: Mapped[str | None] = mapped_column(String(64))
     collection_digest: Mapped[str | None] = mapped_column(String(64))
+    #: The SEPA files as written (so they can be written again, byte for byte).
+    payout_xml: Mapped[str | None] = mapped_column(Text)
+    collection_xml: Mapped[str | None] = mapped_column(Text)
     max_seq: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 

@@ -118,6 +118,8 @@ def upgrade() -> None:
         sa.Column("collection_cents", sa.BigInteger(), nullable=False),
         sa.Column("payout_digest", sa.String(length=64), nullable=True),
         sa.Column("collection_digest", sa.String(length=64), nullable=True),
+        sa.Column("payout_xml", sa.Text(), nullable=True),
+        sa.Column("collection_xml", sa.Text(), nullable=True),
         sa.Column("max_seq", sa.BigInteger(), nullable=False),
         sa.Column("created_at", energy.db.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_payment_runs")),
