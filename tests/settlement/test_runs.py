@@ -229,3 +229,25 @@ def test_a_period_without_meter_data_is_refused():
     # the one-ISP file covers one day: settled, with the fee for one day of 30
     plan = plan_energy(c, "2026-11", empty, load_tariff())
     assert (plan.coverage_days, plan.period_days) == (1, 30)
+
+
+def test_posting_a_provisional_earlier_month_reprices_the_later_one(sqlite_sessions):
+    """October arrives provisional after November was settled: nothing changes until it is
+    posted; then November is re-priced, as if both had been settled in order."""
+    c = community()
+    dh = c.refs.index("m-dh01")
+    nov_data = meter_data("2026-11", seed=2)
+    oct_kwh = int(make_plan().taxed_day[:, dh].sum()) // 1000
+    nov_kwh = int(make_plan("2026-11", nov_data).taxed_day[:, dh].sum()) // 1000
+    tariff = _band_tariff(nov_kwh // 2 + oct_kwh // 3)
+    oct_plan = plan_energy(c, "2026-10", meter_data(), tariff)
+    nov_plan = plan_energy(c, "2026-11", nov_data, tariff)
+    post_run(sqlite_sessions, nov_plan)
+    nov_alone = held(sqlite_sessions, "2026-11")
+    prov = post_run(sqlite_sessions, oct_plan, provisional=True)
+    assert held(sqlite_sessions, "2026-11") == nov_alone and not prov.repriced
+    posted = post_pending(sqlite_sessions, prov.run_id)
+    assert list(posted.repriced) == ["2026-11"]
+    expect = fresh(oct_plan, nov_plan)
+    assert held(sqlite_sessions, "2026-11") == expect("2026-11") != nov_alone
+    assert held(sqlite_sessions, "2026-10") == expect("2026-10")

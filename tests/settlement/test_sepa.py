@@ -142,3 +142,32 @@ def test_the_xsd_check_is_not_a_formality(tmp_path):
     xsd.validate(good.format(iban="NL91ABNA0417164300"))
     with pytest.raises(xmlschema.XMLSchemaValidationError):
         xsd.validate(good.format(iban="nl91 abna"))
+
+
+def test_a_correction_of_a_paid_month_is_paid_with_the_next_run(sqlite_sessions):
+    from settlement.community import MeterData
+    from tests.settlement.conftest import meter_data
+
+    post_run(sqlite_sessions, make_plan())
+    _bank_data(sqlite_sessions)
+    payment_run(sqlite_sessions, _community(), "2026-10", WHEN)
+    with sqlite_sessions() as s:
+        paid_oct = member_totals(s, "dorp-test", "2026-10")
+    d = meter_data()
+    off = d.offtake_wh.copy()
+    off[1000:1100, 1] += 300  # October corrected after it was paid
+    post_run(sqlite_sessions, make_plan(data=MeterData(d.isps, d.members, off, d.injection_wh)))
+    post_run(sqlite_sessions, make_plan("2026-11", meter_data("2026-11")))
+    with sqlite_sessions() as s:
+        oct_now = member_totals(s, "dorp-test", "2026-10")
+        nov = member_totals(s, "dorp-test", "2026-11")
+        owed = outstanding_cents(s, "dorp-test", "2026-11")
+    assert oct_now != paid_oct
+    expect = {r: nov[r] + oct_now[r] - paid_oct[r] for r in nov}
+    assert owed == {r: v for r, v in expect.items() if v}
+    with pytest.raises(NoaberError, match="not made twice"):
+        payment_run(sqlite_sessions, _community(), "2026-10", WHEN)
+    result = payment_run(sqlite_sessions, _community(), "2026-11", dt.date(2026, 12, 10))
+    got = {p.member_ref: p.amount_cents for p in result.payouts}
+    got |= {p.member_ref: -p.amount_cents for p in result.collections}
+    assert got == owed
