@@ -63,6 +63,7 @@ from settlement.community import (
 )
 from settlement.models import (
     MEMBER_DAYS,
+    ChainHead,
     DocCounter,
     MemberDay,
     SettlementRun,
@@ -754,11 +755,14 @@ def _stored_tariff(session: Session, run: SettlementRun, hint: Tariff) -> Tariff
             f"energy-tax band) but its tariff {run.tariff_digest[:12]} is not stored: "
             f"re-run {run.period} with its tariff"
         )
-    return tariff_from_document(doc.document, f"tariff {run.tariff_digest[:12]}")
+    tariff = tariff_from_document(doc.document, f"tariff {run.tariff_digest[:12]}")
+    if tariff.digest != run.tariff_digest:
+        raise NoaberError(f"stored tariff {run.tariff_digest[:12]} does not match its digest")
+    return tariff
 
 
 def _reprice_later(
-    session: Session, head: Any, community: str, period: str, hint: Tariff
+    session: Session, head: ChainHead, community: str, period: str, hint: Tariff
 ) -> dict[str, int]:
     """Re-price the energy tax and VAT of every later settled month of the year whose
     taxed energy before it changed; returns ``period -> new run id``."""
@@ -782,7 +786,7 @@ def _reprice_later(
 
 def _reprice(
     session: Session,
-    head: Any,
+    head: ChainHead,
     q_run: SettlementRun,
     days: list[MemberDay],
     prior: dict[str, int],
