@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.errors import NoaberError, ValidationError
@@ -484,8 +484,13 @@ def prior_year_wh(session: Session, community: str, period: str) -> dict[str, in
         return {}
     for conn, ref, taxed, shared in session.execute(
         select(
-            MemberDay.connection, MemberDay.member_ref, MemberDay.taxed_wh, MemberDay.shared_wh
-        ).where(MemberDay.run_id.in_(runs))
+            MemberDay.connection,
+            MemberDay.member_ref,
+            func.sum(MemberDay.taxed_wh),
+            func.sum(MemberDay.shared_wh),
+        )
+        .where(MemberDay.run_id.in_(runs))
+        .group_by(MemberDay.connection, MemberDay.member_ref)
     ):
         if conn is None:
             out[f"member:{ref}"] += int(shared)
