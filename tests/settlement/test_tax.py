@@ -156,3 +156,36 @@ def test_a_member_behind_two_connections_is_refused():
             ),
             c,
         )
+
+
+def test_connections_from_the_data_source_and_a_contradiction():
+    from settlement.community import MeterData, member_connections
+
+    c = _community()
+    isps = period_isps("2026-10")[:1]
+    zero = np.zeros((1, 3), dtype=np.int64)
+    # the store knows the sites: the file's connections agree, a member the file leaves open
+    # takes the store's, one nobody knows gets a connection of its own
+    c_open = _community(with_connections=False)
+    known = MeterData(isps, c.refs, zero, zero, None, (EAN_DORPSHUIS, EAN_DORPSHUIS, None))
+    assert member_connections(c, known) == (EAN_DORPSHUIS, EAN_DORPSHUIS, EAN_HOME)
+    assert member_connections(c_open, known) == (EAN_DORPSHUIS, EAN_DORPSHUIS, "member:m-home")
+    wrong = MeterData(isps, c.refs, zero, zero, None, (EAN_DORPSHUIS, EAN_HOME, None))
+    with pytest.raises(ValidationError, match=r"members\[1\].connection"):
+        member_connections(c, wrong)
+
+
+def test_a_bad_bank_account_is_named():
+    base = {
+        "name": "x",
+        "key": {"type": "proportional"},
+        "members": [{"name": "a", "meters": ["A"]}],
+    }
+    with pytest.raises(ValidationError, match=r"payments\.iban"):
+        parse_community({**base, "payments": {"name": "X", "iban": "NL91ABNA0417164301"}})
+    with pytest.raises(ValidationError, match=r"payments\.creditor_id"):
+        parse_community(
+            {**base, "payments": {"name": "X", "iban": "NL91ABNA0417164300", "creditor_id": "?"}}
+        )
+    ok = parse_community({**base, "payments": {"name": "X", "iban": "nl91 abna 0417 1643 00"}})
+    assert ok.payments is not None and ok.payments.iban == "NL91ABNA0417164300"
