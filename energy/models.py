@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -113,6 +114,11 @@ class MemberPersonal(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     address: Mapped[str | None] = mapped_column(String(500))
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Bank account for payouts and collections (SEPA), and the direct-debit mandate.
+    iban: Mapped[str | None] = mapped_column(String(34))
+    bic: Mapped[str | None] = mapped_column(String(11))
+    sepa_mandate_id: Mapped[str | None] = mapped_column(String(35))
+    sepa_mandate_date: Mapped[dt.date | None] = mapped_column(Date)
 
     member: Mapped[Member] = relationship(back_populates="personal")
 

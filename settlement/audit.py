@@ -77,8 +77,10 @@ def reconcile(session: Session, community: str, period: str) -> ReconcileReport:
         s[1] += md.shared_wh
         s[2] += md.injection_wh
         s[3] += md.supplied_wh
+    # payments (a SEPA run: payout, collection) settle balances, they are not part of them
+    settled = ("shared", "supplied", "energy_tax", "vat", "v2g", "fee")
     wh = ledger.balances(session, "wh", community=community, period=period)
-    cents = ledger.balances(session, "cents", community=community, period=period)
+    cents = ledger.balances(session, "cents", community=community, period=period, codes=settled)
     statements = member_totals(session, community, period)
     for ref in sorted(sums):
         off, shared, inj, sup = sums[ref]

@@ -20,6 +20,18 @@ A community file::
         assets: [{kind: building}, {kind: pv}]
         joined: 2026-10-15               # optional: member from this local date (inclusive)
         left: 2027-01-01                 # optional: no longer a member from this date
+        connection: "871687400000000011" # optional: EAN of the grid connection the meters are
+                                         # behind (default: the site EAN of a store channel, or
+                                         # the meter id if it is an EAN)
+    payments:                            # optional: the community's bank account (SEPA runs)
+      name: Energiegemeenschap Zuid
+      iban: NL91ABNA0417164300
+      bic: ABNANL2A                      # optional
+      creditor_id: NL98ZZZ999999999999   # Incassant-ID, needed for direct debits
+
+Connections (energy tax): all meters of a member sit behind one grid connection; flows between
+members behind the same connection never cross the public grid and carry no energy tax (see
+:func:`member_connections` and ``settlement.settle.taxed_energy``).
 
 A member defined in a site file (:mod:`energy.siteconfig`, with its personal data) is referred
 to by ``ref`` alone; ``kind`` or ``name`` given for a stored member must match it. A member
@@ -52,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from energy.errors import ValidationError
+from energy.siteconfig import ean_check_digit_ok
 from energy.timegrid import local_date_of
 from energy.yamlio import load_yaml_file
 from settlement.allocation import KEY_TYPES
@@ -80,6 +93,8 @@ class MemberSpec:
 
     joined: dt.date | None = None
     left: dt.date | None = None
+    connection: str | None = None
+    """EAN of the grid connection the member's meters are behind (None: not given)."""
 
     @property
     def label(self) -> str:
@@ -113,6 +128,16 @@ class KeySpec:
 
 
 @dataclass(frozen=True)
+class BankAccount:
+    """The community's bank account for SEPA payment runs."""
+
+    name: str
+    iban: str
+    bic: str | None = None
+    creditor_id: str | None = None
+
+
+@dataclass(frozen=True)
 class CommunitySpec:
     """A validated community file."""
 
@@ -122,6 +147,7 @@ class CommunitySpec:
     key: KeySpec
     tariff_path: Path | None
     source: str = "<community>"
+    payments: BankAccount | None = None
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -199,7 +225,53 @@ def parse_community(
         if not tariff_path.is_absolute() and base_dir is not None:
             tariff_path = base_dir / tariff_path
     display = str(data.get("display_name") or name)
-    return CommunitySpec(name, display, tuple(members), key, tariff_path, source)
+    payments = _parse_bank(data.get("payments"), source)
+    return CommunitySpec(name, display, tuple(members), key, tariff_path, source, payments)
+
+
+_IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$")
+_BIC = re.compile(r"^[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?$")
+
+
+def iban_ok(iban: str) -> bool:
+    """ISO 13616 IBAN check: format and mod-97 of the rearranged number equals 1."""
+    if not _IBAN.match(iban):
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def normalise_iban(value: Any, where: str, source: str) -> str:
+    """An IBAN without spaces, upper case, checked (ISO 13616 mod 97)."""
+    iban = re.sub(r"\s+", "", str(value or "")).upper()
+    if not iban_ok(iban):
+        raise ValidationError(f"not a valid IBAN: {value!r}", source, where)
+    return iban
+
+
+def _parse_bank(raw: Any, source: str) -> BankAccount | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError("payments must be a mapping", source, "payments")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("payments.name must be a non-empty string", source, "payments.name")
+    iban = normalise_iban(raw.get("iban"), "payments.iban", source)
+    bic = raw.get("bic")
+    if bic is not None and not _BIC.match(str(bic).upper()):
+        raise ValidationError(f"not a valid BIC: {bic!r}", source, "payments.bic")
+    cid = raw.get("creditor_id")
+    if cid is not None and not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{3}[A-Z0-9]{1,28}", str(cid)):
+        raise ValidationError(
+            f"not a SEPA creditor identifier: {cid!r}", source, "payments.creditor_id"
+        )
+    return BankAccount(
+        name.strip(),
+        iban,
+        None if bic is None else str(bic).upper(),
+        None if cid is None else str(cid),
+    )
 
 
 def _parse_member(
@@ -251,8 +323,25 @@ def _parse_member(
                 ) from None
     if "joined" in dates and "left" in dates and dates["left"] <= dates["joined"]:
         raise ValidationError("left must be after joined", source, f"{loc}.left")
+    connection = raw.get("connection")
+    if connection is not None:
+        connection = str(connection).strip()
+        if not ean_check_digit_ok(connection):
+            raise ValidationError(
+                f"connection must be an 18-digit EAN with a valid check digit, got {connection!r}",
+                source,
+                f"{loc}.connection",
+            )
     return MemberSpec(
-        mname, ref, kind, tuple(meter_ids), assets, eff, dates.get("joined"), dates.get("left")
+        mname,
+        ref,
+        kind,
+        tuple(meter_ids),
+        assets,
+        eff,
+        dates.get("joined"),
+        dates.get("left"),
+        connection,
     )
 
 
@@ -374,6 +463,9 @@ class MeterData:
     offtake_wh: np.ndarray
     injection_wh: np.ndarray
     measured: np.ndarray | None = None
+    #: Per member, the EAN of the connection its meters are behind as the data source knows
+    #: it (the site of a store channel, a meter id that is an EAN); None where unknown.
+    connections: tuple[str | None, ...] | None = None
 
     def digest(self) -> str:
         """sha256 over the ISPs, members, volumes and, if known, which ISPs were measured
@@ -385,6 +477,8 @@ class MeterData:
         h.update(np.ascontiguousarray(self.injection_wh, dtype=np.int64).tobytes())
         if self.measured is not None:
             h.update(np.packbits(np.ascontiguousarray(self.measured, dtype=bool)).tobytes())
+        if self.connections is not None:
+            h.update("\x00".join(c or "" for c in self.connections).encode())
         return h.hexdigest()
 
     def measured_days(self) -> tuple[list[dt.date], np.ndarray]:
@@ -534,7 +628,77 @@ def read_meter_csv(
         t0 = min(r[0] for r in records)
         t1 = max(r[0] for r in records)
         isps = pd.date_range(t0, t1, freq="15min", tz="UTC").as_unit("ns")
-    return _assemble(community, isps, ((r[0].value, r[2], r[3]) for r in records))
+    data = _assemble(community, isps, ((r[0].value, r[2], r[3]) for r in records))
+    # a local day is measured if the file has any row on it (a DSO export omits empty
+    # registers within the days it covers, not whole days): a file of one day covers one day
+    dates = local_date_of(isps)
+    with_rows = {dates[k] for k in _isp_positions(isps, records)}
+    day_measured = np.array([d in with_rows for d in dates], dtype=bool)
+    measured = np.repeat(day_measured[:, None], len(community.members), axis=1)
+    return MeterData(
+        data.isps,
+        data.members,
+        data.offtake_wh,
+        data.injection_wh,
+        measured,
+        _meter_connections(community, {m: m if ean_check_digit_ok(m) else None for m in owner}),
+    )
+
+
+def _isp_positions(
+    isps: pd.DatetimeIndex, records: Sequence[tuple[pd.Timestamp, int, str, int]]
+) -> set[int]:
+    t_index = {int(v): k for k, v in enumerate(isps.as_unit("ns").asi8)}
+    return {t_index[r[0].value] for r in records}
+
+
+def _meter_connections(
+    community: CommunitySpec, meter_connection: dict[str, str | None]
+) -> tuple[str | None, ...]:
+    """Per member, the one connection its meters are behind as the data source knows it.
+
+    Raises
+    ------
+    ValidationError
+        If a member's meters are behind two connections (tax is per connection: make one
+        member per connection).
+    """
+    out: list[str | None] = []
+    for k, m in enumerate(community.members):
+        known = sorted({c for meter in m.meters if (c := meter_connection.get(meter))})
+        if len(known) > 1:
+            raise ValidationError(
+                f"meters of member {m.label!r} are behind {len(known)} connections "
+                f"({', '.join(known)}); make one member per connection",
+                community.source,
+                f"members[{k}].meters",
+            )
+        out.append(known[0] if known else None)
+    return tuple(out)
+
+
+def member_connections(community: CommunitySpec, data: MeterData) -> tuple[str, ...]:
+    """The grid connection of each member: the file's ``connection``, else what the data
+    source knows (a store channel's site EAN, a meter id that is an EAN), else
+    ``member:<ref>`` (a connection of its own: every kWh it receives is taxed).
+
+    Raises
+    ------
+    ValidationError
+        If the file names a connection the data source contradicts.
+    """
+    known = data.connections or (None,) * len(community.members)
+    out = []
+    for k, (m, c) in enumerate(zip(community.members, known)):
+        if m.connection is not None and c is not None and m.connection != c:
+            raise ValidationError(
+                f"connection {m.connection} of member {m.label!r} differs from {c}, the "
+                "connection its meters are behind",
+                community.source,
+                f"members[{k}].connection",
+            )
+        out.append(m.connection or c or f"member:{m.ref}")
+    return tuple(out)
 
 
 def _assemble(
@@ -590,7 +754,29 @@ def read_meter_store(session: Any, community: CommunitySpec, isps: pd.DatetimeIn
         direction = "offtake" if wh > 0 else "injection"
         rows.append((ts_ns, f"{by_id[int(cid)]}\x00{direction}", abs(wh)))
     data = _assemble(community, isps, rows)
-    return MeterData(data.isps, data.members, data.offtake_wh, data.injection_wh, measured)
+    return MeterData(
+        data.isps,
+        data.members,
+        data.offtake_wh,
+        data.injection_wh,
+        measured,
+        _meter_connections(community, _channel_eans(session, keys)),
+    )
+
+
+def _channel_eans(session: Any, keys: list[str]) -> dict[str, str | None]:
+    """Channel key -> EAN of the site (grid connection) its asset is at."""
+    from sqlalchemy import select
+
+    from energy.models import Asset, Channel, Site
+
+    rows = session.execute(
+        select(Channel.key, Site.ean)
+        .join(Asset, Asset.id == Channel.asset_id)
+        .join(Site, Site.id == Asset.site_id)
+        .where(Channel.key.in_(keys))
+    ).all()
+    return {k: ean for k, ean in rows}
 
 
 def shares_matrix(community: CommunitySpec, isps: pd.DatetimeIndex) -> np.ndarray:

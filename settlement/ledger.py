@@ -185,10 +185,14 @@ def balances(
     period: str | None = None,
     max_seq: int | None = None,
     member_ref: str | None = None,
+    codes: Iterable[str] | None = None,
 ) -> dict[str, int]:
     """Balance (credits - debits) of accounts over counting transfers, optionally limited to
-    a community, a period, transfers up to ``max_seq`` and the transfers of one member."""
+    a community, a period, transfers up to ``max_seq``, the transfers of one member and
+    transfers of some codes (settlement codes without the payments of a SEPA run)."""
     conds = [Transfer.ledger == ledger, Transfer.flags.in_(COUNTING_FLAGS)]
+    if codes is not None:
+        conds.append(Transfer.code.in_(list(codes)))
     if member_ref is not None:
         conds.append(Transfer.member_ref == member_ref)
     if community is not None:

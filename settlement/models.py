@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -49,12 +51,22 @@ class DocCounter(Base):
 
 
 class SettlementRun(Base):
-    """One settlement of a community and period on one version of the data."""
+    """One settlement of a community and period on one version of the data.
+
+    Several runs may hold one data version (data A, then B, then A again: the third run posts
+    the difference back to A), so the data version is not unique; postings are serialised by
+    the chain-head lock. ``kind``: ``settle`` (from meter data) or ``reprice`` (the energy tax
+    and VAT of a later month re-priced because an earlier month's taxed energy changed its
+    band). ``coverage_days`` of ``period_days`` local days had meter data; the fee is charged
+    pro rata to them. ``prior_wh``: taxed energy per connection earlier in the calendar year
+    [Wh] that set the energy-tax band (a price input, part of the data version).
+    """
 
     __tablename__ = "settlement_runs"
     __table_args__ = (
-        UniqueConstraint("community", "period", "data_version", name="uq_settlement_runs_key"),
         CheckConstraint("status IN ('posted', 'pending', 'voided')", name="status_valid"),
+        CheckConstraint("kind IN ('settle', 'reprice')", name="kind_valid"),
+        Index("ix_settlement_runs_period", "community", "period"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,6 +77,48 @@ class SettlementRun(Base):
     status: Mapped[str] = mapped_column(String(10))
     tariff_digest: Mapped[str] = mapped_column(String(64))
     n_transfers: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    kind: Mapped[str] = mapped_column(String(10), default="settle", server_default="settle")
+    energy_version: Mapped[str | None] = mapped_column(String(64))
+    coverage_days: Mapped[int | None] = mapped_column(Integer)
+    period_days: Mapped[int | None] = mapped_column(Integer)
+    prior_wh: Mapped[dict[str, int] | None] = mapped_column(JSON)
+
+
+class TariffDocument(Base):
+    """A tariff exactly as a run was priced with it (canonical YAML, by its sha256 digest), so
+    that a later month can be re-priced with its own tariff when an earlier month changes."""
+
+    __tablename__ = "settlement_tariffs"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+
+
+class PaymentRun(Base):
+    """A period's SEPA payment run: payouts (pain.001) and collections (pain.008), recorded in
+    the ledger as transfers to and from the community's bank clearing account; one per
+    community and period (the unique constraint refuses a second)."""
+
+    __tablename__ = "settlement_payment_runs"
+    __table_args__ = (
+        UniqueConstraint("community", "period", name="uq_settlement_payment_runs_period"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(7))
+    execution_date: Mapped[dt.date] = mapped_column(Date)
+    n_payouts: Mapped[int] = mapped_column(Integer)
+    payout_cents: Mapped[int] = mapped_column(BigInteger)
+    n_collections: Mapped[int] = mapped_column(Integer)
+    collection_cents: Mapped[int] = mapped_column(BigInteger)
+    payout_digest: Mapped[str | None] = mapped_column(String(64))
+    collection_digest: Mapped[str | None] = mapped_column(String(64))
+    #: The SEPA files as written (so they can be written again, byte for byte).
+    payout_xml: Mapped[str | None] = mapped_column(Text)
+    collection_xml: Mapped[str | None] = mapped_column(Text)
+    max_seq: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
@@ -128,6 +182,11 @@ class MemberDay(Base):
     discharge_wh: Mapped[int] = mapped_column(BigInteger, default=0)
     green_discharge_wh: Mapped[int] = mapped_column(BigInteger, default=0)
     green_supplied_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Shared energy received that crossed the public grid into the member's connection: the
+    #: base of energy tax [Wh] (what came from behind the same connection is not taxed).
+    taxed_wh: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The member's grid connection (EAN, or ``member:<ref>`` where none is known).
+    connection: Mapped[str | None] = mapped_column(String(64))
 
 
 class Statement(Base):

@@ -68,6 +68,9 @@ class Tariff:
     name: str
     versions: tuple[TariffVersion, ...]
     digest: str
+    document: str = ""
+    """The tariff as canonical YAML (its digest is the sha256 of it): stored with the runs
+    priced with it, so that a later re-pricing uses exactly this tariff."""
 
     def version_for_day(self, day: dt.date) -> TariffVersion:
         """The version in force on local date ``day``."""
@@ -193,10 +196,18 @@ def parse_tariff(data: Any, source: str = "<tariff>") -> Tariff:
             raise ValidationError(
                 f"versions overlap at {b.valid_from.isoformat()}", source, "versions"
             )
-    canon = yaml.safe_dump(data, sort_keys=True).encode()
+    canon = yaml.safe_dump(data, sort_keys=True)
     return Tariff(
-        str(data.get("name", "tariff")), tuple(versions), hashlib.sha256(canon).hexdigest()
+        str(data.get("name", "tariff")),
+        tuple(versions),
+        hashlib.sha256(canon.encode()).hexdigest(),
+        canon,
     )
+
+
+def tariff_from_document(document: str, source: str = "<stored tariff>") -> Tariff:
+    """A tariff from its canonical YAML (:attr:`Tariff.document`); same digest as before."""
+    return parse_tariff(yaml.safe_load(document), source)
 
 
 def load_tariff(path: Path | str | None = None) -> Tariff:

@@ -1,12 +1,25 @@
 """Settlement runs: allocate, price and post a community's period to the ledger.
 
-A run is keyed by ``(community, period, data_version)`` (unique): the data version is a hash
-of the meter data, the community file and the tariff, so settling the same data twice posts
-nothing new. A run is planned outside the database (:func:`plan_energy`) and posted in one
-transaction (:func:`post_run`): lock the chain head, price (the energy-tax band depends on
-the year so far in the ledger), compare with what already counts for the period, post
-reversing transfers for what changed plus the new transfers, store the member-day figures and
-issue statements with gap-free numbers. Killed half-way, nothing of the run remains.
+A run is planned outside the database (:func:`plan_energy`) and posted in one transaction
+(:func:`post_run`): lock the chain head, price (the energy-tax band of a connection depends on
+the energy taxed there earlier in the calendar year), compare what the data now say with what
+the ledger holds for each ``(period, member, code, day)``, post reversing transfers for what
+differs plus the new amounts, store the member-day figures and issue statements with gap-free
+numbers. So data A, then B, then A again leaves A in the ledger; settling what the ledger
+already holds posts nothing. Killed half-way, nothing of the run remains.
+
+The data version of a run hashes every input that sets an amount: meter data, community file
+(key, members, connections), tariff, day-ahead prices and the taxed energy per connection
+earlier in the year (the tax band). When a run changes the taxed energy of a month, the later
+months of the same year that are already settled are re-priced in the same transaction
+(energy tax and VAT, from their stored member days and their own stored tariff; a ``reprice``
+run with correction statements), rather than left for someone to notice: nothing else about
+them changed, and the ledger must never hold amounts its own inputs contradict.
+
+Coverage: a local day is covered when the meter data have a reading on it. A period without
+any covered day is refused; otherwise the energy of the covered days is settled and the fee
+is charged pro rata to the covered days of membership; the run stores ``coverage_days`` and
+``period_days``.
 
 Provisional runs (estimated data) post ``pending`` transfers that do not count until
 :func:`post_pending` posts them or :func:`void_pending` voids them.
@@ -14,22 +27,24 @@ Provisional runs (estimated data) post ``pending`` transfers that do not count u
 Transfers per member and local day: ``wh/shared`` pool -> member, ``wh/supplied`` member ->
 pool, ``cents/shared`` member -> pool, ``cents/supplied`` pool -> member, ``cents/energy_tax``
 and ``cents/vat`` member -> tax, ``cents/v2g`` community -> member (EV discharge), and once per
-period ``cents/fee`` member -> community.
+period ``cents/fee`` member -> community. Energy tax is charged on the shared energy that
+crossed the public grid into the receiver's connection (:func:`taxed_energy`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.errors import NoaberError, ValidationError
@@ -43,16 +58,28 @@ from settlement.community import (
     MeterData,
     allocate_community,
     key_matrix,
+    member_connections,
     shares_matrix,
 )
-from settlement.models import MEMBER_DAYS, DocCounter, SettlementRun, Statement, Transfer
+from settlement.models import (
+    MEMBER_DAYS,
+    ChainHead,
+    DocCounter,
+    MemberDay,
+    SettlementRun,
+    Statement,
+    TariffDocument,
+    Transfer,
+)
 from settlement.pricing import (
     NC_PER_CENT,
     Tariff,
+    TariffVersion,
     energy_tax_nc,
     fee_cents,
     round_nc,
     shared_price_nc,
+    tariff_from_document,
     v2g_nc_per_wh,
     vat_cents,
 )
@@ -60,6 +87,8 @@ from settlement.provenance import storage_provenance
 
 WH_CODES = ("shared", "supplied")
 CENTS_CODES = ("shared", "supplied", "energy_tax", "vat", "v2g", "fee")
+SETTLED_CODES = frozenset(WH_CODES + CENTS_CODES)
+"""Codes a settlement run posts (payment runs post others, which runs never compare)."""
 
 
 def period_isps(period: str) -> pd.DatetimeIndex:
@@ -90,8 +119,75 @@ class EnergyPlan:
     green_supplied_day: np.ndarray
     data_version: str
     day_ahead_eur_per_kwh: np.ndarray | None = None
-    #: (D, N) whether a member's meters had any reading on a day; None: all days (CSV data).
+    #: (D, N) whether a member's meters had any reading on a day; None: all days.
     measured_day: np.ndarray | None = None
+    #: Per member, its grid connection (EAN or ``member:<ref>``).
+    connections: tuple[str, ...] = ()
+    #: (D, N) shared energy received across the public grid (the energy-tax base) [Wh].
+    taxed_day: np.ndarray | None = None
+
+    @property
+    def covered_day(self) -> np.ndarray:
+        """(D,) whether the meter data have any reading on a local day."""
+        if self.measured_day is None:
+            return np.ones(len(self.days), dtype=bool)
+        return np.asarray(self.measured_day.any(axis=1))
+
+    @property
+    def coverage_days(self) -> int:
+        """Local days of the period with meter data."""
+        return int(self.covered_day.sum())
+
+    @property
+    def period_days(self) -> int:
+        """Local days of the period."""
+        return len(self.days)
+
+
+def taxed_energy(
+    shared_wh: np.ndarray,
+    supplied_wh: np.ndarray,
+    connections: Sequence[str],
+    tiebreak: np.ndarray,
+) -> np.ndarray:
+    """Shared energy that crossed the public grid into each receiver's connection [Wh].
+
+    Per ISP and connection ``C``: its members received ``S_C`` and gave ``U_C`` of shared
+    energy. Behind one meter, what the connection's own members give and take in the same
+    quarter-hour nets out and never crosses the grid (a dorpshuis's own PV into its own EV
+    charger), so ``min(S_C, U_C)`` is untaxed and ``S_C - min(S_C, U_C)`` is delivered through
+    the connection and taxed there, at the receiver (Wet belastingen op milieugrondslag,
+    art. 50: the tax is on electricity supplied through a connection; docs/SOURCES.md). The
+    taxed part is split over the connection's receivers pro rata to what each received, by
+    largest remainder (``tiebreak``: the members' ref ranks).
+
+    Parameters
+    ----------
+    shared_wh, supplied_wh : numpy.ndarray
+        Allocation results ``(T, N)`` [Wh].
+    connections : sequence of str
+        The connection of each member (column).
+    tiebreak : numpy.ndarray
+        Integer rank per member for ties in rounding.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` ``(T, N)``, ``0 <= taxed <= shared`` [Wh].
+    """
+    out = np.zeros_like(shared_wh, dtype=np.int64)
+    for conn in sorted(set(connections)):
+        cols = [i for i, c in enumerate(connections) if c == conn]
+        s = shared_wh[:, cols].astype(np.int64)
+        total = s.sum(axis=1)
+        taxed = total - np.minimum(total, supplied_wh[:, cols].sum(axis=1))
+        if len(cols) == 1:
+            out[:, cols[0]] = taxed
+            continue
+        # multiply before dividing: exact halves stay exact halves for the tie-break
+        part = (s * taxed[:, None]) / np.maximum(total, 1)[:, None]
+        out[:, cols] = largest_remainder(part, taxed, tiebreak[cols])
+    return out
 
 
 def plan_energy(
@@ -125,9 +221,20 @@ def plan_energy(
         mask = active[[day_index[d] for d in dates]]
         measured = None if data.measured is None else data.measured & mask
         data = MeterData(
-            data.isps, data.members, data.offtake_wh * mask, data.injection_wh * mask, measured
+            data.isps,
+            data.members,
+            data.offtake_wh * mask,
+            data.injection_wh * mask,
+            measured,
+            data.connections,
         )
+    if data.measured is not None and not data.measured.any():
+        raise ValidationError(
+            f"the meter data of {community.name} have no reading in {period}: nothing to settle"
+        )
+    connections = member_connections(community, data)
     alloc = allocate_community(community, data)
+    taxed = taxed_energy(alloc.shared_wh, alloc.supplied_wh, connections, ref_rank(community.refs))
     starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
     days = [dates[s] for s in starts]
 
@@ -161,6 +268,7 @@ def plan_energy(
     h.update("\x00".join(community.refs).encode())
     h.update(",".join(community.key.order).encode())
     h.update(",".join(f"{m.joined}:{m.left}" for m in community.members).encode())
+    h.update("\x00".join(connections).encode())
     h.update(
         ",".join(str(m.storage_efficiency) + ":".join(m.assets) for m in community.members).encode()
     )
@@ -189,20 +297,64 @@ def plan_energy(
         h.hexdigest()[:32],
         day_ahead_eur_per_kwh,
         None if data.measured is None else data.measured_days()[1],
+        connections,
+        per_day(taxed),
     )
 
 
-def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.ndarray]:
+def tax_cents(
+    taxed_day: np.ndarray,
+    connections: Sequence[str],
+    prior_wh: dict[str, int],
+    versions: Sequence[TariffVersion],
+    tiebreak: np.ndarray,
+) -> np.ndarray:
+    """Energy tax per local day and member [cents], ``(D, N)`` ``int64``.
+
+    The band is per connection (the annual staffel applies to a connection's deliveries):
+    per connection the day's taxed energy of its members is taxed on top of what was taxed
+    there earlier in the year (``prior_wh`` [Wh], by connection, then day by day), rounded
+    once per day half to even and split over its members by largest remainder pro rata to
+    their taxed energy. With one member per connection this is the member's own tax.
+    """
+    out = np.zeros(taxed_day.shape, dtype=np.int64)
+    for conn in sorted(set(connections)):
+        cols = [i for i, c in enumerate(connections) if c == conn]
+        day_total = taxed_day[:, cols].sum(axis=1)
+        cum = int(prior_wh.get(conn, 0))
+        whole = np.zeros(len(day_total), dtype=np.int64)
+        for k, v in enumerate(versions):
+            whole[k] = int(
+                round_nc(energy_tax_nc(day_total[k : k + 1], cum, v.energy_tax_bands))[0]
+            )
+            cum += int(day_total[k])
+        if len(cols) == 1:
+            out[:, cols[0]] = whole
+            continue
+        part = (taxed_day[:, cols] * whole[:, None]) / np.maximum(day_total, 1)[:, None]
+        out[:, cols] = largest_remainder(part, whole, tiebreak[cols])
+    return out
+
+
+def vat_per_day(net_cents: np.ndarray, versions: Sequence[TariffVersion]) -> np.ndarray:
+    """VAT per local day and member on shared energy plus energy tax [cents]."""
+    out = np.zeros(net_cents.shape, dtype=np.int64)
+    for k, v in enumerate(versions):
+        out[k] = vat_cents(net_cents[k], v.vat_pct)
+    return out
+
+
+def price_plan(plan: EnergyPlan, prior_wh: dict[str, int]) -> dict[str, np.ndarray]:
     """Money per code, local day and member [cents], ``(D, N)`` int64 arrays.
 
-    ``prior_year_wh``: shared energy each member received earlier in the calendar year
-    [Wh] (it sets the energy-tax band). Rounding follows :mod:`settlement.pricing`.
+    ``prior_wh``: energy taxed at each connection earlier in the calendar year [Wh] (it
+    sets the energy-tax band). The fee is pro rata to the covered days of membership over
+    the days of the period. Rounding follows :mod:`settlement.pricing`.
     """
     isps = plan.data.isps
     refs = plan.community.refs
     rank = ref_rank(refs)
     alloc = plan.alloc
-    d_n = plan.shared_day.shape
     price = np.empty(len(isps), dtype=np.int64)
     v2g = np.empty(len(isps), dtype=np.int64)
     versions = []
@@ -224,22 +376,17 @@ def price_plan(plan: EnergyPlan, prior_year_wh: dict[str, int]) -> dict[str, np.
     storage = np.array([m.has_storage and "ev" in m.assets for m in plan.community.members])
     v2g_nc = np.add.reduceat(plan.alloc.injection_wh * v2g[:, None], plan.day_starts, axis=0)
     v2g_c = np.where(storage[None, :], round_nc(v2g_nc), 0)
-    tax_c = np.zeros(d_n, dtype=np.int64)
-    vat_c = np.zeros(d_n, dtype=np.int64)
-    for i, ref in enumerate(refs):
-        prior = int(prior_year_wh.get(ref, 0))
-        for k, v in enumerate(versions):
-            nc = energy_tax_nc(plan.shared_day[k : k + 1, i], prior, v.energy_tax_bands)
-            tax_c[k, i] = int(round_nc(nc)[0])
-            prior += int(plan.shared_day[k, i])
-    for k, v in enumerate(versions):
-        vat_c[k] = vat_cents(shared_c[k] + tax_c[k], v.vat_pct)
-    fee = np.zeros(d_n, dtype=np.int64)
+    taxed = plan.taxed_day if plan.taxed_day is not None else plan.shared_day
+    conns = plan.connections or tuple(f"member:{r}" for r in refs)
+    tax_c = tax_cents(taxed, conns, prior_wh, versions, rank)
+    vat_c = vat_per_day(shared_c + tax_c, versions)
+    fee = np.zeros(plan.shared_day.shape, dtype=np.int64)
+    covered = plan.covered_day
     for i, m in enumerate(plan.community.members):
-        # the monthly fee, pro rata to the days of membership, rounded half to even
-        days_active = sum(m.active_on(d) for d in plan.days)
-        if days_active:
-            whole = Decimal(fee_cents(versions[0])) * days_active / len(plan.days)
+        # the monthly fee, pro rata to the covered days of membership, rounded half to even
+        days_billed = sum(bool(c) and m.active_on(d) for d, c in zip(plan.days, covered))
+        if days_billed:
+            whole = Decimal(fee_cents(versions[0])) * days_billed / len(plan.days)
             fee[0, i] = int(whole.quantize(Decimal(1), ROUND_HALF_EVEN))
     return {
         "shared": shared_c,
@@ -292,7 +439,8 @@ def desired_transfers(
 
 @dataclass
 class RunResult:
-    """Outcome of posting a run."""
+    """Outcome of posting a run (``repriced``: later periods re-priced in the same
+    transaction, as ``period: run id``)."""
 
     run_id: int
     created: bool
@@ -301,43 +449,122 @@ class RunResult:
     n_reversals: int
     statements: list[str]
     data_version: str
+    coverage_days: int | None = None
+    period_days: int | None = None
+    repriced: dict[str, int] = field(default_factory=dict)
 
 
-def _prior_year_wh(
-    session: Session, community: str, period: str, refs: tuple[str, ...]
-) -> dict[str, int]:
-    year = period[:4]
-    rows = session.execute(
-        select(Transfer.credit_account, func.sum(Transfer.amount))
+def latest_runs(
+    session: Session, community: str, year: str, status: str = "posted"
+) -> dict[str, SettlementRun]:
+    """The latest run of each period of ``year`` with ``status``: for posted runs, the one
+    whose member days are what the ledger holds."""
+    out: dict[str, SettlementRun] = {}
+    for run in session.scalars(
+        select(SettlementRun)
         .where(
-            Transfer.ledger == "wh",
-            Transfer.code == "shared",
-            Transfer.flags.in_(ledger.COUNTING_FLAGS),
-            Transfer.period >= f"{year}-01",
-            Transfer.period < period,
+            SettlementRun.community == community,
+            SettlementRun.status == status,
+            SettlementRun.period >= f"{year}-01",
+            SettlementRun.period <= f"{year}-12",
         )
-        .group_by(Transfer.credit_account)
-    ).all()
-    reversed_rows = session.execute(
-        select(Transfer.debit_account, func.sum(Transfer.amount))
-        .where(
-            Transfer.ledger == "wh",
-            Transfer.code == "shared",
-            Transfer.flags.in_(ledger.COUNTING_FLAGS),
-            Transfer.reverses_id.is_not(None),
-            Transfer.period >= f"{year}-01",
-            Transfer.period < period,
-        )
-        .group_by(Transfer.debit_account)
-    ).all()
-    out = {ref: 0 for ref in refs}
-    for acc, s in rows:
-        if acc.startswith("member:"):
-            out[acc[7:]] = out.get(acc[7:], 0) + int(s)
-    for acc, s in reversed_rows:
-        if acc.startswith("member:"):
-            out[acc[7:]] = out.get(acc[7:], 0) - int(s)
+        .order_by(SettlementRun.id)
+    ):
+        out[run.period] = run
     return out
+
+
+def prior_year_wh(session: Session, community: str, period: str) -> dict[str, int]:
+    """Energy taxed at each connection in the community's earlier months of the calendar
+    year [Wh], from the member days of each month's latest posted run (runs from before
+    connections were stored count each member's shared energy at ``member:<ref>``)."""
+    runs = [r.id for p, r in latest_runs(session, community, period[:4]).items() if p < period]
+    out: dict[str, int] = defaultdict(int)
+    if not runs:
+        return {}
+    for conn, ref, taxed, shared in session.execute(
+        select(
+            MemberDay.connection,
+            MemberDay.member_ref,
+            func.sum(MemberDay.taxed_wh),
+            func.sum(MemberDay.shared_wh),
+        )
+        .where(MemberDay.run_id.in_(runs))
+        .group_by(MemberDay.connection, MemberDay.member_ref)
+    ):
+        if conn is None:
+            out[f"member:{ref}"] += int(shared)
+        else:
+            out[conn] += int(taxed)
+    return dict(out)
+
+
+def price_version(energy_version: str, prior: dict[str, int]) -> str:
+    """The data version of a run: the energy version (meter data, community, tariff,
+    day-ahead prices) and the taxed energy per connection earlier in the year."""
+    h = hashlib.sha256(energy_version.encode())
+    h.update(json.dumps(sorted(prior.items())).encode())
+    return h.hexdigest()[:32]
+
+
+def _store_tariff(session: Session, tariff: Tariff) -> None:
+    if tariff.document and session.get(TariffDocument, tariff.digest) is None:
+        session.add(TariffDocument(digest=tariff.digest, document=tariff.document))
+        session.flush()
+
+
+Key = tuple[str, str, dt.date, str]
+
+
+def _signed(t: Transfer, community: str) -> int:
+    """A transfer's amount, negative if it flows against its code's direction."""
+    debit = code_accounts(t.code, t.ledger, community, str(t.member_ref))[0]
+    return t.amount if t.debit_account == debit else -t.amount
+
+
+def _difference(
+    run_id: int,
+    community: str,
+    period: str,
+    current: list[Transfer],
+    desired: dict[Key, int],
+    flags: str,
+) -> tuple[list[dict[str, Any]], int, set[str]]:
+    """Transfers that turn what the ledger holds (``current``) into ``desired``: a reversal
+    of every counting transfer whose amount is not desired, and the desired amounts the
+    ledger does not hold. Returns the rows, the number of reversals and the members touched."""
+    rows: list[dict[str, Any]] = []
+    changed: set[str] = set()
+    held: dict[Key, int] = {}
+    for t in current:
+        key = (t.ledger, t.code, t.day, str(t.member_ref))
+        held[key] = _signed(t, community)
+        if desired.get(key) != held[key]:
+            rows.append(
+                _row(
+                    run_id,
+                    community,
+                    period,
+                    key,
+                    t.amount,
+                    (t.credit_account, t.debit_account),
+                    "rev|" + t.idempotency_id,
+                    "posted",
+                    reverses=t.seq,
+                )
+            )
+            changed.add(key[3])
+    n_rev = len(rows)
+    for key, amount in desired.items():
+        if held.get(key) == amount:
+            continue
+        accounts = code_accounts(key[1], key[0], community, key[3])
+        if amount < 0:
+            accounts, amount = (accounts[1], accounts[0]), -amount
+        idem = f"{community}|{period}|{key[0]}|{key[1]}|{key[2].isoformat()}|{key[3]}|r{run_id}"
+        rows.append(_row(run_id, community, period, key, amount, accounts, idem, flags))
+        changed.add(key[3])
+    return rows, n_rev, changed
 
 
 def _issue_statements(
@@ -401,18 +628,20 @@ def _ensure_members(session: Session, community: CommunitySpec) -> None:
     ensure_community(session, community.name, members, community.display_name, update=False)
 
 
-def _same_run(session: Session, plan: EnergyPlan) -> RunResult | None:
-    """The stored run of this community, period and data version, as posting it again returns it."""
-    existing = session.execute(
+def _pending_run(session: Session, community: str, period: str) -> SettlementRun | None:
+    return session.execute(
         select(SettlementRun).where(
-            SettlementRun.community == plan.community.name,
-            SettlementRun.period == plan.period,
-            SettlementRun.data_version == plan.data_version,
+            SettlementRun.community == community,
+            SettlementRun.period == period,
+            SettlementRun.status == "pending",
         )
     ).scalar_one_or_none()
-    if existing is None:
-        return None
-    return RunResult(existing.id, False, existing.status, 0, 0, [], plan.data_version)
+
+
+def _settled(
+    session: Session, community: str, period: str, codes: frozenset[str]
+) -> list[Transfer]:
+    return [t for t in ledger.effective_transfers(session, community, period) if t.code in codes]
 
 
 def post_run(
@@ -421,110 +650,212 @@ def post_run(
     provisional: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Post a planned run in one transaction; idempotent per ``(community, period, data_version)``.
+    """Post a planned run in one transaction: the difference between what the plan says and
+    what the ledger holds for the period; later months of the year whose tax band it moves
+    are re-priced in the same transaction.
+
+    Posting what the ledger already holds (same data version as the latest posted run, no
+    difference) creates nothing and returns that run with ``created=False``.
 
     Raises
     ------
     NoaberError
         If a provisional run of the period is still pending (post or void it first), or a
-        provisional run is asked for a period that already has posted transfers.
+        provisional run is asked for a period that already has posted transfers, or a later
+        month must be re-priced but its tariff is not stored.
     """
     community = plan.community.name
-    try:
-        with factory() as session, session.begin():
-            head = ledger.lock_chain(session)
-            existing = _same_run(session, plan)
-            if existing is not None:
-                return existing
-            pending = session.execute(
-                select(SettlementRun).where(
-                    SettlementRun.community == community,
-                    SettlementRun.period == plan.period,
-                    SettlementRun.status == "pending",
-                )
-            ).scalar_one_or_none()
-            if pending is not None:
-                raise NoaberError(
-                    f"provisional run {pending.id} of {community} {plan.period} is pending: "
-                    "post or void it first"
-                )
-            _ensure_members(session, plan.community)
-            effective = ledger.effective_transfers(session, community, plan.period)
-            if provisional and effective:
-                raise NoaberError(
-                    f"{community} {plan.period} already has posted transfers; a correction is "
-                    "a final run, not a provisional one"
-                )
-            prior = _prior_year_wh(session, community, plan.period, plan.community.refs)
-            money = price_plan(plan, prior)
-            desired = desired_transfers(plan, money)
-            run = SettlementRun(
-                community=community,
-                period=plan.period,
-                data_version=plan.data_version,
-                provisional=provisional,
-                status="pending" if provisional else "posted",
-                tariff_digest=plan.tariff.digest,
+    with factory() as session, session.begin():
+        head = ledger.lock_chain(session)
+        prior_all = prior_year_wh(session, community, plan.period)
+        prior = {c: prior_all.get(c, 0) for c in sorted(set(plan.connections))}
+        version = price_version(plan.data_version, prior)
+        pending = _pending_run(session, community, plan.period)
+        if pending is not None:
+            if provisional and pending.data_version == version:
+                return _result(pending, False)
+            raise NoaberError(
+                f"provisional run {pending.id} of {community} {plan.period} is pending: "
+                "post or void it first"
             )
-            session.add(run)
-            session.flush()
-            rows: list[dict[str, Any]] = []
-            changed: set[str] = set()
-            current = {(t.ledger, t.code, t.day, str(t.member_ref)): t for t in effective}
-            signed = {
-                key: t.amount
-                if t.debit_account == code_accounts(key[1], key[0], community, key[3])[0]
-                else -t.amount
-                for key, t in current.items()
-            }
-            for key, t in current.items():
-                if desired.get(key) != signed[key]:
-                    rows.append(
-                        _row(
-                            run.id,
-                            plan,
-                            key,
-                            t.amount,
-                            (t.credit_account, t.debit_account),
-                            "rev|" + t.idempotency_id,
-                            "posted",
-                            reverses=t.seq,
-                        )
-                    )
-                    changed.add(str(t.member_ref))
-            n_rev = len(rows)
-            flags = "pending" if provisional else "posted"
-            for key, amount in desired.items():
-                if signed.get(key) == amount:
-                    continue
-                accounts = code_accounts(key[1], key[0], community, key[3])
-                if amount < 0:
-                    accounts, amount = (accounts[1], accounts[0]), -amount
-                idem = f"{community}|{plan.period}|{key[0]}|{key[1]}|{key[2].isoformat()}|{key[3]}|{plan.data_version}"
-                rows.append(_row(run.id, plan, key, amount, accounts, idem, flags))
-                changed.add(key[3])
-            ledger.append(session, head, rows, on_chunk)
-            run.n_transfers = len(rows)
-            _store_member_days(session, run.id, plan)
-            numbers: list[str] = []
-            if not provisional:
-                numbers = _issue_statements(
-                    session, community, plan.period, run.id, sorted(changed), head.last_seq
-                )
-            return RunResult(run.id, True, run.status, len(rows), n_rev, numbers, plan.data_version)
-    except IntegrityError:
-        # a concurrent run with the same key won the race (its unique constraint held)
-        with factory() as session:
-            existing = _same_run(session, plan)
-            if existing is None:
-                raise
-            return existing
+        _ensure_members(session, plan.community)
+        current = _settled(session, community, plan.period, SETTLED_CODES)
+        if provisional and current:
+            raise NoaberError(
+                f"{community} {plan.period} already has posted transfers; a correction is "
+                "a final run, not a provisional one"
+            )
+        desired = desired_transfers(plan, price_plan(plan, prior))
+        latest = latest_runs(session, community, plan.period[:4]).get(plan.period)
+        held = {
+            (t.ledger, t.code, t.day, str(t.member_ref)): _signed(t, community) for t in current
+        }
+        if (
+            not provisional
+            and latest is not None
+            and latest.data_version == version
+            and held == desired
+        ):
+            return _result(latest, False)
+        run = SettlementRun(
+            community=community,
+            period=plan.period,
+            data_version=version,
+            energy_version=plan.data_version,
+            provisional=provisional,
+            status="pending" if provisional else "posted",
+            tariff_digest=plan.tariff.digest,
+            kind="settle",
+            coverage_days=plan.coverage_days,
+            period_days=plan.period_days,
+            prior_wh=prior,
+        )
+        session.add(run)
+        session.flush()
+        flags = "pending" if provisional else "posted"
+        rows, n_rev, changed = _difference(run.id, community, plan.period, current, desired, flags)
+        _store_tariff(session, plan.tariff)
+        ledger.append(session, head, rows, on_chunk)
+        run.n_transfers = len(rows)
+        _store_member_days(session, run.id, plan)
+        numbers: list[str] = []
+        repriced: dict[str, int] = {}
+        if not provisional:
+            numbers = _issue_statements(
+                session, community, plan.period, run.id, sorted(changed), head.last_seq
+            )
+            repriced = _reprice_later(session, head, community, plan.period, plan.tariff)
+        out = _result(run, True, len(rows), n_rev, numbers)
+        out.repriced = repriced
+        return out
+
+
+def _result(
+    run: SettlementRun,
+    created: bool,
+    n_transfers: int = 0,
+    n_reversals: int = 0,
+    statements: list[str] | None = None,
+) -> RunResult:
+    return RunResult(
+        run.id,
+        created,
+        run.status,
+        n_transfers,
+        n_reversals,
+        statements or [],
+        run.data_version,
+        run.coverage_days,
+        run.period_days,
+    )
+
+
+def _stored_tariff(session: Session, run: SettlementRun, hint: Tariff) -> Tariff:
+    if run.tariff_digest == hint.digest:
+        return hint
+    doc = session.get(TariffDocument, run.tariff_digest)
+    if doc is None:
+        raise NoaberError(
+            f"{run.community} {run.period} must be re-priced (an earlier month changed its "
+            f"energy-tax band) but its tariff {run.tariff_digest[:12]} is not stored: "
+            f"re-run {run.period} with its tariff"
+        )
+    tariff = tariff_from_document(doc.document, f"tariff {run.tariff_digest[:12]}")
+    if tariff.digest != run.tariff_digest:
+        raise NoaberError(f"stored tariff {run.tariff_digest[:12]} does not match its digest")
+    return tariff
+
+
+def _reprice_later(
+    session: Session, head: ChainHead, community: str, period: str, hint: Tariff
+) -> dict[str, int]:
+    """Re-price the energy tax and VAT of every later settled month of the year whose
+    taxed energy before it changed; returns ``period -> new run id``."""
+    out: dict[str, int] = {}
+    for q, q_run in sorted(latest_runs(session, community, period[:4]).items()):
+        if q <= period:
+            continue
+        prior_all = prior_year_wh(session, community, q)
+        days = list(session.scalars(select(MemberDay).where(MemberDay.run_id == q_run.id)))
+        conns = (
+            set(q_run.prior_wh)
+            if q_run.prior_wh is not None
+            else {d.connection or f"member:{d.member_ref}" for d in days}
+        )
+        prior = {c: prior_all.get(c, 0) for c in sorted(conns)}
+        if q_run.prior_wh is not None and prior == q_run.prior_wh:
+            continue
+        out[q] = _reprice(session, head, q_run, days, prior, _stored_tariff(session, q_run, hint))
+    return out
+
+
+def _reprice(
+    session: Session,
+    head: ChainHead,
+    q_run: SettlementRun,
+    days: list[MemberDay],
+    prior: dict[str, int],
+    tariff: Tariff,
+) -> int:
+    """A ``reprice`` run of ``q_run``'s period: same member days, energy tax and VAT at the
+    new band, the differences posted with correction statements."""
+    community, q = q_run.community, q_run.period
+    refs = sorted({d.member_ref for d in days})
+    dates = sorted({d.day for d in days})
+    ri = {r: i for i, r in enumerate(refs)}
+    di = {d: k for k, d in enumerate(dates)}
+    taxed = np.zeros((len(dates), len(refs)), dtype=np.int64)
+    conns = [f"member:{r}" for r in refs]
+    for d in days:
+        k, i = di[d.day], ri[d.member_ref]
+        taxed[k, i] = d.taxed_wh if d.connection is not None else d.shared_wh
+        conns[i] = d.connection or conns[i]
+    versions = [tariff.version_for_day(d) for d in dates]
+    current = _settled(session, community, q, frozenset({"shared", "energy_tax", "vat"}))
+    shared_c = np.zeros_like(taxed)
+    for t in current:
+        if t.ledger == "cents" and t.code == "shared" and t.day in di and t.member_ref in ri:
+            shared_c[di[t.day], ri[str(t.member_ref)]] += _signed(t, community)
+    rank = ref_rank(refs)
+    tax_c = tax_cents(taxed, conns, prior, versions, rank)
+    vat_c = vat_per_day(shared_c + tax_c, versions)
+    desired: dict[Key, int] = {}
+    for code, arr in (("energy_tax", tax_c), ("vat", vat_c)):
+        for k, i in zip(*np.nonzero(arr)):
+            desired[("cents", code, dates[int(k)], refs[int(i)])] = int(arr[k, i])
+    run = SettlementRun(
+        community=community,
+        period=q,
+        data_version=price_version(q_run.energy_version or q_run.data_version, prior),
+        energy_version=q_run.energy_version,
+        provisional=False,
+        status="posted",
+        tariff_digest=q_run.tariff_digest,
+        kind="reprice",
+        coverage_days=q_run.coverage_days,
+        period_days=q_run.period_days,
+        prior_wh=prior,
+    )
+    session.add(run)
+    session.flush()
+    taxes = [t for t in current if t.code in ("energy_tax", "vat")]
+    rows, _, changed = _difference(run.id, community, q, taxes, desired, "posted")
+    ledger.append(session, head, rows)
+    run.n_transfers = len(rows)
+    copies = [
+        {c.name: getattr(d, c.name) for c in MEMBER_DAYS.columns} | {"run_id": run.id} for d in days
+    ]
+    for i in range(0, len(copies), ledger.CHUNK):
+        session.execute(insert(MEMBER_DAYS), copies[i : i + ledger.CHUNK])
+    _issue_statements(session, community, q, run.id, sorted(changed), head.last_seq)
+    return run.id
 
 
 def _row(
     run_id: int,
-    plan: EnergyPlan,
-    key: tuple[str, str, dt.date, str],
+    community: str,
+    period: str,
+    key: Key,
     amount: int,
     accounts: tuple[str, str],
     idem: str,
@@ -544,8 +875,8 @@ def _row(
         "reverses_id": reverses,
         "pending_id": pending,
         "run_id": run_id,
-        "community": plan.community.name,
-        "period": plan.period,
+        "community": community,
+        "period": period,
         "flags": flags,
     }
 
@@ -555,6 +886,7 @@ def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
     in progress, a gap) is not stored, so statements list only days with meter data (its
     figures are all 0 Wh, so totals and reconciliation are the same either way)."""
     rows = []
+    taxed = plan.taxed_day if plan.taxed_day is not None else plan.shared_day
     for k, day in enumerate(plan.days):
         for i, ref in enumerate(plan.community.refs):
             if plan.measured_day is not None and not plan.measured_day[k, i]:
@@ -571,6 +903,8 @@ def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
                     "discharge_wh": int(plan.discharge_day[k, i]),
                     "green_discharge_wh": int(plan.green_discharge_day[k, i]),
                     "green_supplied_wh": int(plan.green_supplied_day[k, i]),
+                    "taxed_wh": int(taxed[k, i]),
+                    "connection": plan.connections[i] if plan.connections else None,
                 }
             )
     for i in range(0, len(rows), ledger.CHUNK):
@@ -585,6 +919,13 @@ def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -
             raise NoaberError(f"no settlement run {run_id}")
         if run.status != "pending":
             raise NoaberError(f"run {run_id} is {run.status}, not pending")
+        if action == "post" and run.prior_wh is not None:
+            now = prior_year_wh(session, run.community, run.period)
+            if {c: now.get(c, 0) for c in run.prior_wh} != run.prior_wh:
+                raise NoaberError(
+                    f"run {run_id} was priced before an earlier month of {run.period[:4]} "
+                    "changed its energy-tax band: void it and run the period again"
+                )
         pend = list(
             session.scalars(
                 select(Transfer)
@@ -613,20 +954,30 @@ def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -
         ]
         ledger.append(session, head, rows)
         run.status = "posted" if action == "post" else "voided"
+        session.flush()
         numbers: list[str] = []
+        repriced: dict[str, int] = {}
         if action == "post":
             refs = sorted({str(t.member_ref) for t in pend if t.member_ref})
             numbers = _issue_statements(
                 session, run.community, run.period, run_id, refs, head.last_seq
             )
-        return RunResult(run_id, True, run.status, len(rows), 0, numbers, run.data_version)
+            doc = session.get(TariffDocument, run.tariff_digest)
+            if doc is not None:
+                hint = tariff_from_document(doc.document)
+                repriced = _reprice_later(session, head, run.community, run.period, hint)
+        out = _result(run, True, len(rows), 0, numbers)
+        out.repriced = repriced
+        return out
 
 
 def post_pending(factory: sessionmaker[Session], run_id: int) -> RunResult:
-    """Post a provisional run: its pending transfers start to count; statements are issued."""
+    """Post a provisional run: its pending transfers start to count; statements are issued;
+    later months whose tax band it moves are re-priced."""
     return _resolve_pending(factory, run_id, "post")
 
 
 def void_pending(factory: sessionmaker[Session], run_id: int) -> RunResult:
-    """Void a provisional run: its pending transfers will never count."""
+    """Void a provisional run: its pending transfers will never count (its data can be run
+    again)."""
     return _resolve_pending(factory, run_id, "void")

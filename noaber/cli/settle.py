@@ -113,13 +113,20 @@ def settle_run(
         )
     if not result.created:
         console.print(
-            f"run {result.run_id} ({result.status}) already holds this data version; nothing posted"
+            f"the ledger already holds what these data say (run {result.run_id}, "
+            f"{result.status}); nothing posted"
         )
         return
     console.print(
         f"run {result.run_id} {result.status}: {result.n_transfers} transfers "
-        f"({result.n_reversals} reversals), statements: {', '.join(result.statements) or 'none'}"
+        f"({result.n_reversals} reversals), statements: {', '.join(result.statements) or 'none'}; "
+        f"meter data on {result.coverage_days} of {result.period_days} days"
     )
+    if result.repriced:
+        console.print(
+            "energy tax re-priced (an earlier month moved the band): "
+            + ", ".join(f"{p} (run {r})" for p, r in sorted(result.repriced.items()))
+        )
 
 
 @settle_app.command("post")
@@ -140,6 +147,64 @@ def settle_void(run_id: int = typer.Argument(..., help="A pending (provisional) 
 
     r = void_pending(_sessions(), run_id)
     console.print(f"run {r.run_id} voided ({r.n_transfers} pending transfers)")
+
+
+@settle_app.command("sepa")
+def settle_sepa(
+    community_file: Path = typer.Option(
+        ...,
+        "--community",
+        help="Community YAML (with its payments: bank account)",
+        exists=True,
+        dir_okay=False,
+    ),
+    period: str = typer.Option(..., "--period", help="Month YYYY-MM whose balances are paid"),
+    execution_date: str = typer.Option(
+        ..., "--date", help="Requested execution / collection date YYYY-MM-DD"
+    ),
+    out: Path = typer.Option(Path("."), "--out", help="Directory for the SEPA XML files"),
+    again: bool = typer.Option(
+        False, "--again", help="Write the files of the period's payment run again (no new run)"
+    ),
+) -> None:
+    """Pay out and collect a period's balances: SEPA pain.001 and pain.008, in the ledger."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from energy.errors import NoaberError, ValidationError
+    from settlement.community import load_community
+    from settlement.models import PaymentRun
+    from settlement.sepa import payment_run, write_files
+
+    community = load_community(community_file)
+    try:
+        when = dt.date.fromisoformat(execution_date)
+    except ValueError:
+        raise ValidationError(f"--date must be YYYY-MM-DD, got {execution_date!r}") from None
+    stem = f"{community.name}-{period}"
+    sessions = _sessions()
+    if again:
+        with sessions() as session:
+            run = session.scalars(
+                select(PaymentRun).where(
+                    PaymentRun.community == community.name, PaymentRun.period == period
+                )
+            ).one_or_none()
+            if run is None:
+                raise NoaberError(f"no payment run for {community.name} {period}")
+            paths = write_files(run, out, stem)
+        console.print(f"payment run {run.id} written again: {', '.join(map(str, paths))}")
+        return
+    result = payment_run(sessions, community, period, when)
+    paths = write_files(result, out, stem)
+    paid = sum(p.amount_cents for p in result.payouts)
+    collected = sum(p.amount_cents for p in result.collections)
+    console.print(
+        f"payment run {result.run_id}: {len(result.payouts)} payouts ({paid} cents), "
+        f"{len(result.collections)} collections ({collected} cents) -> "
+        f"{', '.join(map(str, paths)) or 'no files (nothing outstanding)'}"
+    )
 
 
 def statement_cmd(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from noaber.cli.settle import register
@@ -176,5 +176,67 @@ def test_provisional_run_then_post_via_cli(cli, tmp_path, settings_env):
     )
     res = cli("settle", "void", run_id)
     assert res.exit_code != 0 and "not pending" in str(res.exception)
+    res = cli("ledger", "reconcile", "--community", "dorp-test", "--period", "2026-10")
+    assert res.exit_code == 0, res.output
+
+
+def test_sepa_payment_run_via_cli(cli, tmp_path, settings_env):
+    """settle sepa writes the period's pain.001/pain.008 files once; --again rewrites the
+    stored files byte for byte; a second run is refused with a one-line error."""
+    import datetime as dt
+
+    from energy.db import make_engine, session_factory
+    from energy.models import MemberPersonal
+
+    community, meters = _write_inputs(tmp_path)
+    spec = yaml.safe_load(community.read_text())
+    spec["payments"] = {
+        "name": "Dorpshuis Test Energie",
+        "iban": "NL91ABNA0417164300",
+        "creditor_id": "NL98ZZZ999999999999",
+    }
+    community.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    res = cli("settle", "run", "--community", community, "--period", "2026-10", "--meters", meters)
+    assert res.exit_code == 0, res.output
+    eng = make_engine(settings_env.sqlalchemy_url)
+    ibans = ["NL20INGB0001234567", "NL39RABO0300065264", "NL02ABNA0123456789", "NL91ABNA0417164300"]
+    with session_factory(eng)() as s, s.begin():
+        rows = list(s.scalars(select(MemberPersonal).order_by(MemberPersonal.member_id)))
+        assert len(rows) == 4
+        for iban, p in zip(ibans, rows):
+            p.iban = iban
+            p.sepa_mandate_id = f"M-{p.member_id}"
+            p.sepa_mandate_date = dt.date(2026, 1, 1)
+    out = tmp_path / "sepa"
+    args = (
+        "settle",
+        "sepa",
+        "--community",
+        community,
+        "--period",
+        "2026-10",
+        "--date",
+        "2026-11-10",
+    )
+    res = cli(*args, "--out", out)
+    # without the community's BIC no pain.008.001.02 can be written: named, nothing recorded
+    assert res.exit_code != 0 and "payments.bic" in str(res.exception)
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM settlement_payment_runs")).scalar() == 0
+    eng.dispose()
+    spec["payments"]["bic"] = "ABNANL2A"
+    community.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    res = cli(*args, "--out", out)
+    assert res.exit_code == 0 and "payouts" in res.output, res.output
+    files = sorted(out.glob("*.xml"))
+    assert [f.name for f in files] == [
+        "dorp-test-2026-10-pain.001.001.03.xml",
+        "dorp-test-2026-10-pain.008.001.02.xml",
+    ]
+    first = [f.read_bytes() for f in files]
+    res = cli(*args, "--out", out)
+    assert res.exit_code != 0 and "not made twice" in str(res.exception)
+    res = cli(*args, "--out", out, "--again")
+    assert res.exit_code == 0 and [f.read_bytes() for f in files] == first
     res = cli("ledger", "reconcile", "--community", "dorp-test", "--period", "2026-10")
     assert res.exit_code == 0, res.output

@@ -26,6 +26,7 @@ from energy.timegrid import months_touched
 from noaber.api import create_app
 from noaber.services.demo import DEMO_LOGINS, DEMO_SITE, DemoContext
 from noaber.services.demo.settlement import demo_community, demo_step
+from settlement import ledger
 from settlement.audit import reconcile
 from settlement.community import MeterData, read_meter_store
 from settlement.ledger import verify
@@ -120,10 +121,15 @@ def test_demo_statement_lists_only_days_with_meter_data(demo: DemoContext) -> No
             )
         ).one()
         data = statement_data(session, st.id)
-        # 26-30 November have readings; 1 November holds the month's fee
+        # 26-30 November have readings; 1 November holds the month's fee, pro rata to the
+        # 5 covered days of 30: 150 cents * 5 / 30 = 25 cents
         assert [d.day.day for d in data.days] == [1, 26, 27, 28, 29, 30]
         assert (data.days_with_data, data.period_days, data.partial) == (5, 30, True)
-        assert data.total.fee_cents == 150
+        assert data.total.fee_cents == 25
+        run = session.get(SettlementRun, st.run_id)
+        assert (run.coverage_days, run.period_days) == (5, 30)
+        # Anna's car charges behind the dorpshuis connection, from the roof behind it: no tax
+        assert data.total.received_wh > 0 and data.total.energy_tax_cents == 0
         html = render_html(session, st.id)
         assert 'id="days-with-data">5 / 30<' in html
         assert "Dagen zonder meterdata tellen als 0 kWh" in html
@@ -271,11 +277,15 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
                 select(Statement.id).where(Statement.member_ref == "m-ev-fatima")
             ).one(),
         )
-        assert fatima.days_with_data == 0 and fatima.total.net_cents == -150  # the fee only
+        # the fee only, pro rata to the 3 covered days of 30: 150 * 3 / 30 = 15 cents
+        assert fatima.days_with_data == 0 and fatima.total.net_cents == -15
         assert [d.day.day for d in fatima.days] == [1]
+        run = session.get(SettlementRun, result.run_id)
+        assert (run.coverage_days, run.period_days) == (3, 30)
 
-    # A 0-Wh reading for a gap is new data: a new data version (nothing to correct, so no
-    # transfers and no new statements), and the day then counts as measured.
+    # A 0-Wh reading for a gap is new data: a new data version, and the day then counts as
+    # covered: no energy changes, but the fee of every member is now 150 * 4 / 30 = 20 cents
+    # (a reversal and a new fee each, and a correction statement each).
     gap = pd.DatetimeIndex([pd.Timestamp("2026-11-20 12:00", tz="Europe/Amsterdam")]).tz_convert(
         "UTC"
     )
@@ -291,8 +301,15 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
         )
     assert again.data_version != plan.data_version
     second = post_run(sessions, again)
-    assert second.created and second.n_transfers == 0 and second.statements == []
+    assert second.created and (second.coverage_days, second.period_days) == (4, 30)
+    assert second.n_transfers == 10 and second.n_reversals == 5 and len(second.statements) == 5
     with sessions() as session:
+        fees = {
+            t.member_ref: t.amount
+            for t in ledger.effective_transfers(session, "energie-exloo", "2026-11")
+            if t.code == "fee"
+        }
+        assert fees == dict.fromkeys(refs, 20)
         assert session.scalars(
             select(MemberDay.day).where(
                 MemberDay.run_id == second.run_id, MemberDay.member_ref == "m-ev-fatima"
