@@ -35,14 +35,16 @@ sequential results are bit-identical.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numba as nb
 import numpy as np
 import pandas as pd
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from energy.kernels.calendar import check_edges, fixed_edges
 from energy.timegrid import ISP_NS
@@ -145,6 +147,38 @@ BLOCK = 512
 _FAST = {"nnan", "ninf", "nsz", "reassoc", "arcp", "contract"}
 
 
+def _bitcast_f64(typingctx: Any, bits: Any) -> Any:
+    """Numba intrinsic: the float64 whose bit pattern is the int64 ``bits`` (a register
+    move, no memory)."""
+    sig = nb.types.float64(nb.types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+_f64 = cast(Callable[[int], float], intrinsic(_bitcast_f64))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _order_key(bits: int) -> int:
+    """An int64 that orders like the float64 with these ``bits`` (IEEE 754 total order).
+
+    Integer min/max reductions vectorise where float ones do not (LLVM keeps a float
+    ``select`` reduction scalar), and the mapping is its own inverse. NaN sorts above +inf
+    (or below -inf with the sign bit set), so finiteness of a block follows from its
+    smallest and largest key. -0.0 sorts just below +0.0.
+    """
+    return bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)
+
+
+_KEY_HIGHEST = 0x7FEFFFFFFFFFFFFF
+"""Order key of the largest finite float64 (its bits as they are: positive)."""
+_KEY_LOWEST = -0x7FEFFFFFFFFFFFFF - 1
+"""Order key of the most negative finite float64."""
+
+
 @nb.njit(cache=True, nogil=True, fastmath=_FAST)
 def _block(
     ts: np.ndarray,
@@ -159,11 +193,13 @@ def _block(
 ) -> tuple[float, int, int, float, float, float, int]:
     """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
 
-    Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
-    the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
-    the float results are meaningless and the caller takes the exact scalar path instead.
-    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``. It keeps its
-    separate arguments (not :data:`Samples`): the vectorised fast path stays as it was.
+    One vectorised loop (fast-math reductions) over both arrays. Min and max run on order
+    keys (:func:`_order_key`), whose integer reductions vectorise, and NaN/inf show in them
+    (fast-math cannot optimise that away); when ``bad`` is non-zero the float results are
+    meaningless and the caller takes the exact scalar path instead. Inlined into the kernel
+    and indexing the whole arrays (no slices): a call or a slice costs reference-count
+    updates of every array, which at one block per few hundred samples cost as much as the
+    arithmetic. Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
@@ -178,19 +214,23 @@ def _block(
         dmin = min(dmin, d)
         dmax = max(dmax, d)
         sm += b[j + 1]
-    # A second pass from L1 cache; np.minimum/np.maximum vectorise, the loop above does not.
-    mn = b[0]
-    mx = b[0]
+    # A second pass from L1 cache, on order keys: integer min/max vectorise, float ones do not.
     bits = pbits[i : i + k]
-    bad = 0
-    for j in range(k):
-        mn = np.minimum(mn, b[j])
-        mx = np.maximum(mx, b[j])
-        bad |= ((bits[j] >> 52) & 0x7FF) == 0x7FF
+    kmin = _order_key(bits[0])
+    kmax = kmin
+    for j in range(1, k):
+        kj = _order_key(bits[j])
+        kmin = min(kmin, kj)
+        kmax = max(kmax, kj)
+    bad = (kmin < _KEY_LOWEST) | (kmax > _KEY_HIGHEST)
     if has_q:
         qq = q[i : i + k]
+        qb = 0
         for j in range(k):
-            bad |= qq[j]
+            qb |= qq[j]
+        bad |= qb != 0
+    mn = _f64(_order_key(kmin))
+    mx = _f64(_order_key(kmax))
     return e, dmin, dmax, mn, mx, sm, bad
 
 
