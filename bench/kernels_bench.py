@@ -108,12 +108,12 @@ class Floor:
         n = ts.shape[0]
         cuts = [n * k // threads for k in range(threads + 1)]
         self.parts = [(ts[a:b], p[a:b]) for a, b in itertools.pairwise(cuts)]
-        self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        self.pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
 
     def __call__(self) -> float:
-        if self.pool is None:
-            return _stream(*self.parts[0])
-        return sum(f.result() for f in [self.pool.submit(_stream, *pt) for pt in self.parts])
+        """Part 0 on the calling thread, the others on the pool (as the kernel does)."""
+        futs = [self.pool.submit(_stream, *pt) for pt in self.parts[1:]] if self.pool else []
+        return _stream(*self.parts[0]) + sum(f.result() for f in futs)
 
     def close(self) -> None:
         if self.pool is not None:

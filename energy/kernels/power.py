@@ -190,29 +190,28 @@ def _block(
     k: int,
     tp: int,
     pp: float,
-) -> tuple[float, int, int, float, float, float, int]:
+) -> tuple[float, np.uint64, float, float, float, int]:
     """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
 
-    One vectorised loop (fast-math reductions) over both arrays. Min and max run on order
-    keys (:func:`_order_key`), whose integer reductions vectorise, and NaN/inf show in them
-    (fast-math cannot optimise that away); when ``bad`` is non-zero the float results are
-    meaningless and the caller takes the exact scalar path instead. Inlined into the kernel
-    and indexing the whole arrays (no slices): a call or a slice costs reference-count
-    updates of every array, which at one block per few hundred samples cost as much as the
-    arithmetic. Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``.
+    Vectorised (fast-math reductions). Time steps are checked with one unsigned reduction:
+    ``max(uint64(dt - 1)) < max_gap_ns`` holds exactly when every step is in ``[1,
+    max_gap_ns]`` (a zero or negative step wraps to a huge value). Min and max run on order
+    keys (:func:`_order_key`) in a second pass from L1 cache: integer min/max reductions
+    vectorise where float ones do not, and NaN/inf show in them, bit patterns that fast-math
+    cannot optimise away. When ``bad`` is non-zero the float results are meaningless and the
+    caller takes the exact scalar path instead. Returns ``(2*energy [W*ns], max(uint64(dt -
+    1)), p_min, p_max, p_sum, bad)``.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
     d0 = a[0] - tp
     e = (pp + b[0]) * d0
-    dmin = d0
-    dmax = d0
+    step = np.uint64(d0 - 1)
     sm = b[0]
     for j in range(k - 1):
         d = a[j + 1] - a[j]
         e += (b[j] + b[j + 1]) * d
-        dmin = min(dmin, d)
-        dmax = max(dmax, d)
+        step = max(step, np.uint64(d - 1))
         sm += b[j + 1]
     # A second pass from L1 cache, on order keys: integer min/max vectorise, float ones do not.
     bits = pbits[i : i + k]
@@ -231,7 +230,7 @@ def _block(
         bad |= qb != 0
     mn = _f64(_order_key(kmin))
     mx = _f64(_order_key(kmax))
-    return e, dmin, dmax, mn, mx, sm, bad
+    return e, step, mn, mx, sm, bad
 
 
 @nb.njit(cache=True, nogil=True)
@@ -267,6 +266,7 @@ def _power_kernel(
     fend = edges[fb + 1] if have_prev else 0
     e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
     pbits = p.view(np.int64)
+    gap_u = np.uint64(max_gap_ns)
     last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
     scalar_until = lo
     i = lo - 1
@@ -274,15 +274,15 @@ def _power_kernel(
         i += 1
         if i >= hi:
             break
-        if have_prev and last_ok == i - 1 and i >= scalar_until:
+        if have_prev and last_ok == i - 1 and i >= scalar_until and ts[i] < fend:
             # Fast path: a block of clean samples inside the frontier bucket.
             k = min(BLOCK, hi - i)
             if ts[i + k - 1] >= fend:
                 k = int(np.searchsorted(ts[i : i + k], fend, side="left"))
             scalar_until = i + k
             if k >= 16 and not (i + k < n and ts[i + k] == ts[i + k - 1]):
-                be, dmin, dmax, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
-                if bad == 0 and dmin > 0 and dmax <= max_gap_ns:
+                be, step, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
+                if bad == 0 and step < gap_u:
                     e_acc += be
                     cov_acc += ts[i + k - 1] - tp
                     if cnt == 0:
@@ -575,11 +575,11 @@ def _run(
         span = int(ts[hi - 1]) - int(ts[lo - 1] if lo > 0 else ts[lo])
         return max(1, min(hi - lo + 1, span // (max_gap_ns + 1) + 1))
 
-    if len(bounds) == 1:
-        results = [one(0, n, cap(0, n))]
-    else:
-        futs = [_pool().submit(one, lo, hi, cap(lo, hi)) for lo, hi in bounds]
-        results = [f.result() for f in futs]
+    # The calling thread integrates the first chunk itself: one hand-off fewer, and on a
+    # loaded machine one thread fewer to wait for.
+    futs = [_pool().submit(one, lo, hi, cap(lo, hi)) for lo, hi in bounds[1:]]
+    results = [one(bounds[0][0], bounds[0][1], cap(*bounds[0]))]
+    results += [f.result() for f in futs]
     gap_parts = []
     n_dup = 0
     for res, carry_b, gaps in results:
