@@ -58,6 +58,10 @@ WNS2_PER_WH = 7.2e12
 CHUNK_MIN = 2_000_000
 """A channel is split over threads only from this many samples on."""
 
+CHUNKS_PER_THREAD = 4
+"""A long channel is cut into up to this many chunks per thread, taken in turn, so that the
+threads stay balanced when the machine is shared (each seam costs microseconds)."""
+
 _ERR_UNSORTED = -1
 _ERR_RANGE = -2
 
@@ -559,7 +563,9 @@ def _run(
     ts = s[0]
     out = _zero_outputs(edges.shape[0] - 1)
     n = ts.shape[0]
-    n_chunks = max(1, min(n_threads, n // max(chunk_min, 1)))
+    n_chunks = max(1, min(CHUNKS_PER_THREAD * n_threads, n // max(chunk_min, 1)))
+    if n_threads == 1:
+        n_chunks = 1
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
     bounds = list(zip(cuts, [*cuts[1:], n]))
 
@@ -575,11 +581,23 @@ def _run(
         span = int(ts[hi - 1]) - int(ts[lo - 1] if lo > 0 else ts[lo])
         return max(1, min(hi - lo + 1, span // (max_gap_ns + 1) + 1))
 
-    # The calling thread integrates the first chunk itself: one hand-off fewer, and on a
-    # loaded machine one thread fewer to wait for.
-    futs = [_pool().submit(one, lo, hi, cap(lo, hi)) for lo, hi in bounds[1:]]
-    results = [one(bounds[0][0], bounds[0][1], cap(*bounds[0]))]
-    results += [f.result() for f in futs]
+    # ``n_threads`` threads (the caller and n_threads - 1 of the pool) take the chunks in turn
+    # from one iterator (next() on it is atomic under the GIL): a thread that another process
+    # slows down takes fewer chunks instead of holding everyone up.
+    todo = iter(range(len(bounds)))
+    done: dict[int, tuple[Any, ...]] = {}
+
+    def worker() -> None:
+        for k in todo:
+            lo, hi = bounds[k]
+            done[k] = one(lo, hi, cap(lo, hi))
+
+    helpers = min(n_threads, len(bounds)) - 1
+    futs = [_pool().submit(worker) for _ in range(helpers)]
+    worker()
+    for f in futs:
+        f.result()
+    results = [done[k] for k in range(len(bounds))]
     gap_parts = []
     n_dup = 0
     for res, carry_b, gaps in results:
