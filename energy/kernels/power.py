@@ -35,14 +35,16 @@ sequential results are bit-identical.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numba as nb
 import numpy as np
 import pandas as pd
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from energy.kernels.calendar import check_edges, fixed_edges
 from energy.timegrid import ISP_NS
@@ -55,6 +57,10 @@ WNS2_PER_WH = 7.2e12
 
 CHUNK_MIN = 2_000_000
 """A channel is split over threads only from this many samples on."""
+
+CHUNKS_PER_THREAD = 4
+"""A long channel is cut into up to this many chunks per thread, taken in turn, so that the
+threads stay balanced when the machine is shared (each seam costs microseconds)."""
 
 _ERR_UNSORTED = -1
 _ERR_RANGE = -2
@@ -145,6 +151,38 @@ BLOCK = 512
 _FAST = {"nnan", "ninf", "nsz", "reassoc", "arcp", "contract"}
 
 
+def _bitcast_f64(typingctx: Any, bits: Any) -> Any:
+    """Numba intrinsic: the float64 whose bit pattern is the int64 ``bits`` (a register
+    move, no memory)."""
+    sig = nb.types.float64(nb.types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+_f64 = cast(Callable[[int], float], intrinsic(_bitcast_f64))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _order_key(bits: int) -> int:
+    """An int64 that orders like the float64 with these ``bits`` (IEEE 754 total order).
+
+    Integer min/max reductions vectorise where float ones do not (LLVM keeps a float
+    ``select`` reduction scalar), and the mapping is its own inverse. NaN sorts above +inf
+    (or below -inf with the sign bit set), so finiteness of a block follows from its
+    smallest and largest key. -0.0 sorts just below +0.0.
+    """
+    return bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)
+
+
+_KEY_HIGHEST = 0x7FEFFFFFFFFFFFFF
+"""Order key of the largest finite float64 (its bits as they are: positive)."""
+_KEY_LOWEST = -0x7FEFFFFFFFFFFFFF - 1
+"""Order key of the most negative finite float64."""
+
+
 @nb.njit(cache=True, nogil=True, fastmath=_FAST)
 def _block(
     ts: np.ndarray,
@@ -156,42 +194,47 @@ def _block(
     k: int,
     tp: int,
     pp: float,
-) -> tuple[float, int, int, float, float, float, int]:
+) -> tuple[float, np.uint64, float, float, float, int]:
     """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
 
-    Vectorised (fast-math reductions). NaN/inf are detected on the bit pattern (``pbits``,
-    the int64 view of ``p``), which fast-math cannot optimise away; when ``bad`` is non-zero
-    the float results are meaningless and the caller takes the exact scalar path instead.
-    Returns ``(2*energy [W*ns], dt_min, dt_max, p_min, p_max, p_sum, bad)``. It keeps its
-    separate arguments (not :data:`Samples`): the vectorised fast path stays as it was.
+    Vectorised (fast-math reductions). Time steps are checked with one unsigned reduction:
+    ``max(uint64(dt - 1)) < max_gap_ns`` holds exactly when every step is in ``[1,
+    max_gap_ns]`` (a zero or negative step wraps to a huge value). Min and max run on order
+    keys (:func:`_order_key`) in a second pass from L1 cache: integer min/max reductions
+    vectorise where float ones do not, and NaN/inf show in them, bit patterns that fast-math
+    cannot optimise away. When ``bad`` is non-zero the float results are meaningless and the
+    caller takes the exact scalar path instead. Returns ``(2*energy [W*ns], max(uint64(dt -
+    1)), p_min, p_max, p_sum, bad)``.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
     d0 = a[0] - tp
     e = (pp + b[0]) * d0
-    dmin = d0
-    dmax = d0
+    step = np.uint64(d0 - 1)
     sm = b[0]
     for j in range(k - 1):
         d = a[j + 1] - a[j]
         e += (b[j] + b[j + 1]) * d
-        dmin = min(dmin, d)
-        dmax = max(dmax, d)
+        step = max(step, np.uint64(d - 1))
         sm += b[j + 1]
-    # A second pass from L1 cache; np.minimum/np.maximum vectorise, the loop above does not.
-    mn = b[0]
-    mx = b[0]
+    # A second pass from L1 cache, on order keys: integer min/max vectorise, float ones do not.
     bits = pbits[i : i + k]
-    bad = 0
-    for j in range(k):
-        mn = np.minimum(mn, b[j])
-        mx = np.maximum(mx, b[j])
-        bad |= ((bits[j] >> 52) & 0x7FF) == 0x7FF
+    kmin = _order_key(bits[0])
+    kmax = kmin
+    for j in range(1, k):
+        kj = _order_key(bits[j])
+        kmin = min(kmin, kj)
+        kmax = max(kmax, kj)
+    bad = (kmin < _KEY_LOWEST) | (kmax > _KEY_HIGHEST)
     if has_q:
         qq = q[i : i + k]
+        qb = 0
         for j in range(k):
-            bad |= qq[j]
-    return e, dmin, dmax, mn, mx, sm, bad
+            qb |= qq[j]
+        bad |= qb != 0
+    mn = _f64(_order_key(kmin))
+    mx = _f64(_order_key(kmax))
+    return e, step, mn, mx, sm, bad
 
 
 @nb.njit(cache=True, nogil=True)
@@ -227,6 +270,7 @@ def _power_kernel(
     fend = edges[fb + 1] if have_prev else 0
     e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
     pbits = p.view(np.int64)
+    gap_u = np.uint64(max_gap_ns)
     last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
     scalar_until = lo
     i = lo - 1
@@ -234,15 +278,15 @@ def _power_kernel(
         i += 1
         if i >= hi:
             break
-        if have_prev and last_ok == i - 1 and i >= scalar_until:
+        if have_prev and last_ok == i - 1 and i >= scalar_until and ts[i] < fend:
             # Fast path: a block of clean samples inside the frontier bucket.
             k = min(BLOCK, hi - i)
             if ts[i + k - 1] >= fend:
                 k = int(np.searchsorted(ts[i : i + k], fend, side="left"))
             scalar_until = i + k
             if k >= 16 and not (i + k < n and ts[i + k] == ts[i + k - 1]):
-                be, dmin, dmax, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
-                if bad == 0 and dmin > 0 and dmax <= max_gap_ns:
+                be, step, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
+                if bad == 0 and step < gap_u:
                     e_acc += be
                     cov_acc += ts[i + k - 1] - tp
                     if cnt == 0:
@@ -519,7 +563,9 @@ def _run(
     ts = s[0]
     out = _zero_outputs(edges.shape[0] - 1)
     n = ts.shape[0]
-    n_chunks = max(1, min(n_threads, n // max(chunk_min, 1)))
+    n_chunks = max(1, min(CHUNKS_PER_THREAD * n_threads, n // max(chunk_min, 1)))
+    if n_threads == 1:
+        n_chunks = 1
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
     bounds = list(zip(cuts, [*cuts[1:], n]))
 
@@ -535,11 +581,23 @@ def _run(
         span = int(ts[hi - 1]) - int(ts[lo - 1] if lo > 0 else ts[lo])
         return max(1, min(hi - lo + 1, span // (max_gap_ns + 1) + 1))
 
-    if len(bounds) == 1:
-        results = [one(0, n, cap(0, n))]
-    else:
-        futs = [_pool().submit(one, lo, hi, cap(lo, hi)) for lo, hi in bounds]
-        results = [f.result() for f in futs]
+    # ``n_threads`` threads (the caller and n_threads - 1 of the pool) take the chunks in turn
+    # from one iterator (next() on it is atomic under the GIL): a thread that another process
+    # slows down takes fewer chunks instead of holding everyone up.
+    todo = iter(range(len(bounds)))
+    done: dict[int, tuple[Any, ...]] = {}
+
+    def worker() -> None:
+        for k in todo:
+            lo, hi = bounds[k]
+            done[k] = one(lo, hi, cap(lo, hi))
+
+    helpers = min(n_threads, len(bounds)) - 1
+    futs = [_pool().submit(worker) for _ in range(helpers)]
+    worker()
+    for f in futs:
+        f.result()
+    results = [done[k] for k in range(len(bounds))]
     gap_parts = []
     n_dup = 0
     for res, carry_b, gaps in results:
