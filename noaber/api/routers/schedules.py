@@ -2,7 +2,9 @@
 
 Access: operator all sites; a site manager the sites in ``user.sites``; a firm the sites its
 member owns (:func:`noaber.api.access.site_for`); a member only their own car's plan
-(``/schedules/my-car``), never the site page with other members' cars. Someone else's
+(``/schedules/my-car``), never the site page with other members' cars. A site manager sees
+a car's own plan only while its owner consents (:func:`energy.privacy.has_consent`); the
+other cars are summed into one ``ev`` row per step (:func:`consented_steps`). Someone else's
 schedule answers 404.
 """
 
@@ -11,13 +13,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from energy.models import Role, User
+from energy.models import ConsentPurpose, Role, User
+from energy.models import Member as MemberRow
+from energy.privacy import has_consent
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from optimizer.page import render_ev_page, render_site_page
@@ -43,6 +48,32 @@ class ScheduleOut(BaseModel):
     objective_eur: float
 
 
+#: The asset name of the summed cars a site manager sees instead of cars without consent.
+EV_TOTAL = "ev-total"
+
+
+def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
+    """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
+    the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
+    summed, no SoC, no owner)."""
+    if user.role is not Role.SITE_MANAGER or steps.empty:
+        return steps
+    refs = {r for r in steps.loc[steps["kind"] == "ev", "owner_ref"].dropna().unique()}
+    members: list[MemberRow] = (
+        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
+    )
+    allowed = {
+        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
+    }
+    hidden = (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+    if not hidden.any():
+        return steps
+    total = steps[hidden].groupby("ts", as_index=False)["power_kw"].sum()
+    total = total.assign(asset=EV_TOTAL, kind="ev", owner_ref=None, soc_pct=float("nan"))
+    out = pd.concat([steps[~hidden], total[steps.columns]], ignore_index=True)
+    return out.sort_values(["ts", "asset"], ignore_index=True)
+
+
 def _schedule_for(session: Session, user: User, schedule_id: int) -> Schedule:
     sched = session.get(Schedule, schedule_id)
     if sched is None:
@@ -64,7 +95,12 @@ def site_schedule_page(
     if sched is None:
         raise not_found(f"schedule for site {site_name!r}")
     return HTMLResponse(
-        render_site_page(sched, schedule_steps(session, sched.id), locale, site.timezone)
+        render_site_page(
+            sched,
+            consented_steps(session, user, schedule_steps(session, sched.id)),
+            locale,
+            site.timezone,
+        )
     )
 
 
@@ -90,7 +126,8 @@ def list_site_schedules(
 def schedule_csv(schedule_id: IdPath, user: SiteReader, session: SessionDep) -> Response:
     """A schedule per step and asset as CSV (power in kW, + = consumption/charging; SoC %)."""
     sched = _schedule_for(session, user, schedule_id)
-    steps = schedule_steps(session, sched.id).drop(columns=["owner_ref"])
+    steps = consented_steps(session, user, schedule_steps(session, sched.id))
+    steps = steps.drop(columns=["owner_ref"])
     steps["ts"] = steps["ts"].map(lambda t: t.isoformat())
     return Response(
         steps.rename(columns={"ts": "timestamp"}).to_csv(index=False),
