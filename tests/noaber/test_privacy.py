@@ -198,3 +198,93 @@ def test_export_has_everything_and_the_member_downloads_only_their_own(
         actions = [(e.actor, e.via, e.action) for e in session.scalars(select(AuditEntry))]
     assert actions[0][1:] == ("cli", "member.export")
     assert actions[1:] == [(USERNAMES[LEAVER], "api", "member.export")] * 2
+
+
+def test_site_manager_sees_a_car_only_with_consent(engine, sessions) -> None:
+    from tests.noaber.api_world import build_world
+
+    with sessions() as session, session.begin():
+        world = build_world(session)
+    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
+
+    def bearer(username: str, role: str) -> dict[str, str]:
+        with sessions() as session:
+            v = session.scalar(select(User.token_version).where(User.username == username))
+        token = create_access_token(username, role, SECRET, 600, token_version=v or 0)
+        return {"Authorization": f"Bearer {token}"}
+
+    car, channel = world.assets["hall-a/ev-own"], world.channels["hall-a/ev-own/power"]
+    mgr, owner = bearer("mgr", "site_manager"), bearer("evowner", "member")
+    with TestClient(app) as client:
+
+        def manager_view() -> tuple[int, int, bool]:
+            names = [a["name"] for a in client.get("/sites/hall-a/assets", headers=mgr).json()]
+            return (
+                client.get(f"/assets/{car}", headers=mgr).status_code,
+                client.get(f"/channels/{channel}/readings", headers=mgr).status_code,
+                "ev-own" in names,
+            )
+
+        assert manager_view() == (404, 404, False)
+        # the building's total EV energy stays visible without consent
+        total = client.get("/sites/hall-a/readings", headers=mgr).json()["energy_wh"]["ev"]
+        assert total == pytest.approx(
+            sum(
+                client.get(f"/channels/{channel}/readings", headers=owner).json()["readings"][i][
+                    "energy_wh"
+                ]
+                for i in range(96)
+            )
+        )
+        r = client.post("/members/m-ev/consents", json={"purpose": PURPOSE}, headers=owner)
+        assert r.status_code == 201 and r.json()["withdrawn_at"] is None
+        assert manager_view() == (200, 200, True)
+        url = f"/members/m-ev/consents/{PURPOSE}/withdraw"
+        assert client.post(url, headers=owner).json()[0]["withdrawn_at"] is not None
+        assert manager_view() == (404, 404, False)
+        assert client.post(url, headers=mgr).status_code == 403
+        assert client.get("/audit", headers=owner).status_code == 403
+        log = client.get("/audit?action=consent.", headers=bearer("oper", "operator")).json()
+    assert log["chain_ok"] and log["total"] == 2
+    assert [(e["actor"], e["via"], e["action"], e["target"]) for e in log["entries"]] == [
+        ("evowner", "api", "consent.withdraw", "m-ev"),
+        ("evowner", "api", "consent.give", "m-ev"),
+    ]
+
+
+PURPOSE = "ev_detail_site_manager"
+
+
+def test_schedule_of_cars_without_consent_is_summed_for_the_site_manager(sessions) -> None:
+    import pandas as pd
+
+    from energy.models import Role
+    from energy.privacy import give_consent
+    from noaber.api.routers.schedules import EV_TOTAL, consented_steps
+    from tests.noaber.api_world import build_world
+
+    ts = pd.to_datetime(["2026-06-01T22:00Z", "2026-06-01T22:00Z", "2026-06-01T22:00Z"] * 2)
+    steps = pd.DataFrame(
+        {
+            "ts": ts.sort_values(),
+            "asset": ["battery", "ev-own", "ev-other"] * 2,
+            "kind": ["battery", "ev", "ev"] * 2,
+            "owner_ref": [None, "m-ev", "m-ev-other"] * 2,
+            "power_kw": [1.0, 2.0, 3.5, -1.0, 4.0, 0.5],
+            "soc_pct": [50.0, 60.0, 70.0, 51.0, 61.0, 71.0],
+        }
+    )
+    steps.loc[3:, "ts"] = pd.Timestamp("2026-06-01T22:15Z")
+    with sessions() as session:
+        build_world(session)
+        mgr = session.scalar(select(User).where(User.username == "mgr"))
+        oper = session.scalar(select(User).where(User.username == "oper"))
+        assert consented_steps(session, oper, steps) is steps
+        seen = consented_steps(session, mgr, steps)
+        assert set(seen["asset"]) == {"battery", EV_TOTAL} and mgr.role is Role.SITE_MANAGER
+        assert seen.loc[seen["asset"] == EV_TOTAL, "power_kw"].tolist() == [5.5, 4.5]
+        assert seen.loc[seen["asset"] == EV_TOTAL, "soc_pct"].isna().all()
+        give_consent(session, session.scalar(select(Member).where(Member.ref == "m-ev")), PURPOSE)
+        seen = consented_steps(session, mgr, steps)
+        assert set(seen["asset"]) == {"battery", "ev-own", EV_TOTAL}
+        assert seen.loc[seen["asset"] == EV_TOTAL, "power_kw"].tolist() == [3.5, 0.5]
