@@ -341,15 +341,16 @@ def enrol_totp(session: Session, user: User) -> str:
 
 def _accept_totp(user: User, code: str, now: dt.datetime | None) -> bool:
     """Whether ``code`` is valid now (± one step) and newer than the last accepted one."""
-    if user.totp_secret is None:
-        return False
+    code = code.strip()
+    if user.totp_secret is None or not (code.isascii() and code.isdigit()):
+        return False  # compare_digest refuses non-ASCII text: such a code is simply wrong
     totp = pyotp.TOTP(user.totp_secret)
     at = now or utc_now()
     for offset in (0, -1, 1):
         step = totp.timecode(at) + offset
         if user.totp_last_step is not None and step <= user.totp_last_step:
             continue
-        if secrets.compare_digest(totp.generate_otp(step), code.strip()):
+        if secrets.compare_digest(totp.generate_otp(step), code):
             user.totp_last_step = step
             return True
     return False
