@@ -63,6 +63,7 @@ def audit_list(
     since: Annotated[str | None, typer.Option(help="From (ISO; UTC if no offset)")] = None,
     until: Annotated[str | None, typer.Option(help="Before (ISO; UTC if no offset)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
+    plain: Annotated[bool, typer.Option(help="Tab-separated lines (for grep and scripts)")] = False,
 ) -> None:
     """List audit entries, newest first (time in UTC)."""
     from rich.table import Table
@@ -79,9 +80,8 @@ def audit_list(
             until=_utc(until, "until"),
             limit=limit,
         )
-        table = Table("seq", "at (UTC)", "actor", "via", "action", "target", "detail")
-        for e in rows:
-            table.add_row(
+        lines = [
+            (
                 str(e.seq),
                 e.at.strftime("%Y-%m-%d %H:%M:%S"),
                 e.actor,
@@ -90,7 +90,16 @@ def audit_list(
                 e.target,
                 ", ".join(f"{k}={v}" for k, v in e.detail.items()),
             )
-    console.print(table)
+            for e in rows
+        ]
+    if plain:
+        for line in lines:
+            typer.echo("\t".join(line))
+    else:
+        table = Table("seq", "at (UTC)", "actor", "via", "action", "target", "detail")
+        for line in lines:
+            table.add_row(*line)
+        console.print(table)
     console.print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from energy.audit import verify as verify_audit
 from energy.db import Base
+from energy.errors import NoaberError
 from energy.models import AuditEntry, Member, User
 from energy.security import create_access_token
 from energy.settings import Settings, get_settings
@@ -52,9 +54,15 @@ def cli(db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     runner = CliRunner()
 
-    def run(*args: str):
-        result = runner.invoke(cli_app, list(args), catch_exceptions=False)
-        return result
+    def run(*args: str) -> SimpleNamespace:
+        """Exit code and output as ``noaber.cli.main`` gives them (an error: one line, 1)."""
+        result = runner.invoke(cli_app, list(args))
+        exc = result.exception
+        if isinstance(exc, NoaberError | ValueError | OSError):
+            return SimpleNamespace(exit_code=1, output=f"error: {exc}")
+        if exc is not None and not isinstance(exc, SystemExit):
+            raise exc
+        return SimpleNamespace(exit_code=result.exit_code, output=result.output)
 
     yield run
     get_settings.cache_clear()
@@ -288,3 +296,59 @@ def test_schedule_of_cars_without_consent_is_summed_for_the_site_manager(session
         seen = consented_steps(session, mgr, steps)
         assert set(seen["asset"]) == {"battery", "ev-own", EV_TOTAL}
         assert seen.loc[seen["asset"] == EV_TOTAL, "power_kw"].tolist() == [3.5, 0.5]
+
+
+def test_member_and_audit_commands(sessions, cli) -> None:
+    out = cli(
+        "--as",
+        "beheer",
+        "member",
+        "add",
+        "--name",
+        "Fatima El Amrani",
+        "--iban",
+        "NL20 INGB 0001 2345 67",
+        "--plate",
+        "t-789-ef",
+        "--label",
+        "ev-fatima",
+    )
+    assert out.exit_code == 0, out.output
+    ref = out.output.split()[1]
+    assert ref.startswith("m-") and len(ref) == 8
+    with sessions() as session:
+        p = session.scalar(select(Member).where(Member.ref == ref)).personal
+        assert (p.name, p.iban, p.licence_plate) == (
+            "Fatima El Amrani",
+            "NL20INGB0001234567",
+            "T-789-EF",
+        )
+    named = cli("member", "add", "--name", "Fatima El Amrani", "--ref", "m-fatima")
+    assert named.exit_code == 1 and "member add:member.ref: member ref 'm-fatima'" in named.output
+    assert "no consent" in cli("member", "consent", "list", ref).output
+    assert cli("member", "consent", "give", ref, PURPOSE).exit_code == 0
+    assert "already given" in cli("member", "consent", "give", ref, PURPOSE).output
+    assert "active" in cli("member", "consent", "list", ref).output
+    assert "withdrawn" in cli("member", "consent", "withdraw", ref, PURPOSE).output
+    assert "was not given" in cli("member", "consent", "withdraw", ref, PURPOSE).output
+    bad = cli("member", "consent", "give", ref, "marketing")
+    assert (
+        bad.exit_code == 1
+        and "consent:purpose: must be one of ev_detail_site_manager" in bad.output
+    )
+    with sessions() as session, session.begin():
+        from energy.users import create_user
+
+        create_user(session, "lid-9", "long-enough-pw", "member", member_ref=ref)
+    assert cli("--as", "beheer", "user", "disable", "lid-9").exit_code == 0
+    moved = cli("user", "set-role", "lid-9", "--role", "site_manager", "--site", "nowhere")
+    assert moved.exit_code == 1 and "site_names: no site(s) 'nowhere'" in moved.output
+    listed = cli("audit", "list", "--action", "consent.", "--limit", "10", "--plain")
+    assert listed.exit_code == 0 and "2 entries" in listed.output, listed.output
+    assert "consent.withdraw" in listed.output and "member.add" not in listed.output
+    mine = cli("audit", "list", "--actor", "beheer", "--plain")
+    assert (
+        "member.add" in mine.output and "user.disable" in mine.output and "2 entries" in mine.output
+    )
+    assert "hash chain intact" in cli("audit", "verify").output
+    assert cli("audit", "list", "--since", "yesterday").exit_code == 1
