@@ -352,3 +352,26 @@ def test_member_and_audit_commands(sessions, cli) -> None:
     )
     assert "hash chain intact" in cli("audit", "verify").output
     assert cli("audit", "list", "--since", "yesterday").exit_code == 1
+
+
+def test_schedule_summary_leaves_out_hidden_cars() -> None:
+    from noaber.api.routers.schedules import consented_summary
+    from optimizer.store import Schedule
+
+    summary = {
+        "kpis": {
+            "optimized": {
+                "departures": [{"ev": "ev-own", "soc_pct": 80}, {"ev": "ev-other", "soc_pct": 70}],
+                "v2g_kwh": {"ev-own": 1.5, "ev-other": 2.0},
+            }
+        }
+    }
+    stored = Schedule(id=7, site_name="hall-a", summary=summary)
+    view = consented_summary(stored, {"ev-other"})
+    assert view.id == 7 and view is not stored
+    assert view.summary["kpis"]["optimized"] == {
+        "departures": [{"ev": "ev-own", "soc_pct": 80}],
+        "v2g_kwh": {"ev-own": 1.5},
+    }
+    assert len(stored.summary["kpis"]["optimized"]["departures"]) == 2  # the row is untouched
+    assert consented_summary(stored, set()) is stored

@@ -148,7 +148,7 @@ def test_wrong_type_names_file_path_and_line(
 
 def test_sessions_and_campaign_of_the_wrong_type_name_the_file(tmp_path: Path) -> None:
     f = tmp_path / "sessions.yaml"
-    f.write_text("ev-1:\n  - {arrival: 2026-06-15T17:00:00+02:00}\nev-jan: tonight\n")
+    f.write_text("ev-1:\n  - {arrival: 2026-06-15T17:00:00+02:00}\nev-2: tonight\n")
     with pytest.raises(ValidationError, match=f"{f}:ev-2: must map EV names") as err:
         ev_sessions_from_yaml(f)
     assert err.value.line == 3

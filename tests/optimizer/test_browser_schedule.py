@@ -43,9 +43,11 @@ def test_manager_sees_charts_and_owner_only_their_car(server: str) -> None:
             "Zon-PV" in by_id["flows"]["traces"]
             and "Afname van het net" in by_id["flows"]["traces"]
         )
-        assert {"battery", "ev-1", "ev-2", "ev-3"} <= set(by_id["soc"]["traces"])
+        # no owner consented: the manager sees the cars as one total, no car's own SoC
+        assert {"battery", "ev-total"} <= set(by_id["soc"]["traces"])
+        assert not {"ev-1", "ev-2", "ev-3"} & set(by_id["soc"]["traces"])
         assert by_id["prices"]["n"] == 96
-        assert page.locator("#departures tr").count() == 4  # header + three cars
+        assert page.locator("#departures tr").count() == 0  # no car's departure either
 
     assert not outside, f"the page tried to reach the internet: {outside}"
     with loopback_page() as (owner, outside):

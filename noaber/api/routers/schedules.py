@@ -10,6 +10,7 @@ schedule answers 404.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Annotated
 
@@ -52,12 +53,11 @@ class ScheduleOut(BaseModel):
 EV_TOTAL = "ev-total"
 
 
-def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
-    """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
-    the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
-    summed, no SoC, no owner)."""
+def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series:
+    """Which rows of ``steps`` are cars ``user`` may not see one by one (a site manager and
+    no ``ev_detail_site_manager`` consent of the owner)."""
     if user.role is not Role.SITE_MANAGER or steps.empty:
-        return steps
+        return pd.Series(False, index=steps.index)
     refs = {r for r in steps.loc[steps["kind"] == "ev", "owner_ref"].dropna().unique()}
     members: list[MemberRow] = (
         list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
@@ -65,7 +65,29 @@ def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.Dat
     allowed = {
         m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
     }
-    hidden = (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+    return (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+
+
+def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
+    """A detached copy of ``schedule`` whose summary leaves out the per-car figures
+    (departure SoC, V2G energy) of ``hidden_cars``; the stored row is not touched."""
+    if not hidden_cars:
+        return schedule
+    summary = copy.deepcopy(schedule.summary or {})
+    opt = summary.get("kpis", {}).get("optimized", {})
+    if "departures" in opt:
+        opt["departures"] = [d for d in opt["departures"] if d.get("ev") not in hidden_cars]
+    if isinstance(opt.get("v2g_kwh"), dict):
+        opt["v2g_kwh"] = {k: v for k, v in opt["v2g_kwh"].items() if k not in hidden_cars}
+    columns = {c.key: getattr(schedule, c.key) for c in Schedule.__table__.columns}
+    return Schedule(**{**columns, "summary": summary})
+
+
+def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
+    """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
+    the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
+    summed, no SoC, no owner)."""
+    hidden = _hidden_cars(session, user, steps)
     if not hidden.any():
         return steps
     total = steps[hidden].groupby("ts", as_index=False)["power_kw"].sum()
@@ -94,10 +116,12 @@ def site_schedule_page(
     sched = latest_schedule(session, site.name)
     if sched is None:
         raise not_found(f"schedule for site {site_name!r}")
+    steps = schedule_steps(session, sched.id)
+    hidden = set(steps.loc[_hidden_cars(session, user, steps), "asset"])
     return HTMLResponse(
         render_site_page(
-            sched,
-            consented_steps(session, user, schedule_steps(session, sched.id)),
+            consented_summary(sched, hidden),
+            consented_steps(session, user, steps),
             locale,
             site.timezone,
         )
