@@ -29,6 +29,7 @@ from energy.settings import Settings, get_settings
 from energy.users import authenticate
 from noaber.api import create_app
 from noaber.cli import app as cli_app
+from noaber.cli.audit import set_actor
 from settlement.statements import render_csv, render_html, statement_data
 from tests.noaber.privacy_world import (
     LEAVER,
@@ -66,6 +67,7 @@ def cli(db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):
 
     yield run
     get_settings.cache_clear()
+    set_actor(None)
 
 
 def _fingerprints(sessions, statement_ids: dict[str, int]) -> dict[str, tuple]:
@@ -375,3 +377,31 @@ def test_schedule_summary_leaves_out_hidden_cars() -> None:
     }
     assert len(stored.summary["kpis"]["optimized"]["departures"]) == 2  # the row is untouched
     assert consented_summary(stored, set()) is stored
+
+
+def test_control_run_records_each_written_setpoint(sessions, cli) -> None:
+    from pathlib import Path
+
+    from noaber.cli.control import _audit_setpoints
+    from noaber.services.control import SetpointRecord
+
+    assert cli("--as", "nachtdienst", "audit", "verify").exit_code == 0  # sets the actor
+    records = [
+        SetpointRecord("ev-1", "ev-1", 3000.0, 3000.0, 2500.0, "optimizer.mpc", True),
+        SetpointRecord("battery", "battery-gx", -1000.0, -800.0, -800.0, "optimizer.mpc", False),
+    ]
+    _audit_setpoints(Path("/x/demo_site.yaml"), records)
+    with sessions() as session:
+        log = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
+    assert [(e.actor, e.action, e.target, e.detail["written_w"]) for e in log] == [
+        ("nachtdienst", "device.setpoint", "ev-1", 2500.0),
+        ("nachtdienst", "device.setpoint", "battery", -800.0),
+    ]
+    assert log[1].detail == {
+        "site_file": "demo_site.yaml",
+        "control": "battery-gx",
+        "requested_w": -800.0,
+        "written_w": -800.0,
+        "read_back": False,
+        "by": "optimizer.mpc",
+    }
