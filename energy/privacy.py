@@ -242,8 +242,10 @@ def erase_core(session: Session, member: Member, at: dt.datetime | None = None) 
     - active consents are withdrawn (the rows, which hold no personal data, stay as the
       record of what was agreed);
     - an asset name or channel key that still holds a word of the name (written before the
-      pseudonymity check) becomes ``<kind>-<id>`` / ``<site>/<kind>-<id>/<quantity>``;
-    - ``members.erased_at`` is set; the ref, measurements and ledger stay (pseudonymised).
+      pseudonymity check) becomes ``<kind>-<id>`` / ``<site>/<kind>-<id>/<quantity>-<channel
+      id>``, and ``members.erased_at`` is set (both through the one writer,
+      :func:`energy.sites.erase_member_rows`); the ref, measurements and ledger stay
+      (pseudonymised).
     """
     when = at or utc_now()
     report = ErasureReport(member.ref)

@@ -386,7 +386,7 @@ def erase_member_rows(session: Session, member: Member, at: dt.datetime) -> Eras
     words = member_words(member)
     deleted = member.personal is not None
     if deleted:
-        session.delete(member.personal)
+        member.personal = None  # delete-orphan: the row goes at the flush
     assets, channels = [], []
     owned = session.scalars(select(Asset).where(Asset.owner_member_id == member.id))
     for asset in owned if words else ():

@@ -159,3 +159,21 @@ def test_consent_gives_the_site_manager_the_car_until_withdrawn(sessions) -> Non
         ]  # the history stays: a new row after a withdrawal
         with pytest.raises(ValidationError, match="consent:purpose: must be one of"):
             give_consent(s, anna, "marketing")
+
+
+def test_erasure_renames_ids_written_before_the_check(sessions) -> None:
+    from energy.privacy import erase_core
+
+    with sessions() as s:
+        anna = ensure_member(s, ANNA).row
+        site = ensure_site(s, SITE).row
+        car = ensure_asset(s, site, AssetSpec("ev-1", AssetKind.EV, anna.id)).row
+        ch = ensure_channel(s, car, ChannelSpec("zaal/ev-1/power", Quantity.POWER, "W")).row
+        car.name, ch.key = "ev-anna", "zaal/ev-anna/power"  # as an older release stored them
+        s.flush()
+        report = erase_core(s, anna, at=T0)
+        assert (report.assets_renamed, report.channels_renamed) == ([car.id], [ch.id])
+        assert car.name == f"ev-{car.id}" and ch.key == f"zaal/ev-{car.id}/power-{ch.id}"
+        assert report.personal_deleted and anna.erased_at == T0 and anna.personal is None
+        again = erase_core(s, anna)
+        assert not again.personal_deleted and again.assets_renamed == []
