@@ -1,8 +1,11 @@
-"""Core domain tables: sites, assets, devices, channels, members, communities, users, readings.
+"""Core domain tables: sites, assets, devices, channels, members, communities, users, readings,
+consents and the audit log of people's actions.
 
-Privacy (docs/ARCHITECTURE.md): a :class:`Member` is a pseudonymous id; names, e-mail and
-addresses live only in :class:`MemberPersonal`, which can be exported and erased without
-touching measurements, the ledger or anyone else's statements.
+Privacy (docs/ARCHITECTURE.md, docs/PRIVACY.md): a :class:`Member` is a pseudonymous id
+(``m-7f3a9c``); names, e-mail, addresses, IBANs, licence plates and the human label a file
+gives a member live only in :class:`MemberPersonal`, which can be exported and erased
+(:mod:`energy.privacy`) without touching measurements, the ledger or anyone else's statements.
+What a member agreed to is a :class:`Consent` (purpose, given, withdrawn).
 """
 
 from __future__ import annotations
@@ -96,9 +99,15 @@ class Member(Base):
     ref: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[MemberKind] = mapped_column(Enum(MemberKind, native_enum=False, length=20))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    #: When the member's personal data was erased (``noaber member erase``); what the law
+    #: requires to be kept (the ledger, statements) stays under the pseudonymous ref.
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     personal: Mapped[MemberPersonal | None] = relationship(
         back_populates="member", cascade="all, delete-orphan", uselist=False
+    )
+    consents: Mapped[list[Consent]] = relationship(
+        back_populates="member", cascade="all, delete-orphan", order_by="Consent.id"
     )
 
 
@@ -113,14 +122,75 @@ class MemberPersonal(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     address: Mapped[str | None] = mapped_column(String(500))
-    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    #: Bank account for payouts and collections (SEPA), and the direct-debit mandate.
+    #: Bank account for payouts (ISO 13616, stored without spaces).
     iban: Mapped[str | None] = mapped_column(String(34))
+    #: Licence plate of the member's car (upper case, as written).
+    licence_plate: Mapped[str | None] = mapped_column(String(20))
+    #: The human label a site or community file gives the member (``ev-anna``): a name,
+    #: so it lives here and never in ``members.ref``.
+    label: Mapped[str | None] = mapped_column(String(100))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Bank (BIC) and direct-debit mandate for SEPA collections; ``iban`` above is the account.
     bic: Mapped[str | None] = mapped_column(String(11))
     sepa_mandate_id: Mapped[str | None] = mapped_column(String(35))
     sepa_mandate_date: Mapped[dt.date | None] = mapped_column(Date)
 
     member: Mapped[Member] = relationship(back_populates="personal")
+
+
+class ConsentPurpose(enum.StrEnum):
+    """What a member may agree to (AVG art. 6(1)(a), art. 7: recorded, withdrawable)."""
+
+    #: The site manager of the building where the car charges sees this car's own
+    #: 15-minute charging (without it: only the building's total EV energy).
+    EV_DETAIL_SITE_MANAGER = "ev_detail_site_manager"
+
+
+class Consent(Base):
+    """One consent of a member for one purpose; active while ``withdrawn_at`` is NULL.
+
+    A withdrawal sets ``withdrawn_at``; a new consent after it is a new row, so the history
+    of what was agreed when stays (the proof of consent, AVG art. 7(1)).
+    """
+
+    __tablename__ = "member_consents"
+    __table_args__ = (
+        CheckConstraint(
+            "withdrawn_at IS NULL OR withdrawn_at >= given_at", name="withdrawn_after_given"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[ConsentPurpose] = mapped_column(
+        Enum(ConsentPurpose, native_enum=False, length=40)
+    )
+    given_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    member: Mapped[Member] = relationship(back_populates="consents")
+
+
+class AuditEntry(Base):
+    """One action of a person (who, when, what, on what), hash-chained and append-only.
+
+    ``hash = sha256(canonical(seq, at, actor, via, action, target, detail, prev_hash))``
+    (:func:`energy.audit.entry_hash`); ``prev_hash`` is unique, so the chain cannot fork, and
+    the migration installs triggers that refuse UPDATE and DELETE. ``target`` and ``detail``
+    hold pseudonymous refs and numbers, never personal data (it could not be erased).
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(100), index=True)
+    via: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class Community(Base):

@@ -86,18 +86,50 @@ def _name(value: str, what: str) -> str:
     return value
 
 
+def normalise_iban(value: str) -> str:
+    """``value`` without spaces, upper case, if its ISO 13616 mod-97 check holds.
+
+    Raises
+    ------
+    ValueError
+        Naming the value, if it is not an IBAN.
+    """
+    iban = re.sub(r"\s+", "", value).upper()
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", iban):
+        raise ValueError(f"not an IBAN: {value!r}")
+    digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
+    if int(digits) % 97 != 1:
+        raise ValueError(f"IBAN check digits do not match: {value!r}")
+    return iban
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class MemberDoc(_Strict):
-    ref: str = Field(description="Pseudonymous member id, e.g. m-ev-anna")
+    ref: str = Field(description="Pseudonymous member id, e.g. m-7f3a9c (never a name)")
     kind: MemberKind = MemberKind.PERSON
     name: str = Field(min_length=1, max_length=200)
     email: str | None = None
     address: str | None = None
+    iban: str | None = Field(default=None, description="Payout account (ISO 13616)")
+    licence_plate: str | None = Field(default=None, max_length=20)
+    label: str | None = Field(
+        default=None, max_length=100, description="Human label of the member (personal data)"
+    )
 
     _ref = field_validator("ref")(lambda v: _name(v, "member ref"))
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_iban(v)
+
+    @field_validator("licence_plate")
+    @classmethod
+    def _plate(cls, v: str | None) -> str | None:
+        return None if v is None else v.upper()
 
     @field_validator("email")
     @classmethod
@@ -370,7 +402,9 @@ class _Import:
 
 def _import_members(run: _Import) -> None:
     for i, m in enumerate(run.doc.members):
-        spec = MemberSpec(m.ref, m.kind, m.name, m.email, m.address)
+        spec = MemberSpec(
+            m.ref, m.kind, m.name, m.email, m.address, m.iban, m.licence_plate, m.label
+        )
         got = ensure_member(run.session, spec, source=run.source, path=f"members[{i}]")
         run.result.count("members", got.change)
         run.members[m.ref] = got.row
@@ -432,7 +466,11 @@ def _import_assets(run: _Import, site: Site, devices: dict[str, Device]) -> None
     for i, a in enumerate(run.doc.assets):
         owner = run.member_of(a.owner, f"assets[{i}].owner")
         got = ensure_asset(
-            run.session, site, AssetSpec(a.name, a.kind, owner.id if owner else None, a.params)
+            run.session,
+            site,
+            AssetSpec(a.name, a.kind, owner.id if owner else None, a.params),
+            source=run.source,
+            path=f"assets[{i}]",
         )
         run.result.count("assets", got.change)
         for j, ch in enumerate(a.channels):

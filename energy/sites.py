@@ -15,6 +15,7 @@ file) and the location ``<path>.<field>``, where ``path`` names the entry in the
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from energy.models import (
     Site,
     community_members,
 )
+from energy.pseudonyms import check_pseudonymous, fold, member_words, person_words
 
 RowT = TypeVar("RowT")
 
@@ -69,8 +71,11 @@ class EnsuredCommunity(Ensured[Community]):
 class MemberSpec:
     """A member by its pseudonymous ``ref``; ``kind`` None: as stored (person when new).
 
-    ``name``, ``email`` and ``address`` are the personal data (stored apart, in
-    :class:`~energy.models.MemberPersonal`); a new member without ``name`` gets no personal row.
+    ``name``, ``email``, ``address``, ``iban``, ``licence_plate`` and ``label`` (the human
+    name a file uses for the member) are the personal data (stored apart, in
+    :class:`~energy.models.MemberPersonal`); a new member without ``name`` gets no personal
+    row. A person's ``ref`` must not contain a word of their name, e-mail or label
+    (:func:`energy.privacy.check_pseudonymous`).
     """
 
     ref: str
@@ -78,6 +83,20 @@ class MemberSpec:
     name: str | None = None
     email: str | None = None
     address: str | None = None
+    iban: str | None = None
+    licence_plate: str | None = None
+    label: str | None = None
+
+    def personal(self) -> dict[str, str | None]:
+        """The personal fields, as stored in ``member_personal``."""
+        return {
+            "name": self.name,
+            "email": self.email,
+            "address": self.address,
+            "iban": self.iban,
+            "licence_plate": self.licence_plate,
+            "label": self.label,
+        }
 
 
 @dataclass(frozen=True)
@@ -190,9 +209,13 @@ def ensure_member(
         differing name with ``update=False``.
     """
     member = session.scalar(select(Member).where(Member.ref == spec.ref))
-    personal = {"name": spec.name, "email": spec.email, "address": spec.address}
+    personal = spec.personal()
+    kind = spec.kind or (member.kind if member is not None else MemberKind.PERSON)
+    if kind is MemberKind.PERSON and (member is None or update):
+        words = person_words(spec.name, spec.email, spec.label)
+        check_pseudonymous(spec.ref, words, "member ref", source, _at(path, "ref"))
     if member is None:
-        member = Member(ref=spec.ref, kind=spec.kind or MemberKind.PERSON)
+        member = Member(ref=spec.ref, kind=kind)
         if spec.name is not None:
             member.personal = MemberPersonal(**personal)
         session.add(member)
@@ -291,10 +314,25 @@ def ensure_device(
 
 
 def ensure_asset(
-    session: Session, site: Site, spec: AssetSpec, *, update: bool = True
+    session: Session,
+    site: Site,
+    spec: AssetSpec,
+    *,
+    update: bool = True,
+    source: str | None = None,
+    path: str | None = None,
 ) -> Ensured[Asset]:
-    """Get the asset ``spec.name`` of ``site``, create it or update it in place."""
+    """Get the asset ``spec.name`` of ``site``, create it or update it in place.
+
+    Raises
+    ------
+    ValidationError
+        At ``<path>.name`` if the asset of a person holds a word of the owner's name.
+    """
     asset = session.scalar(select(Asset).where(Asset.site_id == site.id, Asset.name == spec.name))
+    if asset is None or update:
+        owner = session.get(Member, spec.owner_member_id) if spec.owner_member_id else None
+        check_pseudonymous(spec.name, member_words(owner), "asset name", source, _at(path, "name"))
     values = {**asdict(spec), "site_id": site.id}
     return _upsert(session, asset, Asset, values, update)
 
@@ -313,12 +351,53 @@ def ensure_channel(
     Raises
     ------
     ValidationError
-        At ``<path>.key`` if the key belongs to a channel of another asset.
+        At ``<path>.key`` if the key belongs to a channel of another asset, or holds a word
+        of the name of the person who owns the asset.
     """
     channel = session.scalar(select(Channel).where(Channel.key == spec.key))
     if channel is not None and channel.asset_id != asset.id:
         raise ValidationError(
             f"channel key {spec.key!r} already belongs to another asset", source, _at(path, "key")
         )
+    if channel is None or update:
+        owner = asset.owner if asset.owner_member_id else None
+        check_pseudonymous(spec.key, member_words(owner), "channel key", source, _at(path, "key"))
     values = {**asdict(spec), "asset_id": asset.id}
     return _upsert(session, channel, Channel, values, update)
+
+
+@dataclass(frozen=True)
+class ErasedRows:
+    """What :func:`erase_member_rows` changed (ids only, no personal data)."""
+
+    personal_deleted: bool
+    assets_renamed: list[int]
+    channels_renamed: list[int]
+
+
+def erase_member_rows(session: Session, member: Member, at: dt.datetime) -> ErasedRows:
+    """The core-table part of erasing a member (:func:`energy.privacy.erase_core`).
+
+    Deletes the ``member_personal`` row; renames an asset of theirs whose name still holds a
+    word of their name to ``<kind>-<id>``, and such a channel key to
+    ``<site>/<kind>-<id>/<quantity>-<channel id>`` (rows written before the pseudonymity
+    check); sets ``members.erased_at``. The ref and everything keyed by it stay.
+    """
+    words = member_words(member)
+    deleted = member.personal is not None
+    if deleted:
+        member.personal = None  # delete-orphan: the row goes at the flush
+    assets, channels = [], []
+    owned = session.scalars(select(Asset).where(Asset.owner_member_id == member.id))
+    for asset in owned if words else ():
+        kind = asset.kind.value.replace("_", "-")
+        if any(w in fold(asset.name) for w in words):
+            asset.name = f"{kind}-{asset.id}"
+            assets.append(asset.id)
+        for ch in asset.channels:
+            if any(w in fold(ch.key) for w in words):
+                ch.key = f"{asset.site.name}/{kind}-{asset.id}/{ch.quantity.value}-{ch.id}"
+                channels.append(ch.id)
+    member.erased_at = at
+    session.flush()
+    return ErasedRows(deleted, assets, channels)

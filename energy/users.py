@@ -6,7 +6,10 @@ Roles (:class:`energy.models.Role`) and ownership:
 - ``site_manager`` sees the sites linked to them (``user.sites``);
 - ``firm`` sees the sites whose owner member is ``user.member_id``;
 - ``member`` sees the assets they own (``asset.owner_member_id == user.member_id``) and the
-  sites where they own an asset.
+  sites where they own an asset;
+- a ``site_manager`` sees a person's car (``ev``/``ev_charger`` asset) on their site only while
+  its owner consents (:func:`energy.privacy.ev_detail_visible`); the site's profile sums all
+  EVs into one group, which they always see.
 
 Tokens (:mod:`energy.security`) are revoked one at a time on logout (:func:`revoke_token`, a
 row in ``token_denylist`` until the token expires) and all at once when the password is
@@ -33,6 +36,8 @@ from sqlalchemy.orm import Session, selectinload
 from energy.clock import utc_now
 from energy.errors import ValidationError
 from energy.models import Asset, Member, RevokedToken, Role, Site, User
+from energy.privacy import ev_detail_visible
+from energy.pseudonyms import check_pseudonymous, member_words
 from energy.security import (
     DUMMY_HASH,
     TokenClaims,
@@ -114,11 +119,30 @@ def create_user(
     validate_username(username)
     validate_password(password)
     r = parse_role(role)
-    names = list(dict.fromkeys(site_names))
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise ValidationError(
             f"a user {username!r} already exists", source="user", location="username"
         )
+    member, sites = _role_links(session, r, member_ref, site_names)
+    if r is Role.MEMBER:
+        check_pseudonymous(username, member_words(member), "username", "user", "username")
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        role=r,
+        member_id=member.id if member else None,
+        sites=sites,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def _role_links(
+    session: Session, r: Role, member_ref: str | None, site_names: Iterable[str]
+) -> tuple[Member | None, list[Site]]:
+    """The member and sites a user of role ``r`` is linked to, validated for the role."""
+    names = list(dict.fromkeys(site_names))
     member: Member | None = None
     if r in (Role.FIRM, Role.MEMBER):
         if not member_ref:
@@ -157,16 +181,41 @@ def create_user(
             source="user",
             location="site_names",
         )
-    user = User(
-        username=username,
-        password_hash=hash_password(password),
-        role=r,
-        member_id=member.id if member else None,
-        sites=sites,
-    )
-    session.add(user)
+    return member, sites
+
+
+def change_role(
+    session: Session,
+    user: User,
+    role: str | Role,
+    member_ref: str | None = None,
+    site_names: Iterable[str] = (),
+) -> None:
+    """Give ``user`` another role (with the member or sites it needs) and revoke their
+    tokens, which carry the old role (the caller commits).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        As :func:`create_user` for ``role``, ``member_ref`` and ``site_names``.
+    """
+    r = parse_role(role)
+    member, sites = _role_links(session, r, member_ref, site_names)
+    if r is Role.MEMBER:
+        check_pseudonymous(user.username, member_words(member), "username", "user", "username")
+    user.role = r
+    user.member_id = member.id if member else None
+    user.sites = sites
+    if r is not Role.OPERATOR:
+        user.totp_secret, user.totp_enabled, user.totp_last_step = None, False, None
+    user.token_version += 1
     session.flush()
-    return user
+
+
+def set_disabled(session: Session, user: User, disabled: bool = True) -> None:
+    """Disable (or enable again) ``user``; a disabled user's tokens are refused at once."""
+    user.disabled = disabled
+    session.flush()
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
@@ -292,15 +341,16 @@ def enrol_totp(session: Session, user: User) -> str:
 
 def _accept_totp(user: User, code: str, now: dt.datetime | None) -> bool:
     """Whether ``code`` is valid now (± one step) and newer than the last accepted one."""
-    if user.totp_secret is None:
-        return False
+    code = code.strip()
+    if user.totp_secret is None or not (code.isascii() and code.isdigit()):
+        return False  # compare_digest refuses non-ASCII text: such a code is simply wrong
     totp = pyotp.TOTP(user.totp_secret)
     at = now or utc_now()
     for offset in (0, -1, 1):
         step = totp.timecode(at) + offset
         if user.totp_last_step is not None and step <= user.totp_last_step:
             continue
-        if secrets.compare_digest(totp.generate_otp(step), code.strip()):
+        if secrets.compare_digest(totp.generate_otp(step), code):
             user.totp_last_step = step
             return True
     return False
@@ -353,11 +403,15 @@ def user_may_see_site(user: User, site: Site) -> bool:
     return False
 
 
-def user_may_see_asset(user: User, asset: Asset) -> bool:
-    """Whether ``user`` may read ``asset``: a member only their own, others by site."""
+def user_may_see_asset(session: Session, user: User, asset: Asset) -> bool:
+    """Whether ``user`` may read ``asset``: a member only their own, others by site; a
+    site manager a person's car only with that person's recorded consent
+    (:func:`energy.privacy.ev_detail_visible`)."""
     if user.role is Role.MEMBER:
         return user.member_id is not None and asset.owner_member_id == user.member_id
-    return user_may_see_site(user, asset.site)
+    if not user_may_see_site(user, asset.site):
+        return False
+    return user.role is not Role.SITE_MANAGER or ev_detail_visible(session, asset)
 
 
 def visible_sites(session: Session, user: User) -> list[Site]:

@@ -109,7 +109,7 @@ class SafeWriter:
                 continue
             asset = dev.config.asset
             if asset is None and ctrl.setpoint_quantity == "device_power":
-                asset = dev.config.asset_from_site  # e.g. "ev-anna" for her charger
+                asset = dev.config.asset_from_site  # e.g. "ev-1" for her charger
             self.controls[asset or dev.name] = _Control(dev, ctrl)
         self._locks = {a: asyncio.Lock() for a in self.controls}
 

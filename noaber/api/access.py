@@ -23,7 +23,7 @@ def site_for(session: Session, user: User, site_name: str) -> Site:
 def asset_for(session: Session, user: User, asset_id: int) -> Asset:
     """The asset ``asset_id`` if ``user`` may see it; 404 otherwise."""
     asset = session.get(Asset, asset_id)
-    if asset is None or not user_may_see_asset(user, asset):
+    if asset is None or not user_may_see_asset(session, user, asset):
         raise not_found(f"asset {asset_id}")
     return asset
 
@@ -31,6 +31,6 @@ def asset_for(session: Session, user: User, asset_id: int) -> Asset:
 def channel_for(session: Session, user: User, channel_id: int) -> Channel:
     """The channel ``channel_id`` if ``user`` may see its asset; 404 otherwise."""
     channel = session.get(Channel, channel_id)
-    if channel is None or not user_may_see_asset(user, channel.asset):
+    if channel is None or not user_may_see_asset(session, user, channel.asset):
         raise not_found(f"channel {channel_id}")
     return channel

@@ -44,9 +44,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.sessions = session_factory(engine)
     install_error_handlers(app)
 
-    from noaber.api.routers import assets, auth, channels, docs, pages, readings, sites, users
+    from noaber.api.routers import (
+        assets,
+        audit,
+        auth,
+        channels,
+        docs,
+        members,
+        pages,
+        readings,
+        sites,
+        users,
+    )
 
-    for core in (auth, sites, assets, channels, readings, users, pages, docs):
+    for core in (auth, sites, assets, channels, readings, users, members, audit, pages, docs):
         app.include_router(core.router)
 
     # --- domain routers ---

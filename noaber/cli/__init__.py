@@ -14,11 +14,13 @@ import typer
 
 from energy.errors import NoaberError
 from noaber.cli import (
+    audit,
     control,
     db,
     gateway,
     intervals,
     meetkoffer,
+    member,
     optimize,
     prices,
     serve,
@@ -42,6 +44,7 @@ COMMAND_MODULES = (
     db,
     site,
     user,
+    member,
     intervals,
     prices,
     gateway,
@@ -49,7 +52,23 @@ COMMAND_MODULES = (
     control,
     settle,
     meetkoffer,
+    audit,
 )
+
+
+@app.callback()
+def _root(
+    as_user: str | None = typer.Option(
+        None,
+        "--as",
+        envvar="NOABER_AS",
+        help="The user you act as, for the audit log (default: the OS user)",
+    ),
+) -> None:
+    """Noaber: local solar, batteries and V2G for Drenthe's dorpshuizen, and the Meetkoffer."""
+    audit.set_actor(as_user)
+
+
 for _module in COMMAND_MODULES:
     _module.register(app)
 

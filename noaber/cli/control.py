@@ -59,9 +59,35 @@ def control_run(
         spool,
         price_series=parse_price_series(price_series),
     )
+    _audit_setpoints(site_file, run.setpoints)
     console.print(summary_line(run))
     if run.status.last_ok is False:
         raise NoaberError(f"the last planning step failed: {run.status.last_error}")
+
+
+def _audit_setpoints(site_file: Path, setpoints: list) -> None:
+    """Record every setpoint this command wrote (asset, asked and written W) as the acting
+    user's action, in one transaction after the loop (the gateway's JSONL write log has the
+    register-level detail with its own timestamps)."""
+    from energy.audit import record
+    from energy.db import make_engine, session_factory, transaction
+    from energy.settings import get_settings
+    from noaber.cli.audit import actor
+
+    if not setpoints:
+        return
+    who = actor()
+    with transaction(session_factory(make_engine(get_settings().sqlalchemy_url))) as session:
+        for sp in setpoints:
+            detail = {
+                "site_file": site_file.name,
+                "control": sp.control,
+                "requested_w": round(float(sp.requested_w), 1),
+                "written_w": round(float(sp.written_w), 1),
+                "read_back": bool(sp.read_back),
+                "by": sp.requested_by,
+            }
+            record(session, who, "device.setpoint", sp.asset, detail)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,15 +19,19 @@ def prices_import(
     file: Path = typer.Argument(..., help="CSV with timestamp, price_eur_per_kwh"),
 ) -> None:
     """Import prices per ISP (idempotent; a file with a bad row changes nothing)."""
+    from energy.audit import record
     from energy.db import make_engine, session_factory, upgrade
     from energy.prices import parse_price_csv, store_prices
     from energy.settings import load_settings
+    from noaber.cli.audit import actor
 
     prices = parse_price_csv(file)
     engine = make_engine(load_settings().sqlalchemy_url)
     upgrade(engine)
     with session_factory(engine).begin() as session:
         n = store_prices(session, series, prices)
+        first, last = prices.index[0].isoformat(), prices.index[-1].isoformat()
+        record(session, actor(), "tariff.import", series, {"isps": n, "from": first, "to": last})
     console.print(
         f"{series}: {n} ISPs from {prices.index[0].isoformat()} to {prices.index[-1].isoformat()}"
     )

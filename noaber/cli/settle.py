@@ -50,6 +50,16 @@ def _sessions():
     return session_factory(engine)
 
 
+def _audit(sessions, action: str, target: str, detail: dict) -> None:
+    """Record who ran ``action`` (the acting user: ``noaber --as`` or the OS user)."""
+    from energy.audit import record
+    from energy.db import transaction
+    from noaber.cli.audit import actor
+
+    with transaction(sessions) as session:
+        record(session, actor(), action, target, detail)
+
+
 @settle_app.command("run")
 def settle_run(
     community_file: Path = typer.Option(
@@ -117,6 +127,18 @@ def settle_run(
             f"{result.status}); nothing posted"
         )
         return
+    _audit(
+        sessions,
+        "settlement.run",
+        f"{community.name}/{period}",
+        {
+            "run_id": result.run_id,
+            "status": result.status,
+            "transfers": result.n_transfers,
+            "tariff": str(tariff or community.tariff_path or "shipped 2026"),
+            "tariff_digest": plan.tariff.digest,
+        },
+    )
     console.print(
         f"run {result.run_id} {result.status}: {result.n_transfers} transfers "
         f"({result.n_reversals} reversals), statements: {', '.join(result.statements) or 'none'}; "
@@ -134,7 +156,9 @@ def settle_post(run_id: int = typer.Argument(..., help="A pending (provisional) 
     """Post a provisional run's pending transfers and issue its statements."""
     from settlement.settle import post_pending
 
-    r = post_pending(_sessions(), run_id)
+    sessions = _sessions()
+    r = post_pending(sessions, run_id)
+    _audit(sessions, "settlement.post", str(run_id), {"transfers": r.n_transfers})
     console.print(
         f"run {r.run_id} posted: {r.n_transfers} transfers, statements: {', '.join(r.statements)}"
     )
@@ -145,7 +169,9 @@ def settle_void(run_id: int = typer.Argument(..., help="A pending (provisional) 
     """Void a provisional run: its pending transfers will never count."""
     from settlement.settle import void_pending
 
-    r = void_pending(_sessions(), run_id)
+    sessions = _sessions()
+    r = void_pending(sessions, run_id)
+    _audit(sessions, "settlement.void", str(run_id), {"transfers": r.n_transfers})
     console.print(f"run {r.run_id} voided ({r.n_transfers} pending transfers)")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from energy.settings import Settings, load_settings
+from noaber.cli.audit import actor
 from noaber.console import console
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ def user_add(
     ] = "",
 ) -> None:
     """Create a user (password stored as an Argon2id hash only)."""
+    from energy.audit import record
     from energy.users import create_user
 
     with _user_transaction() as (settings, session):
         user = create_user(session, username, password, role, member, site or ())
         desc = f"user {user.username!r} ({user.role.value})"
+        record(session, actor(), "user.add", username, _role_detail(user))
     console.print(f"created {desc} in {settings.database_for_display}")
 
 
@@ -74,11 +77,13 @@ def user_reset_password(
 ) -> None:
     """Set a user's password, revoke all their tokens and clear their failed logins (in the
     running server too when NOABER_RATE_LIMIT_STORAGE is shared, e.g. Redis)."""
+    from energy.audit import record
     from energy.users import find_user, reset_password
     from noaber.api.throttle import LoginThrottle
 
     with _user_transaction() as (settings, session):
         reset_password(session, find_user(session, username), password)
+        record(session, actor(), "user.password_reset", username)
     LoginThrottle(settings.rate_limit_storage).forget_user(username)
     console.print(f"password of {username!r} reset; their tokens are revoked")
 
@@ -97,10 +102,12 @@ def user_change_password(
     password: Annotated[str, _new_password_option()] = "",
 ) -> None:
     """Change a password knowing the current one; revokes all tokens of the user."""
+    from energy.audit import record
     from energy.users import change_password, find_user
 
     with _user_transaction() as (_settings, session):
         change_password(session, find_user(session, username), current, password)
+        record(session, actor(), "user.password_change", username)
     console.print(f"password of {username!r} changed; their tokens are revoked")
 
 
@@ -108,16 +115,61 @@ def user_reset_totp(
     username: Annotated[str, typer.Argument(help="The user whose second factor is removed")],
 ) -> None:
     """Remove a user's TOTP second factor (a lost phone); they may enrol again."""
+    from energy.audit import record
     from energy.users import find_user, reset_totp
 
     with _user_transaction() as (_settings, session):
         reset_totp(session, find_user(session, username))
+        record(session, actor(), "user.totp_reset", username)
     console.print(f"second factor of {username!r} removed")
 
 
+def _role_detail(user: Any) -> dict[str, Any]:
+    return {
+        "role": user.role.value,
+        "member": user.member.ref if user.member else None,
+        "sites": sorted(s.name for s in user.sites),
+    }
+
+
+def user_disable(
+    username: Annotated[str, typer.Argument(help="The user to disable")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable again instead")] = False,
+) -> None:
+    """Disable a user (their tokens are refused at once), or ``--enable`` them again."""
+    from energy.audit import record
+    from energy.users import find_user, set_disabled
+
+    with _user_transaction() as (_settings, session):
+        set_disabled(session, find_user(session, username), not enable)
+        record(session, actor(), "user.disable", username, {"disabled": not enable})
+    console.print(f"user {username!r} {'enabled' if enable else 'disabled'}")
+
+
+def user_set_role(
+    username: Annotated[str, typer.Argument(help="The user")],
+    role: Annotated[str, typer.Option(help="operator, site_manager, firm or member")],
+    member: Annotated[str | None, typer.Option(help="Member ref for firm/member")] = None,
+    site: Annotated[list[str] | None, typer.Option(help="Site of a site_manager")] = None,
+) -> None:
+    """Give a user another role; their tokens (which carry the old role) are revoked."""
+    from energy.audit import record
+    from energy.users import change_role, find_user
+
+    with _user_transaction() as (_settings, session):
+        user = find_user(session, username)
+        before = user.role.value
+        change_role(session, user, role, member, site or ())
+        record(session, actor(), "user.role", username, {"from": before, **_role_detail(user)})
+    console.print(f"user {username!r} is now {role}; their tokens are revoked")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``user add``, ``change-password``, ``reset-password`` and ``reset-totp``."""
+    """Add ``user add``, ``disable``, ``set-role``, ``change-password``, ``reset-password``
+    and ``reset-totp``."""
     user_app.command("add")(user_add)
+    user_app.command("disable")(user_disable)
+    user_app.command("set-role")(user_set_role)
     user_app.command("change-password")(user_change_password)
     user_app.command("reset-password")(user_reset_password)
     user_app.command("reset-totp")(user_reset_totp)

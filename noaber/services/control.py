@@ -14,7 +14,7 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
   gateway polled from the device of each asset's ``soc`` channel (its ``Battery`` view), else
   the latest interval reading;
 * :class:`GatewaySetpoints`, the :class:`optimizer.mpc.ReleasableSink` between the two: the
-  MPC's asset names (``battery``, ``ev-anna``) are routed to the devices'
+  MPC's asset names (``battery``, ``ev-1``) are routed to the devices'
   :class:`~modbus_gateway.capabilities.PowerControl` views, which take the asset's power (a
   battery behind an ESS that regulates its grid connection gets the grid setpoint for it
   inside the gateway);

@@ -38,7 +38,7 @@ def test_import_is_idempotent(sessions):
         assert _counts(s) == before
         site = s.scalar(select(Site).where(Site.name == "dorpshuis-noaberhof"))
         assert site.grid_import_limit_kw == 40 and site.community.name == "energie-exloo"
-        anna = s.scalar(select(Member).where(Member.ref == "m-ev-anna"))
+        anna = s.scalar(select(Member).where(Member.ref == "m-4c1e7a"))
         assert anna.personal.name == "Anna Bakker"
 
 

@@ -59,19 +59,19 @@ def _site(session, spec: SiteSpec = HALL) -> Site:
 
 
 def test_member_create_update_unchanged(sessions) -> None:
-    anna = MemberSpec("m-anna", MemberKind.PERSON, "Anna Bakker", "anna@example.org")
+    anna = MemberSpec("m-5e0a11", MemberKind.PERSON, "Anna Bakker", "anna@example.org")
     with sessions.begin() as s:
         got = ensure_member(s, anna)
         assert got.change == Change.CREATED and got.row.id is not None
         assert got.row.personal.name == "Anna Bakker"
         assert ensure_member(s, anna).change == Change.UNCHANGED
-        moved = MemberSpec("m-anna", MemberKind.PERSON, "Anna Bakker", address="Brink 1")
+        moved = MemberSpec("m-5e0a11", MemberKind.PERSON, "Anna Bakker", address="Brink 1")
         assert ensure_member(s, moved).change == Change.UPDATED
         bare = ensure_member(s, MemberSpec("m-bare"))  # no name: no personal row
         assert bare.change == Change.CREATED and bare.row.kind == MemberKind.PERSON
         assert bare.row.personal is None
     with sessions() as s:
-        stored = s.scalar(select(Member).where(Member.ref == "m-anna"))
+        stored = s.scalar(select(Member).where(Member.ref == "m-5e0a11"))
         assert (stored.personal.email, stored.personal.address) == (None, "Brink 1")
 
 
@@ -95,27 +95,29 @@ def test_member_kind_conflict_names_source_and_path(sessions) -> None:
 
 def test_member_reference_is_checked_not_changed(sessions) -> None:
     with sessions.begin() as s:
-        ensure_member(s, MemberSpec("m-anna", MemberKind.PERSON, "Anna Bakker", "a@example.org"))
+        ensure_member(s, MemberSpec("m-5e0a11", MemberKind.PERSON, "Anna Bakker", "a@example.org"))
     with sessions.begin() as s:
-        same = ensure_member(s, MemberSpec("m-anna", name="Anna Bakker"), update=False)
+        same = ensure_member(s, MemberSpec("m-5e0a11", name="Anna Bakker"), update=False)
         assert same.change == Change.UNCHANGED
-        assert ensure_member(s, MemberSpec("m-anna"), update=False).change == Change.UNCHANGED
+        assert ensure_member(s, MemberSpec("m-5e0a11"), update=False).change == Change.UNCHANGED
         with pytest.raises(ValidationError) as err:
             ensure_member(
                 s,
-                MemberSpec("m-anna", name="anna"),
+                MemberSpec("m-5e0a11", name="anna"),
                 update=False,
                 source="c.yaml",
                 path="members[0]",
             )
-    assert "c.yaml:members[0].name: member 'm-anna' is stored under another name" in str(err.value)
+    assert "c.yaml:members[0].name: member 'm-5e0a11' is stored under another name" in str(
+        err.value
+    )
     assert "Anna Bakker" not in str(err.value)  # the error does not echo personal data
     with sessions.begin() as s:  # erased personal data stays erased for a reference
-        m = s.scalar(select(Member).where(Member.ref == "m-anna"))
+        m = s.scalar(select(Member).where(Member.ref == "m-5e0a11"))
         s.delete(m.personal)
     with sessions.begin() as s:
         assert (
-            ensure_member(s, MemberSpec("m-anna", name="anna"), update=False).row.personal is None
+            ensure_member(s, MemberSpec("m-5e0a11", name="anna"), update=False).row.personal is None
         )
         assert s.scalar(select(func.count()).select_from(MemberPersonal)) == 0
 

@@ -21,7 +21,7 @@ FACTORY = Path(__file__).parents[2] / "noaber" / "services" / "demo" / "data" / 
 def test_campaign_refers_to_a_firm_of_a_site_file(sessions) -> None:
     import_site_file(FACTORY, sessions)
     with sessions.begin() as s:
-        ensure_member(s, MemberSpec("m-anna", MemberKind.PERSON, "Anna Bakker"))
+        ensure_member(s, MemberSpec("m-5e0a11", MemberKind.PERSON, "Anna Bakker"))
     cfg = yaml.safe_load((DATA / "campaign.yaml").read_text())
     new_site = cfg["site"]
     cfg.update(firm={"ref": "m-polymeer"}, site={"name": "polymeer-emmen"})
@@ -33,7 +33,7 @@ def test_campaign_refers_to_a_firm_of_a_site_file(sessions) -> None:
         assert "polymeer-emmen/lighting/energy_import" in keys
     cases = [
         ({"firm": {"ref": "m-polymeer", "name": "Other BV"}}, "campaign.yaml:firm.name: member"),
-        ({"firm": {"ref": "m-anna"}}, "campaign.yaml:firm.kind: member 'm-anna' is stored as"),
+        ({"firm": {"ref": "m-5e0a11"}}, "campaign.yaml:firm.kind: member 'm-5e0a11' is stored as"),
         (
             {"site": {**new_site, "ean": "871685900000000028"}},
             "campaign.yaml:site.ean: EAN 871685900000000028 already belongs to site",

@@ -22,8 +22,8 @@ async def test_run_demo_stores_samples_of_every_channel(tmp_path):
         assert Quality.INVALID not in set(s.quality.tolist()), key
     # the V2G setpoint reached the charger and shows in the measured power
     asset, applied, by = res.setpoints[0]
-    assert asset == "ev-anna" and by == "noaber demo" and applied < 0
-    ev = store.read(ids["dorpshuis-noaberhof/ev-anna/power"])
+    assert asset == "ev-1" and by == "noaber demo" and applied < 0
+    ev = store.read(ids["dorpshuis-noaberhof/ev-1/power"])
     assert ev.value[-1] == applied
     # energy counters in kWh registers arrive in Wh
     imp = store.read(ids["dorpshuis-noaberhof/grid/energy_import"])

@@ -13,7 +13,9 @@ user            role                        may see
 ==============  ==========================  =========================================
 
 Foreign to all but the operator: site ``hall-b`` (owned by ``m-hall-b``, with the EV of
-``m-ev-other``) and ``factory-other`` (owned by ``m-firm-other``).
+``m-ev-other``) and ``factory-other`` (owned by ``m-firm-other``). ``m-ev`` has given no
+consent, so ``mgr`` does not see the car ``hall-a/ev-own`` itself (only the hall's EV total).
+``m-leaver`` owns nothing; the walk erases it.
 
 Domain packages that add API routes describe them in ``tests/<pkg>/api_authz.py``::
 
@@ -192,6 +194,7 @@ def build_world(session: Session) -> World:
         ("m-firm-other", MemberKind.ORGANISATION),
         ("m-ev", MemberKind.PERSON),
         ("m-ev-other", MemberKind.PERSON),
+        ("m-leaver", MemberKind.PERSON),  # erased by the walk (POST /members/{ref}/erase)
     ):
         m = Member(ref=ref, kind=kind)
         session.add(m)

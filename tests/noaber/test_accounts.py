@@ -380,3 +380,19 @@ def test_cli_reset_totp(engine, sessions, monkeypatch, request) -> None:
         user = session.scalar(select(User).where(User.username == "oper"))
         assert user is not None and not user.totp_enabled and user.totp_secret is None
         assert check_totp(user, None)
+
+
+def test_a_non_ascii_totp_code_is_wrong_not_an_error() -> None:
+    """Found by the schemathesis run: ``secrets.compare_digest`` raises on non-ASCII text."""
+    from types import SimpleNamespace
+
+    import pyotp
+
+    from energy.users import check_totp
+
+    user = SimpleNamespace(
+        totp_enabled=True, totp_secret=pyotp.random_base32(), totp_last_step=None
+    )
+    assert check_totp(user, "\u0080") is False  # type: ignore[arg-type]
+    assert check_totp(user, " 12a456 ") is False  # type: ignore[arg-type]
+    assert check_totp(user, pyotp.TOTP(user.totp_secret).now()) is True  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,31 @@ OWN_CHANNEL = {
     "member": _channel("hall-a/ev-own/power"),
 }
 FOREIGN_CHANNELS = [_channel("hall-b/ev-other/power"), _channel("factory-other/line-1/power")]
-# A member sees their own EV at hall-a, not the hall's PV or meter.
-MEMBER_FOREIGN_ASSETS = {"member": [_asset("hall-a/pv"), _asset("hall-a/grid")]}
-MEMBER_FOREIGN_CHANNELS = {"member": [_channel("hall-a/pv/power")]}
+# A member sees their own EV at hall-a, not the hall's PV or meter; the hall's manager does
+# not see that EV itself without its owner's consent (m-ev has given none).
+MEMBER_FOREIGN_ASSETS = {
+    "member": [_asset("hall-a/pv"), _asset("hall-a/grid")],
+    "site_manager": [_asset("hall-a/ev-own")],
+}
+MEMBER_FOREIGN_CHANNELS = {
+    "member": [_channel("hall-a/pv/power")],
+    "site_manager": [_channel("hall-a/ev-own/power")],
+}
+MEMBER_HOLDERS = {"operator", "member", "firm"}
+OWN_MEMBER = {"operator": {"ref": "m-hall-b"}, "member": {"ref": "m-ev"}, "firm": {"ref": "m-firm"}}
+FOREIGN_MEMBERS = [{"ref": "m-ev-other"}, {"ref": "m-firm-other"}]
+PURPOSE = "ev_detail_site_manager"
+OWN_PURPOSE = {r: {**p, "purpose": PURPOSE} for r, p in OWN_MEMBER.items()}
+FOREIGN_PURPOSES = [{**p, "purpose": PURPOSE} for p in FOREIGN_MEMBERS]
+
+
+def _member_case(**kw: Any) -> Case:
+    """A route on one member's data: operator any, member/firm their own, others 403."""
+    return Case(roles=MEMBER_HOLDERS, own=OWN_MEMBER, foreign=FOREIGN_MEMBERS, **kw)
+
+
+def _consent_body(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"purpose": PURPOSE}
 
 
 def _login_form(_w: World, _role: str | None) -> dict[str, Any]:
@@ -154,6 +177,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/users/{username}/password"): Case(
         roles={"operator"}, own={"operator": {"username": "mgr"}}, body=_password_reset, ok=204
     ),
+    ("GET", "/members/{ref}/consents"): _member_case(),
+    # each (role, member) is called once, so every call records a new consent: 201
+    ("POST", "/members/{ref}/consents"): _member_case(body=_consent_body, ok=201),
+    ("POST", "/members/{ref}/consents/{purpose}/withdraw"): Case(
+        roles=MEMBER_HOLDERS, own=OWN_PURPOSE, foreign=FOREIGN_PURPOSES
+    ),
+    ("GET", "/members/{ref}/export"): _member_case(),
+    ("GET", "/members/{ref}/export/csv"): _member_case(),
+    ("POST", "/members/{ref}/erase"): Case(
+        roles={"operator"}, own={"operator": {"ref": "m-leaver"}}
+    ),
+    ("GET", "/audit"): Case(roles={"operator"}, own={"operator": {}}),
 }
 
 
@@ -323,3 +358,34 @@ def test_cookie_token_only_for_safe_methods(engine, sessions, path: str) -> None
             "/users", json={"username": "csrf-user", "password": "x" * 12, "role": "operator"}
         )
         assert r.status_code == 401
+
+
+#: Every method a client may send; a path answers those it does not route with 405.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def test_every_path_refuses_the_methods_it_does_not_route(engine, sessions) -> None:
+    """The matrix covers every (path, method): the routed ones have a Case above, and every
+    other method on a routed path is 405 (never a 5xx, never routed by accident), even for
+    the operator."""
+    with sessions() as session, session.begin():
+        build_world(session)
+    app = create_app(Settings(mode="test", secret_key=SECRET), engine)
+    routed: dict[str, set[str]] = {}
+    for method, path in iter_routes(app):
+        routed.setdefault(path, set()).add(method)
+    token = create_access_token("oper", "operator", SECRET, 600)
+    wrong = []
+    with TestClient(app) as client:
+        for path, methods in sorted(routed.items()):
+            if "MOUNT" in methods:
+                continue
+            # routing matches the path before any parameter is read, so any value will do
+            url = re.sub(r"\{[^}]+\}", "1", path)
+            for method in METHODS:
+                if method in methods:
+                    continue
+                r = client.request(method, url, headers={"Authorization": f"Bearer {token}"})
+                if r.status_code != 405:
+                    wrong.append(f"{method} {url}: {r.status_code}")
+    assert not wrong, wrong

@@ -55,13 +55,13 @@ def test_dashboard_chart_has_data(demo_server: str) -> None:
 
 def test_member_is_refused_the_dashboard(demo_server: str) -> None:
     with loopback_page() as (page, _outside):
-        login(page, demo_server, "anna", "noaber-anna")
+        login(page, demo_server, "lid-1", "noaber-lid-1")
         resp = page.goto(f"{demo_server}/sites/{DEMO_SITE}/dashboard")
         assert resp is not None and resp.status == 403
         resp = page.goto(f"{demo_server}/sites/{DEMO_SITE}/assets")
         assert resp is not None and resp.status == 200
         assets = page.evaluate("JSON.parse(document.body.innerText)")
-        assert [a["name"] for a in assets] == ["ev-anna"]
+        assert [a["name"] for a in assets] == ["ev-1"]
 
 
 def test_api_docs_render_offline(demo_server: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from energy.db import make_engine, session_factory
-from energy.models import Role, User
+from energy.models import AuditEntry, Role, User
 from tests.net import wait_for_http, wait_for_line
 
 
@@ -60,7 +61,21 @@ def test_site_import_and_user_add(tmp_path: Path) -> None:
         "--role",
         "member",
         "--member",
-        "m-ev-anna",
+        "m-4c1e7a",
+        NOABER_NEW_USER_PASSWORD="anna-secret-pw",
+    )
+    assert out.returncode == 1 and "user:username: username 'anna' contains 'anna'" in out.stderr
+    out = _noaber(
+        tmp_path,
+        "--as",
+        "beheerder",
+        "user",
+        "add",
+        "lid-1",
+        "--role",
+        "member",
+        "--member",
+        "m-4c1e7a",
         NOABER_NEW_USER_PASSWORD="anna-secret-pw",
     )
     assert out.returncode == 0, out.stderr
@@ -79,9 +94,16 @@ def test_site_import_and_user_add(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'noaber.db'}")
     with session_factory(engine)() as session:
         users = {u.username: u for u in session.scalars(select(User))}
-        assert users["anna"].role is Role.MEMBER and users["anna"].member.ref == "m-ev-anna"
+        assert users["lid-1"].role is Role.MEMBER and users["lid-1"].member.ref == "m-4c1e7a"
         assert [s.name for s in users["boss"].sites] == ["dorpshuis-noaberhof"]
-        assert "anna-secret-pw" not in users["anna"].password_hash
+        assert "anna-secret-pw" not in users["lid-1"].password_hash
+        log = [(e.actor, e.action, e.target) for e in session.scalars(select(AuditEntry))]
+        me = getpass.getuser()
+        assert log == [
+            (me, "site.import", "dorpshuis-noaberhof"),
+            ("beheerder", "user.add", "lid-1"),
+            (me, "user.add", "boss"),
+        ]
     engine.dispose()
 
 

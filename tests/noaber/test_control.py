@@ -44,7 +44,7 @@ SITE = "dorpshuis-noaberhof"
 #: The site's limits in this test, tighter than the profiles' so the clamp is what binds
 #: (the first setpoint's ramp allows 5000 W on the GX and 3700 W on the Quasar).
 LIMITS_W = {"battery-gx": 4000.0, "charger-1": 3000.0}
-DEVICE_OF = {"battery": "battery-gx", "ev-anna": "charger-1"}
+DEVICE_OF = {"battery": "battery-gx", "ev-1": "charger-1"}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ def _sessions_doc(now: pd.Timestamp, reachable: bool | None) -> dict:
     else:
         dep, target = start + pd.Timedelta(minutes=30), 100
     return {
-        "ev-anna": [
+        "ev-1": [
             {
                 "arrival": (start - pd.Timedelta(hours=1)).isoformat(),
                 "departure": dep.isoformat(),
@@ -207,15 +207,15 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
 
         # step 1: the planned setpoints arrive at the registers, clamped to the site's limits
         first = {r.asset: r for r in run.setpoints[: seen[0]["writes"]]}
-        assert set(first) == {"battery", "ev-anna"} and seen[0]["writes"] == 2
+        assert set(first) == {"battery", "ev-1"} and seen[0]["writes"] == 2
         for rec in first.values():
             assert rec.requested_by == "noaber control"
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
-        assert first["ev-anna"].planned_w > 0  # cheap now, the car charges
-        assert first["ev-anna"].requested_w == first["ev-anna"].planned_w
+        assert first["ev-1"].planned_w > 0  # cheap now, the car charges
+        assert first["ev-1"].requested_w == first["ev-1"].planned_w
         assert first["battery"].planned_w > 0  # and the battery too, as a grid setpoint
         assert seen[0]["grid_setpoint_w"] == first["battery"].written_w
-        assert seen[0]["power_setpoint_w"] == first["ev-anna"].written_w == 3000.0
+        assert seen[0]["power_setpoint_w"] == first["ev-1"].written_w == 3000.0
         assert seen[0]["control_mode"] == 1
 
         # step 2: the unreachable target is reported and every device gets its safe default
@@ -228,17 +228,17 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
 
         # step 3: planned and written again
         third = {r.asset: r for r in run.setpoints[seen[1]["writes"] : seen[2]["writes"]]}
-        assert set(third) == {"battery", "ev-anna"}
+        assert set(third) == {"battery", "ev-1"}
         for rec in third.values():
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
         assert seen[2]["grid_setpoint_w"] == third["battery"].written_w
-        assert seen[2]["power_setpoint_w"] == third["ev-anna"].written_w
+        assert seen[2]["power_setpoint_w"] == third["ev-1"].written_w
         assert seen[2]["control_mode"] == 1
 
         # step 4: the car has left; its charger is handed back, the battery still planned
         fourth = run.setpoints[seen[2]["writes"] : seen[3]["writes"]]
         assert [r.asset for r in fourth] == ["battery"]
-        assert run.released[3] == ["ev-anna"]
+        assert run.released[3] == ["ev-1"]
         assert seen[3]["power_setpoint_w"] == 0 and seen[3]["control_mode"] == 0
         assert seen[3]["grid_setpoint_w"] == fourth[0].written_w
 
@@ -273,7 +273,7 @@ async def test_unknown_asset_is_refused_and_unimported_site_is_explained(
     service = GatewayService(cfg, MemorySink(), tmp_path / "spool.sqlite")
     sink = GatewaySetpoints(service, wiring.power_devices)
     assert sink.control_of("battery") == "battery-gx"
-    assert sink.control_of("ev-anna") == "ev-anna"
+    assert sink.control_of("ev-1") == "ev-1"
     with pytest.raises(NoaberError, match="no gateway device controls asset 'car-x'"):
         await sink.apply("car-x", 1000.0, "test")
     service.close()

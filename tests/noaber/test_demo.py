@@ -90,7 +90,7 @@ def test_demo_database_has_sites_users_and_a_week(demo_dir: Path) -> None:
         assert evening > 2.0 * load[(load.index.hour < 6)].mean()  # evening-heavy
         parts = [
             _frame(session, f"{DEMO_SITE}/{a}/power")
-            for a in ("pv", "building", "battery", "ev-anna", "ev-jan", "ev-fatima")
+            for a in ("pv", "building", "battery", "ev-1", "ev-2", "ev-3")
         ]
         grid = _frame(session, f"{DEMO_SITE}/grid/power")
         np.testing.assert_allclose(sum(parts).to_numpy(), grid.to_numpy(), atol=1e-6)

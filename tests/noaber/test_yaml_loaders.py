@@ -64,7 +64,7 @@ CASES: list[tuple[str, Callable[[Path], Any], Path, str, str, str]] = [
         "community",
         load_community,
         DEMO / "demo_community.yaml",
-        "  order: [m-dorpshuis, m-ev-anna, m-ev-jan, m-ev-fatima]\n",
+        "  order: [m-dorpshuis, m-4c1e7a, m-9b2d05, m-e83f61]\n",
         "  order: dorpshuis\n",
         "key.order",
     ),
@@ -148,8 +148,8 @@ def test_wrong_type_names_file_path_and_line(
 
 def test_sessions_and_campaign_of_the_wrong_type_name_the_file(tmp_path: Path) -> None:
     f = tmp_path / "sessions.yaml"
-    f.write_text("ev-anna:\n  - {arrival: 2026-06-15T17:00:00+02:00}\nev-jan: tonight\n")
-    with pytest.raises(ValidationError, match=f"{f}:ev-jan: must map EV names") as err:
+    f.write_text("ev-1:\n  - {arrival: 2026-06-15T17:00:00+02:00}\nev-2: tonight\n")
+    with pytest.raises(ValidationError, match=f"{f}:ev-2: must map EV names") as err:
         ev_sessions_from_yaml(f)
     assert err.value.line == 3
     f.write_text("- a campaign\n- is not a list\n")

@@ -38,12 +38,19 @@ def test_site_page_has_flows_soc_prices_and_savings(api) -> None:
     assert r.status_code == 200
     html = r.text
     assert '<script src="/static/plotly.min.js"></script>' in html and "cdn" not in html.lower()
-    for div in ('id="flows"', 'id="soc"', 'id="prices"', 'id="kpi-table"', 'id="departures"'):
+    for div in ('id="flows"', 'id="soc"', 'id="prices"', 'id="kpi-table"'):
         assert div in html
     assert (
         "Energiestromen" in html and "Bespaard ten opzichte van niet sturen" in html
     )  # Dutch default
-    assert "ev-own" in html and "Planning als CSV" in html
+    # m-ev has not consented: the manager sees the cars' total, not ev-own or its departure
+    assert "ev-own" not in html and "ev-total" in html and 'id="departures"' not in html
+    assert "Planning als CSV" in html
+    owner = {"Authorization": f"Bearer {create_access_token('evowner', '', SECRET, 600)}"}
+    consent = {"purpose": "ev_detail_site_manager"}
+    assert client.post("/members/m-ev/consents", json=consent, headers=owner).status_code == 201
+    html = client.get("/schedules/sites/hall-a", headers=_h("mgr")).text
+    assert "ev-own" in html and 'id="departures"' in html
     en = client.get("/schedules/sites/hall-a?locale=en", headers=_h("mgr")).text
     assert "Energy flows" in en and "Saved against no control" in en
     listing = client.get("/schedules/sites/hall-a/list", headers=_h("mgr")).json()

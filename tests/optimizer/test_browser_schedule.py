@@ -43,18 +43,20 @@ def test_manager_sees_charts_and_owner_only_their_car(server: str) -> None:
             "Zon-PV" in by_id["flows"]["traces"]
             and "Afname van het net" in by_id["flows"]["traces"]
         )
-        assert {"battery", "ev-anna", "ev-jan", "ev-fatima"} <= set(by_id["soc"]["traces"])
+        # no owner consented: the manager sees the cars as one total, no car's own SoC
+        assert {"battery", "ev-total"} <= set(by_id["soc"]["traces"])
+        assert not {"ev-1", "ev-2", "ev-3"} & set(by_id["soc"]["traces"])
         assert by_id["prices"]["n"] == 96
-        assert page.locator("#departures tr").count() == 4  # header + three cars
+        assert page.locator("#departures tr").count() == 0  # no car's departure either
 
     assert not outside, f"the page tried to reach the internet: {outside}"
     with loopback_page() as (owner, outside):
-        login(owner, server, "anna", "noaber-anna")
+        login(owner, server, "lid-1", "noaber-lid-1")
         resp = owner.goto(f"{server}/schedules/my-car")
         assert resp is not None and resp.status == 200
         owner.wait_for_function("() => document.querySelector('#car-plan .main-svg') !== null")
         text = owner.inner_text("body")
-        assert "ev-anna" in text and "ev-jan" not in text and "ev-fatima" not in text
+        assert "ev-1" in text and "ev-2" not in text and "ev-3" not in text
         assert "Gegarandeerd bij vertrek" in text
         resp = owner.goto(f"{server}/schedules/sites/{DEMO_SITE}")
         assert resp is not None and resp.status == 403

@@ -19,8 +19,6 @@ def test_demo_step_stores_todays_schedule(demo: DemoContext) -> None:
         and summary["savings_eur"]["self_consumption"] >= 0
     )
     deps = summary["kpis"]["optimized"]["departures"]
-    assert {d["ev"] for d in deps} == {"ev-anna", "ev-jan", "ev-fatima"} and all(
-        d["met"] for d in deps
-    )
-    assert set(steps[steps.kind == "ev"].owner_ref) == {"m-ev-anna", "m-ev-jan", "m-ev-fatima"}
+    assert {d["ev"] for d in deps} == {"ev-1", "ev-2", "ev-3"} and all(d["met"] for d in deps)
+    assert set(steps[steps.kind == "ev"].owner_ref) == {"m-4c1e7a", "m-9b2d05", "m-e83f61"}
     assert any(n.startswith("optimizer: schedule") for n in demo.notes)

@@ -48,7 +48,7 @@ def demo_site(sessions) -> None:
             _readings(hist[-4:], np.array([60.0, 61, 62, 63])),
         )
         upsert_readings(
-            s, ch["dorpshuis-noaberhof/ev-anna/soc"], _readings(hist[-2:], np.array([47.0, 48.0]))
+            s, ch["dorpshuis-noaberhof/ev-1/soc"], _readings(hist[-2:], np.array([47.0, 48.0]))
         )
 
 
@@ -68,7 +68,7 @@ def test_scenario_from_store_plans_the_demo_site(sessions, demo_site, tmp_path: 
         }
     ).to_csv(tmp_path / "prices.csv", index=False)
     ev_sessions = {
-        "ev-anna": [
+        "ev-1": [
             {
                 "arrival": "2026-06-15T09:00:00+02:00",
                 "departure": "2026-06-15T22:00:00+02:00",
@@ -78,7 +78,7 @@ def test_scenario_from_store_plans_the_demo_site(sessions, demo_site, tmp_path: 
         ]
     }
     with sessions() as s:
-        assert measured_soc_pct(s, "dorpshuis-noaberhof") == {"battery": 63.0, "ev-anna": 48.0}
+        assert measured_soc_pct(s, "dorpshuis-noaberhof") == {"battery": 63.0, "ev-1": 48.0}
         sc = scenario_from_store(
             s,
             "dorpshuis-noaberhof",
@@ -91,14 +91,14 @@ def test_scenario_from_store_plans_the_demo_site(sessions, demo_site, tmp_path: 
         with pytest.raises(NotFoundError, match="site 'nowhere' does not exist"):
             scenario_from_store(s, "nowhere", START, 24, tmp_path / "prices.csv")
     assert sc.battery is not None and sc.battery.capacity_kwh == 60
-    assert [e.name for e in sc.evs] == ["ev-anna", "ev-jan", "ev-fatima"]
-    assert sc.evs[0].owner == "m-ev-anna" and sc.evs[0].v2g
+    assert [e.name for e in sc.evs] == ["ev-1", "ev-2", "ev-3"]
+    assert sc.evs[0].owner == "m-4c1e7a" and sc.evs[0].v2g
     assert sc.series["load_kw"].max() == pytest.approx(17.0) and sc.series[
         "load_kw"
     ].min() == pytest.approx(5.0)
     assert sc.series["pv_kw"].max() > 10
     result = plan(sc)
-    assert result.flows["ev:ev-anna:soc_pct"].dropna().iloc[-1] >= 80 - 1e-6
+    assert result.flows["ev:ev-1:soc_pct"].dropna().iloc[-1] >= 80 - 1e-6
     assert (result.flows["grid_import_kw"] <= 40 + 1e-6).all()
 
 

@@ -38,7 +38,7 @@ from tests.browser import live_server, loopback_page
 from tests.conftest import DEMO_NOW
 
 NOW = DEMO_NOW  # the session demo: week 26 Nov - 2 Dec (local)
-EV_OWNERS = {"anna": "m-ev-anna", "jan": "m-ev-jan", "fatima": "m-ev-fatima"}
+EV_OWNERS = {"lid-1": "m-4c1e7a", "lid-2": "m-9b2d05", "lid-3": "m-e83f61"}
 LOGINS = tuple(lg for lg in DEMO_LOGINS if lg.username in ("operator", *EV_OWNERS))
 
 
@@ -75,7 +75,7 @@ def test_demo_community_matches_the_demo_site() -> None:
     }  # every sub-meter, not the grid connection (that would count everything twice)
     assert set(community.meter_owner()) == power_keys
     for m in community.members:
-        assert m.has_storage == m.ref.startswith("m-ev-"), m.ref
+        assert m.has_storage == (m.ref in EV_OWNERS.values()), m.ref
 
 
 def test_demo_settles_both_months_and_audits(demo: DemoContext) -> None:
@@ -103,21 +103,23 @@ def test_demo_settles_both_months_and_audits(demo: DemoContext) -> None:
                 )
         # EV owners lent their cars: over the week some EV discharge reached the building
         discharge = session.scalar(
-            select(func.sum(MemberDay.discharge_wh)).where(MemberDay.member_ref.like("m-ev-%"))
+            select(func.sum(MemberDay.discharge_wh)).where(
+                MemberDay.member_ref.in_(list(EV_OWNERS.values()))
+            )
         )
         assert discharge > 0
         numbers = sorted(session.scalars(select(Statement.number)))
         assert numbers == [f"NB-2026-{k:06d}" for k in range(1, 11)]  # gap-free, 5 per month
     notes = "\n".join(demo.notes)
     assert "energie-exloo 2026-11 posted" in notes and "energie-exloo 2026-12 posted" in notes
-    assert re.search(r"statements for anna/jan/fatima at anna /statements/\d+", notes)
+    assert re.search(r"statements for lid-1/lid-2/lid-3 at lid-1 /statements/\d+", notes)
 
 
 def test_demo_statement_lists_only_days_with_meter_data(demo: DemoContext) -> None:
     with demo.sessions() as session:
         st = session.scalars(
             select(Statement).where(
-                Statement.member_ref == "m-ev-anna", Statement.period == "2026-11"
+                Statement.member_ref == "m-4c1e7a", Statement.period == "2026-11"
             )
         ).one()
         data = statement_data(session, st.id)
@@ -151,23 +153,23 @@ def test_member_lands_on_their_own_statements(demo: DemoContext) -> None:
         }
     app = create_app(demo.settings, demo.engine)
     with TestClient(app) as client:
-        _login(client, "anna")
+        _login(client, "lid-1")
         home = client.get("/")
         assert home.status_code == 200
         links = set(map(int, re.findall(r'href="/statements/(\d+)"', home.text)))
-        assert links == set(ids["m-ev-anna"]) and len(links) == 2  # November and December
+        assert links == set(ids["m-4c1e7a"]) and len(links) == 2  # November and December
         assert "Mijn afrekeningen" in home.text
-        for other in ("m-ev-jan", "m-ev-fatima", "m-dorpshuis"):
+        for other in ("m-9b2d05", "m-e83f61", "m-dorpshuis"):
             assert not links & set(ids[other])
-        page = client.get(f"/statements/{ids['m-ev-anna'][0]}")
+        page = client.get(f"/statements/{ids['m-4c1e7a'][0]}")
         assert page.status_code == 200 and "Anna Bakker" in page.text
-        assert client.get(f"/statements/{ids['m-ev-jan'][0]}").status_code == 404
+        assert client.get(f"/statements/{ids['m-9b2d05'][0]}").status_code == 404
     with TestClient(app) as client:
         _login(client, "operator")
         home = client.get("/?lang=en")
         links = set(map(int, re.findall(r'href="/statements/(\d+)"', home.text)))
         assert links == {i for v in ids.values() for i in v}
-        assert "m-ev-jan" in home.text  # the operator sees whose statement it is
+        assert "m-9b2d05" in home.text  # the operator sees whose statement it is
 
 
 @pytest.mark.browser
@@ -176,11 +178,11 @@ def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
     November statement; jan's statements are not on her page. No request leaves 127.0.0.1."""
     with demo.sessions() as session:
         jan = list(
-            session.scalars(select(Statement.number).where(Statement.member_ref == "m-ev-jan"))
+            session.scalars(select(Statement.number).where(Statement.member_ref == "m-9b2d05"))
         )
         anna_nov = session.scalars(
             select(Statement).where(
-                Statement.member_ref == "m-ev-anna", Statement.period == "2026-11"
+                Statement.member_ref == "m-4c1e7a", Statement.period == "2026-11"
             )
         ).one()
         anna_net = statement_data(session, anna_nov.id).total.net_cents
@@ -192,8 +194,8 @@ def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
         ),
     ):
         page.goto(f"{base}/")
-        page.fill("#username", "anna")
-        page.fill("#password", "noaber-anna")
+        page.fill("#username", "lid-1")
+        page.fill("#password", "noaber-lid-1")
         page.click("#login-submit")
         page.wait_for_selector("#statements")
         listed = page.locator("#statements a[href^='/statements/']").all_inner_texts()
@@ -211,8 +213,8 @@ def test_anna_finds_her_statement_in_chromium(demo: DemoContext) -> None:
 
 
 def _partial_store(session) -> dict[str, int]:
-    """The demo site with readings on 10-12 November 2026 only; ev-fatima has none at all,
-    and ev-jan reads 0 Wh on those days."""
+    """The demo site with readings on 10-12 November 2026 only; ev-3 has none at all,
+    and ev-2 reads 0 Wh on those days."""
     text = (resources.files("noaber.services.demo") / "data" / "demo_site.yaml").read_text(
         encoding="utf-8"
     )
@@ -226,8 +228,8 @@ def _partial_store(session) -> dict[str, int]:
         "pv": np.where(day, -2000.0, 0.0),
         "building": np.full(len(isps), 400.0),
         "battery": np.zeros(len(isps)),
-        "ev-anna": np.where(day, 1000.0, np.where(hour >= 19, -300.0, 0.0)),
-        "ev-jan": np.zeros(len(isps)),
+        "ev-1": np.where(day, 1000.0, np.where(hour >= 19, -300.0, 0.0)),
+        "ev-2": np.zeros(len(isps)),
     }
     for asset, wh in energy.items():
         frame = pd.DataFrame(
@@ -248,9 +250,9 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
     local_day = np.asarray(isps.tz_convert("Europe/Amsterdam").day)
     with_data = (local_day >= 10) & (local_day <= 12)
     assert data.measured is not None and data.measured.shape == (len(isps), len(refs))
-    for ref in ("m-zon-coop", "m-dorpshuis", "m-ev-anna", "m-ev-jan"):
+    for ref in ("m-zon-coop", "m-dorpshuis", "m-4c1e7a", "m-9b2d05"):
         np.testing.assert_array_equal(data.measured[:, refs.index(ref)], with_data)
-    assert not data.measured[:, refs.index("m-ev-fatima")].any()  # no readings at all
+    assert not data.measured[:, refs.index("m-e83f61")].any()  # no readings at all
     assert not data.offtake_wh[~with_data].any() and not data.injection_wh[~with_data].any()
 
     plan = plan_energy(community, "2026-11", data, load_tariff())
@@ -263,19 +265,17 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
             select(MemberDay).where(MemberDay.run_id == result.run_id)
         ).all()
         assert {(md.member_ref, md.day.day) for md in member_days} == {
-            (ref, d) for ref in refs if ref != "m-ev-fatima" for d in (10, 11, 12)
+            (ref, d) for ref in refs if ref != "m-e83f61" for d in (10, 11, 12)
         }
         anna = statement_data(
             session,
-            session.scalars(select(Statement.id).where(Statement.member_ref == "m-ev-anna")).one(),
+            session.scalars(select(Statement.id).where(Statement.member_ref == "m-4c1e7a")).one(),
         )
         assert [d.day.day for d in anna.days] == [1, 10, 11, 12]  # the fee, then the data
         assert anna.total.received_wh > 0 and anna.days_with_data == 3 and anna.partial
         fatima = statement_data(
             session,
-            session.scalars(
-                select(Statement.id).where(Statement.member_ref == "m-ev-fatima")
-            ).one(),
+            session.scalars(select(Statement.id).where(Statement.member_ref == "m-e83f61")).one(),
         )
         # the fee only, pro rata to the 3 covered days of 30: 150 * 3 / 30 = 15 cents
         assert fatima.days_with_data == 0 and fatima.total.net_cents == -15
@@ -292,7 +292,7 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
     with sessions() as session, session.begin():
         upsert_readings(
             session,
-            channels[f"{DEMO_SITE}/ev-fatima/power"],
+            channels[f"{DEMO_SITE}/ev-3/power"],
             pd.DataFrame({"energy_wh": [0.0], "sample_count": 15, "coverage": 1.0}, index=gap),
         )
     with sessions() as session:
@@ -312,7 +312,7 @@ def test_partial_month_is_settled_exactly(sessions) -> None:
         assert fees == dict.fromkeys(refs, 20)
         assert session.scalars(
             select(MemberDay.day).where(
-                MemberDay.run_id == second.run_id, MemberDay.member_ref == "m-ev-fatima"
+                MemberDay.run_id == second.run_id, MemberDay.member_ref == "m-e83f61"
             )
         ).all() == [dt.date(2026, 11, 20)]
         assert reconcile(session, "energie-exloo", "2026-11").ok

@@ -1,7 +1,7 @@
-"""bank account and SEPA direct-debit mandate of a member (personal data)
+"""BIC and SEPA direct-debit mandate of a member (personal data; the IBAN came with 0006_privacy)
 
 Revision ID: 0006_member_iban
-Revises: 0005_user_totp
+Revises: 0006_privacy
 Create Date: 2026-12-02
 
 Kept in ``member_personal`` (AVG/GDPR: apart from the pseudonymous ledger); a payment run
@@ -14,13 +14,12 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_member_iban"
-down_revision = "0005_user_totp"
+down_revision = "0006_privacy"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("member_personal", sa.Column("iban", sa.String(length=34), nullable=True))
     op.add_column("member_personal", sa.Column("bic", sa.String(length=11), nullable=True))
     op.add_column(
         "member_personal", sa.Column("sepa_mandate_id", sa.String(length=35), nullable=True)
@@ -33,4 +32,3 @@ def downgrade() -> None:
         batch.drop_column("sepa_mandate_date")
         batch.drop_column("sepa_mandate_id")
         batch.drop_column("bic")
-        batch.drop_column("iban")

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
+from energy.audit import entries as audit_entries
 from energy.i18n import SUPPORTED_LOCALES, template_env, translations
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
@@ -160,7 +161,15 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, lang: Lan
         statements=statements,
         n_statements=n_statements,
         show_statements=user.role in (Role.OPERATOR, Role.MEMBER),
+        own_member=user.member if user.role in (Role.MEMBER, Role.FIRM) else None,
+        audit_entries=(
+            list(audit_entries(session, limit=HOME_AUDIT_MAX)) if user.role is Role.OPERATOR else []
+        ),
     )
+
+
+#: Audit entries on the operator's start page (all: ``GET /audit``, ``noaber audit list``).
+HOME_AUDIT_MAX = 20
 
 
 def home_statements(

@@ -2,22 +2,28 @@
 
 Access: operator all sites; a site manager the sites in ``user.sites``; a firm the sites its
 member owns (:func:`noaber.api.access.site_for`); a member only their own car's plan
-(``/schedules/my-car``), never the site page with other members' cars. Someone else's
+(``/schedules/my-car``), never the site page with other members' cars. A site manager sees
+a car's own plan only while its owner consents (:func:`energy.privacy.has_consent`); the
+other cars are summed into one ``ev`` row per step (:func:`consented_steps`). Someone else's
 schedule answers 404.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from energy.models import Role, User
+from energy.models import ConsentPurpose, Role, User
+from energy.models import Member as MemberRow
+from energy.privacy import has_consent
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from optimizer.page import render_ev_page, render_site_page
@@ -43,6 +49,53 @@ class ScheduleOut(BaseModel):
     objective_eur: float
 
 
+#: The asset name of the summed cars a site manager sees instead of cars without consent.
+EV_TOTAL = "ev-total"
+
+
+def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series:
+    """Which rows of ``steps`` are cars ``user`` may not see one by one (a site manager and
+    no ``ev_detail_site_manager`` consent of the owner)."""
+    if user.role is not Role.SITE_MANAGER or steps.empty:
+        return pd.Series(False, index=steps.index)
+    refs = {r for r in steps.loc[steps["kind"] == "ev", "owner_ref"].dropna().unique()}
+    members: list[MemberRow] = (
+        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
+    )
+    allowed = {
+        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
+    }
+    return (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+
+
+def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
+    """A detached copy of ``schedule`` whose summary leaves out the per-car figures
+    (departure SoC, V2G energy) of ``hidden_cars``; the stored row is not touched."""
+    if not hidden_cars:
+        return schedule
+    summary = copy.deepcopy(schedule.summary or {})
+    opt = summary.get("kpis", {}).get("optimized", {})
+    if "departures" in opt:
+        opt["departures"] = [d for d in opt["departures"] if d.get("ev") not in hidden_cars]
+    if isinstance(opt.get("v2g_kwh"), dict):
+        opt["v2g_kwh"] = {k: v for k, v in opt["v2g_kwh"].items() if k not in hidden_cars}
+    columns = {c.key: getattr(schedule, c.key) for c in Schedule.__table__.columns}
+    return Schedule(**{**columns, "summary": summary})
+
+
+def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
+    """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
+    the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
+    summed, no SoC, no owner)."""
+    hidden = _hidden_cars(session, user, steps)
+    if not hidden.any():
+        return steps
+    total = steps[hidden].groupby("ts", as_index=False)["power_kw"].sum()
+    total = total.assign(asset=EV_TOTAL, kind="ev", owner_ref=None, soc_pct=float("nan"))
+    out = pd.concat([steps[~hidden], total[steps.columns]], ignore_index=True)
+    return out.sort_values(["ts", "asset"], ignore_index=True)
+
+
 def _schedule_for(session: Session, user: User, schedule_id: int) -> Schedule:
     sched = session.get(Schedule, schedule_id)
     if sched is None:
@@ -63,8 +116,15 @@ def site_schedule_page(
     sched = latest_schedule(session, site.name)
     if sched is None:
         raise not_found(f"schedule for site {site_name!r}")
+    steps = schedule_steps(session, sched.id)
+    hidden = set(steps.loc[_hidden_cars(session, user, steps), "asset"])
     return HTMLResponse(
-        render_site_page(sched, schedule_steps(session, sched.id), locale, site.timezone)
+        render_site_page(
+            consented_summary(sched, hidden),
+            consented_steps(session, user, steps),
+            locale,
+            site.timezone,
+        )
     )
 
 
@@ -90,7 +150,8 @@ def list_site_schedules(
 def schedule_csv(schedule_id: IdPath, user: SiteReader, session: SessionDep) -> Response:
     """A schedule per step and asset as CSV (power in kW, + = consumption/charging; SoC %)."""
     sched = _schedule_for(session, user, schedule_id)
-    steps = schedule_steps(session, sched.id).drop(columns=["owner_ref"])
+    steps = consented_steps(session, user, schedule_steps(session, sched.id))
+    steps = steps.drop(columns=["owner_ref"])
     steps["ts"] = steps["ts"].map(lambda t: t.isoformat())
     return Response(
         steps.rename(columns={"ts": "timestamp"}).to_csv(index=False),

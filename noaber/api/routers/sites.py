@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from energy.models import Role
-from energy.users import visible_sites
+from energy.users import user_may_see_asset, visible_sites
 from noaber.api.access import site_for
 from noaber.api.deps import CurrentUser, SessionDep
 from noaber.api.schemas import AssetOut, SiteOut
@@ -42,9 +42,10 @@ def get_site(site_name: str, user: CurrentUser, session: SessionDep) -> SiteOut:
 
 @router.get("/{site_name}/assets", response_model=list[AssetOut])
 def list_site_assets(site_name: str, user: CurrentUser, session: SessionDep) -> list[AssetOut]:
-    """Assets of a site; a member sees only the assets they own."""
+    """Assets of a site; a member sees only the assets they own, a site manager a person's
+    car only with its owner's consent."""
     site = site_for(session, user, site_name)
     assets = sorted(site.assets, key=lambda a: a.name)
-    if user.role is Role.MEMBER:
-        assets = [a for a in assets if a.owner_member_id == user.member_id]
+    if user.role is not Role.OPERATOR:
+        assets = [a for a in assets if user_may_see_asset(session, user, a)]
     return [asset_out(a) for a in assets]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from energy.audit import Actor, record
 from energy.errors import ValidationError
 from energy.models import Role, User
 from energy.users import (
@@ -78,6 +79,7 @@ def change_my_password(
         if exc.location == "current_password":
             throttle.failed(user.username, address)
         raise
+    record(session, Actor(user.username, "api"), "user.password_change", user.username)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -120,11 +122,13 @@ def list_users(_: Operator, session: SessionDep) -> list[UserOut]:
 
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
-def add_user(body: UserIn, _: Operator, session: SessionDep) -> UserOut:
+def add_user(body: UserIn, operator: Operator, session: SessionDep) -> UserOut:
     """Create a user (operator only); 422 naming the field for invalid input."""
     user = create_user(
         session, body.username, body.password, body.role, body.member_ref, body.site_names
     )
+    detail = {"role": user.role.value, "member": body.member_ref, "sites": list(body.site_names)}
+    record(session, Actor(operator.username, "api"), "user.add", user.username, detail)
     session.commit()
     return user_out(user)
 
@@ -140,7 +144,7 @@ def get_user(username: str, _: Operator, session: SessionDep) -> UserOut:
 
 @router.post("/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
 def reset_user_password(
-    username: str, body: PasswordResetIn, _: Operator, session: SessionDep, request: Request
+    username: str, body: PasswordResetIn, operator: Operator, session: SessionDep, request: Request
 ) -> Response:
     """Set a user's password (operator only): revokes the user's tokens and clears their
     failed logins."""
@@ -148,6 +152,7 @@ def reset_user_password(
     if user is None:
         raise not_found(f"user {username!r}")
     reset_password(session, user, body.new_password)
+    record(session, Actor(operator.username, "api"), "user.password_reset", username)
     session.commit()
     app_throttle(request).forget_user(username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

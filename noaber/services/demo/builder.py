@@ -74,9 +74,9 @@ DEMO_LOGINS: tuple[DemoLogin, ...] = (
         note="dorpshuis manager",
     ),
     DemoLogin("polymeer", "noaber-fabriek", "firm", member_ref="m-polymeer", note="the firm"),
-    DemoLogin("anna", "noaber-anna", "member", member_ref="m-ev-anna", note="EV owner"),
-    DemoLogin("jan", "noaber-jan", "member", member_ref="m-ev-jan", note="EV owner"),
-    DemoLogin("fatima", "noaber-fatima", "member", member_ref="m-ev-fatima", note="EV owner"),
+    DemoLogin("lid-1", "noaber-lid-1", "member", member_ref="m-4c1e7a", note="EV owner"),
+    DemoLogin("lid-2", "noaber-lid-2", "member", member_ref="m-9b2d05", note="EV owner"),
+    DemoLogin("lid-3", "noaber-lid-3", "member", member_ref="m-e83f61", note="EV owner"),
 )
 
 
@@ -256,9 +256,9 @@ class EvPlan:
 
 
 EV_PLANS = (
-    EvPlan("ev-anna", 8.5, 20.5, (0, 1, 2, 3, 4), 64.0, 7.4, 40.0, 45.0),
-    EvPlan("ev-jan", 17.5, 23.0, (0, 1, 2, 3, 4, 5), 58.0, 7.4, 50.0, 80.0),
-    EvPlan("ev-fatima", 11.0, 22.5, (1, 3, 5, 6), 77.0, 7.4, 35.0, 70.0),
+    EvPlan("ev-1", 8.5, 20.5, (0, 1, 2, 3, 4), 64.0, 7.4, 40.0, 45.0),
+    EvPlan("ev-2", 17.5, 23.0, (0, 1, 2, 3, 4, 5), 58.0, 7.4, 50.0, 80.0),
+    EvPlan("ev-3", 11.0, 22.5, (1, 3, 5, 6), 77.0, 7.4, 35.0, 70.0),
 )
 
 

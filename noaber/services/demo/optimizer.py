@@ -25,9 +25,9 @@ from optimizer.store import save_plan
 DEMO_SITE = "dorpshuis-noaberhof"
 #: Arrival, departure (local hours) and SoC on arrival / wanted at departure of the demo cars.
 DEMO_SESSIONS = {
-    "ev-anna": (8.5, 22.0, 45.0, 80.0),
-    "ev-jan": (9.0, 18.0, 55.0, 90.0),
-    "ev-fatima": (12.0, 23.5, 40.0, 70.0),
+    "ev-1": (8.5, 22.0, 45.0, 80.0),
+    "ev-2": (9.0, 18.0, 55.0, 90.0),
+    "ev-3": (12.0, 23.5, 40.0, 70.0),
 }
 
 
@@ -88,5 +88,5 @@ def demo_step(ctx: Any) -> None:
     ctx.notes.append(
         f"optimizer: schedule {sid} for {DEMO_SITE} (today): EUR {s['no_control']:.2f} saved against no control, "
         f"EUR {s['self_consumption']:.2f} against the self-consumption rule; pages /schedules/sites/{DEMO_SITE} "
-        "(beheer-noaberhof) and /schedules/my-car (anna, jan, fatima)"
+        "(beheer-noaberhof) and /schedules/my-car (lid-1, lid-2, lid-3)"
     )

@@ -1,0 +1,178 @@
+"""Everything held about a member, exported (AVG art. 15/20) or erased (art. 17).
+
+The application is the one place that sees every package's tables, so the export and the
+erasure are composed here: the core tables through :mod:`energy.privacy`, the interval
+readings of the member's channels, the settlement ledger (transfers, member-days,
+statements) and the optimizer's plans of their car, read by the member's pseudonymous ref.
+
+Erasure removes personal data only (:func:`energy.privacy.erase_core`). The ledger, the
+statements and the plans refer to the ref, never to a name, so they stay as they are: Dutch
+law requires financial records to be kept for 7 years (Algemene wet inzake rijksbelastingen
+art. 52(4); Burgerlijk Wetboek 2:10(3)); after erasure they are pseudonymised data that no
+longer lead to a person. No settlement table holds personal data, so the ledger needs no
+erase hook (:data:`ERASE_HOOKS` is where a package that ever does would add its call).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from energy.audit import Actor, record
+from energy.clock import utc_now
+from energy.models import IntervalReading, Member
+from energy.privacy import ErasureReport, core_export, erase_core, find_member, member_channel_ids
+from optimizer.store import Schedule, ScheduleStep
+from settlement.ledger import member_account
+from settlement.models import MemberDay, Statement, Transfer
+
+#: What the export says about keeping and erasing, in its header (docs/PRIVACY.md).
+RETENTION_NOTE = (
+    "Financial records (ledger transfers, member-days, statements) are kept for 7 years "
+    "as Dutch law requires (AWR art. 52(4), BW 2:10(3)); on erasure they stay under the "
+    "pseudonymous ref and no longer lead to you. Personal data (name, e-mail, address, "
+    "IBAN, licence plate, label) and user accounts are erased."
+)
+
+#: Calls a package adds when it keeps personal data of members (none does today).
+ERASE_HOOKS: list[Callable[[Session, Member], None]] = []
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _rows(session: Session, stmt: Any, columns: list[str]) -> list[dict[str, Any]]:
+    return [
+        {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
+        for row in session.execute(stmt)
+    ]
+
+
+def _readings(session: Session, member: Member) -> list[dict[str, Any]]:
+    ids = member_channel_ids(session, member)
+    if not ids:
+        return []
+    cols = ["channel_id", "isp_start", "energy_wh", "power_mean_w", "sample_count", "coverage"]
+    stmt = (
+        select(*(getattr(IntervalReading, c) for c in cols))
+        .where(IntervalReading.channel_id.in_(ids))
+        .order_by(IntervalReading.channel_id, IntervalReading.isp_start)
+    )
+    return _rows(session, stmt, cols)
+
+
+def _settlement(session: Session, ref: str) -> dict[str, list[dict[str, Any]]]:
+    account = member_account(ref)
+    t_cols = ["seq", "ledger", "debit_account", "credit_account", "amount", "code", "day"]
+    t_cols += ["community", "period", "flags", "reverses_id", "hash"]
+    transfers = (
+        select(*(getattr(Transfer, c) for c in t_cols))
+        .where((Transfer.debit_account == account) | (Transfer.credit_account == account))
+        .order_by(Transfer.seq)
+    )
+    d_cols = ["run_id", "day", "offtake_wh", "shared_wh", "injection_wh", "supplied_wh"]
+    d_cols += ["discharge_wh", "green_discharge_wh", "green_supplied_wh"]
+    days = (
+        select(*(getattr(MemberDay, c) for c in d_cols))
+        .where(MemberDay.member_ref == ref)
+        .order_by(MemberDay.run_id, MemberDay.day)
+    )
+    s_cols = ["id", "number", "community", "period", "kind", "run_id", "max_seq", "created_at"]
+    statements = (
+        select(*(getattr(Statement, c) for c in s_cols))
+        .where(Statement.member_ref == ref)
+        .order_by(Statement.id)
+    )
+    return {
+        "settlement_transfers": _rows(session, transfers, t_cols),
+        "settlement_member_days": _rows(session, days, d_cols),
+        "settlement_statements": _rows(session, statements, s_cols),
+    }
+
+
+def _plans(session: Session, ref: str) -> list[dict[str, Any]]:
+    cols = ["schedule_id", "ts", "asset", "kind", "power_kw", "soc_pct"]
+    stmt = (
+        select(*(getattr(ScheduleStep, c) for c in cols))
+        .join(Schedule, Schedule.id == ScheduleStep.schedule_id)
+        .where(ScheduleStep.owner_ref == ref)
+        .order_by(ScheduleStep.schedule_id, ScheduleStep.ts)
+    )
+    return _rows(session, stmt, cols)
+
+
+def export_member(session: Session, ref: str) -> dict[str, Any]:
+    """Everything held about member ``ref``: ``{"member", "exported_at", "retention",
+    "tables": {table: [row, ...]}}`` (JSON-ready; credentials are not exported)."""
+    member = find_member(session, ref)
+    tables = core_export(session, member)
+    tables["interval_readings"] = _readings(session, member)
+    tables.update(_settlement(session, ref))
+    tables["optimizer_schedule_steps"] = _plans(session, ref)
+    return {
+        "member": ref,
+        "exported_at": utc_now().isoformat(),
+        "retention": RETENTION_NOTE,
+        "tables": tables,
+    }
+
+
+def export_json(data: dict[str, Any]) -> str:
+    """The export as indented UTF-8 JSON."""
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def export_csv(data: dict[str, Any]) -> str:
+    """The export as one long CSV: ``table,row,field,value`` (a spreadsheet opens it; every
+    table and field of the JSON is there, nested values as JSON)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["table", "row", "field", "value"])
+    w.writerow(["export", 0, "member", data["member"]])
+    w.writerow(["export", 0, "exported_at", data["exported_at"]])
+    w.writerow(["export", 0, "retention", data["retention"]])
+    for table, rows in data["tables"].items():
+        for i, row in enumerate(rows):
+            for field, value in row.items():
+                text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+                w.writerow([table, i, field, "" if text is None else text])
+    return buf.getvalue()
+
+
+def export_and_audit(session: Session, ref: str, actor: Actor) -> dict[str, Any]:
+    """:func:`export_member`, recorded in the audit log (the caller commits)."""
+    data = export_member(session, ref)
+    counts = {t: len(rows) for t, rows in data["tables"].items()}
+    record(session, actor, "member.export", ref, {"rows": counts})
+    return data
+
+
+def erase_member(session: Session, ref: str, actor: Actor) -> ErasureReport:
+    """Erase member ``ref``'s personal data, keep the pseudonymised records the law requires,
+    and record it in the audit log (the caller commits; one transaction).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        If there is no member ``ref``.
+    """
+    member = find_member(session, ref)
+    already = member.erased_at is not None and member.personal is None
+    report = erase_core(session, member)
+    for hook in ERASE_HOOKS:
+        hook(session, member)
+    detail = {k: v for k, v in asdict(report).items() if k != "ref"}
+    detail["again"] = already
+    record(session, actor, "member.erase", ref, detail)
+    return report
