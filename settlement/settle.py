@@ -56,6 +56,7 @@ from settlement.pricing import (
     v2g_nc_per_wh,
     vat_cents,
 )
+from settlement.proof import seal_run
 from settlement.provenance import storage_provenance
 
 WH_CODES = ("shared", "supplied")
@@ -511,6 +512,7 @@ def post_run(
                 numbers = _issue_statements(
                     session, community, plan.period, run.id, sorted(changed), head.last_seq
                 )
+            seal_run(session, run.id)  # s4-proof: Merkle root and sealed records
             return RunResult(run.id, True, run.status, len(rows), n_rev, numbers, plan.data_version)
     except IntegrityError:
         # a concurrent run with the same key won the race (its unique constraint held)
@@ -619,6 +621,7 @@ def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -
             numbers = _issue_statements(
                 session, run.community, run.period, run_id, refs, head.last_seq
             )
+        seal_run(session, run_id)  # s4-proof: Merkle root and sealed records
         return RunResult(run_id, True, run.status, len(rows), 0, numbers, run.data_version)
 
 

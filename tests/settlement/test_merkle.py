@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from settlement import merkle
 
-VECTORS = json.loads((Path(__file__).parents[1] / "data" / "merkle" / "rfc6962_vectors.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).parents[1] / "data" / "merkle" / "rfc6962_vectors.json").read_text()
+)
 LEAVES = [bytes.fromhex(h) for h in VECTORS["leaves"]]
 
 
