@@ -15,6 +15,7 @@ rendering; it never enters the ledger.
 from __future__ import annotations
 
 import csv
+import json
 import datetime as dt
 import io
 from collections import defaultdict
@@ -28,8 +29,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError, NotFoundError
+from energy.models import MemberKind
 from energy.timegrid import month_bounds
-from settlement import ledger
+from settlement import ledger, proof
+from settlement.proof import root_for
 from settlement.models import MemberDay, Statement, Transfer
 
 CSV_COLUMNS = (
@@ -38,6 +41,8 @@ CSV_COLUMNS = (
     "delivered_wh",
     "ev_discharge_wh",
     "green_delivered_wh",
+    "charged_wh",
+    "green_supplied_wh",
     "shared_energy_cents",
     "energy_tax_cents",
     "vat_cents",
@@ -57,6 +62,10 @@ class DayLine:
     delivered_wh: int = 0
     ev_discharge_wh: int = 0
     green_delivered_wh: int = 0
+    #: All the member's meters took in (an EV: what it charged) [Wh].
+    charged_wh: int = 0
+    #: Of ``delivered_wh``, what was green (community solar stored and given back) [Wh].
+    green_supplied_wh: int = 0
     shared_energy_cents: int = 0
     energy_tax_cents: int = 0
     vat_cents: int = 0
@@ -76,6 +85,49 @@ class DayLine:
             - self.fee_cents
         )
 
+    @property
+    def received_price_eur_per_kwh(self) -> Decimal | None:
+        """Price of the shared energy received on this line [EUR/kWh], excl. tax and VAT."""
+        return _per_kwh(self.shared_energy_cents, self.received_wh)
+
+    @property
+    def delivered_price_eur_per_kwh(self) -> Decimal | None:
+        """Price received for the energy delivered on this line [EUR/kWh]."""
+        return _per_kwh(self.delivered_energy_cents, self.delivered_wh)
+
+    @property
+    def v2g_rate_eur_per_kwh(self) -> Decimal | None:
+        """V2G compensation per kWh the EV discharged on this line [EUR/kWh]."""
+        return _per_kwh(self.v2g_compensation_cents, self.ev_discharge_wh)
+
+    @property
+    def charged_green_share(self) -> float | None:
+        """Share of what was charged that came from community solar [-]."""
+        return self.received_wh / self.charged_wh if self.charged_wh > 0 else None
+
+    @property
+    def delivered_green_share(self) -> float | None:
+        """Share of what was delivered that was green [-]."""
+        return self.green_supplied_wh / self.delivered_wh if self.delivered_wh > 0 else None
+
+
+def _per_kwh(cents: int, energy_wh: int) -> Decimal | None:
+    """cents / Wh as EUR/kWh (x 10), 4 decimals, half to even; None without energy."""
+    if energy_wh <= 0:
+        return None
+    return (Decimal(cents * 10) / energy_wh).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class BuildingTotals:
+    """What the community's EVs (members who are persons) did in the period [Wh], for the
+    building manager's statement: no person is named."""
+
+    evs: int
+    charged_from_community_wh: int
+    delivered_wh: int
+    green_delivered_wh: int
+
 
 @dataclass
 class StatementData:
@@ -92,6 +144,16 @@ class StatementData:
     #: Local days of the period with a reading of the member's meters, and all its days.
     days_with_data: int = 0
     period_days: int = 0
+    #: The period's RFC 6962 Merkle root at this statement (hex) and its tree size.
+    merkle_root: str | None = None
+    merkle_tree_size: int = 0
+    #: A building's (organisation's) statement: the community's EV totals of the period.
+    building: BuildingTotals | None = None
+
+    @property
+    def coverage(self) -> float:
+        """Days with meter data / days in the period [-]."""
+        return self.days_with_data / self.period_days if self.period_days else 0.0
 
     @property
     def partial(self) -> bool:
@@ -176,6 +238,8 @@ def _lines(session: Session, st: Statement) -> tuple[list[DayLine], DayLine]:
         line = by_day.setdefault(md.day, DayLine(md.day))
         line.ev_discharge_wh = md.discharge_wh
         line.green_delivered_wh = md.green_discharge_wh
+        line.charged_wh = md.offtake_wh
+        line.green_supplied_wh = md.green_supplied_wh
     days = [by_day[d] for d in sorted(by_day)]
     total = DayLine(days[0].day if days else dt.date.min)
     for line in days:
@@ -220,6 +284,8 @@ def statement_data(session: Session, statement_id: int) -> StatementData:
         .join(Member, Member.id == MemberPersonal.member_id)
         .where(Member.ref == st.member_ref)
     ).scalar_one_or_none()
+    kind = session.execute(select(Member.kind).where(Member.ref == st.member_ref)).scalar()
+    root = root_for(session, st.community, st.period, st.max_seq)
     corrects = session.get(Statement, st.corrects_id) if st.corrects_id else None
     previous_total = _lines(session, corrects)[1] if corrects is not None else None
     with_data = session.scalar(
@@ -237,7 +303,30 @@ def statement_data(session: Session, statement_id: int) -> StatementData:
         previous_total,
         days_with_data=int(with_data or 0),
         period_days=_days_in(st.period),
+        merkle_root=root.root_hash if root is not None else None,
+        merkle_tree_size=root.tree_size if root is not None else 0,
+        building=_building_totals(session, st) if kind is MemberKind.ORGANISATION else None,
     )
+
+
+def _building_totals(session: Session, st: Statement) -> BuildingTotals:
+    """The EV totals (members who are persons) of a statement's run."""
+    from energy.models import Member
+
+    persons = select(Member.ref).where(Member.kind == MemberKind.PERSON)
+    row = session.execute(
+        select(
+            func.count(func.distinct(MemberDay.member_ref)),
+            func.coalesce(func.sum(MemberDay.shared_wh), 0),
+            func.coalesce(func.sum(MemberDay.supplied_wh), 0),
+            func.coalesce(func.sum(MemberDay.green_supplied_wh), 0),
+        ).where(
+            MemberDay.run_id == st.run_id,
+            MemberDay.member_ref.in_(persons),
+            MemberDay.discharge_wh + MemberDay.offtake_wh > 0,
+        )
+    ).one()
+    return BuildingTotals(*(int(v) for v in row))
 
 
 def _days_in(period: str) -> int:
@@ -336,3 +425,60 @@ def member_totals(session: Session, community: str, period: str) -> dict[str, in
     for ref, st in latest.items():
         out[ref] = _lines(session, st)[1].net_cents
     return dict(out)
+
+
+def statement_figures(data: StatementData) -> dict[str, Any]:
+    """A statement's days and totals as plain integers (the JSON export's figures)."""
+
+    def line(d: DayLine, label: str) -> dict[str, Any]:
+        return {
+            "date": label,
+            **{f: int(getattr(d, f)) for f in CSV_COLUMNS[1:-1]},
+            "net_cents": d.net_cents,
+        }
+
+    return {
+        "days": [line(d, d.day.isoformat()) for d in data.days],
+        "total": line(data.total, "total"),
+        "coverage": {"days_with_data": data.days_with_data, "period_days": data.period_days},
+    }
+
+
+def render_json(session: Session, statement_id: int) -> str:
+    """The statement as JSON with the inclusion proof of every transfer it is read from,
+    checkable offline by ``noaber statement verify`` (:func:`verify_json`)."""
+    data = statement_data(session, statement_id)
+    doc = proof.statement_proof(session, statement_id, statement_figures(data))
+    return json.dumps(doc, indent=1, default=str) + "\n"
+
+
+def transfer_figure(fields: dict[str, Any]) -> tuple[str, int] | None:
+    """The statement figure a transfer counts in and its sign (None: it does not count),
+    by the rule :func:`_lines` reads the ledger with."""
+    from settlement.settle import code_accounts
+
+    if fields.get("flags") not in ledger.COUNTING_FLAGS:
+        return None
+    names = _WH_FIELD if fields["ledger"] == "wh" else _MONEY_FIELD
+    name = names.get(fields["code"])
+    if name is None:
+        return None
+    debit = code_accounts(
+        fields["code"], fields["ledger"], fields["community"], fields["member_ref"]
+    )[0]
+    return name, 1 if fields["debit_account"] == debit else -1
+
+
+def verify_json(text: str, root: str) -> tuple[dict[str, Any], list[str]]:
+    """Check an exported statement (:func:`render_json`) against a published root, without a
+    database; returns the document and the problems (empty: it holds)."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return {}, [f"not JSON: {exc}"]
+    if not isinstance(doc, dict):
+        return {}, ["not a statement proof"]
+    try:
+        return doc, proof.verify_statement(doc, root, transfer_figure)
+    except (KeyError, TypeError, ValueError) as exc:
+        return doc, [f"malformed statement proof: {exc!r}"]

@@ -238,3 +238,135 @@ def test_a_changed_root_file_or_database_root_is_refused(engine, sessions, poste
     path.write_text(json.dumps(doc))
     with sessions() as s, pytest.raises(NoaberError, match="one of them was changed"):
         proof.publish_roots(s, checkpoints.roots_dir(posted))
+
+
+# ------------------------------------------------------------------ statement proofs
+
+
+def _cli():
+    import typer
+    from typer.testing import CliRunner
+
+    from noaber.cli.settle import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+def _change_one_digit(text_: str, field_: str) -> str:
+    """The JSON with one digit of the first ``"field_": <number>`` changed."""
+    import re
+
+    m = re.search(rf'"{field_}": (\d)', text_)
+    assert m is not None, field_
+    digit = str((int(m.group(1)) + 1) % 10)
+    return text_[: m.start(1)] + digit + text_[m.end(1) :]
+
+
+def test_statement_exported_from_the_demo_verifies_offline(demo, tmp_path):
+    from settlement.statements import render_html, render_json, statement_data
+
+    with demo.sessions() as s:
+        st = s.scalars(
+            select(Statement).where(
+                Statement.member_ref == "m-ev-anna", Statement.period == "2026-11"
+            )
+        ).one()
+        exported = render_json(s, st.id)
+        data = statement_data(s, st.id)
+        html = render_html(s, st.id)
+        html_en = render_html(s, st.id, "en")
+    root = data.merkle_root
+    assert root is not None and f'id="merkle-root">{root}<' in html  # printed on the statement
+    assert "Hoe dit is berekend" in html and "How this was computed" in html_en
+    assert 'id="ev-charged-solar"' in html and "V2G-tarief" in html
+    published = json.loads(
+        next(
+            (checkpoints.roots_dir(demo.data_dir) / "energie-exloo" / "2026-11").glob("*.json")
+        ).read_text()
+    )
+    assert published["root"] == root  # the file written when the run posted
+    path = tmp_path / "statement.json"
+    path.write_text(exported)
+    cli = _cli()
+    res = cli("statement", "verify", path, "--root", root)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert f"statement {st.number} verified" in res.output
+    doc = json.loads(exported)
+    assert doc["transfers"] and all(
+        t["fields"]["member_ref"] == "m-ev-anna" for t in doc["transfers"]
+    )
+    # one changed digit anywhere a figure or a transfer is: refused, naming what
+    for field_, named in (("amount", "not in the tree"), ("fee_cents", "fee_cents")):
+        bad = tmp_path / f"bad-{field_}.json"
+        bad.write_text(_change_one_digit(exported, field_))
+        res = cli("statement", "verify", bad, "--root", root)
+        assert res.exit_code != 0 and named in str(res.exception), (field_, res.exception)
+    # another root (e.g. another period's) is refused too
+    other = "0" * 64
+    res = cli("statement", "verify", path, "--root", other)
+    assert res.exit_code != 0 and "names root" in str(res.exception)
+
+
+def test_the_building_statement_shows_its_solar_evs_and_costs(demo):
+    from settlement.statements import render_html, statement_data
+
+    with demo.sessions() as s:
+        st = s.scalars(
+            select(Statement).where(
+                Statement.member_ref == "m-dorpshuis", Statement.period == "2026-11"
+            )
+        ).one()
+        data = statement_data(s, st.id)
+        html = render_html(s, st.id)
+        evs = s.scalars(
+            select(Statement.id).where(
+                Statement.member_ref.like("m-ev-%"), Statement.period == "2026-11"
+            )
+        ).all()
+        ev_data = [statement_data(s, i) for i in evs]
+    assert data.building is not None and data.building.evs == 3
+    assert data.building.charged_from_community_wh == sum(d.total.received_wh for d in ev_data)
+    assert data.building.delivered_wh == sum(d.total.delivered_wh for d in ev_data)
+    assert 'id="building"' in html and 'id="ev"' not in html
+    assert "Het gebouw" in html
+
+
+def test_cli_ledger_checkpoint_and_verify(tmp_path, settings_env):
+    from energy.db import make_engine, session_factory, upgrade
+
+    eng = make_engine(settings_env.sqlalchemy_url)
+    upgrade(eng)
+    post_run(session_factory(eng), make_plan())
+    cli = _cli()
+    res = cli("ledger", "checkpoint")
+    assert res.exit_code == 0 and "checkpoint signed" in res.output, res.output
+    cps = checkpoints.checkpoints_dir(settings_env.data_dir)
+    res = cli("ledger", "verify", "--checkpoints", cps)
+    assert res.exit_code == 0 and "1 signed checkpoint" in res.output, res.output
+    res = cli("ledger", "root", "--community", "dorp-test", "--period", "2026-10")
+    assert res.exit_code == 0 and "transfers" in res.output
+    with eng.begin() as conn:  # a fee raised and re-hashed would pass alone; here: head back
+        last = conn.execute(
+            text("SELECT last_seq FROM settlement_chain_head WHERE id = 1")
+        ).scalar()
+        prev = conn.execute(
+            text(f"SELECT hash FROM settlement_transfers WHERE seq = {last - 1}")
+        ).scalar()
+        for name in (
+            conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+            .scalars()
+            .all()
+        ):
+            conn.execute(text(f"DROP TRIGGER {name}"))
+        conn.execute(text(f"DELETE FROM settlement_transfers WHERE seq = {last}"))
+        conn.execute(
+            text(
+                f"UPDATE settlement_chain_head SET last_seq = {last - 1}, last_hash = '{prev}' WHERE id = 1"
+            )
+        )
+    eng.dispose()
+    res = cli("ledger", "verify", "--checkpoints", cps)
+    assert res.exit_code != 0 and f"transfer {last}" in str(res.exception)
