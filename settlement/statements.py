@@ -15,9 +15,9 @@ rendering; it never enters the ledger.
 from __future__ import annotations
 
 import csv
-import json
 import datetime as dt
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -32,8 +32,8 @@ from energy.errors import NoaberError, NotFoundError
 from energy.models import MemberKind
 from energy.timegrid import month_bounds
 from settlement import ledger, proof
-from settlement.proof import root_for
 from settlement.models import MemberDay, Statement, Transfer
+from settlement.proof import root_for
 
 CSV_COLUMNS = (
     "date",
