@@ -155,7 +155,7 @@ def _raw_insert(session, lines: list[bytes]) -> float:
         with raw.cursor() as cur, cur.copy(f"COPY bench_copy ({cols}) FROM STDIN") as copy:
             copy.write(b"".join(line + b"\t" + b"0" * 64 + b"\n" for line in lines))
     else:
-        rows = [tuple(line.decode().split("\t")) + ("0" * 64,) for line in lines]
+        rows = [(*line.decode().split("\t"), "0" * 64) for line in lines]
         rows = [tuple(None if v == "\\N" else v for v in r) for r in rows]
         marks = ", ".join(["?"] * 17)
         conn.exec_driver_sql(f"INSERT INTO bench_copy VALUES ({marks})", rows)
