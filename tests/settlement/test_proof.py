@@ -14,14 +14,19 @@ from energy.errors import NoaberError
 from settlement import audit, checkpoints, ledger, merkle, proof
 from settlement.models import ChainHead, PeriodRoot, Statement, Transfer
 from settlement.settle import post_run
-from tests.settlement.conftest import make_plan
+from tests.settlement.conftest import make_plan, meter_data
 from tests.settlement.test_ledger import _tamper
+
+
+def _plan():
+    """A month with three days of meter data: every kind of transfer, few of them."""
+    return make_plan(data=meter_data(days=3))
 
 
 @pytest.fixture
 def posted(engine, sessions, tmp_path):
     """A posted month, its roots published and a signed checkpoint in ``tmp_path``."""
-    post_run(sessions, make_plan())
+    post_run(sessions, _plan())
     with sessions() as s:
         roots, cp = audit.after_posting(s, tmp_path)
     assert cp is not None and len(roots) == 1
@@ -128,19 +133,19 @@ def test_an_edited_member_day_row_is_named(engine, sessions, posted):
     _tamper(
         engine,
         "UPDATE settlement_member_days SET discharge_wh = discharge_wh + 7 "
-        "WHERE member_ref = 'm-ev01' AND day = '2026-10-12'",
+        "WHERE member_ref = 'm-ev01' AND day = '2026-10-02'",
     )
     report = _verify(sessions, posted)
-    assert report.first_broken == "member day run 1 m-ev01 2026-10-12"
+    assert report.first_broken == "member day run 1 m-ev01 2026-10-02"
     assert "changed" in (report.reason or "")
 
 
 def test_a_resealed_member_day_is_caught_by_the_checkpoint(engine, sessions, posted):
-    key = "member day run 1 m-ev01 2026-10-12"
+    key = "member day run 1 m-ev01 2026-10-02"
     _tamper(
         engine,
         "UPDATE settlement_member_days SET discharge_wh = discharge_wh + 7 "
-        "WHERE member_ref = 'm-ev01' AND day = '2026-10-12'",
+        "WHERE member_ref = 'm-ev01' AND day = '2026-10-02'",
     )
     with sessions() as s:  # re-seal the record and re-chain every later record
         rows = proof._current_rows(s)
@@ -185,7 +190,7 @@ def test_a_renumbered_statement_is_named(engine, sessions, posted):
 def test_a_deleted_statement_with_its_record_is_caught_by_its_number(engine, sessions):
     """Without checkpoints: the statement, its record and a re-chained records' tail are
     gone without a trace in either chain; the gap in the statement numbers names it."""
-    post_run(sessions, make_plan())
+    post_run(sessions, _plan())
     with sessions() as s:
         recs = s.execute(
             text("SELECT seq, kind, key, run_id, digest FROM settlement_records ORDER BY seq")
@@ -339,7 +344,7 @@ def test_cli_ledger_checkpoint_and_verify(tmp_path, settings_env):
 
     eng = make_engine(settings_env.sqlalchemy_url)
     upgrade(eng)
-    post_run(session_factory(eng), make_plan())
+    post_run(session_factory(eng), _plan())
     cli = _cli()
     res = cli("ledger", "checkpoint")
     assert res.exit_code == 0 and "checkpoint signed" in res.output, res.output
