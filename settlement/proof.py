@@ -24,7 +24,6 @@ RFC 6962 section 2.1; RFC 9162 section 2.1.3.2 (see :mod:`settlement.merkle`).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError, NotFoundError
@@ -46,7 +45,6 @@ from settlement.models import (
     Record,
     SettlementRun,
     Statement,
-    Transfer,
 )
 
 RECORDS_HEAD = 2
@@ -551,6 +549,14 @@ def verify_statement(
                     f"day {line['date']}: {figure} is {line.get(figure)} on the statement, its "
                     f"transfers give {got.get(figure, 0)}"
                 )
+        line_net = sum(
+            got.get(f, 0) * (1 if f in _CREDIT_FIGURES else -1) for f in _TRANSFER_FIGURES[2:]
+        )
+        if int(line.get("net_cents", 0)) != line_net:
+            problems.append(
+                f"day {line['date']}: net_cents is {line.get('net_cents')} on the statement, "
+                f"its transfers give {line_net}"
+            )
     listed = {line["date"] for line in doc["days"]}
     for extra in sorted(sums.keys() - listed):
         problems.append(f"day {extra}: has transfers but is not on the statement")
@@ -580,20 +586,3 @@ _TRANSFER_FIGURES = (
     "fee_cents",
 )
 _CREDIT_FIGURES = frozenset(("delivered_energy_cents", "v2g_compensation_cents"))
-
-
-def count_of(session: Session, community: str, period: str) -> int:
-    """Number of a period's transfers (the size its next root will have at least)."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Transfer)
-            .where(Transfer.community == community, Transfer.period == period)
-        )
-        or 0
-    )
-
-
-def day_text(day: dt.date) -> str:
-    """A day as the statement proof writes it (ISO 8601)."""
-    return day.isoformat()

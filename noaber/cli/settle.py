@@ -237,7 +237,9 @@ def statement_verify(
     st = doc["statement"]
     console.print(
         f"statement {st['number']} verified: {len(doc['transfers'])} transfers in the tree of "
-        f"{doc['merkle']['tree_size']} with root {root.lower()}; every figure is their sum"
+        f"{doc['merkle']['tree_size']} with root {root.lower()}; every kWh and money figure "
+        "is their sum (EV discharge and green kWh come from the sealed member days, which "
+        "`noaber ledger verify` checks)"
     )
 
 

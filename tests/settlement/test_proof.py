@@ -304,7 +304,11 @@ def test_statement_exported_from_the_demo_verifies_offline(demo, tmp_path):
         t["fields"]["member_ref"] == "m-ev-anna" for t in doc["transfers"]
     )
     # one changed digit anywhere a figure or a transfer is: refused, naming what
-    for field_, named in (("amount", "not in the tree"), ("fee_cents", "fee_cents")):
+    for field_, named in (
+        ("amount", "not in the tree"),
+        ("fee_cents", "fee_cents"),
+        ("net_cents", "net_cents"),
+    ):
         bad = tmp_path / f"bad-{field_}.json"
         bad.write_text(_change_one_digit(exported, field_))
         res = cli("statement", "verify", bad, "--root", root)
