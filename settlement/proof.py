@@ -158,7 +158,7 @@ def _append_records(session: Session, run_id: int, items: list[tuple[str, str, s
     if head is None:
         raise NoaberError("the records' chain head is missing (run the migrations)")
     seq, prev = int(head.last_seq), str(head.last_hash)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, key, digest in items:
         seq += 1
         prev = record_hash(seq, kind, key, digest, prev)
