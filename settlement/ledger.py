@@ -418,8 +418,8 @@ def verify(
     report = VerifyReport()
     prev_hash = GENESIS_HASH.encode()
     expected_seq = 1
-    leaves: dict[tuple[str, str], list[bytes]] = {}
-    seqs: dict[tuple[str, str], list[int]] = {}
+    raw_leaves: dict[tuple[bytes, bytes], list[bytes]] = {}
+    raw_seqs: dict[tuple[bytes, bytes], list[int]] = {}
     sha = hashlib.sha256
     ledgers = (b"wh", b"cents")
     for line in stream_lines(session):
@@ -451,20 +451,20 @@ def verify(
                     "from here on)",
                     seq,
                 )
-        key = (f[9].decode(), f[10].decode())
-        bucket = leaves.get(key)
+        key = (f[9], f[10])  # decoded once per period at the end
+        bucket = raw_leaves.get(key)
         if bucket is None:
-            bucket = leaves[key] = []
-            seqs[key] = []
+            bucket = raw_leaves[key] = []
+            raw_seqs[key] = []
         bucket.append(sha(b"\x00" + body).digest())
-        seqs[key].append(seq)
+        raw_seqs[key].append(seq)
         prev_hash = stored
         expected_seq += 1
         if on_progress is not None and seq % VERIFY_BLOCK == 0:
             on_progress(seq)
     report.checked = expected_seq - 1
-    report.leaves = leaves
-    report.leaf_seqs = seqs
+    report.leaves = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_leaves.items()}
+    report.leaf_seqs = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_seqs.items()}
     if (bad := _bad_links(session)) is not None:
         return report.broken(f"transfer {bad[0]}", bad[1], bad[0])
     head = session.get(ChainHead, 1)
@@ -485,6 +485,11 @@ def verify(
                     f"ledger {ledger_name}: pool account {account} is off by {value}"
                 )
     return report
+
+
+def _unescape(raw: bytes) -> str:
+    """A text field of a canonical line as the value it stands for."""
+    return raw.decode().replace("\\\\", "\\")
 
 
 def _bad_links(session: Session) -> tuple[int, str] | None:

@@ -32,8 +32,7 @@ from energy.errors import NoaberError, NotFoundError
 from energy.models import MemberKind
 from energy.timegrid import month_bounds
 from settlement import ledger, proof
-from settlement.models import MemberDay, Statement, Transfer
-from settlement.proof import root_for
+from settlement.models import MemberDay, PeriodRoot, Statement, Transfer
 
 CSV_COLUMNS = (
     "date",
@@ -338,6 +337,22 @@ class _Preload:
     kinds: dict[str, MemberKind]
     statements: dict[int, Statement]
     buildings: dict[int, BuildingTotals] = field(default_factory=dict)
+    roots: dict[tuple[str, str], list[PeriodRoot]] = field(default_factory=dict)
+
+    def root(self, session: Session, st: Statement) -> PeriodRoot | None:
+        """The period's root at the statement (:func:`settlement.proof.root_for`), the
+        period's roots read once."""
+        key = (st.community, st.period)
+        if key not in self.roots:
+            self.roots[key] = list(
+                session.scalars(
+                    select(PeriodRoot)
+                    .where(PeriodRoot.community == st.community, PeriodRoot.period == st.period)
+                    .order_by(PeriodRoot.tree_size)
+                )
+            )
+        before = [r for r in self.roots[key] if r.max_seq <= st.max_seq]
+        return before[-1] if before else None
 
     @classmethod
     def of(cls, session: Session, sts: list[Statement]) -> _Preload:
@@ -409,7 +424,7 @@ def _assemble(session: Session, st: Statement, pre: _Preload) -> StatementData:
         previous_total = _lines_of(
             corrects, rows, pre.member_days.get((corrects.run_id, corrects.member_ref), [])
         )[1]
-    root = root_for(session, st.community, st.period, st.max_seq)
+    root = pre.root(session, st)
     building = None
     if pre.kinds.get(st.member_ref) is MemberKind.ORGANISATION:
         building = pre.buildings.get(st.run_id)
