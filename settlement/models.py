@@ -180,7 +180,8 @@ class Record(Base):
 
 
 class PeriodRoot(Base):
-    """The RFC 6962 Merkle root over a (community, period)'s transfers up to ``max_seq``.
+    """The RFC 6962 Merkle root over a (community, period)'s transfers up to ``max_seq``,
+    and the root over the member-day rows of the run that stored it.
 
     One row each time a run posts transfers of the period; ``tree_size`` is the number of
     the period's transfers with ``seq <= max_seq`` (leaves in sequence order).
@@ -198,3 +199,7 @@ class PeriodRoot(Base):
     tree_size: Mapped[int] = mapped_column(BigInteger)
     max_seq: Mapped[int] = mapped_column(BigInteger)
     root_hash: Mapped[str] = mapped_column(String(64))
+    #: RFC 6962 root over the run's member-day rows (member ref, day order; leaf data the
+    #: row's canonical content, :func:`settlement.proof.member_day_bytes`) and their number.
+    days_root: Mapped[str] = mapped_column(String(64))
+    days_size: Mapped[int] = mapped_column(BigInteger)

@@ -73,12 +73,43 @@ STATEMENT_FIELDS = (
     "corrects_id",
     "max_seq",
 )
-ROOT_FIELDS = ("id", "community", "period", "run_id", "tree_size", "max_seq", "root_hash")
+ROOT_FIELDS = (
+    "id",
+    "community",
+    "period",
+    "run_id",
+    "tree_size",
+    "max_seq",
+    "root_hash",
+    "days_root",
+    "days_size",
+)
 _STATEMENT_ID = re.compile(r"\(id (\d+)\)$")
 
 
 def _digest(values: Any) -> str:
-    return hashlib.sha256("\t".join(ledger.text_field(v) for v in values).encode()).hexdigest()
+    return hashlib.sha256(_content(values)).hexdigest()
+
+
+def _content(values: Any) -> bytes:
+    return "\t".join(ledger.text_field(v) for v in values).encode()
+
+
+def member_day_bytes(fields: dict[str, Any]) -> bytes:
+    """Canonical content of a member-day row (:data:`MEMBER_DAY_FIELDS`, tab-separated, as
+    :func:`settlement.ledger.canonical` writes values): a leaf of the member-days tree."""
+    return _content(fields[f] for f in MEMBER_DAY_FIELDS)
+
+
+def _member_day_rows(session: Session, run_id: int) -> list[tuple[Any, ...]]:
+    cols = [MEMBER_DAYS.c[f] for f in MEMBER_DAY_FIELDS]
+    return list(
+        session.execute(
+            select(*cols)
+            .where(MEMBER_DAYS.c.run_id == run_id)
+            .order_by(MEMBER_DAYS.c.member_ref, MEMBER_DAYS.c.day)
+        ).all()
+    )
 
 
 def record_hash(seq: int, kind: str, key: str, digest: str, prev: str) -> str:
@@ -115,15 +146,10 @@ def seal_run(session: Session, run_id: int) -> PeriodRoot | None:
     run = session.get(SettlementRun, run_id)
     if run is None:
         raise NotFoundError(f"no settlement run {run_id}")
-    root = _store_root(session, run)
+    md_rows = _member_day_rows(session, run_id)
+    root = _store_root(session, run, md_rows)
     done = set(session.scalars(select(Record.key).where(Record.run_id == run_id)))
     items: list[tuple[str, str, str]] = []
-    cols = [MEMBER_DAYS.c[f] for f in MEMBER_DAY_FIELDS]
-    md_rows = session.execute(
-        select(*cols)
-        .where(MEMBER_DAYS.c.run_id == run_id)
-        .order_by(MEMBER_DAYS.c.member_ref, MEMBER_DAYS.c.day)
-    ).all()
     for r in md_rows:
         key = member_day_key(r[0], r[1], r[2])
         if key not in done:
@@ -184,7 +210,9 @@ def _append_records(session: Session, run_id: int, items: list[tuple[str, str, s
     session.flush()
 
 
-def _store_root(session: Session, run: SettlementRun) -> PeriodRoot | None:
+def _store_root(
+    session: Session, run: SettlementRun, md_rows: list[tuple[Any, ...]]
+) -> PeriodRoot | None:
     max_seq = int(session.get(ChainHead, 1).last_seq)  # type: ignore[union-attr]
     leaves = period_leaves(session, run.community, run.period, max_seq)
     last = session.scalars(
@@ -202,6 +230,8 @@ def _store_root(session: Session, run: SettlementRun) -> PeriodRoot | None:
         tree_size=len(leaves),
         max_seq=max_seq,
         root_hash=merkle.root(leaves).hex(),
+        days_root=merkle.root([merkle.leaf_hash(_content(r)) for r in md_rows]).hex(),
+        days_size=len(md_rows),
     )
     session.add(root)
     session.flush()
@@ -364,6 +394,10 @@ def _check_roots(session: Session, report: ledger.VerifyReport) -> None:
         if merkle.root(leaves[: root.tree_size]).hex() != root.root_hash:
             report.broken(name, "does not match the period's transfers")
             return
+        days = _member_day_rows(session, root.run_id)
+        if merkle.root([merkle.leaf_hash(_content(r)) for r in days]).hex() != root.days_root:
+            report.broken(name, f"does not match the member days of run {root.run_id}")
+            return
         newest[key] = max(newest.get(key, 0), root.tree_size)
     beyond = [
         report.leaf_seqs[key][newest.get(key, 0)]
@@ -403,7 +437,10 @@ def root_document(root: PeriodRoot) -> dict[str, Any]:
         "max_seq": root.max_seq,
         "run_id": root.run_id,
         "root": root.root_hash,
-        "algorithm": "RFC 6962 SHA-256 Merkle tree over the period's transfers in seq order",
+        "days_root": root.days_root,
+        "days_size": root.days_size,
+        "algorithm": "RFC 6962 SHA-256 Merkle trees: the period's transfers in seq order "
+        "(root), the run's member days by member and day (days_root)",
     }
 
 
@@ -483,6 +520,24 @@ def statement_proof(session: Session, statement_id: int, figures: dict[str, Any]
                 "proof": [p.hex() for p in merkle.inclusion_proof(tree, index)],
             }
         )
+    md_rows = _member_day_rows(session, root.run_id)
+    day_tree = merkle.levels([merkle.leaf_hash(_content(r)) for r in md_rows])
+    member_days = (
+        [
+            {
+                "index": i,
+                "fields": {
+                    f: ledger.text_field(v) if f == "day" else v
+                    for f, v in zip(MEMBER_DAY_FIELDS, r)
+                },
+                "proof": [p.hex() for p in merkle.inclusion_proof(day_tree, i)],
+            }
+            for i, r in enumerate(md_rows)
+            if r[1] == st.member_ref and r[0] == st.run_id
+        ]
+        if st.run_id == root.run_id
+        else []
+    )
     return {
         "format": FORMAT,
         "statement": {
@@ -493,9 +548,15 @@ def statement_proof(session: Session, statement_id: int, figures: dict[str, Any]
             "kind": st.kind,
             "max_seq": st.max_seq,
         },
-        "merkle": {"tree_size": root.tree_size, "root": root.root_hash},
+        "merkle": {
+            "tree_size": root.tree_size,
+            "root": root.root_hash,
+            "days_size": root.days_size,
+            "days_root": root.days_root,
+        },
         **figures,
         "transfers": transfers,
+        "member_days": member_days,
     }
 
 
@@ -503,6 +564,7 @@ def verify_statement(
     doc: dict[str, Any],
     expected_root: str,
     sign_of: Callable[[dict[str, Any]], tuple[str, int] | None],
+    days_root: str | None = None,
 ) -> list[str]:
     """Check an exported statement against a root, offline; returns the problems (empty: ok).
 
@@ -557,6 +619,7 @@ def verify_statement(
                 f"day {line['date']}: net_cents is {line.get('net_cents')} on the statement, "
                 f"its transfers give {line_net}"
             )
+    problems.extend(_verify_member_days(doc, days_root))
     listed = {line["date"] for line in doc["days"]}
     for extra in sorted(sums.keys() - listed):
         problems.append(f"day {extra}: has transfers but is not on the statement")
@@ -572,6 +635,50 @@ def verify_statement(
             f"total: net_cents is {doc['total'].get('net_cents')} on the statement, its "
             f"transfers give {net}"
         )
+    return problems
+
+
+_DAY_FIGURES = {
+    "ev_discharge_wh": "discharge_wh",
+    "green_delivered_wh": "green_discharge_wh",
+    "charged_wh": "offtake_wh",
+    "green_supplied_wh": "green_supplied_wh",
+}
+
+
+def _verify_member_days(doc: dict[str, Any], days_root: str | None) -> list[str]:
+    """The lines' member-day figures (EV discharge, green, charged) against the member
+    days in the document, and those against ``days_root`` (the published one; without it,
+    the document's own, which proves nothing about them)."""
+    problems = []
+    st, tree = doc["statement"], doc["merkle"]
+    root_hex = days_root or tree["days_root"]
+    if days_root is not None and tree.get("days_root") != days_root.lower():
+        problems.append(f"the statement names days root {tree.get('days_root')}, not {days_root}")
+    root = bytes.fromhex(root_hex)
+    by_day = {}
+    for md in doc.get("member_days", []):
+        fields = md["fields"]
+        name = f"member day {fields.get('day')}"
+        if fields.get("member_ref") != st["member_ref"]:
+            problems.append(
+                f"{name}: member_ref is {fields.get('member_ref')!r}, not the statement's"
+            )
+        leaf = merkle.leaf_hash(member_day_bytes(fields))
+        proof_ = [bytes.fromhex(p) for p in md["proof"]]
+        if not merkle.verify_inclusion(
+            int(md["index"]), int(tree["days_size"]), leaf, proof_, root
+        ):
+            problems.append(f"{name}: not in the member-days tree with root {root_hex}")
+        by_day[str(fields["day"])] = fields
+    for line in doc["days"]:
+        fields = by_day.get(line["date"], {})
+        for figure, column in _DAY_FIGURES.items():
+            if int(line.get(figure, 0)) != int(fields.get(column, 0)):
+                problems.append(
+                    f"day {line['date']}: {figure} is {line.get(figure)} on the statement, its "
+                    f"member day gives {fields.get(column, 0)}"
+                )
     return problems
 
 

@@ -146,6 +146,8 @@ class StatementData:
     #: The period's RFC 6962 Merkle root at this statement (hex) and its tree size.
     merkle_root: str | None = None
     merkle_tree_size: int = 0
+    #: The root of the member days of the statement's run (EV discharge, green, charged).
+    days_root: str | None = None
     #: A building's (organisation's) statement: the community's EV totals of the period.
     building: BuildingTotals | None = None
 
@@ -442,6 +444,7 @@ def _assemble(session: Session, st: Statement, pre: _Preload) -> StatementData:
         period_days=_days_in(st.period),
         merkle_root=root.root_hash if root is not None else None,
         merkle_tree_size=root.tree_size if root is not None else 0,
+        days_root=root.days_root if root is not None else None,
         building=building,
     )
 
@@ -619,7 +622,9 @@ def transfer_figure(fields: dict[str, Any]) -> tuple[str, int] | None:
     return name, 1 if fields["debit_account"] == debit else -1
 
 
-def verify_json(text: str, root: str) -> tuple[dict[str, Any], list[str]]:
+def verify_json(
+    text: str, root: str, days_root: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Check an exported statement (:func:`render_json`) against a published root, without a
     database; returns the document and the problems (empty: it holds)."""
     try:
@@ -629,6 +634,6 @@ def verify_json(text: str, root: str) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(doc, dict):
         return {}, ["not a statement proof"]
     try:
-        return doc, proof.verify_statement(doc, root, transfer_figure)
+        return doc, proof.verify_statement(doc, root, transfer_figure, days_root)
     except (KeyError, TypeError, ValueError) as exc:
         return doc, [f"malformed statement proof: {exc!r}"]

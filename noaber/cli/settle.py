@@ -218,6 +218,11 @@ def statement_verify(
     root: str = typer.Option(
         ..., "--root", help="The period's Merkle root as published (64 hex digits)"
     ),
+    days_root: str | None = typer.Option(
+        None,
+        "--days-root",
+        help="The published root of the run's member days (EV discharge, green, charged kWh)",
+    ),
 ) -> None:
     """Check a statement offline, with no database: every line is in the period's Merkle tree
     with this root, and the figures are the sums of the lines."""
@@ -226,11 +231,12 @@ def statement_verify(
     from energy.errors import NoaberError
     from settlement.statements import verify_json
 
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", root):
-        raise typer.BadParameter(f"must be 64 hex digits, got {root!r}", param_hint="--root")
+    for hint, value in (("--root", root), ("--days-root", days_root)):
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise typer.BadParameter(f"must be 64 hex digits, got {value!r}", param_hint=hint)
     if not statement_file.is_file():
         raise NoaberError(f"{statement_file}: no such file")
-    doc, problems = verify_json(statement_file.read_text(encoding="utf-8"), root)
+    doc, problems = verify_json(statement_file.read_text(encoding="utf-8"), root, days_root)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise NoaberError(f"{statement_file}: does not verify: {problems[0]}{more}")
@@ -238,8 +244,13 @@ def statement_verify(
     console.print(
         f"statement {st['number']} verified: {len(doc['transfers'])} transfers in the tree of "
         f"{doc['merkle']['tree_size']} with root {root.lower()}; every kWh and money figure "
-        "is their sum (EV discharge and green kWh come from the sealed member days, which "
-        "`noaber ledger verify` checks)"
+        "is their sum; "
+        + (
+            f"EV discharge, green and charged kWh are the {len(doc['member_days'])} member "
+            f"days in the tree with root {days_root.lower()}"
+            if days_root
+            else "EV discharge, green and charged kWh: give --days-root to check them"
+        )
     )
 
 

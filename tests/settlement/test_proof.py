@@ -147,14 +147,18 @@ def test_a_resealed_member_day_is_caught_by_the_checkpoint(engine, sessions, pos
         "UPDATE settlement_member_days SET discharge_wh = discharge_wh + 7 "
         "WHERE member_ref = 'm-ev01' AND day = '2026-10-02'",
     )
-    with sessions() as s:  # re-seal the record and re-chain every later record
+    with sessions() as s:  # the member days' root too
+        days = proof._member_day_rows(s, 1)
+    days_root = merkle.root([merkle.leaf_hash(proof._content(r)) for r in days]).hex()
+    _tamper(engine, f"UPDATE settlement_period_roots SET days_root = '{days_root}'")
+    with sessions() as s:  # re-seal the records and re-chain every later record
         rows = proof._current_rows(s)
         recs = s.execute(
             text("SELECT seq, kind, key, digest FROM settlement_records ORDER BY seq")
         ).all()
     prev, updates = ledger.GENESIS_HASH, []
     for seq, kind, k, digest in recs:
-        digest = rows[k].digest if k == key else digest
+        digest = rows[k].digest if k == key or kind == "root" else digest
         prev = proof.record_hash(seq, kind, k, digest, prev)
         updates.append(
             f"UPDATE settlement_records SET digest = '{digest}', hash = '{prev}' WHERE seq = {seq}"
@@ -296,9 +300,12 @@ def test_statement_exported_from_the_demo_verifies_offline(demo, tmp_path):
     path = tmp_path / "statement.json"
     path.write_text(exported)
     cli = _cli()
-    res = cli("statement", "verify", path, "--root", root)
+    days_root = data.days_root
+    assert days_root == published["days_root"] and f'id="days-root">{days_root}<' in html
+    res = cli("statement", "verify", path, "--root", root, "--days-root", days_root)
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert f"statement {st.number} verified" in res.output
+    said = " ".join(res.output.split())  # the console wraps long lines
+    assert f"statement {st.number} verified" in said and "5 member days" in said
     doc = json.loads(exported)
     assert doc["transfers"] and all(
         t["fields"]["member_ref"] == "m-ev-anna" for t in doc["transfers"]
@@ -308,10 +315,12 @@ def test_statement_exported_from_the_demo_verifies_offline(demo, tmp_path):
         ("amount", "not in the tree"),
         ("fee_cents", "fee_cents"),
         ("net_cents", "net_cents"),
+        ("ev_discharge_wh", "ev_discharge_wh"),
+        ("discharge_wh", "not in the member-days tree"),
     ):
         bad = tmp_path / f"bad-{field_}.json"
         bad.write_text(_change_one_digit(exported, field_))
-        res = cli("statement", "verify", bad, "--root", root)
+        res = cli("statement", "verify", bad, "--root", root, "--days-root", days_root)
         assert res.exit_code != 0 and named in str(res.exception), (field_, res.exception)
     # another root (e.g. another period's) is refused too
     other = "0" * 64

@@ -62,6 +62,8 @@ def upgrade() -> None:
         sa.Column("tree_size", sa.BigInteger(), nullable=False),
         sa.Column("max_seq", sa.BigInteger(), nullable=False),
         sa.Column("root_hash", sa.String(length=64), nullable=False),
+        sa.Column("days_root", sa.String(length=64), nullable=False),
+        sa.Column("days_size", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["settlement_runs.id"],
