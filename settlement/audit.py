@@ -1,19 +1,27 @@
-"""Reconciliation of a period: metered = allocated + not shared, ledger = statements.
+"""The audit: the whole ledger verified (against signed checkpoints), and reconciliation of a
+period (metered = allocated + not shared, ledger = statements).
 
-Checked again when a report is built, independent of the checks made while posting
-(docs/SOURCES.md, Patterns: TigerBeetle: write the invariants down and check them twice).
+:func:`verify` checks the transfers' chain (:func:`settlement.ledger.verify`), the sealed
+records, statement numbers and period roots (:func:`settlement.proof.verify_records`) and,
+given the checkpoints' :class:`~settlement.checkpoints.Mirror`, that both chains still hold
+every hash a checkpoint signed and nothing beyond the newest one; it names the first broken
+record. Reconciliation is checked again when a report is built, independent of the checks
+made while posting (docs/SOURCES.md, Patterns: TigerBeetle: write the invariants down and
+check them twice).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from energy.errors import NotFoundError
-from settlement import ledger
+from energy.errors import NoaberError, NotFoundError
+from settlement import checkpoints, ledger, proof
 from settlement.models import MemberDay, SettlementRun
 from settlement.statements import member_totals
 
@@ -118,3 +126,90 @@ def reconcile(session: Session, community: str, period: str) -> ReconcileReport:
     if total_shared != total_supplied:
         report.problems.append(f"allocated {total_shared} Wh != supplied {total_supplied} Wh")
     return report
+
+
+def verify(
+    session: Session,
+    mirror: checkpoints.Mirror | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ledger.VerifyReport:
+    """Verify everything the ledger holds; with ``mirror``, against the signed checkpoints.
+
+    Beyond the chains' own consistency, with checkpoints: a hash that differs from the signed
+    one names the first rewritten transfer or record; a chain shorter than the newest
+    checkpoint names the first missing one (head moved back); a chain longer names the first
+    one no checkpoint covers (forged, or posted without a checkpoint).
+    """
+    report = ledger.verify(session, None if mirror is None else mirror.transfer, on_progress)
+    if report.first_broken is not None:
+        return report
+    if mirror is not None and mirror.newest is not None:
+        _missing(report, "transfer", report.checked, mirror.transfers_seq, mirror.newest["file"])
+        if report.first_broken is not None:
+            return report
+    proof.verify_records(session, report, None if mirror is None else mirror.record)
+    if report.first_broken is not None or mirror is None or mirror.newest is None:
+        return report
+    cp = mirror.newest["file"]
+    _missing(report, "record", report.records_checked, mirror.records_seq, cp)
+    for what, have, signed in (
+        ("transfer", report.checked, mirror.transfers_seq),
+        ("record", report.records_checked, mirror.records_seq),
+    ):
+        if have > signed:
+            return report.broken(
+                f"{what} {signed + 1}",
+                f"not covered by a signed checkpoint (the newest, {cp}, ends at {signed}): "
+                "forged, or posted without a checkpoint; check it, then `noaber ledger "
+                "checkpoint`",
+                signed + 1 if what == "transfer" else None,
+            )
+    if report.first_broken is not None:
+        return report
+    report.notes.append(
+        f"{mirror.files} signed checkpoint(s) up to transfer {mirror.transfers_seq}, "
+        f"record {mirror.records_seq}"
+    )
+    return report
+
+
+def _missing(report: ledger.VerifyReport, what: str, have: int, signed: int, cp: str) -> None:
+    if have < signed:
+        report.broken(
+            f"{what} {have + 1}",
+            f"missing: the signed checkpoint {cp} covers the {what}s up to {signed} "
+            "(removed, and the head moved back)",
+            have + 1 if what == "transfer" else None,
+        )
+
+
+def sign_checkpoint(session: Session, directory: Path, data_dir: Path) -> Path | None:
+    """Verify the ledger against the existing checkpoints, then sign a new one (None:
+    nothing new since the last).
+
+    Raises
+    ------
+    NoaberError
+        If the ledger does not verify: a checkpoint never vouches for a broken ledger.
+    """
+    key = checkpoints.signing_key(data_dir)
+    mirror = checkpoints.load(directory, key.public_key())
+    # what lies beyond the newest checkpoint (verified in itself: the coverage check comes
+    # last) is what this checkpoint is about to cover
+    report = verify(session, mirror)
+    beyond = report.reason is not None and report.reason.startswith("not covered")
+    if not report.ok and not (beyond and not report.problems):
+        raise NoaberError(
+            f"refusing to sign a checkpoint: the ledger does not verify at "
+            f"{report.first_broken}: {report.reason or '; '.join(report.problems)}"
+        )
+    return checkpoints.write(session, directory, key, mirror)
+
+
+def after_posting(session: Session, data_dir: Path) -> tuple[list[Path], Path | None]:
+    """What every posting path does after its transaction: publish the new period roots
+    (:func:`settlement.proof.publish_roots`) and sign a checkpoint, in the data directory."""
+    roots = proof.publish_roots(session, checkpoints.roots_dir(data_dir))
+    cp = sign_checkpoint(session, checkpoints.checkpoints_dir(data_dir), data_dir)
+    session.commit()
+    return roots, cp

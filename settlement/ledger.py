@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from energy.db import is_postgres
-from settlement.models import TRANSFERS, ChainHead, Transfer
+from settlement.models import TRANSFERS, ChainHead, MemberDay, Transfer
 
 GENESIS_HASH = "0" * 64
 COUNTING_FLAGS = ("posted", "post_pending")
@@ -59,8 +59,25 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 CHUNK = 5000
-_DAY_INDEX = HASHED_FIELDS.index("day")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+_TEXT_FIELDS = frozenset(
+    (
+        "ledger",
+        "debit_account",
+        "credit_account",
+        "idempotency_id",
+        "community",
+        "period",
+        "code",
+        "member_ref",
+        "flags",
+        "prev_hash",
+    )
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+APPENDED_LEAVES = "settlement_appended_leaves"
+"""``session.info`` key: ``(seq, community, period, leaf hash)`` of the transfers appended in
+the session's transaction (read by :func:`settlement.proof.seal_run` so that the period's
+Merkle tree needs no read-back of what was just written)."""
 
 
 def member_account(ref: str) -> str:
@@ -83,22 +100,53 @@ def tax_account(community: str) -> str:
     return f"community:{community}:tax"
 
 
-def canonical(row: dict[str, Any]) -> bytes:
-    """Canonical serialisation of a transfer's hashed fields.
+def text_field(value: Any) -> str:
+    """One value as :func:`canonical` writes it."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(int(value))
 
-    A compact JSON array (UTF-8) of the values of :data:`HASHED_FIELDS` in that order; dates
-    as ISO 8601 strings, absent values as ``null``.
+
+def canonical(row: dict[str, Any]) -> bytes:
+    """Canonical serialisation of a transfer's hashed fields [UTF-8 bytes].
+
+    The values of :data:`HASHED_FIELDS` in that order, separated by a tab: integers in
+    decimal, dates as ISO 8601 (``YYYY-MM-DD``), absent values as ``\\N``, a backslash in a
+    text doubled. Text fields never hold control characters (:func:`append` refuses them),
+    so this is exactly the line PostgreSQL's ``COPY … TO STDOUT`` (text format, DateStyle
+    ISO) prints for those columns, which lets :func:`verify` hash the database's own output.
     """
-    values = [row.get(f) for f in HASHED_FIELDS]
-    day = values[_DAY_INDEX]
-    if isinstance(day, dt.date):
-        values[_DAY_INDEX] = day.isoformat()
-    return _ENCODER.encode(values).encode()
+    return "\t".join(text_field(row.get(f)) for f in HASHED_FIELDS).encode()
 
 
 def transfer_hash(row: dict[str, Any]) -> str:
     """``sha256`` hex of :func:`canonical` (which includes ``prev_hash``)."""
     return hashlib.sha256(canonical(row)).hexdigest()
+
+
+def _line(r: dict[str, Any]) -> str:
+    """:func:`canonical` as text, for one row with the usual types (the hot path: one
+    f-string; the per-field rule only when a text holds a backslash)."""
+    null = "\\N"
+    rev, pend, ref = r["reverses_id"], r["pending_id"], r["member_ref"]
+    line = (
+        f"{r['seq']:d}\t{r['ledger']}\t{r['debit_account']}\t{r['credit_account']}"
+        f"\t{r['amount']:d}\t{r['idempotency_id']}\t{null if rev is None else f'{rev:d}'}"
+        f"\t{null if pend is None else f'{pend:d}'}\t{r['run_id']:d}\t{r['community']}"
+        f"\t{r['period']}\t{r['code']}\t{r['day'].isoformat()}\t{null if ref is None else ref}"
+        f"\t{r['flags']}\t{r['prev_hash']}"
+    )
+    if line.count("\\") != (rev is None) + (pend is None) + (ref is None):
+        return "\t".join(text_field(r.get(f)) for f in HASHED_FIELDS)
+    return line
+
+
+_N_TABS = len(HASHED_FIELDS) - 1
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def lock_chain(session: Session) -> ChainHead:
@@ -124,28 +172,80 @@ def append(
     """Append transfers to the chain (the head must be locked by :func:`lock_chain`).
 
     Each row gives every field of :data:`HASHED_FIELDS` but ``seq`` and ``prev_hash``; this
-    assigns them, computes the hashes, inserts in chunks and moves the head. Returns the
-    sequence numbers.
+    assigns them, computes the hashes (and the Merkle leaf hashes, kept in
+    ``session.info[APPENDED_LEAVES]``), inserts in chunks (PostgreSQL: ``COPY FROM STDIN``
+    of the canonical lines themselves; SQLite: ``executemany``) and moves the head. Returns
+    the sequence numbers.
+
+    Raises
+    ------
+    ValueError
+        An amount <= 0, or a text field with a control character (which the canonical
+        serialisation cannot hold); nothing is written.
     """
     seq, prev = int(head.last_seq), str(head.last_hash)
     out = []
+    lines = []
+    leaves = session.info.setdefault(APPENDED_LEAVES, [])
+    sha = hashlib.sha256
     for row in rows:
         if int(row["amount"]) <= 0:
             raise ValueError(f"transfer {row['idempotency_id']}: amount must be > 0")
         seq += 1
         row["seq"] = seq
         row["prev_hash"] = prev
-        row["hash"] = prev = transfer_hash(row)
+        text = _line(row)
+        if text.count("\t") != _N_TABS or _BAD_TEXT.search(text):
+            raise ValueError(
+                f"transfer {row['idempotency_id']!r}: a text field holds a control character"
+            )
+        data = text.encode()
+        row["hash"] = prev = sha(data).hexdigest()
+        leaves.append((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
+        lines.append(text)
         out.append(seq)
-    # straight to the driver (executemany): the rows are plain ints, strings and dates
     conn = session.connection()
-    sqlite = conn.dialect.name == "sqlite"
-    cols = [c.name for c in TRANSFERS.columns]
+    if conn.dialect.name == "postgresql":
+        _copy_in(conn, rows, lines, on_chunk)
+    else:
+        _insert_many(conn, rows, on_chunk)
+    head.last_seq = seq
+    head.last_hash = prev
+    session.flush()
+    return out
+
+
+def _copy_in(
+    conn: Any,
+    rows: list[dict[str, Any]],
+    lines: list[str],
+    on_chunk: Callable[[int, int], None] | None,
+) -> None:
+    """``COPY settlement_transfers FROM STDIN``: each canonical line plus its hash."""
+    cols = ", ".join((*HASHED_FIELDS, "hash"))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {TRANSFERS.name} ({cols}) FROM STDIN") as copy:
+        for i in range(0, len(rows), CHUNK):
+            block = "".join(
+                f"{line}\t{row['hash']}\n"
+                for line, row in zip(lines[i : i + CHUNK], rows[i : i + CHUNK])
+            )
+            copy.write(block.encode())
+            if on_chunk is not None:
+                on_chunk(min(i + CHUNK, len(rows)), len(rows))
+
+
+def _insert_many(
+    conn: Any, rows: list[dict[str, Any]], on_chunk: Callable[[int, int], None] | None
+) -> None:
+    """``executemany`` straight to the driver: the rows are plain ints, strings and dates."""
+    cols = [*HASHED_FIELDS, "hash"]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (
         f"INSERT INTO {TRANSFERS.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
     )
     day_col = cols.index("day")
+    sqlite = conn.dialect.name == "sqlite"
     for i in range(0, len(rows), CHUNK):
         values = [tuple(r[c] for c in cols) for r in rows[i : i + CHUNK]]
         if sqlite:  # SQLAlchemy stores Date as ISO text on SQLite
@@ -153,10 +253,6 @@ def append(
         conn.exec_driver_sql(sql, values)
         if on_chunk is not None:
             on_chunk(min(i + CHUNK, len(rows)), len(rows))
-    head.last_seq = seq
-    head.last_hash = prev
-    session.flush()
-    return out
 
 
 def effective_transfers(session: Session, community: str, period: str) -> list[Transfer]:
@@ -226,87 +322,233 @@ def balances(
 
 @dataclass
 class VerifyReport:
-    """Result of :func:`verify`: ``ok`` or the first broken transfer and why."""
+    """Result of :func:`verify`: ``ok``, or the first broken record and why.
+
+    ``first_broken_seq`` is the sequence number of the first broken transfer;
+    ``first_broken`` names the first broken record of any kind (``transfer 7``,
+    ``member day run 1 m-dh01 2026-10-05``, ``statement NB-2026-000004``).
+    """
 
     checked: int = 0
     first_broken_seq: int | None = None
+    first_broken: str | None = None
     reason: str | None = None
     problems: list[str] = field(default_factory=list)
+    #: Merkle leaf hashes per (community, period), in sequence order (see :func:`verify`).
+    leaves: dict[tuple[str, str], list[bytes]] = field(default_factory=dict, repr=False)
+    #: The sequence number of each of those leaves.
+    leaf_seqs: dict[tuple[str, str], list[int]] = field(default_factory=dict, repr=False)
+    records_checked: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.first_broken_seq is None and not self.problems
+        return self.first_broken is None and not self.problems
+
+    def broken(self, name: str, why: str, seq: int | None = None) -> VerifyReport:
+        """Record the first broken record (a later call does not replace it)."""
+        if self.first_broken is None:
+            self.first_broken, self.reason, self.first_broken_seq = name, why, seq
+        return self
 
 
-def _iter_transfers(session: Session) -> Iterator[Transfer]:
-    last = 0
-    while True:
-        batch = list(
-            session.scalars(
-                select(Transfer).where(Transfer.seq > last).order_by(Transfer.seq).limit(CHUNK)
-            )
-        )
-        if not batch:
-            return
-        yield from batch
-        last = batch[-1].seq
+_CHAIN_COLUMNS = ", ".join((*HASHED_FIELDS, "hash"))
+VERIFY_BLOCK = 20_000
 
 
-def verify(session: Session) -> VerifyReport:
+def stream_lines(
+    session: Session,
+    community: str | None = None,
+    period: str | None = None,
+    max_seq: int | None = None,
+) -> Iterator[bytes]:
+    """Transfers as their canonical line plus a tab and the stored hash, in seq order (all,
+    or those of a community and period up to ``max_seq``).
+
+    PostgreSQL: the database's own ``COPY (SELECT …) TO STDOUT`` text (DateStyle ISO),
+    streamed; SQLite: the rows of one query, formatted by :func:`canonical`'s rule.
+    """
+    conds: list[str] = []
+    params: list[Any] = []
+    for col, value in (("community", community), ("period", period)):
+        if value is not None:
+            conds.append(f"{col} = %s")
+            params.append(value)
+    if max_seq is not None:
+        conds.append("seq <= %s")
+        params.append(int(max_seq))
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    query = f"SELECT {_CHAIN_COLUMNS} FROM {TRANSFERS.name}{where} ORDER BY seq"
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
+            pending = b""
+            for block in copy:
+                data = pending + bytes(block)
+                parts = data.split(b"\n")
+                pending = parts.pop()
+                yield from parts
+            if pending:
+                yield pending
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    result = conn.execution_options(stream_results=True).exec_driver_sql(
+        query.replace("%s", mark), tuple(params)
+    )
+    t = text_field
+    while batch := result.fetchmany(VERIFY_BLOCK):
+        for r in batch:
+            yield "\t".join([t(v) for v in r]).encode()
+
+
+def verify(
+    session: Session,
+    expected: Callable[[int], bytes | None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
     """Recompute the hash chain and check every invariant of every transfer.
 
     Checks, in sequence order: contiguous sequence numbers from 1; ``prev_hash`` equals the
     previous transfer's hash; the stored hash equals the recomputed one; amount > 0, a known
-    ledger and two different accounts; a reversal mirrors the transfer it reverses (same
-    ledger and amount, accounts swapped) and comes after it; a post/void of a pending
-    transfer matches it. Then: the chain head points at the last transfer, and every pool
-    account balances to zero per ledger (debits equal credits of shared energy).
+    ledger and two different accounts; with ``expected`` (seq -> the hash a signed
+    checkpoint holds for it, see :mod:`settlement.checkpoints`), the hash equals it. Then: a
+    reversal mirrors the transfer it reverses (same ledger and amount, accounts swapped) and
+    comes after it; a post/void of a pending transfer matches it; the chain head points at the
+    last transfer; every pool account balances to zero per ledger. The first broken transfer
+    is named; the Merkle leaf hashes of each period are kept for :mod:`settlement.proof`.
     """
     report = VerifyReport()
-    prev_hash = GENESIS_HASH
-    expected = 1
-    seen: dict[int, tuple[str, str, str, int, str]] = {}
-
-    def broken(seq: int, why: str) -> VerifyReport:
-        report.first_broken_seq = seq
-        report.reason = why
-        return report
-
-    for t in _iter_transfers(session):
-        row = {f: getattr(t, f) for f in HASHED_FIELDS}
-        if t.seq != expected:
-            return broken(t.seq, f"sequence gap: expected transfer {expected}, found {t.seq}")
-        if t.prev_hash != prev_hash:
-            return broken(t.seq, "prev_hash does not match the previous transfer's hash")
-        if transfer_hash(row) != t.hash:
-            return broken(t.seq, "hash does not match the transfer's contents (changed row)")
-        if t.amount <= 0 or t.ledger not in ("wh", "cents") or t.debit_account == t.credit_account:
-            return broken(t.seq, "invalid amount, ledger or accounts")
-        if t.reverses_id is not None:
-            orig = seen.get(t.reverses_id)
-            if orig is None:
-                return broken(t.seq, f"reverses unknown or later transfer {t.reverses_id}")
-            if orig[:4] != (t.ledger, t.credit_account, t.debit_account, t.amount):
-                return broken(t.seq, f"does not mirror the transfer {t.reverses_id} it reverses")
-        if t.pending_id is not None:
-            orig = seen.get(t.pending_id)
-            if orig is None or orig[4] != "pending":
-                return broken(
-                    t.seq, f"refers to {t.pending_id}, which is not an earlier pending transfer"
+    prev_hash = GENESIS_HASH.encode()
+    expected_seq = 1
+    raw_leaves: dict[tuple[bytes, bytes], list[bytes]] = {}
+    raw_seqs: dict[tuple[bytes, bytes], list[int]] = {}
+    sha = hashlib.sha256
+    ledgers = (b"wh", b"cents")
+    for line in stream_lines(session):
+        body, _, stored = line.rpartition(b"\t")
+        f = body.split(b"\t")
+        seq = int(f[0])
+        if seq != expected_seq:
+            return report.broken(
+                f"transfer {expected_seq}",
+                f"sequence gap: expected transfer {expected_seq}, found {seq}",
+                expected_seq,
+            )
+        if f[15] != prev_hash:
+            return report.broken(
+                f"transfer {seq}", "prev_hash does not match the previous transfer's hash", seq
+            )
+        if sha(body).hexdigest().encode() != stored:
+            return report.broken(
+                f"transfer {seq}", "hash does not match the transfer's contents (changed row)", seq
+            )
+        if int(f[4]) <= 0 or f[1] not in ledgers or f[2] == f[3]:
+            return report.broken(f"transfer {seq}", "invalid amount, ledger or accounts", seq)
+        if expected is not None:
+            signed = expected(seq)
+            if signed is not None and signed != stored:
+                return report.broken(
+                    f"transfer {seq}",
+                    "hash differs from the one in a signed checkpoint (the chain was rewritten "
+                    "from here on)",
+                    seq,
                 )
-            if orig[:4] != (t.ledger, t.debit_account, t.credit_account, t.amount):
-                return broken(t.seq, f"does not match the pending transfer {t.pending_id}")
-        seen[t.seq] = (t.ledger, t.debit_account, t.credit_account, t.amount, t.flags)
-        prev_hash = t.hash
-        expected += 1
-        report.checked += 1
+        key = (f[9], f[10])  # decoded once per period at the end
+        bucket = raw_leaves.get(key)
+        if bucket is None:
+            bucket = raw_leaves[key] = []
+            raw_seqs[key] = []
+        bucket.append(sha(b"\x00" + body).digest())
+        raw_seqs[key].append(seq)
+        prev_hash = stored
+        expected_seq += 1
+        if on_progress is not None and seq % VERIFY_BLOCK == 0:
+            on_progress(seq)
+    report.checked = expected_seq - 1
+    report.leaves = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_leaves.items()}
+    report.leaf_seqs = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_seqs.items()}
+    if (bad := _bad_links(session)) is not None:
+        return report.broken(f"transfer {bad[0]}", bad[1], bad[0])
     head = session.get(ChainHead, 1)
-    if head is None or head.last_seq != expected - 1 or head.last_hash != prev_hash:
-        return broken(
-            expected, "the chain head does not point at the last transfer (transfers removed?)"
+    if head is None or head.last_seq != report.checked or head.last_hash.encode() != prev_hash:
+        return report.broken(
+            f"transfer {expected_seq}",
+            "the chain head does not point at the last transfer (transfers removed?)",
+            expected_seq,
         )
-    from settlement.models import MemberDay
+    _member_day_invariants(session, report)
+    for ledger_name in ("wh", "cents"):
+        bal = balances(session, ledger_name)
+        if sum(bal.values()) != 0:
+            report.problems.append(f"ledger {ledger_name}: debits and credits differ")
+        for account, value in sorted(bal.items()):
+            if account.endswith(":pool") and value != 0:
+                report.problems.append(
+                    f"ledger {ledger_name}: pool account {account} is off by {value}"
+                )
+    return report
 
+
+def _unescape(raw: bytes) -> str:
+    """A text field of a canonical line as the value it stands for."""
+    return raw.decode().replace("\\\\", "\\")
+
+
+def _bad_links(session: Session) -> tuple[int, str] | None:
+    """The first reversal or pending post/void that does not match what it refers to."""
+    orig = aliased(Transfer)
+    rev = session.execute(
+        select(Transfer.seq, Transfer.reverses_id, orig.seq)
+        .outerjoin(orig, orig.seq == Transfer.reverses_id)
+        .where(
+            Transfer.reverses_id.is_not(None),
+            (orig.seq.is_(None))
+            | (orig.seq >= Transfer.seq)
+            | (orig.ledger != Transfer.ledger)
+            | (orig.amount != Transfer.amount)
+            | (orig.credit_account != Transfer.debit_account)
+            | (orig.debit_account != Transfer.credit_account),
+        )
+        .order_by(Transfer.seq)
+        .limit(1)
+    ).first()
+    pend = session.execute(
+        select(Transfer.seq, Transfer.pending_id, orig.seq)
+        .outerjoin(orig, orig.seq == Transfer.pending_id)
+        .where(
+            Transfer.pending_id.is_not(None),
+            (orig.seq.is_(None))
+            | (orig.seq >= Transfer.seq)
+            | (orig.flags != "pending")
+            | (orig.ledger != Transfer.ledger)
+            | (orig.amount != Transfer.amount)
+            | (orig.credit_account != Transfer.credit_account)
+            | (orig.debit_account != Transfer.debit_account),
+        )
+        .order_by(Transfer.seq)
+        .limit(1)
+    ).first()
+    found = []
+    if rev is not None:
+        why = (
+            f"reverses unknown or later transfer {rev[1]}"
+            if rev[2] is None or rev[2] >= rev[0]
+            else f"does not mirror the transfer {rev[1]} it reverses"
+        )
+        found.append((int(rev[0]), why))
+    if pend is not None:
+        found.append(
+            (
+                int(pend[0]),
+                f"refers to {pend[1]}, which is not an earlier pending transfer it matches",
+            )
+        )
+    return min(found) if found else None
+
+
+def _member_day_invariants(session: Session, report: VerifyReport) -> None:
     bad_day = session.execute(
         select(MemberDay.run_id, MemberDay.day)
         .group_by(MemberDay.run_id, MemberDay.day)
@@ -331,11 +573,3 @@ def verify(session: Session) -> VerifyReport:
         report.problems.append(
             f"run {bad_member[0]}: {bad_member[1]} on {bad_member[2]} shares more than metered"
         )
-    for ledger in ("wh", "cents"):
-        bal = balances(session, ledger)
-        if sum(bal.values()) != 0:
-            report.problems.append(f"ledger {ledger}: debits and credits differ")
-        for account, value in sorted(bal.items()):
-            if account.endswith(":pool") and value != 0:
-                report.problems.append(f"ledger {ledger}: pool account {account} is off by {value}")
-    return report

@@ -211,3 +211,54 @@ TRANSFERS: Table = Transfer.__table__  # type: ignore[assignment]
 """The transfers table (Core, for fast bulk inserts)."""
 MEMBER_DAYS: Table = MemberDay.__table__  # type: ignore[assignment]
 """The member-days table (Core)."""
+
+
+class Record(Base):
+    """A sealed record: a member-day row, a statement or a period root, hash-chained.
+
+    ``digest`` is ``sha256`` over the record's canonical content (see
+    :func:`settlement.proof.member_day_content`, ``statement_content``, ``root_content``);
+    ``hash`` chains it: ``sha256`` over ``[seq, kind, key, digest, previous hash]``. The chain
+    head is ``ChainHead`` row 2 (row 1 is the transfers'). The database refuses UPDATE and
+    DELETE of records, member days, statements and period roots (migration
+    ``settlement_0002_proof``); ``settlement.ledger.verify`` checks every row against its
+    record and names the first that differs.
+    """
+
+    __tablename__ = "settlement_records"
+    __table_args__ = (
+        CheckConstraint("kind IN ('member_day', 'statement', 'root')", name="kind_valid"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(12))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PeriodRoot(Base):
+    """The RFC 6962 Merkle root over a (community, period)'s transfers up to ``max_seq``,
+    and the root over the member-day rows of the run that stored it.
+
+    One row each time a run posts transfers of the period; ``tree_size`` is the number of
+    the period's transfers with ``seq <= max_seq`` (leaves in sequence order).
+    """
+
+    __tablename__ = "settlement_period_roots"
+    __table_args__ = (
+        UniqueConstraint("community", "period", "tree_size", name="uq_settlement_period_roots"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(7))
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id"))
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    max_seq: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    #: RFC 6962 root over the run's member-day rows (member ref, day order; leaf data the
+    #: row's canonical content, :func:`settlement.proof.member_day_bytes`) and their number.
+    days_root: Mapped[str] = mapped_column(String(64))
+    days_size: Mapped[int] = mapped_column(BigInteger)

@@ -83,6 +83,7 @@ from settlement.pricing import (
     v2g_nc_per_wh,
     vat_cents,
 )
+from settlement.proof import seal_run
 from settlement.provenance import storage_provenance
 
 WH_CODES = ("shared", "supplied")
@@ -724,6 +725,8 @@ def post_run(
             numbers = _issue_statements(
                 session, community, plan.period, run.id, sorted(changed), head.last_seq
             )
+        seal_run(session, run.id)  # the period's Merkle root and the sealed records
+        if not provisional:
             repriced = _reprice_later(session, head, community, plan.period, plan.tariff)
         out = _result(run, True, len(rows), n_rev, numbers)
         out.repriced = repriced
@@ -848,6 +851,7 @@ def _reprice(
     for i in range(0, len(copies), ledger.CHUNK):
         session.execute(insert(MEMBER_DAYS), copies[i : i + ledger.CHUNK])
     _issue_statements(session, community, q, run.id, sorted(changed), head.last_seq)
+    seal_run(session, run.id)
     return run.id
 
 
@@ -962,6 +966,8 @@ def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -
             numbers = _issue_statements(
                 session, run.community, run.period, run_id, refs, head.last_seq
             )
+        seal_run(session, run_id)
+        if action == "post":
             doc = session.get(TariffDocument, run.tariff_digest)
             if doc is not None:
                 hint = tariff_from_document(doc.document)

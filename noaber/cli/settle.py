@@ -60,6 +60,19 @@ def _audit(sessions, action: str, target: str, detail: dict) -> None:
         record(session, actor(), action, target, detail)
 
 
+def _publish(sessions) -> None:
+    """After a posting: publish the period roots and sign a checkpoint in the data dir."""
+    from energy.settings import get_settings
+    from settlement.audit import after_posting
+
+    with sessions() as session:
+        roots, cp = after_posting(session, get_settings().data_dir)
+    for path in roots:
+        console.print(f"period root published: {path}")
+    if cp is not None:
+        console.print(f"ledger checkpoint signed: {cp}")
+
+
 @settle_app.command("run")
 def settle_run(
     community_file: Path = typer.Option(
@@ -149,6 +162,7 @@ def settle_run(
             "energy tax re-priced (an earlier month moved the band): "
             + ", ".join(f"{p} (run {r})" for p, r in sorted(result.repriced.items()))
         )
+    _publish(sessions)
 
 
 @settle_app.command("post")
@@ -159,6 +173,7 @@ def settle_post(run_id: int = typer.Argument(..., help="A pending (provisional) 
     sessions = _sessions()
     r = post_pending(sessions, run_id)
     _audit(sessions, "settlement.post", str(run_id), {"transfers": r.n_transfers})
+    _publish(sessions)
     console.print(
         f"run {r.run_id} posted: {r.n_transfers} transfers, statements: {', '.join(r.statements)}"
     )
@@ -172,6 +187,7 @@ def settle_void(run_id: int = typer.Argument(..., help="A pending (provisional) 
     sessions = _sessions()
     r = void_pending(sessions, run_id)
     _audit(sessions, "settlement.void", str(run_id), {"transfers": r.n_transfers})
+    _publish(sessions)
     console.print(f"run {r.run_id} voided ({r.n_transfers} pending transfers)")
 
 
@@ -224,6 +240,7 @@ def settle_sepa(
         return
     result = payment_run(sessions, community, period, when)
     paths = write_files(result, out, stem)
+    _publish(sessions)
     paid = sum(p.amount_cents for p in result.payouts)
     collected = sum(p.amount_cents for p in result.collections)
     console.print(
@@ -233,49 +250,184 @@ def settle_sepa(
     )
 
 
+statement_app = typer.Typer(
+    help="A member's statement (HTML, PDF, CSV or JSON with proofs), and its offline check.",
+    invoke_without_command=True,
+)
+
+
+@statement_app.callback()
 def statement_cmd(
-    member: str = typer.Option(..., "--member", help="Member ref (pseudonymous id)"),
-    period: str = typer.Option(..., "--period", help="Month YYYY-MM"),
+    ctx: typer.Context,
+    member: str | None = typer.Option(None, "--member", help="Member ref (pseudonymous id)"),
+    period: str | None = typer.Option(None, "--period", help="Month YYYY-MM"),
     pdf: bool = typer.Option(False, "--pdf", help="Write a PDF (headless Chromium)"),
     as_csv: bool = typer.Option(False, "--csv", help="Write CSV"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Write JSON with the inclusion proof of every line"
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Output file (default: statement-<number>.<ext>)"
     ),
     locale: str = typer.Option("nl", "--locale", help="nl or en"),
 ) -> None:
-    """Write a member's latest statement for a month as HTML (default), PDF or CSV."""
-    from settlement.statements import find_statement, render_csv, render_html, render_pdf
+    """Write a member's latest statement for a month as HTML (default), PDF, CSV or JSON."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if member is None or period is None:
+        raise typer.BadParameter("--member and --period are required", param_hint="statement")
+    from settlement.statements import (
+        find_statement,
+        render_csv,
+        render_html,
+        render_json,
+        render_pdf,
+    )
 
     with _sessions()() as session:
         st = find_statement(session, member, period)
-        ext = "pdf" if pdf else "csv" if as_csv else "html"
+        ext = "pdf" if pdf else "csv" if as_csv else "json" if as_json else "html"
         target = out or Path(f"statement-{st.number}.{ext}")
         if pdf:
             render_pdf(session, st.id, target, locale)
         elif as_csv:
             target.write_text(render_csv(session, st.id), encoding="utf-8")
+        elif as_json:
+            target.write_text(render_json(session, st.id), encoding="utf-8")
         else:
             target.write_text(render_html(session, st.id, locale), encoding="utf-8")
     kind = "correction statement" if st.kind == "correction" else "statement"
     console.print(f"{kind} {st.number} -> {target}")
 
 
+@statement_app.command("verify")
+def statement_verify(
+    statement_file: Path = typer.Argument(
+        ..., help="A statement's JSON export (`noaber statement --json`)", dir_okay=False
+    ),
+    root: str = typer.Option(
+        ..., "--root", help="The period's Merkle root as published (64 hex digits)"
+    ),
+    days_root: str | None = typer.Option(
+        None,
+        "--days-root",
+        help="The published root of the run's member days (EV discharge, green, charged kWh)",
+    ),
+) -> None:
+    """Check a statement offline, with no database: every line is in the period's Merkle tree
+    with this root, and the figures are the sums of the lines."""
+    import re
+
+    from energy.errors import NoaberError
+    from settlement.statements import verify_json
+
+    for hint, value in (("--root", root), ("--days-root", days_root)):
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise typer.BadParameter(f"must be 64 hex digits, got {value!r}", param_hint=hint)
+    if not statement_file.is_file():
+        raise NoaberError(f"{statement_file}: no such file")
+    doc, problems = verify_json(statement_file.read_text(encoding="utf-8"), root, days_root)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise NoaberError(f"{statement_file}: does not verify: {problems[0]}{more}")
+    st = doc["statement"]
+    console.print(
+        f"statement {st['number']} verified: {len(doc['transfers'])} transfers in the tree of "
+        f"{doc['merkle']['tree_size']} with root {root.lower()}; every kWh and money figure "
+        "is their sum; "
+        + (
+            f"EV discharge, green and charged kWh are the {len(doc['member_days'])} member "
+            f"days in the tree with root {days_root.lower()}"
+            if days_root
+            else "EV discharge, green and charged kWh: give --days-root to check them"
+        )
+    )
+
+
 ledger_app = typer.Typer(help="The settlement ledger: audit.", no_args_is_help=True)
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Recompute the hash chain and every invariant; name the first broken transfer."""
+def ledger_verify(
+    checkpoints: Path | None = typer.Option(
+        None,
+        "--checkpoints",
+        help="Directory of signed checkpoints (default: none; `ledger checkpoint` writes "
+        "<data_dir>/ledger/checkpoints)",
+        file_okay=False,
+    ),
+) -> None:
+    """Recompute the hash chains and every invariant; with --checkpoints, check them against
+    the signed checkpoints too. Names the first broken record."""
     from energy.errors import NoaberError
-    from settlement.ledger import verify
+    from energy.settings import get_settings
+    from noaber.console import progress
+    from settlement import checkpoints as cps
+    from settlement.audit import verify
 
-    with _sessions()() as session:
-        report = verify(session)
-    if report.first_broken_seq is not None:
-        raise NoaberError(f"ledger broken at transfer {report.first_broken_seq}: {report.reason}")
+    mirror = None
+    if checkpoints is not None:
+        if not checkpoints.is_dir():
+            raise NoaberError(f"--checkpoints {checkpoints}: no such directory")
+        key = cps.signing_key(get_settings().data_dir)
+        mirror = cps.load(checkpoints, key.public_key())
+    with _sessions()() as session, progress(transient=True) as p:
+        task = p.add_task("verifying transfers", total=None)
+        report = verify(session, mirror, on_progress=lambda n: p.update(task, completed=n))
+    if report.first_broken is not None:
+        raise NoaberError(f"ledger broken at {report.first_broken}: {report.reason}")
     if report.problems:
         raise NoaberError("ledger invariant broken: " + "; ".join(report.problems))
-    console.print(f"ledger ok: {report.checked} transfers, hash chain and invariants verified")
+    console.print(
+        f"ledger ok: {report.checked} transfers, {report.records_checked} sealed records, "
+        "hash chains and invariants verified" + (f"; {report.notes[0]}" if report.notes else "")
+    )
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Checkpoint directory (default <data_dir>/ledger/checkpoints)"
+    ),
+) -> None:
+    """Verify the ledger, then sign its chains' heads into a checkpoint outside the database."""
+    from energy.settings import get_settings
+    from settlement import checkpoints as cps
+    from settlement.audit import sign_checkpoint
+
+    data_dir = get_settings().data_dir
+    target = directory or cps.checkpoints_dir(data_dir)
+    with _sessions()() as session:
+        path = sign_checkpoint(session, target, data_dir)
+        session.commit()
+    console.print(f"checkpoint signed: {path}" if path else "nothing new since the last checkpoint")
+
+
+@ledger_app.command("root")
+def ledger_root(
+    community: str = typer.Option(..., "--community", help="Community name"),
+    period: str = typer.Option(..., "--period", help="Month YYYY-MM"),
+) -> None:
+    """Print the period's Merkle roots (every posting that grew the period adds one)."""
+    from sqlalchemy import select
+
+    from energy.errors import NotFoundError
+    from settlement.models import PeriodRoot
+
+    with _sessions()() as session:
+        roots = list(
+            session.scalars(
+                select(PeriodRoot)
+                .where(PeriodRoot.community == community, PeriodRoot.period == period)
+                .order_by(PeriodRoot.tree_size)
+            )
+        )
+    if not roots:
+        raise NotFoundError(f"no Merkle root for {community} {period}")
+    for r in roots:
+        console.print(
+            f"{r.root_hash}  {r.tree_size} transfers (run {r.run_id}, up to seq {r.max_seq})"
+        )
 
 
 @ledger_app.command("reconcile")
@@ -330,5 +482,5 @@ def ledger_reconcile(
 def register(app: typer.Typer) -> None:
     """Add ``settle``, ``statement`` and ``ledger`` to the root ``noaber`` app."""
     app.add_typer(settle_app, name="settle")
-    app.command("statement")(statement_cmd)
+    app.add_typer(statement_app, name="statement")
     app.add_typer(ledger_app, name="ledger")

@@ -66,4 +66,6 @@ CASES = {
     ("GET", "/statements/{statement_id}"): _detail(),
     ("GET", "/statements/{statement_id}/csv"): _detail(),
     ("GET", "/statements/{statement_id}/pdf"): _detail(),
+    ("GET", "/statements/{statement_id}/root"): _detail(),
+    ("GET", "/statements/{statement_id}/json"): _detail(),
 }

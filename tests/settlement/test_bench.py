@@ -27,5 +27,8 @@ def test_bench_quick():
         "post to SQLite",
         "statements as HTML",
         "post to PostgreSQL",
+        "ratio to raw insert of the same rows",
+        "ratio to raw hashlib of the same lines",
+        "transfers/s",
     ):
         assert label in out, out

@@ -27,15 +27,18 @@ def test_database_refuses_update_and_delete(engine, sessions, statement):
         assert ledger.verify(s).ok
 
 
-def _tamper(engine, statement: str) -> None:
-    """What an attacker with database rights can do: bypass the triggers and change a row."""
+def _tamper(engine, *statements: str) -> None:
+    """What an attacker with database rights can do: bypass the triggers and change rows."""
     with engine.begin() as conn:
         if is_postgres(engine):
             conn.execute(text("SET LOCAL session_replication_role = replica"))
-            conn.execute(text(statement))
         else:
-            conn.execute(text("DROP TRIGGER settlement_transfers_no_update"))
-            conn.execute(text("DROP TRIGGER settlement_transfers_no_delete"))
+            triggers = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).scalars()
+            for name in list(triggers):
+                conn.execute(text(f"DROP TRIGGER {name}"))
+        for statement in statements:
             conn.execute(text(statement))
 
 
@@ -81,20 +84,41 @@ def test_verify_finds_a_deleted_transfer(engine, sessions):
 
 def test_canonical_serialisation_is_stable():
     row = {f: None for f in ledger.HASHED_FIELDS}
-    row.update(seq=1, ledger="wh", amount=5, prev_hash=ledger.GENESIS_HASH)
-    assert ledger.canonical(row).startswith(b'[1,"wh",null,null,5,')
-    assert ledger.canonical(row).endswith(b',"' + ledger.GENESIS_HASH.encode() + b'"]')
+    row.update(seq=1, ledger="wh", amount=5, community="a\\b", prev_hash=ledger.GENESIS_HASH)
+    assert ledger.canonical(row).startswith(b"1\twh\t\\N\t\\N\t5\t")
+    assert b"\ta\\\\b\t" in ledger.canonical(row)  # a backslash doubled, as COPY prints it
+    assert ledger.canonical(row).endswith(b"\t" + ledger.GENESIS_HASH.encode())
     assert ledger.transfer_hash(row) == ledger.transfer_hash(dict(reversed(list(row.items()))))
+
+
+def test_append_refuses_a_control_character(sessions):
+    plan = make_plan()
+    with sessions() as s, s.begin():
+        head = ledger.lock_chain(s)
+        row = {f: None for f in ledger.HASHED_FIELDS if f not in ("seq", "prev_hash")}
+        row.update(
+            ledger="wh",
+            debit_account="a\tb",
+            credit_account="c",
+            amount=1,
+            run_id=1,
+            idempotency_id="x",
+            community="c",
+            period="2026-10",
+            code="shared",
+            day=plan.days[0],
+            flags="posted",
+        )
+        with pytest.raises(ValueError, match="control character"):
+            ledger.append(s, head, [row])
 
 
 def test_verify_checks_the_member_day_invariants(engine, sessions):
     post_run(sessions, make_plan())
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE settlement_member_days SET shared_wh = offtake_wh + 1 WHERE member_ref = 'm-dh01' AND day = '2026-10-05'"
-            )
-        )
+    _tamper(
+        engine,
+        "UPDATE settlement_member_days SET shared_wh = offtake_wh + 1 WHERE member_ref = 'm-dh01' AND day = '2026-10-05'",
+    )
     with sessions() as s:
         report = ledger.verify(s)
     assert not report.ok

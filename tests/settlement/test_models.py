@@ -18,14 +18,24 @@ def test_migration_matches_models(engine):
     assert diff == []
 
 
-def test_chain_head_is_seeded_and_triggers_exist(engine):
+def test_chain_heads_are_seeded_and_triggers_exist(engine):
+    """Row 1 is the transfers' chain, row 2 the sealed records'; every immutable table has
+    its UPDATE/DELETE triggers."""
     with engine.connect() as conn:
-        assert conn.execute(
-            text("SELECT last_seq, last_hash FROM settlement_chain_head")
-        ).one() == (0, "0" * 64)
-        if is_postgres(engine):
-            q = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'settlement_transfers'::regclass AND NOT tgisinternal"
-        else:
-            q = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settlement_transfers'"
-        names = {r[0] for r in conn.execute(text(q))}
-    assert len(names) >= 2
+        heads = conn.execute(
+            text("SELECT id, last_seq, last_hash FROM settlement_chain_head ORDER BY id")
+        ).all()
+        assert [tuple(h) for h in heads] == [(1, 0, "0" * 64), (2, 0, "0" * 64)]
+        for table in (
+            "settlement_transfers",
+            "settlement_records",
+            "settlement_period_roots",
+            "settlement_member_days",
+            "settlement_statements",
+        ):
+            if is_postgres(engine):
+                q = f"SELECT tgname FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal"
+            else:
+                q = f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = '{table}'"
+            names = {r[0] for r in conn.execute(text(q))}
+            assert len(names) >= 2, table

@@ -151,3 +151,32 @@ def test_fast_formatting_equals_babel():
         for v in values:
             assert fast_money(v, locale) == format_money_cents(v, locale), (v, locale)
             assert fast_kwh(v, 1, locale) == format_kwh(v, 1, locale), (v, locale)
+
+
+def test_period_statements_read_in_bulk_equal_one_at_a_time(sqlite_sessions):
+    from settlement.statements import period_statements, render_period_html
+
+    post_run(sqlite_sessions, make_plan())
+    d = meter_data()
+    inj = d.injection_wh.copy()
+    inj[1200, 2] += 1000
+    post_run(sqlite_sessions, make_plan(data=MeterData(d.isps, d.members, d.offtake_wh, inj)))
+    with sqlite_sessions() as s:
+        bulk = period_statements(s, "dorp-test", "2026-10")
+        assert len(bulk) > 4 and any(b.corrects is not None for b in bulk)
+        for b in bulk:
+            one = statement_data(s, b.statement.id)
+            assert (b.days, b.total, b.previous_total, b.ledger_balance_cents) == (
+                one.days,
+                one.total,
+                one.previous_total,
+                one.ledger_balance_cents,
+            )
+            assert (b.merkle_root, b.days_with_data, b.building) == (
+                one.merkle_root,
+                one.days_with_data,
+                one.building,
+            )
+        pages = dict(render_period_html(s, "dorp-test", "2026-10"))
+        for st_row, html in pages.items():
+            assert html == render_html(s, st_row.id)

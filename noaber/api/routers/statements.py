@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from energy.models import Role, User
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from settlement.models import Statement
-from settlement.statements import render_csv, render_html, render_pdf
+from settlement.proof import root_document, root_for
+from settlement.statements import render_csv, render_html, render_json, render_pdf
 
 router = APIRouter(prefix="/statements", tags=["statements"])
 
@@ -97,4 +98,39 @@ def statement_pdf(
         pdf,
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="statement-{st.number}.pdf"'},
+    )
+
+
+class PeriodRootOut(BaseModel):
+    """A period's RFC 6962 Merkle root as it stood when the statement was issued."""
+
+    community: str
+    period: str
+    tree_size: int
+    max_seq: int
+    run_id: int
+    root: str
+    algorithm: str
+
+
+@router.get("/{statement_id}/root", response_model=PeriodRootOut)
+def statement_root(
+    statement_id: IdPath, user: StatementReader, session: SessionDep
+) -> PeriodRootOut:
+    """The Merkle root of the statement's period (what `noaber statement verify --root` takes)."""
+    st = _statement_for(session, user, statement_id)
+    root = root_for(session, st.community, st.period, st.max_seq)
+    if root is None:
+        raise not_found("period root")
+    return PeriodRootOut(**root_document(root))
+
+
+@router.get("/{statement_id}/json")
+def statement_json(statement_id: IdPath, user: StatementReader, session: SessionDep) -> Response:
+    """The statement as JSON with the inclusion proof of every line (checkable offline)."""
+    st = _statement_for(session, user, statement_id)
+    return Response(
+        render_json(session, st.id),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="statement-{st.number}.json"'},
     )

@@ -19,9 +19,8 @@ from sqlalchemy import select
 
 from energy.errors import NoaberError, ValidationError
 from energy.timegrid import LOCAL_TZ, months_touched
-from settlement.audit import reconcile
+from settlement.audit import after_posting, reconcile, verify
 from settlement.community import CommunitySpec, load_community, read_meter_store
-from settlement.ledger import verify
 from settlement.models import Statement
 from settlement.pricing import load_tariff
 from settlement.settle import RunResult, period_isps, plan_energy, post_run
@@ -76,6 +75,7 @@ def settle_demo(ctx: DemoContext, community: CommunitySpec | None = None) -> Dem
         plan = plan_energy(community, period, data, tariff)
         runs[period] = post_run(ctx.sessions, plan)
     with ctx.sessions() as session:
+        after_posting(session, ctx.data_dir)  # period roots published, a checkpoint signed
         report = verify(session)
         if not report.ok:
             raise NoaberError(
