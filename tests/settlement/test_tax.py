@@ -46,13 +46,13 @@ def _community(with_connections: bool = True):
             "members": [
                 {
                     "name": "roof",
-                    "ref": "m-roof",
+                    "ref": "m-1a0f",
                     "meters": ["PV"],
                     "assets": ["pv"],
                     **conn(EAN_DORPSHUIS),
                 },
-                {"name": "charger", "ref": "m-chg", "meters": ["EVC"], **conn(EAN_DORPSHUIS)},
-                {"name": "home", "ref": "m-home", "meters": ["HOME"], **conn(EAN_HOME)},
+                {"name": "charger", "ref": "m-2b1e", "meters": ["EVC"], **conn(EAN_DORPSHUIS)},
+                {"name": "home", "ref": "m-3c2d", "meters": ["HOME"], **conn(EAN_HOME)},
             ],
         },
         "tax-test",
@@ -86,23 +86,23 @@ def _money(sessions, with_connections: bool) -> dict[tuple[str, str], int]:
 def test_flow_behind_one_connection_is_untaxed_shared_flow_taxed_at_the_receiver(sessions):
     got = _money(sessions, with_connections=True)
     assert got == {
-        ("shared", "m-chg"): 9,
-        ("vat", "m-chg"): 2,
-        ("shared", "m-home"): 6,
-        ("energy_tax", "m-home"): 4,
-        ("vat", "m-home"): 2,
-        ("supplied", "m-roof"): 15,
-        ("fee", "m-roof"): 5,
-        ("fee", "m-chg"): 5,
-        ("fee", "m-home"): 5,
+        ("shared", "m-2b1e"): 9,
+        ("vat", "m-2b1e"): 2,
+        ("shared", "m-3c2d"): 6,
+        ("energy_tax", "m-3c2d"): 4,
+        ("vat", "m-3c2d"): 2,
+        ("supplied", "m-1a0f"): 15,
+        ("fee", "m-1a0f"): 5,
+        ("fee", "m-2b1e"): 5,
+        ("fee", "m-3c2d"): 5,
     }
-    assert ("energy_tax", "m-chg") not in got
+    assert ("energy_tax", "m-2b1e") not in got
 
 
 def test_without_connections_every_shared_kwh_is_taxed(sqlite_sessions):
     got = _money(sqlite_sessions, with_connections=False)
-    assert got[("energy_tax", "m-chg")] == 5 and got[("vat", "m-chg")] == 3
-    assert got[("energy_tax", "m-home")] == 4
+    assert got[("energy_tax", "m-2b1e")] == 5 and got[("vat", "m-2b1e")] == 3
+    assert got[("energy_tax", "m-3c2d")] == 4
 
 
 def test_taxed_energy_nets_what_one_connection_gives_and_takes():
@@ -169,7 +169,7 @@ def test_connections_from_the_data_source_and_a_contradiction():
     c_open = _community(with_connections=False)
     known = MeterData(isps, c.refs, zero, zero, None, (EAN_DORPSHUIS, EAN_DORPSHUIS, None))
     assert member_connections(c, known) == (EAN_DORPSHUIS, EAN_DORPSHUIS, EAN_HOME)
-    assert member_connections(c_open, known) == (EAN_DORPSHUIS, EAN_DORPSHUIS, "member:m-home")
+    assert member_connections(c_open, known) == (EAN_DORPSHUIS, EAN_DORPSHUIS, "member:m-3c2d")
     wrong = MeterData(isps, c.refs, zero, zero, None, (EAN_DORPSHUIS, EAN_HOME, None))
     with pytest.raises(ValidationError, match=r"members\[1\].connection"):
         member_connections(c, wrong)
