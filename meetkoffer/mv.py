@@ -570,8 +570,8 @@ def _caltrack_fit(
         raise ValueError("the CalTRACK model needs 'temp_c' in the baseline and reporting data")
     base = base.dropna(subset=["temp_c"])
     rep = rep.dropna(subset=["temp_c"])
-    hb = base["hours"] if "hours" in base else None
-    hr = rep["hours"] if "hours" in rep else None
+    hb = base.get("hours")
+    hr = rep.get("hours")
     cm = caltrack.fit_daily(
         base["energy_kwh"], base["temp_c"], require_sufficiency=require_sufficiency, hours=hb
     )
