@@ -846,7 +846,7 @@ def thaw(d: dict[str, Any]) -> SavingsResult:
     scalars = {k: d[k] for k in _SCALARS}
     for k in ("fsu_68", "fsu_90", "fsu_ashrae_68", "fsu_ashrae_90"):
         scalars[k] = _inf(scalars[k])
-    m = {k: (np.nan if v is None else v) for k, v in d["metrics"].items()}
+    m: dict[str, Any] = {k: (np.nan if v is None else v) for k, v in d["metrics"].items()}
     return SavingsResult(
         **scalars,
         coefficients={k: (np.nan if v is None else v) for k, v in d["coefficients"].items()},

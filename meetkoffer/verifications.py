@@ -111,9 +111,8 @@ def store_new(session: Session, rec: SavingsRecord) -> SavingsRecord:
     """Store ``rec`` as version 1 of a new verification."""
     v = Verification(campaign_id=rec.campaign_id)
     session.add(v)
-    session.flush()
-    rec.verification_id = v.id
     rec.version = 1
+    v.versions.append(rec)
     session.add(rec)
     session.flush()
     return rec
@@ -186,9 +185,9 @@ def add_version(session: Session, v: Verification, new: SavingsRecord) -> Saving
         and last.params == new.params
     ):
         return None
-    new.verification_id = v.id
     new.version = last.version + 1
     new.changes = mv._clean(changes(last, new))
+    v.versions.append(new)
     session.add(new)
     session.flush()
     return new
