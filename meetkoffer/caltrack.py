@@ -534,10 +534,19 @@ def _billing_rows(periods: pd.DataFrame, tz: str) -> pd.DataFrame:
 
 
 def _utc(col: pd.Series, tz: str) -> pd.DatetimeIndex:
-    idx = pd.DatetimeIndex(pd.to_datetime(col))
-    if idx.tz is None:
-        idx = idx.tz_localize(tz, ambiguous="raise", nonexistent="raise")
-    return idx.tz_convert("UTC").as_unit("ns")
+    """Instants of a bill column: offsets as given (winter and summer may mix), naive values
+    as local wall time; a value that is no time is refused with its row."""
+    out = []
+    for i, v in enumerate(col):
+        try:
+            t = pd.Timestamp(v)
+            if pd.isna(t):
+                raise ValueError("empty")
+            t = t.tz_localize(tz, ambiguous="raise", nonexistent="raise") if t.tz is None else t
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"billing period row {i + 1}: {v!r} is not a time ({exc})") from None
+        out.append(t.tz_convert("UTC"))
+    return pd.DatetimeIndex(out).as_unit("ns")
 
 
 def billing_candidates(data: BillingData) -> list[Candidate]:
