@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+import yaml
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -11,7 +11,8 @@ from energy.db import make_engine, session_factory, upgrade
 from energy.errors import ValidationError
 from energy.models import IntervalReading
 from energy.samples import SampleStore
-from tests.meetkoffer.campaign_fixture import STEP_AT, build
+from meetkoffer import campaign as cp
+from tests.meetkoffer.campaign_fixture import DATA, STEP_AT, build
 from tests.meetkoffer.test_cli import _app
 
 NAME = "kunststof-2026-03"
@@ -22,7 +23,7 @@ def test_cli_versions_recompute_withdraw(settings_env) -> None:
     upgrade(engine)
     sessions = session_factory(engine)
     with sessions.begin() as s:
-        build(s, SampleStore(settings_env.samples_dir))
+        build(s, SampleStore(settings_env.samples_dir), step_s=300)
     app, runner = _app(), CliRunner()
     period = ["--baseline", f"2026-03-02..{STEP_AT}", "--reporting", f"{STEP_AT}..2026-03-30"]
     r = runner.invoke(app, ["meetkoffer", "savings", NAME, *period])
@@ -51,38 +52,24 @@ def test_cli_versions_recompute_withdraw(settings_env) -> None:
     assert isinstance(r.exception, ValidationError) and "withdrawn" in str(r.exception)
 
 
-def test_cli_billing_savings(settings_env, tmp_path) -> None:
+def test_cli_billing_savings_refusals(settings_env, tmp_path) -> None:
     engine = make_engine(settings_env.sqlalchemy_url)
     upgrade(engine)
     with session_factory(engine).begin() as s:
-        build(s, SampleStore(settings_env.samples_dir))
+        cp.create_campaign(s, yaml.safe_load((DATA / "campaign.yaml").read_text()))
     app, runner = _app(), CliRunner()
-    # Bills need temperatures on their days: the campaign has 28 days, so the bills here are
-    # refused by name (a period without temperatures), not silently fitted.
     bills = tmp_path / "bills.csv"
     pd.DataFrame(
         {
             "start": ["2025-01-01T00:00+01:00", "2026-03-01T00:00+01:00"],
-            "end": ["2025-02-01T00:00+01:00", "2026-04-01T00:00+02:00"],
-            "kwh": [np.float64(1000.0), 900.0],
+            "end": ["2025-02-01T00:00+01:00", "2026-04-01T00:00+02:00"],  # offsets mix
+            "kwh": [1000.0, 900.0],
         }
     ).to_csv(bills, index=False)
     args = ["--baseline", "2025-01-01..2026-01-01", "--reporting", "2026-03-01..2026-04-01"]
-    r = runner.invoke(
-        app,
-        [
-            "meetkoffer",
-            "savings",
-            NAME,
-            *args,
-            "--model",
-            "caltrack-billing",
-            "--bills",
-            str(bills),
-        ],
-    )
+    billing = ["--model", "caltrack-billing", "--bills", str(bills)]
+    r = runner.invoke(app, ["meetkoffer", "savings", NAME, *args, *billing])
     assert isinstance(r.exception, ValidationError)
-    assert "no billing period is usable" in str(r.exception)
-    assert "temperatures on 0 of 31 days" in str(r.exception)
+    assert "has no outdoor temperatures for the bills" in str(r.exception)
     r = runner.invoke(app, ["meetkoffer", "savings", NAME, *args, "--bills", str(bills)])
     assert isinstance(r.exception, ValidationError) and "--bills goes with" in str(r.exception)
