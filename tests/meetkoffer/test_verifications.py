@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sqlalchemy import select, update
 
 from energy.errors import ValidationError
 from energy.models import IntervalReading
 from energy.samples import SampleStore
+from meetkoffer import caltrack as ct
 from meetkoffer import campaign as cp
 from meetkoffer import verifications as vf
-from meetkoffer.models import SavingsRecord, Verification
-from tests.meetkoffer.campaign_fixture import STEP_AT, build
+from meetkoffer.models import SavingsRecord, TemperatureReading, Verification
+from tests.meetkoffer.campaign_fixture import DATA, STEP_AT, build
+from tests.meetkoffer.synth import TZ
 
 NAME = "kunststof-2026-03"
 
@@ -108,3 +113,55 @@ def test_frozen_versions_recompute_and_withdraw(sessions, tmp_path: Path) -> Non
     with sessions() as s:
         with pytest.raises(ValidationError, match="does not match its digest"):
             vf.shown_result(s.get(SavingsRecord, first_id))
+
+
+def test_billing_verification_frozen_and_recomputed(sessions) -> None:
+    """Monthly bills of the incomer (a DataFrame start, end, kwh) with the campaign's
+    temperatures: CalTRACK billing savings, stored frozen; the same bills again change nothing."""
+    cfg = yaml.safe_load((DATA / "campaign.yaml").read_text())
+    days = pd.date_range("2025-01-01", "2026-12-31", freq="D")
+    rng = np.random.default_rng(4)
+    t = 10.0 - 8.0 * np.cos(2 * np.pi * np.arange(days.size) / 365.25) + rng.normal(0, 2, days.size)
+    hours = ct.day_hours(days.tz_localize(TZ))
+    kwh = hours / 24 * (700.0 + 30.0 * np.maximum(15.0 - t, 0.0))
+    kwh[days >= "2026-01-01"] *= 0.85
+    months = pd.date_range("2025-01-01", "2027-01-01", freq="MS")
+    bills = pd.DataFrame(
+        [
+            {
+                "start": a.tz_localize(TZ),
+                "end": b.tz_localize(TZ),
+                "kwh": float(kwh[(days >= a) & (days < b)].sum()),
+            }
+            for a, b in itertools.pairwise(months)
+        ]
+    )
+    with sessions.begin() as s:
+        c = cp.create_campaign(s, cfg)
+        for d, v in zip(days, t):
+            s.add(
+                TemperatureReading(
+                    campaign_id=c.id,
+                    ts=(d.tz_localize(TZ) + pd.Timedelta(hours=12)).tz_convert("UTC"),
+                    temp_c=float(v),
+                )
+            )
+        s.flush()
+        base = cp.parse_period("2025-01-01..2026-01-01", "baseline")
+        rep = cp.parse_period("2026-01-01..2027-01-01", "reporting")
+        res, rec = cp.verify_billing(s, c, bills, base, rep)
+        true = 0.15 / 0.85 * bills["kwh"].iloc[12:].sum()
+        assert res.model == "caltrack_billing:hdd_only" and rec.version == 1
+        assert res.avoided_kwh == pytest.approx(true, rel=0.02)
+        assert rec.summary["data"]["baseline"]["periods"] == 12
+        with pytest.raises(ValidationError, match="give the bills"):
+            cp.recompute(s, c, rec)
+        again = cp.recompute(s, c, rec, periods=bills)
+        assert not again.created and again.record.id == rec.id
+        changed = bills.assign(kwh=bills["kwh"] * np.where(bills.index == 15, 1.1, 1.0))
+        new = cp.recompute(s, c, rec, periods=changed)
+        assert new.created and "reporting" in new.changes["data"]
+        assert "baseline" not in new.changes["data"]
+        assert new.changes["result"]["avoided_kwh"]["delta"] == pytest.approx(
+            -0.1 * bills["kwh"].iloc[15], rel=1e-6
+        )
