@@ -141,7 +141,7 @@ def _out(c: Campaign) -> CampaignOut:
         equipment=[e.name for e in c.equipment],
         findings=len(c.findings),
         savings_eur_per_year=sum(f.cost_eur_per_year for f in c.findings),
-        verifications=len(c.savings),
+        verifications=len({s.verification_id for s in c.savings}),
     )
 
 
