@@ -13,6 +13,11 @@ from pathlib import Path
 
 from energy.errors import NoaberError
 
+#: The printable width of an A4 page with 12 mm side margins [CSS px at 96 dpi]: the page is
+#: laid out (and its charts drawn) at this width before printing, so that nothing drawn for
+#: a wider screen (a legend, a colour bar) is cut off at the paper's edge.
+A4_PRINT_WIDTH_PX = round((210 - 2 * 12) / 25.4 * 96)
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -71,7 +76,8 @@ def html_to_pdf(
                     executable_path=str(exe), args=CHROMIUM_ARGS, headless=True
                 )
                 try:
-                    page = browser.new_page()
+                    page = browser.new_page(viewport={"width": A4_PRINT_WIDTH_PX, "height": 1000})
+                    page.emulate_media(media="print")
                     page.goto(page_file.as_uri(), wait_until="load", timeout=timeout_s * 1000)
                     if wait_for_plots:
                         page.wait_for_function(

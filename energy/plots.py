@@ -16,9 +16,49 @@ from typing import Any
 
 PLOTLY_STATIC_PATH = "/static/plotly.min.js"
 
+#: Plotly's Dutch locale (dates, decimal comma), registered by :data:`FIGURE_LOADER_JS`:
+#: month and day names and abbreviations as the CLDR ``nl`` locale has them (``mrt``), dates
+#: as ``dd-mm-jjjj``. plotly.js ships only English in its bundle.
+NL_LOCALE: dict[str, Any] = {
+    "moduleType": "locale",
+    "name": "nl",
+    "dictionary": {
+        "Autoscale": "Automatisch schalen",
+        "Double-click to zoom back out": "Dubbelklik om uit te zoomen",
+        "Download plot as a png": "Grafiek downloaden als png",
+        "Download plot": "Grafiek downloaden",
+        "Pan": "Verschuiven",
+        "Reset axes": "Assen herstellen",
+        "Zoom": "Zoomen",
+        "Zoom in": "Inzoomen",
+        "Zoom out": "Uitzoomen",
+    },
+    "format": {
+        "days": ["zondag", "maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag"],
+        "shortDays": ["zo", "ma", "di", "wo", "do", "vr", "za"],
+        "months": ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+                   "september", "oktober", "november", "december"],
+        "shortMonths": ["jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt",
+                        "nov", "dec"],
+        "date": "%d-%m-%Y",
+        "decimal": ",",
+        "thousands": ".",
+        "year": "%Y",
+        "month": "%b %Y",
+        "dayMonth": "%-d %b",
+        "dayMonthYear": "%-d %b %Y",
+    },
+}  # fmt: skip
+#: Decimal and thousands separators of a figure per locale (Plotly ``layout.separators``).
+SEPARATORS = {"nl": ",.", "en": ".,"}
+
 #: Draws every figure data block of :func:`figure_html` once the document is parsed.
-FIGURE_LOADER_JS = """
+FIGURE_LOADER_JS = (
+    """
 (function () {
+  if (window.Plotly && Plotly.register) { Plotly.register("""
+    + json.dumps(NL_LOCALE)
+    + """); }
   function drawFigures() {
     var blocks = document.querySelectorAll('script[type="application/json"][data-plotly-div]');
     Array.prototype.forEach.call(blocks, function (block) {
@@ -34,6 +74,7 @@ FIGURE_LOADER_JS = """
   }
 })();
 """
+)
 
 
 @lru_cache(maxsize=1)
@@ -45,8 +86,14 @@ def plotly_js() -> str:
     return get_plotlyjs() + "\n" + FIGURE_LOADER_JS
 
 
-def figure_html(fig: Any, div_id: str, *, height_px: int | None = None) -> str:
+def figure_html(
+    fig: Any, div_id: str, *, height_px: int | None = None, locale: str | None = None
+) -> str:
     """A ``<div>`` for the figure and the figure as a JSON data block, without plotly.js.
+
+    With ``locale`` (``nl`` or ``en``) the figure uses that locale's decimal separator and,
+    in Dutch, Plotly's ``nl`` locale (:data:`NL_LOCALE`: Dutch month and day names in date
+    axes and hover labels).
 
     The page must load :func:`plotly_js` (which draws the figure): served pages from
     :data:`PLOTLY_STATIC_PATH`, stand-alone reports inline via :func:`standalone_html` or
@@ -58,7 +105,11 @@ def figure_html(fig: Any, div_id: str, *, height_px: int | None = None) -> str:
         fig.update_layout(height=height_px)
     height = fig.layout.height
     style = f"height:{height}px; width:100%;" if height else "height:100%; width:100%;"
-    config = json.dumps({"displaylogo": False, "responsive": True})
+    cfg: dict[str, Any] = {"displaylogo": False, "responsive": True}
+    if locale is not None:
+        fig.update_layout(separators=SEPARATORS[locale])
+        cfg["locale"] = locale
+    config = json.dumps(cfg)
     # plotly's JSON escapes "<", ">" and "/" in strings: no text can end the data block early.
     spec = '{"figure":' + pio.to_json(fig) + ',"config":' + config + "}"
     div = escape(div_id)

@@ -90,6 +90,26 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'noaber.db').resolve()}"
 
+    @property
+    def database_for_display(self) -> str:
+        """:attr:`sqlalchemy_url` with its password replaced by ``***``: the only form printed."""
+        return redact_database_url(self.sqlalchemy_url)
+
+
+def redact_database_url(url: str) -> str:
+    """``url`` without its password, for logs and messages.
+
+    ``postgresql://noaber:s3cret@db/noaber`` -> ``postgresql://noaber:***@db/noaber``. The
+    password is everything between the user's ``:`` and the *last* ``@``, so a password with an
+    unescaped ``@``, ``/`` or ``#`` (which URL parsers split in the wrong place) never leaks.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
 
 def generate_secret() -> str:
     """A fresh random secret suitable for ``NOABER_SECRET_KEY``."""

@@ -19,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, NamedTuple, cast
 
+import holidays as pyholidays
 import numpy as np
 import pandas as pd
 
+from energy.errors import NoaberError
 from energy.timegrid import ISP_S, LOCAL_TZ
 
 HOURS_PER_YEAR = 8760.0
@@ -32,58 +34,295 @@ WH_PER_ISP_TO_KW = 1.0 / 250.0
 """Energy in one ISP [Wh] times this gives its mean power [kW] (4 ISPs per hour, /1000)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OperatingHours:
-    """When the firm produces: weekdays (0 = Monday) and a local start and end time.
+class AnalysisUnavailable(NoaberError, ValueError):
+    """One analysis cannot run on these data (says which and why); the others still can.
 
-    ``start`` < ``end`` is one shift window per working day; ``start`` == ``end`` means the
-    whole day. Everything else is *off-hours* (nights, weekends, between shifts).
+    A :class:`~energy.errors.NoaberError` (the CLI prints it as one line, the API as 4xx) and
+    a :class:`ValueError` (callers that guard a numeric step with ``except ValueError``).
     """
 
-    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
-    start: dt.time = dt.time(6, 0)
-    end: dt.time = dt.time(22, 0)
-    tz: str = LOCAL_TZ
+    def __init__(self, analysis: str, reason: str, equipment: str | None = None):
+        self.analysis = analysis
+        self.reason = reason
+        self.equipment = equipment
+        super().__init__(f"{analysis}{f' of {equipment!r}' if equipment else ''}: {reason}")
 
-    def __post_init__(self) -> None:
-        bad = [d for d in self.weekdays if not 0 <= d <= 6]
-        if bad:
-            raise ValueError(f"operating_hours.weekdays must be 0..6 (Monday = 0), got {bad}")
-        if self.end < self.start:
-            raise ValueError(
-                f"operating_hours.end {self.end} is before start {self.start}; "
-                "night shifts crossing midnight are not supported"
-            )
+
+class Shift(NamedTuple):
+    """One interval of operation in local time, ``[start_min, end_min)`` minutes after the
+    local midnight of the day it starts on; ``end_min <= start_min`` crosses midnight (a night
+    shift 22:00-06:00 is ``Shift(1320, 360)``) and ends on the next day. ``(0, 1440)`` is a
+    whole day."""
+
+    start_min: int
+    end_min: int
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> OperatingHours:
-        """Build from ``{"weekdays": [0, 1, ...], "start": "06:00", "end": "22:00"}``."""
-        wd = cast(Iterable[int], data.get("weekdays", (0, 1, 2, 3, 4)))
-        start = data.get("start", "06:00")
-        end = data.get("end", "22:00")
-        return cls(
-            weekdays=tuple(int(d) for d in wd),
-            start=start if isinstance(start, dt.time) else dt.time.fromisoformat(str(start)),
-            end=end if isinstance(end, dt.time) else dt.time.fromisoformat(str(end)),
-            tz=str(data.get("tz", LOCAL_TZ)),
-        )
+    def parse(cls, text: str) -> Shift:
+        """``"06:00-14:00"``, ``"22:00-06:00"`` (crossing midnight) or ``"00:00-24:00"``."""
+        a, sep, b = str(text).partition("-")
+        if not sep:
+            raise ValueError(f"a shift must be HH:MM-HH:MM, got {text!r}")
+        s, e = _minutes(a), _minutes(b)
+        if s == 1440:
+            raise ValueError(f"a shift cannot start at 24:00, got {text!r}")
+        return cls(s, e if e != s else s + 1440 if s == 0 else s)
 
-    def to_dict(self) -> dict[str, object]:
+    def crosses_midnight(self) -> bool:
+        return self.end_min <= self.start_min
+
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start_min)}-{_hhmm(self.end_min)}"
+
+
+def _minutes(text: str) -> int:
+    t = text.strip()
+    if t == "24:00":
+        return 1440
+    try:
+        v = dt.time.fromisoformat(t)
+    except ValueError:
+        raise ValueError(f"a time must be HH:MM (00:00..24:00), got {text!r}") from None
+    return v.hour * 60 + v.minute
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DEFAULT_DAY = (Shift(360, 1320),)
+_DEFAULT_WEEK = (_DEFAULT_DAY,) * 5 + ((), ())
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingHours:
+    """When the firm produces, in local time: shifts per weekday, a calendar and holidays.
+
+    ``week`` holds the shifts of each weekday (Monday first); a shift may cross midnight (it
+    belongs to the day it starts on, so a Friday night shift runs into Saturday morning).
+    ``calendar`` gives dates their own shifts (a shift calendar: an extra Saturday shift, a
+    short day); ``closed`` dates and, with ``holidays`` a country code (``"NL"``), that
+    country's public holidays (the ``holidays`` package) have no shifts of their own.
+    Everything outside the shifts is *off-hours*. A plant whose every day is ``00:00-24:00``
+    runs 24/7 and has no off-hours (see :func:`base_load`).
+    """
+
+    week: tuple[tuple[Shift, ...], ...] = _DEFAULT_WEEK
+    tz: str = LOCAL_TZ
+    holidays: str | None = "NL"
+    closed: frozenset[dt.date] = frozenset()
+    calendar: tuple[tuple[dt.date, tuple[Shift, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.week) != 7:
+            raise ValueError(
+                f"operating_hours needs 7 weekdays (Monday first), got {len(self.week)}"
+            )
+        for day, shifts in [*enumerate(self.week), *self.calendar]:
+            for s in shifts:
+                if not (0 <= s.start_min < 1440 and 0 <= s.end_min <= 1440):
+                    raise ValueError(f"operating_hours: shift {s} of {day} is outside 00:00..24:00")
+        if self.holidays is not None:
+            try:
+                pyholidays.country_holidays(self.holidays)
+            except NotImplementedError:
+                raise ValueError(
+                    f"operating_hours.holidays: no public holidays known for {self.holidays!r}"
+                ) from None
+
+    @classmethod
+    def weekly(
+        cls, weekdays: Iterable[int], start: dt.time, end: dt.time, **kw: Any
+    ) -> OperatingHours:
+        """The same shift ``start``-``end`` on each of ``weekdays`` (0 = Monday); ``end`` before
+        ``start`` crosses midnight, ``end == start`` is the whole day from ``start``."""
+        days = tuple(int(d) for d in weekdays)
+        bad = [d for d in days if not 0 <= d <= 6]
+        if bad:
+            raise ValueError(f"operating_hours.weekdays must be 0..6 (Monday = 0), got {bad}")
+        shift = Shift.parse(f"{start.strftime('%H:%M')}-{end.strftime('%H:%M')}")
+        return cls(week=tuple((shift,) if d in days else () for d in range(7)), **kw)
+
+    @classmethod
+    def always(cls, tz: str = LOCAL_TZ) -> OperatingHours:
+        """A plant that runs 24/7, holidays included: no off-hours."""
+        return cls(week=((Shift(0, 1440),),) * 7, tz=tz, holidays=None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OperatingHours:
+        """Build from a campaign file's ``operating_hours``.
+
+        Either the simple form ``{"weekdays": [0, 1, ...], "start": "06:00", "end": "22:00"}``
+        (``end`` before ``start`` crosses midnight) or ``{"shifts": {"mon-fri": ["06:00-14:00",
+        "22:00-06:00"], "sat": [...]}}`` (keys ``mon``..``sun``, ranges ``mon-fri``, ``daily``;
+        a day not named has no shifts), or ``{"always": true}`` (24/7). Both take ``holidays``
+        (a country code, default ``NL``; ``none`` for none), ``closed`` (dates without
+        production), ``calendar`` (``{date: [shifts]}``, which wins over a holiday) and ``tz``.
+
+        The NL holidays are the Algemene termijnenwet's (art. 3: Nieuwjaarsdag, Goede
+        Vrijdag, Pasen, Koningsdag, 5 mei in lustrum years as the ``holidays`` package has
+        it, Hemelvaart, Pinksteren, Kerst); whether a plant stops on them is a matter of its
+        CAO, so a holiday it works gets its shifts in ``calendar``.
+        """
+        unknown = set(data) - {"weekdays", "start", "end", "tz", "shifts", "always",
+                               "holidays", "closed", "calendar"}  # fmt: skip
+        if unknown:
+            raise ValueError(f"operating_hours: unknown keys {sorted(unknown)}")
+        hol = data.get("holidays", "NL")
+        kw: dict[str, Any] = {
+            "tz": str(data.get("tz", LOCAL_TZ)),
+            "holidays": None if hol in (None, False, "none", "") else str(hol).upper(),
+            "closed": frozenset(_date(d, "closed") for d in data.get("closed") or ()),
+            "calendar": tuple(
+                sorted((_date(d, "calendar"), _shifts(v, f"calendar.{d}"))
+                       for d, v in (data.get("calendar") or {}).items())
+            ),
+        }  # fmt: skip
+        if data.get("always"):
+            return cls(week=((Shift(0, 1440),),) * 7, **kw)
+        if "shifts" in data:
+            return cls(week=_week(data["shifts"]), **kw)
+        wd = cast(Iterable[int], data.get("weekdays", (0, 1, 2, 3, 4)))
+        start, end = data.get("start", "06:00"), data.get("end", "22:00")
+        return cls.weekly(wd, _time(start), _time(end), **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``shifts`` form of :meth:`from_dict` (round-trips)."""
         return {
-            "weekdays": list(self.weekdays),
-            "start": self.start.strftime("%H:%M"),
-            "end": self.end.strftime("%H:%M"),
+            "shifts": {
+                WEEKDAY_KEYS[d]: [str(s) for s in shifts] for d, shifts in enumerate(self.week)
+            },
+            "holidays": self.holidays or "none",
+            "closed": sorted(d.isoformat() for d in self.closed),
+            "calendar": {d.isoformat(): [str(s) for s in v] for d, v in self.calendar},
             "tz": self.tz,
         }
 
+    def runs_always(self) -> bool:
+        """True for a 24/7 plant (every weekday 00:00-24:00, no closed days or holidays)."""
+        whole = (Shift(0, 1440),)
+        return (
+            all(d == whole for d in self.week)
+            and not self.closed
+            and self.holidays is None
+            and all(v == whole for _, v in self.calendar)
+        )
+
+    def holiday_names(
+        self, years: Iterable[int], language: str | None = None
+    ) -> dict[dt.date, str]:
+        """The public holidays of ``years`` and the closed dates (named ``"closed"``).
+
+        Names are in ``language`` where the ``holidays`` package has it (``nl``, ``en_US``
+        for NL; Dutch by default for NL), else in the package's default.
+        """
+        out: dict[dt.date, str] = {}
+        if self.holidays is not None:
+            cal = pyholidays.country_holidays(self.holidays)
+            lang = language or ("nl" if self.holidays == "NL" else None)
+            lang = lang if lang in cal.supported_languages else None
+            out.update(pyholidays.country_holidays(self.holidays, years=list(years), language=lang))
+        for d in self.closed:
+            out.setdefault(d, "closed")
+        return out
+
+    def shifts_on(
+        self, day: dt.date, holidays: Mapping[dt.date, str] | None = None
+    ) -> tuple[Shift, ...]:
+        """The shifts starting on local date ``day`` (calendar, then closed/holiday, then week)."""
+        for d, v in self.calendar:
+            if d == day:
+                return v
+        hol = holidays if holidays is not None else self.holiday_names([day.year])
+        if day in hol:
+            return ()
+        return self.week[day.weekday()]
+
+    def _day_table(self, dates: list[dt.date]) -> np.ndarray:
+        """Per date a 1440-minute mask of operation: its own shifts and the part after
+        midnight of the previous day's crossing shifts."""
+        years = {d.year for d in dates} | {(d - dt.timedelta(days=1)).year for d in dates}
+        hol = self.holiday_names(sorted(years))
+        table = np.zeros((len(dates), 1440), bool)
+        for i, day in enumerate(dates):
+            for s in self.shifts_on(day, hol):
+                table[i, s.start_min : (1440 if s.crosses_midnight() else s.end_min)] = True
+            for s in self.shifts_on(day - dt.timedelta(days=1), hol):
+                if s.crosses_midnight():
+                    table[i, : s.end_min] = True
+        return table
+
     def producing(self, index: pd.DatetimeIndex) -> np.ndarray:
-        """Boolean mask: True where the ISP (UTC start) falls inside operating hours."""
+        """Boolean mask: True where the ISP (UTC start) falls inside a shift (local time)."""
+        if len(index) == 0:
+            return np.zeros(0, bool)
         local = index.tz_convert(self.tz)
-        minutes = local.hour * 60 + local.minute
-        s = self.start.hour * 60 + self.start.minute
-        e = self.end.hour * 60 + self.end.minute
-        in_day = np.ones(len(index), bool) if s == e else (minutes >= s) & (minutes < e)
-        return np.asarray(np.isin(local.day_of_week, self.weekdays) & in_day)
+        codes, dates = pd.factorize(local.date)
+        table = self._day_table(list(dates))
+        return np.asarray(table[codes, local.hour * 60 + local.minute])
+
+    def working_day(self, index: pd.DatetimeIndex) -> np.ndarray:
+        """Boolean mask: True where the ISP's local date has shifts of its own (not a weekend,
+        holiday or closed day)."""
+        if len(index) == 0:
+            return np.zeros(0, bool)
+        local = index.tz_convert(self.tz)
+        codes, dates = pd.factorize(local.date)
+        years = sorted({d.year for d in dates})
+        hol = self.holiday_names(years)
+        has = np.array([bool(self.shifts_on(d, hol)) for d in dates], bool)
+        return np.asarray(has[codes])
+
+
+def _date(value: Any, where: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"operating_hours.{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _time(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    m = _minutes(str(value))
+    return dt.time(0) if m == 1440 else dt.time(m // 60, m % 60)
+
+
+def _shifts(value: Any, where: str) -> tuple[Shift, ...]:
+    if isinstance(value, str):
+        value = [value]
+    try:
+        return tuple(Shift.parse(v) for v in value or ())
+    except ValueError as exc:
+        raise ValueError(f"operating_hours.{where}: {exc}") from None
+
+
+def _week(shifts: Mapping[str, Any]) -> tuple[tuple[Shift, ...], ...]:
+    """Shifts per weekday from ``{"mon-fri": [...], "sat": [...], "daily": [...]}``."""
+    if not isinstance(shifts, Mapping):
+        raise ValueError("operating_hours.shifts must map weekdays to shift lists")
+    week: list[tuple[Shift, ...]] = [()] * 7
+    for key, value in shifts.items():
+        k = str(key).lower().strip()
+        if k == "daily":
+            days = list(range(7))
+        elif "-" in k:
+            a, _, b = k.partition("-")
+            if a not in WEEKDAY_KEYS or b not in WEEKDAY_KEYS:
+                raise ValueError(f"operating_hours.shifts: unknown weekday range {key!r}")
+            days = list(range(WEEKDAY_KEYS.index(a), WEEKDAY_KEYS.index(b) + 1))
+        elif k in WEEKDAY_KEYS:
+            days = [WEEKDAY_KEYS.index(k)]
+        else:
+            raise ValueError(
+                f"operating_hours.shifts: unknown weekday {key!r} (use mon..sun, mon-fri, daily)"
+            )
+        for d in days:
+            week[d] = week[d] + _shifts(value, f"shifts.{key}")
+    return tuple(week)
 
 
 def _clean(energy_wh: pd.Series, name: str = "energy_wh") -> pd.Series:
@@ -126,13 +365,15 @@ def profile_15min(energy_wh: pd.Series, tz: str = LOCAL_TZ) -> pd.DataFrame:
 
 @dataclass(frozen=True, slots=True)
 class BaseLoad:
-    """Base load: a low percentile of the off-hours (night and weekend) mean power."""
+    """Base load: a low percentile of the off-hours (night and weekend) mean power, or of all
+    ISPs (the load floor) for a plant without off-hours."""
 
     base_load_kw: float
     percentile: float
     isp_count: int
     energy_kwh_per_year: float
     cost_eur_per_year: float
+    method: str = "off_hours"  # "off_hours" or "load_floor" (24/7: no off-hours ISPs)
 
 
 def base_load(
@@ -144,23 +385,30 @@ def base_load(
     """Base load [kW] and what it costs per year [EUR].
 
     The base load is the ``percentile`` of the 15-minute mean power over off-hours ISPs
-    (nights, weekends, between shifts). It runs all year: its energy is
-    ``base_load_kw * 8760 h`` and its cost that times ``price_eur_per_kwh``.
+    (nights, weekends, between shifts). A plant that runs 24/7 has no off-hours: its base
+    load is then its *load floor*, the same percentile over all ISPs (``method``
+    ``"load_floor"``). It runs all year: its energy is ``base_load_kw * 8760 h`` and its
+    cost that times ``price_eur_per_kwh``.
 
     Raises
     ------
+    AnalysisUnavailable
+        If the series is empty.
     ValueError
-        If there are no off-hours ISPs or the percentile is outside 0..100.
+        If the percentile is outside 0..100.
     """
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must lie in 0..100, got {percentile}")
     p = power_kw(energy_wh)
-    off = p[~hours.producing(p.index)]
+    if p.empty:
+        raise AnalysisUnavailable("base load", "no interval data")
+    off = p[~hours.producing(pd.DatetimeIndex(p.index))]
+    method = "off_hours"
     if off.empty:
-        raise ValueError("no off-hours ISPs: the campaign has no night or weekend data")
+        off, method = p, "load_floor"
     kw = float(np.percentile(off.to_numpy(), percentile))
     e = kw * HOURS_PER_YEAR
-    return BaseLoad(kw, percentile, int(off.size), e, e * price_eur_per_kwh)
+    return BaseLoad(kw, percentile, int(off.size), e, e * price_eur_per_kwh, method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +447,7 @@ def peak_demand(energy_wh: pd.Series, top_n: int = 10) -> Peak:
     """Peak 15-minute demand [kW], its time, the 95th/99th percentiles and the top N ISPs."""
     p = power_kw(energy_wh)
     if p.empty:
-        raise ValueError("no data: cannot find a peak in an empty series")
+        raise AnalysisUnavailable("peak demand", "no interval data")
     at = p.idxmax()
     return Peak(
         float(p.max()),
@@ -390,11 +638,8 @@ def channel_summary(
                 }
             )
             continue
-        try:
-            bl = base_load(e, hours, price_eur_per_kwh, percentile)
-            bl_kw, bl_eur = bl.base_load_kw, bl.cost_eur_per_year
-        except ValueError:
-            bl_kw = bl_eur = float("nan")
+        bl = base_load(e, hours, price_eur_per_kwh, percentile)
+        bl_kw, bl_eur = bl.base_load_kw, bl.cost_eur_per_year
         oh = off_hours_share(e, hours)
         pk = peak_demand(e, top_n=1)
         rows.append(

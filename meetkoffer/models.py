@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -47,6 +48,8 @@ class Campaign(Base):
     operating_hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     analyzed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: The latest analysis: its period, totals and the analyses that could not run (and why).
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     site: Mapped[Site] = relationship()
@@ -78,9 +81,91 @@ class Equipment(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20), default="submeter")
+    data_kind: Mapped[str | None] = mapped_column(String(20))
+    """``power``, ``counter`` or ``interval`` (see :mod:`meetkoffer.importing`); None: not
+    declared in the campaign file, detected at the first import of energy units."""
+    interval: Mapped[str | None] = mapped_column(String(10))
+    """Period of interval energy: ``15min``, ``hour``, ``day`` or ``month`` (local periods)."""
+    rated_power_kw: Mapped[float | None] = mapped_column(Float)
+    """The machine's rated power [kW] from the campaign file (plausibility limit)."""
 
     campaign: Mapped[Campaign] = relationship(back_populates="equipment")
     channel: Mapped[Channel] = relationship()
+
+
+class EnergyPeriodRecord(Base):
+    """Interval energy as imported [Wh] in ``[period_start, period_end)`` (a local 15 min, hour,
+    day or month); its readings spread it uniformly over the ISPs of the period."""
+
+    __tablename__ = "mk_energy_periods"
+    __table_args__ = (
+        CheckConstraint("period_end > period_start", name="period_positive"),
+        CheckConstraint("energy_wh >= 0", name="energy_nonneg"),
+    )
+
+    equipment_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_equipment.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    period_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    energy_wh: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(300))
+
+
+class SpreadGapRecord(Base):
+    """A gap between counter readings whose energy [Wh] was spread uniformly over its ISPs:
+    the coverage mark of estimated readings (no reading inside the gap)."""
+
+    __tablename__ = "mk_spread_gaps"
+
+    equipment_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_equipment.id", ondelete="CASCADE"), primary_key=True
+    )
+    gap_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    gap_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    energy_wh: Mapped[float] = mapped_column(Float)
+
+
+class BillingPeriodRecord(Base):
+    """A bill or meter reading period: energy [kWh] in ``[period_start, period_end)``, for the
+    CalTRACK billing model."""
+
+    __tablename__ = "mk_billing"
+    __table_args__ = (
+        CheckConstraint("period_end > period_start", name="period_positive"),
+        CheckConstraint("energy_kwh >= 0", name="energy_nonneg"),
+    )
+
+    equipment_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_equipment.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    period_end: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    energy_kwh: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(300))
+
+
+class ImportAuditRecord(Base):
+    """A stored value replaced by an import with ``--replace``: what it was, what it became,
+    when, from which file and by whom. Never updated or deleted by the Meetkoffer."""
+
+    __tablename__ = "mk_import_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    target: Mapped[str] = mapped_column(String(120))
+    """What was changed: an equipment name, ``production`` or ``temperature``."""
+    kind: Mapped[str] = mapped_column(String(20))
+    """``samples``, ``interval``, ``billing``, ``production`` or ``temperature``."""
+    ts: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    old_value: Mapped[float] = mapped_column(Float)
+    new_value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(300))
+    user: Mapped[str] = mapped_column(String(100))
+    replaced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 class ProductionRecord(Base):
@@ -131,6 +216,8 @@ class FindingRecord(Base):
     co2_t_per_year: Mapped[float] = mapped_column(Float)
     chart: Mapped[str] = mapped_column(String(120))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: False for a key figure (unmetered remainder, kWh per unit): never in the totals.
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     campaign: Mapped[Campaign] = relationship(back_populates="findings")

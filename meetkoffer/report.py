@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from energy.clock import utc_now
 from energy.i18n import template_env, translations
@@ -25,7 +26,13 @@ from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer.mv import SavingsResult
 
-LAYOUT = {"margin": {"l": 55, "r": 20, "t": 40, "b": 45}, "template": "plotly_white", "height": 340}
+#: The layout of every report chart. The template is the resolved object (not its name):
+#: Plotly then skips re-validating the template for each figure, several times faster.
+LAYOUT = {
+    "margin": {"l": 55, "r": 20, "t": 40, "b": 45},
+    "template": pio.templates["plotly_white"],
+    "height": 340,
+}
 
 
 @dataclass
@@ -76,8 +83,16 @@ def finding_title(f: Any, locale: str = "nl", tz: str = LOCAL_TZ) -> str:
     ev = f.evidence or {}
     try:
         if f.kind == "standby":
+            if ev.get("base_load_method") == "load_floor":
+                return _("Load floor of {kw} kW (the plant runs 24/7)").format(
+                    kw=format_number(ev["base_load_kw"], 1, locale)
+                )
             return _("Base load of {kw} kW outside production").format(
                 kw=format_number(ev["base_load_kw"], 1, locale)
+            )
+        if f.kind == "machine_standby":
+            return _("{name}: standby of {kw} kW outside production").format(
+                name=f.equipment, kw=format_number(ev["standby_kw"], 1, locale)
             )
         if f.kind == "off_hours_equipment":
             weekend = ev["weekend_kwh_in_campaign"] >= ev["between_shifts_kwh_in_campaign"]
@@ -85,6 +100,14 @@ def finding_title(f: Any, locale: str = "nl", tz: str = LOCAL_TZ) -> str:
                 "{name} runs at weekends" if weekend else "{name} runs between shifts and at night"
             )
             return _(msg).format(name=f.equipment)
+        if f.kind == "compressed_air_leak":
+            return _("{name}: {pct} of its production load runs outside production (leaks)").format(
+                name=f.equipment, pct=format_pct(ev["leak_share_of_production_load"], 0, locale)
+            )
+        if f.kind == "startup_peak":
+            return _("Start-up peaks raise the monthly kW-max by {kw} kW").format(
+                kw=format_number(ev["shave_kw"], 0, locale)
+            )
         if f.kind == "peak":
             at = pd.Timestamp(ev["peak_at_utc"]).tz_convert(tz)
             return _("Peak of {kw} kW on {at} could be shaved by {shave} kW").format(
@@ -96,6 +119,19 @@ def finding_title(f: Any, locale: str = "nl", tz: str = LOCAL_TZ) -> str:
             start, end = ev["enpi_start_kwh_per_unit"], ev["enpi_end_kwh_per_unit"]
             return _("{name}: energy per unit rose {pct} during the campaign").format(
                 name=f.equipment, pct=format_pct((end - start) / start, 0, locale)
+            )
+        if f.kind == "unmetered":
+            share = ev["unmetered_share"]
+            if share >= 0:
+                return _("{pct} of the energy is not sub-metered").format(
+                    pct=format_pct(share, 0, locale)
+                )
+            return _("The sub-meters add up to {pct} more than the incomer").format(
+                pct=format_pct(-share, 0, locale)
+            )
+        if f.kind == "enpi":
+            return _("{value} kWh/{unit} over production hours").format(
+                value=format_number(ev["enpi_kwh_per_unit"], 1, locale), unit=ev["unit"]
             )
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         pass
@@ -129,11 +165,40 @@ EVIDENCE_LABELS: dict[str, tuple[str, str, tuple[str, int]]] = {
     "p_value": ("p-value of the trend", "", ("number", 4)),
     "days": ("days with production", "", ("number", 0)),
     "units_per_year": ("units produced per year", "units/yr", ("number", 0)),
+    "base_load_method": ("base load from", "", ("text", 0)),
+    "floor_percentile": ("percentile of all 15-minute demand used as load floor", "", ("number", 0)),
+    "floor_hours_per_year_h": ("hours per year the load floor runs", "h", ("number", 0)),
+    "explained_by_submeters_kw": ("of which drawn by sub-metered equipment", "kW", ("number", 1)),
+    "unexplained_base_load_kw": ("base load not sub-metered", "kW", ("number", 1)),
+    "standby_kw": ("standby", "kW", ("number", 1)),
+    "production_level_kw": ("production level (90th percentile)", "kW", ("number", 1)),
+    "standby_share_of_production": ("standby against production level", "%", ("pct", 1)),
+    "running_kw": ("power above standby when running", "kW", ("number", 1)),
+    "running_hours_in_campaign": ("hours running outside production in the campaign", "h", ("number", 1)),
+    "running_hours_per_year": ("hours running outside production per year", "h", ("number", 0)),
+    "share_of_machine_energy": ("share of the machine's energy", "%", ("pct", 1)),
+    "leak_kw": ("compressor load outside production", "kW", ("number", 1)),
+    "production_mean_kw": ("mean compressor load in production", "kW", ("number", 1)),
+    "leak_share_of_production_load": ("leak indicator (load outside / in production)", "%", ("pct", 0)),
+    "production_hours_per_year": ("production hours per year", "h", ("number", 0)),
+    "assumed_reducible_share_of_leaks": ("assumed avoidable share of the leaks", "%", ("pct", 0)),
+    "startup_peak_kw": ("highest start-up peak", "kW", ("number", 1)),
+    "non_startup_max_kw": ("monthly maximum outside start-ups", "kW", ("number", 1)),
+    "startup_window_h": ("start-up window", "h", ("number", 2)),
+    "months": ("months measured", "", ("number", 0)),
+    "capacity_eur_per_kw_month": ("capacity charge (kW-max)", "€/kW/month", ("number", 2)),
+    "unmetered_kwh_in_campaign": ("energy not sub-metered in the campaign", "kWh", ("number", 0)),
+    "unmetered_share": ("share of the incomer's energy", "%", ("pct", 1)),
+    "enpi_kwh_per_unit": ("energy per unit over production hours", "kWh/unit", ("number", 2)),
+    "production_kwh_in_campaign": ("energy in production hours in the campaign", "kWh", ("number", 0)),
+    "units_in_campaign": ("units produced in the campaign", "", ("number", 1)),
 }  # fmt: skip
+#: Text values of evidence (``("text", 0)``), translated.
+_EVIDENCE_TEXT = {"off_hours": "off-hours", "load_floor": "the load floor (24/7)"}
 #: Units shown after a value, translated (the symbols kW, kWh, h and % stay as they are).
-_UNIT_WORDS = {"€/kW/yr": "€/kW/year", "units/yr": "units/year"}
-#: Evidence left out of the text (shown in the chart instead).
-EVIDENCE_HIDDEN = frozenset({"top_isps_kw"})
+_UNIT_WORDS = {"€/kW/yr": "€/kW/year", "units/yr": "units/year", "€/kW/month": "€/kW/month"}
+#: Evidence left out of the text (shown in a chart or a table instead, or in the unit).
+EVIDENCE_HIDDEN = frozenset({"top_isps_kw", "enpi_by_equipment", "unit"})
 
 
 def evidence_items(
@@ -160,7 +225,9 @@ def evidence_items(
             out.append((_(label), "–"))
             continue
         try:
-            if kind == "time":
+            if kind == "text":
+                text = _(_EVIDENCE_TEXT.get(str(value), str(value)))
+            elif kind == "time":
                 text = pd.Timestamp(value).tz_convert(tz).strftime("%d-%m-%Y %H:%M")
             elif kind == "pct":
                 text = format_pct(float(value), decimals, locale)
@@ -168,12 +235,58 @@ def evidence_items(
                 text = format_money_cents(round(float(value) * 100), locale)
             else:
                 text = format_number(float(value), decimals, locale)
-                if unit:
+                if unit == "kWh/unit" and evidence.get("unit"):
+                    text += f" kWh/{evidence['unit']}"
+                elif unit:
                     text += " " + _(_UNIT_WORDS.get(unit, unit))
         except (TypeError, ValueError):
             text = str(value)
         out.append((_(label), text))
     return out
+
+
+def describe_hours(hours: an.OperatingHours, locale: str = "nl") -> str:
+    """The operating hours in words: ``ma–vr 06:00–22:00; za 06:00–14:00`` (consecutive days
+    with the same shifts joined), ``24/7``, and whose public holidays are off."""
+    _ = translations("meetkoffer", locale).gettext
+    if hours.runs_always():
+        return "24/7"
+    names = [_(d) for d in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")]
+    parts: list[str] = []
+    d = 0
+    while d < 7:
+        e = d
+        while e + 1 < 7 and hours.week[e + 1] == hours.week[d]:
+            e += 1
+        if hours.week[d]:
+            days = names[d] if d == e else f"{names[d]}–{names[e]}"
+            shifts = ", ".join(str(x).replace("-", "–") for x in hours.week[d])
+            parts.append(f"{days} {shifts}")
+        d = e + 1
+    text = "; ".join(parts) or _("no shifts")
+    if hours.holidays:
+        text += " · " + _("public holidays ({country}) off").format(country=hours.holidays)
+    if hours.closed or hours.calendar:
+        text += " · " + _("{n} dates with their own hours").format(
+            n=len(hours.closed) + len(hours.calendar)
+        )
+    return text
+
+
+def days_off(
+    hours: an.OperatingHours, start: Any, end: Any, locale: str = "nl"
+) -> list[tuple[str, str]]:
+    """The public holidays and closed dates in ``[start, end)`` (local dates) as
+    ``(dd-mm-yyyy, name)``, names in the reader's language."""
+    _ = translations("meetkoffer", locale).gettext
+    a = pd.Timestamp(start).tz_convert(hours.tz).date()
+    b = pd.Timestamp(end).tz_convert(hours.tz).date()
+    names = hours.holiday_names(range(a.year, b.year + 1), "nl" if locale == "nl" else "en_US")
+    return [
+        (d.strftime("%d-%m-%Y"), _("closed") if n == "closed" else n)
+        for d, n in sorted(names.items())
+        if a <= d < b
+    ]
 
 
 def campaign_report(
@@ -190,6 +303,8 @@ def campaign_report(
     plotly_src: str | None = None,
     emission_factor: Any = None,
     downloads: str | None = None,
+    skipped: list[fi.Skipped] | None = None,
+    production_unit: str = "unit",
 ) -> Report:
     """The campaign report: profiles, base load, peaks, carpet, breakdown, EnPI and findings.
 
@@ -213,6 +328,11 @@ def campaign_report(
     downloads
         Base URL of the report's downloads (``<base>/pdf``, ``<base>/csv/<table>``), linked
         from the page; ``None`` for a stand-alone file.
+    skipped
+        The analyses that could not run (:class:`~meetkoffer.findings.Skipped`), listed with
+        their reasons.
+    production_unit
+        The unit of ``production`` (``t``): EnPI in kWh per that unit.
     """
     _ = translations("meetkoffer", locale).gettext
     tz = hours.tz
@@ -237,7 +357,11 @@ def campaign_report(
         "breakdown": bd,
     }
     f_prof = _profile_figure(_("Average day profile of the incomer [kW]"), prof, _)
-    f_prof.add_hline(y=bl.base_load_kw, line_dash="dot", annotation_text=_("base load"))
+    f_prof.add_hline(
+        y=bl.base_load_kw,
+        line_dash="dot",
+        annotation_text=_("load floor") if bl.method == "load_floor" else _("base load"),
+    )
     figs: list[tuple[str, str, go.Figure]] = [
         ("daily", _("Energy per day"), _daily_figure(daily_df, incomer, _)),
         ("profile", _("Day profiles"), f_prof),
@@ -248,14 +372,22 @@ def campaign_report(
     enpi = _enpi(daily_df[incomer], production, tz)
     if enpi is not None:
         tables["enpi_daily"] = enpi.data
-        figs.append(("enpi", _("Energy performance indicator"), _enpi_figure(enpi, _)))
+        figs.append(
+            (
+                "enpi",
+                _("Energy performance indicator"),
+                _enpi_figure(enpi, production_unit, _),
+            )
+        )
     for f in found:
         if f.chart.startswith("profile:") and f.equipment is not None and f.equipment in energy_wh:
+            if f.chart in {k for k, _h, _f in figs}:
+                continue
             p = an.profile_15min(energy_wh[f.equipment], tz)
             title = f"{f.equipment}: " + _("average day profile [kW]")
             figs.append((f.chart, finding_title(f, locale, tz), _profile_figure(title, p, _)))
             tables[f"profile_{an_slug(f.equipment)}_kw"] = p
-    charts, chart_html = _charts(figs)
+    charts, chart_html = _charts(figs, locale)
     tables["findings"] = _findings_table(found)
     tables["summary"] = _summary_table(bl, oh, pk)
     channels = an.channel_summary(energy_wh, hours, params.price_eur_per_kwh, coverage)
@@ -268,7 +400,10 @@ def campaign_report(
         plotly_js=None if plotly_src else plotly_js(),
         plotly_src=plotly_src,
         charts=chart_html,
-        findings=found,
+        findings=[f for f in found if f.counted],
+        key_figures=[f for f in found if not f.counted],
+        totals=fi.totals(found),
+        skipped=skipped or [],
         breakdown=bd,
         channels=channels,
         base=bl,
@@ -276,8 +411,11 @@ def campaign_report(
         peak=pk,
         peak_local=pk.at.tz_convert(tz).to_pydatetime(),
         enpi=enpi,
+        production_unit=production_unit,
         params=params,
         hours=hours,
+        hours_text=describe_hours(hours, locale),
+        days_off=days_off(hours, meta["start"], meta["end"], locale),
         emission_note=emission_note,
         emission_factor=emission_factor,
         chart_headings={c["key"]: c["heading"] for c in chart_html},
@@ -288,61 +426,101 @@ def campaign_report(
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
 
 
+#: Campaign charts: legends below the plot and room for them, so that neither a legend nor
+#: a colour bar is cut off at the A4 width of the PDF.
+_LEGEND_BELOW = {
+    "legend": {"orientation": "h", "x": 0, "y": -0.22, "xanchor": "left", "yanchor": "top"},
+    "margin": {"l": 60, "r": 20, "t": 40, "b": 95},
+}
+#: Dates on campaign axes: Dutch/English month abbreviations through the Plotly locale.
+_DATE_AXIS = {"type": "date", "tickformat": "%-d %b", "hoverformat": "%d-%m-%Y"}
+
+
+def _cfig(title: str, x_title: str, y_title: str) -> go.Figure:
+    """A campaign chart with its axes titled (units in brackets) and the legend below."""
+    fig = _fig(title)
+    fig.update_layout(**_LEGEND_BELOW)
+    # Whole numbers on the axes, thousands grouped ("4.000", not "4000" or "4k").
+    numbers = {"separatethousands": True, "exponentformat": "none"}
+    fig.update_xaxes(title=x_title, **numbers)
+    fig.update_yaxes(title=y_title, **numbers)
+    fig.update_layout(yaxis2=numbers)
+    return fig
+
+
 def _daily_figure(daily_df: pd.DataFrame, incomer: str, _: Any) -> go.Figure:
     """Energy per day: the equipment stacked, the incomer as a line."""
-    days = [str(d) for d in daily_df.index]
-    fig = _fig(_("Energy per day [kWh]"))
+    days = [pd.Timestamp(d).strftime("%Y-%m-%d") for d in daily_df.index]
+    fig = _cfig(_("Energy per day [kWh]"), _("date"), _("energy [kWh]"))
     for k in daily_df.columns:
         if k != incomer:
             fig.add_bar(x=days, y=daily_df[k], name=k)
     fig.add_scatter(x=days, y=daily_df[incomer], name=incomer, mode="lines+markers")
     fig.update_layout(barmode="stack")
+    fig.update_xaxes(**_DATE_AXIS)
     return fig
 
 
 def _profile_figure(title: str, prof: pd.DataFrame, _: Any) -> go.Figure:
     """Average day profiles [kW], one line per kind of day (a column of ``prof``)."""
-    fig = _fig(title)
+    fig = _cfig(title, _("local time of day"), _("power [kW]"))
     for col in prof.columns:
         fig.add_scatter(x=list(prof.index), y=prof[col], name=_(col), mode="lines")
+    fig.update_xaxes(type="category", nticks=13)
     return fig
 
 
 def _load_duration_figure(ldc: pd.DataFrame, _: Any) -> go.Figure:
-    fig = _fig(_("Load duration curve of the incomer"))
-    fig.add_scatter(x=ldc["hours"], y=ldc["power_kw"], mode="lines", name="kW")
-    fig.update_xaxes(title=_("hours at or above [h]"))
-    fig.update_yaxes(title="kW")
+    fig = _cfig(
+        _("Load duration curve of the incomer"), _("hours at or above [h]"), _("power [kW]")
+    )
+    fig.add_scatter(x=ldc["hours"], y=ldc["power_kw"], mode="lines", name=_("power [kW]"))
     return fig
 
 
 def _carpet_figure(carpet: pd.DataFrame, _: Any) -> go.Figure:
-    fig = _fig(_("Carpet plot of the incomer [kW]"))
+    fig = _cfig(_("Carpet plot of the incomer [kW]"), _("local time of day"), _("date"))
     fig.add_heatmap(
         z=carpet.to_numpy(),
         x=list(carpet.columns),
-        y=[str(d) for d in carpet.index],
+        y=[pd.Timestamp(d).strftime("%Y-%m-%d") for d in carpet.index],
         colorscale="Viridis",
-        colorbar={"title": "kW"},
+        colorbar={"title": {"text": "kW"}, "thickness": 14, "x": 1.0, "xpad": 4},
+        hovertemplate="%{y|%d-%m-%Y} %{x}: %{z:.1f} kW<extra></extra>",
     )
-    fig.update_layout(height=420)
+    fig.update_layout(height=420, margin={"l": 70, "r": 60, "t": 40, "b": 60})
+    fig.update_xaxes(type="category", nticks=13)
+    fig.update_yaxes(**_DATE_AXIS)
     return fig
 
 
 def _breakdown_figure(bd: pd.DataFrame, _: Any) -> go.Figure:
     """Energy by equipment with the cumulative share (a Pareto chart); empty without submeters."""
-    fig = _fig(_("Energy by equipment (Pareto)"))
+    fig = _cfig(_("Energy by equipment (Pareto)"), _("equipment"), _("energy [kWh]"))
     if bd.empty:
         return fig
-    fig.add_bar(x=list(bd.index), y=bd["energy_kwh"], name="kWh")
+    names = [_("unmetered remainder") if n == "unmetered" else n for n in bd.index]
+    fig.add_bar(x=names, y=bd["energy_kwh"], name=_("energy [kWh]"))
     fig.add_scatter(
-        x=list(bd.index),
+        x=names,
         y=bd["cumulative_share"] * 100,
         name=_("cumulative share [%]"),
         yaxis="y2",
         mode="lines+markers",
     )
-    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 105]})
+    fig.update_layout(
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 105],
+            "tickmode": "linear",
+            "tick0": 0,
+            "dtick": 25,
+            "showgrid": False,
+            "title": {"text": _("cumulative share [%]")},
+        },
+        margin={"l": 60, "r": 60, "t": 40, "b": 95},
+    )
     return fig
 
 
@@ -358,10 +536,19 @@ def _enpi(daily_kwh: pd.Series, production: pd.Series | None, tz: str) -> an.Enp
         return None
 
 
-def _enpi_figure(enpi: an.EnpiRegression, _: Any) -> go.Figure:
-    fig = _fig(_("Energy per day against production (EnPI)"))
+def _enpi_figure(enpi: an.EnpiRegression, unit: str, _: Any) -> go.Figure:
+    """Energy per day against production per day, the regression line and, on a second
+    axis, the EnPI of each day [kWh/unit]."""
+    fig = _cfig(
+        _("Energy per day against production (EnPI)"),
+        _("production per day [{unit}]").format(unit=unit),
+        _("energy per day [kWh]"),
+    )
     fig.add_scatter(
-        x=enpi.data["production"], y=enpi.data["energy_kwh"], mode="markers", name="kWh"
+        x=enpi.data["production"],
+        y=enpi.data["energy_kwh"],
+        mode="markers",
+        name=_("energy per day [kWh]"),
     )
     xs = np.linspace(0, float(enpi.data["production"].max()), 20)
     fig.add_scatter(
@@ -370,16 +557,40 @@ def _enpi_figure(enpi: an.EnpiRegression, _: Any) -> go.Figure:
         mode="lines",
         name=_("regression"),
     )
+    fig.add_scatter(
+        x=enpi.data["production"],
+        y=enpi.data["enpi"],
+        mode="markers",
+        marker={"symbol": "diamond-open"},
+        name=f"EnPI [kWh/{unit}]",
+        yaxis="y2",
+    )
+    fig.update_layout(
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "tickmode": "auto",
+            "nticks": 6,
+            "showgrid": False,
+            "title": {"text": f"EnPI [kWh/{unit}]"},
+        },
+        margin={"l": 60, "r": 60, "t": 40, "b": 95},
+    )
     return fig
 
 
-def _charts(figs: list[tuple[str, str, go.Figure]]) -> tuple[list[str], list[dict[str, str]]]:
-    """The div ids and the ``{key, heading, html}`` of the charts ``(key, heading, figure)``."""
+def _charts(
+    figs: list[tuple[str, str, go.Figure]], locale: str | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The div ids and the ``{key, heading, html}`` of the charts ``(key, heading, figure)``;
+    with ``locale``, in that locale's number and date format (:func:`energy.plots.figure_html`)."""
     charts, chart_html = [], []
     for key, heading, fig in figs:
         div_id = "chart-" + an_slug(key)
         charts.append(div_id)
-        chart_html.append({"key": key, "heading": heading, "html": figure_html(fig, div_id)})
+        chart_html.append(
+            {"key": key, "heading": heading, "html": figure_html(fig, div_id, locale=locale)}
+        )
     return charts, chart_html
 
 
@@ -395,6 +606,7 @@ def _findings_table(found: list[fi.Finding]) -> pd.DataFrame:
             "energy_kwh_per_year": f.energy_kwh_per_year,
             "cost_eur_per_year": f.cost_eur_per_year,
             "co2_t_per_year": f.co2_t_per_year,
+            "counted": f.counted,
             "chart": f.chart,
         }
         for f in found

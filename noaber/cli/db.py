@@ -17,11 +17,11 @@ def db_upgrade(
     from energy.db import current_revisions, make_engine, upgrade
     from energy.settings import load_settings
 
-    engine = make_engine(load_settings().sqlalchemy_url)
+    settings = load_settings()
+    engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine, revision)
-    console.print(
-        f"database at {', '.join(sorted(current_revisions(engine)))}: {load_settings().sqlalchemy_url}"
-    )
+    heads = ", ".join(sorted(current_revisions(engine)))
+    console.print(f"database at {heads}: {settings.database_for_display}")
 
 
 def register(app: typer.Typer) -> None:

@@ -109,7 +109,6 @@ def _store_sink(cfg, channels: list[str]):
     from energy.models import Channel
     from energy.samples import SampleStore
     from energy.settings import get_settings
-    from modbus_gateway.mqtt import redact_url
     from modbus_gateway.spool import SampleStoreSink
 
     settings = get_settings()
@@ -121,7 +120,7 @@ def _store_sink(cfg, channels: list[str]):
             ).all()
     except DBAPIError as exc:
         raise NoaberError(
-            f"database {redact_url(settings.sqlalchemy_url)} is not ready ({exc.orig}); run "
+            f"database {settings.database_for_display} is not ready ({exc.orig}); run "
             "noaber db upgrade and noaber site import FILE, or use --no-store"
         ) from None
     finally:

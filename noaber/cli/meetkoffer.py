@@ -44,30 +44,72 @@ def create(
         console.print(f"campaign {c.name}: {len(c.equipment)} equipment channels")
 
 
+IMPORT_KINDS = ("samples", "production", "temperature", "billing")
+
+
 @app.command("import")
 def import_(
     campaign: Annotated[str, typer.Argument(help="Campaign name")],
     file: Annotated[Path, typer.Argument(help="CSV file", exists=True, dir_okay=False)],
     kind: Annotated[
-        str, typer.Option(help="samples (timestamp,channel,value,unit), production or temperature")
+        str,
+        typer.Option(
+            help="samples (timestamp,channel,value,unit or timestamp,<channel> [unit],...: "
+            "power, counter readings or interval energy as the channel is declared), "
+            "production, temperature or billing (start,end,value,unit in kWh)"
+        ),
     ] = "samples",
+    equipment: Annotated[
+        str | None, typer.Option(help="billing: the equipment billed (default the incomer)")
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace stored values the file changes (kept in the audit trail); without "
+            "it such an import is refused and says what it would change",
+        ),
+    ] = False,
 ) -> None:
-    """Import a Meetkoffer CSV export, production or outdoor temperature; a bad file changes nothing."""
+    """Import a Meetkoffer CSV export, production, outdoor temperature or bills; a bad file
+    changes nothing."""
     from meetkoffer import campaign as cp
 
-    if kind not in ("samples", "production", "temperature"):
-        raise ValidationError(f"--kind must be samples, production or temperature, got {kind!r}")
+    if kind not in IMPORT_KINDS:
+        raise ValidationError(f"--kind must be one of {', '.join(IMPORT_KINDS)}, got {kind!r}")
+    if equipment is not None and kind != "billing":
+        raise ValidationError("--equipment is for --kind billing")
     sessions, store = _context()
     with sessions.begin() as s:
         c = cp.get_campaign(s, campaign)
         if kind == "samples":
-            written = cp.import_samples(s, store, c, file)
+            notes: list[str] = []
+            with progress(transient=True) as p:  # a month at 1 Hz takes a while
+                p.add_task(f"importing {file.name} (parse, check, store)", total=None)
+                written = cp.import_samples(s, store, c, file, replace=replace, notes=notes)
+            for note in notes:
+                console.print(f"[cyan]note:[/cyan] {note}")
             for name, n in written.items():
                 console.print(f"{name}: {n} new samples")
         elif kind == "production":
-            console.print(f"{cp.import_production(s, c, file)} production records")
+            console.print(f"{cp.import_production(s, c, file, replace=replace)} production records")
+        elif kind == "temperature":
+            n = cp.import_temperature(s, c, file, replace=replace)
+            console.print(f"{n} temperature readings")
         else:
-            console.print(f"{cp.import_temperature(s, c, file)} temperature readings")
+            n = cp.import_billing(s, c, file, equipment=equipment, replace=replace)
+            console.print(f"{n} billing periods new or changed")
+
+
+def _period_option(frm: str | None, to: str | None) -> tuple[Any, Any] | None:
+    """``--from``/``--to`` as a UTC period (ISO dates are local midnights); both or neither."""
+    from meetkoffer import campaign as cp
+
+    if frm is None and to is None:
+        return None
+    if frm is None or to is None:
+        raise ValidationError("give both --from and --to (or neither for the whole campaign)")
+    return cp.parse_period(f"{frm}..{to}", "--from/--to")
 
 
 @app.command("analyze")
@@ -76,21 +118,35 @@ def analyze(
     emission_factors: Annotated[
         Path | None, typer.Option(help="Emission factors YAML (default: the shipped file)")
     ] = None,
+    frm: Annotated[
+        str | None,
+        typer.Option("--from", help="Analyse from this local date (or time with offset) on"),
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="... up to (excluding) this one")] = None,
 ) -> None:
-    """Aggregate raw samples to 15-minute readings, run the analyses and rank the findings."""
+    """Aggregate raw samples to 15-minute readings, run the analyses and rank the findings.
+
+    The aggregation is stored first (its own transaction); an analysis that cannot run is
+    named with its reason, and the others are stored.
+    """
     from rich.table import Table
 
     from meetkoffer import campaign as cp
     from meetkoffer.emissions import load_emission_factors
 
     factors = load_emission_factors(emission_factors)
+    period = _period_option(frm, to)
     sessions, store = _context()
-    with sessions.begin() as s, progress(transient=True) as p:
-        c = cp.get_campaign(s, campaign)
+    with progress(transient=True) as p:
         task = p.add_task("aggregating samples", total=2)
-        cp.aggregate(s, store, c)
+        with sessions.begin() as s:
+            cp.aggregate(s, store, cp.get_campaign(s, campaign))
         p.update(task, advance=1, description="findings")
-        _, found = cp.analyze(s, c, factors)
+        with sessions.begin() as s:
+            c = cp.get_campaign(s, campaign)
+            _, found = cp.analyze(s, c, factors, period=period)
+            skipped = cp.skipped_analyses(c)
+            totals = dict((c.analysis or {}).get("totals", {}))
         p.update(task, advance=1)
     table = Table(title=f"findings of {campaign}")
     for col in ("#", "opportunity", "kWh/yr", "EUR/yr", "t CO2/yr"):
@@ -98,12 +154,23 @@ def analyze(
     for f in found:
         table.add_row(
             str(f.rank),
-            f.title,
+            f.title if f.counted else f"[dim]{f.title} (key figure, not in the total)[/dim]",
             f"{f.energy_kwh_per_year:,.0f}",
             f"{f.cost_eur_per_year:,.0f}",
             f"{f.co2_t_per_year:,.2f}",
         )
+    if totals:
+        table.add_row(
+            "",
+            "total (each kWh counted once)",
+            f"{totals['energy_kwh_per_year']:,.0f}",
+            f"{totals['cost_eur_per_year']:,.0f}",
+            f"{totals['co2_t_per_year']:,.2f}",
+        )
     console.print(table)
+    for k in skipped:
+        of = f" of {k.equipment}" if k.equipment else ""
+        console.print(f"[yellow]not analysed:[/yellow] {k.analysis}{of}: {k.reason}")
 
 
 @app.command("savings")
@@ -376,6 +443,10 @@ def report(
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print a PDF with Chromium")] = False,
     locale: Annotated[str, typer.Option(help="nl or en")] = "nl",
     emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+    frm: Annotated[
+        str | None, typer.Option("--from", help="Analyse from this local date on (with --to)")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="... up to (excluding) this one")] = None,
 ) -> None:
     """Write the campaign report and one per stored savings verification (HTML, CSV, PDF)."""
     from meetkoffer import campaign as cp
@@ -387,7 +458,9 @@ def report(
     with sessions.begin() as s, progress(transient=True) as p:
         c = cp.get_campaign(s, campaign)
         task = p.add_task("campaign report", total=1 + len(c.savings))
-        rep = cp.render_campaign_report(s, c, factors, locale, reanalyze=True)
+        rep = cp.render_campaign_report(
+            s, c, factors, locale, reanalyze=True, period=_period_option(frm, to)
+        )
         paths = rep.write(out, pdf=pdf, stem="campaign")
         p.update(task, advance=1)
         for rec in c.savings:

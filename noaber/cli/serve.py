@@ -78,7 +78,7 @@ def serve(
     _warn_if_exposed(h, settings.mode)
     p = sock.getsockname()[1]
     console.print(
-        f"Noaber API on http://{h}:{p}/ (docs: /docs), database {settings.sqlalchemy_url}"
+        f"Noaber API on http://{h}:{p}/ (docs: /docs), database {settings.database_for_display}"
     )
     _serve(create_app(settings, engine), sock)
 
@@ -122,7 +122,7 @@ def demo(
 
         ctx = build_demo(target, settings, extra_steps=extra, on_step=on_step)
         bar.update(task, completed=len(names), description="demo built")
-    console.print(f"demo data in {ctx.data_dir} ({ctx.settings.sqlalchemy_url})")
+    console.print(f"demo data in {ctx.data_dir} ({ctx.settings.database_for_display})")
     for note in ctx.notes:
         console.print(note)
     sock = None if no_serve else _bind(host, port)

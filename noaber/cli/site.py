@@ -27,11 +27,11 @@ def site_import(
     upgrade(engine)
     res = import_site_file(file, session_factory(engine))
     if not res.changed:
-        console.print(f"site {res.site!r}: already up to date ({settings.sqlalchemy_url})")
+        console.print(f"site {res.site!r}: already up to date ({settings.database_for_display})")
         return
     parts = [f"{n} {k} created" for k, n in sorted(res.created.items())]
     parts += [f"{n} {k} updated" for k, n in sorted(res.updated.items())]
-    console.print(f"site {res.site!r}: {', '.join(parts)} ({settings.sqlalchemy_url})")
+    console.print(f"site {res.site!r}: {', '.join(parts)} ({settings.database_for_display})")
 
 
 def register(app: typer.Typer) -> None:

@@ -55,7 +55,7 @@ def user_add(
     with _user_transaction() as (settings, session):
         user = create_user(session, username, password, role, member, site or ())
         desc = f"user {user.username!r} ({user.role.value})"
-    console.print(f"created {desc} in {settings.sqlalchemy_url}")
+    console.print(f"created {desc} in {settings.database_for_display}")
 
 
 def _new_password_option() -> Any:

@@ -33,7 +33,6 @@ from modbus_gateway.mqtt import (
     DeadLetterFile,
     KeyedStoreSink,
     MqttSampleConsumer,
-    redact_url,
 )
 
 log = logging.getLogger("noaber.services.ingest")
@@ -128,7 +127,7 @@ class Ingest:
         except DBAPIError as exc:
             self.engine.dispose()
             raise NoaberError(
-                f"database {redact_url(settings.sqlalchemy_url)} is not ready ({exc.orig}); "
+                f"database {settings.database_for_display} is not ready ({exc.orig}); "
                 "run noaber db upgrade and noaber site import FILE"
             ) from None
         self.dead = DeadLetterFile(dead_letter or settings.data_dir / "mqtt-dead-letter.jsonl")

@@ -52,6 +52,14 @@ def _campaign(session: Session, world: World, name: str, member: str, site: str)
             chart="carpet", evidence={"base_load_kw": 1.0},
         )
     )  # fmt: skip
+    session.add(  # a key figure: shown, never summed with the savings
+        FindingRecord(
+            campaign_id=c.id, rank=2, kind="unmetered", title="40% not sub-metered",
+            equipment=None, energy_kwh_per_year=5000.0, cost_eur_per_year=900.0,
+            co2_t_per_year=1.87, chart="breakdown", counted=False,
+            evidence={"unmetered_kwh_in_campaign": 400.0, "unmetered_share": 0.4},
+        )
+    )  # fmt: skip
     session.flush()
     session.refresh(c)
     # A real (hourly, intercept-only) verification on the world's day of readings, so that

@@ -21,11 +21,15 @@ def test_base_load_is_found_and_costed() -> None:
     assert bl.cost_eur_per_year == pytest.approx(bl.base_load_kw * 8760 * 0.20)
 
 
-def test_base_load_without_off_hours_is_refused() -> None:
+def test_base_load_without_off_hours_is_the_load_floor() -> None:
     plant = make_plant(days=1)
-    always = an.OperatingHours(weekdays=(0, 1, 2, 3, 4, 5, 6), start=dt.time(0), end=dt.time(0))
-    with pytest.raises(ValueError, match="no off-hours"):
-        an.base_load(plant.incomer_wh, always, 0.2)
+    always = an.OperatingHours.weekly((0, 1, 2, 3, 4, 5, 6), dt.time(0), dt.time(0))
+    assert always.runs_always() is False  # Dutch holidays stay off-hours
+    assert always.producing(plant.incomer_wh.index).all()  # 2 March 2026: no holiday
+    bl = an.base_load(plant.incomer_wh, always, 0.2)
+    kw = plant.incomer_wh.to_numpy() / 250.0
+    assert bl.method == "load_floor" and bl.isp_count == kw.size
+    assert bl.base_load_kw == pytest.approx(np.percentile(kw, 10))
 
 
 def test_off_hours_share_matches_construction() -> None:
@@ -111,7 +115,7 @@ def test_enpi_regression_recovers_slope() -> None:
 
 def test_operating_hours_validation() -> None:
     with pytest.raises(ValueError, match="weekdays"):
-        an.OperatingHours(weekdays=(7,))
+        an.OperatingHours.weekly((7,), dt.time(6), dt.time(22))
     oh = an.OperatingHours.from_dict({"weekdays": [0, 1], "start": "07:00", "end": "15:30"})
     assert an.OperatingHours.from_dict(oh.to_dict()) == oh
 

@@ -41,12 +41,13 @@ def test_firm_sees_only_its_campaigns(db_url: str) -> None:
     r = client.get("/campaigns", headers=_auth("firm"))
     assert r.status_code == 200
     assert [c["name"] for c in r.json()] == ["own"]
-    assert r.json()[0]["savings_eur_per_year"] == 200.0
+    assert r.json()[0]["savings_eur_per_year"] == 200.0  # the key figure (900) is not a saving
     r = client.get("/campaigns", headers=_auth("oper"))
     assert sorted(c["name"] for c in r.json()) == ["other", "own"]
     own = world.extra["campaign-own"]
     d = client.get(f"/campaigns/{own}", headers=_auth("firm")).json()
     assert d["finding_list"][0]["title"] == "Base load at own"
+    assert [f["counted"] for f in d["finding_list"]] == [True, False]
     # The seeded hourly verification: 30 kW all day, 70 kW from 18 to 23 h local; baseline
     # 00-12 h, reporting 12-24 h -> adjusted baseline 360 kWh, measured 560 kWh.
     assert d["savings_list"][0]["avoided_kwh"] == pytest.approx(-200.0)

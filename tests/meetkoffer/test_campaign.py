@@ -129,7 +129,10 @@ def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
         _, found = cp.analyze(s, c)
         kinds = {(f.kind, f.equipment) for f in found}
         assert ("off_hours_equipment", "compressor 1") in kinds
-        assert ("standby", None) in kinds and ("peak", None) in kinds
+        assert ("standby", None) in kinds and (
+            "startup_peak",
+            None,
+        ) in kinds  # the peak is at 06:00
     with sessions() as s:
         recs = s.scalars(select(FindingRecord).order_by(FindingRecord.rank)).all()
         assert [r.rank for r in recs] == list(range(1, len(recs) + 1))

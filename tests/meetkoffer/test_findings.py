@@ -26,12 +26,15 @@ def test_known_plant_findings_ranked_with_estimates() -> None:
     kinds = [(f.kind, f.equipment) for f in found]
     assert ("off_hours_equipment", "compressor") in kinds
     assert ("standby", None) in kinds
-    assert ("peak", None) in kinds
+    # The synthetic peak falls on a production start (06:00): a start-up peak.
+    assert ("startup_peak", None) in kinds
     assert ("off_hours_equipment", "extruder") not in kinds
     assert not any(k == "enpi_drift" for k, _ in kinds)
     assert [f.rank for f in found] == list(range(1, len(found) + 1))
-    eur = [f.cost_eur_per_year for f in found]
+    eur = [f.cost_eur_per_year for f in found if f.counted]
     assert eur == sorted(eur, reverse=True)
+    # Key figures (not savings) follow the savings.
+    assert [f.counted for f in found] == sorted((f.counted for f in found), reverse=True)
 
     comp = next(f for f in found if f.equipment == "compressor")
     assert "weekend" in comp.title
@@ -46,7 +49,7 @@ def test_known_plant_findings_ranked_with_estimates() -> None:
     sb = next(f for f in found if f.kind == "standby")
     assert sb.evidence["base_load_kw"] == pytest.approx(40.0, abs=3.0)
 
-    pk = next(f for f in found if f.kind == "peak")
+    pk = next(f for f in found if f.kind == "startup_peak")
     assert pd.Timestamp(pk.evidence["peak_at_utc"]) == plant.peak_at
     assert pk.energy_kwh_per_year == 0.0
     assert pk.evidence["shave_kw"] > 100
@@ -69,7 +72,7 @@ def test_enpi_drift_is_found() -> None:
 def test_flat_plant_has_no_equipment_findings() -> None:
     plant = make_plant(compressor_kw=0.0, noise_kw=0.0, peak_kw=0.0)
     found = fi.find_all(plant.incomer_wh, _equipment(plant), HOURS, P, plant.production_per_day)
-    assert all(f.kind == "standby" for f in found)
+    assert {f.kind for f in found if f.counted} == {"standby"}
 
 
 def test_params_validated() -> None:

@@ -29,31 +29,96 @@ def test_offsets_and_units_honoured() -> None:
     text = (
         "timestamp,channel,value,unit\n"
         "2026-03-02T08:00:00+01:00,a,1.5,kW\n"
-        "2026-03-02T07:00:01Z,a,1500,W\n"
-        "2026-03-02T09:00:02+02:00,a,0.0015,MW\n"
+        "2026-03-02T07:00:01Z,a,1.5,kW\n"
+        "2026-03-02T09:00:02+02:00,a,1.5,kW\n"
         "2026-03-02T08:00:00+01:00,b,1.0,kWh\n"
-        "2026-03-02T08:15:00+01:00,b,1500,Wh\n"
+        "2026-03-02T08:15:00+01:00,b,1.5,kWh\n"
+        "2026-03-02T08:00:00+01:00,c,0.0015,MW\n"
     )
-    out = importing.parse_samples("x.csv", ["a", "b"], text=text)
-    a = out["a"]
-    assert a.kind == "power"
-    t0 = pd.Timestamp("2026-03-02T07:00:00Z").value
-    assert list(a.ts_ns - t0) == [0, 1_000_000_000, 2_000_000_000]
-    assert np.allclose(a.value, 1500.0)
-    assert out["b"].kind == "energy" and list(out["b"].value) == [1000.0, 1500.0]
+    for variant in (text, text + "\n"):  # the second through the row-by-row parser
+        out = importing.parse_samples("x.csv", ["a", "b", "c"], text=variant)
+        a = out["a"]
+        assert a.kind == "power" and a.unit == "kW"
+        t0 = pd.Timestamp("2026-03-02T07:00:00Z").value
+        assert list(a.ts_ns - t0) == [0, 1_000_000_000, 2_000_000_000]
+        assert np.allclose(a.value, 1500.0)
+        assert out["b"].kind == "energy" and list(out["b"].value) == [1000.0, 1500.0]
+        assert out["c"].value[0] == pytest.approx(1500.0)
+        assert list(out["b"].lines) == [5, 6]
 
 
-def test_counter_must_not_decrease_and_kinds_not_mixed() -> None:
+def test_unit_changing_inside_a_file_is_refused_by_line() -> None:
     text = (
-        "timestamp,channel,value,unit\n2026-03-02T08:00:00Z,b,2,kWh\n2026-03-02T08:01:00Z,b,1,kWh\n"
+        "timestamp,channel,value,unit\n2026-03-02T08:00:00Z,a,2,kW\n"
+        "2026-03-02T08:01:00Z,a,2000,W\n2026-03-02T08:02:00Z,a,0.002,MW\n"
     )
-    with pytest.raises(ValidationError, match="line 3: counter of channel 'b' decreases"):
-        importing.parse_samples("x.csv", ["b"], text=text)
+    with pytest.raises(ValidationError) as exc:
+        importing.parse_samples("x.csv", ["a"], text=text)
+    assert "line 3: channel 'a' changes unit: 'W' here, 'kW' above" in str(exc.value)
+    assert "line 4: channel 'a' changes unit: 'MW' here" in str(exc.value)
     text = (
         "timestamp,channel,value,unit\n2026-03-02T08:00:00Z,b,2,kWh\n2026-03-02T08:01:00Z,b,1,kW\n"
     )
-    with pytest.raises(ValidationError, match="mixes power and energy"):
+    with pytest.raises(ValidationError, match="line 3: channel 'b' mixes power and energy"):
         importing.parse_samples("x.csv", ["b"], text=text)
+
+
+def test_counter_decrease_is_found_by_line() -> None:
+    text = (
+        "timestamp,channel,value,unit\n2026-03-02T08:00:00Z,b,2,kWh\n2026-03-02T08:01:00Z,b,1,kWh\n"
+    )
+    data = importing.parse_samples("x.csv", ["b"], text=text)["b"]
+    [(line, msg)] = importing.counter_errors(data)
+    assert line == 3 and "counter of channel 'b' decreases (2000.0 -> 1000.0 Wh)" in msg
+
+
+def test_semicolons_with_decimal_commas_and_the_wide_layout() -> None:
+    long = "timestamp;channel;value;unit\n2026-03-02T08:00:00+01:00;a;1,5;kW\n"
+    assert importing.parse_samples("x.csv", ["a"], text=long)["a"].value[0] == 1500.0
+    wide = (
+        "timestamp;a [kW];b [kWh]\n"
+        "2026-03-02T08:00:00+01:00;1,5;\n"
+        "2026-03-02T08:00:01+01:00;2;3,25\n"
+    )
+    out = importing.parse_samples("x.csv", ["a", "b"], text=wide)
+    assert list(out["a"].value) == [1500.0, 2000.0]
+    assert list(out["b"].value) == [3250.0] and list(out["b"].lines) == [3]
+    with pytest.raises(ValidationError) as exc:
+        importing.parse_samples("x.csv", ["a", "b"], text=wide + "2026-03-02T08:00:02;x;1\n")
+    assert "line 4: timestamp '2026-03-02T08:00:02' has no timezone offset" in str(exc.value)
+    assert "line 4: value 'x' is not a finite number" in str(exc.value)
+    with pytest.raises(ValidationError, match="line 1: unknown channel 'c'"):
+        importing.parse_samples("x.csv", ["a"], text="timestamp,c [kW]\n")
+
+
+def test_local_periods_and_their_isps() -> None:
+    """A local day is 92, 96 or 100 ISPs; a month starts at its first local midnight."""
+    days = pd.DatetimeIndex(
+        ["2026-03-29", "2026-03-30", "2026-10-25", "2026-03-29 06:00"], tz="Europe/Amsterdam"
+    )
+    start, end, aligned = importing.period_bounds(days.tz_convert("UTC").as_unit("ns").asi8, "day")
+    assert list((end - start) // (15 * 60 * 10**9)) == [92, 96, 100, 92]
+    assert list(aligned) == [True, True, True, False]
+    march = pd.Timestamp("2026-03-01", tz="Europe/Amsterdam").tz_convert("UTC").value
+    start, end, aligned = importing.period_bounds(np.array([march]), "month")
+    assert aligned[0] and pd.Timestamp(end[0], tz="UTC") == pd.Timestamp("2026-03-31T22:00Z")
+    isp, e = importing.spread_over_isps(start, end, np.array([2_972_000.0]))
+    assert len(isp) == 31 * 96 - 4 and np.allclose(e, 1000.0)  # March loses an hour
+
+
+def test_detection_of_energy_kinds() -> None:
+    t = pd.date_range("2026-03-02", periods=5, freq="D", tz="Europe/Amsterdam")
+    ts = t.tz_convert("UTC").as_unit("ns").asi8
+
+    def data(v: list[float]) -> importing.ChannelData:
+        return importing.ChannelData("x", "energy", ts, np.asarray(v), np.arange(5) + 2, "kWh")
+
+    assert importing.detect_energy_kind(data([500, 520, 480, 510, 505])) == ("interval", "day")
+    assert importing.detect_energy_kind(data([9e6, 9.1e6, 9.2e6, 9.3e6, 9.4e6])) == (
+        "counter",
+        None,
+    )
+    assert isinstance(importing.detect_energy_kind(data([100, 110, 120, 130, 140])), str)
 
 
 def test_date_without_time_or_offset_is_refused() -> None:

@@ -16,7 +16,7 @@ from tests.meetkoffer.campaign_fixture import DATA
 
 
 def test_old_savings_become_version_1_and_ask_for_a_recompute(engine) -> None:
-    command.downgrade(alembic_config(engine), "meetkoffer_0001")
+    command.downgrade(alembic_config(engine), "meetkoffer_0002_data")
     with session_factory(engine).begin() as s:
         c = cp.create_campaign(s, yaml.safe_load((DATA / "campaign.yaml").read_text()))
         cid = c.id

@@ -125,12 +125,13 @@ def test_evidence_has_translated_labels_with_units() -> None:
     assert 'grafiek: <a href="#section-carpet">Tapijtdiagram</a>' in evidence
     assert '<a href="#section-profile-compressor">compressor draait in het weekend</a>' in evidence
     assert "energie in de weekenden in de campagne: 5." in evidence and " kWh" in evidence
-    assert "piek op: " in evidence and "capaciteitstarief: 40,00 €/kW/jaar" in evidence
+    # The synthetic peak is at a production start: the kW-max per month (EUR 40/kW/year).
+    assert "piek op: " in evidence and "capaciteitstarief (kW-max): 3,33 €/kW/maand" in evidence
     text = re.sub(r"<[^>]+>", "", evidence)
     assert not re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", text), text  # no raw keys
     en = _campaign("en").html
     en_ev = " ".join(re.findall(r'<div class="muted evidence">(.*?)</div>', en, re.S))
-    assert "energy at weekends in the campaign: 5," in en_ev and "€/kW/year" in en_ev
+    assert "energy at weekends in the campaign: 5," in en_ev and "€/kW/month" in en_ev
     items = dict(evidence_items({"peak_at_utc": "2026-03-11T10:00:00+00:00", "odd_key": 1.5}))
     assert items == {"piek op": "11-03-2026 11:00", "odd_key": "1,50"}  # unknown keys kept
 

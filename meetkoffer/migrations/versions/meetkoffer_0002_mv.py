@@ -5,7 +5,7 @@ Those records have no frozen result: showing them asks for a recompute, which fr
 version 2.
 
 Revision ID: meetkoffer_0002_mv
-Revises: meetkoffer_0001
+Revises: meetkoffer_0002_data
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import energy.db
 
 revision = "meetkoffer_0002_mv"
-down_revision = "meetkoffer_0001"
+down_revision = "meetkoffer_0002_data"
 branch_labels = None
 depends_on = None
 

@@ -47,6 +47,7 @@ class FindingOut(BaseModel):
     cost_eur_per_year: float
     co2_t_per_year: float
     evidence: dict
+    counted: bool = True  # False: a key figure (unmetered remainder, kWh per unit), no saving
 
 
 class SavingsOut(BaseModel):
@@ -140,7 +141,8 @@ def _out(c: Campaign) -> CampaignOut:
         end=c.end_at,
         equipment=[e.name for e in c.equipment],
         findings=len(c.findings),
-        savings_eur_per_year=sum(f.cost_eur_per_year for f in c.findings),
+        # the counted findings only: each kWh once, key figures are not savings
+        savings_eur_per_year=sum(f.cost_eur_per_year for f in c.findings if f.counted),
         verifications=len({s.verification_id for s in c.savings}),
     )
 
