@@ -1482,8 +1482,14 @@ def verify_billing(
     from meetkoffer import caltrack
 
     factors = factors or load_emission_factors()
-    series = load_series(session, c)
-    if series.temp_c.empty:
+    incomer = next(e.name for e in c.equipment if e.role == "incomer")
+    temps = session.execute(  # every stored temperature: bills reach beyond the campaign
+        select(TemperatureReading.ts, TemperatureReading.temp_c)
+        .where(TemperatureReading.campaign_id == c.id)
+        .order_by(TemperatureReading.ts)
+    ).all()
+    temp_c = _utc_series([t for t, _ in temps], [v for _, v in temps])
+    if temp_c.empty:
         raise ValidationError(f"campaign {c.name!r} has no outdoor temperatures for the bills")
     try:
         rows = caltrack._billing_rows(periods, an.LOCAL_TZ)
@@ -1492,7 +1498,7 @@ def verify_billing(
             sel = rows[(rows["start"] >= a) & (rows["start"] < b)]
             if sel.empty:
                 raise ValueError(f"no bills start in the {what} period")
-            parts.append(caltrack.billing_data(sel, series.temp_c))
+            parts.append(caltrack.billing_data(sel, temp_c))
         res = mv.verify_billing(
             parts[0],
             parts[1],
@@ -1503,9 +1509,9 @@ def verify_billing(
         )
     except ValueError as exc:
         raise ValidationError(str(exc), location="bills") from None
-    eq = next(e for e in c.equipment if e.name == series.incomer)
+    eq = next(e for e in c.equipment if e.name == incomer)
     request = _savings_request(
-        baseline, reporting, "C", series.incomer, "caltrack_billing", "monthly", mv.RegressionSpec()
+        baseline, reporting, "C", incomer, "caltrack_billing", "monthly", mv.RegressionSpec()
     )
     data = vf.data_summary(parts[0].frame(), parts[1].frame())
     return res, _savings_record(session, c, eq, res, baseline, reporting, request, store, data)
