@@ -48,6 +48,7 @@ from energy.yamlio import load_yaml_file
 from meetkoffer import analysis as an
 from meetkoffer import findings as fi
 from meetkoffer import importing, mv
+from meetkoffer import verifications as vf
 from meetkoffer.emissions import (
     AppliedFactor,
     EmissionFactor,
@@ -66,6 +67,7 @@ from meetkoffer.models import (
     SavingsRecord,
     SpreadGapRecord,
     TemperatureReading,
+    Verification,
 )
 
 #: Data intervals of a savings verification (see :func:`verify`).
@@ -1384,8 +1386,12 @@ def verify(
 ) -> tuple[mv.SavingsResult, SavingsRecord]:
     """Verify savings for the incomer (Option C) or one machine (Option B) and store them.
 
-    With ``store=False`` the record is built but not added to the session (to re-render a
-    stored verification, see :func:`recompute`). Without ``spec`` the regression uses
+    The stored record is version 1 of a new :class:`meetkoffer.models.Verification`, frozen:
+    its result, parameters and the digest of the data used (see
+    :mod:`meetkoffer.verifications`). With ``store=False`` the record is built but not added
+    to the session (:func:`recompute` adds it as a new version where something changed).
+    Daily verifications also get the ISO 50006 EnPI baseline (production and degree days
+    together, where the data have them) with its CUSUM (:mod:`meetkoffer.enpi`). Without ``spec`` the regression uses
     production (``production=None``: if any was imported), time-of-week terms and HDD/CDD
     terms for the balance points given [degC].
 
@@ -1428,9 +1434,87 @@ def verify(
         )
     except ValueError as exc:
         raise ValidationError(str(exc), location="savings") from None
+    if interval == "daily":
+        _attach_enpi(res, base, rep)
     eq = next(e for e in c.equipment if e.name == equipment)
     request = _savings_request(baseline, reporting, option, equipment, model, interval, spec)
-    return res, _savings_record(session, c, eq, res, baseline, reporting, request, store)
+    data = vf.data_summary(base, rep)
+    return res, _savings_record(session, c, eq, res, baseline, reporting, request, store, data)
+
+
+def _attach_enpi(res: mv.SavingsResult, base: pd.DataFrame, rep: pd.DataFrame) -> None:
+    """The ISO 50006 EnPI baseline and CUSUM of the same days (a warning where it cannot be
+    fitted: it is shown beside the verification, it does not replace it)."""
+    from meetkoffer import enpi
+
+    if not enpi.relevant_variables(base):
+        return
+    try:
+        res.enpi = enpi.enpi_summary(base, rep)
+    except ValueError as exc:
+        res.warnings.append(f"EnPI baseline (ISO 50006) not fitted: {exc}")
+        return
+    res.warnings.extend(f"EnPI baseline (ISO 50006): {p}" for p in res.enpi["problems"])
+
+
+def verify_billing(
+    session: Session,
+    c: Campaign,
+    periods: pd.DataFrame,
+    baseline: tuple[pd.Timestamp, pd.Timestamp],
+    reporting: tuple[pd.Timestamp, pd.Timestamp],
+    *,
+    adjustments: list[mv.NonRoutineAdjustment] | None = None,
+    factors: dict[int, EmissionFactor] | None = None,
+    store: bool = True,
+) -> tuple[mv.SavingsResult, SavingsRecord]:
+    """Verify the facility's savings (Option C) from monthly bills, CalTRACK billing method.
+
+    ``periods`` is a table ``[start, end, kwh]`` of the incomer's bills (from the billing
+    loader, or given directly); a bill belongs to the baseline or reporting period that
+    holds its start. The campaign's outdoor temperatures give the degree days.
+
+    Raises
+    ------
+    ValidationError
+        Naming the bill that is wrong, or a period without usable bills.
+    """
+    from meetkoffer import caltrack
+
+    factors = factors or load_emission_factors()
+    incomer = next(e.name for e in c.equipment if e.role == "incomer")
+    temps = session.execute(  # every stored temperature: bills reach beyond the campaign
+        select(TemperatureReading.ts, TemperatureReading.temp_c)
+        .where(TemperatureReading.campaign_id == c.id)
+        .order_by(TemperatureReading.ts)
+    ).all()
+    temp_c = _utc_series([t for t, _ in temps], [v for _, v in temps])
+    if temp_c.empty:
+        raise ValidationError(f"campaign {c.name!r} has no outdoor temperatures for the bills")
+    try:
+        rows = caltrack._billing_rows(periods, an.LOCAL_TZ)
+        parts = []
+        for (a, b), what in ((baseline, "baseline"), (reporting, "reporting")):
+            sel = rows[(rows["start"] >= a) & (rows["start"] < b)]
+            if sel.empty:
+                raise ValueError(f"no bills start in the {what} period")
+            parts.append(caltrack.billing_data(sel, temp_c))
+        res = mv.verify_billing(
+            parts[0],
+            parts[1],
+            option="C",
+            price_eur_per_kwh=c.price_eur_per_kwh,
+            emission_factors=factors,
+            adjustments=adjustments or [],
+        )
+    except ValueError as exc:
+        raise ValidationError(str(exc), location="bills") from None
+    eq = next(e for e in c.equipment if e.name == incomer)
+    request = _savings_request(
+        baseline, reporting, "C", incomer, "caltrack_billing", "monthly", mv.RegressionSpec()
+    )
+    data = vf.data_summary(parts[0].frame(), parts[1].frame())
+    return res, _savings_record(session, c, eq, res, baseline, reporting, request, store, data)
 
 
 def _check_interval(interval: str, model: str) -> None:
@@ -1538,8 +1622,10 @@ def _savings_record(
     reporting: tuple[pd.Timestamp, pd.Timestamp],
     request: dict[str, Any],
     store: bool,
+    data: dict[str, Any],
 ) -> SavingsRecord:
-    """The record of a verification (added to the session if ``store``)."""
+    """The frozen record of a verification (stored as version 1 of a new verification if
+    ``store``)."""
     rec = SavingsRecord(
         campaign_id=c.id,
         equipment_id=eq.id,
@@ -1586,10 +1672,23 @@ def _savings_record(
                 energy_kwh=a.energy_kwh, reason=a.reason, start_at=a.start, end_at=a.end
             )
         )
+    vf.freeze_into(rec, res, data, vf.parameters(request, c.price_eur_per_kwh, res))
     if store:
-        session.add(rec)
-        session.flush()
+        vf.store_new(session, rec)
     return rec
+
+
+@dataclass
+class Recomputed:
+    """The outcome of :func:`recompute`: the version now current and whether it is new."""
+
+    record: SavingsRecord
+    result: mv.SavingsResult
+    created: bool
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        return dict(self.record.changes or {}) if self.created else {}
 
 
 def recompute(
@@ -1597,31 +1696,80 @@ def recompute(
     c: Campaign,
     rec: SavingsRecord,
     factors: dict[int, EmissionFactor] | None = None,
-) -> mv.SavingsResult:
-    """Run a stored verification again on the current data (for its report), without storing."""
+    periods: pd.DataFrame | None = None,
+) -> Recomputed:
+    """Run a stored verification again on the current data and parameters.
+
+    Where the data digest and the parameters equal those of the verification's latest
+    version nothing is stored (``created`` false); otherwise a new version is added that says
+    what changed. A billing verification needs its bills again (``periods``).
+
+    Raises
+    ------
+    ValidationError
+        If the verification was withdrawn or has no stored request.
+    """
     req = (rec.summary or {}).get("request")
     if not req:
         raise ValidationError(f"savings record {rec.id} has no stored request; verify it again")
-    spec = mv.RegressionSpec(**req["spec"])
+    v = rec.verification
+    if v.withdrawn_at is not None:
+        raise ValidationError(
+            f"savings verification {v.id} was withdrawn ({v.withdrawn_reason}); it is not "
+            "recomputed",
+            location="verification",
+        )
     adjustments = [
         mv.NonRoutineAdjustment(a.energy_kwh, a.reason, a.start_at, a.end_at)
         for a in rec.adjustments
     ]
-    res, _ = verify(
-        session,
-        c,
-        (pd.Timestamp(req["baseline"][0]), pd.Timestamp(req["baseline"][1])),
-        (pd.Timestamp(req["reporting"][0]), pd.Timestamp(req["reporting"][1])),
-        option=req["option"],
-        equipment=req["equipment"] if req["option"] == "B" else None,
-        model=req["model"],
-        spec=spec,
-        adjustments=adjustments,
-        factors=factors,
-        store=False,
-        interval=req.get("interval", "daily"),
-    )
-    return res
+    base = (pd.Timestamp(req["baseline"][0]), pd.Timestamp(req["baseline"][1]))
+    rept = (pd.Timestamp(req["reporting"][0]), pd.Timestamp(req["reporting"][1]))
+    if req["model"] == "caltrack_billing":
+        if periods is None:
+            raise ValidationError(
+                f"savings record {rec.id} is a billing verification: give the bills to "
+                "recompute it",
+                location="bills",
+            )
+        res, new = verify_billing(
+            session, c, periods, base, rept, adjustments=adjustments, factors=factors, store=False
+        )
+    else:
+        res, new = verify(
+            session,
+            c,
+            base,
+            rept,
+            option=req["option"],
+            equipment=req["equipment"] if req["option"] == "B" else None,
+            model=req["model"],
+            spec=mv.RegressionSpec(**req["spec"]),
+            adjustments=adjustments,
+            factors=factors,
+            store=False,
+            interval=req.get("interval", "daily"),
+        )
+    added = vf.add_version(session, v, new)
+    if added is None:
+        last = vf.latest(v)
+        return Recomputed(last, vf.shown_result(last), False)
+    return Recomputed(added, res, True)
+
+
+def verification_of(session: Session, c: Campaign, verification_id: int) -> Verification:
+    """The campaign's verification ``verification_id``; :class:`NotFoundError` if none."""
+    v = session.get(Verification, verification_id)
+    if v is None or v.campaign_id != c.id:
+        raise NotFoundError(f"campaign {c.name!r} has no savings verification {verification_id}")
+    return v
+
+
+def withdraw_verification(
+    session: Session, c: Campaign, verification_id: int, reason: str, by: str
+) -> Verification:
+    """Withdraw a verification of the campaign (reason and user recorded; never deleted)."""
+    return vf.withdraw(session, verification_of(session, c, verification_id), reason, by)
 
 
 def campaign_meta(c: Campaign) -> dict[str, Any]:
@@ -1649,12 +1797,22 @@ def savings_meta(c: Campaign, rec: SavingsRecord) -> dict[str, Any]:
     def period(a: dt.datetime, b: dt.datetime) -> str:
         return f"{format_local_datetime(a, '%d-%m-%Y')} – {format_local_datetime(b, '%d-%m-%Y')}"
 
+    v = rec.verification
     return {
         "name": c.name,
         "display_name": c.display_name,
         "equipment": (rec.summary or {}).get("equipment"),
         "baseline": period(rec.baseline_start, rec.baseline_end),
         "reporting": period(rec.reporting_start, rec.reporting_end),
+        "verification_id": rec.verification_id,
+        "version": rec.version,
+        "created_at": rec.created_at,
+        "data_digest": rec.data_digest,
+        "changes": rec.changes or {},
+        "versions": vf.version_rows(v),
+        "withdrawn": None
+        if v.withdrawn_at is None
+        else {"at": v.withdrawn_at, "by": v.withdrawn_by, "reason": v.withdrawn_reason},
     }
 
 
@@ -1731,11 +1889,12 @@ def render_savings_report(
     plotly_src: str | None = None,
     downloads: str | None = None,
 ) -> Any:
-    """The report (:class:`meetkoffer.report.Report`) of a stored savings verification,
-    recomputed on the current data (:func:`recompute`)."""
+    """The report (:class:`meetkoffer.report.Report`) of a stored savings verification
+    version: its frozen result, never recomputed on today's data (``session`` and
+    ``factors`` are not used for the numbers)."""
     from meetkoffer.report import savings_report
 
-    res = recompute(session, c, rec, factors)
+    res = vf.shown_result(rec)
     return savings_report(
         savings_meta(c, rec), res, locale, plotly_src=plotly_src, downloads=downloads
     )

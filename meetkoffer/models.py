@@ -223,11 +223,53 @@ class FindingRecord(Base):
     campaign: Mapped[Campaign] = relationship(back_populates="findings")
 
 
+class Verification(Base):
+    """A savings verification: its versions (:class:`SavingsRecord`) and its withdrawal.
+
+    Versions are frozen: a stored version keeps its result, model, parameters and the digest
+    of the data it used; recomputing on changed data adds a version. Withdrawal (reason, who,
+    when) is the only change a verification takes, once.
+    """
+
+    __tablename__ = "mk_verifications"
+    __table_args__ = (
+        CheckConstraint(
+            "(withdrawn_at IS NULL AND withdrawn_by IS NULL AND withdrawn_reason IS NULL) OR "
+            "(withdrawn_at IS NOT NULL AND length(withdrawn_by) > 0 "
+            "AND length(withdrawn_reason) > 0)",
+            name="withdrawal_complete",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    withdrawn_by: Mapped[str | None] = mapped_column(String(200))
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(500))
+
+    versions: Mapped[list[SavingsRecord]] = relationship(
+        back_populates="verification", order_by="SavingsRecord.version"
+    )
+
+
 class SavingsRecord(Base):
-    """One savings verification (IPMVP Option B or C) and its results."""
+    """One version of a savings verification (IPMVP Option B or C): its frozen result.
+
+    ``frozen`` is what the report shows (:func:`meetkoffer.mv.freeze`), ``result_digest`` its
+    SHA-256 (checked when shown), ``data_digest`` the SHA-256 of the baseline and reporting
+    data used, ``params`` what the result depends on besides the data (request, price,
+    emission factors), ``changes`` what differs from the version before.
+    """
 
     __tablename__ = "mk_savings"
-    __table_args__ = (CheckConstraint("option IN ('B', 'C')", name="option_known"),)
+    __table_args__ = (
+        CheckConstraint("option IN ('B', 'C')", name="option_known"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        UniqueConstraint("verification_id", "version"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(
@@ -256,8 +298,18 @@ class SavingsRecord(Base):
     ashrae14_pass: Mapped[bool] = mapped_column(Boolean)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    verification_id: Mapped[int] = mapped_column(
+        ForeignKey("mk_verifications.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    data_digest: Mapped[str | None] = mapped_column(String(64))
+    result_digest: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    frozen: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     campaign: Mapped[Campaign] = relationship(back_populates="savings")
+    verification: Mapped[Verification] = relationship(back_populates="versions")
     adjustments: Mapped[list[NonRoutineRecord]] = relationship(
         back_populates="savings", cascade="all, delete-orphan"
     )

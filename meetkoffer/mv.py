@@ -25,9 +25,12 @@ plus the drivers the model uses: ``production`` [units] and/or ``temp_c`` [degC 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +40,7 @@ from meetkoffer import ashrae14, caltrack
 from meetkoffer.emissions import AppliedFactor, EmissionFactor, factor_for_year
 
 OPTIONS = ("B", "C")
-MODELS = ("regression", "caltrack")
+MODELS = ("regression", "caltrack", "caltrack_billing")
 
 
 def _local_day_start(index: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
@@ -69,7 +72,8 @@ def daily_frame(
     Returns
     -------
     DataFrame indexed by the UTC instant of each local midnight: ``energy_kwh``,
-    ``isp_count`` and, if given, ``production`` (0 on days without production records
+    ``isp_count``, ``hours`` (the local day's length: 23, 24 or 25 h; the daily models use
+    it as exposure) and, if given, ``production`` (0 on days without production records
     inside the covered span) and ``temp_c``.
     """
     e = energy_wh.dropna()
@@ -79,7 +83,9 @@ def daily_frame(
     nxt = pd.DatetimeIndex(
         (out.index.tz_convert(tz) + pd.DateOffset(days=1)).normalize()
     ).tz_convert("UTC")
-    expected = ((nxt - out.index).total_seconds() / 900.0).astype(int)
+    seconds = (nxt - out.index).total_seconds()
+    out["hours"] = np.asarray(seconds / 3600.0, float)
+    expected = (seconds / 900.0).astype(int)
     out = out[out["isp_count"].to_numpy() >= min_coverage * expected.to_numpy()]
     if production is not None:
         pr = production.dropna()
@@ -214,7 +220,13 @@ def _tow_labels(index: pd.DatetimeIndex, interval: str, tz: str) -> pd.Index:
 def design_matrix(
     frame: pd.DataFrame, spec: RegressionSpec, interval: str, tz: str = LOCAL_TZ
 ) -> pd.DataFrame:
-    """Regressors of ``spec`` for the periods of ``frame`` (intercept first)."""
+    """Regressors of ``spec`` for the periods of ``frame`` (intercept first).
+
+    Daily frames with an ``hours`` column (see :func:`daily_frame`) are calendar-true: the
+    intercept, degree-day and day-of-week terms are scaled by the day's exposure ``hours /
+    24``, so that a 25-hour day is predicted with its 25 hours of base load; the production
+    term is per unit and is not scaled.
+    """
     cols: dict[str, np.ndarray] = {"intercept": np.ones(len(frame))}
     if spec.production:
         if "production" not in frame:
@@ -233,6 +245,10 @@ def design_matrix(
         dummies = pd.get_dummies(pd.Series(labels, index=frame.index), dtype=float)
         first = sorted(dummies.columns)[0]
         x = pd.concat([x, dummies.drop(columns=[first])], axis=1)
+    if interval == "daily" and "hours" in frame:
+        e = frame["hours"].to_numpy(float) / 24.0
+        scaled = [c for c in x.columns if c != "production"]
+        x[scaled] = x[scaled].to_numpy(float) * e[:, None]
     return x
 
 
@@ -285,8 +301,12 @@ class SavingsResult:
     emission_factors: list[AppliedFactor]
     adjustments: list[NonRoutineAdjustment]
     warnings: list[str]
-    baseline_series: pd.DataFrame = field(repr=False)  # energy_kwh, fitted_kwh
+    baseline_series: pd.DataFrame = field(repr=False)  # energy_kwh, fitted_kwh[, temp_c]
     reporting_series: pd.DataFrame = field(repr=False)  # energy_kwh, adjusted_baseline_kwh, ...
+    #: term, value, unit, std_error, p_value, balance_point_c (CalTRACK models)
+    coefficient_table: list[dict[str, Any]] = field(default_factory=list)
+    #: the ISO 50006 EnPI baseline and CUSUM of the same data (see :mod:`meetkoffer.enpi`)
+    enpi: dict[str, Any] | None = None
 
     @property
     def significant(self) -> bool:
@@ -362,6 +382,8 @@ def verify_savings(
         Avoided energy [kWh], EUR, t CO2, FSU at 68 % and 90 %, fit metrics and series.
     """
     _check_periods(baseline, reporting, option, model, price_eur_per_kwh)
+    if model == "caltrack_billing":
+        raise ValueError("the CalTRACK billing model takes bills: use verify_billing")
     warnings: list[str] = []
     base = baseline.dropna(subset=["energy_kwh"])
     rep = reporting.dropna(subset=["energy_kwh"])
@@ -369,6 +391,71 @@ def verify_savings(
         fit = _caltrack_fit(base, rep, interval, caltrack_require_sufficiency, warnings)
     else:
         fit = _regression_fit(base, rep, spec or RegressionSpec(), interval, tz, warnings)
+    return _result(
+        fit, option, model, interval, price_eur_per_kwh, emission_factors, adjustments, tz, warnings
+    )
+
+
+def verify_billing(
+    baseline: caltrack.BillingData,
+    reporting: caltrack.BillingData,
+    *,
+    option: str,
+    price_eur_per_kwh: float,
+    emission_factors: dict[int, EmissionFactor],
+    adjustments: Sequence[NonRoutineAdjustment] = (),
+    tz: str = LOCAL_TZ,
+    require_sufficiency: bool = False,
+) -> SavingsResult:
+    """Verify savings from monthly bills with the CalTRACK billing model.
+
+    ``baseline`` and ``reporting`` come from :func:`meetkoffer.caltrack.billing_data` (bills
+    ``[start, end, kwh]`` with daily mean temperatures); the fit is judged against the ASHRAE
+    14 monthly limits. Each bill's adjusted baseline is its days times the modelled usage per
+    day at its degree days.
+    """
+    base, rep = baseline.frame(), reporting.frame()
+    _check_periods(base, rep, option, "caltrack_billing", price_eur_per_kwh)
+    warnings = [*baseline.warnings, *reporting.warnings]
+    bm = caltrack.fit_billing(baseline, require_sufficiency=require_sufficiency)
+    warnings.extend(f"CalTRACK sufficiency: {r}" for r in bm.sufficiency.reasons)
+    fit = _BaselineFit(
+        base,
+        rep,
+        bm.predict(baseline),
+        bm.predict(reporting),
+        bm.design(baseline),
+        bm.design(reporting),
+        bm.p,
+        caltrack_coefficients(bm.best),
+        f"caltrack_billing:{bm.best.kind}",
+        caltrack_table(bm.best),
+    )
+    return _result(
+        fit,
+        option,
+        "caltrack_billing",
+        "monthly",
+        price_eur_per_kwh,
+        emission_factors,
+        adjustments,
+        tz,
+        warnings,
+    )
+
+
+def _result(
+    fit: _BaselineFit,
+    option: str,
+    model: str,
+    interval: str,
+    price_eur_per_kwh: float,
+    emission_factors: dict[int, EmissionFactor],
+    adjustments: Sequence[NonRoutineAdjustment],
+    tz: str,
+    warnings: list[str],
+) -> SavingsResult:
+    """Savings, their uncertainty and CO2 from a fitted baseline (every model ends here)."""
     base, rep = fit.base, fit.rep
     y = base["energy_kwh"].to_numpy(float)
     metrics = ashrae14.fit_metrics(y, fit.fitted, fit.p, interval)
@@ -400,6 +487,11 @@ def verify_savings(
         index=rep.index,
     )
     rep_series["cumulative_avoided_kwh"] = rep_series["avoided_kwh"].cumsum()
+    base_series = pd.DataFrame({"energy_kwh": y, "fitted_kwh": fit.fitted}, index=base.index)
+    for col in ("temp_c", "hours", "days"):
+        if col in base and col in rep:
+            base_series[col] = base[col].to_numpy(float)
+            rep_series[col] = rep[col].to_numpy(float)
     return SavingsResult(
         option=option,
         model=fit.model_name,
@@ -424,8 +516,9 @@ def verify_savings(
         emission_factors=applied,
         adjustments=list(adjustments),
         warnings=warnings,
-        baseline_series=pd.DataFrame({"energy_kwh": y, "fitted_kwh": fit.fitted}, index=base.index),
+        baseline_series=base_series,
         reporting_series=rep_series,
+        coefficient_table=fit.table,
     )
 
 
@@ -460,6 +553,7 @@ class _BaselineFit:
     p: int  # parameters
     coefficients: dict[str, float]
     model_name: str
+    table: list[dict[str, Any]] = field(default_factory=list)  # coefficient table
 
 
 def _caltrack_fit(
@@ -476,28 +570,61 @@ def _caltrack_fit(
         raise ValueError("the CalTRACK model needs 'temp_c' in the baseline and reporting data")
     base = base.dropna(subset=["temp_c"])
     rep = rep.dropna(subset=["temp_c"])
+    hb = base.get("hours")
+    hr = rep.get("hours")
     cm = caltrack.fit_daily(
-        base["energy_kwh"], base["temp_c"], require_sufficiency=require_sufficiency
+        base["energy_kwh"], base["temp_c"], require_sufficiency=require_sufficiency, hours=hb
     )
     warnings.extend(f"CalTRACK sufficiency: {r}" for r in cm.sufficiency.reasons)
-    b = cm.best
+    if hr is None:
+        hr = pd.Series(caltrack.day_hours(rep.index), index=rep.index)
+    if hb is None:
+        hb = pd.Series(caltrack.day_hours(base.index), index=base.index)
     return _BaselineFit(
         base,
         rep,
-        cm.predict(base["temp_c"]),
-        cm.predict(rep["temp_c"]),
-        cm.design(base["temp_c"]),
-        cm.design(rep["temp_c"]),
+        cm.predict(base["temp_c"], hb),
+        cm.predict(rep["temp_c"], hr),
+        cm.design(base["temp_c"], hb),
+        cm.design(rep["temp_c"], hr),
         cm.p,
-        {
-            "intercept": b.intercept_kwh,
-            "beta_hdd": b.beta_hdd_kwh_per_cdd,
-            "beta_cdd": b.beta_cdd_kwh_per_cdd,
-            "heating_bp_c": np.nan if b.heating_bp_c is None else b.heating_bp_c,
-            "cooling_bp_c": np.nan if b.cooling_bp_c is None else b.cooling_bp_c,
-        },
-        f"caltrack_daily:{b.kind}",
+        caltrack_coefficients(cm.best),
+        f"caltrack_daily:{cm.best.kind}",
+        caltrack_table(cm.best),
     )
+
+
+def caltrack_coefficients(b: caltrack.Candidate) -> dict[str, float]:
+    """The coefficients of a CalTRACK model as plain numbers (NaN for an absent term)."""
+    return {
+        "intercept": b.intercept_kwh,
+        "beta_hdd": b.beta_hdd_kwh_per_cdd,
+        "beta_cdd": b.beta_cdd_kwh_per_cdd,
+        "heating_bp_c": np.nan if b.heating_bp_c is None else b.heating_bp_c,
+        "cooling_bp_c": np.nan if b.cooling_bp_c is None else b.cooling_bp_c,
+    }
+
+
+def caltrack_table(b: caltrack.Candidate) -> list[dict[str, Any]]:
+    """The coefficient table of a CalTRACK model: term, value, unit, standard error, p-value,
+    balance point (the report's CalTRACK table)."""
+    terms: list[tuple[str, float, float | None]] = [("intercept", b.intercept_kwh, None)]
+    if b.heating_bp_c is not None:
+        terms.append(("beta_hdd", b.beta_hdd_kwh_per_cdd, b.heating_bp_c))
+    if b.cooling_bp_c is not None:
+        terms.append(("beta_cdd", b.beta_cdd_kwh_per_cdd, b.cooling_bp_c))
+    units = {"intercept": "kWh/d", "beta_hdd": "kWh/(°C·d)", "beta_cdd": "kWh/(°C·d)"}
+    return [
+        {
+            "term": name,
+            "value": value,
+            "unit": units[name],
+            "std_error": b.se[i] if i < len(b.se) else np.nan,
+            "p_value": b.p_values[i] if i < len(b.p_values) else np.nan,
+            "balance_point_c": np.nan if bp is None else bp,
+        }
+        for i, (name, value, bp) in enumerate(terms)
+    ]
 
 
 def _regression_fit(
@@ -594,3 +721,155 @@ def _avoided_co2_kg(
         applied[year] = af
         co2_kg += a.energy_kwh * af.factor.kg_co2_per_kwh
     return co2_kg, list(applied.values())
+
+
+# --- frozen results ---------------------------------------------------------------------------
+
+FROZEN_FORMAT = 1
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of the data a verification used: its period starts and every numeric column
+    (rounded to 1e-6, i.e. mWh for kWh), column names included; independent of column order."""
+    h = hashlib.sha256()
+    idx = pd.DatetimeIndex(frame.index)
+    h.update((idx.tz_convert("UTC") if idx.tz is not None else idx).as_unit("ns").asi8.tobytes())
+    for col in sorted(frame.columns):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().all() and frame[col].notna().any():
+            continue  # not a number column (e.g. bill ends): covered by the index and days
+        h.update(str(col).encode())
+        h.update(np.round(values.to_numpy(float), 6).tobytes())
+    return h.hexdigest()
+
+
+def _series_json(df: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "index": [t.isoformat() for t in pd.DatetimeIndex(df.index)],
+        "columns": {c: [_num(v) for v in df[c].to_numpy(float)] for c in df.columns},
+    }
+
+
+def _series_frame(d: dict[str, Any]) -> pd.DataFrame:
+    idx = pd.DatetimeIndex(pd.to_datetime(d["index"], utc=True)).as_unit("ns")
+    return pd.DataFrame(
+        {
+            c: np.array([np.nan if v is None else v for v in vs], float)
+            for c, vs in d["columns"].items()
+        },
+        index=idx,
+    )
+
+
+def _num(v: Any) -> float | None:
+    f = float(v)
+    return f if np.isfinite(f) else None
+
+
+def _clean(obj: Any) -> Any:
+    """Plain JSON values: non-finite floats as None, numpy scalars as Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    if isinstance(obj, (dt.datetime, pd.Timestamp)):
+        return obj.isoformat()
+    return obj
+
+
+_SCALARS = (
+    "option",
+    "model",
+    "interval",
+    "baseline_n",
+    "reporting_m",
+    "adjusted_baseline_kwh",
+    "reporting_kwh",
+    "nonroutine_kwh",
+    "avoided_kwh",
+    "fraction_saved",
+    "fsu_68",
+    "fsu_90",
+    "fsu_ashrae_68",
+    "fsu_ashrae_90",
+    "uncertainty_kwh_68",
+    "uncertainty_kwh_90",
+    "avoided_eur",
+    "avoided_co2_t",
+)
+
+
+def freeze(res: SavingsResult) -> dict[str, Any]:
+    """Everything a savings report shows, as JSON: stored with a verification so that showing
+    it never recomputes (:func:`thaw` gives the result back)."""
+    return _clean(
+        {
+            "format": FROZEN_FORMAT,
+            **{k: getattr(res, k) for k in _SCALARS},
+            "coefficients": res.coefficients,
+            "coefficient_table": res.coefficient_table,
+            "metrics": dataclasses.asdict(res.metrics),
+            "emission_factors": [
+                {
+                    "requested_year": a.requested_year,
+                    "factor": dataclasses.asdict(a.factor),
+                    "note": a.note,
+                }
+                for a in res.emission_factors
+            ],
+            "adjustments": [
+                {"energy_kwh": a.energy_kwh, "reason": a.reason, "start": a.start, "end": a.end}
+                for a in res.adjustments
+            ],
+            "warnings": res.warnings,
+            "baseline_series": _series_json(res.baseline_series),
+            "reporting_series": _series_json(res.reporting_series),
+            "enpi": res.enpi,
+        }
+    )
+
+
+def _inf(v: Any) -> float:
+    return float("inf") if v is None else float(v)
+
+
+def thaw(d: dict[str, Any]) -> SavingsResult:
+    """The :class:`SavingsResult` of a frozen verification (see :func:`freeze`)."""
+    if d.get("format") != FROZEN_FORMAT:
+        raise ValueError(f"frozen savings result of unknown format {d.get('format')!r}")
+    scalars = {k: d[k] for k in _SCALARS}
+    for k in ("fsu_68", "fsu_90", "fsu_ashrae_68", "fsu_ashrae_90"):
+        scalars[k] = _inf(scalars[k])
+    m: dict[str, Any] = {k: (np.nan if v is None else v) for k, v in d["metrics"].items()}
+    return SavingsResult(
+        **scalars,
+        coefficients={k: (np.nan if v is None else v) for k, v in d["coefficients"].items()},
+        metrics=ashrae14.FitMetrics(**m),
+        emission_factors=[
+            AppliedFactor(a["requested_year"], EmissionFactor(**a["factor"]), a["note"])
+            for a in d["emission_factors"]
+        ],
+        adjustments=[
+            NonRoutineAdjustment(
+                a["energy_kwh"],
+                a["reason"],
+                None if a["start"] is None else pd.Timestamp(a["start"]).to_pydatetime(),
+                None if a["end"] is None else pd.Timestamp(a["end"]).to_pydatetime(),
+            )
+            for a in d["adjustments"]
+        ],
+        warnings=list(d["warnings"]),
+        baseline_series=_series_frame(d["baseline_series"]),
+        reporting_series=_series_frame(d["reporting_series"]),
+        coefficient_table=[
+            {k: (np.nan if v is None else v) for k, v in row.items()}
+            for row in d["coefficient_table"]
+        ],
+        enpi=d.get("enpi"),
+    )

@@ -671,7 +671,7 @@ def savings_report(
         from the page; ``None`` for a stand-alone file.
     """
     _ = translations("meetkoffer", locale).gettext
-    charts, chart_html = _charts(_savings_figures(result, tz, _))
+    charts, chart_html = _charts(_savings_figures(result, tz, _, locale))
     tables = _savings_tables(result)
     html = (
         _template_env(locale)
@@ -696,39 +696,137 @@ def savings_report(
     return Report(str(meta.get("display_name", meta.get("name"))), html, tables, charts)
 
 
-def _savings_figures(result: SavingsResult, tz: str, _: Any) -> list[tuple[str, str, go.Figure]]:
-    """The baseline fit, the reporting period against the adjusted baseline, the cumulative
-    savings."""
-    b, r = result.baseline_series, result.reporting_series
-    per = _("kWh/hour") if result.interval == "hourly" else _("kWh/day")
-    f_base = _fig(_("Baseline period: measured and modelled [{unit}]").format(unit=per))
-    f_base.add_scatter(
-        x=_local(b.index, tz), y=b["energy_kwh"], name=_("measured"), mode="lines+markers"
+#: Plotly number separators (decimal, thousands) per locale: Dutch decimal commas.
+SEPARATORS = {"nl": ",.", "en": ".,"}
+
+
+def _sfig(title: str, locale: str, y_title: str, x_title: str | None = None) -> go.Figure:
+    """A savings-report figure: locale separators, Dutch-style dates (dd-mm-jjjj), units on
+    both axes, the legend below the plot (not clipped in the PDF)."""
+    fig = go.Figure()
+    fig.update_layout(
+        title=title,
+        separators=SEPARATORS.get(locale, ",."),
+        legend={"orientation": "h", "y": -0.25, "x": 0},
+        **{**LAYOUT, "margin": {"l": 65, "r": 20, "t": 40, "b": 80}},
     )
-    f_base.add_scatter(x=_local(b.index, tz), y=b["fitted_kwh"], name=_("model"), mode="lines")
-    f_rep = _fig(_("Reporting period: adjusted baseline and measured [{unit}]").format(unit=per))
+    fig.update_yaxes(title_text=y_title)
+    if x_title is None:
+        fig.update_xaxes(tickformat="%d-%m-%Y", hoverformat="%d-%m-%Y %H:%M")
+    else:
+        fig.update_xaxes(title_text=x_title)
+    return fig
+
+
+def _local_times(index: pd.Index, tz: str) -> list[pd.Timestamp]:
+    """Local wall-clock times (tz-naive) for a date axis."""
+    return list(pd.DatetimeIndex(index).tz_convert(tz).tz_localize(None))
+
+
+def _savings_figures(
+    result: SavingsResult, tz: str, _: Any, locale: str = "nl"
+) -> list[tuple[str, str, go.Figure]]:
+    """The baseline fit, the reporting period against the adjusted baseline, the cumulative
+    savings; the usage against outdoor temperature and the EnPI CUSUM where there are data."""
+    b, r = result.baseline_series, result.reporting_series
+    per = {"hourly": _("kWh/hour"), "monthly": _("kWh/period")}.get(result.interval, _("kWh/day"))
+    date = _("date")
+    f_base = _sfig(
+        _("Baseline period: measured and modelled [{unit}]").format(unit=per), locale, per
+    )
+    f_base.add_scatter(
+        x=_local_times(b.index, tz), y=b["energy_kwh"], name=_("measured"), mode="lines+markers"
+    )
+    f_base.add_scatter(
+        x=_local_times(b.index, tz), y=b["fitted_kwh"], name=_("model"), mode="lines"
+    )
+    f_rep = _sfig(
+        _("Reporting period: adjusted baseline and measured [{unit}]").format(unit=per), locale, per
+    )
     f_rep.add_scatter(
-        x=_local(r.index, tz),
+        x=_local_times(r.index, tz),
         y=r["adjusted_baseline_kwh"],
         name=_("adjusted baseline"),
         mode="lines",
     )
     f_rep.add_scatter(
-        x=_local(r.index, tz), y=r["energy_kwh"], name=_("measured"), mode="lines+markers"
+        x=_local_times(r.index, tz), y=r["energy_kwh"], name=_("measured"), mode="lines+markers"
     )
-    f_cum = _fig(_("Cumulative avoided energy [kWh]"))
+    f_cum = _sfig(_("Cumulative avoided energy [kWh]"), locale, "kWh")
     f_cum.add_scatter(
-        x=_local(r.index, tz),
+        x=_local_times(r.index, tz),
         y=r["cumulative_avoided_kwh"],
         name="kWh",
         mode="lines",
         fill="tozeroy",
     )
-    return [
+    for f in (f_base, f_rep, f_cum):
+        f.update_xaxes(title_text=date)
+    figs = [
         ("baseline", _("Baseline model"), f_base),
         ("reporting", _("Reporting period"), f_rep),
         ("cumulative", _("Cumulative savings"), f_cum),
     ]
+    if "temp_c" in b and b["temp_c"].notna().any():
+        figs.append(
+            ("temperature", _("Usage and outdoor temperature"), _temp_figure(result, _, locale))
+        )
+    if result.enpi:
+        figs.append(
+            ("cusum", _("EnPI CUSUM (ISO 50006)"), _cusum_figure(result.enpi, tz, _, locale))
+        )
+    return figs
+
+
+def _per_day(series: pd.DataFrame) -> np.ndarray:
+    """Usage per 24 hours [kWh/d] of each period (days of 23/25 hours and bills scaled)."""
+    e = series["energy_kwh"].to_numpy(float)
+    if "days" in series:
+        return e / series["days"].to_numpy(float)
+    if "hours" in series:
+        return e * 24.0 / series["hours"].to_numpy(float)
+    return e
+
+
+def _temp_figure(result: SavingsResult, _: Any, locale: str) -> go.Figure:
+    """Usage per day against the mean outdoor temperature: baseline and reporting points and,
+    for a CalTRACK model, its change-point line."""
+    b, r = result.baseline_series, result.reporting_series
+    unit = _("kWh/hour") if result.interval == "hourly" else _("kWh/day")
+    fig = _sfig(
+        _("Usage against outdoor temperature [{unit}]").format(unit=unit),
+        locale,
+        unit,
+        _("mean outdoor temperature [°C]"),
+    )
+    fig.add_scatter(x=b["temp_c"], y=_per_day(b), name=_("baseline"), mode="markers")
+    fig.add_scatter(x=r["temp_c"], y=_per_day(r), name=_("reporting period"), mode="markers")
+    c = result.coefficients
+    if result.model.startswith("caltrack") and "intercept" in c:
+        t = np.linspace(
+            float(np.nanmin([b["temp_c"].min(), r["temp_c"].min()])),
+            float(np.nanmax([b["temp_c"].max(), r["temp_c"].max()])),
+            200,
+        )
+        y = np.full(t.shape, c["intercept"])
+        if np.isfinite(c.get("heating_bp_c", np.nan)):
+            y = y + c["beta_hdd"] * np.maximum(c["heating_bp_c"] - t, 0.0)
+        if np.isfinite(c.get("cooling_bp_c", np.nan)):
+            y = y + c["beta_cdd"] * np.maximum(t - c["cooling_bp_c"], 0.0)
+        fig.add_scatter(x=t, y=y, name=_("model"), mode="lines")
+    return fig
+
+
+def _cusum_figure(enpi: Mapping[str, Any], tz: str, _: Any, locale: str) -> go.Figure:
+    """The CUSUM of actual minus expected energy [kWh] over baseline and reporting period."""
+    cs = enpi["cusum"]
+    x = _local_times(pd.DatetimeIndex(pd.to_datetime(cs["index"], utc=True)), tz)
+    fig = _sfig(_("CUSUM of measured minus expected energy [kWh]"), locale, "kWh")
+    fig.add_scatter(x=x, y=cs["cusum_kwh"], name="CUSUM", mode="lines+markers")
+    start = _local_times(pd.DatetimeIndex([pd.Timestamp(enpi["reporting_start"])]), tz)[0]
+    fig.add_vline(x=start, line_dash="dash", line_color="grey")
+    fig.update_xaxes(title_text=_("date"))
+    return fig
 
 
 def _savings_tables(result: SavingsResult) -> dict[str, pd.DataFrame]:
@@ -753,7 +851,7 @@ def _savings_tables(result: SavingsResult) -> dict[str, pd.DataFrame]:
         ],
         columns=["year", "factor_year", "kg_co2_per_kwh", "source", "note"],
     )
-    return {
+    out = {
         "savings_summary": pd.DataFrame({"value": result.summary()}),
         "coefficients": pd.DataFrame({"value": result.coefficients}),
         f"baseline_{result.interval}": result.baseline_series,
@@ -761,3 +859,13 @@ def _savings_tables(result: SavingsResult) -> dict[str, pd.DataFrame]:
         "nonroutine_adjustments": adj,
         "emission_factors": ef,
     }
+    if result.coefficient_table:
+        out["caltrack_coefficients"] = pd.DataFrame(result.coefficient_table).set_index("term")
+    if result.enpi:
+        out["enpi_terms"] = pd.DataFrame(result.enpi["terms"]).set_index("term")
+        cs = result.enpi["cusum"]
+        out["enpi_cusum"] = pd.DataFrame(
+            {k: v for k, v in cs.items() if k != "index"},
+            index=pd.DatetimeIndex(pd.to_datetime(cs["index"], utc=True)),
+        )
+    return out

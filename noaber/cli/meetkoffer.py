@@ -187,8 +187,9 @@ def savings(
         typer.Option(
             help="daily (regression on local days: production, day of week, degree days; "
             "also 'regression'), hourly (hour-of-week terms, plus degree hours with "
-            "--heating-bp-c/--cooling-bp-c; ASHRAE 14 hourly limits) or caltrack (CalTRACK "
-            "2.0 daily change-point model)"
+            "--heating-bp-c/--cooling-bp-c; ASHRAE 14 hourly limits), caltrack (CalTRACK "
+            "2.0 daily change-point model) or caltrack-billing (CalTRACK billing model on "
+            "monthly bills, --bills)"
         ),
     ] = "daily",
     adjust: Annotated[
@@ -212,8 +213,18 @@ def savings(
     cooling_bp_c: Annotated[
         float | None, typer.Option(help="Add a CDD term with this balance point [degC]")
     ] = None,
+    bills: Annotated[
+        Path | None,
+        typer.Option(
+            help="Monthly bills of the incomer, CSV start,end,kwh (for caltrack-billing)",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Verify the savings of a measure (avoided energy, EUR, t CO2, ASHRAE 14, FSU)."""
+    """Verify the savings of a measure (avoided energy, EUR, t CO2, ASHRAE 14, FSU).
+
+    The result is stored frozen as version 1 of a new verification (see `verifications`)."""
     from meetkoffer import campaign as cp
     from meetkoffer import mv
     from meetkoffer.emissions import load_emission_factors
@@ -223,9 +234,14 @@ def savings(
         "regression": ("regression", "daily"),
         "hourly": ("regression", "hourly"),
         "caltrack": ("caltrack", "daily"),
+        "caltrack-billing": ("caltrack_billing", "monthly"),
     }
     if model not in kinds:
-        raise ValidationError(f"--model must be daily, hourly or caltrack, got {model!r}")
+        raise ValidationError(
+            f"--model must be daily, hourly, caltrack or caltrack-billing, got {model!r}"
+        )
+    if (model == "caltrack-billing") != (bills is not None):
+        raise ValidationError("--bills goes with --model caltrack-billing (and only with it)")
     model_kind, interval = kinds[model]
     adjustments = []
     for a in adjust or []:
@@ -238,23 +254,35 @@ def savings(
     sessions, _ = _context()
     with sessions.begin() as s:
         c = cp.get_campaign(s, campaign)
-        res, rec = cp.verify(
-            s,
-            c,
+        periods = (
             cp.parse_period(baseline, "--baseline"),
             cp.parse_period(reporting, "--reporting"),
-            option=option.upper(),
-            equipment=equipment,
-            model=model_kind,
-            interval=interval,
-            adjustments=adjustments,
-            factors=factors,
-            production=False if no_production else None,
-            time_of_week=not no_time_of_week,
-            heating_bp_c=heating_bp_c,
-            cooling_bp_c=cooling_bp_c,
         )
+        if bills is not None:
+            res, rec = cp.verify_billing(
+                s, c, _read_bills(bills), *periods, adjustments=adjustments, factors=factors
+            )
+        else:
+            res, rec = cp.verify(
+                s,
+                c,
+                *periods,
+                option=option.upper(),
+                equipment=equipment,
+                model=model_kind,
+                interval=interval,
+                adjustments=adjustments,
+                factors=factors,
+                production=False if no_production else None,
+                time_of_week=not no_time_of_week,
+                heating_bp_c=heating_bp_c,
+                cooling_bp_c=cooling_bp_c,
+            )
         m = res.metrics
+        console.print(
+            f"verification {rec.verification_id} version {rec.version} (savings #{rec.id}, "
+            f"data {rec.data_digest[:12] if rec.data_digest else '-'})"
+        )
         console.print(
             f"savings #{rec.id} (Option {res.option}, {res.interval} {res.model}): avoided {res.avoided_kwh:,.0f} kWh "
             f"± {res.uncertainty_kwh_90:,.0f} kWh (90 %), EUR {res.avoided_eur:,.0f}, "
@@ -267,6 +295,145 @@ def savings(
         )
         for w in res.warnings:
             console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _read_bills(path: Path) -> Any:
+    """Bills ``start,end,kwh`` from a CSV (until the billing importer supplies them)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read bills: {exc}", str(path)) from None
+
+
+@app.command("verifications")
+def verifications(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    verification: Annotated[
+        int | None, typer.Option("--id", help="Show the versions of this verification")
+    ] = None,
+) -> None:
+    """List the campaign's savings verifications, or the frozen versions of one (what
+    changed from version to version, and a withdrawal)."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from meetkoffer import campaign as cp
+    from meetkoffer import verifications as vf
+    from meetkoffer.models import Verification
+
+    sessions, _ = _context()
+    with sessions() as s:
+        c = cp.get_campaign(s, campaign)
+        if verification is None:
+            table = Table(title=f"savings verifications of {campaign}")
+            for col in ("id", "versions", "model", "avoided kWh", "withdrawn"):
+                table.add_column(col)
+            vs = s.scalars(
+                select(Verification)
+                .where(Verification.campaign_id == c.id)
+                .order_by(Verification.id)
+            ).all()
+            for v in vs:
+                last = vf.latest(v)
+                table.add_row(
+                    str(v.id),
+                    str(len(v.versions)),
+                    last.model,
+                    f"{last.avoided_kwh:,.0f}",
+                    f"{v.withdrawn_at:%Y-%m-%d} {v.withdrawn_by}: {v.withdrawn_reason}"
+                    if v.withdrawn_at
+                    else "",
+                )
+            console.print(table)
+            return
+        v = cp.verification_of(s, c, verification)
+        table = Table(title=f"verification {v.id} of {campaign}")
+        for col in ("version", "savings #", "frozen (UTC)", "avoided kWh", "change kWh", "changed"):
+            table.add_column(col)
+        for row in vf.version_rows(v):
+            delta = row["avoided_kwh_delta"]
+            table.add_row(
+                str(row["version"]),
+                str(row["id"]),
+                f"{row['created_at']:%Y-%m-%d %H:%M}",
+                f"{row['avoided_kwh']:,.1f}",
+                "" if delta is None else f"{delta:+,.1f}",
+                ", ".join(row["changed"]),
+            )
+        console.print(table)
+        if v.withdrawn_at:
+            console.print(
+                f"[yellow]withdrawn[/yellow] {v.withdrawn_at:%Y-%m-%d %H:%M} UTC by "
+                f"{v.withdrawn_by}: {v.withdrawn_reason}"
+            )
+
+
+@app.command("recompute")
+def recompute(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    savings_id: Annotated[
+        int, typer.Argument(help="A savings record (version) of the verification")
+    ],
+    emission_factors: Annotated[Path | None, typer.Option(help="Emission factors YAML")] = None,
+    bills: Annotated[
+        Path | None,
+        typer.Option(help="The bills again (billing verifications)", exists=True, dir_okay=False),
+    ] = None,
+) -> None:
+    """Recompute a verification on the current data: a new frozen version if the data or
+    parameters changed (saying what changed), nothing otherwise."""
+    from meetkoffer import campaign as cp
+    from meetkoffer.emissions import load_emission_factors
+    from meetkoffer.models import SavingsRecord
+
+    factors = load_emission_factors(emission_factors)
+    sessions, _ = _context()
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, campaign)
+        rec = s.get(SavingsRecord, savings_id)
+        if rec is None or rec.campaign_id != c.id:
+            raise ValidationError(f"campaign {campaign!r} has no savings record {savings_id}")
+        out = cp.recompute(s, c, rec, factors, _read_bills(bills) if bills else None)
+        r = out.record
+        if not out.created:
+            console.print(
+                f"verification {r.verification_id}: data and parameters unchanged; version "
+                f"{r.version} (savings #{r.id}) stands"
+            )
+            return
+        ch = out.changes
+        console.print(
+            f"verification {r.verification_id}: version {r.version} (savings #{r.id}) from "
+            f"version {ch['from_version']}"
+        )
+        if "data" in ch:
+            for part in ("baseline", "reporting"):
+                if part in ch["data"]:
+                    a, b = ch["data"][part]["energy_kwh"]
+                    console.print(f"  {part} data changed: {a:,.1f} -> {b:,.1f} kWh")
+        for k, (a, b) in (ch.get("parameters") or {}).items():
+            console.print(f"  parameter {k}: {a} -> {b}")
+        d = ch["result"]["avoided_kwh"]
+        console.print(f"  avoided {d['old']:,.1f} -> {d['new']:,.1f} kWh ({d['delta']:+,.1f})")
+
+
+@app.command("withdraw")
+def withdraw(
+    campaign: Annotated[str, typer.Argument(help="Campaign name")],
+    verification: Annotated[int, typer.Argument(help="Verification id")],
+    reason: Annotated[str, typer.Option(help="Why it is withdrawn")],
+    by: Annotated[str, typer.Option(help="Who withdraws it")],
+) -> None:
+    """Withdraw a verification (kept and shown as withdrawn; never rewritten or deleted)."""
+    from meetkoffer import campaign as cp
+
+    sessions, _ = _context()
+    with sessions.begin() as s:
+        c = cp.get_campaign(s, campaign)
+        v = cp.withdraw_verification(s, c, verification, reason, by)
+        console.print(f"verification {v.id} withdrawn by {v.withdrawn_by}: {v.withdrawn_reason}")
 
 
 @app.command("report")

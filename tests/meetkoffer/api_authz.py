@@ -121,6 +121,7 @@ CASES = {
     ("GET", "/campaigns/{campaign_id}/report/csv/{table}"): _own_campaign({"table": "summary"}),
     ("GET", "/campaigns/{campaign_id}/savings/{savings_id}"): _own_campaign(SAVINGS),
     ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/pdf"): _own_campaign(SAVINGS),
+    ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/versions"): _own_campaign(SAVINGS),
     ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/csv/{table}"): _own_campaign(
         {**SAVINGS, "table": "savings_summary"}
     ),

@@ -21,9 +21,9 @@ def _temps(n: int = 365) -> np.ndarray:
     return 11.0 - 10.0 * np.cos(2 * np.pi * d / 365.0) + np.random.default_rng(3).normal(0, 2, n)
 
 
-def test_balance_point_grid_is_30_to_90_F_in_3F_steps() -> None:
+def test_balance_point_grid_is_30_to_90_F_in_1F_steps() -> None:
     assert ct.BALANCE_POINTS_F[0] == 30 and ct.BALANCE_POINTS_F[-1] == 90
-    assert np.allclose(np.diff(ct.BALANCE_POINTS_F), 3.0)
+    assert np.allclose(np.diff(ct.BALANCE_POINTS_F), 1.0)
     assert ct.BALANCE_POINTS_C[0] == pytest.approx(-10 / 9)
     assert ct.BALANCE_POINTS_C[-1] == pytest.approx(32.2222, abs=1e-3)
 
@@ -35,7 +35,7 @@ def test_heating_model_recovers_balance_point_and_slope() -> None:
     m = ct.fit_daily(usage, temp)
     assert m.sufficiency.ok
     assert m.best.kind in ("hdd_only", "hdd_cdd")
-    assert m.best.heating_bp_c == pytest.approx(15.0, abs=1.7)  # the 59 degF grid point is 15 degC
+    assert m.best.heating_bp_c == pytest.approx(15.0, abs=0.6)  # 1 degF = 0.56 degC grid
     assert m.best.beta_hdd_kwh_per_cdd == pytest.approx(12.0, rel=0.1)
     q = [c for c in m.candidates if c.qualified]
     assert m.best.adj_r2 == max(c.adj_r2 for c in q)

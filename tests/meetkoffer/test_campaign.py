@@ -177,7 +177,7 @@ def test_campaign_end_to_end(sessions, tmp_path: Path) -> None:
         assert res_hdd.baseline_n == res_h.baseline_n - 12  # before the first noon reading: none
         # readings at midnight + 12 h: 13:00 CEST on the last (DST) day, 10 hours after it
         assert any("12 baseline and 10 reporting periods without" in w for w in res_hdd.warnings)
-        assert cp.recompute(s, c, rec_h).avoided_kwh == pytest.approx(res_h.avoided_kwh)
+        assert cp.recompute(s, c, rec_h).result.avoided_kwh == pytest.approx(res_h.avoided_kwh)
         with pytest.raises(ValidationError, match="hourly model has no production"):
             cp.verify(s, c, base, rep, interval="hourly", production=True)
         with pytest.raises(ValidationError, match="CalTRACK model is a daily"):

@@ -67,6 +67,25 @@ class SavingsOut(BaseModel):
     nmbe: float
     r2: float
     ashrae14_pass: bool
+    verification_id: int
+    version: int
+
+
+class VersionOut(BaseModel):
+    """One frozen version of a savings verification, with what changed since the one before."""
+
+    id: int
+    verification_id: int
+    version: int
+    created_at: dt.datetime
+    model: str
+    avoided_kwh: float
+    avoided_eur: float
+    data_digest: str | None
+    changes: dict | None
+    withdrawn_at: dt.datetime | None
+    withdrawn_by: str | None
+    withdrawn_reason: str | None
 
 
 class CampaignOut(BaseModel):
@@ -124,7 +143,7 @@ def _out(c: Campaign) -> CampaignOut:
         findings=len(c.findings),
         # the counted findings only: each kWh once, key figures are not savings
         savings_eur_per_year=sum(f.cost_eur_per_year for f in c.findings if f.counted),
-        verifications=len(c.savings),
+        verifications=len({s.verification_id for s in c.savings}),
     )
 
 
@@ -293,7 +312,8 @@ def savings_report_page(
     locale: Locale = "nl",
 ) -> HTMLResponse:
     """The savings verification report (IPMVP, ASHRAE 14 metrics, uncertainty, CO2), with
-    links to its PDF and CSV tables; recomputed from the stored request on current data."""
+    links to its PDF and CSV tables: the version's frozen result, never recomputed on
+    today's data; its versions and a withdrawal are shown."""
     c = _campaign_for(session, user, campaign_id)
     rec = _savings_for(session, c, savings_id)
     return HTMLResponse(_savings_report(session, c, rec, locale, served=True).html)
@@ -323,3 +343,31 @@ def savings_report_csv(
     rec = _savings_for(session, c, savings_id)
     rep = _savings_report(session, c, rec, "en", served=False)
     return _csv_response(rep, table, f"{c.name}_savings-{rec.id}_{table}.csv")
+
+
+@router.get("/{campaign_id}/savings/{savings_id}/versions", response_model=list[VersionOut])
+def savings_versions(
+    campaign_id: IdPath, savings_id: IdPath, user: CampaignReader, session: SessionDep
+) -> list[VersionOut]:
+    """Every version of the verification that savings record ``savings_id`` belongs to,
+    oldest first: frozen results, data digests, what changed; and its withdrawal."""
+    c = _campaign_for(session, user, campaign_id)
+    rec = _savings_for(session, c, savings_id)
+    v = rec.verification
+    return [
+        VersionOut(
+            id=r.id,
+            verification_id=v.id,
+            version=r.version,
+            created_at=r.created_at,
+            model=r.model,
+            avoided_kwh=r.avoided_kwh,
+            avoided_eur=r.avoided_eur,
+            data_digest=r.data_digest,
+            changes=r.changes,
+            withdrawn_at=v.withdrawn_at,
+            withdrawn_by=v.withdrawn_by,
+            withdrawn_reason=v.withdrawn_reason,
+        )
+        for r in sorted(v.versions, key=lambda r: r.version)
+    ]
