@@ -216,7 +216,7 @@ def savings(
     bills: Annotated[
         Path | None,
         typer.Option(
-            help="Monthly bills of the incomer, CSV start,end,kwh (for caltrack-billing)",
+            help="Monthly bills of the incomer, CSV start,end,kwh (caltrack-billing; default: the imported bills)",
             exists=True,
             dir_okay=False,
         ),
@@ -240,7 +240,7 @@ def savings(
         raise ValidationError(
             f"--model must be daily, hourly, caltrack or caltrack-billing, got {model!r}"
         )
-    if (model == "caltrack-billing") != (bills is not None):
+    if bills is not None and model != "caltrack-billing":
         raise ValidationError("--bills goes with --model caltrack-billing (and only with it)")
     model_kind, interval = kinds[model]
     adjustments = []
@@ -258,9 +258,16 @@ def savings(
             cp.parse_period(baseline, "--baseline"),
             cp.parse_period(reporting, "--reporting"),
         )
-        if bills is not None:
+        if model == "caltrack-billing":
+            # the bills of --bills, else those imported with `meetkoffer import --kind billing`
+            table = _read_bills(bills) if bills is not None else cp.billing_periods(s, c)
+            if table.empty:
+                raise ValidationError(
+                    f"campaign {c.name!r} has no bills: import them with `noaber meetkoffer "
+                    "import --kind billing` or give --bills"
+                )
             res, rec = cp.verify_billing(
-                s, c, _read_bills(bills), *periods, adjustments=adjustments, factors=factors
+                s, c, table, *periods, adjustments=adjustments, factors=factors
             )
         else:
             res, rec = cp.verify(

@@ -73,3 +73,31 @@ def test_cli_billing_savings_refusals(settings_env, tmp_path) -> None:
     assert "has no outdoor temperatures for the bills" in str(r.exception)
     r = runner.invoke(app, ["meetkoffer", "savings", NAME, *args, "--bills", str(bills)])
     assert isinstance(r.exception, ValidationError) and "--bills goes with" in str(r.exception)
+
+
+def test_cli_billing_savings_use_the_imported_bills(settings_env, tmp_path) -> None:
+    """Without --bills, caltrack-billing reads what `import --kind billing` stored."""
+    engine = make_engine(settings_env.sqlalchemy_url)
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        cp.create_campaign(s, yaml.safe_load((DATA / "campaign.yaml").read_text()))
+    app, runner = _app(), CliRunner()
+    args = ["--baseline", "2025-01-01..2026-01-01", "--reporting", "2026-03-01..2026-04-01"]
+    r = runner.invoke(app, ["meetkoffer", "savings", NAME, *args, "--model", "caltrack-billing"])
+    assert isinstance(r.exception, ValidationError) and "has no bills" in str(r.exception)
+    bills = tmp_path / "bills.csv"
+    bills.write_text(
+        "start,end,value,unit\n"
+        "2025-01-01T00:00+01:00,2025-02-01T00:00+01:00,1000,kWh\n"
+        "2026-03-01T00:00+01:00,2026-04-01T00:00+02:00,900,kWh\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["meetkoffer", "import", NAME, str(bills), "--kind", "billing"])
+    assert r.exit_code == 0, r.output
+    with session_factory(engine)() as s:
+        stored = cp.billing_periods(s, cp.get_campaign(s, NAME))
+    assert stored["kwh"].tolist() == [1000.0, 900.0]
+    r = runner.invoke(app, ["meetkoffer", "savings", NAME, *args, "--model", "caltrack-billing"])
+    # the stored bills reached the billing model: it asks for the temperatures of their days
+    assert isinstance(r.exception, ValidationError), r.output
+    assert "has no outdoor temperatures for the bills" in str(r.exception)
