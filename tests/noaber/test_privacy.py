@@ -30,7 +30,15 @@ from energy.users import authenticate
 from noaber.api import create_app
 from noaber.cli import app as cli_app
 from noaber.cli.audit import set_actor
-from settlement.statements import render_csv, render_html, statement_data
+from settlement.models import Statement
+from settlement.proof import root_for
+from settlement.statements import (
+    render_csv,
+    render_html,
+    render_json,
+    statement_data,
+    verify_json,
+)
 from tests.noaber.privacy_world import (
     LEAVER,
     PASSWORD,
@@ -71,18 +79,27 @@ def cli(db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _fingerprints(sessions, statement_ids: dict[str, int]) -> dict[str, tuple]:
-    """Per member: sha256 of the statement CSV and HTML, and its totals.
+    """Per member: sha256 of the statement CSV, HTML and JSON export, and its totals.
 
-    LEAD: when `noaber statement verify` (the offline Merkle proof of settlement) is merged,
-    call it here for each statement id as well: it must pass before and after the erasure.
+    Each statement's JSON export must also pass the offline check of ``noaber statement
+    verify`` (:func:`settlement.statements.verify_json`) against its period's published roots,
+    before and after the erasure.
     """
     out = {}
     with sessions() as session:
         for ref, sid in statement_ids.items():
             data = statement_data(session, sid)  # raises if the total differs from the ledger
+            st = session.get(Statement, sid)
+            assert st is not None
+            root = root_for(session, st.community, st.period, st.max_seq)
+            assert root is not None, f"statement {sid} has no period root"
+            exported = render_json(session, sid)
+            _, problems = verify_json(exported, root.root_hash, root.days_root)
+            assert problems == [], (ref, problems)
             out[ref] = (
                 hashlib.sha256(render_csv(session, sid).encode()).hexdigest(),
                 hashlib.sha256(render_html(session, sid).encode()).hexdigest(),
+                hashlib.sha256(exported.encode()).hexdigest(),
                 data.total,
                 data.ledger_balance_cents,
             )
