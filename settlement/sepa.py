@@ -39,6 +39,7 @@ from energy.errors import NoaberError, ValidationError
 from settlement import ledger
 from settlement.community import CommunitySpec, iban_ok
 from settlement.models import PaymentRun, SettlementRun, Transfer
+from settlement.proof import seal_run
 
 CREDIT_SCHEMA = "pain.001.001.03"
 DEBIT_SCHEMA = "pain.008.001.02"
@@ -294,6 +295,8 @@ def payment_run(
             for p in group
         ]
         ledger.append(session, head, rows)
+        # the payment transfers belong to the settled period: a new period root covers them
+        seal_run(session, settled.id)
         run = PaymentRun(
             community=name,
             period=period,

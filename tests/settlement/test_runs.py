@@ -20,6 +20,7 @@ from settlement import ledger
 from settlement.community import MeterData, read_meter_csv
 from settlement.models import ChainHead, MemberDay, SettlementRun, Statement
 from settlement.pricing import Tariff, load_tariff, parse_tariff
+from settlement.proof import RECORDS_HEAD
 from settlement.settle import (
     EnergyPlan,
     period_isps,
@@ -52,7 +53,11 @@ def fresh(*plans: EnergyPlan) -> Callable[[str], Held]:
     eng = make_engine("sqlite://")
     Base.metadata.create_all(eng)
     with eng.begin() as conn:
-        conn.execute(insert(ChainHead).values(id=1, last_seq=0, last_hash=ledger.GENESIS_HASH))
+        # the transfers' chain (1) and the sealed records' chain (2), as the migrations seed
+        for head in (1, RECORDS_HEAD):
+            conn.execute(
+                insert(ChainHead).values(id=head, last_seq=0, last_hash=ledger.GENESIS_HASH)
+            )
     sessions = session_factory(eng)
     for p in plans:
         post_run(sessions, p)
