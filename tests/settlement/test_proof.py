@@ -392,3 +392,22 @@ def test_cli_ledger_checkpoint_and_verify(tmp_path, settings_env):
     eng.dispose()
     res = cli("ledger", "verify", "--checkpoints", cps)
     assert res.exit_code != 0 and f"transfer {last}" in str(res.exception)
+
+
+def test_the_how_section_appears_once_and_the_title_is_plain_text(demo):
+    """The "how this was computed" section sits in the page body once; title and header carry
+    only the statement number (a template slip once put the section into both)."""
+    import re
+
+    from settlement.statements import render_html
+
+    with demo.sessions() as s:
+        st = s.scalars(
+            select(Statement).where(
+                Statement.member_ref == DEMO_EV_OWNERS[0], Statement.period == "2026-11"
+            )
+        ).one()
+        html = render_html(s, st.id)
+    assert html.count('id="how"') == 1
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert title is not None and "<" not in title.group(1) and st.number in title.group(1)
