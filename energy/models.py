@@ -307,7 +307,7 @@ class Channel(Base):
     unit: Mapped[str] = mapped_column(String(16))
     sign: Mapped[int] = mapped_column(Integer, default=1)
     max_gap_s: Mapped[int | None] = mapped_column(Integer)
-    derived: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    derived: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     asset: Mapped[Asset] = relationship(back_populates="channels")
     device: Mapped[Device | None] = relationship()

@@ -205,6 +205,8 @@ def parse_formula(formula: str) -> list[tuple[float, str]]:
         Naming the term that is not ``[number *] name``, or a formula without terms.
     """
     tokens = formula.split()
+    if tokens and len(tokens[0]) > 1 and tokens[0][0] in "+-":  # "-pv + ...": a leading sign
+        tokens[:1] = [tokens[0][0], tokens[0][1:]]
     terms: list[tuple[float, str]] = []
     sign = 1.0
     pending: list[str] = []
