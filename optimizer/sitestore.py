@@ -95,7 +95,8 @@ def measured_state(
 ) -> Measured:
     """The measured SoC [%] of the site's batteries and EVs from their ``soc`` channels.
 
-    Each value is the latest reading at or before ``now`` (default: the latest stored): its
+    Each value is the latest reading of an ISP that began before ``now`` (default: the
+    latest stored): its
     last valid sample (``value_last``), else the ISP mean. ``Measured.at`` is the end of that
     ISP (capped at ``now``). Without a channel, without a reading, or when the reading is
     older than ``max_age`` (None: any age), the asset has no value and ``Measured.why_not``
@@ -120,7 +121,7 @@ def measured_state(
             (IntervalReading.value_last.is_not(None)) | (IntervalReading.power_mean_w.is_not(None)),
         )
         if now_ts is not None:
-            q = q.where(IntervalReading.isp_start <= now_ts.to_pydatetime())
+            q = q.where(IntervalReading.isp_start < now_ts.to_pydatetime())
         row = session.execute(q.order_by(IntervalReading.isp_start.desc()).limit(1)).first()
         if row is None:
             out.why_not[asset.name] = "no SoC reading"
