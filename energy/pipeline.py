@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from energy.kernels.counters import counter_to_buckets
@@ -806,9 +806,12 @@ def _write_derived(
             session.execute(
                 delete(IntervalReading).where(in_range & IntervalReading.isp_start.in_(times))
             )
-            session.add_all(
-                DerivedGap(channel_id=cid, isp_start=t, reason=reason[:500])
-                for t, reason in zip(times, missing.values(), strict=True)
+            session.execute(  # Core rows: no ORM identity to clash with an earlier round's
+                insert(DerivedGap),
+                [
+                    {"channel_id": cid, "isp_start": t, "reason": reason[:500]}
+                    for t, reason in zip(times, missing.values(), strict=True)
+                ],
             )
             report.missing_isps += len(missing)
             if report.first_missing is None:

@@ -139,7 +139,9 @@ def measured_state(
                 )
                 out.why_not[asset.name] = f"no SoC reading since {day}{when:%H:%M}"
                 continue
-        out.soc_pct[asset.name] = float(row[1] if row[1] is not None else row[2])
+        value = row[1] if row[1] is not None else row[2]
+        assert value is not None  # the query asks for one of the two
+        out.soc_pct[asset.name] = float(value)
         out.at[asset.name] = at
     return out
 

@@ -216,6 +216,18 @@ def test_missing_input_leaves_the_derived_isp_missing_with_the_reason(sessions, 
             T0 + pd.Timedelta(minutes=15): f"no reading of {SITE}/pv/power",
             T0 + pd.Timedelta(minutes=30): f"{SITE}/pv/power covers 20 % (needs 50 %)",
         }
+        # again in the same session, with the gap rows loaded: replaced, not duplicated
+        held = session.scalars(select(DerivedGap)).all()
+        [again] = update_derived(store, session, full=True)
+        assert again.missing_isps == 2 and len(held) == 2
+        # the PV reading arrives: the ISP is computed and its gap goes
+        upsert_readings(session, ids["pv"], _reading(T0 + pd.Timedelta(minutes=15), -5000))
+        session.commit()
+        update_derived(store, session, full=True)
+        assert _building(session, ids).index.tolist() == [T0, T0 + pd.Timedelta(minutes=15)]
+        assert session.scalars(select(DerivedGap.isp_start)).all() == [
+            T0 + pd.Timedelta(minutes=30)
+        ]
 
 
 def _constant(store, cid, start_ns, minutes, value, step_s=60):
