@@ -153,3 +153,40 @@ def test_planned_initial_soc_equals_the_measured_one(measured_pct):
     # the plan of the same scenario without a measurement starts at the site file's 50 %
     assert plan(sc).params.battery.soc_initial_kwh == pytest.approx(10.0)
     assert np.isfinite(result.objective_eur)
+
+
+def test_no_load_readings_error_names_the_missing_derived_input(sessions, tmp_path):
+    from energy.errors import ValidationError
+    from energy.pipeline import update_derived
+    from energy.samples import SampleStore
+    from optimizer.sitestore import scenario_from_store
+
+    text = SITE_YAML + (
+        "  - {name: grid, kind: meter, channels: [{quantity: power}]}\n"
+        "  - {name: pv, kind: pv, params: {peak_kw: 5}, channels: [{quantity: power}]}\n"
+        "  - {name: building, kind: building_load,"
+        " channels: [{quantity: power, derived: grid - pv}]}\n"
+    )
+    with sessions() as s, s.begin():
+        import_site(s, load_site_text(text))
+    with sessions() as s:
+        grid = s.scalar(select(Channel.id).where(Channel.key == f"{SITE}/grid/power"))
+        index = pd.date_range(NOW - pd.Timedelta(hours=1), NOW, freq="15min", inclusive="left")
+        upsert_readings(
+            s,
+            grid,
+            pd.DataFrame(
+                {"energy_wh": 500.0, "power_mean_w": 2000.0, "sample_count": 90, "coverage": 1.0},
+                index=index,
+            ),
+        )
+        s.commit()
+        update_derived(SampleStore(tmp_path / "samples"), s)
+        with pytest.raises(ValidationError) as err:
+            scenario_from_store(s, SITE, NOW, 6, price_series=("a", "b"))
+    first = index[0].isoformat()
+    assert "has no building load readings in the 28 days before" in str(err.value)
+    assert (
+        f"4 ISPs of its derived load are missing, first {first}: no reading of {SITE}/pv/power"
+        in str(err.value)
+    )
