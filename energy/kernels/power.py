@@ -468,9 +468,7 @@ class BucketResult:
                 "power_max_w": self.max_w,
                 "sample_count": self.count,
                 "coverage": self.coverage,
-                "value_last": (
-                    np.full(len(self), np.nan) if self.last_w is None else self.last_w
-                ),
+                "value_last": (np.full(len(self), np.nan) if self.last_w is None else self.last_w),
             },
             index=index,
         )
