@@ -337,6 +337,10 @@ class MqttSampleSink:
         if self.on_reconnect is not None:
             self.on_reconnect()
 
+    def _on_disconnect(self, *args) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid == self._sub_mid and not any(rc.is_failure for rc in reason_codes):
             self._subscribed.set()
@@ -358,7 +362,7 @@ class MqttSampleSink:
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
-        c.on_disconnect = lambda *a: (self._connected.clear(), self._subscribed.clear())
+        c.on_disconnect = self._on_disconnect
         c.connect_async(self.host, self.port, keepalive=30)
         c.loop_start()
         self.client = c

@@ -290,9 +290,9 @@ class StoreAndForward:
         self._resend_all = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        if self.acked:
-            sink.on_ack = self.acknowledge  # type: ignore[union-attr]
-            sink.on_reconnect = self._reconnected  # type: ignore[union-attr]
+        if isinstance(sink, AckedSink):
+            sink.on_ack = self.acknowledge
+            sink.on_reconnect = self._reconnected
 
     # ------------------------------------------------------------ acknowledgements (any thread)
 
