@@ -140,6 +140,7 @@ class CentreSink:
         max_future_s: float = 300,
         now_ns: Callable[[], int] = time.time_ns,
         reload_s: float = 5.0,
+        compact_every: int = 20,
     ):
         self.store = store
         self.engine = engine
@@ -153,6 +154,8 @@ class CentreSink:
         self.bindings, self.rules = load_rules(engine)
         self._loaded_at = time.monotonic()
         self._written: set[int] = set()
+        self.compact_every = compact_every
+        self._parts_written: dict[int, int] = {}
 
     @property
     def channel_ids(self) -> dict[str, int]:
@@ -241,6 +244,10 @@ class CentreSink:
             stored += n - len(res)
             if res.written:
                 self._written.add(cid)
+                parts = self._parts_written.get(cid, 0) + 1
+                self._parts_written[cid] = parts
+                if self.compact_every and parts % self.compact_every == 0:
+                    self.store.compact(cid)  # one file per day again: reads stay short
             for i in range(len(res)):
                 conflicts.append(
                     QuarantinedSample(
