@@ -165,6 +165,14 @@ def run(
             "stays out of the process list)",
         ),
     ] = False,
+    ack_wait: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="At the end, wait up to this many seconds for the centre's acknowledgement "
+            "of the last batches (MQTT)",
+        ),
+    ] = 5.0,
     gateway_name: Annotated[
         str | None,
         typer.Option(
@@ -225,8 +233,15 @@ def run(
             service.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)
+            # the centre's acknowledgements of the last batches (what is not acknowledged
+            # stays in the spool and goes again at the next start)
+            with contextlib.suppress(Exception):
+                await service.forwarder.settle(ack_wait)
             counters = service.counters()
             service.close()
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
         console.print(
             f"{counters.total_polls} polls, {counters.samples_delivered} samples delivered, "
             f"{counters.samples_spooled} waiting in {spool_path}"
