@@ -329,7 +329,15 @@ class StoreAndForward:
     # ------------------------------------------------------------------------------- sending
 
     def put(self, samples: Sequence[Sample]) -> None:
-        """Queue samples for the next flush (cheap; called by the poll loop)."""
+        """Queue samples for the next flush (called by the poll loop, once per device poll).
+
+        With an :class:`AckedSink` the samples go to the spool at once (on disk when this
+        returns: a SIGKILL loses nothing polled); otherwise to a memory buffer.
+        """
+        if self.acked and samples:
+            self.spool.append(samples)
+            self.spooled += len(samples)
+            return
         self.buffer.extend(samples)
 
     async def _deliver(self, samples: Sequence[Sample]) -> bool:
