@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -598,7 +598,7 @@ class MqttSampleConsumer:
         self,
         host: str,
         port: int,
-        sink: SampleSink,
+        sink: SampleSink | BatchSink,
         topic: str = TOPIC_ALL,
         client_id: str = "noaber-store",
         retry_s: float = 1.0,
@@ -634,7 +634,9 @@ class MqttSampleConsumer:
         self._writer = threading.Thread(target=self._write_loop, name="mqtt-store", daemon=True)
 
     @classmethod
-    def from_url(cls, broker: BrokerUrl, sink: SampleSink, **kwargs) -> MqttSampleConsumer:
+    def from_url(
+        cls, broker: BrokerUrl, sink: SampleSink | BatchSink, **kwargs
+    ) -> MqttSampleConsumer:
         """A consumer for the broker of a parsed ``mqtt://`` URL (other arguments as above)."""
         return cls(
             broker.host,
@@ -736,9 +738,9 @@ class MqttSampleConsumer:
                 self._dead(batch, batch.error, payload=batch.payload)
             self.dead_lettered_batches += 1
             return None
-        write_batch = getattr(self.sink, "write_batch", None)
-        if write_batch is not None:
-            outcome = write_batch(
+        sink = self.sink
+        if not hasattr(sink, "write"):  # a BatchSink: it checks the batch as received
+            outcome = cast(BatchSink, sink).write_batch(
                 Received(
                     batch.topic,
                     topic_gateway(batch.topic),
@@ -752,7 +754,7 @@ class MqttSampleConsumer:
             self.quarantined += outcome.quarantined
             return outcome
         try:
-            self.sink.write(batch.samples)
+            cast(SampleSink, sink).write(batch.samples)
             self.stored += len(batch.samples)
             return Outcome(len(batch.samples))
         except UnknownChannels as exc:

@@ -449,7 +449,7 @@ class Ingest:
             ) from None
         self.consumer = MqttSampleConsumer.from_url(
             broker,
-            self.sink,  # type: ignore[arg-type]  # a BatchSink: write_batch, not write
+            self.sink,
             topic=self.topic,
             client_id=client_id or DEFAULT_CLIENT_ID,
         )
