@@ -292,7 +292,7 @@ def bad_actors(port: int, passwords: dict[str, str], stored: Sample) -> None:
 
 
 def test_fleet_small_every_sample_once_and_bad_actors_change_nothing(tmp_path, pg_url):
-    run_fleet(tmp_path, pg_url, n=4, seconds=6)
+    run_fleet(tmp_path, pg_url, n=4, seconds=4)
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from modbus_gateway.mqtt import MqttSampleConsumer
 from modbus_gateway.spool import MemorySink
 from tests.conftest import need_executable
@@ -44,6 +46,7 @@ def _gateway(site: Path, port: int, spool: Path, tmp_path: Path, *extra: str) ->
     )  # fmt: skip
 
 
+@pytest.mark.slow  # three processes started cold: about 25 s under load
 def test_sigkill_during_a_broker_outage_loses_nothing_polled(tmp_path):
     broker = Mosquitto(need_executable("mosquitto"), tmp_path, "allow_anonymous true\n")
     broker.start()
