@@ -24,20 +24,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from energy.db import make_engine, session_factory, upgrade
+from energy.gateways import add_gateway
 from energy.models import Channel, DerivedGap
 from energy.readings import read_readings
 from energy.siteconfig import import_site_file
+from modbus_gateway.broker_auth import mosquitto_hash, new_password
 from modbus_gateway.config import load_config
-from modbus_gateway.mqtt import MqttSampleConsumer, MqttSampleSink, parse_broker_url
+from modbus_gateway.mqtt import MqttSampleSink, parse_broker_url
 from modbus_gateway.service import GatewayService
 from modbus_gateway.simulator import serve_config
-from modbus_gateway.spool import MemorySink
 from tests.conftest import need_executable
 from tests.modbus_gateway.conftest import Mosquitto
 
@@ -117,8 +119,10 @@ def _env(data: Path, mqtt_url: str) -> dict[str, str]:
     return env
 
 
-async def _run_gateway(tmp_path: Path, mqtt_url: str) -> tuple[Path, int]:
-    """Serve the simulators, write the site file with their ports, poll for RUN_S seconds."""
+async def _run_gateway(tmp_path: Path, mqtt_url: str, centre) -> tuple[Path, int, str]:
+    """Serve the simulators, write the site file with their ports, start the centre on it
+    (``centre(site_file)`` returns the running ``consume`` process), poll for RUN_S seconds
+    and wait for the centre's acknowledgement of every batch (the spool empties only then)."""
     template = tmp_path / "template.yaml"
     template.write_text(yaml.safe_dump(_site_doc({})), encoding="utf-8")
     cfg = load_config(template)
@@ -135,20 +139,28 @@ async def _run_gateway(tmp_path: Path, mqtt_url: str) -> tuple[Path, int]:
         }
         site_file = tmp_path / "site.yaml"
         site_file.write_text(yaml.safe_dump(_site_doc(ports)), encoding="utf-8")
-        sink = MqttSampleSink.from_url(parse_broker_url(mqtt_url), SITE)
-        service = GatewayService(
-            load_config(site_file), sink, tmp_path / "spool.sqlite", flush_interval_s=1.0,
-            clock=clock,
-        )  # fmt: skip
-        await service.run(RUN_S)
-        delivered = service.counters().samples_delivered
-        assert service.counters().samples_spooled == 0
-        service.close()
-        sink.close()
+        consume = await asyncio.to_thread(centre, site_file)
+        try:
+            sink = MqttSampleSink.from_url(parse_broker_url(mqtt_url), SITE)
+            service = GatewayService(
+                load_config(site_file), sink, tmp_path / "spool.sqlite", flush_interval_s=1.0,
+                clock=clock,
+            )  # fmt: skip
+            await service.run(RUN_S)
+            # end to end: the spool empties only on the centre's acknowledgement (bounded)
+            assert await service.forwarder.settle(120.0), "the centre did not acknowledge"
+            delivered = service.counters().samples_delivered
+            assert service.counters().samples_spooled == 0
+            service.close()
+            sink.close()
+        finally:
+            consume.terminate()  # SIGTERM: the consumer stops cleanly and prints its report
+            out, err = await asyncio.to_thread(consume.communicate, timeout=120)
+        assert consume.returncode == 0, err
     finally:
         for s in servers:
             await s.stop()
-    return site_file, delivered
+    return site_file, delivered, out
 
 
 @pytest.mark.slow
@@ -159,38 +171,45 @@ def test_a_site_fed_only_by_its_gateway_is_planned_from_the_measured_state(tmp_p
     data = tmp_path / "data"
     mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
     env = _env(data, mqtt_url)
-    try:
-        # the centre's persistent session exists before the gateway publishes
-        session = MqttSampleConsumer.from_url(parse_broker_url(mqtt_url), MemorySink())
-        session.start()
-        session.stop()
-        site_file, delivered = asyncio.run(_run_gateway(tmp_path, mqtt_url))
-        assert delivered > 100
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    from energy.settings import get_settings
 
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        from energy.settings import get_settings
+    get_settings.cache_clear()
+    engine = make_engine(get_settings().sqlalchemy_url)
+    upgrade(engine)
 
-        get_settings.cache_clear()
-        engine = make_engine(get_settings().sqlalchemy_url)
-        upgrade(engine)
+    def centre(site_file: Path) -> subprocess.Popen:
+        """Import the site, register its gateway (bound to the site), start ``consume``."""
         import_site_file(site_file, session_factory(engine))
+        with session_factory(engine).begin() as session:
+            add_gateway(session, SITE, [SITE], mosquitto_hash(new_password()))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "noaber.cli", "gateway", "consume",
+             "--intervals-every", "1", "--max-age-days", "3650"],  # June samples, replayed
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # ready when it has subscribed (its first line on stderr), bounded
+        line = proc.stderr.readline() if proc.stderr else ""
+        assert line.startswith("consuming"), line
+        return proc
 
-        stored = 0
-        for _ in range(3):  # bounded: a loaded machine may need more than one round
-            res = subprocess.run(
-                [sys.executable, "-m", "noaber.cli", "gateway", "consume",
-                 "--max-seconds", "4", "--intervals-every", "1"],
-                env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
-            assert res.returncode == 0, res.stderr
-            stored += int(res.stdout.split(" samples stored")[0].split()[-1])
-            if stored >= delivered:
-                break
-        assert stored == delivered, res.stdout
-        assert "0 unacknowledged" in res.stdout
+    try:
+        _, delivered, out = asyncio.run(_run_gateway(tmp_path, mqtt_url, centre))
     finally:
         broker.stop()
+    assert delivered > 100
+    # every polled sample stored exactly once: the rows on disk (re-sent batches counted as
+    # stored by the consumer are idempotent) equal the unique samples and what was polled
+    from energy.samples import SampleStore
+
+    store = SampleStore(data / "samples")
+    on_disk = sum(pq.read_metadata(f).num_rows for f in (data / "samples").rglob("*.parquet"))
+    unique = sum(len(store.read(c)) for c in store.channels())
+    assert on_disk == unique == delivered, (on_disk, unique, delivered, out)
+    assert int(out.split(" samples stored")[0].split()[-1]) >= delivered, out
+    assert "0 unacknowledged" in out, out
+    assert " 0 to the dead-letter store, 0 quarantined" in out, out
 
     from noaber.cli import app
 
