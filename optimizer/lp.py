@@ -14,9 +14,10 @@ The order is the one Pyomo's persistent HiGHS interface produces (rows in declar
 columns in the order the rows first mention them):
 
 * columns, per step ``t``: ``grid.imp``, ``grid.exp``, ``pv.used``, with a battery
-  ``battery.dis`` and ``battery.ch``, then ``evs.ch[k, t]`` of the cars plugged in at ``t``
-  and ``evs.dis[k, t]`` of the V2G ones; then ``grid.peak`` (capacity tariff only), the battery
-  SoC per step and the EV SoC per plugged-in (car, step), car by car;
+  ``battery.dis`` and ``battery.ch``, then ``evs.ch[k, t]`` of the cars plugged in at ``t``,
+  ``evs.dis[k, t]`` of the V2G ones and ``breach_kw[t]`` (import beyond the limit); then
+  ``grid.peak`` (capacity tariff only), the battery SoC per step, the EV SoC per plugged-in
+  (car, step), car by car, and ``evs.short_kwh[k, j]`` per session (the missed target);
 * rows: ``balance[t]``, ``grid.peak_c[t]`` and ``grid.peak_floor_c`` (tariff only),
   ``battery.soc_c[t]`` and ``battery.final_c``, ``evs.soc_c[k, t]`` and ``evs.target_c[k, j]``.
 
@@ -78,6 +79,7 @@ class Layout:
     imp: np.ndarray
     exp: np.ndarray
     used: np.ndarray
+    breach: np.ndarray
     bat_ch: np.ndarray | None
     bat_dis: np.ndarray | None
     bat_soc: np.ndarray | None
@@ -93,6 +95,7 @@ class Layout:
     ev_dis_of: np.ndarray
     target_k: np.ndarray
     target_j: np.ndarray
+    short: np.ndarray
     n_cols: int
     n_rows: int
     rows_balance: int
@@ -171,10 +174,16 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
     cols = _columns(p)
     a = Matrix()
     rows_balance = _balance_rows(a, cols)
-    if cols["peak"] is not None:  # imp[t] - peak <= 0, then peak >= floor
+    if cols["peak"] is not None:  # imp[t] + breach[t] - peak <= 0, then peak >= floor
         n, peak = cols["n"], cols["peak"]
-        idx, val = _interleave([(cols["imp"], np.array(1.0)), (np.full(n, peak), np.array(-1.0))])
-        a.add(np.full(n, 2), idx, val)
+        idx, val = _interleave(
+            [
+                (cols["imp"], np.array(1.0)),
+                (cols["breach"], np.array(1.0)),
+                (np.full(n, peak), np.array(-1.0)),
+            ]
+        )
+        a.add(np.full(n, 3), idx, val)
         a.add(np.ones(1), np.array([peak]), np.ones(1))
     rows_bat_soc = a.n_rows
     if p.battery is not None:
@@ -202,10 +211,10 @@ def _columns(p: ModelParams) -> dict[str, Any]:
     bat = p.battery is not None
     ev_k, ev_t, ev_j, ev_first, ev_v2g = _ev_index(p)
     n_ev = len(ev_k)
-    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car)
+    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car), breach
     n_plug = np.bincount(ev_t, minlength=n)
     fixed = 5 if bat else 3
-    per_step = fixed + n_plug + np.bincount(ev_t[ev_v2g], minlength=n)
+    per_step = fixed + n_plug + np.bincount(ev_t[ev_v2g], minlength=n) + 1
     step0 = np.concatenate([[0], np.cumsum(per_step)[:-1]])
     ev_ch = np.zeros(n_ev, np.int64)
     ev_dis_all = np.zeros(n_ev, np.int64)
@@ -229,11 +238,13 @@ def _columns(p: ModelParams) -> dict[str, Any]:
     dis_of[ev_v2g] = np.arange(int(ev_v2g.sum()))
     sessions = [(k, j) for k, ev in enumerate(p.evs) for j, s in enumerate(ev.sessions)]
     live = [(k, j) for k, j in sessions if p.evs[k].sessions[j].first_step >= 0]
+    short0 = nxt + n_ev
     return {
         "n": n,
         "imp": step0,
         "exp": step0 + 1,
         "used": step0 + 2,
+        "breach": step0 + per_step - 1,
         "bat_ch": step0 + 4 if bat else None,
         "bat_dis": step0 + 3 if bat else None,
         "bat_soc": bat_soc,
@@ -249,7 +260,8 @@ def _columns(p: ModelParams) -> dict[str, Any]:
         "ev_dis_of": dis_of,
         "target_k": np.array([k for k, _ in live], np.int64),
         "target_j": np.array([j for _, j in live], np.int64),
-        "n_cols": nxt + n_ev,
+        "short": short0 + np.arange(len(live)),
+        "n_cols": short0 + len(live),
     }
 
 
@@ -261,7 +273,7 @@ def _balance_rows(a: Matrix, c: dict[str, Any]) -> int:
     if c["bat_ch"] is not None:
         sign[c["bat_ch"]] = -1.0
     sign[c["ev_ch"]] = -1.0
-    per_step = np.diff(np.append(c["imp"], total))
+    per_step = np.diff(np.append(c["imp"], total))  # ends with the step's breach (+1)
     return a.add(per_step, np.arange(total), sign)
 
 
@@ -271,7 +283,7 @@ def _step_columns_total(c: dict[str, Any]) -> int:
         return int(c["peak"])
     if c["bat_soc"] is not None:
         return int(c["bat_soc"][0])
-    return int(c["n_cols"]) - len(c["ev_k"])
+    return int(c["n_cols"]) - len(c["ev_k"]) - len(c["short"])
 
 
 def _battery_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
@@ -313,7 +325,8 @@ def _ev_soc_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
 
 
 def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
-    """``evs.target_c[k, j]``: the SoC at the session's last step, per session."""
+    """``evs.target_c[k, j]``: the SoC at the session's last step plus the shortfall, per
+    session."""
     ev_k, ev_t, ev_soc = c["ev_k"], c["ev_t"], c["ev_soc"]
     last = np.array(
         [
@@ -321,7 +334,8 @@ def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
             for k, j in zip(c["target_k"], c["target_j"], strict=True)
         ]
     )
-    a.add(np.ones(len(last), int), last, np.ones(len(last)))
+    idx, val = _interleave([(last, np.array(1.0)), (c["short"], np.array(1.0))])
+    a.add(np.full(len(last), 2), idx, val)
 
 
 @dataclass
@@ -349,6 +363,10 @@ def lp_numbers(p: ModelParams, lay: Layout, frozen_steps: int | None = None) -> 
     hi[lay.imp] = np.where(live, p.import_limit_kw, 0.0)
     hi[lay.exp] = np.where(live, p.export_limit_kw, 0.0)
     hi[lay.used] = np.where(live, p.pv_kw, 0.0)
+    cost[lay.breach] = dt * (p.import_price_eur_per_kwh + p.breach_price_eur_per_kwh)
+    hi[lay.breach] = INF
+    cost[lay.short] = p.shortage_price_eur_per_kwh
+    hi[lay.short] = INF
     rlo = np.zeros(lay.n_rows)
     rhi = np.zeros(lay.n_rows)
     bal = slice(lay.rows_balance, lay.rows_balance + n)
@@ -388,10 +406,9 @@ def _ev_numbers(
     dt, evs = p.dt_h, p.evs
     k, t = lay.ev_k, lay.ev_t
     on = live[t]
-    cost[lay.ev_ch] = np.array([ev.degradation_eur_per_kwh * dt for ev in evs])[k]
     hi[lay.ev_ch] = np.where(on, np.array([ev.max_charge_kw for ev in evs])[k], 0.0)
-    v = lay.v2g
-    cost[lay.ev_dis] = cost[lay.ev_ch[v]]
+    v = lay.v2g  # wear on what a car discharges only (optimizer.model._ev_flows)
+    cost[lay.ev_dis] = np.array([ev.degradation_eur_per_kwh * dt for ev in evs])[k[v]]
     hi[lay.ev_dis] = np.where(on[v], np.array([ev.max_discharge_kw for ev in evs])[k[v]], 0.0)
     # per session (car, j): start, target and SoC floor
     start: dict[tuple[int, int], float] = {}

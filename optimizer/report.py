@@ -102,5 +102,8 @@ def compare(scenario: Scenario, result: Plan) -> dict[str, Any]:
         "solve_s": round(result.solve_s, 4),
         "objective_eur": round(result.objective_eur, 4),
         "kpis": kpis,
+        "shortfalls": [x.as_dict() for x in result.shortfalls],
+        "breaches": [x.as_dict() for x in result.breaches],
+        "warnings": result.warnings,
         "savings_eur": {name: round(kpis[name]["cost_eur"] - best, 4) for name in BASELINES},
     }
