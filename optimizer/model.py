@@ -175,6 +175,7 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         import_limit_kw=s["grid_import_limit_kw"].to_numpy(float),
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
+        peak_floor_kw=max(sc.peak_so_far_kw, sc.site.contracted_kw),  # sunk (optimizer.tariff)
         battery=None if sc.battery is None else _battery_params(sc.battery),
         evs=tuple(_ev_params(ev, index, sc.dt_h, end) for ev in sc.evs),
         meta={"site": sc.site.name},

@@ -50,7 +50,10 @@ class SiteSpec:
     grid_import_limit_kw, grid_export_limit_kw : float
         Contracted limits [kW]; a time-varying limit goes in the series.
     capacity_tariff_eur_per_kw : float
-        Tariff on the peak import of a month [EUR/kW per month]; 0 for none.
+        Tariff on the peak import of a month [EUR/kW per month] (the Dutch kW-max); 0 for none.
+    contracted_kw : float
+        Import the connection pays for anyway each month [kW] (a contracted kW-max): only a
+        peak above it (or above the month's peak so far) costs in a plan.
     """
 
     name: str
@@ -58,6 +61,7 @@ class SiteSpec:
     grid_import_limit_kw: float = 1e9
     grid_export_limit_kw: float = 1e9
     capacity_tariff_eur_per_kw: float = 0.0
+    contracted_kw: float = 0.0
     latitude: float | None = None
     longitude: float | None = None
 
@@ -124,6 +128,8 @@ class Scenario:
     battery: BatterySpec | None = None
     evs: tuple[EVSpec, ...] = ()
     co2_kg_per_kwh: float = CO2_KG_PER_KWH_DEFAULT
+    #: This month's highest 15-minute import so far [kW] (sunk: only raising it costs).
+    peak_so_far_kw: float = 0.0
     mip_gap: float = 0.005
     time_limit_s: float = 60.0
     source: str = "<scenario>"
@@ -251,6 +257,7 @@ def _site(doc: _Doc) -> SiteSpec:
         grid_import_limit_kw=doc.num("grid_import_limit_kw", gt=0),
         grid_export_limit_kw=doc.num("grid_export_limit_kw", ge=0),
         capacity_tariff_eur_per_kw=doc.num("capacity_tariff_eur_per_kw", 0.0, ge=0),
+        contracted_kw=doc.num("contracted_kw", 0.0, ge=0),
         latitude=doc.num("latitude", None, ge=-90, le=90) if doc.has("latitude") else None,
         longitude=doc.num("longitude", None, ge=-180, le=180) if doc.has("longitude") else None,
     )
@@ -493,6 +500,7 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
         battery=battery,
         evs=evs,
         co2_kg_per_kwh=doc.num("co2_kg_per_kwh", CO2_KG_PER_KWH_DEFAULT, ge=0),
+        peak_so_far_kw=doc.num("peak_so_far_kw", 0.0, ge=0),
         mip_gap=solver.num("mip_gap", 0.005, ge=0, le=1),
         time_limit_s=solver.num("time_limit_s", 60.0, gt=0),
         source=source,

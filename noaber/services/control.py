@@ -280,6 +280,9 @@ def report_step(
         return None
     console.print(f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}")
     plan_now, sc_now = controller.last_plan, controller.last_scenario
+    for line in plan_now.warnings if plan_now is not None else []:  # a short car, a breach
+        console.print(f"[yellow]  warning: {line}[/yellow]", highlight=False)
+        log.warning("step %d/%d: %s", i + 1, steps, line)
     if store_to is None or plan_now is None or sc_now is None:
         return None
     with transaction(store_to) as s:
