@@ -19,7 +19,8 @@ columns in the order the rows first mention them):
   ``grid.peak`` (capacity tariff only), the battery SoC per step, the EV SoC per plugged-in
   (car, step), car by car, and ``evs.short_kwh[k, j]`` per session (the missed target);
 * rows: ``balance[t]``, ``grid.peak_c[t]`` and ``grid.peak_floor_c`` (tariff only),
-  ``battery.soc_c[t]`` and ``battery.final_c``, ``evs.soc_c[k, t]`` and ``evs.target_c[k, j]``.
+  ``battery.soc_c[t]`` and ``battery.final_c``, ``evs.soc_c[k, t]`` and ``evs.target_c[k, j]``,
+  ``groups.limit_c[g, t]`` (charger groups: the net power of the cars behind one fuse).
 
 Only numbers change between re-plans: :func:`lp_numbers` computes the costs and bounds of
 both the first build and every update (one function, so a re-plan and a fresh build agree),
@@ -102,6 +103,8 @@ class Layout:
     rows_bat_soc: int
     rows_ev_soc: int
     rows_target: int
+    rows_group: int
+    group_limit_kw: np.ndarray
 
 
 @dataclass
@@ -194,6 +197,8 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
     rows_target = a.n_rows
     if len(cols["target_k"]):
         _target_rows(a, p, cols)
+    rows_group = a.n_rows
+    group_limit = _group_rows(a, p, cols)
     layout = Layout(
         **cols,
         n_rows=a.n_rows,
@@ -201,6 +206,8 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
         rows_bat_soc=rows_bat_soc,
         rows_ev_soc=rows_ev_soc,
         rows_target=rows_target,
+        rows_group=rows_group,
+        group_limit_kw=group_limit,
     )
     return layout, a
 
@@ -338,6 +345,33 @@ def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
     a.add(np.full(len(last), 2), idx, val)
 
 
+def _group_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> np.ndarray:
+    """``groups.limit_c[g, t]``: + charge, - V2G discharge of each member plugged in at ``t``
+    (:func:`optimizer.model.group_steps`); returns each row's limit [kW]."""
+    from optimizer.model import group_steps
+
+    rows = group_steps(p)
+    if not rows:
+        return np.zeros(0)
+    pos = {(int(k), int(t)): i for i, (k, t) in enumerate(zip(c["ev_k"], c["ev_t"], strict=True))}
+    counts, index, value, limit = [], [], [], []
+    for g, t, cars in rows:
+        n = 0
+        for k in cars:
+            i = pos[k, t]
+            index.append(int(c["ev_ch"][i]))
+            value.append(1.0)
+            n += 1
+            if c["v2g"][i]:
+                index.append(int(c["ev_dis"][c["ev_dis_of"][i]]))
+                value.append(-1.0)
+                n += 1
+        counts.append(n)
+        limit.append(p.groups[g].limit_kw)
+    a.add(np.array(counts), np.array(index), np.array(value))
+    return np.array(limit, float)
+
+
 @dataclass
 class Numbers:
     """The numbers of the LP that change between re-plans (costs and bounds)."""
@@ -391,6 +425,8 @@ def lp_numbers(p: ModelParams, lay: Layout, frozen_steps: int | None = None) -> 
         rlo[r + n], rhi[r + n] = b.soc_final_min_kwh, INF
     if len(lay.ev_k):
         _ev_numbers(p, lay, live, frozen_steps, (cost, lo, hi, rlo, rhi))
+    gr = slice(lay.rows_group, lay.rows_group + len(lay.group_limit_kw))
+    rlo[gr], rhi[gr] = -lay.group_limit_kw, lay.group_limit_kw
     return Numbers(cost, lo, hi, rlo, rhi)
 
 

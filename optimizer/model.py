@@ -118,6 +118,16 @@ class BatteryParams:
     degradation_eur_per_kwh: float
 
 
+@dataclass(frozen=True, slots=True)
+class GroupParams:
+    """A charger group in model units: the cars (indices into ``ModelParams.evs``) whose net
+    power through one fuse stays within ``limit_kw`` both ways."""
+
+    name: str
+    evs: tuple[int, ...]
+    limit_kw: float
+
+
 @dataclass
 class ModelParams:
     """All numbers of one plan (arrays have one value per step)."""
@@ -137,6 +147,7 @@ class ModelParams:
     breach_price_eur_per_kwh: float = 1000.0
     battery: BatteryParams | None = None
     evs: tuple[EVParams, ...] = ()
+    groups: tuple[GroupParams, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,6 +173,7 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
+    names = [ev.name for ev in sc.evs]
     index = sc.index  # made once: a DatetimeIndex per car and session costs ~1 ms each
     end = index[0] + pd.Timedelta(minutes=sc.step_minutes * len(index))
     return ModelParams(
@@ -178,6 +190,10 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         peak_floor_kw=max(sc.peak_so_far_kw, sc.site.contracted_kw),  # sunk (optimizer.tariff)
         battery=None if sc.battery is None else _battery_params(sc.battery),
         evs=tuple(_ev_params(ev, index, sc.dt_h, end) for ev in sc.evs),
+        groups=tuple(
+            GroupParams(g.name, tuple(names.index(e) for e in g.evs), g.limit_kw)
+            for g in sc.charger_groups
+        ),
         meta={"site": sc.site.name},
     )
 
@@ -533,6 +549,8 @@ def build_model(
     if p.evs:
         _build_evs(m, p, bus, bound, soft=soft)
     _build_building(m, p, bus)
+    if p.groups:
+        _build_groups(m, p)
     m.cost = pyo.Objective(expr=pyo.quicksum(bus.cost), sense=pyo.minimize)
     m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
     m._excl_blocks = 0
@@ -749,6 +767,41 @@ def _build_building(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus) -> None:
     dt, price = p.dt_h, p.breach_price_eur_per_kwh
     bus.cost += [dt * (m.import_price[t] + price) * m.breach_kw[t] for t in m.T]
     m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(bus.supply[t]) == mm.load_kw[t])
+
+
+def group_steps(p: ModelParams) -> list[tuple[int, int, list[int]]]:
+    """``(group, step, cars plugged in)`` for every group and step with a member plugged in,
+    group by group, steps ascending: the rows of the group limits."""
+    out = []
+    for g, grp in enumerate(p.groups):
+        plugged: dict[int, list[int]] = {}
+        for k in grp.evs:
+            for t in p.evs[k].steps:
+                plugged.setdefault(int(t), []).append(k)
+        out += [(g, t, sorted(plugged[t])) for t in sorted(plugged)]
+    return out
+
+
+def _build_groups(m: pyo.ConcreteModel, p: ModelParams) -> None:
+    """Block ``groups``: per group and step, the net power of its plugged-in cars (charging
+    minus V2G discharging) within ``-limit_kw .. limit_kw`` (one fuse both ways)."""
+    rows = group_steps(p)
+    m.groups = gb = pyo.Block()
+    gb.R = pyo.Set(dimen=2, initialize=[(g, t) for g, t, _ in rows], ordered=True)
+    cars = {(g, t): ks for g, t, ks in rows}
+    e = m.evs
+
+    def _limit(_b: Any, g: int, t: int) -> Any:
+        terms = []
+        for k in cars[g, t]:
+            terms.append(e.ch[k, t])
+            if (k, t) in e.V:
+                terms.append(-e.dis[k, t])
+        net = pyo.quicksum(terms)
+        lim = p.groups[g].limit_kw
+        return pyo.inequality(-lim, net, lim)
+
+    gb.limit_c = pyo.Constraint(gb.R, rule=_limit)
 
 
 def steps_needing_binaries(p: ModelParams) -> np.ndarray:
@@ -1350,7 +1403,7 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
     if p.battery is not None:  # everything but the start SoC and the final floor (mutable)
         battery = dataclasses.replace(p.battery, soc_initial_kwh=0.0, soc_final_min_kwh=0.0)
     prices = (p.shortage_price_eur_per_kwh, p.breach_price_eur_per_kwh)
-    return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, prices, evs)
+    return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, prices, evs, p.groups)
 
 
 def plan(scenario: Scenario, options: SolveOptions | None = None, engine: str = "highs") -> Plan:

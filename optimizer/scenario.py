@@ -4,6 +4,11 @@ A scenario is written by hand as YAML plus a CSV of time series (see ``optimizer
 or assembled from the store. :func:`load_scenario` reads and validates the file form; every
 error names the file, the field and the value (CONTRIBUTING.md, Code style).
 
+Chargers behind one fuse are a ``charger_groups`` entry, ``{name, limit_kw, evs: [names]}``:
+the net power of those cars (charging minus V2G) stays within ``limit_kw`` both ways. The
+site's ``contracted_kw`` and the scenario's ``peak_so_far_kw`` are the floor of the monthly
+kW-max (:mod:`optimizer.tariff`).
+
 Conventions: powers in kW, energies in kWh, prices all-in in EUR/kWh, timestamps UTC
 (``pandas.Timestamp``) labelling the start of a step; a step is the half-open interval
 ``[t, t + step)``.
@@ -114,6 +119,16 @@ class EVSpec:
     sessions: tuple[EVSession, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ChargerGroup:
+    """Chargers behind one fuse (or feeder): the cars' net power through it stays within
+    ``limit_kw`` both ways (charging minus V2G discharging)."""
+
+    name: str
+    evs: tuple[str, ...]
+    limit_kw: float
+
+
 @dataclass(frozen=True)
 class Scenario:
     """Everything one plan needs.
@@ -127,6 +142,7 @@ class Scenario:
     step_minutes: int = 15
     battery: BatterySpec | None = None
     evs: tuple[EVSpec, ...] = ()
+    charger_groups: tuple[ChargerGroup, ...] = ()
     co2_kg_per_kwh: float = CO2_KG_PER_KWH_DEFAULT
     #: This month's highest 15-minute import so far [kW] (sunk: only raising it costs).
     peak_so_far_kw: float = 0.0
@@ -492,6 +508,18 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
                 f"evs[{i}].max_discharge_kw",
                 f"must be > 0 for a V2G car, got {e.max_discharge_kw:g} for EV {e.name!r}",
             )
+    groups = []
+    for g in doc.items("charger_groups"):
+        members = g.raw("evs")
+        if not isinstance(members, list) or not members:
+            raise g.err("evs", f"must be a non-empty list of EV names, got {members!r}")
+        for j, name in enumerate(members):
+            if name not in {e.name for e in evs}:
+                raise g.err(
+                    f"evs[{j}]",
+                    f"unknown EV {name!r} (EVs: {', '.join(e.name for e in evs) or 'none'})",
+                )
+        groups.append(ChargerGroup(g.text("name"), tuple(members), g.num("limit_kw", gt=0)))
     solver = doc.sub("solver") if doc.has("solver") else _Doc({}, source, "solver")
     return Scenario(
         site=site,
@@ -499,6 +527,7 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
         step_minutes=step,
         battery=battery,
         evs=evs,
+        charger_groups=tuple(groups),
         co2_kg_per_kwh=doc.num("co2_kg_per_kwh", CO2_KG_PER_KWH_DEFAULT, ge=0),
         peak_so_far_kw=doc.num("peak_so_far_kw", 0.0, ge=0),
         mip_gap=solver.num("mip_gap", 0.005, ge=0, le=1),
