@@ -5,7 +5,8 @@ of each asset.
   charges at full power from arrival until its departure target (not to 100 %: the plan
   delivers the target, so a baseline that charges more would make the plan look better than
   it is), within the grid import limit left after the building load and PV (cars that
-  arrived first are served first); the battery is idle, PV is never curtailed.
+  arrived first are served first) and never below the charger's minimum (``min_power_kw``,
+  6 A per phase); the battery is idle, PV is never curtailed.
 * :func:`self_consumption`: cars as above; the battery charges from surplus PV (what the load
   and the cars do not use) and discharges on deficit, within its power and SoC limits.
 * :func:`asset_values`: the value of each asset as a separate line, by re-planning without
@@ -52,7 +53,11 @@ def _ev_on_arrival(p: ModelParams, cols: dict[str, np.ndarray]) -> np.ndarray:
                 continue
             have = level.get((k, j), sess.soc_start_kwh)
             want = max(0.0, sess.soc_target_kwh - have) / (ev.efficiency * p.dt_h)
-            power = max(0.0, min(ev.max_charge_kw, want, headroom[t] - total[t]))
+            room = headroom[t] - total[t]
+            power = max(0.0, min(ev.max_charge_kw, want, room))
+            if 0 < power < ev.min_power_kw:  # a charger runs at its minimum or not at all
+                fits = have + p.dt_h * ev.efficiency * ev.min_power_kw <= ev.capacity_kwh + 1e-9
+                power = ev.min_power_kw if room >= ev.min_power_kw and fits else 0.0
             ch[ev.name][t] = power
             total[t] += power
             have += p.dt_h * ev.efficiency * power

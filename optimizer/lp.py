@@ -518,6 +518,7 @@ class HighsLP:
         h.changeColsCost(lay.n_cols, np.arange(lay.n_cols, dtype=np.int32), num.col_cost)
         h.addRows(lay.n_rows, num.row_lower, num.row_upper, len(index), starts, index, value)
         self.exclusive: list[tuple[int, int, int, int, int]] = []
+        self.min_power: list[tuple[int, int, int]] = []  # (column, y, cap row)
         self._ev_pos = {
             (int(k), int(t)): i for i, (k, t) in enumerate(zip(lay.ev_k, lay.ev_t, strict=True))
         }
@@ -546,6 +547,8 @@ class HighsLP:
             h.changeCoeff(r_up, y, -float(new.col_upper[up]))
             h.changeCoeff(r_down, y, float(new.col_upper[down]))
             h.changeRowBounds(r_down, -INF, float(new.col_upper[down]))
+        for col, y, r_cap in self.min_power:
+            h.changeCoeff(r_cap, y, -float(new.col_upper[col]))
 
     def columns_of(self, asset: str, t: int, ev_names: dict[str, int]) -> tuple[int, int] | None:
         """The (up, down) columns of an asset at step ``t`` that can flow both ways, or None."""
@@ -558,6 +561,48 @@ class HighsLP:
         if pos is None or not lay.v2g[pos]:
             return None
         return int(lay.ev_ch[pos]), int(lay.ev_dis[lay.ev_dis_of[pos]])
+
+    def ev_columns(self, k: int, t: int) -> tuple[int, int | None]:
+        """The (charge, discharge or None) columns of car ``k`` at plugged-in step ``t``."""
+        lay = self.layout
+        pos = self._ev_pos[k, t]
+        dis = int(lay.ev_dis[lay.ev_dis_of[pos]]) if lay.v2g[pos] else None
+        return int(lay.ev_ch[pos]), dis
+
+    def add_min_power(self, items: list[tuple[int, int | float]]) -> None:
+        """Binaries ``y`` with ``x <= x_max * y`` and ``min * y <= x`` per (column, min), as
+        :func:`optimizer.model.add_min_power` writes them (zero big-M entries left out)."""
+        h, hi = self.highs, self.numbers.col_upper
+        m = len(items)
+        first_y = h.getNumCol()
+        ys = first_y + np.arange(m, dtype=np.int32)
+        h.addVars(m, np.zeros(m), np.ones(m))
+        h.changeColsIntegrality(m, ys, np.full(m, highspy.HighsVarType.kInteger))
+        first_row = h.getNumRow()
+        counts, index, value = [], [], []
+        for (col, _), y in zip(items, ys, strict=True):  # cap rows: x - x_max * y <= 0
+            coef = -float(hi[int(col)])
+            entries = [(int(col), 1.0)] + ([(int(y), coef)] if coef != 0 else [])
+            counts.append(len(entries))
+            index += [c for c, _v in entries]
+            value += [v for _c, v in entries]
+        for (col, low), y in zip(items, ys, strict=True):  # floor rows: min * y - x <= 0
+            entries = [(int(y), float(low)), (int(col), -1.0)]
+            counts.append(len(entries))
+            index += [c for c, _v in entries]
+            value += [v for _c, v in entries]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+        h.addRows(
+            2 * m,
+            np.full(2 * m, -INF),
+            np.zeros(2 * m),
+            len(index),
+            starts,
+            np.array(index, np.int32),
+            np.array(value),
+        )
+        for i, (col, _) in enumerate(items):
+            self.min_power.append((int(col), int(ys[i]), first_row + i))
 
     def add_exclusivity(self, items: list[tuple[int, int]]) -> None:
         """Binaries ``y`` with ``up <= up_max * y`` and ``down <= down_max * (1 - y)``, as

@@ -10,7 +10,8 @@ Staged as in oemof-solph (docs/SOURCES.md, Patterns):
 3. :class:`Planner` solves it, first as an LP; binaries that forbid simultaneous
    charge/discharge and import/export are added only at steps where a negative price or an
    import price below the export price would make that pay, and wherever the LP still shows
-   both at once. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
+   both at once; binaries that hold a charger at 0 or at least its ``min_power_kw`` (6 A per
+   phase) only for cars that have a minimum and only at steps where the plan runs below it. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
    same LP written from arrays straight into a persistent ``highspy.Highs``: building the
    Pyomo model and passing it through Pyomo costs 10-40x the solve); ``engine="pyomo"``
    solves the Pyomo model through ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
@@ -99,6 +100,7 @@ class EVParams:
     sessions: tuple[SessionParams, ...]
     steps: np.ndarray
     session_of: np.ndarray
+    min_power_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timesta
         sessions=tuple(sessions),
         steps=np.concatenate(steps) if steps else np.zeros(0, int),
         session_of=np.concatenate(owners) if owners else np.zeros(0, int),
+        min_power_kw=ev.min_power_kw,
     )
 
 
@@ -851,6 +854,55 @@ def add_exclusivity(m: pyo.ConcreteModel, p: ModelParams, pairs: set[tuple[str, 
     return [*blk.up.values(), *blk.down.values()]
 
 
+def add_min_power(
+    m: pyo.ConcreteModel, p: ModelParams, items: list[tuple[int, int, str]]
+) -> list[Any]:
+    """Binaries that keep a charger's power 0 or at least its ``min_power_kw`` at the given
+    ``(car, step, "ch" | "dis")``: ``x <= x_max * y`` and ``min * y <= x``. Returns the new
+    constraint data objects (for a persistent solver)."""
+    if not items:
+        return []
+    e = m.evs
+    terms = [
+        (e.ch[k, t], e.ch_max[k, t]) if d == "ch" else (e.dis[k, t], e.dis_max[k, t])
+        for k, t, d in items
+    ]
+    mins = [p.evs[k].min_power_kw for k, _t, _d in items]
+    m._excl_blocks += 1
+    m._n_binaries += len(items)
+    blk = pyo.Block()
+    m.add_component(f"min_power_{m._excl_blocks}", blk)
+    blk.I = pyo.RangeSet(0, len(items) - 1)
+    blk.y = pyo.Var(blk.I, domain=pyo.Binary)
+    blk.cap = pyo.Constraint(blk.I, rule=lambda bb, i: terms[i][0] <= terms[i][1] * bb.y[i])
+    blk.floor = pyo.Constraint(blk.I, rule=lambda bb, i: mins[i] * bb.y[i] <= terms[i][0])
+    return [*blk.cap.values(), *blk.floor.values()]
+
+
+def below_minimum(flows: pd.DataFrame, p: ModelParams) -> list[tuple[int, int, str]]:
+    """``(car, step, direction)`` where a plan runs a charger between 0 and its minimum."""
+    out = []
+    for k, ev in enumerate(p.evs):
+        if ev.min_power_kw <= 0 or not len(ev.steps):
+            continue
+        for d, col in (("ch", "charge_kw"), ("dis", "discharge_kw")):
+            x = flows[f"ev:{ev.name}:{col}"].to_numpy()[ev.steps]
+            bad = (x > EPS_KW) & (x < ev.min_power_kw - 1e-6)
+            out += [(k, int(t), d) for t in ev.steps[bad]]
+    return out
+
+
+def _all_min_items(p: ModelParams) -> list[tuple[int, int, str]]:
+    out = []
+    for k, ev in enumerate(p.evs):
+        if ev.min_power_kw > 0:
+            for t in ev.steps:
+                out.append((k, int(t), "ch"))
+                if ev.max_discharge_kw > 0:
+                    out.append((k, int(t), "dis"))
+    return out
+
+
 def diagnose_with_slack(p: ModelParams) -> list[str]:
     """Explain an infeasible scenario that the direct checks let through.
 
@@ -1127,6 +1179,7 @@ class Planner:
         self.solver: Any = None
         self.lp: HighsLP | None = None
         self._excl_done: set[tuple[str, int]] = set()
+        self._min_done: set[tuple[int, int, str]] = set()
         self._n_binaries = 0
         if engine == "highs":
             self.lp = HighsLP(params)
@@ -1205,6 +1258,25 @@ class Planner:
             self.lp.add_exclusivity(items)
             self._n_binaries += len(items)
         return len(items)
+
+    def _add_min_power(self, items: list[tuple[int, int, str]]) -> int:
+        new = sorted(set(items) - self._min_done)
+        if not new:
+            return 0
+        self._min_done.update(new)
+        if self.lp is None:
+            cons = add_min_power(self.model, self.params, new)
+            self.solver.add_constraints(cons)
+            return len(new)
+        cols = []
+        for k, t, d in new:
+            up, down = self.lp.ev_columns(k, t)
+            col = up if d == "ch" else down
+            assert col is not None
+            cols.append((col, self.params.evs[k].min_power_kw))
+        self.lp.add_min_power(cols)
+        self._n_binaries += len(new)
+        return len(new)
 
     @property
     def n_binaries(self) -> int:
@@ -1296,12 +1368,20 @@ class Planner:
                 )
             flows = self._flows()
             both = simultaneous_pairs(flows, p)
-            if not both:
+            low = below_minimum(flows, p)
+            if not both and not low:
                 break
             steps = {t for _a, t in both}
-            if _round == 2:  # give up on being selective: exclusivity everywhere
-                steps = set(range(p.n))
-            self._add_binaries({(a, t) for a in self._assets() for t in steps})
+            if _round == 2:  # give up on being selective: binaries everywhere
+                steps = set(range(p.n)) if both else set()
+                low = _all_min_items(p) if low else []
+            pairs = {(a, t) for a in self._assets() for t in steps}
+            # a V2G charger held to its minimum could charge and discharge at once to get
+            # round it: those steps get the car's exclusivity binary too
+            pairs |= {(p.evs[k].name, t) for k, t, _d in low if p.evs[k].max_discharge_kw > 0}
+            if pairs:
+                self._add_binaries(pairs)
+            self._add_min_power(low)
         else:  # pragma: no cover - four rounds always end with exclusivity everywhere
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
         assert flows is not None and run.objective is not None
@@ -1394,6 +1474,7 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
             ev.max_discharge_kw > 0,
             ev.efficiency,
             ev.degradation_eur_per_kwh,
+            ev.min_power_kw,
             tuple(ev.steps.tolist()),
             tuple((s.first_step, s.last_step) for s in ev.sessions),
         )

@@ -117,6 +117,9 @@ class EVSpec:
     soc_min_pct: float = 20.0
     degradation_eur_per_kwh: float = 0.0
     sessions: tuple[EVSession, ...] = ()
+    #: The charger's smallest power other than 0 [kW], both ways: IEC 61851 chargers need
+    #: 6 A per phase, 1.38 kW single-phase or 4.14 kW three-phase at 230 V; 0 for none.
+    min_power_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +355,19 @@ def _ev(doc: _Doc) -> EVSpec:
         soc_min_pct=doc.num("soc_min_pct", 20.0, ge=0, le=100),
         degradation_eur_per_kwh=doc.num("degradation_eur_per_kwh", 0.0, ge=0),
         sessions=tuple(sessions),
+        min_power_kw=_min_power(doc),
     )
+
+
+def _min_power(doc: _Doc) -> float:
+    """``min_power_kw``: at most the charger's power (both ways for a V2G car)."""
+    value = doc.num("min_power_kw", 0.0, ge=0)
+    top = doc.num("max_charge_kw", gt=0)
+    if doc.flag("v2g", False):
+        top = min(top, doc.num("max_discharge_kw", 0.0, ge=0))
+    if value > top:
+        raise doc.err("min_power_kw", f"must be <= the charger's power ({top:g} kW), got {value:g}")
+    return value
 
 
 def read_series_csv(

@@ -51,6 +51,7 @@ EV_FIELDS = (
     "v2g",
     "soc_min_pct",
     "degradation_eur_per_kwh",
+    "min_power_kw",
 )
 """The params of an ``ev`` asset that are fields of the scenario file (``BATTERY_FIELDS``: of a
 ``battery``)."""
