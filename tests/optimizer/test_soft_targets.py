@@ -95,6 +95,7 @@ async def test_replay_with_an_impossible_car_keeps_every_asset_controlled(day: S
             assert mpc.last_plan is not None
             [short] = mpc.last_plan.shortfalls
             assert short.ev == "car-5" and short.by_local == "15-06-2026 19:00"
+            assert mpc.status.last_warnings == [short.sentence()]
         clock_now[0] += pd.Timedelta(minutes=15)
     assert mpc.status.failures == 0
     assert all(by == "optimizer.mpc" for _a, _w, by in sink.calls)
