@@ -76,6 +76,10 @@ def highspy_direct(p: ModelParams) -> tuple[float, float, float]:
     imp = add_cols(z, p.import_limit_kw, dt * p.import_price_eur_per_kwh)
     exp = add_cols(z, p.export_limit_kw, -dt * p.export_price_eur_per_kwh)
     pv = add_cols(z, p.pv_kw, z)
+    # import beyond the limit, priced (the model's soft site limit)
+    breach = add_cols(
+        z, np.full(n, inf), dt * (p.import_price_eur_per_kwh + p.breach_price_eur_per_kwh)
+    )
     rows_i: list[np.ndarray] = []
     rows_j: list[np.ndarray] = []
     vals: list[np.ndarray] = []
@@ -96,6 +100,7 @@ def highspy_direct(p: ModelParams) -> tuple[float, float, float]:
     entries(bal + T, imp + T, 1.0)
     entries(bal + T, exp + T, -1.0)
     entries(bal + T, pv + T, 1.0)
+    entries(bal + T, breach + T, 1.0)
     if p.battery is not None:
         b = p.battery
         deg = dt * b.degradation_eur_per_kwh
@@ -120,10 +125,10 @@ def highspy_direct(p: ModelParams) -> tuple[float, float, float]:
         if m == 0:
             continue
         steps = ev.steps
-        deg = dt * ev.degradation_eur_per_kwh
+        deg = dt * ev.degradation_eur_per_kwh  # on V2G discharge only, as the model
         first = np.array([s.first_step for s in ev.sessions])[ev.session_of]
         lo_soc = np.array([s.soc_lb_kwh for s in ev.sessions])[ev.session_of]
-        ch = add_cols(np.zeros(m), np.full(m, ev.max_charge_kw), np.full(m, deg))
+        ch = add_cols(np.zeros(m), np.full(m, ev.max_charge_kw), np.zeros(m))
         dis = add_cols(np.zeros(m), np.full(m, ev.max_discharge_kw), np.full(m, deg))
         soc = add_cols(lo_soc, np.full(m, ev.capacity_kwh), np.zeros(m))
         k = np.arange(m)
@@ -142,10 +147,17 @@ def highspy_direct(p: ModelParams) -> tuple[float, float, float]:
         entries(r + cont, soc + cont - 1, -1.0)
         entries(r + k, ch + k, -dt * ev.efficiency)
         entries(r + k, dis + k, dt / ev.efficiency)
-        for j, s in enumerate(ev.sessions):  # departure targets as bounds on the last SoC
+        for j, s in enumerate(ev.sessions):  # soft targets: soc[last] + short >= target
             if s.first_step >= 0:
                 last = int(np.flatnonzero(ev.session_of == j)[-1])
-                lb[-1][last] = max(lb[-1][last], s.soc_target_kwh)
+                short = add_cols(
+                    np.zeros(1), np.full(1, inf), np.full(1, p.shortage_price_eur_per_kwh)
+                )
+                entries(np.array([nrows]), np.array([soc + last]), 1.0)
+                entries(np.array([nrows]), np.array([short]), 1.0)
+                row_lo.append(np.array([s.soc_target_kwh]))
+                row_hi.append(np.array([inf]))
+                nrows += 1
     # column-wise (CSC) by sorting the triplets; no scipy: a main module that imports scipy
     # makes every fork-server worker of the batch (c) slow to start
     a_row, a_col, a_val = np.concatenate(rows_i), np.concatenate(rows_j), np.concatenate(vals)

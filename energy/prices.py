@@ -4,15 +4,21 @@ A series is named (``epex-nl-day-ahead``, ``dorpshuis-import``, …) and holds o
 15-minute ISP in ``EUR/kWh`` (negative prices allowed). Prices are imported from CSV with the
 columns ``timestamp`` (ISP start, ISO 8601 with offset) and ``price_eur_per_kwh``; a file with a
 bad row is refused whole, naming the line, and re-importing the same file changes nothing.
+
+A plan's horizon often reaches past the prices known (the day-ahead auction publishes the
+next day's prices around 12:45 local): :func:`fill_unknown_prices` gives every step a price,
+the known one where there is one and the last known week's shape beyond, and says so.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Numeric, String, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from energy.db import Base, UTCDateTime
 from energy.errors import ValidationError
-from energy.timegrid import ISP_NS, ensure_utc
+from energy.timegrid import ISP_NS, LOCAL_TZ, ensure_utc, floor_isp
 
 SERIES_MAX_LEN = 100
 #: Prices beyond this magnitude are refused as typos (EUR/MWh given as EUR/kWh, say).
@@ -166,3 +172,126 @@ def list_series(session: Session) -> list[tuple[str, int, dt.datetime, dt.dateti
         func.max(PricePoint.isp_start),
     ).group_by(PricePoint.series)
     return [(s, int(n), a, b) for s, n, a, b in session.execute(q)]
+
+
+# ----------------------------------------------------------------------------- horizon
+
+#: When the day-ahead auction's prices for the next local day are published (EPEX/SDAC results
+#: around 12:45-13:00 CET; docs/ARCHITECTURE.md): before this, tomorrow's prices are unknown.
+DAY_AHEAD_PUBLISHED_LOCAL = dt.time(12, 45)
+#: How many weeks back :func:`fill_unknown_prices` looks for the same local time of week.
+FALLBACK_WEEKS = 4
+
+
+def day_ahead_known_until(
+    now: dt.datetime | pd.Timestamp,
+    tz: str = LOCAL_TZ,
+    published: dt.time = DAY_AHEAD_PUBLISHED_LOCAL,
+) -> pd.Timestamp:
+    """The end (UTC, exclusive) of the day-ahead prices known at ``now``.
+
+    The end of today local before ``published``, the end of tomorrow local from then on, so a
+    23- or 25-hour local day counts in full.
+    """
+    local = pd.Timestamp(now).tz_convert(tz)
+    days = 2 if local.time() >= published else 1
+    midnight = local.tz_localize(None).normalize() + pd.Timedelta(days=days)
+    return midnight.tz_localize(tz).tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class HorizonPrices:
+    """Prices for every step of a horizon, known where ``known`` and a stated fallback elsewhere.
+
+    ``fallback`` says, in one sentence, which steps took which fallback (None: all known).
+    """
+
+    values: np.ndarray
+    known: np.ndarray
+    fallback: str | None
+
+
+def _week_before(index: pd.DatetimeIndex, weeks: int, tz: str) -> pd.DatetimeIndex:
+    """The same local wall time ``weeks`` weeks earlier (UTC), for each step of ``index``.
+
+    Wall time, not UTC: across a DST change the evening peak stays the evening peak. A wall
+    time that does not exist then (the skipped hour) moves forward; a doubled one takes the
+    first occurrence.
+    """
+    wall = index.tz_convert(tz).tz_localize(None) - pd.Timedelta(days=7 * weeks)
+    back = wall.tz_localize(tz, ambiguous=np.ones(len(wall), bool), nonexistent="shift_forward")
+    return back.tz_convert("UTC")
+
+
+def fill_unknown_prices(
+    known: pd.Series,
+    index: pd.DatetimeIndex,
+    tz: str = LOCAL_TZ,
+    known_until: pd.Timestamp | None = None,
+    name: str = "prices",
+) -> HorizonPrices:
+    """Prices per step of ``index``: the known price of the ISP a step starts in, else the
+    last known week's shape (the price at the same local time of week one week earlier, or
+    two, up to :data:`FALLBACK_WEEKS`), taken only from known prices.
+
+    ``known`` holds float prices by UTC ISP start; prices at or after ``known_until`` are not
+    treated as known (a replay that holds the whole month must not see tomorrow's day-ahead
+    prices at 06:00).
+
+    Raises
+    ------
+    ValidationError
+        If a step has neither a known price nor one in the weeks before (nothing to fall back
+        on: a broken input, named with the series and step).
+    """
+    known = known.dropna()
+    if known_until is not None:
+        known = known[known.index < known_until]
+    isp = pd.DatetimeIndex(floor_isp(pd.DatetimeIndex(index).as_unit("ns")))
+    values = np.array(known.reindex(isp).to_numpy(float), float)  # a copy: filled below
+    is_known = np.isfinite(values)
+    used_weeks: dict[int, int] = {}
+    for weeks in range(1, FALLBACK_WEEKS + 1):
+        missing = np.flatnonzero(~np.isfinite(values))
+        if not len(missing):
+            break
+        src = pd.DatetimeIndex(floor_isp(_week_before(isp[missing], weeks, tz)))
+        got = known.reindex(src).to_numpy(float)
+        ok = np.isfinite(got)
+        values[missing[ok]] = got[ok]
+        if ok.any():
+            used_weeks[weeks] = int(ok.sum())
+    missing = np.flatnonzero(~np.isfinite(values))
+    if len(missing):
+        raise ValidationError(
+            f"no price for {isp[missing[0]].isoformat()} and none at the same local time in the "
+            f"{FALLBACK_WEEKS} weeks before to fall back on ({len(missing)} of {len(index)} steps); "
+            f"noaber prices import {name} FILE",
+            f"store:{name}",
+        )
+    note = None
+    if used_weeks:
+        first = isp[int(np.flatnonzero(~is_known)[0])].tz_convert(tz)
+        parts = ", ".join(
+            f"{n} step(s) from {w} week(s) before" for w, n in sorted(used_weeks.items())
+        )
+        note = (
+            f"{name}: prices known until {first:%d-%m-%Y %H:%M}; beyond that the last known "
+            f"week's shape (the same local time of week): {parts}"
+        )
+    return HorizonPrices(values, is_known, note)
+
+
+def read_horizon_prices(
+    session: Session,
+    series: str,
+    index: pd.DatetimeIndex,
+    tz: str = LOCAL_TZ,
+    known_until: pd.Timestamp | None = None,
+) -> HorizonPrices:
+    """:func:`fill_unknown_prices` on a stored series (reads the horizon and the weeks before)."""
+    start = (index[0] - pd.Timedelta(days=7 * FALLBACK_WEEKS + 1)).to_pydatetime()
+    end = (index[-1] + pd.Timedelta(hours=1)).to_pydatetime()
+    return fill_unknown_prices(
+        read_prices(session, series, start, end), index, tz, known_until, series
+    )

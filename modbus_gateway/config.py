@@ -21,7 +21,7 @@ carry the site's assets, tariffs and so on. Example::
         bus: rs485-1
         unit_id: 2
         asset: ev-charger-1              # name the optimizer uses for setpoints
-        limits: {power_w_min: -3700, power_w_max: 7400, ramp_w_per_s: 2000}
+        limits: {power_w_min: -3700, power_w_max: 7400, ramp_w_per_s: 2000}  # see LimitsConfig
 """
 
 from __future__ import annotations
@@ -66,7 +66,15 @@ class BusConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    """The site's limits on a device's power setpoint [W], stricter than the profile's."""
+    """The site's limits on a device's power setpoint [W], stricter than the profile's.
+
+    They bound what the setpoint register means (the profile's ``control.setpoint_quantity``):
+    for ``device_power`` (a battery inverter, a charger) the asset's own power, + = charging,
+    so ``power_w_max`` caps charging and ``-power_w_min`` discharging (V2G); for
+    ``grid_power`` (a Victron GX, the ESS grid setpoint) the power at the grid connection,
+    + = import, so they cap the site's import and export, not the battery's power. The
+    optimiser plans within the same numbers (``optimizer.limits``).
+    """
 
     power_w_min: float | None = None
     power_w_max: float | None = None

@@ -63,7 +63,7 @@ def plan_one(
         scenario = job if isinstance(job, Scenario) else load_scenario(job)
         name = scenario.site.name
         result = plan(scenario, options)
-        summary = compare(scenario, result)
+        summary = compare(scenario, result, values=False)  # one solve per site
         csv = None
         if out_dir is not None:
             csv = str(write_schedule_csv(result.flows, Path(out_dir) / f"{name}.csv"))

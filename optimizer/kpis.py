@@ -3,7 +3,10 @@
 Definitions (energies [kWh] = power [kW] x step length [h]):
 
 * ``cost_eur`` = energy cost (import x import price - export x export price) + capacity
-  tariff x peak import + degradation x storage throughput + ``terminal_adjustment_eur``.
+  tariff x peak import + degradation (battery: x its throughput; EV: x what it discharges,
+  V2G, as the model charges it) + ``terminal_adjustment_eur``. Penalties of the soft limits
+  are apart: ``shortage_kwh`` (EV targets missed), ``breach_kwh`` (import above the limit)
+  and ``penalty_eur`` (their prices), so plan objective = ``cost_eur + penalty_eur``.
   The terminal adjustment values a battery that ends below its final SoC floor (a baseline
   rule can leave it emptier than the plan may) at the mean import price divided by the charge
   efficiency: the cost of buying that energy back at an average moment. A plan always meets
@@ -54,6 +57,7 @@ def compute_kpis(flows: pd.DataFrame, p: ModelParams, co2_kg_per_kwh: float) -> 
         short = max(0.0, b.soc_final_min_kwh - final_kwh)
         if short > 1e-6:
             terminal = short / b.efficiency_charge * float(np.mean(p.import_price_eur_per_kwh))
+    shortage_kwh = 0.0
     v2g_kwh: dict[str, float] = {}
     departures: list[dict[str, Any]] = []
     for ev in p.evs:
@@ -61,13 +65,16 @@ def compute_kpis(flows: pd.DataFrame, p: ModelParams, co2_kg_per_kwh: float) -> 
         dis = flows[f"ev:{ev.name}:discharge_kw"].to_numpy()
         storage_in += dt * float(ch.sum())
         storage_out += dt * float(dis.sum())
-        degradation += ev.degradation_eur_per_kwh * dt * float(ch.sum() + dis.sum())
+        degradation += ev.degradation_eur_per_kwh * dt * float(dis.sum())  # V2G out only
         v2g_kwh[ev.name] = round(dt * float(dis.sum()), 3)
         soc = flows[f"ev:{ev.name}:soc_pct"].to_numpy()
         for sess in ev.sessions:
             if sess.first_step < 0:
                 continue
             final = float(soc[sess.last_step])
+            short_kwh = max(0.0, sess.soc_target_kwh - final * ev.capacity_kwh / 100)
+            if short_kwh > 1e-3:
+                shortage_kwh += short_kwh
             departures.append(
                 {
                     "ev": ev.name,
@@ -77,6 +84,7 @@ def compute_kpis(flows: pd.DataFrame, p: ModelParams, co2_kg_per_kwh: float) -> 
                     "target_pct": sess.target_pct,
                     "soc_pct": round(final, 2),
                     "met": bool(final + 1e-4 >= 100 * sess.soc_target_kwh / ev.capacity_kwh),
+                    "short_kwh": round(short_kwh, 3),
                 }
             )
     pv_used = dt * float(flows["pv_kw"].sum())
@@ -84,6 +92,8 @@ def compute_kpis(flows: pd.DataFrame, p: ModelParams, co2_kg_per_kwh: float) -> 
     import_kwh = dt * float(imp.sum())
     demand = dt * float(flows["load_kw"].sum()) + storage_in - storage_out
     over_imp = imp > p.import_limit_kw + 1e-6
+    breach_kwh = dt * float(np.clip(imp - p.import_limit_kw, 0.0, None).sum())
+    penalty = p.breach_price_eur_per_kwh * breach_kwh + p.shortage_price_eur_per_kwh * shortage_kwh
     over_exp = exp > p.export_limit_kw + 1e-6
     return {
         "cost_eur": round(energy_cost + capacity_cost + degradation + terminal, 4),
@@ -91,6 +101,9 @@ def compute_kpis(flows: pd.DataFrame, p: ModelParams, co2_kg_per_kwh: float) -> 
         "capacity_cost_eur": round(capacity_cost, 4),
         "degradation_eur": round(degradation, 4),
         "terminal_adjustment_eur": round(terminal, 4),
+        "shortage_kwh": round(shortage_kwh, 3),
+        "breach_kwh": round(breach_kwh, 3),
+        "penalty_eur": round(penalty, 4),
         "peak_import_kw": round(peak, 3),
         "import_kwh": round(import_kwh, 3),
         "export_kwh": round(export_kwh, 3),

@@ -14,11 +14,13 @@ The order is the one Pyomo's persistent HiGHS interface produces (rows in declar
 columns in the order the rows first mention them):
 
 * columns, per step ``t``: ``grid.imp``, ``grid.exp``, ``pv.used``, with a battery
-  ``battery.dis`` and ``battery.ch``, then ``evs.ch[k, t]`` of the cars plugged in at ``t``
-  and ``evs.dis[k, t]`` of the V2G ones; then ``grid.peak`` (capacity tariff only), the battery
-  SoC per step and the EV SoC per plugged-in (car, step), car by car;
+  ``battery.dis`` and ``battery.ch``, then ``evs.ch[k, t]`` of the cars plugged in at ``t``,
+  ``evs.dis[k, t]`` of the V2G ones and ``breach_kw[t]`` (import beyond the limit); then
+  ``grid.peak`` (capacity tariff only), the battery SoC per step, the EV SoC per plugged-in
+  (car, step), car by car, and ``evs.short_kwh[k, j]`` per session (the missed target);
 * rows: ``balance[t]``, ``grid.peak_c[t]`` and ``grid.peak_floor_c`` (tariff only),
-  ``battery.soc_c[t]`` and ``battery.final_c``, ``evs.soc_c[k, t]`` and ``evs.target_c[k, j]``.
+  ``battery.soc_c[t]`` and ``battery.final_c``, ``evs.soc_c[k, t]`` and ``evs.target_c[k, j]``,
+  ``groups.limit_c[g, t]`` (charger groups: the net power of the cars behind one fuse).
 
 Only numbers change between re-plans: :func:`lp_numbers` computes the costs and bounds of
 both the first build and every update (one function, so a re-plan and a fresh build agree),
@@ -78,6 +80,7 @@ class Layout:
     imp: np.ndarray
     exp: np.ndarray
     used: np.ndarray
+    breach: np.ndarray
     bat_ch: np.ndarray | None
     bat_dis: np.ndarray | None
     bat_soc: np.ndarray | None
@@ -93,12 +96,15 @@ class Layout:
     ev_dis_of: np.ndarray
     target_k: np.ndarray
     target_j: np.ndarray
+    short: np.ndarray
     n_cols: int
     n_rows: int
     rows_balance: int
     rows_bat_soc: int
     rows_ev_soc: int
     rows_target: int
+    rows_group: int
+    group_limit_kw: np.ndarray
 
 
 @dataclass
@@ -171,10 +177,16 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
     cols = _columns(p)
     a = Matrix()
     rows_balance = _balance_rows(a, cols)
-    if cols["peak"] is not None:  # imp[t] - peak <= 0, then peak >= floor
+    if cols["peak"] is not None:  # imp[t] + breach[t] - peak <= 0, then peak >= floor
         n, peak = cols["n"], cols["peak"]
-        idx, val = _interleave([(cols["imp"], np.array(1.0)), (np.full(n, peak), np.array(-1.0))])
-        a.add(np.full(n, 2), idx, val)
+        idx, val = _interleave(
+            [
+                (cols["imp"], np.array(1.0)),
+                (cols["breach"], np.array(1.0)),
+                (np.full(n, peak), np.array(-1.0)),
+            ]
+        )
+        a.add(np.full(n, 3), idx, val)
         a.add(np.ones(1), np.array([peak]), np.ones(1))
     rows_bat_soc = a.n_rows
     if p.battery is not None:
@@ -185,6 +197,8 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
     rows_target = a.n_rows
     if len(cols["target_k"]):
         _target_rows(a, p, cols)
+    rows_group = a.n_rows
+    group_limit = _group_rows(a, p, cols)
     layout = Layout(
         **cols,
         n_rows=a.n_rows,
@@ -192,6 +206,8 @@ def layout_of(p: ModelParams) -> tuple[Layout, Matrix]:
         rows_bat_soc=rows_bat_soc,
         rows_ev_soc=rows_ev_soc,
         rows_target=rows_target,
+        rows_group=rows_group,
+        group_limit_kw=group_limit,
     )
     return layout, a
 
@@ -202,10 +218,10 @@ def _columns(p: ModelParams) -> dict[str, Any]:
     bat = p.battery is not None
     ev_k, ev_t, ev_j, ev_first, ev_v2g = _ev_index(p)
     n_ev = len(ev_k)
-    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car)
+    # columns per step: imp, exp, used, [dis, ch], ev ch (by car), ev dis (V2G, by car), breach
     n_plug = np.bincount(ev_t, minlength=n)
     fixed = 5 if bat else 3
-    per_step = fixed + n_plug + np.bincount(ev_t[ev_v2g], minlength=n)
+    per_step = fixed + n_plug + np.bincount(ev_t[ev_v2g], minlength=n) + 1
     step0 = np.concatenate([[0], np.cumsum(per_step)[:-1]])
     ev_ch = np.zeros(n_ev, np.int64)
     ev_dis_all = np.zeros(n_ev, np.int64)
@@ -229,11 +245,13 @@ def _columns(p: ModelParams) -> dict[str, Any]:
     dis_of[ev_v2g] = np.arange(int(ev_v2g.sum()))
     sessions = [(k, j) for k, ev in enumerate(p.evs) for j, s in enumerate(ev.sessions)]
     live = [(k, j) for k, j in sessions if p.evs[k].sessions[j].first_step >= 0]
+    short0 = nxt + n_ev
     return {
         "n": n,
         "imp": step0,
         "exp": step0 + 1,
         "used": step0 + 2,
+        "breach": step0 + per_step - 1,
         "bat_ch": step0 + 4 if bat else None,
         "bat_dis": step0 + 3 if bat else None,
         "bat_soc": bat_soc,
@@ -249,7 +267,8 @@ def _columns(p: ModelParams) -> dict[str, Any]:
         "ev_dis_of": dis_of,
         "target_k": np.array([k for k, _ in live], np.int64),
         "target_j": np.array([j for _, j in live], np.int64),
-        "n_cols": nxt + n_ev,
+        "short": short0 + np.arange(len(live)),
+        "n_cols": short0 + len(live),
     }
 
 
@@ -261,7 +280,7 @@ def _balance_rows(a: Matrix, c: dict[str, Any]) -> int:
     if c["bat_ch"] is not None:
         sign[c["bat_ch"]] = -1.0
     sign[c["ev_ch"]] = -1.0
-    per_step = np.diff(np.append(c["imp"], total))
+    per_step = np.diff(np.append(c["imp"], total))  # ends with the step's breach (+1)
     return a.add(per_step, np.arange(total), sign)
 
 
@@ -271,7 +290,7 @@ def _step_columns_total(c: dict[str, Any]) -> int:
         return int(c["peak"])
     if c["bat_soc"] is not None:
         return int(c["bat_soc"][0])
-    return int(c["n_cols"]) - len(c["ev_k"])
+    return int(c["n_cols"]) - len(c["ev_k"]) - len(c["short"])
 
 
 def _battery_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
@@ -313,7 +332,8 @@ def _ev_soc_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
 
 
 def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
-    """``evs.target_c[k, j]``: the SoC at the session's last step, per session."""
+    """``evs.target_c[k, j]``: the SoC at the session's last step plus the shortfall, per
+    session."""
     ev_k, ev_t, ev_soc = c["ev_k"], c["ev_t"], c["ev_soc"]
     last = np.array(
         [
@@ -321,7 +341,35 @@ def _target_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> None:
             for k, j in zip(c["target_k"], c["target_j"], strict=True)
         ]
     )
-    a.add(np.ones(len(last), int), last, np.ones(len(last)))
+    idx, val = _interleave([(last, np.array(1.0)), (c["short"], np.array(1.0))])
+    a.add(np.full(len(last), 2), idx, val)
+
+
+def _group_rows(a: Matrix, p: ModelParams, c: dict[str, Any]) -> np.ndarray:
+    """``groups.limit_c[g, t]``: + charge, - V2G discharge of each member plugged in at ``t``
+    (:func:`optimizer.model.group_steps`); returns each row's limit [kW]."""
+    from optimizer.model import group_steps
+
+    rows = group_steps(p)
+    if not rows:
+        return np.zeros(0)
+    pos = {(int(k), int(t)): i for i, (k, t) in enumerate(zip(c["ev_k"], c["ev_t"], strict=True))}
+    counts, index, value, limit = [], [], [], []
+    for g, t, cars in rows:
+        n = 0
+        for k in cars:
+            i = pos[k, t]
+            index.append(int(c["ev_ch"][i]))
+            value.append(1.0)
+            n += 1
+            if c["v2g"][i]:
+                index.append(int(c["ev_dis"][c["ev_dis_of"][i]]))
+                value.append(-1.0)
+                n += 1
+        counts.append(n)
+        limit.append(p.groups[g].limit_kw)
+    a.add(np.array(counts), np.array(index), np.array(value))
+    return np.array(limit, float)
 
 
 @dataclass
@@ -349,6 +397,10 @@ def lp_numbers(p: ModelParams, lay: Layout, frozen_steps: int | None = None) -> 
     hi[lay.imp] = np.where(live, p.import_limit_kw, 0.0)
     hi[lay.exp] = np.where(live, p.export_limit_kw, 0.0)
     hi[lay.used] = np.where(live, p.pv_kw, 0.0)
+    cost[lay.breach] = dt * (p.import_price_eur_per_kwh + p.breach_price_eur_per_kwh)
+    hi[lay.breach] = INF
+    cost[lay.short] = p.shortage_price_eur_per_kwh
+    hi[lay.short] = INF
     rlo = np.zeros(lay.n_rows)
     rhi = np.zeros(lay.n_rows)
     bal = slice(lay.rows_balance, lay.rows_balance + n)
@@ -373,6 +425,8 @@ def lp_numbers(p: ModelParams, lay: Layout, frozen_steps: int | None = None) -> 
         rlo[r + n], rhi[r + n] = b.soc_final_min_kwh, INF
     if len(lay.ev_k):
         _ev_numbers(p, lay, live, frozen_steps, (cost, lo, hi, rlo, rhi))
+    gr = slice(lay.rows_group, lay.rows_group + len(lay.group_limit_kw))
+    rlo[gr], rhi[gr] = -lay.group_limit_kw, lay.group_limit_kw
     return Numbers(cost, lo, hi, rlo, rhi)
 
 
@@ -388,10 +442,9 @@ def _ev_numbers(
     dt, evs = p.dt_h, p.evs
     k, t = lay.ev_k, lay.ev_t
     on = live[t]
-    cost[lay.ev_ch] = np.array([ev.degradation_eur_per_kwh * dt for ev in evs])[k]
     hi[lay.ev_ch] = np.where(on, np.array([ev.max_charge_kw for ev in evs])[k], 0.0)
-    v = lay.v2g
-    cost[lay.ev_dis] = cost[lay.ev_ch[v]]
+    v = lay.v2g  # wear on what a car discharges only (optimizer.model._ev_flows)
+    cost[lay.ev_dis] = np.array([ev.degradation_eur_per_kwh * dt for ev in evs])[k[v]]
     hi[lay.ev_dis] = np.where(on[v], np.array([ev.max_discharge_kw for ev in evs])[k[v]], 0.0)
     # per session (car, j): start, target and SoC floor
     start: dict[tuple[int, int], float] = {}
@@ -465,6 +518,7 @@ class HighsLP:
         h.changeColsCost(lay.n_cols, np.arange(lay.n_cols, dtype=np.int32), num.col_cost)
         h.addRows(lay.n_rows, num.row_lower, num.row_upper, len(index), starts, index, value)
         self.exclusive: list[tuple[int, int, int, int, int]] = []
+        self.min_power: list[tuple[int, int, int]] = []  # (column, y, cap row)
         self._ev_pos = {
             (int(k), int(t)): i for i, (k, t) in enumerate(zip(lay.ev_k, lay.ev_t, strict=True))
         }
@@ -493,6 +547,8 @@ class HighsLP:
             h.changeCoeff(r_up, y, -float(new.col_upper[up]))
             h.changeCoeff(r_down, y, float(new.col_upper[down]))
             h.changeRowBounds(r_down, -INF, float(new.col_upper[down]))
+        for col, y, r_cap in self.min_power:
+            h.changeCoeff(r_cap, y, -float(new.col_upper[col]))
 
     def columns_of(self, asset: str, t: int, ev_names: dict[str, int]) -> tuple[int, int] | None:
         """The (up, down) columns of an asset at step ``t`` that can flow both ways, or None."""
@@ -505,6 +561,48 @@ class HighsLP:
         if pos is None or not lay.v2g[pos]:
             return None
         return int(lay.ev_ch[pos]), int(lay.ev_dis[lay.ev_dis_of[pos]])
+
+    def ev_columns(self, k: int, t: int) -> tuple[int, int | None]:
+        """The (charge, discharge or None) columns of car ``k`` at plugged-in step ``t``."""
+        lay = self.layout
+        pos = self._ev_pos[k, t]
+        dis = int(lay.ev_dis[lay.ev_dis_of[pos]]) if lay.v2g[pos] else None
+        return int(lay.ev_ch[pos]), dis
+
+    def add_min_power(self, items: list[tuple[int, int | float]]) -> None:
+        """Binaries ``y`` with ``x <= x_max * y`` and ``min * y <= x`` per (column, min), as
+        :func:`optimizer.model.add_min_power` writes them (zero big-M entries left out)."""
+        h, hi = self.highs, self.numbers.col_upper
+        m = len(items)
+        first_y = h.getNumCol()
+        ys = first_y + np.arange(m, dtype=np.int32)
+        h.addVars(m, np.zeros(m), np.ones(m))
+        h.changeColsIntegrality(m, ys, np.full(m, highspy.HighsVarType.kInteger))
+        first_row = h.getNumRow()
+        counts, index, value = [], [], []
+        for (col, _), y in zip(items, ys, strict=True):  # cap rows: x - x_max * y <= 0
+            coef = -float(hi[int(col)])
+            entries = [(int(col), 1.0)] + ([(int(y), coef)] if coef != 0 else [])
+            counts.append(len(entries))
+            index += [c for c, _v in entries]
+            value += [v for _c, v in entries]
+        for (col, low), y in zip(items, ys, strict=True):  # floor rows: min * y - x <= 0
+            entries = [(int(y), float(low)), (int(col), -1.0)]
+            counts.append(len(entries))
+            index += [c for c, _v in entries]
+            value += [v for _c, v in entries]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+        h.addRows(
+            2 * m,
+            np.full(2 * m, -INF),
+            np.zeros(2 * m),
+            len(index),
+            starts,
+            np.array(index, np.int32),
+            np.array(value),
+        )
+        for i, (col, _) in enumerate(items):
+            self.min_power.append((int(col), int(ys[i]), first_row + i))
 
     def add_exclusivity(self, items: list[tuple[int, int]]) -> None:
         """Binaries ``y`` with ``up <= up_max * y`` and ``down <= down_max * (1 - y)``, as

@@ -10,7 +10,8 @@ Staged as in oemof-solph (docs/SOURCES.md, Patterns):
 3. :class:`Planner` solves it, first as an LP; binaries that forbid simultaneous
    charge/discharge and import/export are added only at steps where a negative price or an
    import price below the export price would make that pay, and wherever the LP still shows
-   both at once. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
+   both at once; binaries that hold a charger at 0 or at least its ``min_power_kw`` (6 A per
+   phase) only for cars that have a minimum and only at steps where the plan runs below it. By default it hands HiGHS the model's LP through :mod:`optimizer.lp` (the
    same LP written from arrays straight into a persistent ``highspy.Highs``: building the
    Pyomo model and passing it through Pyomo costs 10-40x the solve); ``engine="pyomo"``
    solves the Pyomo model through ``pyomo.contrib.solver.solvers.highs.Highs`` (persistent,
@@ -99,6 +100,7 @@ class EVParams:
     sessions: tuple[SessionParams, ...]
     steps: np.ndarray
     session_of: np.ndarray
+    min_power_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,16 @@ class BatteryParams:
     degradation_eur_per_kwh: float
 
 
+@dataclass(frozen=True, slots=True)
+class GroupParams:
+    """A charger group in model units: the cars (indices into ``ModelParams.evs``) whose net
+    power through one fuse stays within ``limit_kw`` both ways."""
+
+    name: str
+    evs: tuple[int, ...]
+    limit_kw: float
+
+
 @dataclass
 class ModelParams:
     """All numbers of one plan (arrays have one value per step)."""
@@ -133,8 +145,11 @@ class ModelParams:
     export_limit_kw: np.ndarray
     capacity_tariff_eur_per_kw: float = 0.0
     peak_floor_kw: float = 0.0
+    shortage_price_eur_per_kwh: float = 100.0
+    breach_price_eur_per_kwh: float = 1000.0
     battery: BatteryParams | None = None
     evs: tuple[EVParams, ...] = ()
+    groups: tuple[GroupParams, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,6 +175,7 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
     departure target reachable: ``target - (departure - end) * max_charge_kw * efficiency``.
     """
     s = sc.series
+    names = [ev.name for ev in sc.evs]
     index = sc.index  # made once: a DatetimeIndex per car and session costs ~1 ms each
     end = index[0] + pd.Timedelta(minutes=sc.step_minutes * len(index))
     return ModelParams(
@@ -173,8 +189,13 @@ def params_from_scenario(sc: Scenario) -> ModelParams:
         import_limit_kw=s["grid_import_limit_kw"].to_numpy(float),
         export_limit_kw=s["grid_export_limit_kw"].to_numpy(float),
         capacity_tariff_eur_per_kw=sc.site.capacity_tariff_eur_per_kw,
+        peak_floor_kw=max(sc.peak_so_far_kw, sc.site.contracted_kw),  # sunk (optimizer.tariff)
         battery=None if sc.battery is None else _battery_params(sc.battery),
         evs=tuple(_ev_params(ev, index, sc.dt_h, end) for ev in sc.evs),
+        groups=tuple(
+            GroupParams(g.name, tuple(names.index(e) for e in g.evs), g.limit_kw)
+            for g in sc.charger_groups
+        ),
         meta={"site": sc.site.name},
     )
 
@@ -224,6 +245,7 @@ def _ev_params(ev: EVSpec, index: pd.DatetimeIndex, dt_h: float, end: pd.Timesta
         sessions=tuple(sessions),
         steps=np.concatenate(steps) if steps else np.zeros(0, int),
         session_of=np.concatenate(owners) if owners else np.zeros(0, int),
+        min_power_kw=ev.min_power_kw,
     )
 
 
@@ -261,93 +283,182 @@ def _session_params(
 # ----------------------------------------------------------------------------- feasibility
 
 
-def _local_hhmm(t: pd.Timestamp, tz: str) -> str:
-    return t.tz_convert(tz).strftime("%H:%M")
-
-
 def _local_stamp(t: pd.Timestamp, tz: str) -> str:
     return t.tz_convert(tz).strftime("%d-%m-%Y %H:%M")
 
 
 def explain_infeasibility(p: ModelParams) -> list[str]:
-    """Direct checks that find an impossible scenario before the solver does.
+    """Direct checks that find a genuinely broken scenario before the solver does.
 
-    Checks (each a necessary condition of feasibility):
-
-    * every EV session: the departure target is reachable with the charger at full power
-      over the plugged-in steps, and again with the charger limited by the grid headroom
-      ``import_limit + pv + battery max discharge - load`` of each step;
-    * every step: the load can be served by the grid import limit, PV, the battery and
-      the V2G cars plugged in at that step;
-    * the battery can reach its final SoC floor charging at full power.
+    EV targets and the grid import limit are soft (a shortfall or a breach is priced and
+    reported by :func:`shortfalls` and :func:`breaches`), so what is left is the battery: its
+    final SoC floor must be reachable charging at full power.
 
     Returns
     -------
     list of str
         One sentence per problem found; empty if none was found.
     """
-    return [*_ev_reasons(p), *_load_reasons(p), *_battery_reasons(p)]
+    return _battery_reasons(p)
 
 
-def _ev_reasons(p: ModelParams) -> list[str]:
-    """The EV sessions whose departure target is out of reach (see :func:`explain_infeasibility`)."""
-    reasons: list[str] = []
-    dt = p.dt_h
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A car that leaves (or ends the horizon) below its target: by how much, when and why.
+
+    ``by`` is the departure (or the horizon end for a car that stays), ``by_local`` the same
+    as local date and time (``dd-mm-yyyy HH:MM``); ``why`` says what limits the car, from
+    the direct checks: the charger's power over the time plugged in, the grid import limit
+    after the building load, or the grid limit shared with the other cars plugged in.
+    """
+
+    ev: str
+    owner: str
+    short_kwh: float
+    target_pct: float
+    reached_pct: float
+    by: pd.Timestamp
+    by_local: str
+    departs_in_horizon: bool
+    why: str
+
+    def sentence(self) -> str:
+        when = (
+            f"by {self.by_local}"
+            if self.departs_in_horizon
+            else f"by the end of the horizon ({self.by_local}), to stay on course for its departure"
+        )
+        return (
+            f"EV '{self.ev}' reaches {self.reached_pct:.1f} % instead of {self.target_pct:g} % "
+            f"{when}, short {self.short_kwh:.1f} kWh: {self.why}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["by"] = self.by.isoformat()
+        d["sentence"] = self.sentence()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """Steps whose import exceeds the grid import limit in the plan (priced, unavoidable)."""
+
+    first: pd.Timestamp
+    first_local: str
+    n_steps: int
+    max_kw: float
+    energy_kwh: float
+
+    def sentence(self) -> str:
+        return (
+            f"the import exceeds the grid import limit from {self.first_local} in "
+            f"{self.n_steps} step(s), by up to {self.max_kw:.1f} kW ({self.energy_kwh:.1f} kWh "
+            "in all): the load exceeds the limit plus PV and storage"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first.isoformat(),
+            "first_local": self.first_local,
+            "n_steps": self.n_steps,
+            "max_kw": self.max_kw,
+            "energy_kwh": self.energy_kwh,
+            "sentence": self.sentence(),
+        }
+
+
+#: A shortfall below this is solver noise [kWh].
+SHORT_EPS_KWH = 1e-3
+
+
+def shortfalls(p: ModelParams, flows: pd.DataFrame) -> list[Shortfall]:
+    """The EV sessions of a plan that end below their target, with the reason of each."""
+    out: list[Shortfall] = []
     headroom_kw = p.import_limit_kw + p.pv_kw - p.load_kw
     if p.battery is not None:
         headroom_kw = headroom_kw + p.battery.max_discharge_kw
+    plugged = {ev.name: np.zeros(p.n, bool) for ev in p.evs}
     for ev in p.evs:
+        plugged[ev.name][ev.steps] = True
+    end = p.index[0] + pd.Timedelta(hours=p.n * p.dt_h)
+    for ev in p.evs:
+        soc = flows[f"ev:{ev.name}:soc_pct"].to_numpy(float)
         for sess in ev.sessions:
-            when = f"by {_local_hhmm(sess.departure, p.timezone)}"
-            if not sess.departs_in_horizon:
-                when = "by the end of the horizon (to stay on course for its departure)"
-            need = sess.soc_target_kwh - sess.soc_start_kwh
-            if need <= 1e-9:
-                continue
             if sess.first_step < 0:
-                reasons.append(
-                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
-                    f"{need:.1f} kWh: it is not plugged in for a whole step"
-                )
+                reached = sess.soc_start_kwh
+            else:
+                reached = float(soc[sess.last_step]) * ev.capacity_kwh / 100
+            short = sess.soc_target_kwh - reached
+            if short <= SHORT_EPS_KWH:
                 continue
-            n_steps = sess.last_step - sess.first_step + 1
-            reach = n_steps * dt * ev.max_charge_kw * ev.efficiency
-            if reach + 1e-6 < need:
-                reasons.append(
-                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
-                    f"{need - reach:.1f} kWh with the charger at full power"
+            by = sess.departure if sess.departs_in_horizon else end
+            out.append(
+                Shortfall(
+                    ev=ev.name,
+                    owner=ev.owner,
+                    short_kwh=short,
+                    target_pct=sess.target_pct,
+                    reached_pct=100 * reached / ev.capacity_kwh,
+                    by=by,
+                    by_local=_local_stamp(by, p.timezone),
+                    departs_in_horizon=sess.departs_in_horizon,
+                    why=_why_short(p, ev, sess, headroom_kw, plugged),
                 )
-                continue
-            window = slice(sess.first_step, sess.last_step + 1)
-            power = np.clip(headroom_kw[window], 0.0, ev.max_charge_kw)
-            reach_grid = float(power.sum()) * dt * ev.efficiency
-            if reach_grid + 1e-6 < need:
-                reasons.append(
-                    f"EV '{ev.name}' cannot reach {sess.target_pct:g} % {when}, it is short "
-                    f"{need - reach_grid:.1f} kWh under the grid import limit "
-                    f"({float(p.import_limit_kw[window].min()):g} kW) after the building load"
-                )
-    return reasons
+            )
+    return out
 
 
-def _load_reasons(p: ModelParams) -> list[str]:
-    """The steps whose load exceeds every supply at full power, as one sentence."""
-    supply_kw = p.import_limit_kw + p.pv_kw
-    if p.battery is not None:
-        supply_kw = supply_kw + p.battery.max_discharge_kw
-    for ev in p.evs:
-        if ev.max_discharge_kw > 0:
-            add = np.zeros(p.n)
-            add[ev.steps] = ev.max_discharge_kw
-            supply_kw = supply_kw + add
-    short = np.flatnonzero(p.load_kw > supply_kw + 1e-6)
-    if not len(short):
+def _why_short(
+    p: ModelParams,
+    ev: EVParams,
+    sess: SessionParams,
+    headroom_kw: np.ndarray,
+    plugged: dict[str, np.ndarray],
+) -> str:
+    """Why a session cannot reach its target: the first limit of the direct checks it hits."""
+    need = sess.soc_target_kwh - sess.soc_start_kwh
+    if sess.first_step < 0:
+        return "it is not plugged in for a whole step of the plan"
+    n_steps = sess.last_step - sess.first_step + 1
+    hours = n_steps * p.dt_h
+    reach = hours * ev.max_charge_kw * ev.efficiency
+    if reach + 1e-6 < need:
+        return (
+            f"the charger's {ev.max_charge_kw:g} kW over the {hours:g} h it is plugged in "
+            f"put at most {reach:.1f} kWh into the battery, {need:.1f} kWh are needed"
+        )
+    window = slice(sess.first_step, sess.last_step + 1)
+    limit = float(p.import_limit_kw[window].min())
+    power = np.clip(headroom_kw[window], 0.0, ev.max_charge_kw)
+    reach_grid = float(power.sum()) * p.dt_h * ev.efficiency
+    if reach_grid + 1e-6 < need:
+        return (
+            f"under the grid import limit ({limit:g} kW) after the building load there is room "
+            f"for {reach_grid:.1f} kWh while it is plugged in, {need:.1f} kWh are needed"
+        )
+    others = sorted(o.name for o in p.evs if o.name != ev.name and plugged[o.name][window].any())
+    if others:
+        names = ", ".join(f"'{o}'" for o in others)
+        return f"the grid import limit ({limit:g} kW) is shared with {names}, plugged in at the same time"
+    return "the grid import limit, the building load and the battery's floor together"
+
+
+def breaches(p: ModelParams, flows: pd.DataFrame) -> list[Breach]:
+    """The steps whose planned import exceeds the import limit, as one entry (or none)."""
+    over = flows["grid_import_kw"].to_numpy(float) - p.import_limit_kw
+    bad = np.flatnonzero(over > 1e-6)
+    if not len(bad):
         return []
-    t = short[0]
+    t = int(bad[0])
     return [
-        f"at {_local_stamp(p.index[t], p.timezone)} the load of {p.load_kw[t]:.1f} kW "
-        f"exceeds the grid import limit of {p.import_limit_kw[t]:g} kW plus PV and storage "
-        f"({supply_kw[t]:.1f} kW in all; {len(short)} step(s) like this)"
+        Breach(
+            first=p.index[t],
+            first_local=_local_stamp(p.index[t], p.timezone),
+            n_steps=len(bad),
+            max_kw=float(over[bad].max()),
+            energy_kwh=float(over[bad].sum()) * p.dt_h,
+        )
     ]
 
 
@@ -375,7 +486,7 @@ def _indexed(values: np.ndarray) -> dict[int, float]:
     return {i: float(v) for i, v in enumerate(values)}
 
 
-#: Penalty of the diagnostic model per kWh of missed target or unserved load [EUR/kWh].
+#: Penalty of the diagnostic model per kWh of a missed battery floor [EUR/kWh].
 SLACK_PENALTY_EUR_PER_KWH = 1000.0
 
 
@@ -413,18 +524,22 @@ def build_model(
     adds its flows to the balance and its costs to the objective, and :func:`_build_building`
     closes the balance against the load.
 
-    Objective [EUR]: ``sum dt * (import_price * import - export_price * export)
-    + capacity_tariff * peak + degradation * dt * (charge + discharge)``. The capacity tariff
-    is charged as one month's tariff on the horizon's peak (the peak sets the month's bill).
+    Objective [EUR]: ``sum dt * (import_price * (import + breach) - export_price * export)
+    + dt * breach_price * breach + shortage_price * short + capacity_tariff * peak
+    + battery degradation * dt * (charge + discharge) + EV degradation * dt * discharge``.
+    The capacity tariff is the Dutch monthly kW-max: one month's tariff on the part of the
+    horizon's peak above the mutable ``peak_floor_kw`` (the month's peak so far, sunk, or the
+    contracted kW). ``breach`` and ``short`` are the soft site limit and soft EV targets
+    (:func:`_build_building`, :func:`_ev_constraints`).
 
     With ``mutable_bounds=False`` the variable bounds are plain numbers instead of expressions
     of mutable parameters: a one-shot plan builds faster, but :meth:`Planner.update` (which
     freezes past steps through those bounds) is then not available.
 
-    With ``soft=True`` (diagnosis only) the departure targets, the battery's final floor and
-    the load get slack variables (``evs.short_kwh``, ``battery.short_kwh``, ``unserved_kw``)
-    penalised by :data:`SLACK_PENALTY_EUR_PER_KWH`, so an infeasible scenario solves and the
-    slacks say what cannot be met and by how much.
+    With ``soft=True`` (diagnosis only) the battery's final floor gets a slack
+    ``battery.short_kwh`` penalised by :data:`SLACK_PENALTY_EUR_PER_KWH`, so a scenario whose
+    floor cannot be met solves and the slack says by how much (EV targets and the import
+    limit are always soft).
     """
     bound: Bound = _as_expression if mutable_bounds else pyo.value
     m = pyo.ConcreteModel(name=f"schedule-{p.meta.get('site', '')}")
@@ -436,7 +551,9 @@ def build_model(
         _build_battery(m, p, bus, bound, soft=soft)
     if p.evs:
         _build_evs(m, p, bus, bound, soft=soft)
-    _build_building(m, p, bus, soft=soft)
+    _build_building(m, p, bus)
+    if p.groups:
+        _build_groups(m, p)
     m.cost = pyo.Objective(expr=pyo.quicksum(bus.cost), sense=pyo.minimize)
     m._excl_done = set()  # (asset, step) pairs that have an exclusivity binary
     m._excl_blocks = 0
@@ -462,6 +579,8 @@ def _build_grid(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, bound: Bound) -
     ``peak_floor_kw``, the month's peak so far), charged once at the tariff.
     """
     m.grid = g = pyo.Block()
+    # the import beyond the limit (priced, see _build_building); declared here for the peak
+    m.breach_kw = pyo.Var(m.T, bounds=(0.0, None))
     g.imp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, bound(m.import_limit_kw[t])))
     g.exp = pyo.Var(m.T, bounds=lambda _b, t: (0.0, bound(m.export_limit_kw[t])))
     dt = p.dt_h
@@ -469,7 +588,7 @@ def _build_grid(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, bound: Bound) -
     if p.capacity_tariff_eur_per_kw > 0:
         g.peak_floor_kw = pyo.Param(mutable=True, initialize=p.peak_floor_kw)
         g.peak = pyo.Var(bounds=(0.0, None))
-        g.peak_c = pyo.Constraint(m.T, rule=lambda b, t: b.peak >= b.imp[t])
+        g.peak_c = pyo.Constraint(m.T, rule=lambda b, t: b.peak >= b.imp[t] + m.breach_kw[t])
         g.peak_floor_c = pyo.Constraint(expr=g.peak >= g.peak_floor_kw)
         bus.cost.append(p.capacity_tariff_eur_per_kw * g.peak)
     for t in m.T:
@@ -591,7 +710,10 @@ def _build_evs(
 
 def _ev_constraints(e: pyo.Block, p: ModelParams, ix: _EVIndex, bus: _Bus, *, soft: bool) -> None:
     """The SoC of each session written recursively from its mutable ``soc_start``, and its
-    departure target at the session's last step (with a slack ``short_kwh`` in the soft model)."""
+    departure target at the session's last step, soft: ``short_kwh`` (>= 0) is the part of the
+    target not met, priced at ``shortage_price_eur_per_kwh`` (as FlexMeasures' shortage price),
+    so an unreachable target is met as closely as possible instead of making the plan
+    infeasible (:func:`shortfalls` reports it)."""
     evs, dt = p.evs, p.dt_h
     v2g = set(ix.v2g)
 
@@ -605,48 +727,84 @@ def _ev_constraints(e: pyo.Block, p: ModelParams, ix: _EVIndex, bus: _Bus, *, so
         return bb.soc[k, t] == prev + dt * delta
 
     e.soc_c = pyo.Constraint(e.P, rule=_ev_soc)
-    if soft:
-        e.short_kwh = pyo.Var(e.S, bounds=(0.0, None))
-        e.target_c = pyo.Constraint(
-            e.S,
-            rule=lambda bb, k, j: (
-                bb.soc[k, evs[k].sessions[j].last_step] + bb.short_kwh[k, j] >= bb.soc_target[k, j]
-            ),
-        )
-        bus.cost += [SLACK_PENALTY_EUR_PER_KWH * e.short_kwh[kj] for kj in ix.sessions]
-    else:
-        e.target_c = pyo.Constraint(
-            e.S,
-            rule=lambda bb, k, j: bb.soc[k, evs[k].sessions[j].last_step] >= bb.soc_target[k, j],
-        )
+    e.short_kwh = pyo.Var(e.S, bounds=(0.0, None))
+    e.target_c = pyo.Constraint(
+        e.S,
+        rule=lambda bb, k, j: (
+            bb.soc[k, evs[k].sessions[j].last_step] + bb.short_kwh[k, j] >= bb.soc_target[k, j]
+        ),
+    )
+    if ix.sessions:
+        bus.cost += [p.shortage_price_eur_per_kwh * e.short_kwh[kj] for kj in ix.sessions]
 
 
 def _ev_flows(e: pyo.Block, p: ModelParams, ix: _EVIndex, bus: _Bus) -> None:
-    """The cars' charging and V2G discharging in the balance, and their wear in the cost."""
+    """The cars' charging and V2G discharging in the balance, and their wear in the cost.
+
+    A car's wear (``degradation_eur_per_kwh``) is charged per kWh it discharges (V2G) only:
+    charging is what the car is there for, the owner pays for it and it wears the battery no
+    more than charging at home; the V2G energy is the extra cycling, and settlement pays the
+    owner ``v2g_compensation_eur_per_kwh`` per kWh discharged at the charger
+    (:func:`settlement.pricing.v2g_nc_per_wh`), the same energy ``dt * dis`` priced here.
+    """
     dt = p.dt_h
     for k, t in ix.plugged:
         bus.supply[t].append(-e.ch[k, t])
-        deg = p.evs[k].degradation_eur_per_kwh
-        if deg > 0:
-            bus.cost.append(deg * dt * e.ch[k, t])
-    for k, t in ix.v2g:
+    for k, t in ix.v2g:  # wear on what the car gives back only (settlement pays per kWh out)
         bus.supply[t].append(e.dis[k, t])
         deg = p.evs[k].degradation_eur_per_kwh
         if deg > 0:
             bus.cost.append(deg * dt * e.dis[k, t])
 
 
-def _build_building(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus, *, soft: bool) -> None:
+def _build_building(m: pyo.ConcreteModel, p: ModelParams, bus: _Bus) -> None:
     """The building's load and the balance of the site per step: the supply meets the load.
 
-    In the soft model a slack ``unserved_kw`` covers load that cannot be served.
+    ``breach_kw`` is import beyond the step's import limit: it is paid at the import price plus
+    ``breach_price_eur_per_kwh`` (as FlexMeasures' breach price), so a load that no plan can
+    keep under the limit gives the plan with the least breach instead of no plan
+    (:func:`breaches` reports it). Export needs no breach: PV can always be curtailed.
     """
-    if soft:
-        m.unserved_kw = pyo.Var(m.T, bounds=(0.0, None))
-        for t in m.T:
-            bus.supply[t].append(m.unserved_kw[t])
-        bus.cost += [SLACK_PENALTY_EUR_PER_KWH * p.dt_h * m.unserved_kw[t] for t in m.T]
+    for t in m.T:
+        bus.supply[t].append(m.breach_kw[t])
+    dt, price = p.dt_h, p.breach_price_eur_per_kwh
+    bus.cost += [dt * (m.import_price[t] + price) * m.breach_kw[t] for t in m.T]
     m.balance = pyo.Constraint(m.T, rule=lambda mm, t: pyo.quicksum(bus.supply[t]) == mm.load_kw[t])
+
+
+def group_steps(p: ModelParams) -> list[tuple[int, int, list[int]]]:
+    """``(group, step, cars plugged in)`` for every group and step with a member plugged in,
+    group by group, steps ascending: the rows of the group limits."""
+    out = []
+    for g, grp in enumerate(p.groups):
+        plugged: dict[int, list[int]] = {}
+        for k in grp.evs:
+            for t in p.evs[k].steps:
+                plugged.setdefault(int(t), []).append(k)
+        out += [(g, t, sorted(plugged[t])) for t in sorted(plugged)]
+    return out
+
+
+def _build_groups(m: pyo.ConcreteModel, p: ModelParams) -> None:
+    """Block ``groups``: per group and step, the net power of its plugged-in cars (charging
+    minus V2G discharging) within ``-limit_kw .. limit_kw`` (one fuse both ways)."""
+    rows = group_steps(p)
+    m.groups = gb = pyo.Block()
+    gb.R = pyo.Set(dimen=2, initialize=[(g, t) for g, t, _ in rows], ordered=True)
+    cars = {(g, t): ks for g, t, ks in rows}
+    e = m.evs
+
+    def _limit(_b: Any, g: int, t: int) -> Any:
+        terms = []
+        for k in cars[g, t]:
+            terms.append(e.ch[k, t])
+            if (k, t) in e.V:
+                terms.append(-e.dis[k, t])
+        net = pyo.quicksum(terms)
+        lim = p.groups[g].limit_kw
+        return pyo.inequality(-lim, net, lim)
+
+    gb.limit_c = pyo.Constraint(gb.R, rule=_limit)
 
 
 def steps_needing_binaries(p: ModelParams) -> np.ndarray:
@@ -696,52 +854,76 @@ def add_exclusivity(m: pyo.ConcreteModel, p: ModelParams, pairs: set[tuple[str, 
     return [*blk.up.values(), *blk.down.values()]
 
 
+def add_min_power(
+    m: pyo.ConcreteModel, p: ModelParams, items: list[tuple[int, int, str]]
+) -> list[Any]:
+    """Binaries that keep a charger's power 0 or at least its ``min_power_kw`` at the given
+    ``(car, step, "ch" | "dis")``: ``x <= x_max * y`` and ``min * y <= x``. Returns the new
+    constraint data objects (for a persistent solver)."""
+    if not items:
+        return []
+    e = m.evs
+    terms = [
+        (e.ch[k, t], e.ch_max[k, t]) if d == "ch" else (e.dis[k, t], e.dis_max[k, t])
+        for k, t, d in items
+    ]
+    mins = [p.evs[k].min_power_kw for k, _t, _d in items]
+    m._excl_blocks += 1
+    m._n_binaries += len(items)
+    blk = pyo.Block()
+    m.add_component(f"min_power_{m._excl_blocks}", blk)
+    blk.I = pyo.RangeSet(0, len(items) - 1)
+    blk.y = pyo.Var(blk.I, domain=pyo.Binary)
+    blk.cap = pyo.Constraint(blk.I, rule=lambda bb, i: terms[i][0] <= terms[i][1] * bb.y[i])
+    blk.floor = pyo.Constraint(blk.I, rule=lambda bb, i: mins[i] * bb.y[i] <= terms[i][0])
+    return [*blk.cap.values(), *blk.floor.values()]
+
+
+def below_minimum(flows: pd.DataFrame, p: ModelParams) -> list[tuple[int, int, str]]:
+    """``(car, step, direction)`` where a plan runs a charger between 0 and its minimum."""
+    out = []
+    for k, ev in enumerate(p.evs):
+        if ev.min_power_kw <= 0 or not len(ev.steps):
+            continue
+        for d, col in (("ch", "charge_kw"), ("dis", "discharge_kw")):
+            x = flows[f"ev:{ev.name}:{col}"].to_numpy()[ev.steps]
+            bad = (x > EPS_KW) & (x < ev.min_power_kw - 1e-6)
+            out += [(k, int(t), d) for t in ev.steps[bad]]
+    return out
+
+
+def _all_min_items(p: ModelParams) -> list[tuple[int, int, str]]:
+    out = []
+    for k, ev in enumerate(p.evs):
+        if ev.min_power_kw > 0:
+            for t in ev.steps:
+                out.append((k, int(t), "ch"))
+                if ev.max_discharge_kw > 0:
+                    out.append((k, int(t), "dis"))
+    return out
+
+
 def diagnose_with_slack(p: ModelParams) -> list[str]:
     """Explain an infeasible scenario that the direct checks let through.
 
-    Solves the soft model (:func:`build_model` with ``soft=True``) and reports every target
-    missed and every step with unserved load: typically cars that can each reach their target
-    alone but not together under the shared grid limit.
+    Solves the soft model (:func:`build_model` with ``soft=True``: the battery's final floor
+    gets a slack; EV targets and the import limit are soft in every model) and reports the
+    battery floor missed.
     """
     m = build_model(p, soft=True)
     solver = Highs()
     solver.config.load_solutions = False
     solver.config.raise_exception_on_nonoptimal_result = False
     res = solver.solve(m)
-    if res.incumbent_objective is None:
+    if res.incumbent_objective is None or p.battery is None:
         return []
     res.solution_loader.load_vars()
-    reasons: list[str] = []
-    if p.evs:
-        for k, j in m.evs.S:
-            short = float(m.evs.short_kwh[k, j].value or 0.0)
-            if short > 1e-3:
-                ev, sess = p.evs[k], p.evs[k].sessions[j]
-                reach = 100 * (sess.soc_target_kwh - short) / ev.capacity_kwh
-                when = (
-                    f"by {_local_hhmm(sess.departure, p.timezone)}"
-                    if sess.departs_in_horizon
-                    else "by the end of the horizon"
-                )
-                reasons.append(
-                    f"EV '{ev.name}' can reach only {reach:.0f} % instead of {sess.target_pct:g} % {when} "
-                    "together with the other cars and the building under the grid import limit, "
-                    f"short {short:.1f} kWh"
-                )
-    if p.battery is not None:
-        short = float(m.battery.short_kwh.value or 0.0)
-        if short > 1e-3:
-            reasons.append(
-                f"battery '{p.battery.name}' cannot get back to its final SoC floor, short {short:.1f} kWh"
-            )
-    unserved = np.array([m.unserved_kw[t].value or 0.0 for t in range(p.n)])
-    bad = np.flatnonzero(unserved > 1e-3)
-    if len(bad):
-        reasons.append(
-            f"the load cannot be served in {len(bad)} step(s) from "
-            f"{_local_stamp(p.index[bad[0]], p.timezone)}, {float(unserved.sum()) * p.dt_h:.1f} kWh in all"
-        )
-    return reasons
+    short = float(m.battery.short_kwh.value or 0.0)
+    if short > 1e-3:
+        return [
+            f"battery '{p.battery.name}' cannot get back to its final SoC floor, short {short:.1f} kWh"
+        ]
+    return []
 
 
 # ----------------------------------------------------------------------------- results
@@ -776,9 +958,8 @@ def results_frame(m: pyo.ConcreteModel, p: ModelParams) -> pd.DataFrame:
         ch = _values(m.evs.ch, keys) if keys else np.zeros(0)
         soc = _values(m.evs.soc, keys) if keys else np.zeros(0)
         evs.append((ch, dis, soc))
-    return schedule_frame(
-        p, _values(m.grid.imp, T), _values(m.grid.exp, T), _values(m.pv.used, T), battery, evs
-    )
+    imp = _values(m.grid.imp, T) + _values(m.breach_kw, T)  # the breach is import too
+    return schedule_frame(p, imp, _values(m.grid.exp, T), _values(m.pv.used, T), battery, evs)
 
 
 def schedule_frame(
@@ -874,6 +1055,13 @@ class Plan:
     gap: float | None
     n_binaries: int
     params: ModelParams
+    shortfalls: list[Shortfall] = field(default_factory=list)
+    breaches: list[Breach] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One sentence per car short of its target and per breach of the import limit."""
+        return [s.sentence() for s in self.shortfalls] + [b.sentence() for b in self.breaches]
 
 
 @dataclass(frozen=True)
@@ -991,6 +1179,7 @@ class Planner:
         self.solver: Any = None
         self.lp: HighsLP | None = None
         self._excl_done: set[tuple[str, int]] = set()
+        self._min_done: set[tuple[int, int, str]] = set()
         self._n_binaries = 0
         if engine == "highs":
             self.lp = HighsLP(params)
@@ -1070,6 +1259,25 @@ class Planner:
             self._n_binaries += len(items)
         return len(items)
 
+    def _add_min_power(self, items: list[tuple[int, int, str]]) -> int:
+        new = sorted(set(items) - self._min_done)
+        if not new:
+            return 0
+        self._min_done.update(new)
+        if self.lp is None:
+            cons = add_min_power(self.model, self.params, new)
+            self.solver.add_constraints(cons)
+            return len(new)
+        cols = []
+        for k, t, d in new:
+            up, down = self.lp.ev_columns(k, t)
+            col = up if d == "ch" else down
+            assert col is not None
+            cols.append((col, self.params.evs[k].min_power_kw))
+        self.lp.add_min_power(cols)
+        self._n_binaries += len(new)
+        return len(new)
+
     @property
     def n_binaries(self) -> int:
         return self._n_binaries if self.lp is not None else self.model._n_binaries
@@ -1116,7 +1324,8 @@ class Planner:
             if ev.max_discharge_kw > 0 and len(ev.steps):
                 dis = x[lay.ev_dis[lay.ev_dis_of[mine]]]
             evs.append((x[lay.ev_ch[mine]], dis, x[lay.ev_soc[mine]]))
-        return schedule_frame(p, x[lay.imp], x[lay.exp], x[lay.used], battery, evs)
+        imp = x[lay.imp] + x[lay.breach]  # the breach is import too
+        return schedule_frame(p, imp, x[lay.exp], x[lay.used], battery, evs)
 
     def solve(self) -> Plan:
         """Solve (LP first; binaries only where needed) and return the plan.
@@ -1159,12 +1368,20 @@ class Planner:
                 )
             flows = self._flows()
             both = simultaneous_pairs(flows, p)
-            if not both:
+            low = below_minimum(flows, p)
+            if not both and not low:
                 break
             steps = {t for _a, t in both}
-            if _round == 2:  # give up on being selective: exclusivity everywhere
-                steps = set(range(p.n))
-            self._add_binaries({(a, t) for a in self._assets() for t in steps})
+            if _round == 2:  # give up on being selective: binaries everywhere
+                steps = set(range(p.n)) if both else set()
+                low = _all_min_items(p) if low else []
+            pairs = {(a, t) for a in self._assets() for t in steps}
+            # a V2G charger held to its minimum could charge and discharge at once to get
+            # round it: those steps get the car's exclusivity binary too
+            pairs |= {(p.evs[k].name, t) for k, t, _d in low if p.evs[k].max_discharge_kw > 0}
+            if pairs:
+                self._add_binaries(pairs)
+            self._add_min_power(low)
         else:  # pragma: no cover - four rounds always end with exclusivity everywhere
             raise SolveError("simultaneous flows remained after adding binaries everywhere")
         assert flows is not None and run.objective is not None
@@ -1181,6 +1398,8 @@ class Planner:
             gap=gap,
             n_binaries=n_bin,
             params=p,
+            shortfalls=shortfalls(p, flows),
+            breaches=breaches(p, flows),
         )
 
 
@@ -1246,7 +1465,8 @@ def _relative_gap(objective: float, bound: float | None) -> float | None:
 
 
 def structure_of(p: ModelParams) -> tuple[Any, ...]:
-    """What fixes the shape of the model: steps, battery, tariff, EVs and their sessions."""
+    """What fixes the shape of the model: steps, battery, tariff, penalty prices, EVs and their
+    sessions."""
     evs = tuple(
         (
             ev.name,
@@ -1254,6 +1474,7 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
             ev.max_discharge_kw > 0,
             ev.efficiency,
             ev.degradation_eur_per_kwh,
+            ev.min_power_kw,
             tuple(ev.steps.tolist()),
             tuple((s.first_step, s.last_step) for s in ev.sessions),
         )
@@ -1262,7 +1483,8 @@ def structure_of(p: ModelParams) -> tuple[Any, ...]:
     battery = None
     if p.battery is not None:  # everything but the start SoC and the final floor (mutable)
         battery = dataclasses.replace(p.battery, soc_initial_kwh=0.0, soc_final_min_kwh=0.0)
-    return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, evs)
+    prices = (p.shortage_price_eur_per_kwh, p.breach_price_eur_per_kwh)
+    return (p.n, p.dt_h, battery, p.capacity_tariff_eur_per_kw, prices, evs, p.groups)
 
 
 def plan(scenario: Scenario, options: SolveOptions | None = None, engine: str = "highs") -> Plan:

@@ -127,6 +127,8 @@ class MPCStatus:
     last_error: str | None = None
     last_objective_eur: float | None = None
     last_setpoints_w: dict[str, float] = field(default_factory=dict)
+    #: What the last plan could not do: a car short of its target, a priced breach.
+    last_warnings: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     fallback_active: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -344,6 +346,9 @@ class MPCController:
         st.fallback_active = False
         st.last_objective_eur = result.objective_eur
         st.last_setpoints_w = setpoints
+        st.last_warnings = result.warnings
+        for line in result.warnings:
+            log.warning("plan at %s: %s", now.isoformat(), line)
         # the plan from now on, with the scenario of exactly those steps (for storing/reporting)
         rest = len(result.flows) - k
         self.last_scenario = sc.replace(series=sc.series.iloc[:rest])

@@ -144,7 +144,7 @@ def render_site_page(
         figures=figures,
         departures=departures,
         plotly_src=PLOTLY_STATIC_PATH,
-        baselines=("optimized", "no_control", "self_consumption"),
+        baselines=("optimized", "no_control", "self_consumption", "no_battery"),
     )
 
 

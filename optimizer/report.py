@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optimizer.baselines import BASELINES
+from optimizer.baselines import BASELINES, asset_values
 from optimizer.kpis import compute_kpis, ev_names
 from optimizer.model import Plan
 from optimizer.scenario import Scenario
@@ -81,12 +81,22 @@ def write_schedule_csv(
     return path
 
 
-def compare(scenario: Scenario, result: Plan) -> dict[str, Any]:
-    """KPIs of the plan and of both baselines, and the savings against each [EUR]."""
+def compare(scenario: Scenario, result: Plan, values: bool = True) -> dict[str, Any]:
+    """KPIs of the plan and of both baselines, and the savings against each [EUR].
+
+    With ``values`` (two more solves) also the plan without the battery (``no_battery``, a
+    baseline column) and the value of each asset as its own line (``asset_values``: smart
+    charging, V2G, battery; :func:`optimizer.baselines.asset_values`).
+    """
     co2 = scenario.co2_kg_per_kwh
     kpis = {"optimized": compute_kpis(result.flows, result.params, co2)}
     for name, baseline in BASELINES.items():
         kpis[name] = compute_kpis(baseline(result.params), result.params, co2)
+    lines = None
+    if values:
+        av = asset_values(result.params, result.flows, co2)
+        kpis["no_battery"] = compute_kpis(av.no_battery, result.params, co2)
+        lines = av.as_dict()
     best = kpis["optimized"]["cost_eur"]
     return {
         "site": scenario.site.name,
@@ -102,5 +112,13 @@ def compare(scenario: Scenario, result: Plan) -> dict[str, Any]:
         "solve_s": round(result.solve_s, 4),
         "objective_eur": round(result.objective_eur, 4),
         "kpis": kpis,
-        "savings_eur": {name: round(kpis[name]["cost_eur"] - best, 4) for name in BASELINES},
+        "shortfalls": [x.as_dict() for x in result.shortfalls],
+        "breaches": [x.as_dict() for x in result.breaches],
+        "warnings": result.warnings,
+        "savings_eur": {
+            name: round(kpis[name]["cost_eur"] - best, 4) for name in kpis if name != "optimized"
+        },
+        "asset_values": lines,
+        "price_fallback": list(scenario.meta.get("price_fallback", [])),
+        "writer_limits": list(scenario.meta.get("writer_limits", [])),
     }

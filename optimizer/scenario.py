@@ -4,6 +4,11 @@ A scenario is written by hand as YAML plus a CSV of time series (see ``optimizer
 or assembled from the store. :func:`load_scenario` reads and validates the file form; every
 error names the file, the field and the value (CONTRIBUTING.md, Code style).
 
+Chargers behind one fuse are a ``charger_groups`` entry, ``{name, limit_kw, evs: [names]}``:
+the net power of those cars (charging minus V2G) stays within ``limit_kw`` both ways. The
+site's ``contracted_kw`` and the scenario's ``peak_so_far_kw`` are the floor of the monthly
+kW-max (:mod:`optimizer.tariff`).
+
 Conventions: powers in kW, energies in kWh, prices all-in in EUR/kWh, timestamps UTC
 (``pandas.Timestamp``) labelling the start of a step; a step is the half-open interval
 ``[t, t + step)``.
@@ -50,7 +55,10 @@ class SiteSpec:
     grid_import_limit_kw, grid_export_limit_kw : float
         Contracted limits [kW]; a time-varying limit goes in the series.
     capacity_tariff_eur_per_kw : float
-        Tariff on the peak import of a month [EUR/kW per month]; 0 for none.
+        Tariff on the peak import of a month [EUR/kW per month] (the Dutch kW-max); 0 for none.
+    contracted_kw : float
+        Import the connection pays for anyway each month [kW] (a contracted kW-max): only a
+        peak above it (or above the month's peak so far) costs in a plan.
     """
 
     name: str
@@ -58,6 +66,7 @@ class SiteSpec:
     grid_import_limit_kw: float = 1e9
     grid_export_limit_kw: float = 1e9
     capacity_tariff_eur_per_kw: float = 0.0
+    contracted_kw: float = 0.0
     latitude: float | None = None
     longitude: float | None = None
 
@@ -108,6 +117,19 @@ class EVSpec:
     soc_min_pct: float = 20.0
     degradation_eur_per_kwh: float = 0.0
     sessions: tuple[EVSession, ...] = ()
+    #: The charger's smallest power other than 0 [kW], both ways: IEC 61851 chargers need
+    #: 6 A per phase, 1.38 kW single-phase or 4.14 kW three-phase at 230 V; 0 for none.
+    min_power_kw: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerGroup:
+    """Chargers behind one fuse (or feeder): the cars' net power through it stays within
+    ``limit_kw`` both ways (charging minus V2G discharging)."""
+
+    name: str
+    evs: tuple[str, ...]
+    limit_kw: float
 
 
 @dataclass(frozen=True)
@@ -123,7 +145,10 @@ class Scenario:
     step_minutes: int = 15
     battery: BatterySpec | None = None
     evs: tuple[EVSpec, ...] = ()
+    charger_groups: tuple[ChargerGroup, ...] = ()
     co2_kg_per_kwh: float = CO2_KG_PER_KWH_DEFAULT
+    #: This month's highest 15-minute import so far [kW] (sunk: only raising it costs).
+    peak_so_far_kw: float = 0.0
     mip_gap: float = 0.005
     time_limit_s: float = 60.0
     source: str = "<scenario>"
@@ -251,6 +276,7 @@ def _site(doc: _Doc) -> SiteSpec:
         grid_import_limit_kw=doc.num("grid_import_limit_kw", gt=0),
         grid_export_limit_kw=doc.num("grid_export_limit_kw", ge=0),
         capacity_tariff_eur_per_kw=doc.num("capacity_tariff_eur_per_kw", 0.0, ge=0),
+        contracted_kw=doc.num("contracted_kw", 0.0, ge=0),
         latitude=doc.num("latitude", None, ge=-90, le=90) if doc.has("latitude") else None,
         longitude=doc.num("longitude", None, ge=-180, le=180) if doc.has("longitude") else None,
     )
@@ -329,7 +355,19 @@ def _ev(doc: _Doc) -> EVSpec:
         soc_min_pct=doc.num("soc_min_pct", 20.0, ge=0, le=100),
         degradation_eur_per_kwh=doc.num("degradation_eur_per_kwh", 0.0, ge=0),
         sessions=tuple(sessions),
+        min_power_kw=_min_power(doc),
     )
+
+
+def _min_power(doc: _Doc) -> float:
+    """``min_power_kw``: at most the charger's power (both ways for a V2G car)."""
+    value = doc.num("min_power_kw", 0.0, ge=0)
+    top = doc.num("max_charge_kw", gt=0)
+    if doc.flag("v2g", False):
+        top = min(top, doc.num("max_discharge_kw", 0.0, ge=0))
+    if value > top:
+        raise doc.err("min_power_kw", f"must be <= the charger's power ({top:g} kW), got {value:g}")
+    return value
 
 
 def read_series_csv(
@@ -485,6 +523,18 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
                 f"evs[{i}].max_discharge_kw",
                 f"must be > 0 for a V2G car, got {e.max_discharge_kw:g} for EV {e.name!r}",
             )
+    groups = []
+    for g in doc.items("charger_groups"):
+        members = g.raw("evs")
+        if not isinstance(members, list) or not members:
+            raise g.err("evs", f"must be a non-empty list of EV names, got {members!r}")
+        for j, name in enumerate(members):
+            if name not in {e.name for e in evs}:
+                raise g.err(
+                    f"evs[{j}]",
+                    f"unknown EV {name!r} (EVs: {', '.join(e.name for e in evs) or 'none'})",
+                )
+        groups.append(ChargerGroup(g.text("name"), tuple(members), g.num("limit_kw", gt=0)))
     solver = doc.sub("solver") if doc.has("solver") else _Doc({}, source, "solver")
     return Scenario(
         site=site,
@@ -492,7 +542,9 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "<scenario>") ->
         step_minutes=step,
         battery=battery,
         evs=evs,
+        charger_groups=tuple(groups),
         co2_kg_per_kwh=doc.num("co2_kg_per_kwh", CO2_KG_PER_KWH_DEFAULT, ge=0),
+        peak_so_far_kw=doc.num("peak_so_far_kw", 0.0, ge=0),
         mip_gap=solver.num("mip_gap", 0.005, ge=0, le=1),
         time_limit_s=solver.num("time_limit_s", 60.0, gt=0),
         source=source,

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from energy.errors import NotFoundError, ValidationError
 from energy.models import Asset, AssetKind, Channel, DerivedGap, IntervalReading, Quantity, Site
 from energy.readings import read_readings
-from energy.timegrid import floor_isp
 from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
 from optimizer.mpc import Measured
@@ -59,6 +58,7 @@ EV_FIELDS = (
     "v2g",
     "soc_min_pct",
     "degradation_eur_per_kwh",
+    "min_power_kw",
 )
 """The params of an ``ev`` asset that are fields of the scenario file (``BATTERY_FIELDS``: of a
 ``battery``)."""
@@ -195,30 +195,26 @@ def parse_price_series(spec: str | None) -> tuple[str, str] | None:
 
 
 def _prices_from_store(
-    session: Session, price_series: tuple[str, str], index: pd.DatetimeIndex
+    session: Session, price_series: tuple[str, str], index: pd.DatetimeIndex, tz: str
 ) -> pd.DataFrame:
     """Import and export prices per step from two stored series (a step's price is the price
-    of the ISP it starts in)."""
-    from energy.prices import read_prices
+    of the ISP it starts in); steps past the stored prices (tomorrow's day-ahead prices before
+    their publication) take the last known week's shape (:func:`energy.prices.fill_unknown_prices`),
+    said in ``attrs["price_fallback"]``."""
+    from energy.prices import read_horizon_prices
 
     out = {}
-    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(minutes=15)
+    notes = []
     for column, name in zip(
         ("import_price_eur_per_kwh", "export_price_eur_per_kwh"), price_series, strict=True
     ):
-        stored = read_prices(
-            session, name, index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()
-        )
-        values = stored.reindex(floor_isp(index)).to_numpy()
-        missing = np.flatnonzero(np.isnan(values))
-        if missing.size:
-            raise ValidationError(
-                f"price series {name!r} has no price for {index[missing[0]].isoformat()} "
-                f"({missing.size} of {len(index)} steps missing); noaber prices import {name} FILE",
-                f"store:{name}",
-            )
-        out[column] = values
-    return pd.DataFrame(out, index=index)
+        got = read_horizon_prices(session, name, index, tz)
+        out[column] = got.values
+        if got.fallback:
+            notes.append(got.fallback)
+    frame = pd.DataFrame(out, index=index)
+    frame.attrs["price_fallback"] = notes
+    return frame
 
 
 def scenario_from_store(
@@ -264,7 +260,7 @@ def scenario_from_store(
     load = time_of_week_profile(
         _load_history_kw(session, site, start_ts, history_days), index, site.timezone
     )
-    prices = _prices(session, index, prices_csv, price_series, source)
+    prices = _prices(session, index, prices_csv, price_series, source, site.timezone)
     series = pd.DataFrame(
         {
             "pv_kw": pv,
@@ -291,6 +287,7 @@ def scenario_from_store(
         battery=battery,
         evs=tuple(evs),
         source=source,
+        meta={"price_fallback": list(prices.attrs.get("price_fallback", []))},
     )
 
 
@@ -331,6 +328,7 @@ def _prices(
     prices_csv: Path | None,
     price_series: tuple[str, str] | None,
     source: str,
+    tz: str = "Europe/Amsterdam",
 ) -> pd.DataFrame:
     """Import and export prices per step, from the CSV if given, else from the stored series."""
     if prices_csv is not None:
@@ -338,7 +336,7 @@ def _prices(
             prices_csv, index, ("import_price_eur_per_kwh", "export_price_eur_per_kwh")
         )
     if price_series is not None:
-        return _prices_from_store(session, price_series, index)
+        return _prices_from_store(session, price_series, index, tz)
     raise ValidationError("give prices: a CSV or the names of two stored price series", source)
 
 

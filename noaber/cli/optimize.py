@@ -87,6 +87,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"saves EUR {_money(s['no_control'])} against no control and EUR {_money(s['self_consumption'])} "
         "against the self-consumption rule"
     )
+    for line in summary.get("warnings", []):  # soft targets and limits the plan could not meet
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False)
     kind = f"MIP with {summary['binaries']} binaries" if summary["mip"] else "LP"
     gap = f", gap {100 * summary['gap']:.2f} %" if summary.get("gap") is not None else ""
     console.print(

@@ -53,6 +53,7 @@ from modbus_gateway.config import GatewayConfig
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleStoreSink
 from noaber.console import console
+from optimizer.limits import WriterLimit, apply_writer_limits
 from optimizer.model import SolveOptions
 from optimizer.mpc import MPCController, MPCStatus
 from optimizer.report import compare
@@ -124,6 +125,35 @@ def site_wiring(session: Session, cfg: GatewayConfig) -> SiteWiring:
         elif quantity == Quantity.POWER:
             power[asset] = dev
     return SiteWiring(sites[0], {r[0]: r[1] for r in rows}, soc, power)
+
+
+def writer_limits(cfg: GatewayConfig, power_devices: Mapping[str, str]) -> list[WriterLimit]:
+    """The setpoint range the safe writer enforces per controlled asset, for the optimiser.
+
+    The same numbers ``SafeWriter`` clamps to: the profile's writable range of the setpoint
+    register (skipped for a setpoint in % of a register the device reports, known only when
+    it is read) and the site's ``devices[].limits``, whichever is tighter. The asset is the
+    device's ``asset`` or the site asset whose power it measures (``power_devices``).
+    """
+    out: list[WriterLimit] = []
+    for d in cfg.devices:
+        ctrl = cfg.profiles[d.name].control
+        if ctrl is None:
+            continue
+        assets = [d.asset] if d.asset else [a for a, dev in power_devices.items() if dev == d.name]
+        if not assets and d.asset_from_site:
+            assets = [d.asset_from_site]
+        lo = hi = None
+        spec = cfg.profiles[d.name].registers[ctrl.setpoint].writable
+        if spec is not None and ctrl.setpoint_percent_of is None:
+            lo, hi = spec.min, spec.max
+        if d.limits.power_w_min is not None:
+            lo = d.limits.power_w_min if lo is None else max(lo, d.limits.power_w_min)
+        if d.limits.power_w_max is not None:
+            hi = d.limits.power_w_max if hi is None else min(hi, d.limits.power_w_max)
+        source = f"devices[{d.name}]: profile {d.profile} and site limits"
+        out += [WriterLimit(a, d.name, lo, hi, ctrl.setpoint_quantity, source) for a in assets]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +280,9 @@ def report_step(
         return None
     console.print(f"step {i + 1}/{steps} at {st.last_step_at}: planned, setpoints {shown}")
     plan_now, sc_now = controller.last_plan, controller.last_scenario
+    for line in plan_now.warnings if plan_now is not None else []:  # a short car, a breach
+        console.print(f"[yellow]  warning: {line}[/yellow]", highlight=False)
+        log.warning("step %d/%d: %s", i + 1, steps, line)
     if store_to is None or plan_now is None or sc_now is None:
         return None
     with transaction(store_to) as s:
@@ -369,11 +402,12 @@ async def run_control(
     with sessions() as s:
         wiring = site_wiring(s, cfg)
     site = wiring.site
+    limits = writer_limits(cfg, wiring.power_devices)  # plan within what the writer lets through
 
     def scenario_at(now: pd.Timestamp) -> Scenario:
         ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
         with sessions() as s:
-            return scenario_from_store(
+            sc = scenario_from_store(
                 s,
                 site,
                 now,
@@ -383,6 +417,7 @@ async def run_control(
                 cloud_factor,
                 price_series=price_series,
             )
+        return apply_writer_limits(sc, limits)
 
     scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
 

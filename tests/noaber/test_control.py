@@ -153,7 +153,7 @@ def _clamp(x: float, w: float) -> float:
     return min(w, max(-w, x))
 
 
-async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
+async def test_mpc_setpoints_reach_the_simulators_and_a_short_car_stays_controlled(
     store, tmp_path: Path, capsys, caplog
 ) -> None:
     cfg = _local_config()
@@ -181,6 +181,8 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
                     "power_setpoint_w": quasar.get("power_setpoint_w"),
                     "control_mode": quasar.get("control_mode"),
                     "writes": len(controller.sink.records),
+                    "plan_import_kw": float(controller.last_plan.flows["grid_import_kw"].max()),
+                    "plan_export_kw": float(controller.last_plan.flows["grid_export_kw"].max()),
                 }
             )
             # the owner's app changes the session: step 2 cannot reach its target, step 3 can,
@@ -203,7 +205,8 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
             on_step=on_step,
         )
         st = run.status
-        assert (st.steps, st.plans, st.failures) == (4, 3, 1), st.as_dict()
+        # step 2's unreachable target is a shortfall the plan reports, not a failure
+        assert (st.steps, st.plans, st.failures) == (4, 4, 0), st.as_dict()
 
         # step 1: the planned setpoints arrive at the registers, clamped to the site's limits
         first = {r.asset: r for r in run.setpoints[: seen[0]["writes"]]}
@@ -213,18 +216,25 @@ async def test_mpc_setpoints_reach_the_simulators_and_failures_fall_back(
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
         assert first["ev-1"].planned_w > 0  # cheap now, the car charges
         assert first["ev-1"].requested_w == first["ev-1"].planned_w
-        assert first["battery"].planned_w > 0  # and the battery too, as a grid setpoint
+        # the GX takes a grid setpoint held to +-4 kW: the plan keeps the grid within it
+        # (optimizer.limits), so the battery covers what the 4 kW do not
+        assert seen[0]["plan_import_kw"] <= 4.0 + 1e-6 and seen[0]["plan_export_kw"] <= 4.0 + 1e-6
+        assert first["battery"].planned_w != 0
         assert seen[0]["grid_setpoint_w"] == first["battery"].written_w
         assert seen[0]["power_setpoint_w"] == first["ev-1"].written_w == 3000.0
         assert seen[0]["control_mode"] == 1
 
-        # step 2: the unreachable target is reported and every device gets its safe default
-        assert seen[1]["grid_setpoint_w"] == 0
-        assert seen[1]["power_setpoint_w"] == 0 and seen[1]["control_mode"] == 0
-        assert seen[1]["writes"] == seen[0]["writes"]  # nothing planned was written
+        # step 2: the unreachable target is met as closely as possible and reported; every
+        # device stays controlled (the car charges at its 3 kW site limit)
+        second = {r.asset: r for r in run.setpoints[seen[0]["writes"] : seen[1]["writes"]]}
+        assert set(second) == {"battery", "ev-1"}
+        assert second["ev-1"].planned_w == pytest.approx(3000.0)
+        assert seen[1]["power_setpoint_w"] == 3000.0 and seen[1]["control_mode"] == 1
+        assert run.released[1] == []
         out = capsys.readouterr().out
-        assert "step 2/4: planning failed" in out and "cannot reach 100 %" in out
-        assert any("planning failed" in r.getMessage() for r in caplog.records)
+        assert "step 2/4" in out and "planning failed" not in out
+        assert "warning: EV 'ev-1' reaches" in out and "instead of 100 %" in out
+        assert not any("planning failed" in r.getMessage() for r in caplog.records)
 
         # step 3: planned and written again
         third = {r.asset: r for r in run.setpoints[seen[1]["writes"] : seen[2]["writes"]]}

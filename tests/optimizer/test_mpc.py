@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -115,7 +116,30 @@ async def test_failure_falls_back_to_safe_defaults_and_is_visible(
     assert mpc.status.last_ok and not mpc.status.fallback_active and mpc.status.failures == 1
 
 
-async def test_infeasible_replan_falls_back(full: Scenario) -> None:
+async def test_broken_input_falls_back(full: Scenario) -> None:
+    """Only a genuinely broken scenario (here: a battery floor no charging can reach) falls
+    back to the safe defaults; a grid limit nothing can hold is a priced breach instead."""
+    start = full.start + pd.Timedelta(hours=10)
+    sink = RecordingSink()
+
+    def scenario_at(now: pd.Timestamp) -> Scenario:
+        sc = window(full, now)
+        assert sc.battery is not None
+        battery = dataclasses.replace(sc.battery, max_charge_kw=0.1, soc_final_min_pct=95.0)
+        return sc.replace(battery=battery)
+
+    async def measure() -> dict[str, float]:
+        return {"battery": 10.0}
+
+    mpc = MPCController(scenario_at, measure, sink, clock=lambda: start)
+    await mpc.step()
+    assert mpc.status.last_ok is False
+    assert "InfeasibleScenarioError" in (mpc.status.last_error or "")
+    assert "cannot reach its final SoC" in (mpc.status.last_error or "")
+    assert ("battery", 0.0, "optimizer.mpc:fallback") in sink.calls
+
+
+async def test_a_grid_limit_nothing_can_hold_keeps_control(full: Scenario) -> None:
     start = full.start + pd.Timedelta(hours=10)
     sink = RecordingSink()
 
@@ -128,9 +152,10 @@ async def test_infeasible_replan_falls_back(full: Scenario) -> None:
 
     mpc = MPCController(scenario_at, measure, sink, clock=lambda: start)
     await mpc.step()
-    assert mpc.status.last_ok is False
-    assert "InfeasibleScenarioError" in (mpc.status.last_error or "")
-    assert ("battery", 0.0, "optimizer.mpc:fallback") in sink.calls
+    assert mpc.status.last_ok is True and not mpc.status.fallback_active
+    assert mpc.last_plan is not None and mpc.last_plan.breaches
+    assert "exceeds the grid import limit" in mpc.last_plan.breaches[0].sentence()
+    assert {c[2] for c in sink.calls} == {"optimizer.mpc"}
 
 
 class ReleasingSink(RecordingSink):

@@ -89,12 +89,24 @@ def test_random_scenarios(sc) -> None:
         return
     f, p = result.flows, result.params
     assert np.abs(balance_residual_kw(f)).max() < 1e-5
-    assert (f["grid_import_kw"] <= p.import_limit_kw + 1e-6).all()
+    # the import limit is soft (a priced breach) but only where nothing can hold it: the
+    # breach is at most the load beyond every supply at full power
+    supply = p.import_limit_kw + p.pv_kw + (p.battery.max_discharge_kw if p.battery else 0.0)
+    supply = supply + sum(
+        np.bincount(ev.steps, minlength=p.n) * ev.max_discharge_kw for ev in p.evs
+    )
+    over = f["grid_import_kw"].to_numpy() - p.import_limit_kw
+    assert (over <= np.maximum(p.load_kw - supply, 0.0) + 1e-6).all()
     assert (f["grid_export_kw"] <= p.export_limit_kw + 1e-6).all()
     assert simultaneous_pairs(f, p) == set()
     opt = compute_kpis(f, p, 0.374)
-    assert all(d["met"] for d in opt["departures"])
-    assert opt["cost_eur"] == pytest.approx(result.objective_eur, abs=1e-3)
+    # a target is missed only by a car the plan reports, and each report is the kpi's miss
+    missed = {(d["ev"], d["short_kwh"]) for d in opt["departures"] if not d["met"]}
+    reported = {(s.ev, round(s.short_kwh, 3)) for s in result.shortfalls}
+    assert {ev for ev, _ in missed} <= {ev for ev, _ in reported}
+    assert opt["cost_eur"] + opt["penalty_eur"] == pytest.approx(result.objective_eur, abs=1e-3)
+    if missed or result.breaches:
+        return  # baselines that break targets or limits are not comparable
     for name, baseline in BASELINES.items():
         base = compute_kpis(baseline(p), p, 0.374)
         if base["grid_limit_violations"] == 0 and base["terminal_adjustment_eur"] == 0:

@@ -197,9 +197,11 @@ def test_prices_from_stored_series(sessions, demo_site) -> None:
         )
         np.testing.assert_allclose(sc.series["import_price_eur_per_kwh"], buy.to_numpy())
         np.testing.assert_allclose(sc.series["export_price_eur_per_kwh"], buy.to_numpy() - 0.12)
-        # one day of prices does not cover a 48-hour horizon: the first missing step is named
+        # one day of prices and no week before it to fall back on: the first step is named
         with pytest.raises(
-            ValidationError, match=r"no price for 2026-06-15T22:00:00\+00:00 \(96 of 192"
+            ValidationError,
+            match=r"no price for 2026-06-15T22:00:00\+00:00 and none at the same local time "
+            r"in the 4 weeks before to fall back on \(96 of 192 steps\)",
         ):
             scenario_from_store(
                 s,
@@ -210,3 +212,29 @@ def test_prices_from_stored_series(sessions, demo_site) -> None:
             )
         with pytest.raises(ValidationError, match="give prices"):
             scenario_from_store(s, "dorpshuis-noaberhof", START, 24)
+
+
+def test_a_plan_at_0600_before_the_day_ahead_publication(sessions, demo_site) -> None:
+    """The stored day-ahead prices end at midnight (tomorrow's are published at 12:45): a 24 h
+    scenario at 06:00 plans on them and on last week's shape beyond, and says so."""
+    from energy.prices import store_prices
+
+    now = START + pd.Timedelta(hours=6)  # 06:00 local on 15 June
+    midnight = START + pd.Timedelta(days=1)
+    hist = pd.date_range(midnight - pd.Timedelta(days=14), midnight, freq="15min", inclusive="left")
+    local = hist.tz_convert("Europe/Amsterdam")
+    price = 0.20 + 0.15 * ((local.hour >= 17) & (local.hour < 21))
+    with sessions() as s, s.begin():
+        store_prices(s, "da-import", pd.Series(price, index=hist))
+        store_prices(s, "da-export", pd.Series(price - 0.12, index=hist))
+    with sessions() as s:
+        sc = scenario_from_store(
+            s, "dorpshuis-noaberhof", now, 24, price_series=("da-import", "da-export")
+        )
+    assert len(sc.series) == 96
+    [imp_note, exp_note] = sc.meta["price_fallback"]
+    assert imp_note.startswith("da-import: prices known until 16-06-2026 00:00")
+    assert exp_note.startswith("da-export: prices known until 16-06-2026 00:00")
+    # 00:00-06:00 tomorrow: last week's night price, not a failure
+    assert sc.series["import_price_eur_per_kwh"].iloc[-24:].tolist() == pytest.approx([0.20] * 24)
+    assert plan(sc).status == "optimal"

@@ -70,7 +70,8 @@ def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series
 
 def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
     """A detached copy of ``schedule`` whose summary leaves out the per-car figures
-    (departure SoC, V2G energy) of ``hidden_cars``; the stored row is not touched."""
+    (departure SoC, V2G energy, shortfalls and writer-limit notes) of ``hidden_cars``; the
+    stored row is not touched."""
     if not hidden_cars:
         return schedule
     summary = copy.deepcopy(schedule.summary or {})
@@ -79,6 +80,18 @@ def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
         opt["departures"] = [d for d in opt["departures"] if d.get("ev") not in hidden_cars]
     if isinstance(opt.get("v2g_kwh"), dict):
         opt["v2g_kwh"] = {k: v for k, v in opt["v2g_kwh"].items() if k not in hidden_cars}
+    # the plan's notes name cars too: a short car, a charger held below its rating
+    shorts = [x for x in summary.get("shortfalls", []) if x.get("ev") not in hidden_cars]
+    if "shortfalls" in summary:
+        summary["shortfalls"] = shorts
+        breaches = [x.get("sentence", "") for x in summary.get("breaches", [])]
+        summary["warnings"] = [x.get("sentence", "") for x in shorts] + breaches
+    if "writer_limits" in summary:
+        summary["writer_limits"] = [
+            note
+            for note in summary["writer_limits"]
+            if not any(f"EV '{car}'" in note for car in hidden_cars)
+        ]
     columns = {c.key: getattr(schedule, c.key) for c in Schedule.__table__.columns}
     return Schedule(**{**columns, "summary": summary})
 
