@@ -92,6 +92,17 @@ class DeviceConfig(_Strict):
     asset_from_site: str | None = None  # the site asset measured by this device (power)
     limits: LimitsConfig = LimitsConfig()
     channels: dict[str, str] | None = None  # register name -> channel key
+    #: A profile register's own unit id -> the one this device answers on (a Victron GX's
+    #: VE.Bus unit id differs per installation: ``unit_ids: {227: 246}``).
+    unit_ids: dict[int, int] = {}
+    #: The fail-safe timeout the gateway gives the device's timeout register [s] (within the
+    #: profile's ``watchdog_timeout_s`` range); None: the profile's own value.
+    failsafe_timeout_s: float | None = Field(default=None, gt=0)
+    #: The site accepts in writing that this device keeps its last setpoint when the
+    #: controller dies (a profile whose fail-safe is ``none`` is refused for control otherwise).
+    accept_no_failsafe: bool = False
+    sim_fixed_timeout_s: float | None = Field(default=None, gt=0)  # simulator only: firmware
+    # timeout of a device whose timeout is not a register (Victron ESS mode 3), for fast tests
     faults: list[FaultSpec] = []  # simulator only
     seed: int = 0  # simulator only
     sim_role: Literal["grid", "pv", "load"] = "grid"  # simulator only: what a meter measures
@@ -227,6 +238,22 @@ def parse_config(data: object, source: str, base_dir: Path | None = None) -> Gat
             prof = cfg.profiles[d.name]
         except Exception as exc:
             raise NoaberValidationError(str(exc), source, f"devices[{i}].profile") from None
+        if d.failsafe_timeout_s is not None:
+            fs = prof.control.failsafe if prof.control is not None else None
+            t = prof.registers[fs.reg].watchdog_timeout_s if fs and fs.reg else None
+            if fs is None or fs.kind != "device_timeout" or t is None:
+                raise NoaberValidationError(
+                    f"profile {prof.name} has no device timeout register to set",
+                    source,
+                    f"devices[{i}].failsafe_timeout_s",
+                )
+            if not t.min <= d.failsafe_timeout_s <= t.max:
+                raise NoaberValidationError(
+                    f"{d.failsafe_timeout_s:g} s outside {t.min:g} to {t.max:g} s "
+                    f"({prof.name}.{fs.reg})",
+                    source,
+                    f"devices[{i}].failsafe_timeout_s",
+                )
         for reg in {**cfg.site_channels.get(d.name, {}), **(d.channels or {})}:
             if reg not in prof.registers:
                 raise NoaberValidationError(
