@@ -128,7 +128,7 @@ class SimulatedDevice:
                     self.writable.add(a)
         #: (table, address) -> the unit id it is served on (None: the device's own).
         self.unit_at: dict[tuple[str, int], int | None] = {}
-        for name, spec in self.profile.registers.items():
+        for spec in self.profile.registers.values():
             table = "i" if spec.function == 4 else "h"
             unit = None if spec.unit_id is None else self.unit_map.get(spec.unit_id, spec.unit_id)
             for a in range(spec.address, spec.address + spec.words):
@@ -414,11 +414,11 @@ def _charger_timers(dev: SimulatedDevice, now: float) -> None:
     write arrives for that many seconds (0: no timeout)."""
     st = dev.state
     timeout = dev.get("modbus_idle_timeout_s")
-    if dev.get("control_mode") == 1 and timeout > 0:
-        if now - st.get("last_write_t", -math.inf) > timeout:
-            dev.set("control_mode", 0)
-            dev.set("power_setpoint_w", 0)
-            st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
+    idle_s = now - st.get("last_write_t", -math.inf)
+    if dev.get("control_mode") == 1 and timeout > 0 and idle_s > timeout:
+        dev.set("control_mode", 0)
+        dev.set("power_setpoint_w", 0)
+        st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
 
 
 def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
