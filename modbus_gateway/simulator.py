@@ -716,7 +716,7 @@ def device_from_config(
         role=dev_cfg.sim_role,
         time_of_day_s=time_of_day_s,
         unit_map=dict(dev_cfg.unit_ids),
-        fixed_timeout_s=dev_cfg.sim_fixed_timeout_s,
+        fixed_timeout_s=dev_cfg.failsafe_timeout_s,
     )
 
 

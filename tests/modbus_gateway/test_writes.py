@@ -134,21 +134,50 @@ async def test_safe_default_on_shutdown_and_on_lost_schedule(serve):
         gw.close()
 
 
-async def test_victron_unchanged_setpoint_is_not_rewritten(serve):
+async def test_unchanged_setpoint_without_refresh_is_not_rewritten(serve, tmp_path):
+    """A device whose setpoint persists (no setpoint refresh in its profile, e.g. a setting
+    stored in flash) gets an unchanged setpoint once only."""
     clock = FakeClock()
-    srv, sim = await serve("victron_gx", clock=clock)
-    gw = Gateway(
-        config_for([{"name": "gx", "profile": "victron_gx", "port": srv.port}]), clock=clock
-    )
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["control"]["setpoint_refresh_s"] = None
+    prof["control"]["watchdog"] = None
+    prof["control"]["failsafe"] = {"kind": "none", "safe_state": "keeps its setpoint"}
+    path = tmp_path / "flash.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port, "accept_no_failsafe": True}
+    gw = Gateway(config_for([dev]), clock=clock)
     w = SafeWriter(gw)
     try:
-        await w.apply("gx", 1000, requested_by="mpc")
+        await w.apply("ev1", 1000, requested_by="mpc")
         clock.advance(5)
-        await w.apply("gx", 1000, requested_by="mpc")
+        await w.apply("ev1", 1000, requested_by="mpc")
         await w.keepalive_once()
-        assert len(sim.writes_to("grid_setpoint_w")) == 1
+        assert len(sim.writes_to("power_setpoint_w")) == 1
         await w.close()
-        assert sim.get("grid_setpoint_w") == 0
+        assert sim.get("power_setpoint_w") == 0
+    finally:
+        gw.close()
+
+
+async def test_device_without_failsafe_is_refused_unless_accepted(serve, tmp_path):
+    clock = FakeClock()
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["control"]["failsafe"] = {"kind": "none", "safe_state": "keeps its last setpoint"}
+    path = tmp_path / "nofailsafe.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port}
+    gw = Gateway(config_for([dev]), clock=clock)
+    try:
+        with pytest.raises(WriteRefused, match="declares no fail-safe.*accept_no_failsafe: true"):
+            await SafeWriter(gw).apply("ev1", 1000, requested_by="mpc")
+        assert len(sim.write_log) == 0  # nothing reached the device
+    finally:
+        gw.close()
+    gw = Gateway(config_for([{**dev, "accept_no_failsafe": True}]), clock=clock)
+    try:
+        assert await SafeWriter(gw).apply("ev1", 1000, requested_by="mpc") == 1000
     finally:
         gw.close()
 
@@ -191,7 +220,7 @@ async def test_read_back_mismatch_is_an_error_and_logged(serve):
     clock = FakeClock()
     sim, gw, w = await _quasar(serve, clock)
 
-    def ack_but_ignore(function, address, values):
+    def ack_but_ignore(function, address, values, unit=None):
         sim.requests += 1
         return None  # a device that says yes and does nothing
 
