@@ -170,7 +170,7 @@ async def test_device_without_failsafe_is_refused_unless_accepted(serve, tmp_pat
     dev = {"name": "ev1", "profile": str(path), "port": srv.port}
     gw = Gateway(config_for([dev]), clock=clock)
     try:
-        with pytest.raises(WriteRefused, match="declares no fail-safe.*accept_no_failsafe: true"):
+        with pytest.raises(WriteRefused, match=r"declares no fail-safe.*accept_no_failsafe: true"):
             await SafeWriter(gw).apply("ev1", 1000, requested_by="mpc")
         assert len(sim.write_log) == 0  # nothing reached the device
     finally:
