@@ -22,8 +22,16 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
   this loop releases whatever control is still enabled, logs it and prints a red status line;
   after a good plan, a device the plan no longer drives (the car left) is released too, so a
   stale V2G setpoint never meets the next car;
+* before every step each device under control is checked (:meth:`GatewaySetpoints.check_all`:
+  its control registers and setpoint against what was written; after a reboot or a mode change
+  the gateway sends the enable sequence again); a device still out of control after
+  :data:`LOST_AFTER_CHECKS` checks in a row raises an :class:`Alarm` (log, the run's
+  ``alarms``, a red status line), is released (best effort) and excluded: the loop sends it
+  nothing more and the plan is made without it (its asset is left out of the scenario);
 * on Ctrl-C/SIGTERM, after ``steps`` steps, or when the gateway stops, the service stops and
-  the writer restores every safe default (and the spool gets its last flush).
+  the writer restores every safe default (and the spool gets its last flush). A controller
+  that dies without that (SIGKILL, power cut) leaves each device to its own fail-safe
+  (``control.failsafe`` of its profile: the device's timeout reverts it).
 
 Planning runs in the event loop: a solve of a 24 h horizon takes well under a second, far
 below the devices' watchdog refresh (20 s), so polling pauses only briefly.
@@ -52,6 +60,7 @@ from modbus_gateway.capabilities import Battery, PowerControl, Written
 from modbus_gateway.config import GatewayConfig
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleStoreSink
+from modbus_gateway.writes import ControlCheck
 from noaber.console import console
 from optimizer.model import SolveOptions
 from optimizer.mpc import MPCController, MPCStatus
@@ -63,6 +72,20 @@ from optimizer.store import save_plan
 log = logging.getLogger("noaber.services.control")
 
 REQUESTED_BY = "noaber control"
+#: Checks in a row that end out of control before a device raises an alarm and is excluded.
+LOST_AFTER_CHECKS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A device the loop lost control of: when (``ts_ns``, UTC), what, and what was done."""
+
+    ts_ns: int
+    site: str
+    asset: str
+    device: str
+    kind: str  # "control_lost"
+    message: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +186,38 @@ class GatewaySetpoints:
                 if dev == dev_name:
                     self.routes.setdefault(asset, view.asset)
         self.records: list[SetpointRecord] = []
+        self.checks: list[ControlCheck] = []
+        #: Control name -> why it is excluded (the loop sends it nothing more).
+        self.excluded: dict[str, str] = {}
+        self._device_of = {
+            v.asset: n for n, v in service.devices().items() if isinstance(v, PowerControl)
+        }
+
+    def excluded_assets(self) -> set[str]:
+        """The site assets whose device is excluded (routes to an excluded control)."""
+        return {a for a, key in self.routes.items() if key in self.excluded}
+
+    async def check_all(self, requested_by: str) -> list[ControlCheck]:
+        """Check every control under way (see :class:`~modbus_gateway.writes.ControlCheck`)."""
+        out = []
+        for key, view in self.controls.items():
+            if not view.enabled or key in self.excluded:
+                continue
+            check = await view.check(requested_by)
+            self.checks.append(check)
+            out.append(check)
+        return out
+
+    async def exclude(self, key: str, reason: str, requested_by: str) -> None:
+        """Stop driving control ``key``: release it (best effort) and send it nothing more."""
+        self.excluded[key] = reason
+        try:
+            await self.controls[key].release(requested_by)
+        except NoaberError as exc:
+            log.error("%s: safe default after losing control failed: %s", key, exc)
+
+    def device_of(self, key: str) -> str:
+        return self._device_of.get(key, key)
 
     def control_of(self, asset_name: str) -> str:
         key = self.routes.get(asset_name)
@@ -173,9 +228,13 @@ class GatewaySetpoints:
             )
         return key
 
-    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Written:
-        """Command the asset's power [W, + = charging]; returns what the device took."""
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Written | None:
+        """Command the asset's power [W, + = charging]; returns what the device took (None:
+        the device is excluded after an alarm, nothing is sent)."""
         key = self.control_of(asset_name)
+        if key in self.excluded:
+            log.info("%s is excluded (%s): setpoint not sent", key, self.excluded[key])
+            return None
         written = await self.controls[key].write(power_w, requested_by)
         self.records.append(
             SetpointRecord(
@@ -200,7 +259,7 @@ class GatewaySetpoints:
         kept = {self.routes[a] for a in keep if a in self.routes}
         released = []
         for key, view in self.controls.items():
-            if view.enabled and key not in kept:
+            if view.enabled and key not in kept and key not in self.excluded:
                 try:
                     await view.release(requested_by)
                     released.append(key)
@@ -270,6 +329,40 @@ class ControlRun:
     samples_delivered: int = 0
     samples_spooled: int = 0
     released: list[list[str]] = field(default_factory=list)  # per step, by this loop
+    alarms: list[Alarm] = field(default_factory=list)
+    checks: list[ControlCheck] = field(default_factory=list)
+
+
+async def _check_controls(
+    sink: GatewaySetpoints, site: str, alarms: list[Alarm], i: int, steps: int
+) -> None:
+    """Before step ``i``: check every device under control; one that stays out of control
+    raises an alarm and is excluded."""
+    for check in await sink.check_all(f"{REQUESTED_BY} (check)"):
+        if check.re_enabled:
+            log.warning(
+                "step %d/%d: %s had left control (%s); enable sequence sent again%s",
+                i + 1,
+                steps,
+                check.asset,
+                "; ".join(check.mismatches),
+                "" if check.in_control else ", still out of control",
+            )
+        if check.in_control and not check.re_enabled:
+            continue
+        if check.lost_checks < LOST_AFTER_CHECKS:
+            continue
+        key = check.asset
+        message = (
+            f"{key} ({sink.device_of(key)}) out of control for {check.lost_checks} checks in "
+            f"a row: {'; '.join(check.mismatches) or 'does not report what was written'}; "
+            "released and excluded, the plan is made without it"
+        )
+        alarm = Alarm(check.ts_ns, site, key, sink.device_of(key), "control_lost", message)
+        alarms.append(alarm)
+        log.error("ALARM %s", message)
+        console.print(f"[red]alarm: {message}[/red]")
+        await sink.exclude(key, message, f"{REQUESTED_BY} (control lost)")
 
 
 OnStep = Callable[[int, MPCController], Awaitable[None]]
@@ -370,10 +463,12 @@ async def run_control(
         wiring = site_wiring(s, cfg)
     site = wiring.site
 
+    excluded: set[str] = set()  # assets whose device raised an alarm
+
     def scenario_at(now: pd.Timestamp) -> Scenario:
         ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
         with sessions() as s:
-            return scenario_from_store(
+            sc = scenario_from_store(
                 s,
                 site,
                 now,
@@ -383,6 +478,10 @@ async def run_control(
                 cloud_factor,
                 price_series=price_series,
             )
+        if not excluded:
+            return sc
+        battery = sc.battery if sc.battery is None or sc.battery.name not in excluded else None
+        return sc.replace(battery=battery, evs=tuple(e for e in sc.evs if e.name not in excluded))
 
     scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
 
@@ -415,6 +514,8 @@ async def run_control(
         for i in range(steps):
             if stop.is_set() or task.done():
                 break
+            await _check_controls(sink, site, run.alarms, i, steps)
+            excluded |= sink.excluded_assets()
             setpoints = await controller.step()
             run.released.append(await _release_after(sink, controller, setpoints, i, steps))
             report_step(controller, setpoints, i, steps, sessions if store_plans else None)
@@ -434,6 +535,7 @@ async def run_control(
         run.polls = counters.total_polls
         run.samples_delivered = counters.samples_delivered
         run.samples_spooled = counters.samples_spooled
+        run.checks = list(sink.checks)
         service.close()
     return run
 
@@ -526,5 +628,5 @@ def summary_line(run: ControlRun) -> str:
         f"{st.steps} step(s): {st.plans} planned, {st.failures} failed; "
         f"{len(run.setpoints)} setpoints written; {run.polls} polls, "
         f"{run.samples_delivered} samples stored, {run.samples_spooled} spooled; "
-        "safe defaults restored"
+        f"{len(run.alarms)} alarm(s); safe defaults restored"
     )
