@@ -170,8 +170,8 @@ class SimulatedDevice:
                 self.set(name, value)
         for key in [k for k in self.state if k.startswith("written_t:")] + ["last_write_t"]:
             self.state.pop(key, None)
-        if "passthru" in self.state:
-            self.state["passthru"] = 1.0  # a Multi starts in passthru until told otherwise
+        if "passthru" in self.state:  # a Multi starts in passthru until told otherwise
+            self.state["passthru"], self.state["passthru_t"] = 1.0, self.clock()
         self.reboots += 1
         if self.on_disconnect is not None:
             self.on_disconnect()
@@ -365,7 +365,7 @@ def _victron_timers(dev: SimulatedDevice, now: float) -> None:
         return
     last = st.get("written_t:ess_setpoint_l1_w", -math.inf)
     if not st.get("passthru") and now - last > _failsafe_timeout_s(dev):
-        st["passthru"] = 1.0
+        st["passthru"], st["passthru_t"] = 1.0, now
         st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
 
 
@@ -376,14 +376,14 @@ def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     then passthru (0 W) until the next write. SoC integrates the battery power."""
     st = dev.state
     if init:
-        st.update(soc=55.0, capacity_wh=10_000.0, passthru=1.0)
+        st.update(soc=55.0, capacity_wh=10_000.0, passthru=1.0, passthru_t=dev.clock())
         # the GX accepts the mode 1/2 grid setpoint; the profile only never writes it
         dev.writable.add(dev.profile.registers["grid_setpoint_w"].address)
         dev.set("grid_setpoint_w", 0)
         dev.set("ess_mode", 1)
     now = dev.clock()
-    if st.get("written_t:ess_setpoint_l1_w", -math.inf) == now:
-        st["passthru"] = 0.0  # a fresh setpoint: the Multi follows it again
+    if st.get("written_t:ess_setpoint_l1_w", -math.inf) >= st["passthru_t"]:
+        st["passthru"] = 0.0  # a setpoint since passthru began: the Multi follows it again
     _victron_timers(dev, now)
     t = now - dev.t0
     net_w = 1500 + 300 * math.sin(2 * math.pi * t / 600) - _pv_w(dev, 3000)
