@@ -124,6 +124,9 @@ class SafeWriter:
         #: The most recent writes (the JSON-lines file keeps them all).
         self.log: deque[WriteLogEntry] = deque(maxlen=10_000)
         self.controls: dict[str, _Control] = {}
+        #: Checks that found a device out of control (by the loop or before a refresh), until
+        #: :meth:`take_events` hands them on.
+        self.events: deque[ControlCheck] = deque(maxlen=1000)
         for dev in gateway.devices.values():
             ctrl = dev.profile.control
             if ctrl is None:
@@ -527,14 +530,20 @@ class SafeWriter:
         lock held)."""
         asset = next(a for a, c in self.controls.items() if c is ctl)
         re_enabled = False
+        in_control = False
         try:
             mismatches = await self._read_state(ctl)
-            if mismatches:
-                log.warning(
-                    "%s: device out of control (%s); sending the enable sequence again",
-                    ctl.dev.name,
-                    "; ".join(mismatches),
-                )
+        except (ModbusError, NoaberError) as exc:
+            mismatches = [f"no reply: {exc}"]
+        else:
+            in_control = not mismatches
+        if mismatches and not mismatches[0].startswith("no reply"):
+            log.warning(
+                "%s: device out of control (%s); sending the enable sequence again",
+                ctl.dev.name,
+                "; ".join(mismatches),
+            )
+            try:
                 await self._enable(ctl, f"{requested_by} (re-enable)")
                 if ctl.power_w is not None:
                     await self._write(
@@ -545,12 +554,11 @@ class SafeWriter:
                     )
                     ctl.setpoint_t = self.clock.monotonic()
                 re_enabled = True
-                in_control = not await self._read_state(ctl)
-            else:
-                in_control = True
-        except (ModbusError, NoaberError) as exc:
-            mismatches = [f"no reply: {exc}"]
-            in_control = False
+                still = await self._read_state(ctl)
+                in_control = not still
+                mismatches += [f"after re-enable {m}" for m in still]
+            except (ModbusError, NoaberError) as exc:
+                mismatches.append(f"re-enable failed: {exc}")
         ctl.lost_checks = 0 if in_control and not re_enabled else ctl.lost_checks + 1
         check = ControlCheck(
             asset,
@@ -562,7 +570,15 @@ class SafeWriter:
             ctl.lost_checks,
         )
         ctl.last_check = check
+        if mismatches:
+            self.events.append(check)
         return check
+
+    def take_events(self) -> list[ControlCheck]:
+        """The out-of-control checks since the last call (oldest first)."""
+        out = list(self.events)
+        self.events.clear()
+        return out
 
     async def check(self, asset_name: str, requested_by: str) -> ControlCheck:
         """One check of a controlled asset (see :class:`ControlCheck`); a device not under

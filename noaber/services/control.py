@@ -189,6 +189,7 @@ class GatewaySetpoints:
         self.checks: list[ControlCheck] = []
         #: Control name -> why it is excluded (the loop sends it nothing more).
         self.excluded: dict[str, str] = {}
+        self._service = service
         self._device_of = {
             v.asset: n for n, v in service.devices().items() if isinstance(v, PowerControl)
         }
@@ -198,15 +199,18 @@ class GatewaySetpoints:
         return {a for a, key in self.routes.items() if key in self.excluded}
 
     async def check_all(self, requested_by: str) -> list[ControlCheck]:
-        """Check every control under way (see :class:`~modbus_gateway.writes.ControlCheck`)."""
+        """Check every control under way (see :class:`~modbus_gateway.writes.ControlCheck`);
+        returns, oldest first, what the gateway found out of control since the last call (its
+        checks before setpoint refreshes) and these checks."""
         out = []
         for key, view in self.controls.items():
             if not view.enabled or key in self.excluded:
                 continue
             check = await view.check(requested_by)
             self.checks.append(check)
-            out.append(check)
-        return out
+            if not check.mismatches:
+                out.append(check)
+        return [*self._service.writer.take_events(), *out]
 
     async def exclude(self, key: str, reason: str, requested_by: str) -> None:
         """Stop driving control ``key``: release it (best effort) and send it nothing more."""
@@ -338,21 +342,26 @@ async def _check_controls(
 ) -> None:
     """Before step ``i``: check every device under control; one that stays out of control
     raises an alarm and is excluded."""
+    lost: dict[str, ControlCheck] = {}
     for check in await sink.check_all(f"{REQUESTED_BY} (check)"):
-        if check.re_enabled:
-            log.warning(
-                "step %d/%d: %s had left control (%s); enable sequence sent again%s",
-                i + 1,
-                steps,
-                check.asset,
-                "; ".join(check.mismatches),
-                "" if check.in_control else ", still out of control",
-            )
-        if check.in_control and not check.re_enabled:
-            continue
-        if check.lost_checks < LOST_AFTER_CHECKS:
-            continue
         key = check.asset
+        if check.re_enabled and check.in_control:
+            message = (
+                f"{key} ({sink.device_of(key)}) had left control "
+                f"({'; '.join(check.mismatches)}): a reboot or a mode change; the enable "
+                "sequence and the setpoint were sent again and it reports them"
+            )
+            alarms.append(
+                Alarm(check.ts_ns, site, key, sink.device_of(key), "control_restored", message)
+            )
+            log.warning("step %d/%d: ALARM %s", i + 1, steps, message)
+            console.print(f"[yellow]alarm: {message}[/yellow]")
+        if not check.in_control:
+            lost[key] = check  # the latest of each device
+    for key, check in lost.items():
+        if check.lost_checks < LOST_AFTER_CHECKS or key in sink.excluded:
+            log.warning("step %d/%d: %s out of control: %s", i + 1, steps, key, check.mismatches)
+            continue
         message = (
             f"{key} ({sink.device_of(key)}) out of control for {check.lost_checks} checks in "
             f"a row: {'; '.join(check.mismatches) or 'does not report what was written'}; "
