@@ -363,11 +363,18 @@ class SafeWriter:
                 await self._enable(ctl, requested_by)
             return await self._set_power(ctl, power_w, requested_by)
 
-    def _ramped(self, ctl: _Control, target_w: float, ramp: float | None, now: float) -> float:
-        """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W]."""
+    def _ramped(
+        self, ctl: _Control, target_w: float, ramp: float | None, now: float, hi: float
+    ) -> float:
+        """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W].
+
+        A first setpoint ramps from rest: 0 W for a device's power, and no limit (``hi``) for
+        a production limit, so enabling curtailment never starts by throttling to 0.
+        """
         if ramp is None:
             return target_w
-        last = ctl.power_w if ctl.power_w is not None else 0.0
+        rest = hi if ctl.spec.setpoint_quantity == "production_limit" else 0.0
+        last = ctl.power_w if ctl.power_w is not None else rest
         # time since the last write, at most one ramp step: a setpoint at rest for 15 minutes
         # earns no jump, the change goes out at ``ramp`` W/s from now on
         dt = min(now - ctl.setpoint_t, RAMP_STEP_S) if ctl.power_w is not None else RAMP_STEP_S
@@ -383,7 +390,7 @@ class SafeWriter:
         lo, hi, ramp = await self._limits_w(ctl)
         ctl.target_w = min(hi, max(lo, power_w))
         ctl.ramp_by = requested_by
-        value = self._ramped(ctl, ctl.target_w, ramp, now)
+        value = self._ramped(ctl, ctl.target_w, ramp, now, hi)
         refresh_s = self._every_s(ctl, ctl.spec.setpoint_refresh_s)
         if ctl.power_w is not None and value == ctl.power_w and refresh_s is None:
             self._record(
@@ -407,9 +414,9 @@ class SafeWriter:
     async def _ramp_on(self, ctl: _Control) -> None:
         """The next step of a ramp under way (the asset's lock held)."""
         assert ctl.target_w is not None
-        _lo, _hi, ramp = await self._limits_w(ctl)
+        _lo, hi, ramp = await self._limits_w(ctl)
         now = self.clock.monotonic()
-        value = self._ramped(ctl, ctl.target_w, ramp, now)
+        value = self._ramped(ctl, ctl.target_w, ramp, now, hi)
         if value == ctl.power_w:
             return
         await self._write(
