@@ -460,7 +460,8 @@ class SafeWriter:
                     if not ctl.enabled:
                         continue
                     wd = ctl.spec.watchdog
-                    if wd is not None and now - ctl.watchdog_t >= self._every_s(ctl, wd.refresh_s):
+                    wd_every = self._every_s(ctl, wd.refresh_s) if wd is not None else None
+                    if wd is not None and wd_every is not None and now - ctl.watchdog_t >= wd_every:
                         await self._watchdog(ctl, "gateway")
                     every = self._every_s(ctl, ctl.spec.setpoint_refresh_s)
                     if (
@@ -519,9 +520,9 @@ class SafeWriter:
             spec = prof.registers[ctl.spec.setpoint]
             sf = await self._scale_factor(ctl.dev, spec)
             resolution = abs(spec.scale) * (10.0**sf if sf is not None else 1.0)
-            want = self._to_register(ctl, ctl.power_w)
-            if d.quality != 0 or abs(float(d.value) - want) > resolution / 2 + 1e-9:  # type: ignore[arg-type]
-                out.append(f"{ctl.spec.setpoint}: {d.value} (written {want:g})")
+            want_value = self._to_register(ctl, ctl.power_w)
+            if d.quality != 0 or abs(float(d.value) - want_value) > resolution / 2 + 1e-9:  # type: ignore[arg-type]
+                out.append(f"{ctl.spec.setpoint}: {d.value} (written {want_value:g})")
         return out
 
     def _reported_w(self, ctl: _Control) -> float | None:

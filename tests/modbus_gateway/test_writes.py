@@ -401,3 +401,33 @@ async def test_step_change_goes_out_as_a_ramp_over_real_time(serve):
         "mpc",
         "mpc (ramp)",
     }
+
+
+async def test_raw_write_of_another_power_register_is_held_to_the_site_limits(serve, tmp_path):
+    """A W register that is not the control setpoint (a user profile's export limit, say)
+    cannot be written past the site's limits either: refused, nothing reaches the device."""
+    clock = FakeClock()
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["registers"]["max_power_w"] = {
+        "address": 82, "type": "int16", "unit": "W", "writable": {"min": -7400, "max": 7400}
+    }  # fmt: skip
+    path = tmp_path / "quasar_plus.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    limits = {"power_w_min": -2000, "power_w_max": 3000}
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port, "limits": limits}
+    sim.words[("h", 82)] = 0
+    sim.writable.add(82)
+    gw = Gateway(config_for([dev]), clock=clock)
+    w = SafeWriter(gw)
+    try:
+        with pytest.raises(WriteRefused, match="outside the site's limits"):
+            await w.write_register("ev1", "max_power_w", 5000, "operator:anna")
+        with pytest.raises(WriteRefused, match="outside the site's limits"):
+            await w.write_register("ev1", "max_power_w", -2500, "operator:anna")
+        assert sim.writes_to("max_power_w") == []
+        assert await w.write_register("ev1", "max_power_w", 2500, "operator:anna") == 2500
+        # and the setpoint register itself, raw, is clamped to them
+        assert await w.write_register("ev1", "power_setpoint_w", 9000, "operator:anna") == 3000
+    finally:
+        gw.close()
