@@ -26,7 +26,8 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
   its control registers and setpoint against what was written; after a reboot or a mode change
   the gateway sends the enable sequence again); a device still out of control after
   :data:`LOST_AFTER_CHECKS` checks in a row raises an :class:`Alarm` (log, the run's
-  ``alarms``, a red status line), is released (best effort) and excluded: the loop sends it
+  ``alarms``, a red status line, the site's alarm table :mod:`energy.alarms` read by
+  ``GET /alarms/sites/{site}``), is released (best effort) and excluded: the loop sends it
   nothing more and the plan is made without it (its asset is left out of the scenario);
 * on Ctrl-C/SIGTERM, after ``steps`` steps, or when the gateway stops, the service stops and
   the writer restores every safe default (and the spool gets its last flush). A controller
@@ -52,6 +53,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from energy.alarms import record_alarm
 from energy.db import transaction
 from energy.errors import NoaberError
 from energy.models import Asset, Channel, Quantity, Site
@@ -338,10 +340,27 @@ class ControlRun:
 
 
 async def _check_controls(
-    sink: GatewaySetpoints, site: str, alarms: list[Alarm], i: int, steps: int
+    sink: GatewaySetpoints,
+    site: str,
+    alarms: list[Alarm],
+    i: int,
+    steps: int,
+    store: Callable[[Alarm], None] | None = None,
 ) -> None:
     """Before step ``i``: check every device under control; one that stays out of control
-    raises an alarm and is excluded."""
+    raises an alarm and is excluded. Every alarm goes to ``alarms`` and to ``store``."""
+    first = len(alarms)
+    try:
+        await _check_all(sink, site, alarms, i, steps)
+    finally:
+        for alarm in alarms[first:]:
+            if store is not None:
+                store(alarm)
+
+
+async def _check_all(
+    sink: GatewaySetpoints, site: str, alarms: list[Alarm], i: int, steps: int
+) -> None:
     lost: dict[str, ControlCheck] = {}
     for check in await sink.check_all(f"{REQUESTED_BY} (check)"):
         key = check.asset
@@ -515,6 +534,16 @@ async def run_control(
         scenario_at, measure, sink, options=options, requested_by=REQUESTED_BY
     )
     run = ControlRun(controller.status, sink.records, controller, service)
+
+    def store_alarm(alarm: Alarm) -> None:
+        """The alarm into the site's alarm table (``GET /alarms/sites/{site}``)."""
+        at = pd.Timestamp(alarm.ts_ns, unit="ns", tz="UTC").to_pydatetime()
+        try:
+            with transaction(sessions) as s:
+                record_alarm(s, site, at, alarm.asset, alarm.device, alarm.kind, alarm.message)
+        except Exception as exc:  # the loop goes on; the log has the alarm
+            log.error("alarm not stored: %s", exc)
+
     task = asyncio.create_task(service.run())
     try:
         devices = {d for d, _reg in wiring.soc_sources.values()}
@@ -523,7 +552,7 @@ async def run_control(
         for i in range(steps):
             if stop.is_set() or task.done():
                 break
-            await _check_controls(sink, site, run.alarms, i, steps)
+            await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
             excluded |= sink.excluded_assets()
             setpoints = await controller.step()
             run.released.append(await _release_after(sink, controller, setpoints, i, steps))

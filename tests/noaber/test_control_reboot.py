@@ -100,6 +100,17 @@ async def test_reboot_is_re_enabled_with_an_alarm_and_a_lost_device_is_excluded(
         ev_records = [r for r in run.setpoints if r.asset == "ev-1"]
         assert len(ev_records) < run.status.plans
         assert run.status.failures == 0
+        # both alarms are stored for the API (GET /alarms/sites/{site})
+        from energy.alarms import site_alarms
+        from energy.models import Site
+
+        with store() as s:
+            site = s.query(Site).one()
+            stored = {(a.kind, a.asset, a.device) for a in site_alarms(s, site.id)}
+        assert {
+            ("control_restored", "ev-1", "charger-1"),
+            ("control_lost", "ev-1", "charger-1"),
+        } <= stored
     finally:
         for s in servers:
             await s.stop()
