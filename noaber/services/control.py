@@ -58,7 +58,7 @@ from energy.db import transaction
 from energy.errors import NoaberError
 from energy.models import Asset, Channel, Quantity, Site
 from energy.samples import Quality, SampleStore
-from modbus_gateway.capabilities import Battery, PowerControl, Written
+from modbus_gateway.capabilities import Battery, PowerControl, PowerLimit, Written
 from modbus_gateway.config import GatewayConfig
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleStoreSink
@@ -179,7 +179,11 @@ class GatewaySetpoints:
     def __init__(self, service: GatewayService, power_devices: dict[str, str]):
         self.controls: dict[str, PowerControl] = {}
         self.routes: dict[str, str] = {}
+        #: PV curtailment: asset -> its inverter's :class:`PowerLimit` view (:meth:`limit`).
+        self.limits: dict[str, PowerLimit] = {}
         for dev_name, view in service.devices().items():
+            if isinstance(view, PowerLimit):
+                self.limits[view.asset] = view
             if not isinstance(view, PowerControl):
                 continue
             self.controls[view.asset] = view
@@ -193,7 +197,9 @@ class GatewaySetpoints:
         self.excluded: dict[str, str] = {}
         self._service = service
         self._device_of = {
-            v.asset: n for n, v in service.devices().items() if isinstance(v, PowerControl)
+            v.asset: n
+            for n, v in service.devices().items()
+            if isinstance(v, PowerControl | PowerLimit)
         }
 
     def excluded_assets(self) -> set[str]:
@@ -205,7 +211,7 @@ class GatewaySetpoints:
         returns, oldest first, what the gateway found out of control since the last call (its
         checks before setpoint refreshes) and these checks."""
         out = []
-        for key, view in self.controls.items():
+        for key, view in self._views().items():
             if not view.enabled or key in self.excluded:
                 continue
             check = await view.check(requested_by)
@@ -218,7 +224,7 @@ class GatewaySetpoints:
         """Stop driving control ``key``: release it (best effort) and send it nothing more."""
         self.excluded[key] = reason
         try:
-            await self.controls[key].release(requested_by)
+            await self._views()[key].release(requested_by)
         except NoaberError as exc:
             log.error("%s: safe default after losing control failed: %s", key, exc)
 
@@ -255,6 +261,36 @@ class GatewaySetpoints:
         )
         return written
 
+    async def limit(
+        self, asset_name: str, max_production_w: float, requested_by: str
+    ) -> Written | None:
+        """Cap a PV asset's production [W, >= 0] through its inverter's active-power limit
+        (None: excluded after an alarm, nothing sent)."""
+        view = self.limits.get(asset_name)
+        if view is None:
+            raise NoaberError(
+                f"no gateway device limits the production of {asset_name!r} "
+                f"(limited: {', '.join(sorted(self.limits)) or 'none'})"
+            )
+        if asset_name in self.excluded:
+            return None
+        written = await view.limit_w(max_production_w, requested_by)
+        self.records.append(
+            SetpointRecord(
+                asset_name,
+                asset_name,
+                -max_production_w,
+                written.requested_w,
+                written.written_w,
+                requested_by,
+                written.read_back,
+            )
+        )
+        return written
+
+    def _views(self) -> dict[str, PowerControl | PowerLimit]:
+        return {**self.limits, **self.controls}
+
     async def release(self, asset_name: str, requested_by: str) -> None:
         """Hand the asset's device back to its safe default."""
         await self.controls[self.control_of(asset_name)].release(requested_by)
@@ -262,9 +298,9 @@ class GatewaySetpoints:
     async def release_all(self, requested_by: str, keep: Collection[str] = ()) -> list[str]:
         """Release every control still enabled except those of the assets in ``keep``;
         returns their names (errors are logged)."""
-        kept = {self.routes[a] for a in keep if a in self.routes}
+        kept = {self.routes[a] for a in keep if a in self.routes} | (set(keep) & set(self.limits))
         released = []
-        for key, view in self.controls.items():
+        for key, view in self._views().items():
             if view.enabled and key not in kept and key not in self.excluded:
                 try:
                     await view.release(requested_by)
