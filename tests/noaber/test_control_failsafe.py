@@ -12,6 +12,7 @@ gateway's write log must show no safe-default write after it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import signal
 import subprocess
@@ -149,6 +150,9 @@ async def test_sigkill_of_control_run_leaves_the_device_safe(
             proc.send_signal(signal.SIGKILL)
             proc.wait(scaled(10))
             killed = time.monotonic()
+            # requests the process sent before it died, still queued while this loop was
+            # blocked in wait(), are served now; nothing can come after
+            await asyncio.sleep(0.5)
         finally:
             if proc.poll() is None:
                 proc.kill()
