@@ -322,6 +322,11 @@ class DeviceDoc(BaseModel):
     serial_port: str | None = None
     unit_id: int = Field(default=1, ge=0, le=247)
     poll_interval_s: float = Field(default=5.0, ge=0.1, le=86_400)
+    accept_no_failsafe: bool = Field(
+        default=False,
+        description="The site accepts in writing that this device keeps its last setpoint "
+        "when the controller dies (needed to control a profile whose fail-safe is none)",
+    )
 
     _n = field_validator("name")(lambda v: _name(v, "device name"))
 
@@ -335,7 +340,10 @@ class DeviceDoc(BaseModel):
 
     @property
     def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        extra = dict(self.model_extra or {})
+        if self.accept_no_failsafe:
+            extra["accept_no_failsafe"] = True
+        return extra
 
 
 class CommunityDoc(_Strict):

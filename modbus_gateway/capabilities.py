@@ -7,7 +7,10 @@ The core asks what a device can do, not what brand it is::
         reading = dev.power_w()           # latest polled value, quality and time
     if isinstance(dev, PowerControl):
         written = await dev.write(-3000, requested_by="mpc")   # clamped, read back
+        check = await dev.check(requested_by="mpc")             # reports what was written?
         await dev.release(requested_by="mpc")                   # the device's safe default
+    if isinstance(dev, PowerLimit):                             # a PV inverter
+        await dev.limit_w(4000, requested_by="mpc")             # produce at most 4 kW
 
 A profile names which of its registers serves each capability in ``capabilities:``
 (``power_w: total_power_w``); units convert from the register's ``unit`` (kWh -> Wh, kW -> W).
@@ -26,7 +29,7 @@ from energy.errors import NoaberError
 from energy.samples import Quality
 from modbus_gateway.poller import DeviceRuntime, Gateway
 from modbus_gateway.profiles import Profile
-from modbus_gateway.writes import SafeWriter
+from modbus_gateway.writes import ControlCheck, SafeWriter
 
 #: Capability value -> the unit it is given in.
 CAPABILITY_UNITS = {
@@ -106,6 +109,30 @@ class PowerControl(Device, Protocol):
     async def write(self, power_w: float, requested_by: str) -> Written: ...
 
     async def release(self, requested_by: str) -> None: ...
+
+    async def check(self, requested_by: str) -> ControlCheck: ...
+
+
+@runtime_checkable
+class PowerLimit(Device, Protocol):
+    """A producer whose output can be capped: PV curtailment [W, >= 0, the most it may produce].
+
+    ``limit_w(max_production_w)`` writes the active-power limit (SunSpec model 123
+    ``WMaxLimPct`` in % of ``WMax``, enabled with ``WMaxLim_Ena`` and a revert timeout) within
+    the profile's and the site's limits and the ramp, read back; ``release`` drops the limit
+    (the profile's safe default). The device drops it by itself when the controller dies.
+    """
+
+    asset: str
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def limit_w(self, max_production_w: float, requested_by: str) -> Written: ...
+
+    async def release(self, requested_by: str) -> None: ...
+
+    async def check(self, requested_by: str) -> ControlCheck: ...
 
 
 def capabilities(profile: Profile) -> set[str]:
@@ -197,6 +224,40 @@ class _PowerControlView(_Base):
     async def release(self, requested_by: str) -> None:
         await self._writer.release(self.asset, requested_by)
 
+    async def check(self, requested_by: str) -> ControlCheck:
+        """Compare what the device reports with what was written (re-enable if it left
+        control); see :class:`~modbus_gateway.writes.ControlCheck`."""
+        return await self._writer.check(self.asset, requested_by)
+
+
+class _PowerLimitView(_Base):
+    """:class:`PowerLimit` through the gateway's :class:`SafeWriter`."""
+
+    def __init__(self, runtime: DeviceRuntime, writer: SafeWriter, asset: str):
+        super().__init__(runtime)
+        self._writer = writer
+        self.asset = asset
+
+    @property
+    def enabled(self) -> bool:
+        return self._writer.controls[self.asset].enabled
+
+    async def limit_w(self, max_production_w: float, requested_by: str) -> Written:
+        """Cap production at ``max_production_w`` [W, >= 0]; see :class:`Written`."""
+        if not math.isfinite(max_production_w) or max_production_w < 0:
+            raise NoaberError(
+                f"{self.name}: a production limit is a power >= 0 W, got {max_production_w}"
+            )
+        written = await self._writer.apply(self.asset, max_production_w, requested_by)
+        ctl = self._writer.controls[self.asset]
+        return Written(max_production_w, written, ctl.read_back)
+
+    async def release(self, requested_by: str) -> None:
+        await self._writer.release(self.asset, requested_by)
+
+    async def check(self, requested_by: str) -> ControlCheck:
+        return await self._writer.check(self.asset, requested_by)
+
 
 def device(gateway: Gateway, writer: SafeWriter | None, name: str) -> Device:
     """A view of a polled device that has exactly the capability methods its profile allows.
@@ -214,5 +275,8 @@ def device(gateway: Gateway, writer: SafeWriter | None, name: str) -> Device:
     cls_name = f"Device_{rt.profile.name}"
     if "power_control" in caps and writer is not None:
         asset = next(a for a, c in writer.controls.items() if c.dev is rt)
+        assert rt.profile.control is not None
+        if rt.profile.control.setpoint_quantity == "production_limit":
+            return type(cls_name, (_PowerLimitView,), ns)(rt, writer, asset)
         return type(cls_name, (_PowerControlView,), ns)(rt, writer, asset)
     return type(cls_name, (_Base,), ns)(rt)

@@ -100,6 +100,18 @@ class DeviceConfig(_Strict):
     asset_from_site: str | None = None  # the site asset measured by this device (power)
     limits: LimitsConfig = LimitsConfig()
     channels: dict[str, str] | None = None  # register name -> channel key
+    #: A profile register's own unit id -> the one this device answers on (a Victron GX's
+    #: VE.Bus unit id differs per installation: ``unit_ids: {227: 246}``).
+    unit_ids: dict[int, int] = {}
+    #: The fail-safe timeout [s]: for a device with a timeout register, the value the gateway
+    #: gives it (within the profile's ``watchdog_timeout_s`` range); for a device whose timeout
+    #: is fixed in its firmware, that firmware's value where it is shorter than the profile's
+    #: (the simulator uses it too). The gateway refreshes within a third of it. None: the
+    #: profile's ``control.failsafe.timeout_s``.
+    failsafe_timeout_s: float | None = Field(default=None, gt=0)
+    #: The site accepts in writing that this device keeps its last setpoint when the
+    #: controller dies (a profile whose fail-safe is ``none`` is refused for control otherwise).
+    accept_no_failsafe: bool = False
     faults: list[FaultSpec] = []  # simulator only
     seed: int = 0  # simulator only
     sim_role: Literal["grid", "pv", "load"] = "grid"  # simulator only: what a meter measures
@@ -235,6 +247,25 @@ def parse_config(data: object, source: str, base_dir: Path | None = None) -> Gat
             prof = cfg.profiles[d.name]
         except Exception as exc:
             raise NoaberValidationError(str(exc), source, f"devices[{i}].profile") from None
+        if d.failsafe_timeout_s is not None:
+            fs = prof.control.failsafe if prof.control is not None else None
+            where = f"devices[{i}].failsafe_timeout_s"
+            if fs is None or fs.kind == "none" or fs.timeout_s is None:
+                raise NoaberValidationError(
+                    f"profile {prof.name} declares no fail-safe timeout", source, where
+                )
+            if fs.reg is not None:
+                t = prof.registers[fs.reg].watchdog_timeout_s
+                lo, hi = (t.min, t.max) if t is not None else (fs.timeout_s, fs.timeout_s)
+                what = f"{prof.name}.{fs.reg}"
+            else:
+                lo, hi, what = 0.0, fs.timeout_s, f"{prof.name}'s firmware timeout"
+            if not lo <= d.failsafe_timeout_s <= hi:
+                raise NoaberValidationError(
+                    f"{d.failsafe_timeout_s:g} s outside {lo:g} to {hi:g} s ({what})",
+                    source,
+                    where,
+                )
         for reg in {**cfg.site_channels.get(d.name, {}), **(d.channels or {})}:
             if reg not in prof.registers:
                 raise NoaberValidationError(

@@ -233,14 +233,25 @@ def split_block(profile: Profile, block: ReadBlock, regs: list[int]) -> dict[str
 class Driver:
     """Reads and writes one device (a unit id behind a link) by register name."""
 
-    def __init__(self, link: Link, unit_id: int, profile: Profile):
+    def __init__(
+        self, link: Link, unit_id: int, profile: Profile, unit_map: dict[int, int] | None = None
+    ):
         self.link = link
         self.unit_id = unit_id
         self.profile = profile
+        #: A register's own unit id (profile) -> the one this site's device answers on.
+        self.unit_map = dict(unit_map or {})
+
+    def unit_of(self, unit_id: int | None) -> int:
+        """The unit id a request for a register with ``unit_id`` (None: the device's) goes to."""
+        if unit_id is None:
+            return self.unit_id
+        return self.unit_map.get(unit_id, unit_id)
 
     async def read_block(self, block: ReadBlock) -> dict[str, list[int]]:
         """One read request; the words per register name."""
-        regs = await self.link.read(self.unit_id, block.function, block.address, block.count)
+        unit = self.unit_of(block.unit_id)
+        regs = await self.link.read(unit, block.function, block.address, block.count)
         return split_block(self.profile, block, regs)
 
     async def read_values(self, names: Iterable[str]) -> dict[str, Decoded]:
@@ -268,5 +279,5 @@ class Driver:
                 f"{name} = {value} outside [{spec.writable.min}, {spec.writable.max}]"
             )
         words = encode(self.profile, spec, value, scale_factor)
-        await self.link.write(self.unit_id, spec.address, words)
+        await self.link.write(self.unit_of(spec.unit_id), spec.address, words)
         return words

@@ -1,6 +1,6 @@
 """Request coalescing: which read requests fetch a set of registers.
 
-Adjacent registers of one function code are read in one request; a request never spans a hole
+Adjacent registers of one function code (and one unit id) are read in one request; a request never spans a hole
 (an address no wanted register covers) unless the profile declares the range readable, and
 never exceeds the profile's maximum length (at most 125 registers, Modbus Application Protocol
 V1.1b3 clause 6.3/6.4).
@@ -22,6 +22,7 @@ class ReadBlock:
     address: int
     count: int
     registers: tuple[str, ...]  # register names decoded from this block
+    unit_id: int | None = None  # the register's own unit id (None: the device's)
 
     @property
     def end(self) -> int:
@@ -50,13 +51,13 @@ def plan_reads(profile: Profile, names: Iterable[str]) -> list[ReadBlock]:
             wanted.add(sf)
     regs = sorted(
         ((profile.registers[n], n) for n in wanted),
-        key=lambda x: (x[0].function, x[0].address, x[1]),
+        key=lambda x: (x[0].unit_id or 0, x[0].function, x[0].address, x[1]),
     )
     blocks: list[ReadBlock] = []
-    cur: list = []  # [function, address, end, names]
+    cur: list = []  # [function, address, end, names, unit_id]
     for spec, name in regs:
         start, end = spec.address, spec.address + spec.words
-        if cur and cur[0] == spec.function:
+        if cur and cur[0] == spec.function and cur[4] == spec.unit_id:
             new_end = max(cur[2], end)
             contiguous = start <= cur[2] or _readable(profile, spec.function, cur[2], start)
             if contiguous and new_end - cur[1] <= profile.max_read_count:
@@ -64,8 +65,8 @@ def plan_reads(profile: Profile, names: Iterable[str]) -> list[ReadBlock]:
                 cur[3].append(name)
                 continue
         if cur:
-            blocks.append(ReadBlock(cur[0], cur[1], cur[2] - cur[1], tuple(cur[3])))
-        cur = [spec.function, start, end, [name]]
+            blocks.append(ReadBlock(cur[0], cur[1], cur[2] - cur[1], tuple(cur[3]), cur[4]))
+        cur = [spec.function, start, end, [name], spec.unit_id]
     if cur:
-        blocks.append(ReadBlock(cur[0], cur[1], cur[2] - cur[1], tuple(cur[3])))
+        blocks.append(ReadBlock(cur[0], cur[1], cur[2] - cur[1], tuple(cur[3]), cur[4]))
     return blocks

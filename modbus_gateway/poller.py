@@ -136,7 +136,7 @@ class Gateway:
             rt = DeviceRuntime(
                 d,
                 prof,
-                Driver(link, config.unit_id(d), prof),
+                Driver(link, config.unit_id(d), prof, d.unit_ids),
                 config.channel_map(d),
                 config.factors(d),
             )

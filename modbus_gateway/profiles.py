@@ -137,6 +137,9 @@ class RegisterSpec(_Strict):
     #: Set on a device's watchdog or idle timeout register [s]: the values writes may give it.
     watchdog_timeout_s: TimeoutRange | None = None
     model: int | None = None  # SunSpec model id: address is then the offset in the model's data
+    #: The unit id that serves this register when it is not the device's own (a Victron GX
+    #: serves its system values on unit 100 and its VE.Bus inverter/charger on another).
+    unit_id: int | None = Field(default=None, ge=1, le=247)
     sim_value: float | str | None = None  # constant the simulator serves when it has no model
 
     @property
@@ -186,20 +189,61 @@ class WatchdogSpec(_Strict):
     refresh_s: float = Field(gt=0)
 
 
+class FailsafeSpec(_Strict):
+    """How the device returns to a safe state by itself when the controller dies.
+
+    ``kind``:
+
+    - ``device_timeout``: the device reverts when no write reaches it for ``timeout_s``; the
+      timeout is held in ``register`` (a register marked ``watchdog_timeout_s``, written by the
+      gateway in the enable sequence or the watchdog) or fixed in the firmware (no register);
+    - ``controller_heartbeat``: the device reverts when the controller's heartbeat in
+      ``register`` stops changing for ``timeout_s`` (SunSpec model 802 ``ControllerHb``);
+    - ``none``: the device keeps the last setpoint; it is controlled only where the site
+      description accepts that in writing (``accept_no_failsafe: true`` on the device).
+
+    ``safe_state`` says what the device does then, ``source`` where that is documented.
+    """
+
+    kind: Literal["device_timeout", "controller_heartbeat", "none"]
+    timeout_s: float | None = Field(default=None, gt=0)
+    reg: str | None = Field(default=None, alias="register")
+    safe_state: str = Field(min_length=1)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> FailsafeSpec:
+        if self.kind != "none" and self.timeout_s is None:
+            raise ValueError(f"a {self.kind} fail-safe needs timeout_s")
+        if self.kind == "controller_heartbeat" and self.reg is None:
+            raise ValueError("a controller_heartbeat fail-safe needs the heartbeat register")
+        if self.kind == "none" and (self.timeout_s is not None or self.reg is not None):
+            raise ValueError("a fail-safe of kind none has no timeout_s or register")
+        return self
+
+
 class ControlSpec(_Strict):
-    """How to command the device's power: control mode first, setpoint, watchdog, safe default."""
+    """How to command the device's power: control mode first, setpoint, watchdog, safe default,
+    and the fail-safe that brings it back to a safe state when the controller dies."""
 
     setpoint: str  # writable register receiving the power setpoint [W, our sign]
     #: What the setpoint sets: the device's own power (battery, charger) or the power at the
     #: grid connection (Victron ESS grid setpoint); only ``device_power`` is given to a site's
     #: asset automatically.
-    setpoint_quantity: Literal["device_power", "grid_power"] = "device_power"
+    #: ``production_limit``: the most the device may produce [W, >= 0] (PV curtailment).
+    setpoint_quantity: Literal["device_power", "grid_power", "production_limit"] = "device_power"
     enable: list[WriteStep] = []  # written in order before the first setpoint (control mode)
     watchdog: WatchdogSpec | None = None
     setpoint_refresh_s: float | None = Field(default=None, gt=0)
     #: If set, the setpoint register takes % of this register's value [W] instead of W.
     setpoint_percent_of: str | None = None
     safe_default: list[WriteStep] = []  # written in order on shutdown or lost schedule
+    #: Required: how the device becomes safe by itself (see :class:`FailsafeSpec`).
+    failsafe: FailsafeSpec
+    #: Registers whose value shows the device is under control: their enable value is compared
+    #: with what the device reports at every check (default: every enable step's register).
+    #: ``status`` names a read-only register and the values it shows while under control.
+    status: dict[str, list[float]] = {}
 
 
 class ReadableRange(_Strict):
@@ -260,6 +304,36 @@ class Profile(_Strict):
             refs += [(f"control.safe_default[{i}]", s.reg) for i, s in enumerate(c.safe_default)]
             if c.watchdog is not None:
                 refs.append(("control.watchdog", c.watchdog.reg))
+            fs = c.failsafe
+            if fs.reg is not None and fs.reg not in regs:
+                raise ValueError(f"control.failsafe.register: no register {fs.reg!r}")
+            if fs.reg is not None and fs.kind == "device_timeout":
+                t = regs[fs.reg].watchdog_timeout_s
+                if t is None:
+                    raise ValueError(
+                        f"control.failsafe.register: {fs.reg!r} must declare "
+                        "watchdog_timeout_s (the values its timeout may be given)"
+                    )
+                assert fs.timeout_s is not None
+                if not t.min <= fs.timeout_s <= t.max:
+                    raise ValueError(
+                        f"control.failsafe.timeout_s: {fs.timeout_s:g} s outside the register's "
+                        f"watchdog range {t.min:g} to {t.max:g} s"
+                    )
+            if fs.kind != "none":
+                assert fs.timeout_s is not None
+                refresh = [
+                    x for x in (c.setpoint_refresh_s, c.watchdog and c.watchdog.refresh_s) if x
+                ]
+                if not refresh or min(refresh) >= fs.timeout_s:
+                    raise ValueError(
+                        "control: the fail-safe times out after "
+                        f"{fs.timeout_s:g} s; setpoint_refresh_s or watchdog.refresh_s must be "
+                        "shorter, or the device reverts while under control"
+                    )
+            for reg_name in c.status:
+                if reg_name not in regs:
+                    raise ValueError(f"control.status: no register {reg_name!r}")
             if c.setpoint_percent_of is not None and c.setpoint_percent_of not in regs:
                 raise ValueError(
                     f"control.setpoint_percent_of: no register {c.setpoint_percent_of!r}"
@@ -469,6 +543,8 @@ def resolve_sunspec(profile: Profile, model_bases: dict[int, int]) -> Profile:
         needed = [ctrl.setpoint, *(s.reg for s in ctrl.enable + ctrl.safe_default)]
         if ctrl.watchdog is not None:
             needed.append(ctrl.watchdog.reg)
+        if ctrl.failsafe.reg is not None:
+            needed.append(ctrl.failsafe.reg)
         if any(n not in regs for n in needed):
             ctrl = None
     return profile.model_copy(update={"registers": regs, "control": ctrl})

@@ -38,7 +38,7 @@ from modbus_gateway.profiles import Profile, decode, encode, resolve_sunspec
 log = logging.getLogger(__name__)
 
 SUNSPEC_BASE = 40000
-SUNSPEC_MODEL_LEN = {1: 66, 802: 62, 124: 24}
+SUNSPEC_MODEL_LEN = {1: 66, 802: 62, 124: 24, 103: 50, 121: 30, 123: 24}
 SUNS_MARKER = [0x5375, 0x6E53]  # "SunS"
 
 
@@ -89,6 +89,11 @@ class SimulatedDevice:
     time_of_day_s: float | None = None  # PV curve phase at start; None: 12:00
     frozen: bool = False  # True: the physical model does not advance (values stay put)
     role: str = "grid"  # meters: "grid" (load - PV), "pv" (production only) or "load"
+    #: A register's own unit id (profile) -> the one this device answers it on (site file).
+    unit_map: dict[int, int] = field(default_factory=dict)
+    #: The firmware timeout of a device whose timeout is not a register (Victron ESS mode 3:
+    #: 60 s); None: the profile's ``control.failsafe.timeout_s`` [s].
+    fixed_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         self.t0 = self.clock()
@@ -99,7 +104,7 @@ class SimulatedDevice:
         self.request_times: deque[float] = deque(maxlen=10_000)  # clock at each request
         self.on_disconnect: Callable[[], None] | None = None
         if self.profile.sunspec:
-            bases = sunspec_layout()
+            bases = sunspec_layout(models=self.profile.sunspec_models)
             self.base_profile = self.profile
             self.profile = resolve_sunspec(self.profile, bases)
             end = SUNSPEC_BASE + 2
@@ -121,10 +126,55 @@ class SimulatedDevice:
                 self.name_at[(table, a)] = name
                 if spec.writable is not None:
                     self.writable.add(a)
+        #: (table, address) -> the unit id it is served on (None: the device's own).
+        self.unit_at: dict[tuple[str, int], int | None] = {}
+        for spec in self.profile.registers.values():
+            table = "i" if spec.function == 4 else "h"
+            unit = None if spec.unit_id is None else self.unit_map.get(spec.unit_id, spec.unit_id)
+            for a in range(spec.address, spec.address + spec.words):
+                self.unit_at[(table, a)] = unit
         self.state: dict[str, float] = {}
         self.last_t = self.clock()
         self.model = MODELS.get(self.profile.kind, _generic_model)
+        self.timers = TIMERS.get(self.profile.kind)
+        self.reboots = 0
         self.model(self, 0.0, True)
+
+    @property
+    def extra_units(self) -> set[int]:
+        """Unit ids this device answers on besides its own (per-register ``unit_id``)."""
+        return {u for u in self.unit_at.values() if u is not None}
+
+    def _wrong_unit(self, table: str, address: int, count: int, unit: int | None) -> bool:
+        if unit is None or not self.extra_units:
+            return False
+        for a in range(address, address + count):
+            owner = self.unit_at.get((table, a))
+            if (owner is None and unit in self.extra_units) or (
+                owner is not None and owner != unit
+            ):
+                return True
+        return False
+
+    def tick(self) -> None:
+        """Run the device's own timers (watchdogs, revert timeouts) as a real device does,
+        requests or not; the physical model is not advanced (no random draws)."""
+        if self.timers is not None and not self.frozen:
+            self.timers(self, self.clock())
+
+    def reboot(self) -> None:
+        """A power cycle: control registers back to their power-on values, timers cleared,
+        every TCP connection dropped (settings and the battery's charge are kept)."""
+        for name, value in POWER_ON.get(self.profile.kind, {}).items():
+            if self.has(name):
+                self.set(name, value)
+        for key in [k for k in self.state if k.startswith("written_t:")] + ["last_write_t"]:
+            self.state.pop(key, None)
+        if "passthru" in self.state:  # a Multi starts in passthru until told otherwise
+            self.state["passthru"], self.state["passthru_t"] = 1.0, self.clock()
+        self.reboots += 1
+        if self.on_disconnect is not None:
+            self.on_disconnect()
 
     # ---------------------------------------------------------------- values by name
     def _sf(self, name: str) -> int | None:
@@ -199,8 +249,10 @@ class SimulatedDevice:
                 return ExcCodes.DEVICE_FAILURE
         return f.kind  # "short" / "garbage": shape the reply
 
-    def read(self, function: int, address: int, count: int) -> list[int] | ExcCodes:
-        """Serve a read of ``count`` registers (function 3 or 4)."""
+    def read(
+        self, function: int, address: int, count: int, unit: int | None = None
+    ) -> list[int] | ExcCodes:
+        """Serve a read of ``count`` registers (function 3 or 4) on ``unit`` (None: any)."""
         self.requests += 1
         self.request_times.append(self.clock())
         fault = self._fault_reply()
@@ -208,6 +260,8 @@ class SimulatedDevice:
             return fault
         table = "i" if function == 4 else "h"
         if any((table, a) not in self.words for a in range(address, address + count)):
+            return ExcCodes.ILLEGAL_ADDRESS
+        if self._wrong_unit(table, address, count, unit):
             return ExcCodes.ILLEGAL_ADDRESS
         self._step()
         regs = [self.words[(table, a)] for a in range(address, address + count)]
@@ -217,14 +271,18 @@ class SimulatedDevice:
             return [0xFFFF] * count
         return regs
 
-    def write(self, function: int, address: int, values: list[int]) -> ExcCodes | None:
-        """Serve a write (function 6 or 16): only writable registers."""
+    def write(
+        self, function: int, address: int, values: list[int], unit: int | None = None
+    ) -> ExcCodes | None:
+        """Serve a write (function 6 or 16) on ``unit`` (None: any): only writable registers."""
         self.requests += 1
         self.request_times.append(self.clock())
         fault = self._fault_reply()
         if isinstance(fault, ExcCodes):
             return fault
         if any(a not in self.writable for a in range(address, address + len(values))):
+            return ExcCodes.ILLEGAL_ADDRESS
+        if self._wrong_unit("h", address, len(values), unit):
             return ExcCodes.ILLEGAL_ADDRESS
         self._step()
         name = self.name_at.get(("h", address))
@@ -288,16 +346,56 @@ def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     dev.set("export_energy_kwh", round(st["export_wh"] / 1000, 1))
 
 
+def _failsafe_timeout_s(dev: SimulatedDevice) -> float:
+    """The firmware timeout of a device whose timeout is not a register [s]."""
+    if dev.fixed_timeout_s is not None:
+        return dev.fixed_timeout_s
+    ctrl = dev.profile.control
+    t = ctrl.failsafe.timeout_s if ctrl is not None else None
+    return t if t is not None else math.inf
+
+
+def _victron_timers(dev: SimulatedDevice, now: float) -> None:
+    """ESS mode 3: the Multi stops following a setpoint that is not refreshed (passthru).
+
+    A mode 1/2 grid setpoint (2700) is kept forever: the GX stores it (no timer at all).
+    """
+    st = dev.state
+    if dev.get("ess_mode") != 3:
+        return
+    last = st.get("written_t:ess_setpoint_l1_w", -math.inf)
+    if not st.get("passthru") and now - last > _failsafe_timeout_s(dev):
+        st["passthru"], st["passthru_t"] = 1.0, now
+        st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
+
+
 def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
-    """ESS: the battery covers what the grid setpoint leaves; SoC integrates battery power."""
+    """GX + Multi. ESS mode 1/2: the battery covers what the grid setpoint 2700 leaves (kept
+    forever). Mode 3: the battery takes the AC-input setpoint 37 (nothing on AC-out), within
+    the disable-charge/feed-in flags, until it is not refreshed for the firmware's timeout;
+    then passthru (0 W) until the next write. SoC integrates the battery power."""
     st = dev.state
     if init:
-        st.update(soc=55.0, capacity_wh=10_000.0)
+        st.update(soc=55.0, capacity_wh=10_000.0, passthru=1.0, passthru_t=dev.clock())
+        # the GX accepts the mode 1/2 grid setpoint; the profile only never writes it
+        dev.writable.add(dev.profile.registers["grid_setpoint_w"].address)
         dev.set("grid_setpoint_w", 0)
-    t = dev.clock() - dev.t0
+        dev.set("ess_mode", 1)
+    now = dev.clock()
+    if st.get("written_t:ess_setpoint_l1_w", -math.inf) >= st["passthru_t"]:
+        st["passthru"] = 0.0  # a setpoint since passthru began: the Multi follows it again
+    _victron_timers(dev, now)
+    t = now - dev.t0
     net_w = 1500 + 300 * math.sin(2 * math.pi * t / 600) - _pv_w(dev, 3000)
-    setpoint = dev.get("grid_setpoint_w")
-    battery_w = max(-5000.0, min(5000.0, setpoint - net_w))  # + = charging
+    if dev.get("ess_mode") == 3:
+        battery_w = 0.0 if st["passthru"] else dev.get("ess_setpoint_l1_w")
+        if dev.get("disable_charge") == 1:
+            battery_w = min(battery_w, 0.0)
+        if dev.get("disable_feed_in") == 1:
+            battery_w = max(battery_w, 0.0)
+    else:
+        battery_w = dev.get("grid_setpoint_w") - net_w
+    battery_w = max(-5000.0, min(5000.0, battery_w))  # + = charging
     if (st["soc"] >= 100 and battery_w > 0) or (st["soc"] <= 0 and battery_w < 0):
         battery_w = 0.0
     st["soc"] = min(100.0, max(0.0, st["soc"] + battery_w * dt / 3600 / st["capacity_wh"] * 100))
@@ -307,28 +405,32 @@ def _victron_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     dev.set("battery_power_w", battery_w)
     dev.set("battery_soc_pct", round(st["soc"]))
     dev.set("battery_state", 1 if battery_w > 0 else (2 if battery_w < 0 else 0))
+    dev.set("vebus_state", 3 if battery_w > 0 else (9 if battery_w < 0 else 8))
     dev.set("grid_power_l1_w", net_w + battery_w)
 
 
-def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
-    """Wallbox Quasar with a car plugged in: in remote mode the power follows the setpoint.
+def _charger_timers(dev: SimulatedDevice, now: float) -> None:
+    """The Modbus idle timeout (register 88) hands control back to the user (81 = 0) when no
+    write arrives for that many seconds (0: no timeout)."""
+    st = dev.state
+    timeout = dev.get("modbus_idle_timeout_s")
+    idle_s = now - st.get("last_write_t", -math.inf)
+    if dev.get("control_mode") == 1 and timeout > 0 and idle_s > timeout:
+        dev.set("control_mode", 0)
+        dev.set("power_setpoint_w", 0)
+        st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
 
-    The Modbus idle timeout (register 88) hands control back to the user (register 81 = 0)
-    when no write arrives for that many seconds.
-    """
+
+def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """Wallbox Quasar with a car plugged in: in remote mode the power follows the setpoint;
+    the idle timeout (:func:`_charger_timers`) and a reboot leave remote mode."""
     st = dev.state
     if init:
         st.update(ev_soc=40.0, capacity_wh=40_000.0, started=0.0)
         dev.set("charger_state", 1)  # connected, waiting
         dev.set("ev_soc_pct", 40)
-    now = dev.clock()
-    timeout = dev.get("modbus_idle_timeout_s")
+    _charger_timers(dev, dev.clock())
     remote = dev.get("control_mode") == 1
-    if remote and timeout > 0 and now - st.get("last_write_t", now) > timeout:
-        dev.set("control_mode", 0)
-        dev.set("power_setpoint_w", 0)
-        st["watchdog_expired"] = st.get("watchdog_expired", 0) + 1
-        remote = False
     if dev.get("action") == 1:
         st["started"] = 1.0
     elif dev.get("action") == 2:
@@ -340,6 +442,24 @@ def _charger_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     dev.set("actual_power_w", power)
     dev.set("ev_soc_pct", round(st["ev_soc"]))
     dev.set("charger_state", 2 if power > 0 else (3 if power < 0 else 1))
+
+
+def _storage_timers(dev: SimulatedDevice, now: float) -> None:
+    """Model 124 revert timer: InOutWRte_RvrtTms after the last rate (or mode) write, or the
+    last change of the 802 controller heartbeat, control reverts (0: no timer)."""
+    st = dev.state
+    hb = dev.get("controller_heartbeat")
+    if hb != st.get("ctrl_hb"):
+        st["ctrl_hb"], st["ctrl_hb_t"] = hb, now
+    rvrt = dev.get("revert_timeout_s")
+    mode_t = st.get("written_t:storage_control_mode", -math.inf)
+    last_sp = max(st.get("written_t:discharge_rate_pct", -math.inf), mode_t)
+    last_hb = max(st.get("ctrl_hb_t", -math.inf), mode_t)
+    expired = rvrt > 0 and (now - last_sp > rvrt or now - last_hb > rvrt)
+    if dev.get("storage_control_mode") and expired:
+        dev.set("storage_control_mode", 0)
+        dev.set("discharge_rate_pct", 0)
+        st["reverted"] = st.get("reverted", 0) + 1
 
 
 def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
@@ -363,24 +483,10 @@ def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
             dev.set_words("dod_pct", [0xFFFF])  # not implemented
         st["ctrl_hb"] = dev.get("controller_heartbeat")
         st["ctrl_hb_t"] = dev.clock()
-    now = dev.clock()
     st["hb"] = (st["hb"] + dt) % 65535
     dev.set("battery_heartbeat", int(st["hb"]))
-    hb = dev.get("controller_heartbeat")
-    if hb != st["ctrl_hb"]:
-        st["ctrl_hb"], st["ctrl_hb_t"] = hb, now
+    _storage_timers(dev, dev.clock())
     mode: int = int(dev.get("storage_control_mode"))
-    rvrt = dev.get("revert_timeout_s")
-    # the revert timer runs from the last setpoint (or mode) write; the heartbeat likewise
-    mode_t = st.get("written_t:storage_control_mode", -math.inf)
-    last_sp = max(st.get("written_t:discharge_rate_pct", -math.inf), mode_t)
-    last_hb = max(st["ctrl_hb_t"], mode_t)
-    expired = rvrt > 0 and (now - last_sp > rvrt or now - last_hb > rvrt)
-    if mode and expired:
-        dev.set("storage_control_mode", 0)
-        dev.set("discharge_rate_pct", 0)
-        st["reverted"] = st.get("reverted", 0) + 1
-        mode = 0
     power: float = 0.0  # + = charging (our convention)
     if mode:
         power = dev.get("discharge_rate_pct") / 100 * dev.get("max_charge_w")
@@ -399,6 +505,45 @@ def _storage_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     dev.set("battery_state", 2)
 
 
+def _inverter_timers(dev: SimulatedDevice, now: float) -> None:
+    """Model 123: WMaxLimPct_RvrtTms after the last limit write the limit is dropped."""
+    st = dev.state
+    rvrt = dev.get("limit_revert_timeout_s")
+    last = max(
+        st.get("written_t:limit_pct", -math.inf), st.get("written_t:limit_enabled", -math.inf)
+    )
+    if dev.get("limit_enabled") == 1 and rvrt > 0 and now - last > rvrt:
+        dev.set("limit_enabled", 0)
+        st["reverted"] = st.get("reverted", 0) + 1
+
+
+def _inverter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
+    """SunSpec PV inverter: production follows the PV day curve, capped by the model 123
+    active-power limit while it is enabled; the energy counter integrates production."""
+    st = dev.state
+    if init:
+        for sf, v in {"W_SF": 0, "WH_SF": 0, "WMax_SF": 1, "WMaxLimPct_SF": -1}.items():
+            dev.set(sf, v)
+        dev.set("manufacturer", "Noaber")
+        dev.set("device_model", "SimInverter 10")
+        dev.set("serial_number", "SIM-INV-0001")
+        dev.set("max_power_w", 10_000)
+        dev.set("limit_pct", 100)
+        dev.set("limit_revert_timeout_s", 0)
+        st["energy_wh"] = 5_000_000.0
+    _inverter_timers(dev, dev.clock())
+    available_w = _pv_w(dev, 8000) * (1 + dev.rng.gauss(0, 0.005))
+    produced_w = available_w
+    if dev.get("limit_enabled") == 1:
+        produced_w = min(produced_w, dev.get("limit_pct") / 100 * dev.get("max_power_w"))
+    produced_w = max(0.0, produced_w)
+    st["available_w"] = available_w
+    st["energy_wh"] += produced_w * dt / 3600
+    dev.set("ac_power_w", -produced_w)  # our sign: production is negative
+    dev.set("energy_total_wh", round(st["energy_wh"]))
+    dev.set("operating_state", 5 if produced_w < available_w - 1 else 4)
+
+
 def _generic_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     """A profile without a model serves its registers' ``sim_value`` (user profiles)."""
     if init:
@@ -412,6 +557,22 @@ MODELS: dict[str, Callable[[SimulatedDevice, float, bool], None]] = {
     "battery": _victron_model,
     "charger": _charger_model,
     "storage": _storage_model,
+    "inverter": _inverter_model,
+}
+#: The device's own timers, run by :meth:`SimulatedDevice.tick` whether or not it is asked.
+TIMERS: dict[str, Callable[[SimulatedDevice, float], None]] = {
+    "battery": _victron_timers,
+    "charger": _charger_timers,
+    "storage": _storage_timers,
+    "inverter": _inverter_timers,
+}
+#: Control registers after a power cycle (settings such as the ESS mode or the charger's
+#: idle timeout are kept).
+POWER_ON: dict[str, dict[str, float]] = {
+    "battery": {"ess_setpoint_l1_w": 0, "disable_charge": 0, "disable_feed_in": 0},
+    "charger": {"control_mode": 0, "setpoint_type": 0, "power_setpoint_w": 0, "action": 0},
+    "storage": {"storage_control_mode": 0, "discharge_rate_pct": 0, "revert_timeout_s": 0},
+    "inverter": {"limit_enabled": 0, "limit_pct": 100, "limit_revert_timeout_s": 0},
 }
 
 
@@ -439,14 +600,14 @@ class SimContext(ModbusServerContext):
         try:
             if func_code in (6, 16, 22, 23):  # the echo after a write: no new fault roll
                 return [dev.words.get(("h", a), 0) for a in range(address, address + count)]
-            return dev.read(func_code, address, count)
+            return dev.read(func_code, address, count, device_id)
         except Silence:
             raise NoSuchIdException("silence") from None
 
     async def async_setValues(self, device_id, func_code, address, values):
         dev = self._device(device_id)
         try:
-            return dev.write(func_code, address, list(values))
+            return dev.write(func_code, address, list(values), device_id)
         except Silence:
             raise NoSuchIdException("silence") from None
 
@@ -467,8 +628,15 @@ class SimServer:
         port: int = 0,
         serial_port: str | None = None,
         baudrate: int = 9600,
+        tick_s: float = 0.1,
     ):
-        self.devices = devices
+        self.devices = dict(devices)
+        for dev in devices.values():  # a device that serves registers on more unit ids
+            for unit in dev.extra_units:
+                self.devices.setdefault(unit, dev)
+        devices = self.devices
+        self.tick_s = tick_s
+        self._ticker: asyncio.Task | None = None
         self.host = host
         self.port = port
         self.serial_port = serial_port
@@ -500,7 +668,18 @@ class SimServer:
         if self.serial_port is None:
             transport = self.server.transport
             self.port = transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._ticker = asyncio.create_task(self._tick())
         return self
+
+    async def _tick(self) -> None:
+        """The devices' own timers run in real time, whether anyone asks them or not."""
+        while True:
+            await asyncio.sleep(self.tick_s)
+            for dev in {id(d): d for d in self.devices.values()}.values():
+                try:
+                    dev.tick()
+                except Exception:  # a broken model must not stop the server
+                    log.exception("simulator tick failed")
 
     def drop_connections(self) -> None:
         """Close every client connection (the ``disconnect`` fault)."""
@@ -511,6 +690,9 @@ class SimServer:
                 conn.close()
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self.server is not None:
             self.drop_connections()
             await self.server.shutdown()
@@ -533,6 +715,8 @@ def device_from_config(
         faults=list(dev_cfg.faults),
         role=dev_cfg.sim_role,
         time_of_day_s=time_of_day_s,
+        unit_map=dict(dev_cfg.unit_ids),
+        fixed_timeout_s=dev_cfg.failsafe_timeout_s,
     )
 
 
@@ -555,9 +739,10 @@ async def serve_config(
             key = (d.host, d.port)
         unit = cfg.unit_id(d)
         group = groups.setdefault(key, {})
-        if unit in group:
-            raise ValueError(f"devices: unit id {unit} used twice on {key[0]}:{key[1]}")
-        group[unit] = devices[d.name]
+        for u in {unit} | devices[d.name].extra_units:
+            if u in group:
+                raise ValueError(f"devices: unit id {u} used twice on {key[0]}:{key[1]}")
+            group[u] = devices[d.name]
     servers: list[SimServer] = []
     for key, devs in groups.items():
         if key[0] == "rtu":

@@ -60,6 +60,25 @@ class WriteLogEntry:
     requested_value: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ControlCheck:
+    """What a device reported against what was written to it (one check).
+
+    ``mismatches`` names what differed (``"ess_mode: 1 (written 3)"``, ``"setpoint ..."``,
+    ``"no reply: ..."``); ``re_enabled`` says the enable sequence and the setpoint were sent
+    again; ``in_control`` that after that the device reports the control state and the
+    setpoint; ``lost_checks`` counts the checks in a row that ended out of control.
+    """
+
+    asset: str
+    ts_ns: int
+    in_control: bool
+    mismatches: tuple[str, ...] = ()
+    re_enabled: bool = False
+    reported_w: float | None = None  # the device's own power reading [W, our sign]
+    lost_checks: int = 0
+
+
 @dataclass
 class _Control:
     dev: DeviceRuntime
@@ -74,6 +93,8 @@ class _Control:
     watchdog_t: float = -math.inf
     heartbeat: int = 0
     percent_ref_w: float | None = None
+    lost_checks: int = 0  # checks in a row that ended out of control
+    last_check: ControlCheck | None = None
 
 
 class SafeWriter:
@@ -103,15 +124,50 @@ class SafeWriter:
         #: The most recent writes (the JSON-lines file keeps them all).
         self.log: deque[WriteLogEntry] = deque(maxlen=10_000)
         self.controls: dict[str, _Control] = {}
+        #: Checks that found a device out of control (by the loop or before a refresh), until
+        #: :meth:`take_events` hands them on.
+        self.events: deque[ControlCheck] = deque(maxlen=1000)
         for dev in gateway.devices.values():
             ctrl = dev.profile.control
             if ctrl is None:
                 continue
             asset = dev.config.asset
-            if asset is None and ctrl.setpoint_quantity == "device_power":
+            if asset is None and ctrl.setpoint_quantity != "grid_power":
                 asset = dev.config.asset_from_site  # e.g. "ev-1" for her charger
             self.controls[asset or dev.name] = _Control(dev, ctrl)
         self._locks = {a: asyncio.Lock() for a in self.controls}
+
+    # ------------------------------------------------------------------ fail-safe
+    def failsafe_timeout_s(self, ctl: _Control) -> float | None:
+        """The device's fail-safe timeout at this site [s] (None: the device has none)."""
+        fs = ctl.spec.failsafe
+        if fs.kind == "none":
+            return None
+        return ctl.dev.config.failsafe_timeout_s or fs.timeout_s
+
+    def _step_value(self, ctl: _Control, register: str, value: float) -> float:
+        """An enable or watchdog value, with the site's fail-safe timeout for its register."""
+        fs = ctl.spec.failsafe
+        site = ctl.dev.config.failsafe_timeout_s
+        if fs.reg == register and fs.kind == "device_timeout" and site is not None:
+            return site
+        return value
+
+    def _every_s(self, ctl: _Control, profile_s: float | None) -> float | None:
+        """A refresh period: the profile's, at most a third of the site's fail-safe timeout."""
+        t = self.failsafe_timeout_s(ctl)
+        if t is None:
+            return profile_s
+        return min(profile_s, t / 3) if profile_s is not None else None
+
+    def _check_failsafe(self, ctl: _Control) -> None:
+        if ctl.spec.failsafe.kind == "none" and not ctl.dev.config.accept_no_failsafe:
+            raise WriteRefused(
+                f"{ctl.dev.name}: profile {ctl.dev.driver.profile.name} declares no fail-safe "
+                f"(it keeps its last setpoint when the controller dies: "
+                f"{ctl.spec.failsafe.safe_state}); control it only with "
+                "accept_no_failsafe: true on the device in the site description"
+            )
 
     # ------------------------------------------------------------------ logging
     def _record(
@@ -198,6 +254,15 @@ class SafeWriter:
                     f"weaken it{' (0 switches it off)' if value == 0 else ''}; "
                     f"allowed {t.min:g} to {t.max:g} s"
                 )
+            limits = dev.config.limits
+            if spec.unit == "W" and (
+                (limits.power_w_min is not None and value < limits.power_w_min)
+                or (limits.power_w_max is not None and value > limits.power_w_max)
+            ):
+                raise WriteRefused(
+                    f"{dev.name}.{register} = {value:g} W is outside the site's limits "
+                    f"[{limits.power_w_min}, {limits.power_w_max}] W"
+                )
             sf = await self._scale_factor(dev, spec)
             await dev.driver.write_value(register, value, sf)
             back = (await dev.driver.read_values([register]))[register]
@@ -261,8 +326,11 @@ class SafeWriter:
         return value
 
     async def _enable(self, ctl: _Control, requested_by: str) -> None:
+        self._check_failsafe(ctl)
         for step in ctl.spec.enable:
-            await self._write(ctl.dev, step.reg, step.value, requested_by)
+            await self._write(
+                ctl.dev, step.reg, self._step_value(ctl, step.reg, step.value), requested_by
+            )
         ctl.enabled = True
         await self._watchdog(ctl, requested_by)
 
@@ -276,7 +344,7 @@ class SafeWriter:
             ctl.heartbeat = (ctl.heartbeat + 1) % (top + 1)
             value = float(ctl.heartbeat)
         else:
-            value = wd.value
+            value = self._step_value(ctl, wd.reg, wd.value)
         await self._write(ctl.dev, wd.reg, value, f"{requested_by} (watchdog)")
         ctl.watchdog_t = self.clock.monotonic()
 
@@ -295,11 +363,18 @@ class SafeWriter:
                 await self._enable(ctl, requested_by)
             return await self._set_power(ctl, power_w, requested_by)
 
-    def _ramped(self, ctl: _Control, target_w: float, ramp: float | None, now: float) -> float:
-        """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W]."""
+    def _ramped(
+        self, ctl: _Control, target_w: float, ramp: float | None, now: float, hi: float
+    ) -> float:
+        """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W].
+
+        A first setpoint ramps from rest: 0 W for a device's power, and no limit (``hi``) for
+        a production limit, so enabling curtailment never starts by throttling to 0.
+        """
         if ramp is None:
             return target_w
-        last = ctl.power_w if ctl.power_w is not None else 0.0
+        rest = hi if ctl.spec.setpoint_quantity == "production_limit" else 0.0
+        last = ctl.power_w if ctl.power_w is not None else rest
         # time since the last write, at most one ramp step: a setpoint at rest for 15 minutes
         # earns no jump, the change goes out at ``ramp`` W/s from now on
         dt = min(now - ctl.setpoint_t, RAMP_STEP_S) if ctl.power_w is not None else RAMP_STEP_S
@@ -315,8 +390,9 @@ class SafeWriter:
         lo, hi, ramp = await self._limits_w(ctl)
         ctl.target_w = min(hi, max(lo, power_w))
         ctl.ramp_by = requested_by
-        value = self._ramped(ctl, ctl.target_w, ramp, now)
-        if ctl.power_w is not None and value == ctl.power_w and ctl.spec.setpoint_refresh_s is None:
+        value = self._ramped(ctl, ctl.target_w, ramp, now, hi)
+        refresh_s = self._every_s(ctl, ctl.spec.setpoint_refresh_s)
+        if ctl.power_w is not None and value == ctl.power_w and refresh_s is None:
             self._record(
                 ctl.dev,
                 ctl.spec.setpoint,
@@ -338,9 +414,9 @@ class SafeWriter:
     async def _ramp_on(self, ctl: _Control) -> None:
         """The next step of a ramp under way (the asset's lock held)."""
         assert ctl.target_w is not None
-        _lo, _hi, ramp = await self._limits_w(ctl)
+        _lo, hi, ramp = await self._limits_w(ctl)
         now = self.clock.monotonic()
-        value = self._ramped(ctl, ctl.target_w, ramp, now)
+        value = self._ramped(ctl, ctl.target_w, ramp, now, hi)
         if value == ctl.power_w:
             return
         await self._write(
@@ -384,14 +460,20 @@ class SafeWriter:
                     if not ctl.enabled:
                         continue
                     wd = ctl.spec.watchdog
-                    if wd is not None and now - ctl.watchdog_t >= wd.refresh_s:
+                    wd_every = self._every_s(ctl, wd.refresh_s) if wd is not None else None
+                    if wd is not None and wd_every is not None and now - ctl.watchdog_t >= wd_every:
                         await self._watchdog(ctl, "gateway")
-                    every = ctl.spec.setpoint_refresh_s
+                    every = self._every_s(ctl, ctl.spec.setpoint_refresh_s)
                     if (
                         every is not None
                         and ctl.power_w is not None
                         and now - ctl.setpoint_t >= every
                     ):
+                        # a device that rebooted or left control mode gets the enable
+                        # sequence again before its setpoint (never a refresh it ignores)
+                        check = await self._verify(ctl, "gateway (setpoint refresh)")
+                        if check.re_enabled or not check.in_control:
+                            continue
                         await self._write(
                             ctl.dev,
                             ctl.spec.setpoint,
@@ -406,10 +488,114 @@ class SafeWriter:
         periods = [RAMP_STEP_S]
         for ctl in self.controls.values():
             if ctl.spec.watchdog is not None:
-                periods.append(ctl.spec.watchdog.refresh_s / 4)
-            if ctl.spec.setpoint_refresh_s is not None:
-                periods.append(ctl.spec.setpoint_refresh_s / 4)
+                periods.append(self._every_s(ctl, ctl.spec.watchdog.refresh_s) / 4)  # type: ignore[operator]
+            every = self._every_s(ctl, ctl.spec.setpoint_refresh_s)
+            if every is not None:
+                periods.append(every / 4)
         return max(0.05, min(periods))
+
+    # ------------------------------------------------------------------ checks
+    def _status_expected(self, ctl: _Control) -> dict[str, list[float]]:
+        if ctl.spec.status:
+            return {r: list(v) for r, v in ctl.spec.status.items()}
+        out: dict[str, list[float]] = {}
+        for step in ctl.spec.enable:  # the last value an enable step writes
+            out[step.reg] = [self._step_value(ctl, step.reg, step.value)]
+        return out
+
+    async def _read_state(self, ctl: _Control) -> list[str]:
+        """What differs between the device's control registers and what was written."""
+        prof = ctl.dev.driver.profile
+        expected = self._status_expected(ctl)
+        names = [*expected, ctl.spec.setpoint]
+        vals = await ctl.dev.driver.read_values(names)
+        out = []
+        for reg, allowed in expected.items():
+            d = vals[reg]
+            if d.quality != 0 or float(d.value) not in allowed:  # type: ignore[arg-type]
+                want = " or ".join(f"{a:g}" for a in allowed)
+                out.append(f"{reg}: {d.value} (control needs {want})")
+        if ctl.power_w is not None:
+            d = vals[ctl.spec.setpoint]
+            spec = prof.registers[ctl.spec.setpoint]
+            sf = await self._scale_factor(ctl.dev, spec)
+            resolution = abs(spec.scale) * (10.0**sf if sf is not None else 1.0)
+            want_value = self._to_register(ctl, ctl.power_w)
+            if d.quality != 0 or abs(float(d.value) - want_value) > resolution / 2 + 1e-9:  # type: ignore[arg-type]
+                out.append(f"{ctl.spec.setpoint}: {d.value} (written {want_value:g})")
+        return out
+
+    def _reported_w(self, ctl: _Control) -> float | None:
+        reg = ctl.dev.profile.capabilities.get("power_w")
+        got = ctl.dev.values.get(reg) if reg else None
+        if got is None or got[1] != 0 or isinstance(got[0], str):
+            return None
+        return float(got[0])
+
+    async def _verify(self, ctl: _Control, requested_by: str) -> ControlCheck:
+        """Compare the device's control state and setpoint with what was written; after a
+        reboot or a mode change send the enable sequence and the setpoint again (the asset's
+        lock held)."""
+        asset = next(a for a, c in self.controls.items() if c is ctl)
+        re_enabled = False
+        in_control = False
+        try:
+            mismatches = await self._read_state(ctl)
+        except (ModbusError, NoaberError) as exc:
+            mismatches = [f"no reply: {exc}"]
+        else:
+            in_control = not mismatches
+        if mismatches and not mismatches[0].startswith("no reply"):
+            log.warning(
+                "%s: device out of control (%s); sending the enable sequence again",
+                ctl.dev.name,
+                "; ".join(mismatches),
+            )
+            try:
+                await self._enable(ctl, f"{requested_by} (re-enable)")
+                if ctl.power_w is not None:
+                    await self._write(
+                        ctl.dev,
+                        ctl.spec.setpoint,
+                        self._to_register(ctl, ctl.power_w),
+                        f"{requested_by} (re-enable)",
+                    )
+                    ctl.setpoint_t = self.clock.monotonic()
+                re_enabled = True
+                still = await self._read_state(ctl)
+                in_control = not still
+                mismatches += [f"after re-enable {m}" for m in still]
+            except (ModbusError, NoaberError) as exc:
+                mismatches.append(f"re-enable failed: {exc}")
+        ctl.lost_checks = 0 if in_control and not re_enabled else ctl.lost_checks + 1
+        check = ControlCheck(
+            asset,
+            self.clock.time_ns(),
+            in_control,
+            tuple(mismatches),
+            re_enabled,
+            self._reported_w(ctl),
+            ctl.lost_checks,
+        )
+        ctl.last_check = check
+        if mismatches:
+            self.events.append(check)
+        return check
+
+    def take_events(self) -> list[ControlCheck]:
+        """The out-of-control checks since the last call (oldest first)."""
+        out = list(self.events)
+        self.events.clear()
+        return out
+
+    async def check(self, asset_name: str, requested_by: str) -> ControlCheck:
+        """One check of a controlled asset (see :class:`ControlCheck`); a device not under
+        control (never enabled, or released) is reported in control with nothing to compare."""
+        ctl = self._ctl(asset_name)
+        async with self._locks[asset_name]:
+            if not ctl.enabled:
+                return ControlCheck(asset_name, self.clock.time_ns(), True)
+            return await self._verify(ctl, requested_by)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep watchdogs alive until ``stop`` is set, then restore every safe default."""

@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from noaber.api.routers import schedules
 
     app.include_router(schedules.router)
+    from noaber.api.routers import alarms
+
+    app.include_router(alarms.router)
     # --- end domain routers ---
     document_errors(app)
     return app

@@ -22,8 +22,17 @@ wires :mod:`modbus_gateway` and :mod:`optimizer` together) runs, in one event lo
   this loop releases whatever control is still enabled, logs it and prints a red status line;
   after a good plan, a device the plan no longer drives (the car left) is released too, so a
   stale V2G setpoint never meets the next car;
+* before every step each device under control is checked (:meth:`GatewaySetpoints.check_all`:
+  its control registers and setpoint against what was written; after a reboot or a mode change
+  the gateway sends the enable sequence again); a device still out of control after
+  :data:`LOST_AFTER_CHECKS` checks in a row raises an :class:`Alarm` (log, the run's
+  ``alarms``, a red status line, the site's alarm table :mod:`energy.alarms` read by
+  ``GET /alarms/sites/{site}``), is released (best effort) and excluded: the loop sends it
+  nothing more and the plan is made without it (its asset is left out of the scenario);
 * on Ctrl-C/SIGTERM, after ``steps`` steps, or when the gateway stops, the service stops and
-  the writer restores every safe default (and the spool gets its last flush).
+  the writer restores every safe default (and the spool gets its last flush). A controller
+  that dies without that (SIGKILL, power cut) leaves each device to its own fail-safe
+  (``control.failsafe`` of its profile: the device's timeout reverts it).
 
 Planning runs in the event loop: a solve of a 24 h horizon takes well under a second, far
 below the devices' watchdog refresh (20 s), so polling pauses only briefly.
@@ -44,14 +53,16 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from energy.alarms import record_alarm
 from energy.db import transaction
 from energy.errors import NoaberError
 from energy.models import Asset, Channel, Quantity, Site
 from energy.samples import Quality, SampleStore
-from modbus_gateway.capabilities import Battery, PowerControl, Written
+from modbus_gateway.capabilities import Battery, PowerControl, PowerLimit, Written
 from modbus_gateway.config import GatewayConfig
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleStoreSink
+from modbus_gateway.writes import ControlCheck
 from noaber.console import console
 from optimizer.limits import WriterLimit, apply_writer_limits
 from optimizer.model import SolveOptions
@@ -64,6 +75,20 @@ from optimizer.store import save_plan
 log = logging.getLogger("noaber.services.control")
 
 REQUESTED_BY = "noaber control"
+#: Checks in a row that end out of control before a device raises an alarm and is excluded.
+LOST_AFTER_CHECKS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A device the loop lost control of: when (``ts_ns``, UTC), what, and what was done."""
+
+    ts_ns: int
+    site: str
+    asset: str
+    device: str
+    kind: str  # "control_lost"
+    message: str
 
 
 @dataclass(frozen=True)
@@ -184,7 +209,11 @@ class GatewaySetpoints:
     def __init__(self, service: GatewayService, power_devices: dict[str, str]):
         self.controls: dict[str, PowerControl] = {}
         self.routes: dict[str, str] = {}
+        #: PV curtailment: asset -> its inverter's :class:`PowerLimit` view (:meth:`limit`).
+        self.limits: dict[str, PowerLimit] = {}
         for dev_name, view in service.devices().items():
+            if isinstance(view, PowerLimit):
+                self.limits[view.asset] = view
             if not isinstance(view, PowerControl):
                 continue
             self.controls[view.asset] = view
@@ -193,6 +222,44 @@ class GatewaySetpoints:
                 if dev == dev_name:
                     self.routes.setdefault(asset, view.asset)
         self.records: list[SetpointRecord] = []
+        self.checks: list[ControlCheck] = []
+        #: Control name -> why it is excluded (the loop sends it nothing more).
+        self.excluded: dict[str, str] = {}
+        self._service = service
+        self._device_of = {
+            v.asset: n
+            for n, v in service.devices().items()
+            if isinstance(v, PowerControl | PowerLimit)
+        }
+
+    def excluded_assets(self) -> set[str]:
+        """The site assets whose device is excluded (routes to an excluded control)."""
+        return {a for a, key in self.routes.items() if key in self.excluded}
+
+    async def check_all(self, requested_by: str) -> list[ControlCheck]:
+        """Check every control under way (see :class:`~modbus_gateway.writes.ControlCheck`);
+        returns, oldest first, what the gateway found out of control since the last call (its
+        checks before setpoint refreshes) and these checks."""
+        out = []
+        for key, view in self._views().items():
+            if not view.enabled or key in self.excluded:
+                continue
+            check = await view.check(requested_by)
+            self.checks.append(check)
+            if not check.mismatches:
+                out.append(check)
+        return [*self._service.writer.take_events(), *out]
+
+    async def exclude(self, key: str, reason: str, requested_by: str) -> None:
+        """Stop driving control ``key``: release it (best effort) and send it nothing more."""
+        self.excluded[key] = reason
+        try:
+            await self._views()[key].release(requested_by)
+        except NoaberError as exc:
+            log.error("%s: safe default after losing control failed: %s", key, exc)
+
+    def device_of(self, key: str) -> str:
+        return self._device_of.get(key, key)
 
     def control_of(self, asset_name: str) -> str:
         key = self.routes.get(asset_name)
@@ -203,9 +270,13 @@ class GatewaySetpoints:
             )
         return key
 
-    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Written:
-        """Command the asset's power [W, + = charging]; returns what the device took."""
+    async def apply(self, asset_name: str, power_w: float, requested_by: str) -> Written | None:
+        """Command the asset's power [W, + = charging]; returns what the device took (None:
+        the device is excluded after an alarm, nothing is sent)."""
         key = self.control_of(asset_name)
+        if key in self.excluded:
+            log.info("%s is excluded (%s): setpoint not sent", key, self.excluded[key])
+            return None
         written = await self.controls[key].write(power_w, requested_by)
         self.records.append(
             SetpointRecord(
@@ -220,6 +291,36 @@ class GatewaySetpoints:
         )
         return written
 
+    async def limit(
+        self, asset_name: str, max_production_w: float, requested_by: str
+    ) -> Written | None:
+        """Cap a PV asset's production [W, >= 0] through its inverter's active-power limit
+        (None: excluded after an alarm, nothing sent)."""
+        view = self.limits.get(asset_name)
+        if view is None:
+            raise NoaberError(
+                f"no gateway device limits the production of {asset_name!r} "
+                f"(limited: {', '.join(sorted(self.limits)) or 'none'})"
+            )
+        if asset_name in self.excluded:
+            return None
+        written = await view.limit_w(max_production_w, requested_by)
+        self.records.append(
+            SetpointRecord(
+                asset_name,
+                asset_name,
+                -max_production_w,
+                written.requested_w,
+                written.written_w,
+                requested_by,
+                written.read_back,
+            )
+        )
+        return written
+
+    def _views(self) -> dict[str, PowerControl | PowerLimit]:
+        return {**self.limits, **self.controls}
+
     async def release(self, asset_name: str, requested_by: str) -> None:
         """Hand the asset's device back to its safe default."""
         await self.controls[self.control_of(asset_name)].release(requested_by)
@@ -227,10 +328,10 @@ class GatewaySetpoints:
     async def release_all(self, requested_by: str, keep: Collection[str] = ()) -> list[str]:
         """Release every control still enabled except those of the assets in ``keep``;
         returns their names (errors are logged)."""
-        kept = {self.routes[a] for a in keep if a in self.routes}
+        kept = {self.routes[a] for a in keep if a in self.routes} | (set(keep) & set(self.limits))
         released = []
-        for key, view in self.controls.items():
-            if view.enabled and key not in kept:
+        for key, view in self._views().items():
+            if view.enabled and key not in kept and key not in self.excluded:
                 try:
                     await view.release(requested_by)
                     released.append(key)
@@ -303,6 +404,62 @@ class ControlRun:
     samples_delivered: int = 0
     samples_spooled: int = 0
     released: list[list[str]] = field(default_factory=list)  # per step, by this loop
+    alarms: list[Alarm] = field(default_factory=list)
+    checks: list[ControlCheck] = field(default_factory=list)
+
+
+async def _check_controls(
+    sink: GatewaySetpoints,
+    site: str,
+    alarms: list[Alarm],
+    i: int,
+    steps: int,
+    store: Callable[[Alarm], None] | None = None,
+) -> None:
+    """Before step ``i``: check every device under control; one that stays out of control
+    raises an alarm and is excluded. Every alarm goes to ``alarms`` and to ``store``."""
+    first = len(alarms)
+    try:
+        await _check_all(sink, site, alarms, i, steps)
+    finally:
+        for alarm in alarms[first:]:
+            if store is not None:
+                store(alarm)
+
+
+async def _check_all(
+    sink: GatewaySetpoints, site: str, alarms: list[Alarm], i: int, steps: int
+) -> None:
+    lost: dict[str, ControlCheck] = {}
+    for check in await sink.check_all(f"{REQUESTED_BY} (check)"):
+        key = check.asset
+        if check.re_enabled and check.in_control:
+            message = (
+                f"{key} ({sink.device_of(key)}) had left control "
+                f"({'; '.join(check.mismatches)}): a reboot or a mode change; the enable "
+                "sequence and the setpoint were sent again and it reports them"
+            )
+            alarms.append(
+                Alarm(check.ts_ns, site, key, sink.device_of(key), "control_restored", message)
+            )
+            log.warning("step %d/%d: ALARM %s", i + 1, steps, message)
+            console.print(f"[yellow]alarm: {message}[/yellow]")
+        if not check.in_control:
+            lost[key] = check  # the latest of each device
+    for key, check in lost.items():
+        if check.lost_checks < LOST_AFTER_CHECKS or key in sink.excluded:
+            log.warning("step %d/%d: %s out of control: %s", i + 1, steps, key, check.mismatches)
+            continue
+        message = (
+            f"{key} ({sink.device_of(key)}) out of control for {check.lost_checks} checks in "
+            f"a row: {'; '.join(check.mismatches) or 'does not report what was written'}; "
+            "released and excluded, the plan is made without it"
+        )
+        alarm = Alarm(check.ts_ns, site, key, sink.device_of(key), "control_lost", message)
+        alarms.append(alarm)
+        log.error("ALARM %s", message)
+        console.print(f"[red]alarm: {message}[/red]")
+        await sink.exclude(key, message, f"{REQUESTED_BY} (control lost)")
 
 
 OnStep = Callable[[int, MPCController], Awaitable[None]]
@@ -404,6 +561,8 @@ async def run_control(
     site = wiring.site
     limits = writer_limits(cfg, wiring.power_devices)  # plan within what the writer lets through
 
+    excluded: set[str] = set()  # assets whose device raised an alarm
+
     def scenario_at(now: pd.Timestamp) -> Scenario:
         ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
         with sessions() as s:
@@ -417,7 +576,11 @@ async def run_control(
                 cloud_factor,
                 price_series=price_series,
             )
-        return apply_writer_limits(sc, limits)
+        sc = apply_writer_limits(sc, limits)
+        if not excluded:
+            return sc
+        battery = sc.battery if sc.battery is None or sc.battery.name not in excluded else None
+        return sc.replace(battery=battery, evs=tuple(e for e in sc.evs if e.name not in excluded))
 
     scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
 
@@ -442,6 +605,16 @@ async def run_control(
         scenario_at, measure, sink, options=options, requested_by=REQUESTED_BY
     )
     run = ControlRun(controller.status, sink.records, controller, service)
+
+    def store_alarm(alarm: Alarm) -> None:
+        """The alarm into the site's alarm table (``GET /alarms/sites/{site}``)."""
+        at = pd.Timestamp(alarm.ts_ns, unit="ns", tz="UTC").to_pydatetime()
+        try:
+            with transaction(sessions) as s:
+                record_alarm(s, site, at, alarm.asset, alarm.device, alarm.kind, alarm.message)
+        except Exception as exc:  # the loop goes on; the log has the alarm
+            log.error("alarm not stored: %s", exc)
+
     task = asyncio.create_task(service.run())
     try:
         devices = {d for d, _reg in wiring.soc_sources.values()}
@@ -450,6 +623,8 @@ async def run_control(
         for i in range(steps):
             if stop.is_set() or task.done():
                 break
+            await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
+            excluded |= sink.excluded_assets()
             setpoints = await controller.step()
             run.released.append(await _release_after(sink, controller, setpoints, i, steps))
             report_step(controller, setpoints, i, steps, sessions if store_plans else None)
@@ -469,6 +644,7 @@ async def run_control(
         run.polls = counters.total_polls
         run.samples_delivered = counters.samples_delivered
         run.samples_spooled = counters.samples_spooled
+        run.checks = list(sink.checks)
         service.close()
     return run
 
@@ -561,5 +737,5 @@ def summary_line(run: ControlRun) -> str:
         f"{st.steps} step(s): {st.plans} planned, {st.failures} failed; "
         f"{len(run.setpoints)} setpoints written; {run.polls} polls, "
         f"{run.samples_delivered} samples stored, {run.samples_spooled} spooled; "
-        "safe defaults restored"
+        f"{len(run.alarms)} alarm(s); safe defaults restored"
     )

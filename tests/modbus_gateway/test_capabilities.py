@@ -98,30 +98,38 @@ async def test_power_control_clamps_to_the_site_limit_reads_back_and_releases(se
         service.close()
 
 
-async def test_ess_view_takes_battery_power_as_a_grid_setpoint(serve):
-    """A Victron ESS regulates its grid connection: the view asks for the grid setpoint that
-    leaves the asked battery power; an unchanged setpoint is not re-written (flash wear)."""
-    clock = FakeClock()  # the simulated building load stays put while the clock does
+async def test_gx_view_takes_battery_power_in_ess_mode_3(serve):
+    """A Victron GX is controlled in ESS mode 3: external control is set on the system unit
+    (2902), the Multi's AC-input setpoint on the VE.Bus unit (37) is the battery's power, it
+    is refreshed (a RAM value the Multi drops after 60 s), and release hands the ESS back."""
+    clock = FakeClock()
     srv, sim = await serve("victron_gx", clock=clock)
     gw = Gateway(
-        config_for([{"name": "gx", "profile": "victron_gx", "port": srv.port}]), clock=clock
+        config_for([{"name": "gx", "profile": "victron_gx", "port": srv.port, "asset": "battery"}]),
+        clock=clock,
     )
     writer = SafeWriter(gw)
     try:
         gx = device(gw, writer, "gx")
-        assert isinstance(gx, PowerControl) and isinstance(gx, Battery) and gx.asset == "gx"
-        net_w = sim.get("grid_power_l1_w") - sim.get("battery_power_w")
-        assert abs(net_w) > 100  # so the translation shows
+        assert isinstance(gx, PowerControl) and isinstance(gx, Battery) and gx.asset == "battery"
         written = await gx.write(2000, requested_by="test")
-        assert written.requested_w == pytest.approx(2000 + net_w, abs=0.1)
-        assert written.read_back and written.written_w == sim.get("grid_setpoint_w")
-        sim.read(3, 842, 1)  # let the simulated ESS follow its setpoint
-        assert sim.get("battery_power_w") == pytest.approx(2000, abs=1)
-        again = await gx.write(2000, requested_by="test")
-        assert again.written_w == written.written_w and not again.read_back
-        assert len(sim.writes_to("grid_setpoint_w")) == 1
+        assert written.requested_w == 2000 and written.read_back
+        assert [w.name for w in sim.write_log][:4] == [
+            "ess_mode", "disable_charge", "disable_feed_in", "ess_setpoint_l1_w"
+        ]  # fmt: skip
+        assert sim.get("ess_mode") == 3 and sim.get("ess_setpoint_l1_w") == 2000
+        sim.read(3, 842, 1, 100)  # let the simulated Multi follow its setpoint
+        assert sim.get("battery_power_w") == 2000
+        assert len(sim.writes_to("grid_setpoint_w")) == 0  # the flash setting is never touched
+        for _ in range(4):  # 40 s: refreshed before the Multi's 60 s run out
+            clock.advance(10)
+            await writer.keepalive_once()
+            sim.tick()
+        assert len(sim.writes_to("ess_setpoint_l1_w")) >= 4 and sim.state["passthru"] == 0
+        check = await gx.check(requested_by="test")
+        assert check.in_control and not check.mismatches
         await gx.release(requested_by="test")
-        assert sim.get("grid_setpoint_w") == 0 and not gx.enabled
+        assert sim.get("ess_setpoint_l1_w") == 0 and sim.get("ess_mode") == 1 and not gx.enabled
     finally:
         gw.close()
 

@@ -65,5 +65,5 @@ async def test_site_assets_name_the_controllable_devices():
     finally:
         gw.close()
     assert {"ev-1", "ev-2", "ev-3"} <= set(controls)
-    # the Victron ESS setpoint is a grid setpoint, not the battery's power: not "battery"
-    assert "battery" not in controls and "battery-gx" in controls
+    # the Victron ESS mode 3 setpoint is the Multi's own AC-input power: the battery's
+    assert "battery" in controls and controls["battery"].dev.name == "battery-gx"

@@ -28,6 +28,7 @@ SHIPPED = [
     "victron_gx",
     "wallbox_quasar",
     "sunspec_storage",
+    "sunspec_inverter",
 ]
 
 
@@ -186,6 +187,13 @@ def test_errors_name_file_and_path(tmp_path):
     bad.write_text(
         "name: mine\nregisters:\n  p: {address: 1}\ncontrol: {setpoint: p}\n", encoding="utf-8"
     )
+    with pytest.raises(ValidationError, match=r"control\.failsafe: Field required"):
+        load_profile(bad)  # a controllable profile must say how it fails safe
+    bad.write_text(
+        "name: mine\nregisters:\n  p: {address: 1}\ncontrol: {setpoint: p, failsafe: "
+        "{kind: none, safe_state: keeps the last setpoint}}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ValidationError, match="not writable"):
         load_profile(bad)
     bad.write_text("name: [unclosed\n", encoding="utf-8")
@@ -204,3 +212,92 @@ def test_user_profile_without_code(tmp_path):
     assert p.name == "acme_meter" and p.registers["power_w"].words == 2
     with pytest.raises(NoaberError, match="unknown profile"):
         get_profile("no_such_profile")
+
+
+def test_every_controllable_profile_declares_its_failsafe():
+    """Each shipped profile that takes setpoints says how it becomes safe by itself, and keeps
+    its watchdog alive well within that time."""
+    controllable = {n: p for n, p in shipped_profiles().items() if p.control is not None}
+    assert set(controllable) == {
+        "victron_gx",
+        "wallbox_quasar",
+        "sunspec_storage",
+        "sunspec_inverter",
+    }
+    for name, p in controllable.items():
+        fs = p.control.failsafe
+        assert fs.kind == "device_timeout" and fs.timeout_s is not None and fs.timeout_s <= 120, (
+            name
+        )
+        assert fs.safe_state and fs.source, name
+        refresh = min(
+            x
+            for x in (
+                p.control.setpoint_refresh_s,
+                p.control.watchdog and p.control.watchdog.refresh_s,
+            )
+            if x
+        )
+        assert refresh <= fs.timeout_s / 3, name
+    gx = controllable["victron_gx"]
+    # ESS mode 3 (external control) on the VE.Bus unit; the persisted grid setpoint is read-only
+    assert gx.registers["ess_mode"].address == 2902 and gx.registers["ess_mode"].unit_id is None
+    assert gx.control.enable[0].reg == "ess_mode" and gx.control.enable[0].value == 3
+    assert (
+        gx.registers["ess_setpoint_l1_w"].address,
+        gx.registers["ess_setpoint_l1_w"].unit_id,
+    ) == (37, 227)
+    assert gx.registers["grid_setpoint_w"].writable is None
+    assert gx.control.failsafe.reg is None  # fixed in the firmware
+    inv = controllable["sunspec_inverter"]
+    assert inv.control.setpoint_quantity == "production_limit"
+    assert inv.control.failsafe.reg == "limit_revert_timeout_s"
+
+
+def test_failsafe_declarations_are_checked():
+    base = {
+        "name": "t",
+        "registers": {
+            "p": {"address": 1, "type": "int16", "writable": {"min": -1000, "max": 1000}},
+            "t": {
+                "address": 2,
+                "writable": {"min": 0, "max": 600},
+                "watchdog_timeout_s": {"min": 1, "max": 120},
+            },
+            "u": {"address": 3, "writable": {"min": 0, "max": 600}},
+        },
+    }
+
+    def prof(failsafe, **control):
+        return parse_profile(
+            {**base, "control": {"setpoint": "p", "failsafe": failsafe, **control}}, "t.yaml"
+        )
+
+    with pytest.raises(ValidationError, match="needs timeout_s"):
+        prof({"kind": "device_timeout", "safe_state": "x"}, setpoint_refresh_s=5)
+    with pytest.raises(ValidationError, match="must be shorter"):
+        prof({"kind": "device_timeout", "timeout_s": 10, "safe_state": "x"}, setpoint_refresh_s=10)
+    with pytest.raises(ValidationError, match="must declare watchdog_timeout_s"):
+        prof(
+            {"kind": "device_timeout", "register": "u", "timeout_s": 10, "safe_state": "x"},
+            setpoint_refresh_s=2,
+        )
+    with pytest.raises(ValidationError, match="outside the register's watchdog range"):
+        prof(
+            {"kind": "device_timeout", "register": "t", "timeout_s": 300, "safe_state": "x"},
+            setpoint_refresh_s=2,
+        )
+    with pytest.raises(ValidationError, match="needs the heartbeat register"):
+        prof(
+            {"kind": "controller_heartbeat", "timeout_s": 10, "safe_state": "x"},
+            setpoint_refresh_s=2,
+        )
+    ok = prof(
+        {"kind": "device_timeout", "register": "t", "timeout_s": 30, "safe_state": "x"},
+        setpoint_refresh_s=5,
+    )
+    assert ok.control.failsafe.reg == "t"
+    assert (
+        prof({"kind": "none", "safe_state": "keeps the last setpoint"}).control.failsafe.kind
+        == "none"
+    )

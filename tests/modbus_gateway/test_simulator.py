@@ -114,3 +114,92 @@ async def test_port_in_use_is_a_clear_error(serve):
     srv, dev = await serve("eastron_sdm120")
     with pytest.raises(NoaberError, match="cannot listen"):
         await SimServer({1: dev}, port=srv.port).start()
+
+
+def _write(dev, name, value, unit=None):
+    """Write an engineering value the way a client does (words, function 16)."""
+    from modbus_gateway.profiles import encode
+
+    spec = dev.profile.registers[name]
+    sf = dev._sf(name)
+    assert dev.write(16, spec.address, encode(dev.profile, spec, value, sf), unit) is None
+
+
+def test_victron_mode_2_setpoint_is_kept_forever_mode_3_times_out():
+    """The GX keeps a plain ESS grid setpoint with nobody writing; in ESS mode 3 the Multi
+    follows the AC-input setpoint only while it is refreshed, then goes to passthru."""
+    clock = FakeClock()
+    gx = _dev("victron_gx", clock, time_of_day_s=0)
+    gx.write(6, 2700, [5000])  # mode 1/2: 5 kW from the grid
+    for _ in range(30):  # 30 minutes and nobody writes
+        clock.advance(60)
+        gx.tick()
+        gx.read(3, 840, 5)
+    assert gx.get("grid_setpoint_w") == 5000 and gx.get("battery_power_w") > 0
+    # mode 3 on the VE.Bus unit (227); the system unit (100) does not serve register 37
+    _write(gx, "ess_mode", 3, 100)
+    assert gx.write(6, 37, [3000], 100) == ExcCodes.ILLEGAL_ADDRESS
+    _write(gx, "ess_setpoint_l1_w", -3000, 227)
+    clock.advance(1)
+    gx.read(3, 840, 5)
+    assert gx.get("battery_power_w") == -3000 and gx.get("vebus_state") == 9
+    for _ in range(5):  # refreshed every 10 s: followed
+        clock.advance(10)
+        _write(gx, "ess_setpoint_l1_w", -3000, 227)
+        gx.tick()
+    assert gx.get("battery_power_w") == -3000
+    clock.advance(61)  # the controller is gone: no write for longer than 60 s
+    gx.tick()
+    gx.read(3, 840, 5)
+    assert gx.get("battery_power_w") == 0 and gx.get("vebus_state") == 8  # passthru
+    assert gx.state["watchdog_expired"] == 1
+
+
+def test_quasar_leaves_remote_after_idle_timeout_and_after_reboot():
+    clock = FakeClock()
+    q = _dev("wallbox_quasar", clock)
+    for addr, v in ((88, 30), (81, 1), (83, 1), (257, 1), (260, 3000)):
+        q.write(6, addr, [v])
+    clock.advance(1)
+    q.read(3, 526, 1)
+    assert q.get("actual_power_w") == 3000
+    q.reboot()
+    assert q.get("control_mode") == 0 and q.get("power_setpoint_w") == 0
+    assert q.get("modbus_idle_timeout_s") == 30  # a setting: kept
+    clock.advance(1)
+    q.read(3, 526, 1)
+    assert q.get("actual_power_w") == 0
+    for addr, v in ((81, 1), (83, 1), (257, 1), (260, 3000)):
+        q.write(6, addr, [v])
+    clock.advance(31)
+    q.tick()  # no request needed: the charger's own timer
+    assert q.get("control_mode") == 0 and q.state["watchdog_expired"] == 1
+
+
+def test_sunspec_storage_and_inverter_revert_by_themselves():
+    clock = FakeClock()
+    st = _dev("sunspec_storage", clock)
+    _write(st, "revert_timeout_s", 20)
+    _write(st, "storage_control_mode", 3)
+    _write(st, "discharge_rate_pct", 50)
+    clock.advance(19)
+    st.tick()
+    assert st.get("storage_control_mode") == 3
+    clock.advance(2)
+    st.tick()
+    assert st.get("storage_control_mode") == 0 and st.get("discharge_rate_pct") == 0
+    inv = _dev("sunspec_inverter", clock, time_of_day_s=12 * 3600)
+    clock.advance(1)
+    inv.read(3, 40000, 2)
+    assert inv.get("ac_power_w") < -7000  # noon: about 8 kW produced (negative)
+    _write(inv, "limit_revert_timeout_s", 15)
+    _write(inv, "limit_pct", 30)
+    _write(inv, "limit_enabled", 1)
+    clock.advance(1)
+    inv.read(3, 40000, 2)
+    assert inv.get("ac_power_w") == -3000 and inv.get("operating_state") == 5  # throttled
+    clock.advance(16)
+    inv.tick()
+    assert inv.get("limit_enabled") == 0
+    inv.read(3, 40000, 2)
+    assert inv.get("ac_power_w") < -7000

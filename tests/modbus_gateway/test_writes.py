@@ -134,21 +134,50 @@ async def test_safe_default_on_shutdown_and_on_lost_schedule(serve):
         gw.close()
 
 
-async def test_victron_unchanged_setpoint_is_not_rewritten(serve):
+async def test_unchanged_setpoint_without_refresh_is_not_rewritten(serve, tmp_path):
+    """A device whose setpoint persists (no setpoint refresh in its profile, e.g. a setting
+    stored in flash) gets an unchanged setpoint once only."""
     clock = FakeClock()
-    srv, sim = await serve("victron_gx", clock=clock)
-    gw = Gateway(
-        config_for([{"name": "gx", "profile": "victron_gx", "port": srv.port}]), clock=clock
-    )
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["control"]["setpoint_refresh_s"] = None
+    prof["control"]["watchdog"] = None
+    prof["control"]["failsafe"] = {"kind": "none", "safe_state": "keeps its setpoint"}
+    path = tmp_path / "flash.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port, "accept_no_failsafe": True}
+    gw = Gateway(config_for([dev]), clock=clock)
     w = SafeWriter(gw)
     try:
-        await w.apply("gx", 1000, requested_by="mpc")
+        await w.apply("ev1", 1000, requested_by="mpc")
         clock.advance(5)
-        await w.apply("gx", 1000, requested_by="mpc")
+        await w.apply("ev1", 1000, requested_by="mpc")
         await w.keepalive_once()
-        assert len(sim.writes_to("grid_setpoint_w")) == 1
+        assert len(sim.writes_to("power_setpoint_w")) == 1
         await w.close()
-        assert sim.get("grid_setpoint_w") == 0
+        assert sim.get("power_setpoint_w") == 0
+    finally:
+        gw.close()
+
+
+async def test_device_without_failsafe_is_refused_unless_accepted(serve, tmp_path):
+    clock = FakeClock()
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["control"]["failsafe"] = {"kind": "none", "safe_state": "keeps its last setpoint"}
+    path = tmp_path / "nofailsafe.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port}
+    gw = Gateway(config_for([dev]), clock=clock)
+    try:
+        with pytest.raises(WriteRefused, match=r"declares no fail-safe.*accept_no_failsafe: true"):
+            await SafeWriter(gw).apply("ev1", 1000, requested_by="mpc")
+        assert len(sim.write_log) == 0  # nothing reached the device
+    finally:
+        gw.close()
+    gw = Gateway(config_for([{**dev, "accept_no_failsafe": True}]), clock=clock)
+    try:
+        assert await SafeWriter(gw).apply("ev1", 1000, requested_by="mpc") == 1000
     finally:
         gw.close()
 
@@ -191,7 +220,7 @@ async def test_read_back_mismatch_is_an_error_and_logged(serve):
     clock = FakeClock()
     sim, gw, w = await _quasar(serve, clock)
 
-    def ack_but_ignore(function, address, values):
+    def ack_but_ignore(function, address, values, unit=None):
         sim.requests += 1
         return None  # a device that says yes and does nothing
 
@@ -372,3 +401,33 @@ async def test_step_change_goes_out_as_a_ramp_over_real_time(serve):
         "mpc",
         "mpc (ramp)",
     }
+
+
+async def test_raw_write_of_another_power_register_is_held_to_the_site_limits(serve, tmp_path):
+    """A W register that is not the control setpoint (a user profile's export limit, say)
+    cannot be written past the site's limits either: refused, nothing reaches the device."""
+    clock = FakeClock()
+    srv, sim = await serve("wallbox_quasar", clock=clock)
+    prof = shipped_profiles()["wallbox_quasar"].model_dump(by_alias=True)
+    prof["registers"]["max_power_w"] = {
+        "address": 82, "type": "int16", "unit": "W", "writable": {"min": -7400, "max": 7400}
+    }  # fmt: skip
+    path = tmp_path / "quasar_plus.yaml"
+    path.write_text(json.dumps(prof), encoding="utf-8")
+    limits = {"power_w_min": -2000, "power_w_max": 3000}
+    dev = {"name": "ev1", "profile": str(path), "port": srv.port, "limits": limits}
+    sim.words[("h", 82)] = 0
+    sim.writable.add(82)
+    gw = Gateway(config_for([dev]), clock=clock)
+    w = SafeWriter(gw)
+    try:
+        with pytest.raises(WriteRefused, match="outside the site's limits"):
+            await w.write_register("ev1", "max_power_w", 5000, "operator:anna")
+        with pytest.raises(WriteRefused, match="outside the site's limits"):
+            await w.write_register("ev1", "max_power_w", -2500, "operator:anna")
+        assert sim.writes_to("max_power_w") == []
+        assert await w.write_register("ev1", "max_power_w", 2500, "operator:anna") == 2500
+        # and the setpoint register itself, raw, is clamped to them
+        assert await w.write_register("ev1", "power_setpoint_w", 9000, "operator:anna") == 3000
+    finally:
+        gw.close()

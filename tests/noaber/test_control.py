@@ -177,7 +177,7 @@ async def test_mpc_setpoints_reach_the_simulators_and_a_short_car_stays_controll
         async def on_step(i: int, controller) -> None:
             seen.append(
                 {
-                    "grid_setpoint_w": gx.get("grid_setpoint_w"),
+                    "ess_setpoint_l1_w": gx.get("ess_setpoint_l1_w"),
                     "power_setpoint_w": quasar.get("power_setpoint_w"),
                     "control_mode": quasar.get("control_mode"),
                     "writes": len(controller.sink.records),
@@ -216,11 +216,10 @@ async def test_mpc_setpoints_reach_the_simulators_and_a_short_car_stays_controll
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
         assert first["ev-1"].planned_w > 0  # cheap now, the car charges
         assert first["ev-1"].requested_w == first["ev-1"].planned_w
-        # the GX takes a grid setpoint held to +-4 kW: the plan keeps the grid within it
-        # (optimizer.limits), so the battery covers what the 4 kW do not
-        assert seen[0]["plan_import_kw"] <= 4.0 + 1e-6 and seen[0]["plan_export_kw"] <= 4.0 + 1e-6
-        assert first["battery"].planned_w != 0
-        assert seen[0]["grid_setpoint_w"] == first["battery"].written_w
+        assert first["battery"].planned_w > 0  # and the battery too (ESS mode 3: its own power)
+        assert first["battery"].requested_w == first["battery"].planned_w
+        assert abs(first["battery"].planned_w) <= 4000.0 + 1e-6  # planned within the writer's limit
+        assert seen[0]["ess_setpoint_l1_w"] == first["battery"].written_w
         assert seen[0]["power_setpoint_w"] == first["ev-1"].written_w == 3000.0
         assert seen[0]["control_mode"] == 1
 
@@ -241,7 +240,7 @@ async def test_mpc_setpoints_reach_the_simulators_and_a_short_car_stays_controll
         assert set(third) == {"battery", "ev-1"}
         for rec in third.values():
             assert rec.written_w == _clamp(rec.requested_w, LIMITS_W[DEVICE_OF[rec.asset]])
-        assert seen[2]["grid_setpoint_w"] == third["battery"].written_w
+        assert seen[2]["ess_setpoint_l1_w"] == third["battery"].written_w
         assert seen[2]["power_setpoint_w"] == third["ev-1"].written_w
         assert seen[2]["control_mode"] == 1
 
@@ -250,14 +249,14 @@ async def test_mpc_setpoints_reach_the_simulators_and_a_short_car_stays_controll
         assert [r.asset for r in fourth] == ["battery"]
         assert run.released[3] == ["ev-1"]
         assert seen[3]["power_setpoint_w"] == 0 and seen[3]["control_mode"] == 0
-        assert seen[3]["grid_setpoint_w"] == fourth[0].written_w
+        assert seen[3]["ess_setpoint_l1_w"] == fourth[0].written_w
 
         # the measured SoC came from the simulators through the gateway
         sc = run.controller.last_scenario
         assert sc is not None and sc.battery is not None
         assert abs(sc.battery.soc_initial_pct - gx.get("battery_soc_pct")) <= 1
         # shutdown: safe defaults on the devices, samples in the store
-        assert gx.get("grid_setpoint_w") == 0
+        assert gx.get("ess_setpoint_l1_w") == 0
         assert quasar.get("power_setpoint_w") == 0 and quasar.get("control_mode") == 0
         log = run.service.writer.log
         assert any(e.requested_by == "gateway (shutdown)" for e in log)
@@ -282,7 +281,7 @@ async def test_unknown_asset_is_refused_and_unimported_site_is_explained(
 
     service = GatewayService(cfg, MemorySink(), tmp_path / "spool.sqlite")
     sink = GatewaySetpoints(service, wiring.power_devices)
-    assert sink.control_of("battery") == "battery-gx"
+    assert sink.control_of("battery") == "battery"
     assert sink.control_of("ev-1") == "ev-1"
     with pytest.raises(NoaberError, match="no gateway device controls asset 'car-x'"):
         await sink.apply("car-x", 1000.0, "test")
@@ -350,7 +349,7 @@ async def test_cli_runs_until_sigterm_and_restores_safe_defaults(
         assert proc.returncode == 0, out
         assert "planned, setpoints" in out and "safe defaults restored" in out
         assert quasar.get("control_mode") == 0 and quasar.get("power_setpoint_w") == 0
-        assert gx.get("grid_setpoint_w") == 0
+        assert gx.get("ess_setpoint_l1_w") == 0
         writes = (settings_env.data_dir / "gateway-writes.jsonl").read_text(encoding="utf-8")
         assert '"requested_by": "noaber control"' in writes
         assert '"requested_by": "gateway (shutdown)"' in writes
