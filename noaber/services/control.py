@@ -163,8 +163,8 @@ def writer_limits(cfg: GatewayConfig, power_devices: Mapping[str, str]) -> list[
     out: list[WriterLimit] = []
     for d in cfg.devices:
         ctrl = cfg.profiles[d.name].control
-        if ctrl is None:
-            continue
+        if ctrl is None or ctrl.setpoint_quantity == "production_limit":
+            continue  # a PV limit caps production; it does not bound a planned power
         assets = [d.asset] if d.asset else [a for a, dev in power_devices.items() if dev == d.name]
         if not assets and d.asset_from_site:
             assets = [d.asset_from_site]
