@@ -72,6 +72,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from noaber.api.routers import schedules
 
     app.include_router(schedules.router)
+    from noaber.api.routers import jobs, ops
+
+    app.include_router(jobs.router)
+    app.include_router(ops.router)
     # --- end domain routers ---
     document_errors(app)
     return app

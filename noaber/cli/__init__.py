@@ -19,6 +19,7 @@ from noaber.cli import (
     db,
     gateway,
     intervals,
+    jobs,
     meetkoffer,
     member,
     optimize,
@@ -51,6 +52,7 @@ COMMAND_MODULES = (
     optimize,
     control,
     settle,
+    jobs,
     meetkoffer,
     audit,
 )
