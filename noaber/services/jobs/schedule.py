@@ -82,7 +82,7 @@ def due_jobs(session: Session, settings: Settings, now: dt.datetime) -> list[Due
         )
     local = now_ts.tz_convert(ZoneInfo(settings.timezone))
     if local.time() >= NIGHTLY_AT:
-        day = (local + pd.Timedelta(days=1)).date()
+        day = local.date() + dt.timedelta(days=1)  # calendar day (not +24 h: DST)
         out.append(Due("nightly", f"nightly:{day.isoformat()}", {"day": day.isoformat()}))
     if (local.day, local.time()) >= (SETTLE_DAY, SETTLE_AT):
         period = _previous_month(local.date())
