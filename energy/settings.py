@@ -26,13 +26,14 @@ class Settings(BaseSettings):
     ``mode`` is ``local`` on a laptop (SQLite in ``data_dir``; without ``NOABER_SECRET_KEY``
     the tokens are signed with a random secret made once for the data directory, see
     :attr:`signing_key`), ``test`` in the test suite and ``production`` in a deployment, where
-    ``NOABER_SECRET_KEY`` must be set and be at least 32 characters long. No secret is in the
-    source.
+    ``NOABER_SECRET_KEY`` must be set and be at least 32 characters long; ``gateway`` on a
+    site's gateway, which holds only its own MQTT credentials (no secret key, database or
+    queue URL may be set there). No secret is in the source.
     """
 
     model_config = SettingsConfigDict(env_prefix="NOABER_", env_file=".env", extra="ignore")
 
-    mode: Literal["local", "test", "production"] = "local"
+    mode: Literal["local", "test", "production", "gateway"] = "local"
     data_dir: Path = Field(
         default=Path("data"), description="Where the SQLite file and Parquet samples live"
     )
@@ -110,6 +111,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_secret(self) -> Settings:
+        if self.mode == "gateway":
+            # A site's gateway holds its own MQTT credentials and nothing of the centre's.
+            for name, value in (
+                ("NOABER_SECRET_KEY", self.secret_key),
+                ("NOABER_DATABASE_URL", self.database_url),
+                ("NOABER_QUEUE_URL", self.queue_url),
+                ("NOABER_METRICS_TOKEN", self.metrics_token),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"{name} must not be set in mode 'gateway': a gateway gets only its "
+                        "own MQTT credentials (NOABER_MQTT_URL)"
+                    )
+            return self
         if self.secret_key is None:
             if self.mode != "local":
                 raise ValueError(
@@ -144,6 +159,10 @@ class Settings(BaseSettings):
         data directory's own secret (:func:`data_dir_secret`, made on first use)."""
         if self.secret_key is not None:
             return self.secret_key
+        if self.mode == "gateway":
+            from energy.errors import NoaberError
+
+            raise NoaberError("a gateway (mode 'gateway') signs no tokens: run the API elsewhere")
         return data_dir_secret(self.data_dir)
 
     @property

@@ -32,7 +32,10 @@ def _sessions():
 def worker(
     threads: int = typer.Option(2, min=1, max=64, help="Jobs run at once in this process"),
     metrics_port: int | None = typer.Option(
-        None, min=0, max=65535, help="Serve this process's metrics on 127.0.0.1:PORT/metrics"
+        None, min=0, max=65535, help="Serve this process's metrics on HOST:PORT/metrics"
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", help="Interface of the metrics port (0.0.0.0 in a container network)"
     ),
 ) -> None:
     """Run jobs from the queue (NOABER_QUEUE_URL) until SIGTERM/Ctrl-C; a job killed mid-run
@@ -45,8 +48,8 @@ def worker(
     if metrics_port is not None:
         from noaber.services.metrics import serve
 
-        port = serve(metrics_port)
-        console.print(f"metrics on http://127.0.0.1:{port}/metrics")
+        port = serve(metrics_port, metrics_host)
+        console.print(f"metrics on http://{metrics_host}:{port}/metrics")
 
     def ready() -> None:
         console.print(
@@ -143,8 +146,98 @@ def jobs_show(job_id: int = typer.Argument(..., help="Job id")) -> None:
         )
 
 
+def _check_mqtt(url: str, timeout_s: float) -> None:
+    """Connect to the MQTT broker of ``url`` with its credentials and wait for CONNACK."""
+    import threading
+    import uuid
+    from urllib.parse import unquote, urlsplit
+
+    import paho.mqtt.client as mqtt
+
+    from energy.errors import NoaberError
+
+    parts = urlsplit(url)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"noaber-check-{uuid.uuid4().hex[:8]}"
+    )
+    if parts.username:
+        client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+    answered = threading.Event()
+    result: dict[str, object] = {}
+
+    def on_connect(_c, _u, _flags, reason, _props) -> None:
+        result["reason"] = reason
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(parts.hostname or "localhost", parts.port or 1883, keepalive=10)
+    except OSError as exc:
+        raise NoaberError(f"MQTT broker: {type(exc).__name__}: {exc}") from None
+    client.loop_start()
+    try:
+        if not answered.wait(timeout_s):
+            raise NoaberError(f"MQTT broker: no answer within {timeout_s:.0f} s")
+        reason = result["reason"]
+        if getattr(reason, "is_failure", False):
+            raise NoaberError(f"MQTT broker refused the connection: {reason}")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def check(
+    database: bool = typer.Option(True, help="Check the database (a query)"),
+    queue: bool = typer.Option(True, help="Check the job broker (a ping), if configured"),
+    mqtt_broker: bool = typer.Option(
+        False, "--mqtt/--no-mqtt", help="Check the MQTT broker of NOABER_MQTT_URL (a login)"
+    ),
+    timeout_s: float = typer.Option(5.0, "--timeout", min=0.1, max=60.0),
+) -> None:
+    """Exit 0 when the parts this process needs answer (a container healthcheck), else 1
+    with what failed. Prints no URL and no secret."""
+    from sqlalchemy import text
+
+    from energy.db import make_engine
+    from energy.errors import NoaberError
+    from energy.settings import load_settings
+
+    settings = load_settings()
+    ok = []
+    if database:
+        engine = make_engine(settings.sqlalchemy_url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise NoaberError(f"database: {type(exc).__name__}") from None
+        finally:
+            engine.dispose()
+        ok.append("database")
+    if queue and settings.queue_url:
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.queue_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise NoaberError(f"job broker: {type(exc).__name__}") from None
+        finally:
+            client.close()
+        ok.append("job broker")
+    if mqtt_broker:
+        if not settings.mqtt_url:
+            raise NoaberError("MQTT broker: NOABER_MQTT_URL is not set")
+        _check_mqtt(settings.mqtt_url, timeout_s)
+        ok.append("MQTT broker")
+    console.print(f"ok: {', '.join(ok) or 'nothing to check'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``worker``, ``scheduler`` and the ``jobs`` group to the root app."""
     app.command("worker")(worker)
     app.command("scheduler")(scheduler)
+    app.command("check")(check)
     app.add_typer(jobs_app, name="jobs")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from noaber import cli
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-SECRETS = ("NOABER_SECRET_KEY", "POSTGRES_PASSWORD", "MQTT_PASSWORD")
+SECRETS = ("NOABER_SECRET_KEY", "POSTGRES_PASSWORD", "MQTT_PASSWORD", "GATEWAY_MQTT_PASSWORD")
 
 
 def _compose() -> dict:
@@ -26,12 +26,17 @@ def _compose() -> dict:
 
 def test_compose_services_and_production_mode() -> None:
     doc = _compose()
-    assert set(doc["services"]) == {"db", "mqtt", "api", "gateway", "ingest", "worker"}
-    for name in ("api", "gateway", "ingest", "worker"):
+    assert set(doc["services"]) == {
+        "db", "mqtt", "queue", "api", "gateway", "ingest", "worker", "scheduler"
+    }  # fmt: skip
+    for name in ("api", "ingest", "worker", "scheduler"):
         svc = doc["services"][name]
         assert svc["build"]["target"] == name
         assert svc["environment"]["NOABER_MODE"] == "production"
         assert svc["environment"]["NOABER_DATABASE_URL"].startswith("postgresql://")
+        assert svc["environment"]["NOABER_QUEUE_URL"] == "redis://queue:6379/0"
+    assert doc["services"]["gateway"]["build"]["target"] == "gateway"
+    assert doc["services"]["queue"]["image"].startswith("redis:")
     assert doc["services"]["db"]["image"].startswith("postgres:")
     assert doc["services"]["mqtt"]["image"].startswith("eclipse-mosquitto:")
 
@@ -72,12 +77,19 @@ def test_samples_flow_from_the_gateway_over_mqtt_to_ingest() -> None:
     assert gateway[:3] == ["noaber", "gateway", "run"] and "--mqtt-from-env" in gateway
     assert ingest[:3] == ["noaber", "gateway", "consume"] and "--intervals-every" in ingest
     assert "--mqtt" not in ingest  # NOABER_MQTT_URL, not a password in the process list
-    for name in ("gateway", "ingest"):
-        url = doc["services"][name]["environment"]["NOABER_MQTT_URL"]
-        broker = parse_broker_url(url.replace("${MQTT_PASSWORD:?set MQTT_PASSWORD}", "pw-1"))
-        assert (broker.host, broker.port, broker.username, broker.password) == (
-            "mqtt", 1883, "noaber", "pw-1"
-        )  # fmt: skip
+    url = doc["services"]["ingest"]["environment"]["NOABER_MQTT_URL"]
+    broker = parse_broker_url(url.replace("${MQTT_PASSWORD:?set MQTT_PASSWORD}", "pw-1"))
+    assert (broker.host, broker.port, broker.username, broker.password) == (
+        "mqtt", 1883, "noaber", "pw-1"
+    )  # fmt: skip
+    # the gateway logs in as itself, with its own password
+    url = doc["services"]["gateway"]["environment"]["NOABER_MQTT_URL"]
+    url = re.sub(r"\$\{NOABER_GATEWAY:\?[^}]*\}", "hall-a", url)
+    url = url.replace("${GATEWAY_MQTT_PASSWORD:?set GATEWAY_MQTT_PASSWORD}", "pw-2")
+    broker = parse_broker_url(url)
+    assert (broker.host, broker.port, broker.username, broker.password) == (
+        "mqtt", 1883, "hall-a", "pw-2"
+    )  # fmt: skip
     depends = doc["services"]["ingest"]["depends_on"]
     assert depends["mqtt"]["condition"] == "service_started"
     assert depends["api"]["condition"] == "service_healthy"  # the database is migrated
@@ -91,7 +103,7 @@ def test_samples_flow_from_the_gateway_over_mqtt_to_ingest() -> None:
 
 def test_image_commands_exist_in_the_cli() -> None:
     cmds = _targets()
-    assert set(cmds) >= {"api", "gateway", "ingest", "worker"}
+    assert set(cmds) >= {"api", "gateway", "ingest", "worker", "scheduler"}
     runner = CliRunner()
     for target, argv in cmds.items():
         if argv[:2] == ["sh", "-c"]:
@@ -104,3 +116,69 @@ def test_image_commands_exist_in_the_cli() -> None:
         assert result.exit_code == 0, (target, sub, result.output)
         for opt in (w for w in words if w.startswith("--")):
             assert opt in result.output, f"{target}: {opt} is not an option of noaber {sub}"
+
+
+def _healthchecks() -> dict[str, list[str]]:
+    """HEALTHCHECK command of each target of the Dockerfile, as an argv list."""
+    checks: dict[str, list[str]] = {}
+    target = None
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        m = re.match(r"FROM \S+ AS (\w+)", line)
+        if m:
+            target = m.group(1)
+        m = re.match(r"\s+CMD (\[.*\])$", line)
+        if m and target:
+            checks[target] = json.loads(m.group(1))
+    return checks
+
+
+def test_gateway_gets_only_its_own_mqtt_login() -> None:
+    from energy.settings import Settings
+
+    env = _compose()["services"]["gateway"]["environment"]
+    assert set(env) == {"NOABER_MODE", "NOABER_MQTT_URL", "NOABER_DATA_DIR"}
+    assert env["NOABER_MODE"] == "gateway"
+    text = json.dumps(env)
+    for secret in ("NOABER_SECRET_KEY", "POSTGRES_PASSWORD", "${MQTT_PASSWORD", "DATABASE"):
+        assert secret not in text, secret
+    # the mode itself refuses the centre's secrets, so a copied environment fails loudly
+    Settings(mode="gateway", mqtt_url="mqtt://hall-a:pw@mqtt:1883")
+    for field in ("secret_key", "database_url", "queue_url"):
+        try:
+            Settings(mode="gateway", **{field: "x" * 40})
+        except ValueError as exc:
+            assert "must not be set in mode 'gateway'" in str(exc)
+        else:
+            raise AssertionError(f"{field} accepted in mode gateway")
+
+
+def test_healthchecks_check_the_database_and_the_brokers() -> None:
+    checks = _healthchecks()
+    assert set(checks) == {"api", "gateway", "ingest", "worker", "scheduler"}
+    assert "/ready" in checks["api"][-1]  # database and job broker (tests/noaber/test_ops.py)
+    runner = CliRunner()
+    out = runner.invoke(cli.app, ["check", "--help"], env={"COLUMNS": "300"}).output
+    for target in ("gateway", "ingest", "worker", "scheduler"):
+        argv = checks[target]
+        assert argv[:2] == ["noaber", "check"], (target, argv)
+        for opt in argv[2:]:
+            assert opt in out, (target, opt)
+    assert "--no-database" not in checks["ingest"] and "--mqtt" in checks["ingest"]
+    assert "--no-database" not in checks["worker"] and "--no-queue" not in checks["worker"]
+    assert checks["gateway"] == ["noaber", "check", "--no-database", "--no-queue", "--mqtt"]
+    compose = _compose()["services"]
+    assert compose["queue"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert compose["api"]["depends_on"]["queue"]["condition"] == "service_healthy"
+
+
+def test_pdf_runtime_needs_are_declared() -> None:
+    """Statements print through energy.pdf: Playwright driving Debian chromium. Playwright
+    is a runtime dependency of the package and the image installs chromium."""
+    import tomllib
+
+    deps = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower() for d in deps["dependencies"]}
+    assert "playwright" in names
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"apt-get install[^\n]*\bchromium\b", dockerfile)
+    assert "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in dockerfile

@@ -63,7 +63,7 @@ def settle_key(community: str, period: str) -> str:
 def _price_series(ctx: JobContext) -> tuple[str, str]:
     from optimizer.sitestore import parse_price_series
 
-    series = parse_price_series(ctx.settings.price_series)
+    series = parse_price_series(ctx.settings.price_series or None)
     if series is None:
         raise NoaberError(
             "re-plans need prices: set NOABER_PRICE_SERIES=IMPORT,EXPORT (noaber prices import)"
