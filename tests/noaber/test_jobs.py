@@ -138,3 +138,46 @@ def test_monthly_settlement_is_due_from_the_fifth_at_six(sessions, tmp_path: Pat
     with sessions() as s:
         keys = sorted(s.scalars(select(Job.key)))
     assert keys == ["settle:energie-a:2026-11", "settle:energie-b:2026-11"]
+
+
+@pytest.mark.slow
+def test_replan_job_plans_the_demo_site_once(demo_copy, tmp_path: Path) -> None:
+    """A re-plan job on the demo: the schedule it stores is the site's latest, for the job's
+    horizon start, and a second message for the finished job stores nothing."""
+    import pandas as pd
+
+    from energy.prices import store_prices
+    from noaber.services.demo import DEMO_SITE
+    from noaber.services.demo.optimizer import demo_prices
+    from noaber.services.jobs.queue import JobContext
+    from noaber.services.jobs.tasks import replan, replan_key
+    from optimizer.store import Schedule, latest_schedule
+
+    start = pd.Timestamp(demo_copy.end).tz_convert("UTC")
+    index = pd.date_range(start, periods=96 + 8, freq="15min")
+    prices = demo_prices(index)
+    sessions = demo_copy.sessions
+    with sessions() as s, s.begin():
+        store_prices(s, "job-import", prices["import_price_eur_per_kwh"])
+        store_prices(s, "job-export", prices["export_price_eur_per_kwh"])
+        before = s.scalar(select(func.count()).select_from(Schedule))
+        job_id = jobstore.submit(
+            s,
+            "replan",
+            replan_key(DEMO_SITE, start),
+            {"site": DEMO_SITE, "start": start.isoformat(), "horizon_hours": 24},
+            "cli:test",
+        ).job.id
+    settings = demo_copy.settings.model_copy(update={"price_series": "job-import,job-export"})
+    with sessions() as s:
+        job = jobstore.claim(s, job_id, "w1", 60)
+        assert job is not None
+    out = replan(JobContext(settings, sessions, job_id, "w1", 1), dict(job.args))
+    with sessions() as s:
+        done = s.get(Job, job_id)
+        assert done is not None and done.state == "done" and done.result == out
+        latest = latest_schedule(s, DEMO_SITE)
+        assert latest is not None and latest.id == out["schedule_id"]
+        assert pd.Timestamp(latest.start) == start and out["status"] == latest.status
+        assert s.scalar(select(func.count()).select_from(Schedule)) == before + 1
+        assert jobstore.claim(s, job_id, "w2", 60) is None  # a duplicate message: nothing

@@ -3,8 +3,10 @@
 Every task may run more than once for one job (a worker killed mid-run; a retry after a
 transient error), so each is idempotent:
 
-- ``replan``: plans a site from the store and stores the schedule in the same transaction
-  that marks the job done, so a killed attempt leaves nothing and the next one stores once.
+- ``replan``: plans a site from the store (prices from ``NOABER_PRICE_SERIES``, the measured
+  state of charge as :func:`optimizer.mpc.with_measurements` applies it) and stores the
+  schedule in the same transaction that marks the job done, so a killed attempt leaves
+  nothing and the next one stores once.
 - ``nightly``: the nightly batch, fanned out as one ``replan`` job per plannable site for
   the next local day (keys per site and horizon start: a second run adds no job); the
   workers of the deployment plan them in parallel.
@@ -74,8 +76,9 @@ def _price_series(ctx: JobContext) -> tuple[str, str]:
 def replan(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     """Plan ``args['site']`` for ``[start, start + horizon_hours)`` and store the schedule."""
     from optimizer.model import plan
+    from optimizer.mpc import with_measurements
     from optimizer.report import compare
-    from optimizer.sitestore import scenario_from_store
+    from optimizer.sitestore import measured_soc_pct, scenario_from_store
     from optimizer.store import save_plan
 
     site = str(args["site"])
@@ -84,6 +87,8 @@ def replan(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     series = _price_series(ctx)
     with ctx.sessions() as s:
         scenario = scenario_from_store(s, site, start, hours, price_series=series)
+        # the measured state of charge, as the closed loop starts from (optimizer.mpc)
+        scenario = with_measurements(scenario, measured_soc_pct(s, site), scenario.start)
     result = plan(scenario)
     summary = compare(scenario, result)
     with ctx.sessions() as s, s.begin():
