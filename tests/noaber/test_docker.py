@@ -7,10 +7,12 @@ No Docker daemon or compose plugin is needed: the files are checked as data.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -182,3 +184,86 @@ def test_pdf_runtime_needs_are_declared() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"apt-get install[^\n]*\bchromium\b", dockerfile)
     assert "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in dockerfile
+
+
+WHEEL_SCRIPT = r"""
+import datetime as dt, sys
+from pathlib import Path
+import energy, settlement, noaber
+here = Path(sys.argv[1]).resolve()
+for mod in (energy, settlement, noaber):
+    assert Path(mod.__file__).resolve().is_relative_to(here), (mod.__name__, mod.__file__)
+from energy.settings import Settings
+from noaber.services.demo import build_demo
+from noaber.services.demo import settlement as demo_settlement
+from settlement.models import Statement
+from settlement.statements import render_pdf
+from sqlalchemy import select
+ctx = build_demo(
+    Path(sys.argv[2]), Settings(mode="local", database_url=None),
+    extra_steps=[("settlement", demo_settlement.demo_step)],
+    now=dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC), sample_period_s=3600,
+)
+with ctx.sessions() as s:
+    sid = s.scalars(select(Statement.id).order_by(Statement.id)).first()
+    out = render_pdf(s, sid, Path(sys.argv[2]) / "statement.pdf")
+print(out, out.stat().st_size)
+"""
+
+
+@pytest.mark.slow
+def test_a_statement_pdf_from_the_installed_wheel(tmp_path: Path) -> None:
+    """Build the wheel, install it (no dependencies: those of the development venv are put
+    on the path behind it) into a fresh environment outside the repository, and print a
+    statement PDF there: templates, catalogues, tariffs and the demo data are in the wheel,
+    and the PDF path needs only declared dependencies plus Debian chromium."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from energy.pdf import chromium_available
+    from tests.conftest import need
+
+    need(chromium_available(), "Debian chromium is not installed (apt-get install chromium)")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheels),
+            str(DOCKER.parent),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    (wheel,) = wheels.glob("noaber-*.whl")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+         "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    deps = sysconfig.get_paths()["purelib"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "NOABER_"))}
+    # -S: no site processing, so the development venv's editable install (a .pth finder)
+    # cannot shadow the wheel; the wheel first, the dependencies behind it
+    env["PYTHONPATH"] = f"{target}:{deps}"
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", WHEEL_SCRIPT, str(target), str(tmp_path / "demo")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    pdf = tmp_path / "demo" / "statement.pdf"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and len(data) > 10_000
