@@ -178,3 +178,36 @@ def test_json_logs_redact_urls(tmp_path: Path) -> None:
     assert line["message"] == "broker redis://:***@cache:6379/1"
     assert line["time"].endswith("Z")
     assert "pa55w0rd" not in out.stderr
+
+
+def test_check_command_names_what_failed_and_no_secret(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from energy.settings import get_settings
+    from noaber import cli
+
+    monkeypatch.setenv("NOABER_MODE", "local")
+    monkeypatch.setenv("NOABER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("NOABER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("NOABER_QUEUE_URL", REDIS_URL)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        _redis()
+        ok = runner.invoke(cli.app, ["check"])
+        assert ok.exit_code == 0 and "ok: database, job broker" in ok.output, ok.output
+        with refusing_port() as port:
+            monkeypatch.setenv("NOABER_QUEUE_URL", f"redis://:s3cret-pw@127.0.0.1:{port}/0")
+            get_settings.cache_clear()
+            res = subprocess.run(
+                [sys.executable, "-m", "noaber.cli", "check", "--timeout", "2"],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert res.returncode == 1
+        assert "job broker: ConnectionError" in res.stderr
+        assert "s3cret" not in res.stdout + res.stderr
+    finally:
+        get_settings.cache_clear()
