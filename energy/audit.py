@@ -56,6 +56,9 @@ ACTIONS: dict[str, str] = {
     "consent.give": "member ref (purpose in detail)",
     "consent.withdraw": "member ref (purpose in detail)",
     "device.setpoint": "site/asset (written W in detail)",
+    "gateway.add": "gateway name (sites in detail)",
+    "quarantine.accept": "channel key (ts and values in detail)",
+    "quarantine.reject": "channel key (ts and values in detail)",
 }
 
 

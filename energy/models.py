@@ -289,6 +289,11 @@ class Channel(Base):
     for import/consumption; ``sign`` records how the source maps to that (+1 or -1).
     ``max_gap_s`` is the longest sample interval the interval pipeline integrates [s]
     (:func:`energy.pipeline.aggregation_of`); NULL means the default of 2 h.
+    ``derived`` makes the channel a derived one: its readings are a linear combination of
+    other channels' readings per ISP, computed by the pipeline
+    (:func:`energy.pipeline.update_derived`): ``{"formula": "grid - pv - battery",
+    "terms": [[channel key, coefficient], ...], "min_coverage": 0.5}``; NULL for a measured
+    channel.
     """
 
     __tablename__ = "channels"
@@ -302,6 +307,7 @@ class Channel(Base):
     unit: Mapped[str] = mapped_column(String(16))
     sign: Mapped[int] = mapped_column(Integer, default=1)
     max_gap_s: Mapped[int | None] = mapped_column(Integer)
+    derived: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     asset: Mapped[Asset] = relationship(back_populates="channels")
     device: Mapped[Device | None] = relationship()
@@ -354,7 +360,12 @@ class IntervalReading(Base):
     """One channel's aggregate over one 15-minute ISP (``isp_start`` is the UTC start).
 
     ``energy_wh`` is the energy in the ISP (positive = import); ``coverage`` the share of the
-    ISP covered by valid samples (0..1).
+    ISP covered by valid samples (0..1). For an instantaneous quantity (state of charge,
+    setpoint, status, temperature, ...) ``energy_wh`` is 0 and ``power_mean_w``,
+    ``power_min_w``, ``power_max_w`` and ``value_last`` hold the time-weighted mean, the
+    minimum, the maximum and the last valid value in the ISP, in the channel's unit.
+    ``value_last`` is the last valid sample in the ISP for every sampled channel (NULL for a
+    counter or a derived channel).
     """
 
     __tablename__ = "interval_readings"
@@ -373,3 +384,20 @@ class IntervalReading(Base):
     power_max_w: Mapped[float | None] = mapped_column(Float)
     sample_count: Mapped[int] = mapped_column(Integer)
     coverage: Mapped[float] = mapped_column(Float)
+    value_last: Mapped[float | None] = mapped_column(Float)
+
+
+class DerivedGap(Base):
+    """An ISP a derived channel has no reading for, and why (an input missing or too thin).
+
+    Written and cleared by :func:`energy.pipeline.update_derived` together with the derived
+    readings: an ISP has either a reading or a gap row, never both.
+    """
+
+    __tablename__ = "derived_gaps"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    isp_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))

@@ -30,6 +30,21 @@ before (then with count and coverage 0), so stale values never survive.
 The recomputation runs in chunks of at most :data:`CHUNK_NS` per channel; the power chunks of
 many channels go through :func:`energy.kernels.power_to_buckets_many` ``batch`` at a time
 (their samples read from Parquet in parallel threads), so memory stays bounded.
+
+Instantaneous channels (state of charge, setpoints, status, temperature, voltage, ...) are
+aggregated by the same kernel as power (kind ``instant``): per ISP the time-weighted mean
+(``power_mean_w``), the minimum and maximum (``power_min_w``, ``power_max_w``) and the last
+valid value (``value_last``) of the samples, in the channel's unit; ``energy_wh`` is 0.
+
+Derived channels (:attr:`energy.models.Channel.derived`, from the site file's ``derived:``
+formula) come after the measured ones (:func:`update_derived`): per ISP, ``energy_wh`` and
+``power_mean_w`` are the formula over the inputs' readings, ``coverage`` and
+``sample_count`` the least of the inputs'. An ISP where an input has no reading, or less
+coverage than the definition's ``min_coverage``, has no derived reading (missing, not zero)
+and a row in ``derived_gaps`` that says which input and why. The ISPs recomputed are those
+the update recomputed for any input (incremental, per ISP); a derived channel seen for the
+first time, or whose formula changed, is computed over the whole span of its inputs'
+readings (its state is a sidecar ``_pipeline/derived=<id>.json``).
 """
 
 from __future__ import annotations
@@ -47,19 +62,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from energy.kernels.counters import counter_to_buckets
 from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
-from energy.models import Channel, IntervalReading, Quantity
-from energy.readings import upsert_readings
+from energy.models import Channel, DerivedGap, IntervalReading, Quantity
+from energy.readings import read_readings, upsert_readings
 from energy.samples import Samples, SampleStore
 from energy.timegrid import ISP_NS, floor_isp_ns
 
 STATE_DIR = "_pipeline"
 STATE_VERSION = 1
-KINDS = ("power", "counter")
+KINDS = ("power", "counter", "instant")
+INSTANT_QUANTITIES = frozenset(
+    {
+        Quantity.SOC,
+        Quantity.STATE,
+        Quantity.VOLTAGE,
+        Quantity.CURRENT,
+        Quantity.FREQUENCY,
+        Quantity.TEMPERATURE,
+    }
+)
+"""Quantities whose samples are values at an instant: aggregated to mean/min/max/last."""
 CHUNK_NS = 31 * 86_400 * 1_000_000_000
 """Longest stretch of one channel recomputed at once: a month (a 1 Hz channel-month is about
 40 MB of samples), so a month-long Meetkoffer campaign reads each channel once."""
@@ -72,8 +98,10 @@ class Aggregation:
 
     Attributes
     ----------
-    kind : {"power", "counter"}
-        Samples are power [W] (trapezoid rule) or an energy-counter register [Wh].
+    kind : {"power", "counter", "instant"}
+        Samples are power [W] (trapezoid rule), an energy-counter register [Wh] or an
+        instantaneous value (state of charge [%], a setpoint, a status code, ...: mean, min,
+        max and last per ISP, no energy).
     max_gap_ns : int
         Longest sample interval integrated [ns] (default 2 h); longer ones are gaps.
     wrap_wh : float, optional
@@ -94,17 +122,23 @@ class Aggregation:
 
 
 def aggregation_of(channel: Channel) -> Aggregation | None:
-    """The aggregation of a channel's samples, None for a quantity without interval energy.
+    """The aggregation of a channel's samples; None for a derived channel or a quantity
+    without one (production counts).
 
     Power channels are integrated, energy-counter channels differenced (without a register
     range: every drop counts as a reset; call :func:`update_intervals` with ``wrap_wh`` for a
-    wrapping register); other quantities (state of charge, temperature, ...) have none. The
-    gap rule is the channel's ``max_gap_s`` (NULL: :data:`DEFAULT_MAX_GAP_NS`).
+    wrapping register), instantaneous ones (:data:`INSTANT_QUANTITIES`: state of charge,
+    status, temperature, ...) reduced to mean, min, max and last. The gap rule is the
+    channel's ``max_gap_s`` (NULL: :data:`DEFAULT_MAX_GAP_NS`).
     """
+    if channel.derived is not None:
+        return None
     if channel.quantity == Quantity.POWER:
         kind = "power"
     elif channel.quantity in (Quantity.ENERGY_IMPORT, Quantity.ENERGY_EXPORT):
         kind = "counter"
+    elif channel.quantity in INSTANT_QUANTITIES:
+        kind = "instant"
     else:
         return None
     if channel.max_gap_s is None:
@@ -129,6 +163,12 @@ class UpdateReport:
         Recomputed ISP ranges ``[start, end)`` [ns, UTC].
     full : bool
         Whether everything was recomputed (first run or changed aggregation).
+    derived : bool
+        A derived channel (computed from other channels' readings, not from samples).
+    missing_isps : int
+        Derived: ISPs in the recomputed ranges left without a reading (see ``derived_gaps``).
+    first_missing : str, optional
+        Derived: the first of them, ``"<ISP start, UTC>: <reason>"``.
     """
 
     channel_id: int
@@ -137,6 +177,9 @@ class UpdateReport:
     isps_written: int = 0
     ranges_ns: list[tuple[int, int]] = field(default_factory=list)
     full: bool = False
+    derived: bool = False
+    missing_isps: int = 0
+    first_missing: str | None = None
 
 
 @dataclass
@@ -331,7 +374,7 @@ def _read(store: SampleStore, chunks: list[_Chunk], gap: int) -> list[Samples]:
 
 def _kernel(aggregation: Aggregation, samples: list[Samples], n_threads: int | None) -> list[Any]:
     """Bucket results (:class:`energy.kernels.BucketResult` or ``CounterResult``) per chunk."""
-    if aggregation.kind == "power":
+    if aggregation.kind in ("power", "instant"):
         return power_to_buckets_many(
             [(s.ts, s.value, s.quality) for s in samples],
             ISP_NS,
@@ -361,7 +404,10 @@ def _write(session: Session, chunk: _Chunk, res: Any) -> int:
     starts = res.start_ns
     has = (res.count > 0) | (res.coverage > 0) | (res.invalid_count > 0)
     keep = (starts >= w0) & (starts < w1) & (has | np.isin(starts, existing))
-    written = upsert_readings(session, channel_id, res.to_frame()[keep])
+    frame = res.to_frame()[keep]
+    if chunk.plan.aggregation.kind == "instant":
+        frame = frame.assign(energy_wh=0.0)  # a state of charge has no energy
+    written = upsert_readings(session, channel_id, frame)
     # Readings with no samples left around them (nothing to compute from): empty them.
     orphans = existing[~np.isin(existing, starts)]
     if orphans.size:
@@ -378,6 +424,7 @@ def _update(
     session: Session,
     channels: list[tuple[int, Aggregation]],
     *,
+    derived_channels: Sequence[Channel] = (),
     window: tuple[int, int] | None,
     full: bool,
     commit: bool,
@@ -402,12 +449,16 @@ def _update(
         with _timed(tm, "write"):
             for ch, res in zip(chunks, results):
                 ch.plan.report.isps_written += _write(session, ch, res)
-    if commit and any(p.state is not None for p in plans):
+    with _timed(tm, "write"):
+        derived = _update_derived(sample_store, session, derived_channels, plans, full)
+    if commit and (any(p.state is not None for p in plans) or derived):
         session.commit()
         for p in plans:
             if p.state is not None:
                 _save_state(state_path(sample_store, p.report.channel_id), p.state)
-    return [p.report for p in plans]
+        for path, state, _report in derived:
+            _save_state(path, state)
+    return [p.report for p in plans] + [r for _p, _s, r in derived]
 
 
 def update_intervals(
@@ -501,7 +552,9 @@ def update_many(
     Returns
     -------
     list of UpdateReport
-        One per channel updated, in the order of ``channel_ids``.
+        One per channel updated, in the order of ``channel_ids``, then one per derived
+        channel recomputed (``derived=True``): those with an input among the channels (or
+        named themselves), see :func:`update_derived`.
 
     Raises
     ------
@@ -525,6 +578,7 @@ def update_many(
         sample_store,
         session,
         channels,
+        derived_channels=derived_of(session, ids),
         window=window,
         full=full,
         commit=commit,
@@ -532,3 +586,293 @@ def update_many(
         batch=batch,
         timings=timings,
     )
+
+
+# ---------------------------------------------------------------------------- derived
+
+
+@dataclass(frozen=True)
+class DerivedDef:
+    """A derived channel's definition with its inputs resolved to channel ids.
+
+    Attributes
+    ----------
+    channel_id : int
+    formula : str
+        As the site file wrote it.
+    terms : tuple of (int or None, str, float)
+        ``(input channel id, input key, coefficient)``; the id is None for a key that is not
+        in the database (every ISP is then missing, saying so).
+    min_coverage : float
+        Least coverage each input needs in an ISP (0..1].
+    """
+
+    channel_id: int
+    formula: str
+    terms: tuple[tuple[int | None, str, float], ...]
+    min_coverage: float
+
+    @property
+    def input_ids(self) -> set[int]:
+        return {cid for cid, _k, _c in self.terms if cid is not None}
+
+    def settings(self) -> dict[str, Any]:
+        """What the state records: a change means a full recomputation."""
+        return {
+            "formula": self.formula,
+            "terms": [[cid, key, coef] for cid, key, coef in self.terms],
+            "min_coverage": self.min_coverage,
+        }
+
+
+def derived_definition(session: Session, channel: Channel) -> DerivedDef:
+    """The definition of a derived channel with its input keys resolved to ids.
+
+    Raises
+    ------
+    ValueError
+        If the channel is not derived or its stored definition is malformed.
+    """
+    spec = channel.derived
+    if not isinstance(spec, dict) or not isinstance(spec.get("terms"), list):
+        raise ValueError(f"channel {channel.key!r} has no derived definition with terms")
+    pairs = [(str(t[0]), float(t[1])) for t in spec["terms"]]
+    keys = [k for k, _c in pairs]
+    ids = dict(session.execute(select(Channel.key, Channel.id).where(Channel.key.in_(keys))).all())
+    return DerivedDef(
+        channel.id,
+        str(spec.get("formula", "")),
+        tuple((ids.get(k), k, c) for k, c in pairs),
+        float(spec.get("min_coverage", 0.5)),
+    )
+
+
+def derived_of(session: Session, channel_ids: Sequence[int] | None) -> list[Channel]:
+    """Derived channels with an input among ``channel_ids`` or named there (None: all)."""
+    rows = session.scalars(select(Channel).where(Channel.derived.is_not(None))).all()
+    if channel_ids is None:
+        return list(rows)
+    ids = set(channel_ids)
+    keys = (
+        set(session.scalars(select(Channel.key).where(Channel.id.in_(ids))).all()) if ids else set()
+    )
+    out = []
+    for ch in rows:
+        terms = (ch.derived or {}).get("terms") or []
+        if ch.id in ids or any(str(t[0]) in keys for t in terms):
+            out.append(ch)
+    return out
+
+
+def derived_state_path(store: SampleStore, channel_id: int) -> Path:
+    """Sidecar file of a derived channel's state."""
+    return store.root / STATE_DIR / f"derived={channel_id}.json"
+
+
+def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _input_span(session: Session, ids: set[int]) -> tuple[int, int] | None:
+    """``[first ISP, last ISP + 1)`` of the inputs' readings [ns], None without readings."""
+    if not ids:
+        return None
+    lo, hi = session.execute(
+        select(func.min(IntervalReading.isp_start), func.max(IntervalReading.isp_start)).where(
+            IntervalReading.channel_id.in_(ids)
+        )
+    ).one()
+    if lo is None:
+        return None
+    return (
+        pd.Timestamp(lo).as_unit("ns").value,
+        pd.Timestamp(hi).as_unit("ns").value + ISP_NS,
+    )
+
+
+def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name="isp_start").as_unit("ns")
+
+
+def compute_derived(
+    definition: DerivedDef, readings: pd.DataFrame, isps_ns: np.ndarray
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The derived readings of ``isps_ns`` from the inputs' ``readings`` (long frame of
+    :func:`energy.readings.read_readings`), and the reason per ISP left missing.
+
+    Returns
+    -------
+    frame : DataFrame
+        Indexed by ISP start (UTC): ``energy_wh`` and ``power_mean_w`` (the formula over the
+        inputs' [Wh] and [W]), ``sample_count`` and ``coverage`` (the least of the inputs'),
+        for the ISPs where every input has a reading with at least ``min_coverage``.
+    missing : dict
+        ISP start [ns] -> reason (``"no reading of pv/power"``, ``"grid/power covers 20 %
+        (needs 50 %)"``, ...).
+    """
+    n = isps_ns.size
+    energy = np.zeros(n)
+    mean = np.zeros(n)
+    count = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    coverage = np.ones(n)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    if not readings.empty:
+        starts = readings["isp_start"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64")
+        by_channel = {
+            int(cid): frame.set_axis(starts.loc[frame.index].to_numpy(), axis=0)
+            for cid, frame in readings.groupby("channel_id")
+        }
+    else:
+        by_channel = {}
+    for cid, key, coef in definition.terms:
+        if cid is None:
+            for r in reasons:
+                r.append(f"input channel {key} is not in the database")
+            continue
+        frame = by_channel.get(cid)
+        if frame is None:
+            got = pd.DataFrame(index=isps_ns, columns=["energy_wh", "power_mean_w", "coverage"])
+            got["sample_count"] = 0
+        else:
+            got = frame.reindex(isps_ns)
+        cov = got["coverage"].to_numpy(dtype=float)
+        e = got["energy_wh"].to_numpy(dtype=float)
+        m = got["power_mean_w"].to_numpy(dtype=float)
+        c = got["sample_count"].to_numpy(dtype=float)
+        absent = np.isnan(cov)
+        thin = ~absent & (cov < definition.min_coverage)
+        no_mean = ~absent & ~thin & np.isnan(m)
+        for i in np.flatnonzero(absent):
+            reasons[i].append(f"no reading of {key}")
+        for i in np.flatnonzero(thin):
+            reasons[i].append(
+                f"{key} covers {100 * cov[i]:.0f} % (needs {100 * definition.min_coverage:.0f} %)"
+            )
+        for i in np.flatnonzero(no_mean):
+            reasons[i].append(f"{key} has no mean power")
+        ok = ~(absent | thin | no_mean)
+        energy[ok] += coef * e[ok]
+        mean[ok] += coef * m[ok]
+        coverage[ok] = np.minimum(coverage[ok], cov[ok])
+        count[ok] = np.minimum(count[ok], np.nan_to_num(c[ok]).astype(np.int64))
+    present = np.array([not r for r in reasons], dtype=bool)
+    if not definition.terms:
+        present[:] = False
+    frame = pd.DataFrame(
+        {
+            "energy_wh": energy[present],
+            "power_mean_w": mean[present],
+            "sample_count": count[present],
+            "coverage": coverage[present],
+        },
+        index=_utc(isps_ns[present]),
+    )
+    missing = {int(isps_ns[i]): "; ".join(reasons[i]) for i in np.flatnonzero(~present)}
+    return frame, missing
+
+
+def _write_derived(
+    session: Session, definition: DerivedDef, a: int, b: int, report: UpdateReport
+) -> None:
+    """Recompute the derived ISPs ``[a, b)`` [ns]: readings where complete, gaps elsewhere."""
+    cid = definition.channel_id
+    for w0 in range(a, b, CHUNK_NS):
+        w1 = min(w0 + CHUNK_NS, b)
+        t0 = pd.Timestamp(w0, unit="ns", tz="UTC").to_pydatetime()
+        t1 = pd.Timestamp(w1, unit="ns", tz="UTC").to_pydatetime()
+        readings = read_readings(session, sorted(definition.input_ids), t0, t1)
+        isps = np.arange(w0, w1, ISP_NS, dtype=np.int64)
+        frame, missing = compute_derived(definition, readings, isps)
+        report.isps_written += upsert_readings(session, cid, frame)
+        in_range = (
+            (IntervalReading.channel_id == cid)
+            & (IntervalReading.isp_start >= t0)
+            & (IntervalReading.isp_start < t1)
+        )
+        gaps_in_range = (
+            (DerivedGap.channel_id == cid)
+            & (DerivedGap.isp_start >= t0)
+            & (DerivedGap.isp_start < t1)
+        )
+        session.execute(delete(DerivedGap).where(gaps_in_range))
+        if missing:
+            times = [pd.Timestamp(t, unit="ns", tz="UTC").to_pydatetime() for t in missing]
+            session.execute(
+                delete(IntervalReading).where(in_range & IntervalReading.isp_start.in_(times))
+            )
+            session.execute(  # Core rows: no ORM identity to clash with an earlier round's
+                insert(DerivedGap),
+                [
+                    {"channel_id": cid, "isp_start": t, "reason": reason[:500]}
+                    for t, reason in zip(times, missing.values(), strict=True)
+                ],
+            )
+            report.missing_isps += len(missing)
+            if report.first_missing is None:
+                t, reason = next(iter(missing.items()))
+                when = pd.Timestamp(t, unit="ns", tz="UTC").isoformat()
+                report.first_missing = f"{when}: {reason}"
+        session.flush()
+
+
+def _update_derived(
+    store: SampleStore,
+    session: Session,
+    channels: Sequence[Channel],
+    plans: list[_Plan],
+    full: bool,
+) -> list[tuple[Path, dict[str, Any], UpdateReport]]:
+    """Recompute the derived channels after their inputs (see :func:`update_derived`)."""
+    changed: dict[int, list[tuple[int, int]]] = {}
+    for p in plans:
+        if p.report.ranges_ns:
+            changed.setdefault(p.report.channel_id, []).extend(p.report.ranges_ns)
+    out = []
+    for ch in channels:
+        definition = derived_definition(session, ch)
+        settings = definition.settings()
+        path = derived_state_path(store, ch.id)
+        state = None if full else _load_state(path)
+        fresh = state is None or state.get("settings") != settings
+        report = UpdateReport(ch.id, full=fresh, derived=True)
+        if fresh:
+            span = _input_span(session, definition.input_ids)
+            ranges = [span] if span else []
+        else:
+            ranges = _union([r for i in definition.input_ids for r in changed.get(i, [])])
+        for a, b in ranges:
+            _write_derived(session, definition, a, b, report)
+        report.ranges_ns = ranges
+        if fresh or ranges:
+            out.append((path, {"version": STATE_VERSION, "settings": settings}, report))
+    return out
+
+
+def update_derived(
+    sample_store: SampleStore,
+    session: Session,
+    channel_ids: Sequence[int] | None = None,
+    *,
+    full: bool = False,
+    commit: bool = True,
+) -> list[UpdateReport]:
+    """Recompute derived channels over the whole span of their inputs' readings, or where
+    ``full`` is False only those never computed or whose definition changed.
+
+    :func:`update_many` calls the same code after the measured channels, for the ISPs those
+    changed; this is the entry for a derived channel on its own (``channel_ids``: derived
+    channels or their inputs; None: every derived channel).
+    """
+    channels = derived_of(session, channel_ids)
+    derived = _update_derived(sample_store, session, channels, [], full)
+    if commit and derived:
+        session.commit()
+        for path, state, _report in derived:
+            _save_state(path, state)
+    return [r for _p, _s, r in derived]

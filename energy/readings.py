@@ -23,7 +23,10 @@ READING_COLUMNS = (
     "power_max_w",
     "sample_count",
     "coverage",
+    "value_last",
 )
+"""Columns of a reading besides ``channel_id, isp_start``; ``value_last`` is the last valid
+sample in the ISP (NULL for counters and derived channels)."""
 
 
 def _check(channel_id: int, frame: pd.DataFrame) -> None:

@@ -50,6 +50,27 @@ class Samples:
         return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint8))
 
 
+@dataclass(slots=True)
+class Conflicts:
+    """What :meth:`SampleStore.append_new` wrote, and the samples it refused because their
+    timestamp already holds a different value (with that stored value)."""
+
+    written: int
+    ts: np.ndarray  # int64 [ns]
+    value: np.ndarray  # float64, offered
+    quality: np.ndarray  # uint8, offered
+    stored_value: np.ndarray  # float64
+    stored_quality: np.ndarray  # uint8
+
+    @classmethod
+    def none(cls) -> Conflicts:
+        f, q = np.empty(0, np.float64), np.empty(0, np.uint8)
+        return cls(0, np.empty(0, np.int64), f, q, f.copy(), q.copy())
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
 def _dedupe_sorted(table: pa.Table) -> pa.Table:
     """Sort by ts and keep the last-written sample of each timestamp (stable, deterministic)."""
     n = table.num_rows
@@ -127,6 +148,67 @@ class SampleStore:
             self._write_part(self._day_dir(channel_id, int(day)), new)
             written += new.num_rows
         return written
+
+    def append_new(
+        self,
+        channel_id: int,
+        ts_ns: np.ndarray,
+        value: np.ndarray,
+        quality: np.ndarray,
+    ) -> Conflicts:
+        """Append only samples at timestamps not stored yet; never replace a stored value.
+
+        A sample equal to the stored one (value and quality; NaN equals NaN) is skipped, as
+        in :meth:`append`. A sample at a stored timestamp with a different value or quality
+        is *not* written: it is returned in :class:`Conflicts` with the stored value, for the
+        caller to quarantine. (A correction goes through :meth:`append`, which replaces.)
+        Duplicate timestamps within the call keep the last one.
+        """
+        ts_ns = np.asarray(ts_ns, dtype=np.int64)
+        value = np.asarray(value, dtype=np.float64)
+        quality = np.asarray(quality, dtype=np.uint8)
+        if not (ts_ns.shape == value.shape == quality.shape) or ts_ns.ndim != 1:
+            raise ValueError(
+                f"channel {channel_id}: ts, value and quality must be 1-D of equal length, "
+                f"got {ts_ns.shape}, {value.shape}, {quality.shape}"
+            )
+        out = Conflicts.none()
+        if ts_ns.size == 0:
+            return out
+        new_all = _dedupe_sorted(
+            pa.table({"ts": ts_ns, "value": value, "quality": quality}, schema=SCHEMA)
+        )
+        ts_all = new_all.column("ts").to_numpy()
+        days = ts_all // DAY_NS
+        conflicts: list[tuple[np.ndarray, ...]] = []
+        for day in np.unique(days).tolist():
+            new = new_all.filter(pa.array(days == day))
+            parts = self._parts(channel_id, int(day))
+            if parts and self._max_ts(parts) >= int(new.column("ts")[0].as_py()):
+                existing = self._read_day(channel_id, int(day))
+                if existing is not None and existing.num_rows:
+                    ets = existing.column("ts").to_numpy()
+                    nts = new.column("ts").to_numpy()
+                    idx = np.minimum(np.searchsorted(ets, nts), len(ets) - 1)
+                    at_stored = ets[idx] == nts
+                    ev = existing.column("value").to_numpy()[idx]
+                    eq = existing.column("quality").to_numpy()[idx]
+                    nv = new.column("value").to_numpy()
+                    nq = new.column("quality").to_numpy()
+                    same = ((ev == nv) | (np.isnan(ev) & np.isnan(nv))) & (eq == nq)
+                    clash = at_stored & ~same
+                    if clash.any():
+                        conflicts.append((nts[clash], nv[clash], nq[clash], ev[clash], eq[clash]))
+                    new = new.filter(pa.array(~at_stored))
+            if new.num_rows == 0:
+                continue
+            self._write_part(self._day_dir(channel_id, int(day)), new)
+            out.written += new.num_rows
+        if conflicts:
+            out.ts, out.value, out.quality, out.stored_value, out.stored_quality = (
+                np.concatenate(c) for c in zip(*conflicts, strict=True)
+            )
+        return out
 
     @staticmethod
     def _only_changed(existing: pa.Table, new: pa.Table) -> pa.Table:

@@ -7,7 +7,22 @@ A site description names one grid connection and what hangs behind it::
     members:   [{ref, kind, name, email, address}]          # personal data kept apart
     community: {name, display_name, members: [ref, ...]}    # optional
     devices:   [{name, profile, transport, host, port, serial_port, unit_id, poll_interval_s, ...}]
-    assets:    [{name, kind, owner, params, channels: [{quantity, unit, sign, device, register, key}]}]
+    assets:    [{name, kind, owner, params, channels: [{quantity, unit, sign, device, register, key,
+                                                          max_gap_s, derived}]}]
+
+A channel with ``derived:`` is computed by the interval pipeline from other channels of the
+file, ISP by ISP (:func:`energy.pipeline.update_derived`), e.g. the building's own load from
+the meters (all powers in the sign convention: positive = import/consumption)::
+
+    - name: building
+      kind: building_load
+      channels:
+        - quantity: power
+          derived: grid - pv - battery - ev-1      # or {formula: ..., min_coverage: 0.9}
+
+A term is ``[coefficient *] name``; the name is an asset (its channel of the same quantity),
+``asset/quantity`` or a channel key; ``+`` and ``-`` between terms need spaces around them
+(names may contain ``-``).
 
 Every error names the file, the path in the document (``assets[2].channels[0].unit``) and the
 offending value. :func:`import_site` upserts by natural keys (site name, asset and device name
@@ -175,6 +190,72 @@ class SiteDoc(_Strict):
         return v
 
 
+FORMULA_TERM_RE = re.compile(r"^(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?([a-z0-9][a-z0-9_./-]*)$")
+
+
+def parse_formula(formula: str) -> list[tuple[float, str]]:
+    """The terms ``[(coefficient, name)]`` of a linear formula ``"grid - pv - 0.5 * ev-1"``.
+
+    Operators ``+``/``-`` between terms are surrounded by whitespace (a ``-`` inside a name
+    such as ``ev-1`` is part of the name); the first term may carry a sign.
+
+    Raises
+    ------
+    ValueError
+        Naming the term that is not ``[number *] name``, or a formula without terms.
+    """
+    tokens = formula.split()
+    if tokens and len(tokens[0]) > 1 and tokens[0][0] in "+-":  # "-pv + ...": a leading sign
+        tokens[:1] = [tokens[0][0], tokens[0][1:]]
+    terms: list[tuple[float, str]] = []
+    sign = 1.0
+    pending: list[str] = []
+
+    def flush() -> None:
+        text = " ".join(pending)
+        m = FORMULA_TERM_RE.match(text.replace(" ", ""))
+        if m is None:
+            raise ValueError(
+                f"term {text!r} of formula {formula!r} is not '[number *] name' "
+                "(operators need spaces around them)"
+            )
+        terms.append((sign * float(m.group(1) or 1.0), m.group(2)))
+        pending.clear()
+
+    for i, tok in enumerate(tokens):
+        if tok in ("+", "-"):
+            if pending:
+                flush()
+            elif i > 0:
+                raise ValueError(f"formula {formula!r}: two operators in a row at {tok!r}")
+            sign = -1.0 if tok == "-" else 1.0
+            continue
+        if pending and not pending[-1].endswith("*") and tok != "*" and not tok.startswith("*"):
+            raise ValueError(f"formula {formula!r}: missing '+' or '-' before {tok!r}")
+        pending.append(tok)
+    if pending:
+        flush()
+    elif tokens:
+        raise ValueError(f"formula {formula!r} ends with an operator")
+    if not terms:
+        raise ValueError("formula is empty")
+    return terms
+
+
+class DerivedDoc(_Strict):
+    """A derived channel: a linear formula over other channels of the site."""
+
+    formula: str = Field(min_length=1, max_length=2000)
+    min_coverage: float = Field(default=0.5, gt=0, le=1)
+    """Least coverage every input needs in an ISP for the derived ISP to be computed (0..1]."""
+
+    @field_validator("formula")
+    @classmethod
+    def _formula(cls, v: str) -> str:
+        parse_formula(v)
+        return v
+
+
 class ChannelDoc(_Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
 
@@ -186,6 +267,24 @@ class ChannelDoc(_Strict):
     key: str | None = None
     max_gap_s: int | None = Field(default=None, gt=0, le=86_400)
     """Longest sample interval integrated into readings [s] (default: the pipeline's 2 h)."""
+    derived: DerivedDoc | None = None
+    """Computed from other channels (a formula, or ``{formula, min_coverage}``)."""
+
+    @field_validator("derived", mode="before")
+    @classmethod
+    def _derived_text(cls, v: Any) -> Any:
+        return {"formula": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _derived_alone(self) -> ChannelDoc:
+        if self.derived is not None:
+            if self.device is not None or self.register_name is not None:
+                raise ValueError("a derived channel has no device or register")
+            if self.quantity != Quantity.POWER:
+                raise ValueError(
+                    f"a derived channel must have quantity 'power', got {self.quantity.value!r}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unit(self) -> ChannelDoc:
@@ -279,7 +378,69 @@ class SiteDocument(_Strict):
                     )
             quantities = [ch.quantity for ch in a.channels if ch.key is None]
             _unique([q.value for q in quantities], f"assets[{i}].channels", "quantity")
+        for i, a in enumerate(self.assets):
+            for j, ch in enumerate(a.channels):
+                if ch.derived is not None:
+                    self.derived_terms(ch, f"assets[{i}].channels[{j}].derived")
         return self
+
+    def derived_terms(self, ch: ChannelDoc, where: str) -> list[tuple[str, float]]:
+        """``[(channel key, coefficient)]`` of a derived channel's formula.
+
+        Raises
+        ------
+        ValueError
+            Naming ``where`` and the term whose name is no asset, ``asset/quantity`` or
+            channel key of this file, or that names a derived channel.
+        """
+        assert ch.derived is not None
+        by_key: dict[str, ChannelDoc] = {}
+        by_asset: dict[str, dict[str, str]] = {}
+        for a in self.assets:
+            for c in a.channels:
+                key = self.channel_key(a, c)
+                by_key[key] = c
+                by_asset.setdefault(a.name, {}).setdefault(c.quantity.value, key)
+        out: dict[str, float] = {}
+        for coef, name in parse_formula(ch.derived.formula):
+            asset, _, quantity = name.partition("/")
+            if name in by_key:
+                key = name
+            elif asset in by_asset and not quantity:
+                if ch.quantity.value not in by_asset[asset]:
+                    raise ValueError(
+                        f"{where}: asset {asset!r} has no {ch.quantity.value} channel "
+                        f"(it has: {', '.join(sorted(by_asset[asset])) or 'none'})"
+                    )
+                key = by_asset[asset][ch.quantity.value]
+            elif asset in by_asset and quantity in by_asset[asset]:
+                key = by_asset[asset][quantity]
+            else:
+                raise ValueError(
+                    f"{where}: {name!r} is no asset, asset/quantity or channel key of this "
+                    f"site (assets: {', '.join(sorted(by_asset)) or 'none'}; operators need "
+                    "spaces around them)"
+                )
+            if by_key[key].derived is not None:
+                raise ValueError(f"{where}: {name!r} is itself derived; use its inputs")
+            if by_key[key].quantity not in UNIT_FACTORS:
+                raise ValueError(
+                    f"{where}: {name!r} is a {by_key[key].quantity.value} channel; a formula "
+                    "adds power and energy channels only"
+                )
+            out[key] = out.get(key, 0.0) + coef
+        return list(out.items())
+
+    def derived_definition(self, asset: AssetDoc, ch: ChannelDoc) -> dict[str, Any] | None:
+        """What :attr:`energy.models.Channel.derived` stores for a channel (None: measured)."""
+        if ch.derived is None:
+            return None
+        terms = self.derived_terms(ch, f"{asset.name}.{ch.quantity.value}.derived")
+        return {
+            "formula": ch.derived.formula,
+            "terms": [[k, c] for k, c in terms],
+            "min_coverage": ch.derived.min_coverage,
+        }
 
     def channel_key(self, asset: AssetDoc, ch: ChannelDoc) -> str:
         return ch.key or f"{self.site.name}/{asset.name}/{ch.quantity.value}"
@@ -483,6 +644,7 @@ def _import_assets(run: _Import, site: Site, devices: dict[str, Device]) -> None
                 device_id=devices[ch.device].id if ch.device else None,
                 register=ch.register_name,
                 max_gap_s=ch.max_gap_s,
+                derived=run.doc.derived_definition(a, ch),
             )
             path = f"assets[{i}].channels[{j}]"
             channel = ensure_channel(run.session, got.row, spec, source=run.source, path=path)

@@ -153,6 +153,8 @@ class ChannelSpec:
     register: str | None = None
     max_gap_s: int | None = None
     """Longest sample interval the pipeline integrates [s]; None: the pipeline's default."""
+    derived: dict[str, Any] | None = None
+    """A derived channel's definition (:attr:`energy.models.Channel.derived`); None: measured."""
 
 
 def _at(path: str | None, name: str) -> str:

@@ -1,12 +1,19 @@
 """Sample batches over MQTT: the edge gateway publishes, the centre stores (docs/ARCHITECTURE.md).
 
-:class:`MqttSampleSink` is a :class:`~modbus_gateway.spool.SampleSink` for
-:class:`~modbus_gateway.spool.StoreAndForward`: ``write`` returns only after the broker has
-acknowledged the batch (QoS 1 PUBACK) and raises otherwise, so an unreachable broker sends the
-batch to the local spool. :class:`MqttSampleConsumer` subscribes at the centre with a
-persistent session and manual acknowledgement: a batch is acknowledged only after the store
-took it. QoS 1 is at-least-once; the store is idempotent by channel and timestamp, so every
-sample is stored exactly once. :class:`KeyedStoreSink` maps channel keys to channel ids for
+:class:`MqttSampleSink` is an :class:`~modbus_gateway.spool.AckedSink` for
+:class:`~modbus_gateway.spool.StoreAndForward`: ``send`` publishes a batch with its batch id
+and returns after the broker's PUBACK (raises otherwise); the batch stays in the gateway's
+spool until the centre, having stored it, publishes the batch id on the gateway's ack topic
+``noaber/<gateway>/ack`` (a broker's PUBACK is not "stored": a broker drops what its queue
+cannot hold, and loses what it had not saved when it is killed). :class:`MqttSampleConsumer`
+subscribes at the centre with a persistent session and manual acknowledgement: a batch is
+acknowledged to the broker, and end to end to the gateway, only after the store took it.
+QoS 1 is at-least-once; the store is idempotent by channel and timestamp, so every sample is
+stored exactly once.
+
+Each gateway has its own broker identity (its name is its MQTT user; Mosquitto's password
+file and ACL, :mod:`modbus_gateway.broker_auth`): it may publish only to
+``noaber/<name>/samples`` and read only ``noaber/<name>/ack``. :class:`KeyedStoreSink` maps channel keys to channel ids for
 the store; samples of a key the database does not know (after one reload) go to a
 :class:`DeadLetterFile` instead of blocking the queue.
 
@@ -16,7 +23,12 @@ The broker is named by a URL ``mqtt://USER:PASSWORD@HOST:PORT`` (``NOABER_MQTT_U
 
 Payload (JSON, UTF-8)::
 
-    {"v": 1, "gateway": "dorpshuis-a", "samples": [["<channel key>", ts_ns, value|null, quality], ...]}
+    {"v": 1, "gateway": "dorpshuis-a", "batch": "<spool id>:<first>-<last>",
+     "samples": [["<channel key>", ts_ns, value|null, quality], ...]}
+
+Acknowledgement (JSON, on ``noaber/<gateway>/ack``)::
+
+    {"v": 1, "batch": "<batch id>", "stored": n, "dead_lettered": n, "quarantined": n}
 """
 
 from __future__ import annotations
@@ -25,12 +37,14 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -44,6 +58,17 @@ log = logging.getLogger(__name__)
 TOPIC = "noaber/{gateway}/samples"
 TOPIC_ALL = TOPIC.format(gateway="+")
 """What the centre subscribes to: every gateway's samples."""
+ACK_TOPIC = "noaber/{gateway}/ack"
+"""Where the centre acknowledges a gateway's stored batches."""
+_TOPIC_RE = re.compile(r"noaber/(?P<gateway>[^/+#]+)/samples")
+
+
+def topic_gateway(topic: str) -> str | None:
+    """The gateway named by a samples topic ``noaber/<gateway>/samples``, else None."""
+    m = _TOPIC_RE.fullmatch(topic)
+    return m["gateway"] if m else None
+
+
 PAYLOAD_VERSION = 1
 DEFAULT_PORT = 1883
 
@@ -122,11 +147,22 @@ def parse_broker_url(text: str, default_port: int = DEFAULT_PORT) -> BrokerUrl:
     )
 
 
-def encode_batch(gateway: str, samples: Sequence[Sample]) -> bytes:
+def encode_batch(gateway: str, samples: Sequence[Sample], batch_id: str | None = None) -> bytes:
     """A batch as JSON; NaN values become ``null``."""
-    return json.dumps(
-        {"v": PAYLOAD_VERSION, "gateway": gateway, "samples": _rows(samples)}
-    ).encode()
+    doc: dict = {"v": PAYLOAD_VERSION, "gateway": gateway}
+    if batch_id is not None:
+        doc["batch"] = batch_id
+    doc["samples"] = _rows(samples)
+    return json.dumps(doc).encode()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A decoded sample batch: the gateway its payload names, its id (if any), the samples."""
+
+    gateway: str
+    batch_id: str | None
+    samples: list[Sample]
 
 
 def _rows(samples: Sequence[Sample]) -> list[list]:
@@ -137,6 +173,12 @@ def _rows(samples: Sequence[Sample]) -> list[list]:
 
 def decode_batch(payload: bytes) -> tuple[str, list[Sample]]:
     """``(gateway, samples)`` of a payload; raises ValueError naming what is wrong."""
+    b = decode_message(payload)
+    return b.gateway, b.samples
+
+
+def decode_message(payload: bytes) -> Batch:
+    """The :class:`Batch` of a payload; raises ValueError naming what is wrong."""
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -159,7 +201,34 @@ def decode_batch(payload: bytes) -> tuple[str, list[Sample]]:
             raise ValueError(
                 f"sample batch: samples[{i}] is not [channel, ts_ns, value, quality]: {row!r}"
             ) from None
-    return str(doc.get("gateway", "")), out
+    batch_id = doc.get("batch")
+    if batch_id is not None and (not isinstance(batch_id, str) or len(batch_id) > 200):
+        raise ValueError(f"sample batch: batch must be a string id, got {str(batch_id)[:80]!r}")
+    return Batch(str(doc.get("gateway", "")), batch_id, out)
+
+
+def encode_ack(batch_id: str, stored: int, dead_lettered: int = 0, quarantined: int = 0) -> bytes:
+    """The centre's acknowledgement of a stored batch."""
+    return json.dumps(
+        {
+            "v": PAYLOAD_VERSION,
+            "batch": batch_id,
+            "stored": stored,
+            "dead_lettered": dead_lettered,
+            "quarantined": quarantined,
+        }
+    ).encode()
+
+
+def decode_ack(payload: bytes) -> str:
+    """The batch id of an acknowledgement; raises ValueError naming what is wrong."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"acknowledgement is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("batch"), str):
+        raise ValueError(f"acknowledgement without a batch id: {str(doc)[:80]!r}")
+    return str(doc["batch"])
 
 
 def _client(
@@ -209,7 +278,13 @@ def _refusal(where: str, username: str | None, reason: str) -> str:
 
 
 class MqttSampleSink:
-    """Publishes batches with QoS 1; ``write`` returns once the broker acknowledged them.
+    """Publishes batches with QoS 1; the centre acknowledges stored batches on the ack topic.
+
+    ``send(batch_id, samples)`` returns once the broker has the batch (PUBACK) and raises
+    otherwise; ``on_ack(batch_id)`` is called when the centre says it stored the batch, and
+    ``on_reconnect()`` after each new connection (set by
+    :class:`~modbus_gateway.spool.StoreAndForward`). ``write(samples)`` publishes without a
+    batch id (no acknowledgement; for tools and tests).
 
     Parameters
     ----------
@@ -236,9 +311,15 @@ class MqttSampleSink:
         self.username, self._password = username, password
         self.topic = TOPIC.format(gateway=gateway)
         self.timeout_s = timeout_s
+        self.ack_topic = ACK_TOPIC.format(gateway=gateway)
         self.refused = ""
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._sub_mid: int | None = None
         self.client: mqtt.Client | None = None
+        self.on_ack: Callable[[str], None] | None = None
+        self.on_reconnect: Callable[[], None] | None = None
+        self.acks = 0
 
     @classmethod
     def from_url(cls, broker: BrokerUrl, gateway: str, timeout_s: float = 5.0) -> MqttSampleSink:
@@ -250,12 +331,38 @@ class MqttSampleSink:
             self.refused = str(reason_code)
             return
         self.refused = ""
+        self._subscribed.clear()
+        _, self._sub_mid = client.subscribe(self.ack_topic, qos=1)
         self._connected.set()
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+
+    def _on_disconnect(self, *args) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid == self._sub_mid and not any(rc.is_failure for rc in reason_codes):
+            self._subscribed.set()
+        elif mid == self._sub_mid:
+            log.error("MQTT broker refused the subscription to %s", self.ack_topic)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            batch_id = decode_ack(msg.payload)
+        except ValueError as exc:
+            log.warning("%s: %s", msg.topic, exc)
+            return
+        self.acks += 1
+        if self.on_ack is not None:
+            self.on_ack(batch_id)
 
     def _start(self) -> mqtt.Client:
         c = _client(f"noaber-gw-{self.gateway}", True, self.username, self._password)
         c.on_connect = self._on_connect
-        c.on_disconnect = lambda *a: self._connected.clear()
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
         c.connect_async(self.host, self.port, keepalive=30)
         c.loop_start()
         self.client = c
@@ -270,16 +377,31 @@ class MqttSampleSink:
         elif client is not None:  # its thread may sleep up to 1 s before a reconnect: not here
             threading.Thread(target=_close, args=(client,), daemon=True).start()
         self._connected.clear()
+        self._subscribed.clear()
         self.refused = ""
 
     def write(self, samples: Sequence[Sample]) -> None:
+        """Publish without a batch id; returns after the PUBACK (no end-to-end acknowledgement)."""
+        self._publish(encode_batch(self.gateway, samples), wait_subscribed=False)
+
+    def send(self, batch_id: str, samples: Sequence[Sample]) -> None:
+        """Publish a batch with its id; returns after the PUBACK, raises ConnectionError."""
+        self._publish(encode_batch(self.gateway, samples, batch_id), wait_subscribed=True)
+
+    def _publish(self, payload: bytes, wait_subscribed: bool) -> None:
         client = self.client or self._start()
         _await_connack(self._connected, lambda: self.refused, self.timeout_s)
         if not self._connected.is_set():
             reason = self.refused
             self._reset()
             raise _not_connected(f"{self.host}:{self.port}", self.username, reason)
-        info = client.publish(self.topic, encode_batch(self.gateway, samples), qos=1)
+        if wait_subscribed and not self._subscribed.wait(self.timeout_s):
+            self._reset()  # an acknowledgement could not reach us: do not send yet
+            raise ConnectionError(
+                f"MQTT broker {self.host}:{self.port}: no subscription to {self.ack_topic} "
+                f"for user {self.username!r} (check the broker's ACL)"
+            )
+        info = client.publish(self.topic, payload, qos=1)
         try:
             info.wait_for_publish(self.timeout_s)
         except (RuntimeError, ValueError) as exc:
@@ -419,6 +541,41 @@ class _Batch:
     samples: list[Sample]
     error: str = ""  # a malformed message: why, and its payload
     payload: bytes | None = None
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A batch as the centre received it: the topic it came on and what its payload says.
+
+    ``topic_gateway`` is the gateway the broker let publish on the topic (its identity);
+    ``gateway`` is what the payload claims.
+    """
+
+    topic: str
+    topic_gateway: str | None
+    gateway: str
+    batch_id: str | None
+    samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a :class:`BatchSink` did with a batch (the counts go into the acknowledgement)."""
+
+    stored: int
+    dead_lettered: int = 0
+    quarantined: int = 0
+
+
+class BatchSink(Protocol):
+    """A sink that checks each batch as received (gateway, topic) before storing it.
+
+    ``write_batch`` stores what may be stored, records the rest (dead letters, quarantine)
+    durably, and returns the counts; it raises when the store is down (the batch is retried).
+    """
+
+    def write_batch(self, batch: Received) -> Outcome: ...
 
 
 class MqttSampleConsumer:
@@ -441,7 +598,7 @@ class MqttSampleConsumer:
         self,
         host: str,
         port: int,
-        sink: SampleSink,
+        sink: SampleSink | BatchSink,
         topic: str = TOPIC_ALL,
         client_id: str = "noaber-store",
         retry_s: float = 1.0,
@@ -456,6 +613,9 @@ class MqttSampleConsumer:
         self.dead_letter = dead_letter
         self.stored = 0
         self.dead_lettered = 0
+        self.dead_lettered_batches = 0
+        self.quarantined = 0
+        self.acks_sent = 0
         self.rejected: list[str] = []
         self.failures = 0
         self.refused = ""
@@ -474,7 +634,9 @@ class MqttSampleConsumer:
         self._writer = threading.Thread(target=self._write_loop, name="mqtt-store", daemon=True)
 
     @classmethod
-    def from_url(cls, broker: BrokerUrl, sink: SampleSink, **kwargs) -> MqttSampleConsumer:
+    def from_url(
+        cls, broker: BrokerUrl, sink: SampleSink | BatchSink, **kwargs
+    ) -> MqttSampleConsumer:
         """A consumer for the broker of a parsed ``mqtt://`` URL (other arguments as above)."""
         return cls(
             broker.host,
@@ -497,11 +659,11 @@ class MqttSampleConsumer:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            gateway, samples = decode_batch(msg.payload)
+            decoded = decode_message(msg.payload)
         except ValueError as exc:
             log.error("%s: %s; payload %r", msg.topic, exc, msg.payload[:200])
             self.rejected.append(str(exc))
-            if self.dead_letter is not None:
+            if self.dead_letter is not None or hasattr(self.sink, "record_malformed"):
                 self._pending.append(
                     _Batch(msg.mid, msg.qos, msg.topic, "", [], str(exc), bytes(msg.payload))
                 )
@@ -509,7 +671,16 @@ class MqttSampleConsumer:
                 return
             client.ack(msg.mid, msg.qos)
             return
-        self._pending.append(_Batch(msg.mid, msg.qos, msg.topic, gateway, samples))
+        self._pending.append(
+            _Batch(
+                msg.mid,
+                msg.qos,
+                msg.topic,
+                decoded.gateway,
+                decoded.samples,
+                batch_id=decoded.batch_id,
+            )
+        )
         self._wake.set()
 
     def _dead(self, batch: _Batch, error: str, samples=(), payload=None) -> None:
@@ -532,25 +703,66 @@ class MqttSampleConsumer:
         with self._write_lock:
             while self._pending:
                 batch = self._pending[0]
+                outcome = None
                 try:
-                    if batch.payload is not None:
-                        self._dead(batch, batch.error, payload=batch.payload)
-                    else:
-                        try:
-                            self.sink.write(batch.samples)
-                            self.stored += len(batch.samples)
-                        except UnknownChannels as exc:
-                            if self.dead_letter is None:
-                                raise
-                            self.stored += len(batch.samples) - len(exc.samples)
-                            self._dead(batch, str(exc), samples=exc.samples)
+                    outcome = self._write(batch)
                 except Exception as exc:  # the store is down: keep it, no ack, retry later
                     self.failures += 1
                     log.warning("store refused a batch (%s); %d waiting", exc, len(self._pending))
                     return False
                 self._pending.popleft()
+                gateway = topic_gateway(batch.topic)
+                if batch.batch_id is not None and gateway is not None and outcome is not None:
+                    # stored: tell the gateway, which may now delete the batch from its spool
+                    self.client.publish(
+                        ACK_TOPIC.format(gateway=gateway),
+                        encode_ack(
+                            batch.batch_id,
+                            outcome.stored,
+                            outcome.dead_lettered,
+                            outcome.quarantined,
+                        ),
+                        qos=1,
+                    )
+                    self.acks_sent += 1
                 self.client.ack(batch.mid, batch.qos)
         return True
+
+    def _write(self, batch: _Batch) -> Outcome | None:
+        """Store one batch (or record it as a dead letter); raises when the store is down."""
+        if batch.payload is not None:
+            record = getattr(self.sink, "record_malformed", None)
+            if record is not None:
+                record(batch.topic, batch.error, batch.payload)
+            else:
+                self._dead(batch, batch.error, payload=batch.payload)
+            self.dead_lettered_batches += 1
+            return None
+        sink = self.sink
+        if not hasattr(sink, "write"):  # a BatchSink: it checks the batch as received
+            outcome = cast(BatchSink, sink).write_batch(
+                Received(
+                    batch.topic,
+                    topic_gateway(batch.topic),
+                    batch.gateway,
+                    batch.batch_id,
+                    batch.samples,
+                )
+            )
+            self.stored += outcome.stored
+            self.dead_lettered += outcome.dead_lettered
+            self.quarantined += outcome.quarantined
+            return outcome
+        try:
+            cast(SampleSink, sink).write(batch.samples)
+            self.stored += len(batch.samples)
+            return Outcome(len(batch.samples))
+        except UnknownChannels as exc:
+            if self.dead_letter is None:
+                raise
+            self.stored += len(batch.samples) - len(exc.samples)
+            self._dead(batch, str(exc), samples=exc.samples)
+            return Outcome(len(batch.samples) - len(exc.samples), len(exc.samples))
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():

@@ -4,7 +4,12 @@ Each step (15 minutes by default) :class:`MPCController`:
 
 1. asks ``scenario_at(now)`` for the scenario of the horizon starting now (latest PV, load
    and price forecasts and the known EV sessions);
-2. reads the measured SoC of the battery and of the plugged-in cars (``measure()``);
+2. reads the measured SoC of the battery and of the plugged-in cars (``measure()``: a
+   :class:`Measured` with when each value was measured and why one is absent, or a plain
+   ``{asset: soc_pct}``). Where a value is absent, stale or from before the car arrived, the
+   plan starts from the site file's ``soc_initial_pct`` (battery) or the session's stated
+   arrival SoC (car), and :attr:`MPCStatus.warnings` says what it fell back to and why
+   (``"battery bat-1: no SoC reading since 10:15, using 50 % from the site file"``);
 3. re-plans. The model is anchored: it is built once for ``horizon`` steps and re-used while
    the structure (EV sessions) stays the same; the steps already past are frozen by zero
    limits (see :meth:`optimizer.model.Planner.update`), so a re-plan only changes data in the
@@ -83,6 +88,32 @@ class LoggingSink(RecordingSink):
 
 
 @dataclass
+class Measured:
+    """The measured state at a step: SoC per asset, when it was measured, why one is absent.
+
+    Attributes
+    ----------
+    soc_pct : dict
+        Asset name -> state of charge [%].
+    at : dict
+        Asset name -> when that value was measured (UTC); an asset without an entry counts
+        as measured now.
+    why_not : dict
+        Asset name -> why it has no value (``"no SoC reading since 10:15"``), for the warning.
+    """
+
+    soc_pct: dict[str, float] = field(default_factory=dict)
+    at: dict[str, pd.Timestamp] = field(default_factory=dict)
+    why_not: dict[str, str] = field(default_factory=dict)
+
+
+def _local(ts: pd.Timestamp, now: pd.Timestamp, tz: str) -> str:
+    """``HH:MM`` local, with the date when it is not the day of ``now``."""
+    t, n = ts.tz_convert(tz), now.tz_convert(tz)
+    return f"{t:%H:%M}" if t.date() == n.date() else f"{t:%d-%m-%Y %H:%M}"
+
+
+@dataclass
 class MPCStatus:
     """What the loop did last; exposed to the API/CLI so a failure is visible."""
 
@@ -98,31 +129,81 @@ class MPCStatus:
     last_setpoints_w: dict[str, float] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
     fallback_active: bool = False
+    warnings: list[str] = field(default_factory=list)
+    """What the last step fell back to for lack of a measurement, and why."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def with_measurements(sc: Scenario, soc_pct: dict[str, float], now: pd.Timestamp) -> Scenario:
+def with_measurements(
+    sc: Scenario, soc_pct: dict[str, float] | Measured, now: pd.Timestamp
+) -> Scenario:
     """The scenario with the measured SoC [%]: the battery's start SoC and, for a car plugged
     in at ``now``, the SoC at the start of its session (the session then starts now)."""
+    return apply_measurements(sc, soc_pct, now)[0]
+
+
+def apply_measurements(
+    sc: Scenario, measured: dict[str, float] | Measured, now: pd.Timestamp
+) -> tuple[Scenario, list[str]]:
+    """:func:`with_measurements`, and a warning for each asset that falls back, saying to
+    what and why.
+
+    The battery without a value starts at its ``soc_initial_pct`` from the site file; a car
+    plugged in at ``now`` without a value measured since it arrived keeps its session's stated
+    ``soc_arrival_pct``. A measured value outside the asset's SoC limits is clamped to them,
+    with a warning.
+    """
+    m = measured if isinstance(measured, Measured) else Measured(dict(measured))
+    tz = sc.site.timezone
+    warnings: list[str] = []
     battery = sc.battery
-    if battery is not None and battery.name in soc_pct:
-        value = min(max(soc_pct[battery.name], battery.soc_min_pct), battery.soc_max_pct)
-        battery = dataclasses.replace(
-            battery, soc_initial_pct=value, soc_final_min_pct=battery.soc_final_min_effective_pct
-        )
+    if battery is not None:
+        if battery.name in m.soc_pct:
+            raw = m.soc_pct[battery.name]
+            value = min(max(raw, battery.soc_min_pct), battery.soc_max_pct)
+            if value != raw:
+                warnings.append(
+                    f"battery {battery.name}: measured SoC {raw:g} % lies outside its limits "
+                    f"{battery.soc_min_pct:g}-{battery.soc_max_pct:g} %, planning from {value:g} %"
+                )
+            battery = dataclasses.replace(
+                battery,
+                soc_initial_pct=value,
+                soc_final_min_pct=battery.soc_final_min_effective_pct,
+            )
+        else:
+            why = m.why_not.get(battery.name, "no SoC measurement")
+            warnings.append(
+                f"battery {battery.name}: {why}, using {battery.soc_initial_pct:g} % from the "
+                "site file"
+            )
     evs = []
     for ev in sc.evs:
         sessions = []
         for s in ev.sessions:
-            if ev.name in soc_pct and s.arrival <= now < s.departure:
-                s = dataclasses.replace(
-                    s, arrival=min(s.arrival, now), soc_arrival_pct=soc_pct[ev.name]
-                )
+            if s.arrival <= now < s.departure:
+                at = m.at.get(ev.name)
+                if ev.name in m.soc_pct and (at is None or at >= s.arrival):
+                    s = dataclasses.replace(
+                        s, arrival=min(s.arrival, now), soc_arrival_pct=m.soc_pct[ev.name]
+                    )
+                else:
+                    if ev.name in m.soc_pct and at is not None:
+                        why = (
+                            f"the last SoC reading ({_local(at, now, tz)}) is from before the "
+                            f"car arrived at {_local(s.arrival, now, tz)}"
+                        )
+                    else:
+                        why = m.why_not.get(ev.name, "the charger reports no SoC")
+                    warnings.append(
+                        f"EV {ev.name}: {why}, using the session's arrival SoC "
+                        f"{s.soc_arrival_pct:g} %"
+                    )
             sessions.append(s)
         evs.append(dataclasses.replace(ev, sessions=tuple(sessions)))
-    return sc.replace(battery=battery, evs=tuple(evs))
+    return sc.replace(battery=battery, evs=tuple(evs)), warnings
 
 
 class MPCController:
@@ -133,7 +214,9 @@ class MPCController:
     scenario_at : callable
         ``scenario_at(now) -> Scenario`` for the horizon starting at ``now`` (UTC step start).
     measure : async callable
-        ``await measure() -> {asset_name: soc_pct}`` for the battery and the plugged-in cars.
+        ``await measure() -> Measured`` (or ``{asset_name: soc_pct}``) for the battery and
+        the plugged-in cars; see :func:`apply_measurements` for what is used where a value
+        is absent.
     sink : SetpointSink
         Where the setpoints go (a :class:`ReleasableSink` is released on failure).
     clock : callable
@@ -147,7 +230,7 @@ class MPCController:
     def __init__(
         self,
         scenario_at: Callable[[pd.Timestamp], Scenario],
-        measure: Callable[[], Awaitable[dict[str, float]]],
+        measure: Callable[[], Awaitable[dict[str, float] | Measured]],
         sink: SetpointSink,
         clock: Callable[[], pd.Timestamp] | None = None,
         options: SolveOptions | None = None,
@@ -202,12 +285,15 @@ class MPCController:
         st = self.status
         st.steps += 1
         st.last_step_at = now.isoformat()
+        st.warnings = []
         sc: Scenario | None = None
         try:
             sc = self.scenario_at(now)
             now = sc.start
             soc = await self.measure()
-            sc = with_measurements(sc, soc, now)
+            sc, st.warnings = apply_measurements(sc, soc, now)
+            for w in st.warnings:
+                log.warning("%s", w)
             result, k = self._plan(sc, now)
             row = result.flows.iloc[k]
             setpoints: dict[str, float] = {}

@@ -9,7 +9,13 @@
   given by the caller (the charger or the owner's app knows arrival and departure);
 * prices: a CSV (``timestamp, import_price_eur_per_kwh, export_price_eur_per_kwh``), or two
   price series of the store (:mod:`energy.prices`: all-in import and export prices per ISP);
-* measured SoC: the latest reading of the assets' ``soc`` channels (mean over the ISP, [%]).
+* measured SoC: the latest reading of the assets' ``soc`` channels (the last value of the
+  ISP, else its mean [%]) no older than ``max_age`` (:func:`measured_state`, with why a value
+  is absent: no SoC channel, no reading, none since a time);
+* load: where the building's power channel is derived (site file ``derived:``, e.g.
+  ``grid - pv - battery - ev-1``) the pipeline computes its readings from the meters; ISPs
+  it left missing are counted, with the first reason, in the "no building load readings"
+  error.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from energy.errors import NotFoundError, ValidationError
-from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
+from energy.models import Asset, AssetKind, Channel, DerivedGap, IntervalReading, Quantity, Site
 from energy.readings import read_readings
 from energy.timegrid import floor_isp
 from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
+from optimizer.mpc import Measured
 from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
 
 BATTERY_FIELDS = (
@@ -70,24 +77,72 @@ def _channel(session: Session, asset: Asset, quantity: Quantity) -> Channel | No
     ).first()
 
 
+DEFAULT_SOC_MAX_AGE = pd.Timedelta(hours=1)
+"""A SoC reading older than this is not used (the plan falls back, with a warning)."""
+
+
 def measured_soc_pct(session: Session, site_name: str) -> dict[str, float]:
-    """The latest SoC reading [%] of every battery and EV asset of a site that has one."""
+    """The latest SoC reading [%] of every battery and EV asset of a site that has one
+    (regardless of its age; :func:`measured_state` is the checked form)."""
+    return measured_state(session, site_name, max_age=None).soc_pct
+
+
+def measured_state(
+    session: Session,
+    site_name: str,
+    now: dt.datetime | pd.Timestamp | None = None,
+    max_age: pd.Timedelta | None = DEFAULT_SOC_MAX_AGE,
+) -> Measured:
+    """The measured SoC [%] of the site's batteries and EVs from their ``soc`` channels.
+
+    Each value is the latest reading of an ISP that began before ``now`` (default: the
+    latest stored): its
+    last valid sample (``value_last``), else the ISP mean. ``Measured.at`` is the end of that
+    ISP (capped at ``now``). Without a channel, without a reading, or when the reading is
+    older than ``max_age`` (None: any age), the asset has no value and ``Measured.why_not``
+    says why, in the site's local time (``"no SoC reading since 10:15"``).
+    """
     site = get_site(session, site_name)
-    out: dict[str, float] = {}
+    now_ts = None if now is None else pd.Timestamp(now).tz_convert("UTC")
+    out = Measured()
     for asset in site.assets:
         if asset.kind not in (AssetKind.BATTERY, AssetKind.EV):
             continue
         ch = _channel(session, asset, Quantity.SOC)
         if ch is None:
+            out.why_not[asset.name] = (
+                "the charger reports no SoC" if asset.kind == AssetKind.EV else "no SoC channel"
+            )
             continue
-        value = session.scalars(
-            select(IntervalReading.power_mean_w)
-            .where(IntervalReading.channel_id == ch.id, IntervalReading.power_mean_w.is_not(None))
-            .order_by(IntervalReading.isp_start.desc())
-            .limit(1)
-        ).first()
-        if value is not None:
-            out[asset.name] = float(value)
+        q = select(
+            IntervalReading.isp_start, IntervalReading.value_last, IntervalReading.power_mean_w
+        ).where(
+            IntervalReading.channel_id == ch.id,
+            (IntervalReading.value_last.is_not(None)) | (IntervalReading.power_mean_w.is_not(None)),
+        )
+        if now_ts is not None:
+            q = q.where(IntervalReading.isp_start < now_ts.to_pydatetime())
+        row = session.execute(q.order_by(IntervalReading.isp_start.desc()).limit(1)).first()
+        if row is None:
+            out.why_not[asset.name] = "no SoC reading"
+            continue
+        start = pd.Timestamp(row[0]).tz_convert("UTC")
+        at = start + pd.Timedelta(minutes=15)
+        if now_ts is not None:
+            at = min(at, now_ts)
+            if max_age is not None and now_ts - at > max_age:
+                when = start.tz_convert(site.timezone)
+                day = (
+                    ""
+                    if when.date() == now_ts.tz_convert(site.timezone).date()
+                    else f"{when:%d-%m-%Y} "
+                )
+                out.why_not[asset.name] = f"no SoC reading since {day}{when:%H:%M}"
+                continue
+        value = row[1] if row[1] is not None else row[2]
+        assert value is not None  # the query asks for one of the two
+        out.soc_pct[asset.name] = float(value)
+        out.at[asset.name] = at
     return out
 
 
@@ -104,10 +159,29 @@ def _load_history_kw(session: Session, site: Site, end: pd.Timestamp, days: int)
     frame = read_readings(session, ids, start, end.to_pydatetime())
     if frame.empty:
         raise ValidationError(
-            f"site {site.name!r} has no building load readings in the {days} days before {end.isoformat()}"
+            f"site {site.name!r} has no building load readings in the {days} days before "
+            f"{end.isoformat()}{_gaps_note(session, ids, start, end.to_pydatetime())}"
         )
     kw = frame.groupby("isp_start")["power_mean_w"].sum(min_count=1) / 1000.0
     return kw
+
+
+def _gaps_note(session: Session, ids: list[int], start: dt.datetime, end: dt.datetime) -> str:
+    """``"; 12 ISPs of its derived load are missing, first 2026-...: no reading of ..."``."""
+    q = (
+        select(DerivedGap.isp_start, DerivedGap.reason)
+        .where(
+            DerivedGap.channel_id.in_(ids),
+            DerivedGap.isp_start >= start,
+            DerivedGap.isp_start < end,
+        )
+        .order_by(DerivedGap.isp_start)
+    )
+    rows = session.execute(q).all()
+    if not rows:
+        return ""
+    first = pd.Timestamp(rows[0][0]).isoformat()
+    return f"; {len(rows)} ISPs of its derived load are missing, first {first}: {rows[0][1]}"
 
 
 def parse_price_series(spec: str | None) -> tuple[str, str] | None:

@@ -455,7 +455,7 @@ class BucketResult:
         """The buckets as a DataFrame indexed by bucket start (UTC, ns).
 
         Columns are those :func:`energy.readings.upsert_readings` takes: ``energy_wh,
-        power_mean_w, power_min_w, power_max_w, sample_count, coverage``.
+        power_mean_w, power_min_w, power_max_w, sample_count, coverage, value_last``.
         """
         index = pd.DatetimeIndex(
             pd.to_datetime(self.start_ns, unit="ns", utc=True), name="isp_start"
@@ -468,6 +468,7 @@ class BucketResult:
                 "power_max_w": self.max_w,
                 "sample_count": self.count,
                 "coverage": self.coverage,
+                "value_last": (np.full(len(self), np.nan) if self.last_w is None else self.last_w),
             },
             index=index,
         )

@@ -1,4 +1,4 @@
-"""``noaber gateway run|consume|read|scan`` and ``noaber simulate``.
+"""``noaber gateway run|consume|add|list|dead-letters|quarantine|read|scan`` and ``noaber simulate``.
 
 Registered on the root app by :func:`register` (``noaber.cli.COMMAND_MODULES``).
 """
@@ -165,6 +165,14 @@ def run(
             "stays out of the process list)",
         ),
     ] = False,
+    ack_wait: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="At the end, wait up to this many seconds for the centre's acknowledgement "
+            "of the last batches (MQTT)",
+        ),
+    ] = 5.0,
     gateway_name: Annotated[
         str | None,
         typer.Option(
@@ -225,8 +233,15 @@ def run(
             service.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)
+            # the centre's acknowledgements of the last batches (what is not acknowledged
+            # stays in the spool and goes again at the next start)
+            with contextlib.suppress(Exception):
+                await service.forwarder.settle(ack_wait)
             counters = service.counters()
             service.close()
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
         console.print(
             f"{counters.total_polls} polls, {counters.samples_delivered} samples delivered, "
             f"{counters.samples_spooled} waiting in {spool_path}"
@@ -306,22 +321,24 @@ def consume(
         str | None,
         typer.Option(help="MQTT client id: names the persistent session (default noaber-store)"),
     ] = None,
-    dead_letter: Annotated[
-        Path | None,
-        typer.Option(
-            help="JSONL file for samples that cannot be stored "
-            "(default: DATA_DIR/mqtt-dead-letter.jsonl)"
-        ),
-    ] = None,
     connect_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to wait for the broker at start")
     ] = 10.0,
+    max_age_days: Annotated[
+        float,
+        typer.Option(min=0.01, help="Samples older than this are refused (retention window)"),
+    ] = 35.0,
+    max_future: Annotated[
+        float, typer.Option(min=0.0, help="Samples more than this many seconds ahead are refused")
+    ] = 300.0,
 ) -> None:
     """Centre: store the gateways' MQTT sample batches in the energy store, exactly once.
 
-    Channel keys are mapped to channel ids from the database; a key it does not know (after
-    one reload of the map) goes to the dead-letter file with a logged error, and the rest of
-    the batch is stored and acknowledged.
+    A sample is stored only from a registered gateway (noaber gateway add) for a channel of
+    a site it is bound to, within the channel's plausible range and time window; anything
+    else goes to the dead-letter store with the reason (noaber gateway dead-letters). A
+    different value for a stored (channel, ts) is quarantined (noaber gateway quarantine).
+    Each stored batch is acknowledged to its gateway, which then deletes it from its spool.
     """
     import threading
 
@@ -336,15 +353,16 @@ def consume(
         broker,
         topic=topic,
         client_id=client_id,
-        dead_letter=dead_letter,
         intervals_every_s=intervals_every,
+        max_age_s=max_age_days * 86_400,
+        max_future_s=max_future,
     )
     topic = ingest.topic
     ingest.start(connect_timeout)
     err_console.print(
         f"consuming {topic} from {broker} into {ingest.store.root} "
-        f"({len(ingest.sink.channel_ids)} channels known); "
-        + ("SIGTERM/Ctrl-C stops" if max_seconds is None else f"for {max_seconds:g} s")
+        f"({len(ingest.sink.channel_ids)} channels, {len(ingest.sink.bindings)} gateways "
+        "known); " + ("SIGTERM/Ctrl-C stops" if max_seconds is None else f"for {max_seconds:g} s")
     )
     stop = threading.Event()
     handlers = {}
@@ -357,6 +375,187 @@ def consume(
         for sig, old in handlers.items():
             signal.signal(sig, old)
     console.print(report.line())
+
+
+def _sessions():
+    from energy.db import make_engine, session_factory
+    from energy.settings import load_settings
+
+    return session_factory(make_engine(load_settings().sqlalchemy_url))
+
+
+def _broker_file(given: Path | None, name: str) -> Path:
+    from energy.settings import load_settings
+
+    return given if given is not None else load_settings().data_dir / "mosquitto" / name
+
+
+@gateway_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="Gateway name: its MQTT user and topic level")],
+    site: Annotated[list[str], typer.Option("--site", help="Site the gateway serves (repeatable)")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="NOABER_MQTT_PASSWORD_FILE",
+            help="Mosquitto password_file to add the gateway to "
+            "(default: DATA_DIR/mosquitto/passwords)",
+        ),
+    ] = None,
+    acl_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="NOABER_MQTT_ACL_FILE",
+            help="Mosquitto acl_file to add the gateway's topics to "
+            "(default: DATA_DIR/mosquitto/acl)",
+        ),
+    ] = None,
+    centre_user: Annotated[
+        str, typer.Option(help="The centre's (ingest's) broker user, given read access")
+    ] = "noaber",
+) -> None:
+    """Register a gateway: its own broker credentials (the password is shown once; only its
+    hash is stored), its password-file and ACL entries (publish noaber/NAME/samples, read
+    noaber/NAME/ack) and its binding to the site(s); audited."""
+    from energy.audit import record
+    from energy.gateways import add_gateway
+    from modbus_gateway.broker_auth import (
+        acl_block,
+        mosquitto_hash,
+        new_password,
+        set_acl_entry,
+        set_password_entry,
+    )
+    from noaber.cli.audit import actor
+
+    pw_path, acl_path = _broker_file(password_file, "passwords"), _broker_file(acl_file, "acl")
+    password = new_password()
+    hashed = mosquitto_hash(password)
+    with _sessions().begin() as session:
+        gw = add_gateway(session, name, site, hashed)
+        record(
+            session,
+            actor(),
+            "gateway.add",
+            name,
+            {"sites": list(dict.fromkeys(site)), "acl_file": str(acl_path)},
+        )
+        set_password_entry(pw_path, name, hashed)
+        set_acl_entry(acl_path, name, acl_block(name, "sites " + ", ".join(site)), centre_user)
+        gw_id = gw.id
+    console.print(
+        f"gateway {name} (id {gw_id}) added for site(s) {', '.join(site)}; broker entries in "
+        f"{pw_path} and {acl_path} (reload Mosquitto: kill -HUP its pid, or docker compose "
+        "kill -s HUP mqtt)"
+    )
+    console.print("its MQTT password, shown only now (give it to the gateway as NOABER_MQTT_URL):")
+    console.print(f"mqtt://{name}:{password}@HOST:1883", soft_wrap=True, highlight=False)
+
+
+@gateway_app.command("list")
+def list_gateways() -> None:
+    """Registered gateways and the sites each may send samples for."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from energy.gateways import Gateway
+
+    table = Table(title="Gateways")
+    for col in ("gateway", "sites", "created (UTC)", "disabled"):
+        table.add_column(col)
+    with _sessions()() as session:
+        for gw in session.scalars(select(Gateway).order_by(Gateway.name)):
+            table.add_row(
+                gw.name,
+                ", ".join(sorted(gs.site.name for gs in gw.sites)),
+                gw.created_at.strftime("%Y-%m-%d %H:%M"),
+                "yes" if gw.disabled else "",
+            )
+    console.print(table)
+
+
+@gateway_app.command("dead-letters")
+def list_dead_letters(
+    reason: Annotated[str | None, typer.Option(help="Only this reason")] = None,
+    gateway: Annotated[str | None, typer.Option(help="Only this gateway")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """What the centre refused to store, newest first, with the reason and the first problem."""
+    from rich.table import Table
+
+    from energy.gateways import dead_letters
+
+    table = Table(title="Dead letters (newest first)")
+    for col in ("id", "received (UTC)", "gateway", "reason", "samples", "detail"):
+        table.add_column(col, overflow="fold")
+    with _sessions()() as session:
+        rows = dead_letters(session, reason=reason, gateway=gateway, limit=limit)
+        for d in rows:
+            table.add_row(
+                str(d.id),
+                d.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                d.gateway,
+                d.reason,
+                str(len(d.samples)) if d.payload is None else "payload",
+                d.detail[:300],
+            )
+    console.print(table)
+
+
+@gateway_app.command("quarantine")
+def quarantine(
+    accept: Annotated[
+        int | None,
+        typer.Option(help="Accept quarantined sample ID: it replaces the stored value (audited)"),
+    ] = None,
+    reject: Annotated[
+        int | None, typer.Option(help="Reject quarantined sample ID: the stored value stays")
+    ] = None,
+    status: Annotated[str, typer.Option(help="open, accepted, rejected or all")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """Samples whose (channel, ts) already held another value: list, or accept/reject one."""
+    from rich.table import Table
+
+    from energy.gateways import open_quarantine
+    from energy.samples import SampleStore
+    from energy.settings import load_settings
+    from noaber.cli.audit import actor
+    from noaber.services.ingest import resolve_quarantine
+
+    if accept is not None and reject is not None:
+        raise NoaberError("give either --accept ID or --reject ID, not both")
+    if accept is not None or reject is not None:
+        qid = accept if accept is not None else reject
+        assert qid is not None
+        q = resolve_quarantine(
+            _sessions(),
+            SampleStore(load_settings().samples_dir),
+            qid,
+            accept is not None,
+            actor(),
+        )
+        console.print(f"quarantined sample {qid} {q.status}: {q.channel.key} at ts {q.ts_ns}")
+        return
+    if status not in {"open", "accepted", "rejected", "all"}:
+        raise NoaberError(f"--status must be open, accepted, rejected or all, got {status!r}")
+    table = Table(title=f"Quarantined samples ({status})")
+    for col in ("id", "received (UTC)", "gateway", "channel", "ts (UTC)", "stored", "offered"):
+        table.add_column(col, overflow="fold")
+    with _sessions()() as session:
+        rows = open_quarantine(session, status=None if status == "all" else status, limit=limit)
+        for q in rows:
+            when = dt.datetime.fromtimestamp(q.ts_ns / 1e9, dt.UTC).isoformat(timespec="seconds")
+            table.add_row(
+                str(q.id),
+                q.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                q.gateway,
+                q.channel.key,
+                when,
+                f"{q.stored_value} (q{q.stored_quality})",
+                f"{q.value} (q{q.quality})",
+            )
+    console.print(table)
 
 
 @gateway_app.command("read")

@@ -18,8 +18,16 @@ def intervals_update(
     ),
     full: bool = typer.Option(False, "--full", help="Recompute everything, not only what is new"),
 ) -> None:
-    """Turn new (or late) raw samples into 15-minute interval readings, incrementally."""
+    """Turn new (or late) raw samples into 15-minute interval readings, incrementally.
+
+    Derived channels (the site file's ``derived:`` formulas, e.g. the building load from the
+    meters) are recomputed where their inputs changed; an ISP with an input missing stays
+    missing, and the first such ISP is printed with the reason."""
+    from rich.markup import escape
+    from sqlalchemy import select
+
     from energy.db import make_engine, session_factory, upgrade
+    from energy.models import Channel
     from energy.pipeline import update_many
     from energy.samples import SampleStore
     from energy.settings import load_settings
@@ -29,14 +37,26 @@ def intervals_update(
     upgrade(engine)
     store = SampleStore(settings.samples_dir)
     ids = list(channel) if channel else store.channels()
-    total_isps = 0
-    with session_factory(engine)() as session, progress() as bar:
-        task = bar.add_task("intervals", total=len(ids))
-        for cid in ids:
-            for report in update_many(store, session, [cid], full=full):
-                total_isps += report.isps_written
-            bar.advance(task)
-    console.print(f"{len(ids)} channel(s), {total_isps} interval readings written")
+    with session_factory(engine)() as session:
+        with progress() as bar:
+            bar.add_task("intervals", total=None)
+            reports = update_many(store, session, ids, full=full)
+        measured = [r for r in reports if not r.derived]
+        derived = [r for r in reports if r.derived]
+        keys = dict(
+            session.execute(
+                select(Channel.id, Channel.key).where(
+                    Channel.id.in_([r.channel_id for r in derived])
+                )
+            ).all()
+        )
+    total = sum(r.isps_written for r in measured)
+    console.print(f"{len(ids)} channel(s), {total} interval readings written")
+    for r in derived:
+        line = f"derived {keys.get(r.channel_id, r.channel_id)}: {r.isps_written} ISPs written"
+        if r.missing_isps:
+            line += f", {r.missing_isps} missing (first {r.first_missing})"
+        console.print(escape(line), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

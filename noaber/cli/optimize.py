@@ -254,14 +254,27 @@ def run_cmd(
     ),
     cloud_factor: float = typer.Option(1.0, min=0.0, max=1.0, help="PV share of clear sky"),
     store: bool = typer.Option(True, help="Store every plan in the database"),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Plan as of this time (ISO 8601, e.g. 2026-06-15T10:00+02:00) from what the store "
+        "held then: a replay; the steps follow 15 minutes apart without waiting",
+    ),
+    soc_max_age_min: float = typer.Option(
+        60.0, min=1.0, help="Use a SoC reading no older than this [min]; else fall back, warned"
+    ),
 ) -> None:
     """Model-predictive control: re-plan every 15 minutes from measured SoC and send setpoints.
 
-    With the default sink this is a dry run; 'noaber control run SITE.yaml' runs the same loop
-    with the site's gateway (polling, live SoC, safe writes and safe defaults)."""
+    The battery starts from its SoC channel's latest reading, a plugged-in car from its
+    charger's SoC reading since it arrived; without one, the site file's soc_initial_pct or
+    the session's arrival SoC is used and a warning says so. With the default sink this is a
+    dry run; 'noaber control run SITE.yaml' runs the same loop with the site's gateway
+    (polling, live SoC, safe writes and safe defaults)."""
     import asyncio
 
     import pandas as pd
+    from rich.markup import escape
 
     from energy.db import make_engine, session_factory
     from energy.errors import NoaberError
@@ -270,13 +283,26 @@ def run_cmd(
     from optimizer.mpc import MPCController
     from optimizer.sitestore import (
         ev_sessions_from_yaml,
-        measured_soc_pct,
+        measured_state,
         parse_price_series,
         scenario_from_store,
     )
 
     if (prices is None) == (price_series is None):
         raise NoaberError("give exactly one of --prices CSV or --price-series IMPORT,EXPORT")
+    replay_at: list[pd.Timestamp] = []
+    if at is not None:
+        try:
+            t = pd.Timestamp(at)
+        except ValueError:
+            raise NoaberError(f"--at: not a time: {at!r} (use ISO 8601)") from None
+        if t.tzinfo is None:
+            raise NoaberError(f"--at: give a time zone offset or Z, got {at!r}")
+        replay_at.append(t.tz_convert("UTC"))
+
+    def clock() -> pd.Timestamp:
+        return replay_at[0] if replay_at else pd.Timestamp.now(tz="UTC")
+
     series = parse_price_series(price_series)
     engine = make_engine(get_settings().sqlalchemy_url)
     factory = session_factory(engine)
@@ -295,21 +321,28 @@ def run_cmd(
                 price_series=series,
             )
 
-    scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early on an unknown site or bad prices
+    scenario_at(clock())  # fail early on an unknown site or bad prices
+    max_age = pd.Timedelta(minutes=soc_max_age_min)
 
-    async def measure() -> dict[str, float]:
+    async def measure():
         with factory() as s:
-            return measured_soc_pct(s, site)
+            return measured_state(s, site, clock(), max_age)
 
-    controller = MPCController(scenario_at, measure, load_sink(sink, site))
+    controller = MPCController(scenario_at, measure, load_sink(sink, site), clock=clock)
 
     async def loop() -> None:
         for i in range(steps):
             setpoints = await controller.step()
+            for warning in controller.status.warnings:
+                console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
             report_step(controller, setpoints, i, steps, factory if store else None)
             if i + 1 < steps:
-                now = pd.Timestamp.now(tz="UTC")
-                await asyncio.sleep(900 - (now.value / 1e9) % 900)
+                now = clock()
+                wait = 900 - (now.value / 1e9) % 900
+                if replay_at:
+                    replay_at[0] = now + pd.Timedelta(seconds=wait)
+                else:
+                    await asyncio.sleep(wait)
 
     asyncio.run(loop())
     if controller.status.last_ok is False:

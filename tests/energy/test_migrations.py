@@ -11,6 +11,7 @@ from energy.db import Base, current_revisions
 
 #: Every module that declares tables on energy.db.Base.
 MODEL_MODULES = (
+    "energy.gateways",
     "energy.jobs",
     "energy.models",
     "energy.prices",

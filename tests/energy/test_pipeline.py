@@ -203,12 +203,15 @@ def test_update_all_picks_the_kind_per_quantity(sessions, tmp_path):
         store.append(counter.id, ts, 1000.0 + np.arange(ts.size) * 10.0)
         store.append(soc.id, ts, np.full(ts.size, 50.0))
         reports = update_many(store, session)
-        assert sorted(r.channel_id for r in reports) == sorted([power, counter.id])
+        assert sorted(r.channel_id for r in reports) == sorted([power, counter.id, soc.id])
         got = read_readings(session, [power, counter.id, soc.id])
         sums = got.groupby("channel_id")["energy_wh"].sum()
         assert sums[power] == pytest.approx(1790 / 3600 * 3600.0)
         assert sums[counter.id] == pytest.approx(10.0 * (ts.size - 1))
-        assert soc.id not in sums.index
+        # a state of charge is aggregated as an instantaneous value: no energy, 50 % throughout
+        assert sums[soc.id] == 0.0
+        socs = got[got["channel_id"] == soc.id]
+        assert (socs["power_mean_w"] == 50.0).all() and (socs["value_last"] == 50.0).all()
         with pytest.raises(ValueError, match="not in the database"):
             update_many(store, session, [987654])
 

@@ -128,3 +128,86 @@ def test_store_sink_compacts_so_parts_do_not_pile_up(tmp_path):
     got = store.read(1)
     assert got.ts.tolist() == [day_ns + i * 10**9 for i in range(23)]
     assert got.value.tolist() == [float(i) for i in range(23)]
+
+
+class AckingSink:
+    """An :class:`AckedSink` that records what was sent; the test acknowledges by hand."""
+
+    def __init__(self):
+        self.on_ack = None
+        self.on_reconnect = None
+        self.sent: list[tuple[str, list[Sample]]] = []
+        self.down = False
+
+    def send(self, batch_id, samples):
+        if self.down:
+            raise ConnectionError("broker away")
+        self.sent.append((batch_id, list(samples)))
+
+
+async def test_acked_spool_deletes_only_what_the_centre_acknowledged(tmp_path):
+    sink = AckingSink()
+    fwd = StoreAndForward(sink, tmp_path / "spool.sqlite", batch_max=3, max_inflight=2)
+    assert fwd.acked
+    fwd.put([Sample("c", i, float(i), 0) for i in range(8)])
+    await fwd.flush()
+    # the spool took all 8 before anything was sent; two batches of 3 wait for their acks
+    assert len(fwd.spool) == 8 and [len(s) for _, s in sink.sent] == [3, 3]
+    first_id = sink.sent[0][0]
+    assert first_id.endswith(":1-3") and first_id.split(":")[0] == fwd.spool.id
+    sink.on_ack(first_id)  # the centre stored the first batch
+    await fwd.flush()
+    assert len(fwd.spool) == 5 and fwd.delivered == 3
+    assert [len(s) for _, s in sink.sent] == [3, 3, 2]  # the freed slot took the rest
+    sink.on_ack("0" * 32 + ":4-6")  # another spool's batch: ignored
+    await fwd.flush()
+    assert len(fwd.spool) == 5
+    fwd.spool.db.close()  # SIGKILL: no flush, no close of anything else
+
+    # the next start sends everything not acknowledged again, in order
+    sink2 = AckingSink()
+    fwd2 = StoreAndForward(sink2, tmp_path / "spool.sqlite", batch_max=10)
+    await fwd2.flush()
+    assert [s.ts_ns for s in sink2.sent[0][1]] == [3, 4, 5, 6, 7]
+    sink2.on_ack(sink.sent[1][0])  # a late ack of the earlier process's batch (rows 4-6)
+    await fwd2.flush()
+    assert sorted(s.ts_ns for s in fwd2.spool.between(0, 99)) == [6, 7]
+    sink2.on_ack(sink2.sent[0][0])
+    assert await fwd2.settle(1.0) and fwd2.pending == 0
+    fwd2.close()
+
+
+async def test_acked_spool_resends_after_timeout_and_reconnect(tmp_path):
+    now = [0.0]
+    sink = AckingSink()
+    fwd = StoreAndForward(
+        sink, tmp_path / "s.sqlite", ack_timeout_s=10, ack_timeout_max_s=15, clock=lambda: now[0]
+    )
+    fwd.put([Sample("c", 1, 1.0, 0)])
+    await fwd.flush()
+    assert len(sink.sent) == 1
+    now[0] = 9.0
+    await fwd.flush()
+    assert len(sink.sent) == 1  # not due yet
+    now[0] = 10.5
+    await fwd.flush()
+    assert len(sink.sent) == 2 and fwd.resent == 1  # the same id again
+    assert sink.sent[1][0] == sink.sent[0][0]
+    now[0] = 20.5
+    await fwd.flush()
+    assert len(sink.sent) == 2  # the wait doubled (to 15 s, the maximum)
+    sink.on_reconnect()  # a new connection: the broker may have lost it
+    await fwd.flush()
+    assert len(sink.sent) == 3
+    sink.down = True  # the broker goes away: new samples are kept, nothing lost
+    fwd.put([Sample("c", 2, 2.0, 0)])
+    await fwd.flush()
+    assert fwd.failures >= 1 and len(fwd.spool) == 2
+    sink.down = False
+    sink.on_reconnect()
+    await fwd.flush()
+    ids = {b for b, _ in sink.sent}
+    for b in ids:
+        sink.on_ack(b)
+    assert await fwd.settle(1.0) and len(fwd.spool) == 0
+    fwd.close()

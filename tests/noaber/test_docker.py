@@ -84,23 +84,28 @@ def test_samples_flow_from_the_gateway_over_mqtt_to_ingest() -> None:
     assert (broker.host, broker.port, broker.username, broker.password) == (
         "mqtt", 1883, "noaber", "pw-1"
     )  # fmt: skip
-    # the gateway logs in as itself, with its own password
+    # the gateway has its own identity (noaber gateway add), not the centre's
     url = doc["services"]["gateway"]["environment"]["NOABER_MQTT_URL"]
-    url = re.sub(r"\$\{NOABER_GATEWAY:\?[^}]*\}", "hall-a", url)
-    url = url.replace("${GATEWAY_MQTT_PASSWORD:?set GATEWAY_MQTT_PASSWORD}", "pw-2")
+    url = re.sub(r"\$\{NOABER_GATEWAY[^}]*\}", "gw-1", url)
+    url = re.sub(r"\$\{GATEWAY_MQTT_PASSWORD[^}]*\}", "pw-2", url)
     broker = parse_broker_url(url)
-    assert (broker.host, broker.port, broker.username, broker.password) == (
-        "mqtt", 1883, "hall-a", "pw-2"
-    )  # fmt: skip
+    assert (broker.host, broker.username, broker.password) == ("mqtt", "gw-1", "pw-2")
+    assert "MQTT_PASSWORD}" not in url
     depends = doc["services"]["ingest"]["depends_on"]
     assert depends["mqtt"]["condition"] == "service_started"
     assert depends["api"]["condition"] == "service_healthy"  # the database is migrated
     assert "mqtt" in doc["services"]["gateway"]["depends_on"]
     conf = (DOCKER / "mosquitto.conf").read_text().split("\n")
     assert "allow_anonymous false" in conf
-    pwfile = next(line.split()[1] for line in conf if line.startswith("password_file "))
     mounts = doc["services"]["mqtt"]["volumes"]
-    assert any(m.endswith(f":{pwfile}:ro") for m in mounts), mounts
+    for key in ("password_file", "acl_file"):
+        path = next(line.split()[1] for line in conf if line.startswith(key + " "))
+        assert any(m.endswith(f":{path}:ro") for m in mounts), (key, mounts)
+    # the broker keeps what it accepts (issue 12): saved on every change, no count limit
+    for must in ("persistence true", "autosave_on_changes true", "autosave_interval 1",
+                 "max_queued_messages 0"):  # fmt: skip
+        assert must in conf, must
+    assert any(line.startswith("max_queued_bytes ") for line in conf)
 
 
 def test_image_commands_exist_in_the_cli() -> None:

@@ -106,3 +106,20 @@ def test_batch_plans_every_file_and_reports_failures(app: typer.Typer, tmp_path:
     assert rows["price-step"]["summary"]["objective_eur"] == pytest.approx(0.8)
     assert "cannot reach 80 %" in rows["unreachable"]["error"]
     assert sorted(p.name for p in out.iterdir()) == ["car-full.csv", "price-step.csv"]
+
+
+@pytest.mark.parametrize(
+    "at, message",
+    [
+        ("2026-06-15T10:00", "--at: give a time zone offset or Z"),
+        ("yesterday-ish", "--at: not a time: 'yesterday-ish'"),
+    ],
+)
+def test_run_at_needs_a_time_with_its_zone(app: typer.Typer, tmp_path: Path, at, message) -> None:
+    csv = tmp_path / "prices.csv"
+    csv.write_text("timestamp,import_price_eur_per_kwh,export_price_eur_per_kwh\n")
+    res = CliRunner().invoke(
+        app, ["optimize", "run", "--site", "x", "--prices", str(csv), "--at", at]
+    )
+    assert res.exit_code != 0
+    assert message in str(res.exception) + res.output

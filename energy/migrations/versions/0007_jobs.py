@@ -1,7 +1,7 @@
 """jobs: long work on the job queue (re-plans, nightly batch, settlement runs, PDFs)
 
 Revision ID: 0007_jobs
-Revises: 0006_member_iban
+Revises: 0007_gateways
 Create Date: 2026-12-02
 
 One row per job (``energy.jobs.Job``): its idempotency key (unique), state, attempts,
@@ -16,7 +16,7 @@ from alembic import op
 from energy.db import UTCDateTime
 
 revision = "0007_jobs"
-down_revision = "0006_member_iban"
+down_revision = "0007_gateways"
 branch_labels = None
 depends_on = None
 
