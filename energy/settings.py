@@ -26,13 +26,14 @@ class Settings(BaseSettings):
     ``mode`` is ``local`` on a laptop (SQLite in ``data_dir``; without ``NOABER_SECRET_KEY``
     the tokens are signed with a random secret made once for the data directory, see
     :attr:`signing_key`), ``test`` in the test suite and ``production`` in a deployment, where
-    ``NOABER_SECRET_KEY`` must be set and be at least 32 characters long. No secret is in the
-    source.
+    ``NOABER_SECRET_KEY`` must be set and be at least 32 characters long; ``gateway`` on a
+    site's gateway, which holds only its own MQTT credentials (no secret key, database or
+    queue URL may be set there). No secret is in the source.
     """
 
     model_config = SettingsConfigDict(env_prefix="NOABER_", env_file=".env", extra="ignore")
 
-    mode: Literal["local", "test", "production"] = "local"
+    mode: Literal["local", "test", "production", "gateway"] = "local"
     data_dir: Path = Field(
         default=Path("data"), description="Where the SQLite file and Parquet samples live"
     )
@@ -54,9 +55,76 @@ class Settings(BaseSettings):
         "memory:// for one process, redis://host:6379/0 shared by several",
     )
     chromium_path: Path = Path("/usr/bin/chromium")
+    # --- job queue (noaber.services.jobs: Dramatiq on Redis) ---
+    queue_url: str | None = Field(
+        default=None,
+        description="Redis URL of the job queue (redis://host:6379/1); None: jobs are recorded "
+        "but not sent until a scheduler with a queue re-sends them",
+    )
+    queue_namespace: str = Field(
+        default="noaber",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Prefix of every Redis key of the queue (one per deployment or test)",
+    )
+    job_max_retries: int = Field(default=5, ge=0, le=50)
+    job_min_backoff_s: float = Field(default=15.0, gt=0)
+    job_max_backoff_s: float = Field(default=3600.0, gt=0)
+    job_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job's lease [s], renewed by its worker every third of it; a job "
+        "whose lease ran out (its worker died) is taken over when its message comes back",
+    )
+    job_heartbeat_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Without a broker heartbeat for this long [s] a worker is dead and its "
+        "unacknowledged messages go back to the queue",
+    )
+    job_maintenance_chance: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Broker commands out of a million that look for dead workers' messages",
+    )
+    job_time_limit_s: float = Field(default=4 * 3600.0, gt=0)
+    communities_dir: Path | None = Field(
+        default=None,
+        description="Community YAML files the monthly settlement runs (<name>.yaml); default "
+        "<data_dir>/communities",
+    )
+    price_series: str | None = Field(
+        default=None,
+        description="Stored price series 'IMPORT,EXPORT' the re-plans use (noaber prices import)",
+    )
+    replan_horizon_hours: float = Field(default=24.0, gt=0, le=168)
+    # --- operations ---
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or as one JSON object per line"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper may use for /metrics (at least 32 "
+        "characters); an operator's token works too",
+    )
 
     @model_validator(mode="after")
     def _require_secret(self) -> Settings:
+        if self.mode == "gateway":
+            # A site's gateway holds its own MQTT credentials and nothing of the centre's.
+            for name, value in (
+                ("NOABER_SECRET_KEY", self.secret_key),
+                ("NOABER_DATABASE_URL", self.database_url),
+                ("NOABER_QUEUE_URL", self.queue_url),
+                ("NOABER_METRICS_TOKEN", self.metrics_token),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"{name} must not be set in mode 'gateway': a gateway gets only its "
+                        "own MQTT credentials (NOABER_MQTT_URL)"
+                    )
+            return self
         if self.secret_key is None:
             if self.mode != "local":
                 raise ValueError(
@@ -68,7 +136,22 @@ class Settings(BaseSettings):
                 f"NOABER_SECRET_KEY must be at least {SECRET_MIN_CHARS} characters in mode "
                 f"{self.mode!r}, got {len(self.secret_key)}"
             )
+        if self.metrics_token is not None and len(self.metrics_token) < SECRET_MIN_CHARS:
+            raise ValueError(
+                f"NOABER_METRICS_TOKEN must be at least {SECRET_MIN_CHARS} characters, got "
+                f"{len(self.metrics_token)}"
+            )
         return self
+
+    @property
+    def communities_path(self) -> Path:
+        """Where the community files of the monthly settlement runs are."""
+        return self.communities_dir or self.data_dir / "communities"
+
+    @property
+    def queue_for_display(self) -> str | None:
+        """:attr:`queue_url` without its password (the only form printed)."""
+        return None if self.queue_url is None else redact_database_url(self.queue_url)
 
     @property
     def signing_key(self) -> str:
@@ -76,6 +159,10 @@ class Settings(BaseSettings):
         data directory's own secret (:func:`data_dir_secret`, made on first use)."""
         if self.secret_key is not None:
             return self.secret_key
+        if self.mode == "gateway":
+            from energy.errors import NoaberError
+
+            raise NoaberError("a gateway (mode 'gateway') signs no tokens: run the API elsewhere")
         return data_dir_secret(self.data_dir)
 
     @property

@@ -160,7 +160,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoContext]:
 
     ctx = build_demo(
         tmp_path_factory.mktemp("session-demo") / "demo",
-        Settings(mode="local"),
+        Settings(mode="local", database_url=None),  # SQLite, whatever NOABER_DATABASE_URL says
         extra_steps=DOMAIN_STEPS,
         now=DEMO_NOW,
         sample_period_s=DEMO_SAMPLE_PERIOD_S,

@@ -75,6 +75,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from noaber.api.routers import alarms
 
     app.include_router(alarms.router)
+    from noaber.api.routers import jobs, ops
+
+    app.include_router(jobs.router)
+    app.include_router(ops.router)
     # --- end domain routers ---
     document_errors(app)
     return app

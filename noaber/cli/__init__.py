@@ -8,6 +8,7 @@ API, pandas) happen inside the commands, so ``noaber --help`` stays quick.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -19,6 +20,7 @@ from noaber.cli import (
     db,
     gateway,
     intervals,
+    jobs,
     meetkoffer,
     member,
     optimize,
@@ -51,6 +53,7 @@ COMMAND_MODULES = (
     optimize,
     control,
     settle,
+    jobs,
     meetkoffer,
     audit,
 )
@@ -67,6 +70,23 @@ def _root(
 ) -> None:
     """Noaber: local solar, batteries and V2G for Drenthe's dorpshuizen, and the Meetkoffer."""
     audit.set_actor(as_user)
+    _configure_logging()
+
+
+def _configure_logging() -> None:
+    """Text or JSON log lines (``NOABER_LOG_FORMAT``), URL passwords redacted; an invalid
+    environment is reported by the command that reads the settings, not here."""
+    from energy.settings import Settings, get_settings
+    from noaber.services.logs import configure_logging
+
+    try:
+        settings = get_settings()
+    except Exception:
+        settings = Settings.model_construct(
+            log_format="json" if os.environ.get("NOABER_LOG_FORMAT") == "json" else "text",
+            log_level="INFO",
+        )
+    configure_logging(settings)
 
 
 for _module in COMMAND_MODULES:

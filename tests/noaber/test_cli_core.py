@@ -148,7 +148,7 @@ def test_serve_answers_on_a_free_port(tmp_path: Path) -> None:
         (said,) = wait_for_line(log, r"Noaber API on http://127\.0\.0\.1:(\d+)/", 60, proc)
         port = int(said.group(1))
         body = wait_for_http(f"http://127.0.0.1:{port}/health", 60, proc)
-        assert body == b'{"status":"ok"}'
+        assert body == b'{"status":"ok","database":"ok"}'  # /health checks the database
         assert (tmp_path / "data" / "noaber.db").exists()  # migrated on start
     finally:
         proc.terminate()

@@ -7,10 +7,12 @@ No Docker daemon or compose plugin is needed: the files are checked as data.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -26,12 +28,17 @@ def _compose() -> dict:
 
 def test_compose_services_and_production_mode() -> None:
     doc = _compose()
-    assert set(doc["services"]) == {"db", "mqtt", "api", "gateway", "ingest", "worker"}
-    for name in ("api", "gateway", "ingest", "worker"):
+    assert set(doc["services"]) == {
+        "db", "mqtt", "queue", "api", "gateway", "ingest", "worker", "scheduler"
+    }  # fmt: skip
+    for name in ("api", "ingest", "worker", "scheduler"):
         svc = doc["services"][name]
         assert svc["build"]["target"] == name
         assert svc["environment"]["NOABER_MODE"] == "production"
         assert svc["environment"]["NOABER_DATABASE_URL"].startswith("postgresql://")
+        assert svc["environment"]["NOABER_QUEUE_URL"] == "redis://queue:6379/0"
+    assert doc["services"]["gateway"]["build"]["target"] == "gateway"
+    assert doc["services"]["queue"]["image"].startswith("redis:")
     assert doc["services"]["db"]["image"].startswith("postgres:")
     assert doc["services"]["mqtt"]["image"].startswith("eclipse-mosquitto:")
 
@@ -103,7 +110,7 @@ def test_samples_flow_from_the_gateway_over_mqtt_to_ingest() -> None:
 
 def test_image_commands_exist_in_the_cli() -> None:
     cmds = _targets()
-    assert set(cmds) >= {"api", "gateway", "ingest", "worker"}
+    assert set(cmds) >= {"api", "gateway", "ingest", "worker", "scheduler"}
     runner = CliRunner()
     for target, argv in cmds.items():
         if argv[:2] == ["sh", "-c"]:
@@ -116,3 +123,152 @@ def test_image_commands_exist_in_the_cli() -> None:
         assert result.exit_code == 0, (target, sub, result.output)
         for opt in (w for w in words if w.startswith("--")):
             assert opt in result.output, f"{target}: {opt} is not an option of noaber {sub}"
+
+
+def _healthchecks() -> dict[str, list[str]]:
+    """HEALTHCHECK command of each target of the Dockerfile, as an argv list."""
+    checks: dict[str, list[str]] = {}
+    target = None
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        m = re.match(r"FROM \S+ AS (\w+)", line)
+        if m:
+            target = m.group(1)
+        m = re.match(r"\s+CMD (\[.*\])$", line)
+        if m and target:
+            checks[target] = json.loads(m.group(1))
+    return checks
+
+
+def test_gateway_gets_only_its_own_mqtt_login() -> None:
+    from energy.settings import Settings
+
+    env = _compose()["services"]["gateway"]["environment"]
+    assert set(env) == {"NOABER_MODE", "NOABER_MQTT_URL", "NOABER_DATA_DIR"}
+    assert env["NOABER_MODE"] == "gateway"
+    text = json.dumps(env)
+    for secret in ("NOABER_SECRET_KEY", "POSTGRES_PASSWORD", "${MQTT_PASSWORD", "DATABASE"):
+        assert secret not in text, secret
+    # the mode itself refuses the centre's secrets, so a copied environment fails loudly
+    Settings(mode="gateway", mqtt_url="mqtt://hall-a:pw@mqtt:1883")
+    for field in ("secret_key", "database_url", "queue_url"):
+        try:
+            Settings(mode="gateway", **{field: "x" * 40})
+        except ValueError as exc:
+            assert "must not be set in mode 'gateway'" in str(exc)
+        else:
+            raise AssertionError(f"{field} accepted in mode gateway")
+
+
+def test_healthchecks_check_the_database_and_the_brokers() -> None:
+    checks = _healthchecks()
+    assert set(checks) == {"api", "gateway", "ingest", "worker", "scheduler"}
+    assert "/ready" in checks["api"][-1]  # database and job broker (tests/noaber/test_ops.py)
+    runner = CliRunner()
+    out = runner.invoke(cli.app, ["check", "--help"], env={"COLUMNS": "300"}).output
+    for target in ("gateway", "ingest", "worker", "scheduler"):
+        argv = checks[target]
+        assert argv[:2] == ["noaber", "check"], (target, argv)
+        for opt in argv[2:]:
+            assert opt in out, (target, opt)
+    assert "--no-database" not in checks["ingest"] and "--mqtt" in checks["ingest"]
+    assert "--no-database" not in checks["worker"] and "--no-queue" not in checks["worker"]
+    assert checks["gateway"] == ["noaber", "check", "--no-database", "--no-queue", "--mqtt"]
+    compose = _compose()["services"]
+    assert compose["queue"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert compose["api"]["depends_on"]["queue"]["condition"] == "service_healthy"
+
+
+def test_pdf_runtime_needs_are_declared() -> None:
+    """Statements print through energy.pdf: Playwright driving Debian chromium. Playwright
+    is a runtime dependency of the package and the image installs chromium."""
+    import tomllib
+
+    deps = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower() for d in deps["dependencies"]}
+    assert "playwright" in names
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"apt-get install[^\n]*\bchromium\b", dockerfile)
+    assert "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in dockerfile
+
+
+WHEEL_SCRIPT = r"""
+import datetime as dt, sys
+from pathlib import Path
+import energy, settlement, noaber
+here = Path(sys.argv[1]).resolve()
+for mod in (energy, settlement, noaber):
+    assert Path(mod.__file__).resolve().is_relative_to(here), (mod.__name__, mod.__file__)
+from energy.settings import Settings
+from noaber.services.demo import build_demo
+from noaber.services.demo import settlement as demo_settlement
+from settlement.models import Statement
+from settlement.statements import render_pdf
+from sqlalchemy import select
+ctx = build_demo(
+    Path(sys.argv[2]), Settings(mode="local", database_url=None),
+    extra_steps=[("settlement", demo_settlement.demo_step)],
+    now=dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC), sample_period_s=3600,
+)
+with ctx.sessions() as s:
+    sid = s.scalars(select(Statement.id).order_by(Statement.id)).first()
+    out = render_pdf(s, sid, Path(sys.argv[2]) / "statement.pdf")
+print(out, out.stat().st_size)
+"""
+
+
+@pytest.mark.slow
+def test_a_statement_pdf_from_the_installed_wheel(tmp_path: Path) -> None:
+    """Build the wheel, install it (no dependencies: those of the development venv are put
+    on the path behind it) into a fresh environment outside the repository, and print a
+    statement PDF there: templates, catalogues, tariffs and the demo data are in the wheel,
+    and the PDF path needs only declared dependencies plus Debian chromium."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from energy.pdf import chromium_available
+    from tests.conftest import need
+
+    need(chromium_available(), "Debian chromium is not installed (apt-get install chromium)")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheels),
+            str(DOCKER.parent),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    (wheel,) = wheels.glob("noaber-*.whl")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+         "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    deps = sysconfig.get_paths()["purelib"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "NOABER_"))}
+    # -S: no site processing, so the development venv's editable install (a .pth finder)
+    # cannot shadow the wheel; the wheel first, the dependencies behind it
+    env["PYTHONPATH"] = f"{target}:{deps}"
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", WHEEL_SCRIPT, str(target), str(tmp_path / "demo")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    pdf = tmp_path / "demo" / "statement.pdf"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and len(data) > 10_000

@@ -289,12 +289,6 @@ def plotly_bundle(request: Request) -> Response:
     )
 
 
-@router.get("/health", include_in_schema=False)
-def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
 def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
     """A Plotly figure of a site's 15-minute profile [kW], labelled in local time.
 

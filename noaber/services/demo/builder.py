@@ -133,13 +133,69 @@ def demo_week(
 
 
 def demo_settings(data_dir: Path, base: Settings | None = None) -> Settings:
-    """Settings for the demo: local mode, SQLite and samples in ``data_dir``."""
+    """Settings for the demo: local mode, samples in ``data_dir``; the database of
+    ``NOABER_DATABASE_URL`` when it is set (see :func:`check_database`), else SQLite in
+    ``data_dir``."""
     base = base or Settings()
     if base.mode != "local":
         raise NoaberError(
             f"the demo has fixed, printed passwords and runs only in local mode, not {base.mode!r}"
         )
-    return base.model_copy(update={"data_dir": data_dir, "database_url": None})
+    return base.model_copy(update={"data_dir": data_dir})
+
+
+#: The table by which the demo knows a database it made (and may therefore empty).
+DEMO_TABLE = "noaber_demo"
+
+
+def check_database(settings: Settings) -> None:
+    """Refuse a ``NOABER_DATABASE_URL`` database the demo may not empty: one with tables that
+    the demo did not make (no :data:`DEMO_TABLE`). An empty database, or one a previous demo
+    made, is fine. Nothing is changed here."""
+    if not settings.database_url:
+        return  # SQLite in the demo's own data directory
+    from sqlalchemy import inspect
+
+    engine = make_engine(settings.database_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if tables and DEMO_TABLE not in tables:
+        raise NoaberError(
+            f"database {settings.database_for_display} holds {len(tables)} tables the demo did "
+            "not make; point NOABER_DATABASE_URL at an empty database for the demo"
+        )
+
+
+def reset_database(settings: Settings) -> None:
+    """Empty a database a previous demo made (after :func:`check_database`) and mark it as
+    the demo's. PostgreSQL: the ``public`` schema is dropped and made again (the ledger's
+    triggers and functions with it); another backend: every table is dropped."""
+    if not settings.database_url:
+        return
+    from sqlalchemy import MetaData, text
+
+    from energy.db import is_postgres
+
+    check_database(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            if is_postgres(engine):
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+            else:
+                meta = MetaData()
+                meta.reflect(conn)
+                meta.drop_all(conn)
+            conn.execute(text(f"CREATE TABLE {DEMO_TABLE} (note VARCHAR(200) NOT NULL)"))
+            conn.execute(
+                text(f"INSERT INTO {DEMO_TABLE} (note) VALUES (:n)"),
+                {"n": "made by `noaber demo`; emptied on every run"},
+            )
+    finally:
+        engine.dispose()
 
 
 def check_dir(data_dir: Path) -> None:
@@ -468,7 +524,9 @@ def build_demo(
     """
     data_dir = Path(data_dir).resolve()
     settings = demo_settings(data_dir, settings)
+    check_database(settings)  # before anything is cleared: a refusal loses nothing
     prepare_dir(data_dir)
+    reset_database(settings)
     engine = make_engine(settings.sqlalchemy_url)
     start, end = demo_week(now)
     ctx = DemoContext(
