@@ -62,10 +62,13 @@ def build(n_members: int, seed: int = 42):
     off = np.zeros((t, n_members), dtype=np.int64)
     inj = np.zeros((t, n_members), dtype=np.int64)
     for i, kind in enumerate(kinds):
-        ref = f"m-{i:05d}"
+        # opaque refs (hex) and names whose words use no hex letter, so no ref holds a word of
+        # a name (the pseudonymity check refuses e.g. ref m-00100 for "member 100")
+        ref = "m-" + hashlib.sha256(f"bench member {i}".encode()).hexdigest()[:10]
+        label = "".join("ghijklmnopqrstuvwxyz"[(i // 20**p) % 20] for p in (2, 1, 0))
         assets = ["ev"] if kind == "ev" else [kind]
         members.append(
-            {"name": f"member {i}", "ref": ref, "meters": [f"E{i:05d}"], "assets": assets}
+            {"name": f"member {label}", "ref": ref, "meters": [f"E{i:05d}"], "assets": assets}
         )
         if kind == "pv":
             inj[:, i] = (sun * rng.uniform(300, 1500) * rng.uniform(0.3, 1.0, t)).astype(np.int64)

@@ -27,11 +27,11 @@ import datetime as dt
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from energy.db import is_postgres
@@ -255,12 +255,68 @@ def _insert_many(
             on_chunk(min(i + CHUNK, len(rows)), len(rows))
 
 
-def effective_transfers(session: Session, community: str, period: str) -> list[Transfer]:
+def copy_text(value: Any) -> str:
+    """One value as PostgreSQL's ``COPY`` text format reads it: ``\\N`` for NULL, integers in
+    decimal, dates ISO 8601, a text with backslash, tab, newline and CR escaped."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return (
+                value.replace("\\", "\\\\")
+                .replace("\t", "\\t")
+                .replace("\n", "\\n")
+                .replace("\r", "\\r")
+            )
+        return value
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(int(value))
+
+
+def insert_rows(
+    session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert plain rows (integers, texts, dates, None; in ``columns`` order) in bulk, in the
+    session's transaction: PostgreSQL ``COPY … FROM STDIN`` (text format), else the
+    driver's ``executemany`` (dates as ISO text, as SQLAlchemy stores them on SQLite).
+
+    The table's constraints and triggers apply as to any INSERT.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    name = table.name
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        t = copy_text
+        with raw.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as cp:
+            for i in range(0, len(rows), CHUNK):
+                cp.write(
+                    "".join(
+                        "\t".join([t(v) for v in r]) + "\n" for r in rows[i : i + CHUNK]
+                    ).encode()
+                )
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    iso = conn.dialect.name == "sqlite"
+    for i in range(0, len(rows), CHUNK):
+        block = rows[i : i + CHUNK]
+        if iso:
+            block = [
+                tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r) for r in block
+            ]
+        conn.exec_driver_sql(sql, list(block))
+
+
+def effective_transfers(session: Session, community: str, period: str) -> list[Row[Any]]:
     """Transfers of a community and period that count now: posted, not reversals and not
-    reversed."""
+    reversed; as rows with every column of the table as an attribute (``t.amount``), read
+    without ORM objects."""
     rev = aliased(Transfer)
     q = (
-        select(Transfer)
+        select(*TRANSFERS.c)
         .where(
             Transfer.community == community,
             Transfer.period == period,
@@ -270,7 +326,7 @@ def effective_transfers(session: Session, community: str, period: str) -> list[T
         )
         .order_by(Transfer.seq)
     )
-    return list(session.scalars(q))
+    return list(session.execute(q))
 
 
 def balances(
