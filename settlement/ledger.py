@@ -259,6 +259,9 @@ def _insert_many(
 def copy_text(value: Any) -> str:
     """One value as PostgreSQL's ``COPY`` text format reads it: ``\\N`` for NULL, integers in
     decimal, dates ISO 8601, a text with backslash, tab, newline and CR escaped."""
+    kind = type(value)
+    if kind is int:  # the common case first
+        return str(value)
     if value is None:
         return "\\N"
     if isinstance(value, str):
@@ -293,11 +296,7 @@ def insert_rows(
         t = copy_text
         with raw.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as cp:
             for i in range(0, len(rows), CHUNK):
-                cp.write(
-                    "".join(
-                        "\t".join([t(v) for v in r]) + "\n" for r in rows[i : i + CHUNK]
-                    ).encode()
-                )
+                cp.write("".join("\t".join(map(t, r)) + "\n" for r in rows[i : i + CHUNK]).encode())
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
