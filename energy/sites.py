@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from energy.clock import LOCAL_TZ
 from energy.errors import ValidationError
@@ -211,6 +211,67 @@ def ensure_member(
         differing name with ``update=False``.
     """
     member = session.scalar(select(Member).where(Member.ref == spec.ref))
+    return _ensure_loaded(session, spec, member, update, source, path, flush=True)
+
+
+def ensure_members(
+    session: Session,
+    specs: Sequence[MemberSpec],
+    *,
+    update: bool = True,
+    source: str | None = None,
+    paths: Sequence[str] | None = None,
+) -> list[Ensured[Member]]:
+    """:func:`ensure_member` for many members, with a few statements in all (a community of
+    1,000 members is settled in one transaction: one query for the stored members and their
+    personal data, one flush for the new ones).
+
+    The same checks, results and errors as calling :func:`ensure_member` for each spec in
+    order (``paths[i]`` the location of ``specs[i]``); the first conflict raises and nothing
+    of the call is flushed.
+    """
+    refs = sorted({spec.ref for spec in specs})
+    found: dict[str, Member] = {}
+    for i in range(0, len(refs), _IN_CHUNK):
+        for member in session.scalars(
+            select(Member)
+            .where(Member.ref.in_(refs[i : i + _IN_CHUNK]))
+            .options(selectinload(Member.personal))
+        ):
+            found[member.ref] = member
+    out = []
+    for k, spec in enumerate(specs):
+        got = _ensure_loaded(
+            session,
+            spec,
+            found.get(spec.ref),
+            update,
+            source,
+            None if paths is None else paths[k],
+            flush=False,
+        )
+        found[spec.ref] = got.row
+        out.append(got)
+    session.flush()
+    return out
+
+
+_IN_CHUNK = 5000
+"""Values per ``IN (...)`` list (SQLite allows 32,766 bound parameters)."""
+
+
+def _ensure_loaded(
+    session: Session,
+    spec: MemberSpec,
+    member: Member | None,
+    update: bool,
+    source: str | None,
+    path: str | None,
+    *,
+    flush: bool,
+) -> Ensured[Member]:
+    """The body of :func:`ensure_member` for ``member`` (the stored row of ``spec.ref`` or
+    None); ``flush=False`` leaves the flush to the caller."""
     personal = spec.personal()
     kind = spec.kind or (member.kind if member is not None else MemberKind.PERSON)
     if kind is MemberKind.PERSON and (member is None or update):
@@ -221,7 +282,8 @@ def ensure_member(
         if spec.name is not None:
             member.personal = MemberPersonal(**personal)
         session.add(member)
-        session.flush()
+        if flush:
+            session.flush()
         return Ensured(member, Change.CREATED)
     if spec.kind is not None and member.kind != spec.kind:
         raise ValidationError(
@@ -244,7 +306,8 @@ def ensure_member(
         member.personal = MemberPersonal(**personal)
     elif not _apply(member.personal, personal):
         return Ensured(member, Change.UNCHANGED)
-    session.flush()
+    if flush:
+        session.flush()
     return Ensured(member, Change.UPDATED)
 
 

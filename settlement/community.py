@@ -241,6 +241,11 @@ def iban_ok(iban: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+def bic_ok(bic: str) -> bool:
+    """ISO 9362 BIC shape: bank (4 letters), country (2), location (2), branch (3, optional)."""
+    return bool(_BIC.match(bic))
+
+
 def normalise_iban(value: Any, where: str, source: str) -> str:
     """An IBAN without spaces, upper case, checked (ISO 13616 mod 97)."""
     iban = re.sub(r"\s+", "", str(value or "")).upper()
@@ -259,7 +264,7 @@ def _parse_bank(raw: Any, source: str) -> BankAccount | None:
         raise ValidationError("payments.name must be a non-empty string", source, "payments.name")
     iban = normalise_iban(raw.get("iban"), "payments.iban", source)
     bic = raw.get("bic")
-    if bic is not None and not _BIC.match(str(bic).upper()):
+    if bic is not None and not bic_ok(str(bic).upper()):
         raise ValidationError(f"not a valid BIC: {bic!r}", source, "payments.bic")
     cid = raw.get("creditor_id")
     if cid is not None and not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{3}[A-Z0-9]{1,28}", str(cid)):

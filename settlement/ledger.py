@@ -27,11 +27,11 @@ import datetime as dt
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from energy.db import is_postgres
@@ -146,6 +146,7 @@ def _line(r: dict[str, Any]) -> str:
 
 
 _N_TABS = len(HASHED_FIELDS) - 1
+_N_FIELDS = len(HASHED_FIELDS)
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -255,12 +256,67 @@ def _insert_many(
             on_chunk(min(i + CHUNK, len(rows)), len(rows))
 
 
-def effective_transfers(session: Session, community: str, period: str) -> list[Transfer]:
+def copy_text(value: Any) -> str:
+    """One value as PostgreSQL's ``COPY`` text format reads it: ``\\N`` for NULL, integers in
+    decimal, dates ISO 8601, a text with backslash, tab, newline and CR escaped."""
+    kind = type(value)
+    if kind is int:  # the common case first
+        return str(value)
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return (
+                value.replace("\\", "\\\\")
+                .replace("\t", "\\t")
+                .replace("\n", "\\n")
+                .replace("\r", "\\r")
+            )
+        return value
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(int(value))
+
+
+def insert_rows(
+    session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert plain rows (integers, texts, dates, None; in ``columns`` order) in bulk, in the
+    session's transaction: PostgreSQL ``COPY … FROM STDIN`` (text format), else the
+    driver's ``executemany`` (dates as ISO text, as SQLAlchemy stores them on SQLite).
+
+    The table's constraints and triggers apply as to any INSERT.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    name = table.name
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        t = copy_text
+        with raw.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as cp:
+            for i in range(0, len(rows), CHUNK):
+                cp.write("".join("\t".join(map(t, r)) + "\n" for r in rows[i : i + CHUNK]).encode())
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    iso = conn.dialect.name == "sqlite"
+    for i in range(0, len(rows), CHUNK):
+        block = rows[i : i + CHUNK]
+        if iso:
+            block = [
+                tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r) for r in block
+            ]
+        conn.exec_driver_sql(sql, list(block))
+
+
+def effective_transfers(session: Session, community: str, period: str) -> list[Row[Any]]:
     """Transfers of a community and period that count now: posted, not reversals and not
-    reversed."""
+    reversed; as rows with every column of the table as an attribute (``t.amount``), read
+    without ORM objects."""
     rev = aliased(Transfer)
     q = (
-        select(Transfer)
+        select(*TRANSFERS.c)
         .where(
             Transfer.community == community,
             Transfer.period == period,
@@ -270,7 +326,7 @@ def effective_transfers(session: Session, community: str, period: str) -> list[T
         )
         .order_by(Transfer.seq)
     )
-    return list(session.scalars(q))
+    return list(session.execute(q))
 
 
 def balances(
@@ -354,6 +410,24 @@ class VerifyReport:
 
 _CHAIN_COLUMNS = ", ".join((*HASHED_FIELDS, "hash"))
 VERIFY_BLOCK = 20_000
+_INT_FIELDS = frozenset(("seq", "amount", "reverses_id", "pending_id", "run_id"))
+
+
+def _line_sql() -> str:
+    """SQLite SQL for a transfer's :func:`canonical` line plus a tab and its stored hash,
+    built by the database from the stored values (integers in decimal, the ISO date text
+    SQLAlchemy stores, NULL as ``\\N``, a backslash in a text doubled): one text value per
+    transfer instead of one Python object per field."""
+    parts = []
+    for f in (*HASHED_FIELDS, "hash"):
+        if f in _INT_FIELDS:
+            value = f"CAST({f} AS TEXT)"
+        elif f == "day":
+            value = "day"
+        else:
+            value = f"replace({f}, '\\', '\\\\')"
+        parts.append(f"coalesce({value}, '\\N')")
+    return " || char(9) || ".join(parts)
 
 
 def stream_lines(
@@ -366,7 +440,8 @@ def stream_lines(
     or those of a community and period up to ``max_seq``).
 
     PostgreSQL: the database's own ``COPY (SELECT …) TO STDOUT`` text (DateStyle ISO),
-    streamed; SQLite: the rows of one query, formatted by :func:`canonical`'s rule.
+    streamed; SQLite: one text value per transfer, the line formatted by the database
+    (:func:`_line_sql`) from the stored values, by :func:`canonical`'s rule.
     """
     conds: list[str] = []
     params: list[Any] = []
@@ -378,9 +453,9 @@ def stream_lines(
         conds.append("seq <= %s")
         params.append(int(max_seq))
     where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    query = f"SELECT {_CHAIN_COLUMNS} FROM {TRANSFERS.name}{where} ORDER BY seq"
     conn = session.connection()
     if conn.dialect.name == "postgresql":
+        query = f"SELECT {_CHAIN_COLUMNS} FROM {TRANSFERS.name}{where} ORDER BY seq"
         conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
@@ -393,14 +468,14 @@ def stream_lines(
             if pending:
                 yield pending
         return
+    query = f"SELECT {_line_sql()} FROM {TRANSFERS.name}{where} ORDER BY seq"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     result = conn.execution_options(stream_results=True).exec_driver_sql(
         query.replace("%s", mark), tuple(params)
     )
-    t = text_field
     while batch := result.fetchmany(VERIFY_BLOCK):
-        for r in batch:
-            yield "\t".join([t(v) for v in r]).encode()
+        for (text,) in batch:
+            yield text.encode()
 
 
 def verify(
@@ -426,9 +501,18 @@ def verify(
     raw_seqs: dict[tuple[bytes, bytes], list[int]] = {}
     sha = hashlib.sha256
     ledgers = (b"wh", b"cents")
+    last_key: tuple[bytes, bytes] | None = None
+    leaves: list[bytes] = []
+    seqs: list[int] = []
     for line in stream_lines(session):
         body, _, stored = line.rpartition(b"\t")
         f = body.split(b"\t")
+        if len(f) != _N_FIELDS:  # a tab or newline in a text: no transfer appended that
+            return report.broken(
+                f"transfer {expected_seq}",
+                "a text field holds a tab or newline (changed row)",
+                expected_seq,
+            )
         seq = int(f[0])
         if seq != expected_seq:
             return report.broken(
@@ -456,12 +540,12 @@ def verify(
                     seq,
                 )
         key = (f[9], f[10])  # decoded once per period at the end
-        bucket = raw_leaves.get(key)
-        if bucket is None:
-            bucket = raw_leaves[key] = []
-            raw_seqs[key] = []
-        bucket.append(sha(b"\x00" + body).digest())
-        raw_seqs[key].append(seq)
+        if key != last_key:  # runs of one period follow each other: look up on a change
+            if key not in raw_leaves:
+                raw_leaves[key], raw_seqs[key] = [], []
+            leaves, seqs, last_key = raw_leaves[key], raw_seqs[key], key
+        leaves.append(sha(b"\x00" + body).digest())
+        seqs.append(seq)
         prev_hash = stored
         expected_seq += 1
         if on_progress is not None and seq % VERIFY_BLOCK == 0:

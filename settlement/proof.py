@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from energy.errors import NoaberError, NotFoundError
@@ -95,6 +95,19 @@ def _content(values: Any) -> bytes:
     return "\t".join(ledger.text_field(v) for v in values).encode()
 
 
+def member_day_row_bytes(r: tuple[Any, ...]) -> bytes:
+    """:func:`member_day_bytes` of a row of :data:`MEMBER_DAY_FIELDS` values (the hot path
+    of sealing: one f-string; the per-value rule when a value is absent or a ref holds a
+    backslash)."""
+    ref = r[1]
+    if None in r or "\\" in ref:
+        return _content(r)
+    return (
+        f"{r[0]:d}\t{ref}\t{r[2].isoformat()}\t{r[3]:d}\t{r[4]:d}\t{r[5]:d}\t{r[6]:d}"
+        f"\t{r[7]:d}\t{r[8]:d}\t{r[9]:d}"
+    ).encode()
+
+
 def member_day_bytes(fields: dict[str, Any]) -> bytes:
     """Canonical content of a member-day row (:data:`MEMBER_DAY_FIELDS`, tab-separated, as
     :func:`settlement.ledger.canonical` writes values): a leaf of the member-days tree."""
@@ -147,13 +160,15 @@ def seal_run(session: Session, run_id: int) -> PeriodRoot | None:
     if run is None:
         raise NotFoundError(f"no settlement run {run_id}")
     md_rows = _member_day_rows(session, run_id)
-    root = _store_root(session, run, md_rows)
+    contents = [member_day_row_bytes(r) for r in md_rows]
+    root = _store_root(session, run, contents)
     done = set(session.scalars(select(Record.key).where(Record.run_id == run_id)))
     items: list[tuple[str, str, str]] = []
-    for r in md_rows:
+    sha = hashlib.sha256
+    for r, content in zip(md_rows, contents):
         key = member_day_key(r[0], r[1], r[2])
         if key not in done:
-            items.append(("member_day", key, _digest(r)))
+            items.append(("member_day", key, sha(content).hexdigest()))
     for st in session.scalars(
         select(Statement).where(Statement.run_id == run_id).order_by(Statement.id)
     ):
@@ -172,46 +187,24 @@ def seal_run(session: Session, run_id: int) -> PeriodRoot | None:
     return root
 
 
-def _copy_text(value: str) -> str:
-    """A text as COPY's text format reads it (backslash, tab, newline, CR escaped)."""
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
-
-
 def _append_records(session: Session, run_id: int, items: list[tuple[str, str, str]]) -> None:
     head = session.get(ChainHead, RECORDS_HEAD)
     if head is None:
         raise NoaberError("the records' chain head is missing (run the migrations)")
     seq, prev = int(head.last_seq), str(head.last_hash)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for kind, key, digest in items:
         seq += 1
         prev = record_hash(seq, kind, key, digest, prev)
-        rows.append(
-            {"seq": seq, "kind": kind, "key": key, "run_id": run_id, "digest": digest, "hash": prev}
-        )
-    conn = session.connection()
-    if conn.dialect.name == "postgresql" and rows:
-        # keys and digests are ours (no tab, newline or backslash): COPY's text as it is
-        raw: Any = conn.connection.driver_connection
-        cols = "seq, kind, key, run_id, digest, hash"
-        with raw.cursor() as cur, cur.copy(f"COPY settlement_records ({cols}) FROM STDIN") as cp:
-            cp.write(
-                "".join(
-                    f"{r['seq']}\t{r['kind']}\t{_copy_text(r['key'])}\t{run_id}\t{r['digest']}\t{r['hash']}\n"
-                    for r in rows
-                ).encode()
-            )
-    else:
-        for i in range(0, len(rows), ledger.CHUNK):
-            session.execute(insert(Record), rows[i : i + ledger.CHUNK])
+        rows.append((seq, kind, key, run_id, digest, prev))
+    cols = ("seq", "kind", "key", "run_id", "digest", "hash")
+    ledger.insert_rows(session, Record.__table__, cols, rows)
     head.last_seq, head.last_hash = seq, prev
     session.flush()
 
 
 def _store_root(
-    session: Session, run: SettlementRun, md_rows: list[tuple[Any, ...]]
+    session: Session, run: SettlementRun, md_contents: list[bytes]
 ) -> PeriodRoot | None:
     max_seq = int(session.get(ChainHead, 1).last_seq)  # type: ignore[union-attr]
     leaves = period_leaves(session, run.community, run.period, max_seq)
@@ -230,8 +223,8 @@ def _store_root(
         tree_size=len(leaves),
         max_seq=max_seq,
         root_hash=merkle.root(leaves).hex(),
-        days_root=merkle.root([merkle.leaf_hash(_content(r)) for r in md_rows]).hex(),
-        days_size=len(md_rows),
+        days_root=merkle.root([merkle.leaf_hash(c) for c in md_contents]).hex(),
+        days_size=len(md_contents),
     )
     session.add(root)
     session.flush()
@@ -280,9 +273,10 @@ def _current_rows(session: Session) -> dict[str, _Row]:
     """Every member day, statement and period root now stored, by record key."""
     out: dict[str, _Row] = {}
     cols = [MEMBER_DAYS.c[f] for f in MEMBER_DAY_FIELDS]
+    sha = hashlib.sha256
     for r in session.execute(select(*cols)):
         key = member_day_key(r[0], r[1], r[2])
-        out[key] = _Row(key, _digest(r))
+        out[key] = _Row(key, sha(member_day_row_bytes(r)).hexdigest())
     for st in session.scalars(select(Statement)):
         out[f"statement id {st.id}"] = _Row(
             statement_key(st.id, st.number), _digest(getattr(st, f) for f in STATEMENT_FIELDS)
@@ -395,7 +389,10 @@ def _check_roots(session: Session, report: ledger.VerifyReport) -> None:
             report.broken(name, "does not match the period's transfers")
             return
         days = _member_day_rows(session, root.run_id)
-        if merkle.root([merkle.leaf_hash(_content(r)) for r in days]).hex() != root.days_root:
+        if (
+            merkle.root([merkle.leaf_hash(member_day_row_bytes(r)) for r in days]).hex()
+            != root.days_root
+        ):
             report.broken(name, f"does not match the member days of run {root.run_id}")
             return
         newest[key] = max(newest.get(key, 0), root.tree_size)
@@ -521,7 +518,7 @@ def statement_proof(session: Session, statement_id: int, figures: dict[str, Any]
             }
         )
     md_rows = _member_day_rows(session, root.run_id)
-    day_tree = merkle.levels([merkle.leaf_hash(_content(r)) for r in md_rows])
+    day_tree = merkle.levels([merkle.leaf_hash(member_day_row_bytes(r)) for r in md_rows])
     member_days = (
         [
             {

@@ -47,9 +47,10 @@ import pandas as pd
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from energy.clock import utc_now
 from energy.errors import NoaberError, ValidationError
 from energy.models import MemberKind
-from energy.sites import MemberSpec, ensure_community, ensure_member
+from energy.sites import MemberSpec, ensure_community, ensure_members
 from energy.timegrid import isp_range, local_date_of, local_period_bounds
 from settlement import ledger
 from settlement.allocation import Allocation, largest_remainder, ref_rank
@@ -76,6 +77,7 @@ from settlement.pricing import (
     Tariff,
     TariffVersion,
     energy_tax_nc,
+    energy_tax_nc_columns,
     fee_cents,
     round_nc,
     shared_price_nc,
@@ -145,6 +147,14 @@ class EnergyPlan:
         return len(self.days)
 
 
+def _groups(connections: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The member columns of each connection, connections sorted."""
+    cols: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(connections):
+        cols[c].append(i)
+    return sorted(cols.items())
+
+
 def taxed_energy(
     shared_wh: np.ndarray,
     supplied_wh: np.ndarray,
@@ -177,8 +187,7 @@ def taxed_energy(
         ``int64`` ``(T, N)``, ``0 <= taxed <= shared`` [Wh].
     """
     out = np.zeros_like(shared_wh, dtype=np.int64)
-    for conn in sorted(set(connections)):
-        cols = [i for i, c in enumerate(connections) if c == conn]
+    for _, cols in _groups(connections):
         s = shared_wh[:, cols].astype(np.int64)
         total = s.sum(axis=1)
         taxed = total - np.minimum(total, supplied_wh[:, cols].sum(axis=1))
@@ -317,23 +326,38 @@ def tax_cents(
     there earlier in the year (``prior_wh`` [Wh], by connection, then day by day), rounded
     once per day half to even and split over its members by largest remainder pro rata to
     their taxed energy. With one member per connection this is the member's own tax.
+    All connections at once per stretch of days with the same bands
+    (:func:`settlement.pricing.energy_tax_nc_columns`).
     """
     out = np.zeros(taxed_day.shape, dtype=np.int64)
-    for conn in sorted(set(connections)):
-        cols = [i for i, c in enumerate(connections) if c == conn]
-        day_total = taxed_day[:, cols].sum(axis=1)
-        cum = int(prior_wh.get(conn, 0))
-        whole = np.zeros(len(day_total), dtype=np.int64)
-        for k, v in enumerate(versions):
-            whole[k] = int(
-                round_nc(energy_tax_nc(day_total[k : k + 1], cum, v.energy_tax_bands))[0]
+    groups = _groups(connections)
+    totals = np.zeros((taxed_day.shape[0], len(groups)), dtype=np.int64)
+    for g, (_, cols) in enumerate(groups):
+        totals[:, g] = taxed_day[:, cols].sum(axis=1)
+    cum = np.array([int(prior_wh.get(conn, 0)) for conn, _ in groups], dtype=np.int64)
+    whole = np.zeros(totals.shape, dtype=np.int64)
+    k = 0
+    while k < len(versions):
+        bands = versions[k].energy_tax_bands
+        e = k + 1
+        while e < len(versions) and versions[e].energy_tax_bands == bands:
+            e += 1
+        try:
+            nc = energy_tax_nc_columns(totals[k:e], cum, bands)
+        except ValidationError:  # beyond 64 bits: connection by connection, exactly
+            nc = np.stack(
+                [energy_tax_nc(totals[k:e, g], int(cum[g]), bands) for g in range(len(groups))],
+                axis=1,
             )
-            cum += int(day_total[k])
+        whole[k:e] = round_nc(nc)
+        cum += totals[k:e].sum(axis=0)
+        k = e
+    for g, (_, cols) in enumerate(groups):
         if len(cols) == 1:
-            out[:, cols[0]] = whole
+            out[:, cols[0]] = whole[:, g]
             continue
-        part = (taxed_day[:, cols] * whole[:, None]) / np.maximum(day_total, 1)[:, None]
-        out[:, cols] = largest_remainder(part, whole, tiebreak[cols])
+        part = (taxed_day[:, cols] * whole[:, g : g + 1]) / np.maximum(totals[:, g], 1)[:, None]
+        out[:, cols] = largest_remainder(part, whole[:, g], tiebreak[cols])
     return out
 
 
@@ -517,7 +541,7 @@ def _store_tariff(session: Session, tariff: Tariff) -> None:
 Key = tuple[str, str, dt.date, str]
 
 
-def _signed(t: Transfer, community: str) -> int:
+def _signed(t: Any, community: str) -> int:
     """A transfer's amount, negative if it flows against its code's direction."""
     debit = code_accounts(t.code, t.ledger, community, str(t.member_ref))[0]
     return t.amount if t.debit_account == debit else -t.amount
@@ -527,13 +551,14 @@ def _difference(
     run_id: int,
     community: str,
     period: str,
-    current: list[Transfer],
+    current: Sequence[Any],
     desired: dict[Key, int],
     flags: str,
 ) -> tuple[list[dict[str, Any]], int, set[str]]:
-    """Transfers that turn what the ledger holds (``current``) into ``desired``: a reversal
-    of every counting transfer whose amount is not desired, and the desired amounts the
-    ledger does not hold. Returns the rows, the number of reversals and the members touched."""
+    """Transfers that turn what the ledger holds (``current``: transfer rows) into
+    ``desired``: a reversal of every counting transfer whose amount is not desired, and the
+    desired amounts the ledger does not hold. Returns the rows, the number of reversals and
+    the members touched."""
     rows: list[dict[str, Any]] = []
     changed: set[str] = set()
     held: dict[Key, int] = {}
@@ -556,21 +581,53 @@ def _difference(
             )
             changed.add(key[3])
     n_rev = len(rows)
+    # the hot path of a first posting (one row per member, day and code): accounts, days
+    # and the idempotency prefix computed once each
+    accounts_of: dict[tuple[str, str, str], tuple[str, str]] = {}
+    iso: dict[dt.date, str] = {}
+    prefix = f"{community}|{period}|"
+    suffix = f"|r{run_id}"
     for key, amount in desired.items():
         if held.get(key) == amount:
             continue
-        accounts = code_accounts(key[1], key[0], community, key[3])
+        led, code, day, ref = key
+        accounts = accounts_of.get((led, code, ref))
+        if accounts is None:
+            accounts = accounts_of[(led, code, ref)] = code_accounts(code, led, community, ref)
+        debit, credit = accounts
         if amount < 0:
-            accounts, amount = (accounts[1], accounts[0]), -amount
-        idem = f"{community}|{period}|{key[0]}|{key[1]}|{key[2].isoformat()}|{key[3]}|r{run_id}"
-        rows.append(_row(run_id, community, period, key, amount, accounts, idem, flags))
-        changed.add(key[3])
+            debit, credit, amount = credit, debit, -amount
+        day_text = iso.get(day)
+        if day_text is None:
+            day_text = iso[day] = day.isoformat()
+        rows.append(
+            {
+                "ledger": led,
+                "code": code,
+                "day": day,
+                "member_ref": ref,
+                "debit_account": debit,
+                "credit_account": credit,
+                "amount": int(amount),
+                "idempotency_id": f"{prefix}{led}|{code}|{day_text}|{ref}{suffix}",
+                "reverses_id": None,
+                "pending_id": None,
+                "run_id": run_id,
+                "community": community,
+                "period": period,
+                "flags": flags,
+            }
+        )
+        changed.add(ref)
     return rows, n_rev, changed
 
 
 def _issue_statements(
     session: Session, community: str, period: str, run_id: int, refs: list[str], max_seq: int
 ) -> list[str]:
+    """Number and store one statement per member in ``refs`` (gap-free numbers of the
+    year's series, the counter row locked); a member who already has a statement of the
+    period gets a correction of their latest one. One query and one insert in all."""
     if not refs:
         return []
     series = f"statement-{period[:4]}"
@@ -581,52 +638,55 @@ def _issue_statements(
         counter = DocCounter(series=series, last_number=0)
         session.add(counter)
         session.flush()
-    numbers = []
-    for ref in sorted(refs):
-        prev = session.execute(
-            select(Statement)
-            .where(
-                Statement.member_ref == ref,
-                Statement.community == community,
-                Statement.period == period,
-            )
-            .order_by(Statement.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        counter.last_number += 1
-        number = f"NB-{period[:4]}-{counter.last_number:06d}"
-        session.add(
-            Statement(
-                number=number,
-                member_ref=ref,
-                community=community,
-                period=period,
-                run_id=run_id,
-                kind="statement" if prev is None else "correction",
-                corrects_id=None if prev is None else prev.id,
-                max_seq=max_seq,
-            )
-        )
-        numbers.append(number)
+    latest: dict[str, int] = {}
+    for ref, sid in session.execute(
+        select(Statement.member_ref, Statement.id)
+        .where(Statement.community == community, Statement.period == period)
+        .order_by(Statement.id)
+    ):
+        latest[ref] = sid
+    first = int(counter.last_number) + 1
+    numbers = [f"NB-{period[:4]}-{first + k:06d}" for k in range(len(refs))]
+    now = utc_now()
+    rows = [
+        {
+            "number": number,
+            "member_ref": ref,
+            "community": community,
+            "period": period,
+            "run_id": run_id,
+            "kind": "statement" if ref not in latest else "correction",
+            "corrects_id": latest.get(ref),
+            "max_seq": max_seq,
+            "created_at": now,
+        }
+        for ref, number in zip(sorted(refs), numbers)
+    ]
+    counter.last_number = first + len(refs) - 1
+    for i in range(0, len(rows), ledger.CHUNK):
+        session.execute(insert(Statement), rows[i : i + ledger.CHUNK])
     session.flush()
     return numbers
 
 
 def _ensure_members(session: Session, community: CommunitySpec) -> None:
     """Create the community and those of its pseudonymous members that are not stored (with
-    their name as personal data), check the stored ones, and link them all."""
-    members = []
-    for k, spec in enumerate(community.members):
-        kind = MemberKind(spec.kind) if spec.kind else None
-        got = ensure_member(
-            session,
-            MemberSpec(spec.ref, kind, spec.name),
-            update=False,
-            source=community.source,
-            path=f"members[{k}]",
-        )
-        members.append(got.row)
-    ensure_community(session, community.name, members, community.display_name, update=False)
+    their name as personal data), check the stored ones, and link them all (a few
+    statements in all: :func:`energy.sites.ensure_members`)."""
+    specs = [
+        MemberSpec(spec.ref, MemberKind(spec.kind) if spec.kind else None, spec.name)
+        for spec in community.members
+    ]
+    got = ensure_members(
+        session,
+        specs,
+        update=False,
+        source=community.source,
+        paths=[f"members[{k}]" for k in range(len(specs))],
+    )
+    ensure_community(
+        session, community.name, [g.row for g in got], community.display_name, update=False
+    )
 
 
 def _pending_run(session: Session, community: str, period: str) -> SettlementRun | None:
@@ -639,9 +699,9 @@ def _pending_run(session: Session, community: str, period: str) -> SettlementRun
     ).scalar_one_or_none()
 
 
-def _settled(
-    session: Session, community: str, period: str, codes: frozenset[str]
-) -> list[Transfer]:
+def _settled(session: Session, community: str, period: str, codes: frozenset[str]) -> list[Any]:
+    """The counting transfers of a period with one of ``codes`` (rows, see
+    :func:`settlement.ledger.effective_transfers`)."""
     return [t for t in ledger.effective_transfers(session, community, period) if t.code in codes]
 
 
@@ -845,11 +905,8 @@ def _reprice(
     rows, _, changed = _difference(run.id, community, q, taxes, desired, "posted")
     ledger.append(session, head, rows)
     run.n_transfers = len(rows)
-    copies = [
-        {c.name: getattr(d, c.name) for c in MEMBER_DAYS.columns} | {"run_id": run.id} for d in days
-    ]
-    for i in range(0, len(copies), ledger.CHUNK):
-        session.execute(insert(MEMBER_DAYS), copies[i : i + ledger.CHUNK])
+    copies = [(run.id, *(getattr(d, c) for c in _MEMBER_DAY_COLUMNS[1:])) for d in days]
+    ledger.insert_rows(session, MEMBER_DAYS, _MEMBER_DAY_COLUMNS, copies)
     _issue_statements(session, community, q, run.id, sorted(changed), head.last_seq)
     seal_run(session, run.id)
     return run.id
@@ -885,34 +942,56 @@ def _row(
     }
 
 
+_MEMBER_DAY_COLUMNS = (
+    "run_id",
+    "member_ref",
+    "day",
+    "offtake_wh",
+    "shared_wh",
+    "injection_wh",
+    "supplied_wh",
+    "discharge_wh",
+    "green_discharge_wh",
+    "green_supplied_wh",
+    "taxed_wh",
+    "connection",
+)
+
+
 def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
     """Member-day figures of a run; a day without any reading of the member's meters (a month
     in progress, a gap) is not stored, so statements list only days with meter data (its
-    figures are all 0 Wh, so totals and reconciliation are the same either way)."""
-    rows = []
+    figures are all 0 Wh, so totals and reconciliation are the same either way). One bulk
+    insert (``COPY`` on PostgreSQL) of plain values read from the plan's arrays at once."""
     taxed = plan.taxed_day if plan.taxed_day is not None else plan.shared_day
-    for k, day in enumerate(plan.days):
-        for i, ref in enumerate(plan.community.refs):
-            if plan.measured_day is not None and not plan.measured_day[k, i]:
-                continue
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "member_ref": ref,
-                    "day": day,
-                    "offtake_wh": int(plan.offtake_day[k, i]),
-                    "shared_wh": int(plan.shared_day[k, i]),
-                    "injection_wh": int(plan.injection_day[k, i]),
-                    "supplied_wh": int(plan.supplied_day[k, i]),
-                    "discharge_wh": int(plan.discharge_day[k, i]),
-                    "green_discharge_wh": int(plan.green_discharge_day[k, i]),
-                    "green_supplied_wh": int(plan.green_supplied_day[k, i]),
-                    "taxed_wh": int(taxed[k, i]),
-                    "connection": plan.connections[i] if plan.connections else None,
-                }
-            )
-    for i in range(0, len(rows), ledger.CHUNK):
-        session.execute(insert(MEMBER_DAYS), rows[i : i + ledger.CHUNK])
+    shape = plan.shared_day.shape
+    keep = np.ones(shape, dtype=bool) if plan.measured_day is None else plan.measured_day
+    ks, js = np.nonzero(keep)  # day-major, members in order within a day
+    refs, days = plan.community.refs, plan.days
+    conns = plan.connections or (None,) * len(refs)
+    columns = [
+        a[keep].astype(np.int64).tolist()
+        for a in (
+            plan.offtake_day,
+            plan.shared_day,
+            plan.injection_day,
+            plan.supplied_day,
+            plan.discharge_day,
+            plan.green_discharge_day,
+            plan.green_supplied_day,
+            taxed,
+        )
+    ]
+    rows = list(
+        zip(
+            [run_id] * len(ks),
+            [refs[j] for j in js.tolist()],
+            [days[k] for k in ks.tolist()],
+            *columns,
+            [conns[j] for j in js.tolist()],
+        )
+    )
+    ledger.insert_rows(session, MEMBER_DAYS, _MEMBER_DAY_COLUMNS, rows)
 
 
 def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -> RunResult:

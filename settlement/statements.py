@@ -258,31 +258,36 @@ def _lines_of(
     ``seq <= max_seq`` count) and its run's member-day rows."""
     from settlement.settle import code_accounts
 
-    by_day: dict[dt.date, DayLine] = {}
     debit_of = {
         (led, code): code_accounts(code, led, st.community, st.member_ref)[0]
         for led, codes in (("wh", _WH_FIELD), ("cents", _MONEY_FIELD))
         for code in codes
     }
+    names = {("wh", c): f for c, f in _WH_FIELD.items()}
+    names.update({("cents", c): f for c, f in _MONEY_FIELD.items()})
+    max_seq = st.max_seq
+    sums: dict[dt.date, dict[str, int]] = {}
     for seq, led, code, day, amount, debit, _ in rows:
-        if seq > st.max_seq:
+        if seq > max_seq:
             continue
-        line = by_day.setdefault(day, DayLine(day))
-        name = (_WH_FIELD if led == "wh" else _MONEY_FIELD)[code]
+        key = (led, code)
+        name = names[key]
+        line = sums.get(day)
+        if line is None:
+            line = sums[day] = {}
         # a reversal, or an amount that flowed against the code's direction, counts negative
-        sign = 1 if debit == debit_of[(led, code)] else -1
-        setattr(line, name, getattr(line, name) + sign * amount)
+        line[name] = line.get(name, 0) + (amount if debit == debit_of[key] else -amount)
     for day, discharge, green, offtake, green_supplied in member_days:
-        line = by_day.setdefault(day, DayLine(day))
-        line.ev_discharge_wh = discharge
-        line.green_delivered_wh = green
-        line.charged_wh = offtake
-        line.green_supplied_wh = green_supplied
-    days = [by_day[d] for d in sorted(by_day)]
-    total = DayLine(days[0].day if days else dt.date.min)
-    for line in days:
-        for f in CSV_COLUMNS[1:-1]:
-            setattr(total, f, getattr(total, f) + getattr(line, f))
+        line = sums.setdefault(day, {})
+        line["ev_discharge_wh"] = discharge
+        line["green_delivered_wh"] = green
+        line["charged_wh"] = offtake
+        line["green_supplied_wh"] = green_supplied
+    days = [DayLine(d, **sums[d]) for d in sorted(sums)]
+    total = DayLine(
+        days[0].day if days else dt.date.min,
+        **{f: sum(v.get(f, 0) for v in sums.values()) for f in CSV_COLUMNS[1:-1]},
+    )
     return days, total
 
 
@@ -517,6 +522,25 @@ def fast_kwh(energy_wh: int | None, decimals: int = 1, locale: str = "nl") -> st
     return f"{sign}{_grouped(abs(value), decimals, locale)} kWh"
 
 
+def fast_number(value: Decimal | int | None, decimals: int = 0, locale: str = "nl") -> str:
+    """:func:`energy.i18n.format_number` for a Decimal or an integer (the per-line prices of
+    a statement), without Babel's per-call cost; rounded half to even."""
+    if value is None:
+        return "\u2013"
+    q = Decimal(value).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
+    sign = "-" if q.is_signed() else ""
+    return f"{sign}{_grouped(abs(q), decimals, locale)}"
+
+
+def fast_pct(share: float | None, decimals: int = 1, locale: str = "nl") -> str:
+    """:func:`energy.i18n.format_pct` for a share (0..1), without Babel's per-call cost."""
+    if share is None:
+        return "\u2013"
+    q = (Decimal(str(share)) * 100).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
+    sign = "-" if q.is_signed() else ""
+    return f"{sign}{_grouped(abs(q), decimals, locale)}%"
+
+
 @lru_cache(maxsize=4)
 def _template(locale: str) -> Any:
     from energy.i18n import template_env
@@ -524,6 +548,8 @@ def _template(locale: str) -> Any:
     env = template_env("settlement", locale)
     env.filters["money"] = lambda c: fast_money(c, locale)
     env.filters["kwh"] = lambda v, d=1: fast_kwh(v, d, locale)
+    env.filters["number"] = lambda v, d=0: fast_number(v, d, locale)
+    env.filters["pct"] = lambda v, d=1: fast_pct(v, d, locale)
     return env.get_template("statement.html")
 
 

@@ -71,6 +71,42 @@ def member_add(
     console.print(f"member {new_ref} {got.change.value}")
 
 
+def member_set_iban(
+    ref: Annotated[str, typer.Argument(help="The member's ref")],
+    iban: Annotated[str, typer.Argument(help="Payout account, ISO 13616 (spaces allowed)")],
+    bic: Annotated[str | None, typer.Option(help="The bank's BIC (ISO 9362)")] = None,
+    mandate_id: Annotated[
+        str | None, typer.Option(help="SEPA direct-debit mandate reference (MndtId)")
+    ] = None,
+    mandate_date: Annotated[
+        str | None, typer.Option(help="Date the mandate was signed, YYYY-MM-DD")
+    ] = None,
+) -> None:
+    """Set a member's IBAN (and BIC, direct-debit mandate) for SEPA payment runs.
+
+    Personal data: stored in member_personal only; the audit log records which fields
+    changed, never their values.
+    """
+    import datetime as dt
+
+    from energy.errors import ValidationError
+    from noaber.services.members import set_bank
+
+    signed = None
+    if mandate_date is not None:
+        try:
+            signed = dt.date.fromisoformat(mandate_date)
+        except ValueError:
+            raise ValidationError(
+                f"not a date YYYY-MM-DD: {mandate_date!r}", f"member {ref}", "mandate_date"
+            ) from None
+    with _transaction() as session:
+        changed = set_bank(session, ref, actor(), iban, bic, mandate_id, signed)
+    console.print(
+        f"member {ref}: {', '.join(changed)} set" if changed else f"member {ref}: unchanged"
+    )
+
+
 def member_export(
     ref: Annotated[str, typer.Argument(help="The member's ref")],
     out: Annotated[Path, typer.Option(help="Directory for <ref>.json and <ref>.csv")] = Path("."),
@@ -162,8 +198,9 @@ def consent_list(ref: Annotated[str, typer.Argument(help="The member's ref")]) -
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``member add|export|erase`` and ``member consent give|withdraw|list``."""
+    """Add ``member add|set-iban|export|erase`` and ``member consent give|withdraw|list``."""
     member_app.command("add")(member_add)
+    member_app.command("set-iban")(member_set_iban)
     member_app.command("export")(member_export)
     member_app.command("erase")(member_erase)
     consent_app.command("give")(consent_give)

@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -28,9 +29,12 @@ from sqlalchemy.orm import Session
 
 from energy.audit import Actor, record
 from energy.clock import utc_now
+from energy.errors import ValidationError
 from energy.models import IntervalReading, Member
 from energy.privacy import ErasureReport, core_export, erase_core, find_member, member_channel_ids
+from energy.siteconfig import normalise_iban
 from optimizer.store import Schedule, ScheduleStep
+from settlement.community import bic_ok
 from settlement.ledger import member_account
 from settlement.models import MemberDay, Statement, Transfer
 
@@ -156,6 +160,85 @@ def export_and_audit(session: Session, ref: str, actor: Actor) -> dict[str, Any]
     counts = {t: len(rows) for t, rows in data["tables"].items()}
     record(session, actor, "member.export", ref, {"rows": counts})
     return data
+
+
+_MANDATE_ID = re.compile(r"[A-Za-z0-9+?/:().,' -]{1,35}")
+"""A SEPA mandate reference (``MndtId``): 1-35 characters of the SEPA Latin set."""
+
+
+def set_bank(
+    session: Session,
+    ref: str,
+    actor: Actor,
+    iban: str,
+    bic: str | None = None,
+    mandate_id: str | None = None,
+    mandate_date: dt.date | None = None,
+) -> list[str]:
+    """Set a member's payout account (IBAN, optional BIC) and SEPA direct-debit mandate in
+    their personal data, and record which fields changed in the audit log (never the
+    values: the log cannot be erased). Returns the names of the fields that changed (the
+    caller commits; one transaction).
+
+    The IBAN is checked by ISO 13616 (:func:`energy.siteconfig.normalise_iban`: country,
+    check digits, mod 97) and stored without spaces, upper case; a mandate needs both its
+    reference and its date of signature (not in the future).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        Naming the member and the field: no member ``ref``, no personal data (erased, or
+        never given a name), a bad IBAN, BIC or mandate; nothing is changed then.
+    """
+    member = find_member(session, ref)
+    where = f"member {ref}"
+    try:
+        account = normalise_iban(iban)
+    except ValueError as exc:
+        raise ValidationError(str(exc), where, "iban") from None
+    code = None if bic is None else re.sub(r"\s+", "", bic).upper()
+    if code is not None and not bic_ok(code):
+        raise ValidationError(f"not a BIC (ISO 9362): {bic!r}", where, "bic")
+    if (mandate_id is None) != (mandate_date is None):
+        raise ValidationError(
+            "a direct-debit mandate needs both its reference and its date of signature",
+            where,
+            "mandate_id" if mandate_id is None else "mandate_date",
+        )
+    if mandate_id is not None and not _MANDATE_ID.fullmatch(mandate_id):
+        raise ValidationError(
+            f"a mandate reference is 1-35 letters, digits or +?/-:().,' and space, got "
+            f"{mandate_id!r}",
+            where,
+            "mandate_id",
+        )
+    if mandate_date is not None and mandate_date > utc_now().date():
+        raise ValidationError(
+            f"the mandate's date of signature {mandate_date.isoformat()} is in the future",
+            where,
+            "mandate_date",
+        )
+    personal = member.personal
+    if personal is None:
+        state = "was erased" if member.erased_at is not None else "has no personal data"
+        raise ValidationError(
+            f"{ref} {state}: define the member with its name first (member add, or its site file)",
+            where,
+            "ref",
+        )
+    values: dict[str, Any] = {"iban": account}
+    if bic is not None:
+        values["bic"] = code
+    if mandate_id is not None:
+        values["sepa_mandate_id"] = mandate_id
+        values["sepa_mandate_date"] = mandate_date
+    changed = [k for k, v in values.items() if getattr(personal, k) != v]
+    for k in changed:
+        setattr(personal, k, values[k])
+    if changed:
+        session.flush()
+        record(session, actor, "member.update", ref, {"fields": changed})
+    return changed
 
 
 def erase_member(session: Session, ref: str, actor: Actor) -> ErasureReport:

@@ -124,3 +124,84 @@ def test_verify_checks_the_member_day_invariants(engine, sessions):
     assert not report.ok
     assert any("m-dh01" in p for p in report.problems)
     assert any("allocated and supplied energy differ" in p for p in report.problems)
+
+
+def test_streamed_lines_are_the_canonical_rows(sessions):
+    """What :func:`ledger.stream_lines` gives (the COPY text on PostgreSQL, lines the database
+    formats on SQLite) against :func:`ledger.canonical` of the rows read through the ORM,
+    with NULLs, a backslash in a text and a text that reads like NULL (``\\N``)."""
+    from sqlalchemy import select
+
+    from settlement.models import Transfer
+
+    plan = make_plan()
+    post_run(sessions, plan)
+    with sessions() as s, s.begin():
+        head = ledger.lock_chain(s)
+        odd = {f: None for f in ledger.HASHED_FIELDS if f not in ("seq", "prev_hash")}
+        odd.update(
+            ledger="cents",
+            debit_account="member:a\\b",
+            credit_account="member:\\N",
+            amount=12,
+            run_id=1,
+            idempotency_id="odd|\\\\|x",
+            community="dorp-test",
+            period="2026-10",
+            code="fee",
+            day=plan.days[3],
+            member_ref="\\N",
+            flags="posted",
+        )
+        ledger.append(s, head, [odd])
+    with sessions() as s:
+        lines = list(ledger.stream_lines(s))
+        rows = s.scalars(select(Transfer).order_by(Transfer.seq)).all()
+        expected = [
+            ledger.canonical({f: getattr(t, f) for f in ledger.HASHED_FIELDS})
+            + b"\t"
+            + t.hash.encode()
+            for t in rows
+        ]
+        assert lines == expected and len(lines) > 100
+        assert b"\tmember:a\\\\b\tmember:\\\\N\t" in lines[-1]
+        assert lines[-1].split(b"\t")[13] == b"\\\\N"  # the text \N, not NULL
+        assert ledger.verify(s).ok
+
+
+def test_verify_names_a_row_with_a_tab_in_a_text(engine, sessions):
+    post_run(sessions, make_plan())
+    _tamper(
+        engine,
+        "UPDATE settlement_transfers SET code = 'fee' || char(9) || 'x' WHERE seq = 4"
+        if not is_postgres(engine)
+        else "UPDATE settlement_transfers SET code = E'fee\\tx' WHERE seq = 4",
+    )
+    with sessions() as s:
+        report = ledger.verify(s)
+    assert report.first_broken == "transfer 4" and report.first_broken_seq == 4
+
+
+def test_insert_rows_keeps_every_character(sessions):
+    """The bulk insert (COPY text on PostgreSQL) against the values read back: tabs,
+    newlines, carriage returns, backslashes and a text that reads like NULL."""
+    from sqlalchemy import select
+
+    from settlement.models import DocCounter, TariffDocument
+
+    docs = [
+        ("d1", "a\tb\nc\r\nd"),
+        ("d2", "back\\slash \\N \\t"),
+        ("d3", "\\N"),
+        ("d4", "gewoon: € 1.234,56"),
+    ]
+    with sessions() as s, s.begin():
+        ledger.insert_rows(s, TariffDocument.__table__, ("digest", "document"), docs)
+        ledger.insert_rows(
+            s, DocCounter.__table__, ("series", "last_number"), [("x", 0), ("y", 2**31 - 1)]
+        )
+    with sessions() as s:
+        got = s.execute(select(TariffDocument.digest, TariffDocument.document)).all()
+        assert sorted(tuple(r) for r in got) == docs
+        counters = s.execute(select(DocCounter.series, DocCounter.last_number)).all()
+        assert sorted(tuple(r) for r in counters) == [("x", 0), ("y", 2**31 - 1)]

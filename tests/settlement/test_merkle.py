@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement import merkle
@@ -73,6 +73,7 @@ def test_inclusion_proofs_match_the_vectors(case: dict) -> None:
         assert not merkle.verify_inclusion(*args, root), args
 
 
+@settings(deadline=None)  # a tree of 70 leaves, recursively: no deadline under load
 @given(st.lists(st.binary(max_size=12), min_size=1, max_size=70), st.data())
 def test_levels_agree_with_the_recursive_definition(data: list[bytes], draw: st.DataObject) -> None:
     hashes = [merkle.leaf_hash(d) for d in data]

@@ -8,11 +8,14 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from energy.errors import ValidationError
 from settlement.pricing import (
     TaxBand,
     energy_tax_nc,
+    energy_tax_nc_columns,
     load_tariff,
     nc_per_wh,
     parse_tariff,
@@ -246,3 +249,89 @@ def test_negative_prices_flow_the_other_way(sqlite_sessions):
             )
         ).first()
         assert reverse is not None  # a receiver paid for taking energy at a negative price
+
+
+_BANDS = st.lists(
+    st.tuples(st.integers(1, 60), st.decimals(Decimal("0"), Decimal("0.2"), places=5)),
+    min_size=1,
+    max_size=4,
+).map(
+    lambda raw: tuple(
+        TaxBand(None if k == len(raw) - 1 else sum(w for w, _ in raw[: k + 1]), rate)
+        for k, (_, rate) in enumerate(raw)
+    )
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda c: st.tuples(
+            st.lists(
+                st.lists(st.integers(0, 40_000), min_size=c, max_size=c), min_size=1, max_size=9
+            ),
+            st.lists(st.integers(0, 300_000), min_size=c, max_size=c),
+        )
+    ),
+    _BANDS,
+    st.booleans(),
+)
+def test_energy_tax_of_all_connections_at_once_is_each_connections_own(case, bands, open_top):
+    """The vectorised energy tax against :func:`energy_tax_nc`, column by column, across
+    band edges (bands of 1-60 kWh, so a day often crosses one or several)."""
+    days, prior = case
+    if not open_top:  # a last band with an upper bound: beyond it nothing is taxed
+        bands = (
+            *bands[:-1],
+            TaxBand((bands[-2].up_to_kwh if len(bands) > 1 else 0) + 5, bands[-1].eur_per_kwh),
+        )
+    used = np.array(days, dtype=np.int64)
+    got = energy_tax_nc_columns(used, np.array(prior), bands)
+    for c in range(used.shape[1]):
+        assert got[:, c].tolist() == energy_tax_nc(used[:, c], prior[c], bands).tolist()
+
+
+def _tax_cents_by_day(taxed_day, connections, prior_wh, versions, tiebreak):
+    """The per-day, per-connection loop ``tax_cents`` replaced (the reference)."""
+    from settlement.allocation import largest_remainder
+
+    out = np.zeros(taxed_day.shape, dtype=np.int64)
+    for conn in sorted(set(connections)):
+        cols = [i for i, c in enumerate(connections) if c == conn]
+        day_total = taxed_day[:, cols].sum(axis=1)
+        cum = int(prior_wh.get(conn, 0))
+        whole = np.zeros(len(day_total), dtype=np.int64)
+        for k, v in enumerate(versions):
+            whole[k] = int(
+                round_nc(energy_tax_nc(day_total[k : k + 1], cum, v.energy_tax_bands))[0]
+            )
+            cum += int(day_total[k])
+        if len(cols) == 1:
+            out[:, cols[0]] = whole
+            continue
+        part = (taxed_day[:, cols] * whole[:, None]) / np.maximum(day_total, 1)[:, None]
+        out[:, cols] = largest_remainder(part, whole, tiebreak[cols])
+    return out
+
+
+def test_tax_cents_matches_the_day_by_day_reference():
+    """Connections shared by several members, a tariff that changes its bands mid-month, and
+    connections that cross the 10,000 kWh band during the month."""
+    import dataclasses
+
+    from settlement.settle import tax_cents
+
+    base = load_tariff().version_for_day(dt.date(2026, 10, 1))
+    other = dataclasses.replace(
+        base, energy_tax_bands=(TaxBand(300, Decimal("0.12")), TaxBand(None, Decimal("0.05")))
+    )
+    rng = np.random.default_rng(7)
+    taxed = rng.integers(0, 40_000, (31, 9)).astype(np.int64)
+    taxed[:, 4] = 0  # a member that never receives across the grid
+    conns = ["c1", "c1", "c2", "c3", "c3", "c3", "c4", "c5", "c1"]
+    prior = {"c1": 9_000_000, "c2": 0, "c3": 299_000, "c5": 49_999_000}
+    versions = [base] * 12 + [other] * 10 + [base] * 9
+    rank = np.arange(9)
+    got = tax_cents(taxed, conns, prior, versions, rank)
+    assert got.tolist() == _tax_cents_by_day(taxed, conns, prior, versions, rank).tolist()
+    assert got[:, 4].sum() == 0 and got.sum() > 0

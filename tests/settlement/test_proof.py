@@ -411,3 +411,21 @@ def test_the_how_section_appears_once_and_the_title_is_plain_text(demo):
     assert html.count('id="how"') == 1
     title = re.search(r"<title>(.*?)</title>", html, re.S)
     assert title is not None and "<" not in title.group(1) and st.number in title.group(1)
+
+
+def test_member_day_content_fast_path_is_the_canonical_rule():
+    """The sealing hot path (:func:`proof.member_day_row_bytes`) against the per-value rule
+    of :func:`proof.member_day_bytes`, including a ref with a backslash and absent values."""
+    import datetime as dt
+
+    cases = [
+        (3, "m-dh01", dt.date(2026, 10, 5), 1200, 300, 0, 0, 0, 0, 0),
+        (12, "m-a\\b", dt.date(2026, 3, 29), 0, 0, 5, 5, 2, 1, 1),
+        (1, "m-x", dt.date(2026, 10, 25), 7, 0, 0, 0, None, None, None),
+        (2**40, "m-big", dt.date(2027, 1, 1), 2**50, 2**49, 1, 0, 0, 0, 0),
+    ]
+    for row in cases:
+        fields = dict(zip(proof.MEMBER_DAY_FIELDS, row))
+        assert proof.member_day_row_bytes(row) == proof.member_day_bytes(fields)
+    assert b"\tm-a\\\\b\t" in proof.member_day_row_bytes(cases[1])
+    assert proof.member_day_row_bytes(cases[2]).endswith(b"\t\\N\t\\N\t\\N")

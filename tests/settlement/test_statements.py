@@ -153,6 +153,27 @@ def test_fast_formatting_equals_babel():
             assert fast_kwh(v, 1, locale) == format_kwh(v, 1, locale), (v, locale)
 
 
+def test_fast_number_and_pct_equal_babel():
+    from decimal import Decimal
+
+    from energy.i18n import format_number, format_pct
+    from settlement.statements import fast_number, fast_pct
+
+    rng = np.random.default_rng(5)
+    prices = [Decimal("0.12345"), Decimal("0.12335"), Decimal("-0.00004"), Decimal("0.00005")]
+    prices += [Decimal("1234.56785"), Decimal(0), Decimal("-0"), Decimal("-12.5"), 7, -3, None]
+    prices += [Decimal(int(v)).scaleb(-6) for v in rng.integers(-(10**9), 10**9, 300)]
+    shares = [0.0, 1.0, 0.125, 0.1235, 0.9995, 0.0004999, 1 / 3, 2 / 3, None]
+    shares += [float(v) for v in rng.random(300)]
+    for locale in ("nl", "en"):
+        for p in prices:
+            for d in (0, 2, 4):
+                assert fast_number(p, d, locale) == format_number(p, d, locale), (p, d, locale)
+        for share in shares:
+            for d in (0, 1):
+                assert fast_pct(share, d, locale) == format_pct(share, d, locale), (share, d)
+
+
 def test_period_statements_read_in_bulk_equal_one_at_a_time(sqlite_sessions):
     from settlement.statements import period_statements, render_period_html
 
