@@ -158,12 +158,15 @@ class SampleStore:
         # Timestamps delta-encoded: regular sampling packs to a few bits (a third of the file,
         # read twice as fast). Values byte-stream-split: zstd then finds the repeating
         # exponent and high mantissa bytes; the same size, a third less CPU to write and read.
+        # Statistics only of ``ts``: its min/max are what appends and the pipeline read from
+        # the footers; those of the values cost a sixth of the write and are never read.
         pq.write_table(
             table,
             tmp,
             compression="zstd",
             use_dictionary=["quality"],
             column_encoding={"ts": "DELTA_BINARY_PACKED", "value": "BYTE_STREAM_SPLIT"},
+            write_statistics=["ts"],
         )
         os.replace(tmp, directory / name)
 
