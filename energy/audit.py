@@ -56,7 +56,7 @@ ACTIONS: dict[str, str] = {
     "consent.give": "member ref (purpose in detail)",
     "consent.withdraw": "member ref (purpose in detail)",
     "device.setpoint": "site/asset (written W in detail)",
-    "verification.withdraw": "campaign/verification id (reason and who in detail)",
+    "verification.withdraw": "campaign/verification id (versions in detail)",
 }
 
 

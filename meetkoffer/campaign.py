@@ -1780,7 +1780,9 @@ def withdraw_verification(
     """Withdraw a verification of the campaign (reason and user recorded; never deleted).
 
     The withdrawal goes into the audit log (``verification.withdraw``, target
-    ``<campaign>/verification <id>``) as ``actor`` (default: ``by`` on the command line).
+    ``<campaign>/verification <id>``) as ``actor`` (default: ``by`` on the command line),
+    with the versions it withdraws; the reason and the free-text ``by`` stay with the
+    verification only (the append-only log holds no free text that may name a person).
     Its versions stay readable and show as withdrawn.
     """
     v = vf.withdraw(session, verification_of(session, c, verification_id), reason, by)
@@ -1789,11 +1791,7 @@ def withdraw_verification(
         actor or Actor(v.withdrawn_by or by, "cli"),
         "verification.withdraw",
         f"{c.name}/verification {v.id}",
-        {
-            "reason": v.withdrawn_reason,
-            "by": v.withdrawn_by,
-            "versions": [r.version for r in v.versions],
-        },
+        {"verification_id": v.id, "versions": [r.version for r in v.versions]},
     )
     return v
 
