@@ -59,6 +59,7 @@ ACTIONS: dict[str, str] = {
     "gateway.add": "gateway name (sites in detail)",
     "quarantine.accept": "channel key (ts and values in detail)",
     "quarantine.reject": "channel key (ts and values in detail)",
+    "verification.withdraw": "campaign/verification id (versions in detail)",
 }
 
 

@@ -51,14 +51,22 @@ def upsert_readings(session: Session, channel_id: int, frame: pd.DataFrame) -> i
 
     Writing the same readings again leaves the table as it was (idempotent). Returns the
     number of rows written.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE`` compiled once by SQLAlchemy and sent as one
+    DBAPI ``executemany`` with the parameters prepared column-wise (no per-row ORM or type
+    processing): ``isp_start`` as SQLAlchemy's own bind value of :class:`energy.db.UTCDateTime`
+    on the backend (SQLite: its ``DATETIME`` text, PostgreSQL: a naive UTC datetime), so the
+    stored rows are the same as through the ORM.
     """
     if frame.empty:
         return 0
     _check(channel_id, frame)
     n = len(frame)
+    dialect = session.get_bind().dialect
+    starts = frame.index.tz_convert("UTC").as_unit("us").asi8.astype("datetime64[us]")
     columns: dict[str, list[Any]] = {
         "channel_id": [channel_id] * n,
-        "isp_start": list(frame.index.tz_convert("UTC").to_pydatetime()),
+        "isp_start": _isp_bind_values(starts, dialect.name),
     }
     for col in READING_COLUMNS:
         if col not in frame.columns:
@@ -70,19 +78,36 @@ def upsert_readings(session: Session, channel_id: int, frame: pd.DataFrame) -> i
         elif col == "energy_wh":
             columns[col] = np.nan_to_num(values, nan=0.0).tolist()
         else:
-            columns[col] = [None if np.isnan(v) else v for v in values.tolist()]
-    keys = list(columns)
-    rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            obj = values.astype(object)
+            obj[np.isnan(values)] = None
+            columns[col] = obj.tolist()
+    insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
     stmt = insert(IntervalReading)
     stmt = stmt.on_conflict_do_update(
         index_elements=["channel_id", "isp_start"],
         set_={c: getattr(stmt.excluded, c) for c in READING_COLUMNS},
     )
-    # One statement, many parameter sets: compiled once, sent as executemany batches.
-    session.execute(stmt, rows)
-    return len(rows)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    if compiled.positional:  # qmark (SQLite): tuples in the compiled order
+        order = [columns[k] for k in compiled.positiontup or ()]
+        params: list[Any] = list(zip(*order, strict=True))
+    else:  # named (psycopg's pyformat)
+        keys = list(columns)
+        params = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values())]
+    session.flush()  # pending ORM changes go first, as with session.execute
+    session.connection().exec_driver_sql(compiled.string, params)
+    return n
+
+
+def _isp_bind_values(starts_us: np.ndarray, dialect: str) -> list[Any]:
+    """``isp_start`` values as the backend stores :class:`energy.db.UTCDateTime` (naive UTC).
+
+    SQLite: the text SQLAlchemy's ``DATETIME`` writes (``YYYY-MM-DD HH:MM:SS.ffffff``);
+    otherwise naive ``datetime`` objects (the driver adapts them to ``timestamp``).
+    """
+    if dialect == "sqlite":
+        return np.char.replace(np.datetime_as_string(starts_us, unit="us"), "T", " ").tolist()
+    return starts_us.astype(object).tolist()
 
 
 def read_readings(

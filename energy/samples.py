@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -84,6 +83,12 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     keep = np.ones(n, dtype=bool)
     keep[:-1] = ts_sorted[1:] != ts_sorted[:-1]  # last of each run of equal ts
     return table.take(pa.array(order[keep]))
+
+
+def _read_part(path: Path) -> pa.Table:
+    """One part file in :data:`SCHEMA` (read as a single file, without the dataset layer)."""
+    t = pq.ParquetFile(path).read()
+    return t if t.schema.equals(SCHEMA, check_metadata=False) else t.cast(SCHEMA)
 
 
 class SampleStore:
@@ -233,13 +238,17 @@ class SampleStore:
         # Dictionary encoding only for the quality flags: tried on float values it costs 3x
         # the write time (and a larger file) for 1 Hz samples, which are nearly all distinct.
         # Timestamps delta-encoded: regular sampling packs to a few bits (a third of the file,
-        # read twice as fast).
+        # read twice as fast). Values byte-stream-split: zstd then finds the repeating
+        # exponent and high mantissa bytes; the same size, a third less CPU to write and read.
+        # Statistics only of ``ts``: its min/max are what appends and the pipeline read from
+        # the footers; those of the values cost a sixth of the write and are never read.
         pq.write_table(
             table,
             tmp,
             compression="zstd",
             use_dictionary=["quality"],
-            column_encoding={"ts": "DELTA_BINARY_PACKED"},
+            column_encoding={"ts": "DELTA_BINARY_PACKED", "value": "BYTE_STREAM_SPLIT"},
+            write_statistics=["ts"],
         )
         os.replace(tmp, directory / name)
 
@@ -267,8 +276,8 @@ class SampleStore:
         parts = self._parts(channel_id, day_index)
         if not parts:
             return None
-        tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
-        return _dedupe_sorted(pa.concat_tables(tables))
+        tables = [_read_part(p) for p in parts]
+        return _dedupe_sorted(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
 
     def days(self, channel_id: int) -> list[int]:
         """Day indices (days since the epoch, UTC) that hold samples of a channel."""
@@ -290,29 +299,37 @@ class SampleStore:
     def read(
         self, channel_id: int, start_ns: int | None = None, end_ns: int | None = None
     ) -> Samples:
-        """Samples of a channel in ``[start_ns, end_ns)`` as NumPy arrays, sorted and unique."""
-        tables = []
+        """Samples of a channel in ``[start_ns, end_ns)`` as NumPy arrays, sorted and unique.
+
+        Each day's columns are cut to the range by binary search (they are sorted), only on
+        the first and last day, and joined once.
+        """
+        cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for day in self.days(channel_id):
             if start_ns is not None and (day + 1) * DAY_NS <= start_ns:
                 continue
             if end_ns is not None and day * DAY_NS >= end_ns:
                 continue
             t = self._read_day(channel_id, day)
-            if t is None:
+            if t is None or t.num_rows == 0:
                 continue
-            if start_ns is not None:
-                t = t.filter(pc.greater_equal(t.column("ts"), start_ns))
-            if end_ns is not None:
-                t = t.filter(pc.less(t.column("ts"), end_ns))
-            tables.append(t)
-        if not tables:
+            ts = t.column("ts").to_numpy()
+            lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, "left"))
+            hi = ts.size if end_ns is None else int(np.searchsorted(ts, end_ns, "left"))
+            if lo >= hi:
+                continue
+            cols.append(
+                (
+                    ts[lo:hi],
+                    t.column("value").to_numpy()[lo:hi],
+                    t.column("quality").to_numpy()[lo:hi],
+                )
+            )
+        if not cols:
             return Samples.empty()
-        t = pa.concat_tables(tables)
-        return Samples(
-            t.column("ts").to_numpy(),
-            t.column("value").to_numpy(),
-            t.column("quality").to_numpy(),
-        )
+        if len(cols) == 1:
+            return Samples(*(np.ascontiguousarray(a) for a in cols[0]))
+        return Samples(*(np.concatenate(parts) for parts in zip(*cols)))
 
     def compact(self, channel_id: int | None = None) -> int:
         """Merge each day's parts into one sorted, duplicate-free file; returns files removed."""

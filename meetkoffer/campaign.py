@@ -29,6 +29,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from energy import sites
+from energy.audit import Actor, record
 from energy.clock import utc_now
 from energy.errors import NotFoundError, ValidationError
 from energy.models import (
@@ -561,9 +562,9 @@ def _implausible(
 ) -> list[tuple[int, str]]:
     """The first value outside the plausible range, as a line error naming value and limit."""
     lo, hi, why = limits
+    if not power_w.size or (float(power_w.min()) >= lo and float(power_w.max()) <= hi):
+        return []  # two reductions: no mask for the (usual) file with every value in range
     bad = np.flatnonzero((power_w > hi) | (power_w < lo))
-    if not bad.size:
-        return []
     i = int(bad[0])
     side = (
         f"above its plausible maximum of {hi:,.0f} W"
@@ -731,7 +732,10 @@ def _check_channel(
         limits = (0.0, limits[1], limits[2])
         what = "mean power"
     else:
-        outside = (ts < start_ns) | (ts >= end_ns)
+        # Sorted times (parse_samples sorts each channel): outside the period only at the ends.
+        outside = np.zeros(ts.size, bool)
+        outside[: int(np.searchsorted(ts, start_ns, "left"))] = True
+        outside[int(np.searchsorted(ts, end_ns, "left")) :] = True
         if eq.data_kind == "counter":
             if errs := importing.counter_errors(data):
                 return errs
@@ -1766,10 +1770,30 @@ def verification_of(session: Session, c: Campaign, verification_id: int) -> Veri
 
 
 def withdraw_verification(
-    session: Session, c: Campaign, verification_id: int, reason: str, by: str
+    session: Session,
+    c: Campaign,
+    verification_id: int,
+    reason: str,
+    by: str,
+    actor: Actor | None = None,
 ) -> Verification:
-    """Withdraw a verification of the campaign (reason and user recorded; never deleted)."""
-    return vf.withdraw(session, verification_of(session, c, verification_id), reason, by)
+    """Withdraw a verification of the campaign (reason and user recorded; never deleted).
+
+    The withdrawal goes into the audit log (``verification.withdraw``, target
+    ``<campaign>/verification <id>``) as ``actor`` (default: ``by`` on the command line),
+    with the versions it withdraws; the reason and the free-text ``by`` stay with the
+    verification only (the append-only log holds no free text that may name a person).
+    Its versions stay readable and show as withdrawn.
+    """
+    v = vf.withdraw(session, verification_of(session, c, verification_id), reason, by)
+    record(
+        session,
+        actor or Actor(v.withdrawn_by or by, "cli"),
+        "verification.withdraw",
+        f"{c.name}/verification {v.id}",
+        {"verification_id": v.id, "versions": [r.version for r in v.versions]},
+    )
+    return v
 
 
 def campaign_meta(c: Campaign) -> dict[str, Any]:

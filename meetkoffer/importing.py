@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from energy.errors import ValidationError
@@ -186,16 +185,21 @@ def _arrow(f: _Csv, types: dict[str, pa.DataType], wide: bool = False) -> pa.Tab
 
     Line numbers are row index + 2 only without blank lines, so a file with one goes through
     the row-by-row parser (as does any file pyarrow refuses: a bad time, number or field count).
+    pyarrow finds blank lines itself: kept (``ignore_empty_lines=False``), a blank line is a
+    row of one field, which every layout (two columns or more) refuses.
     """
-    if b"\n\n" in f.data or b"\n\r\n" in f.data:
-        return None
     try:
         t = pcsv.read_csv(
             pa.BufferReader(f.data),
             read_options=pcsv.ReadOptions(column_names=list(types), skip_rows=1),
-            parse_options=pcsv.ParseOptions(delimiter=f.delimiter),
+            parse_options=pcsv.ParseOptions(delimiter=f.delimiter, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
-                column_types=types, decimal_point=f.decimal, strings_can_be_null=False
+                column_types=types,
+                decimal_point=f.decimal,
+                strings_can_be_null=False,
+                # Only an empty cell is no value: 'nan', 'NULL', 'N/A' are bad values, named
+                # by line by the row-by-row parser, never dropped as missing samples.
+                null_values=[""],
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -342,8 +346,15 @@ def _channel(
     v: np.ndarray,
     lines: np.ndarray,
     errors: list[tuple[int, str]],
+    increasing: bool = False,
 ) -> ChannelData | None:
-    """One channel's samples sorted by time; two different values at one time refused."""
+    """One channel's samples sorted by time; two different values at one time refused.
+
+    ``increasing``: the caller knows ``ts`` strictly increases (a subset of the wide layout's
+    time column that does), so there is nothing to sort or to check.
+    """
+    if increasing:
+        return ChannelData(name, kind, ts, v, lines, unit)
     if ts.size > 1 and not (np.diff(ts) > 0).all():  # an export in time order needs no sort
         order = np.lexsort((lines, ts))
         ts, v, lines = ts[order], v[order], lines[order]
@@ -385,19 +396,28 @@ def _parse_wide(f: _Csv, known: set[str]) -> dict[str, ChannelData]:
         wide=True,
     )
     values: list[np.ndarray] = []
-    nulls: list[np.ndarray] = []
+    nulls: list[np.ndarray | None] = []
+    increasing = False
     if fast is not None:
         ts = fast.column("timestamp").combine_chunks().cast(pa.int64()).to_numpy()
         lines = np.arange(fast.num_rows, dtype=np.int32) + 2
+        # A logger's export is in time order: then every channel's samples are, checked once.
+        increasing = bool(ts.size < 2 or (ts[1:] > ts[:-1]).all())
         for c in cols:  # column by column, each freed once converted (a month at 1 Hz is GBs)
-            values.append(fast.column(c).to_numpy(zero_copy_only=False))
-            nulls.append(pc.is_null(fast.column(c)).to_numpy(zero_copy_only=False))
+            col = fast.column(c)
+            v = col.to_numpy(zero_copy_only=False)  # an empty cell (null) becomes NaN
             fast = fast.drop_columns([c])
-            if not (np.isfinite(values[-1]) | nulls[-1]).all():
+            nan = np.isnan(v) if col.null_count else None
+            # Every NaN an empty cell and no infinity: else the row-by-row parser names the line.
+            n_nan = 0 if nan is None else int(np.count_nonzero(nan))
+            if n_nan != col.null_count or np.isinf(v).any():
                 fast = None
                 break
+            values.append(v)
+            nulls.append(nan)
     if fast is None:
-        ts, lines, values, nulls = _wide_slow(f, len(names))
+        ts, lines, slow_values, slow_nulls = _wide_slow(f, len(names))
+        values, nulls, increasing = slow_values, list(slow_nulls), False
     else:
         f.release()
     del fast
@@ -406,10 +426,11 @@ def _parse_wide(f: _Csv, known: set[str]) -> dict[str, ChannelData]:
         v, null = values.pop(0), nulls.pop(0)
         kind, factor = _unit_kind(unit) or ("", 1.0)
         t, lns = ts, lines
-        if null.any():
+        if null is not None and null.any():
             keep = ~null
             t, v, lns = ts[keep], v[keep], lines[keep]
-        data = _channel(name, kind, unit, t, v * factor if factor != 1.0 else v, lns, errors)
+        v = v * factor if factor != 1.0 else v
+        data = _channel(name, kind, unit, t, v, lns, errors, increasing)
         if data is not None:
             out[name] = data
     _raise(f.name, sorted(errors))

@@ -435,11 +435,12 @@ def withdraw(
 ) -> None:
     """Withdraw a verification (kept and shown as withdrawn; never rewritten or deleted)."""
     from meetkoffer import campaign as cp
+    from noaber.cli.audit import actor
 
     sessions, _ = _context()
     with sessions.begin() as s:
         c = cp.get_campaign(s, campaign)
-        v = cp.withdraw_verification(s, c, verification, reason, by)
+        v = cp.withdraw_verification(s, c, verification, reason, by, actor())
         console.print(f"verification {v.id} withdrawn by {v.withdrawn_by}: {v.withdrawn_reason}")
 
 

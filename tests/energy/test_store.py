@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from energy.db import current_revisions, upgrade
 from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
@@ -62,6 +62,61 @@ def test_readings_roundtrip_dst_day_and_reimport_is_idempotent(sessions, day):
     assert n == len(isps) in (92, 100)
     assert back["isp_start"].tolist() == list(isps)
     np.testing.assert_allclose(back["energy_wh"], frame["energy_wh"].to_numpy())
+
+
+def test_upsert_stores_what_the_orm_stores(sessions):
+    """The bulk upsert (driver-level executemany) writes the rows the ORM writes, byte for
+    byte in the database (the ``isp_start`` text on SQLite), NULLs and NaNs included, and
+    replaces a stored row on conflict."""
+    isps = local_day_isps(dt.date(2026, 3, 29))[:8]  # a DST day, across the change
+    frame = pd.DataFrame(
+        {
+            "energy_wh": [0.25, np.nan, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+            "power_mean_w": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "sample_count": [900, 1, 2, 3, 4, 5, 6, 7],
+            "coverage": [1.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.25],
+        },
+        index=isps,
+    )
+    with sessions.begin() as s:
+        orm_id, bulk_id = _channel(s), None
+        site_id = s.get(Channel, orm_id).asset.site_id
+        asset = Asset(site_id=site_id, name="battery", kind=AssetKind.BATTERY)
+        ch = Channel(
+            key="dorpshuis-test/battery/power", asset=asset, quantity=Quantity.POWER, unit="W"
+        )
+        s.add_all([asset, ch])
+        s.flush()
+        bulk_id = ch.id
+        for t, row in frame.iterrows():
+            s.add(
+                IntervalReading(
+                    channel_id=orm_id,
+                    isp_start=t.to_pydatetime(),
+                    energy_wh=0.0 if np.isnan(row.energy_wh) else float(row.energy_wh),
+                    power_mean_w=None if np.isnan(row.power_mean_w) else float(row.power_mean_w),
+                    power_min_w=None,
+                    power_max_w=None,
+                    sample_count=int(row.sample_count),
+                    coverage=float(row.coverage),
+                )
+            )
+        stale = frame.iloc[:2].copy()
+        stale["energy_wh"] = 99.0
+        assert upsert_readings(s, bulk_id, stale) == 2  # replaced below
+        assert upsert_readings(s, bulk_id, frame) == len(frame)
+    cols = "isp_start, energy_wh, power_mean_w, power_min_w, power_max_w, sample_count, coverage"
+    with sessions() as s:
+        raw = {
+            cid: s.execute(
+                text(f"SELECT {cols} FROM interval_readings WHERE channel_id = :c ORDER BY 1"),
+                {"c": cid},
+            ).all()
+            for cid in (orm_id, bulk_id)
+        }
+        back = read_readings(s, bulk_id)
+    assert raw[bulk_id] == raw[orm_id] and len(raw[orm_id]) == len(frame)
+    assert back["isp_start"].tolist() == list(isps)
 
 
 def test_bad_readings_change_nothing(sessions):

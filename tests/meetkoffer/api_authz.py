@@ -74,6 +74,7 @@ def _campaign(session: Session, world: World, name: str, member: str, site: str)
         spec=mv.RegressionSpec(production=False, time_of_week=False),
     )
     world.extra[f"savings-{name}"] = rec.id
+    world.extra[f"verification-{name}"] = rec.verification_id
     session.flush()
     return c.id
 
@@ -85,7 +86,10 @@ def seed(session: Session, world: World) -> None:
     )
 
 
-def _own_campaign(extra: dict[str, Any] | None = None) -> Case:
+def _own_campaign(
+    extra: dict[str, Any] | None = None,
+    body: Callable[[World, str | None], dict[str, Any]] | None = None,
+) -> Case:
     """A route under one campaign: the firm's own, the other firm's is 404 for it."""
     extra = extra or {}
 
@@ -102,11 +106,22 @@ def _own_campaign(extra: dict[str, Any] | None = None) -> Case:
         roles=READERS,
         own={"operator": params("other"), "firm": params("own")},
         foreign=[params("other")],
+        body=body,
     )
 
 
 def _savings_id(w: World, which: str) -> int:
     return int(w.extra[f"savings-{which}"])
+
+
+def _verification_id(w: World, which: str) -> int:
+    return int(w.extra[f"verification-{which}"])
+
+
+def _withdraw_body(_w: World, _role: str | None) -> dict[str, Any]:
+    # The same reason on every call: the operator's second call (the other firm's campaign
+    # as "foreign") repeats its withdrawal, which answers 200 and changes nothing.
+    return {"reason": "meter swapped during the reporting period"}
 
 
 #: A savings id of the same campaign (another campaign's savings id under one's own campaign
@@ -124,5 +139,8 @@ CASES = {
     ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/versions"): _own_campaign(SAVINGS),
     ("GET", "/campaigns/{campaign_id}/savings/{savings_id}/csv/{table}"): _own_campaign(
         {**SAVINGS, "table": "savings_summary"}
+    ),
+    ("POST", "/campaigns/{campaign_id}/verifications/{verification_id}/withdraw"): _own_campaign(
+        {"verification_id": _verification_id}, body=_withdraw_body
     ),
 }

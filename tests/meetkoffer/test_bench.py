@@ -28,5 +28,12 @@ def test_bench_quick(capsys: pytest.CaptureFixture[str]) -> None:
         sum(figures[f"{k}_s"] for k in ("import", "aggregate", "load", "findings", "report")),
         rel=0.05,
     )
+    # Every stage is printed with its wall and CPU time; the CPU of the stages adds up to at
+    # most the pipeline's (measured separately around all of them).
+    stages = ("import", "aggregate", "load", "findings", "report")
+    assert all(f"CPU {figures[f'{k}_cpu_s']:6.2f} s" in out for k in stages)
+    assert sum(figures[f"{k}_cpu_s"] for k in stages) == pytest.approx(
+        figures["total_cpu_s"], rel=0.05
+    )
     assert figures["samples@1d"] < figures["samples@2d"]
     assert figures["peak_rss_mb"] < 4096

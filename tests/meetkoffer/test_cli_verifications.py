@@ -7,6 +7,7 @@ import yaml
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from energy.audit import entries as audit_entries
 from energy.db import make_engine, session_factory, upgrade
 from energy.errors import ValidationError
 from energy.models import IntervalReading
@@ -44,8 +45,13 @@ def test_cli_versions_recompute_withdraw(settings_env) -> None:
     r = runner.invoke(
         app,
         ["meetkoffer", "withdraw", NAME, "1", "--reason", "clamp on wrong phase", "--by", "jan"],
+        env={"NOABER_AS": "els"},
     )
     assert r.exit_code == 0 and "withdrawn by jan: clamp on wrong phase" in r.output
+    with sessions() as s:  # audited as the command's user (--as / NOABER_AS)
+        (entry,) = audit_entries(s, action="verification.withdraw")
+        assert (entry.actor, entry.via, entry.target) == ("els", "cli", f"{NAME}/verification 1")
+        assert entry.detail == {"verification_id": 1, "versions": [1, 2]}
     r = runner.invoke(app, ["meetkoffer", "verifications", NAME])
     assert "jan" in r.output and "wrong phase" in r.output  # (rich wraps the cell)
     r = runner.invoke(app, ["meetkoffer", "recompute", NAME, "2"])

@@ -158,3 +158,46 @@ def test_production_and_temperature() -> None:
         importing.parse_temperature(
             "t.csv", text="timestamp,value,unit\n2026-03-02T06:00:00Z,99,degC\n"
         )
+
+
+def _wide_text(n: int = 6) -> str:
+    rows = ["timestamp,a [kW],b [W]"]
+    for i in range(n):
+        b = "" if i % 3 == 1 else f"{100 + i}"
+        rows.append(f"2026-03-02T07:00:{i:02d}Z,{i / 2},{b}")
+    return "\n".join(rows) + "\n"
+
+
+def test_wide_fast_path_agrees_with_the_row_by_row_parser() -> None:
+    """pyarrow's columns (the fast path) give what the row-by-row parser gives; a blank
+    line, a 'nan' or an 'inf' cell, or times out of order take the checked paths."""
+    text = _wide_text()
+    fast = importing.parse_samples("x.csv", ["a", "b"], text=text)
+    f = importing._open("x.csv", text)
+    ts, lines, values, nulls = importing._wide_slow(f, 2)
+    for name, v, null, factor in zip(["a", "b"], values, nulls, [1000.0, 1.0]):
+        keep = ~null
+        assert list(fast[name].value) == list(v[keep] * factor)
+        assert list(fast[name].ts_ns) == list(ts[keep])
+        assert list(fast[name].lines) == list(lines[keep])
+    assert list(fast["a"].value) == [i / 2 * 1000 for i in range(6)]
+    assert list(fast["b"].value) == [100.0, 102.0, 103.0, 105.0]
+    assert list(fast["b"].lines) == [2, 4, 5, 7]  # empty cells on lines 3 and 6: no sample
+    # A blank line: the line numbers after it stay the file's.
+    lines_ = text.splitlines(keepends=True)
+    blank = "".join([*lines_[:3], "\n", *lines_[3:]])
+    out = importing.parse_samples("x.csv", ["a", "b"], text=blank)
+    assert list(out["b"].lines) == [2, 5, 6, 8] and list(out["b"].value) == list(fast["b"].value)
+    # 'nan' and 'inf' are no numbers of a meter: named by line, not taken as empty cells.
+    for word in ("nan", "NaN", "N/A", "inf", "-inf"):
+        bad = text.replace("2026-03-02T07:00:03Z,1.5,103", f"2026-03-02T07:00:03Z,1.5,{word}")
+        with pytest.raises(ValidationError, match=f"line 5: value '{word}' is not a finite"):
+            importing.parse_samples("x.csv", ["a", "b"], text=bad)
+    # Out of time order: sorted per channel; one time twice with two values is refused.
+    swapped = "".join([*lines_[:2], lines_[3], lines_[2], *lines_[4:]])
+    out = importing.parse_samples("x.csv", ["a", "b"], text=swapped)
+    assert list(out["a"].value) == list(fast["a"].value)
+    assert list(out["a"].lines) == [2, 4, 3, 5, 6, 7]
+    twice = text + "2026-03-02T07:00:00Z,9,100\n"
+    with pytest.raises(ValidationError, match="line 8: channel 'a' has two different values"):
+        importing.parse_samples("x.csv", ["a", "b"], text=twice)

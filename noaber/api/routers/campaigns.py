@@ -5,6 +5,10 @@ Chromium) and the CSV of every table (``.../csv/<table>``, names listed on the p
 
 The operator sees every campaign; a firm user only campaigns whose firm is its member
 (``user.member_id``); someone else's campaign answers 404; other roles get 403.
+
+A savings verification is withdrawn with ``POST .../verifications/{id}/withdraw`` (a reason;
+the campaign's firm or an operator; recorded in the audit log as the token's user). Its
+versions stay readable and show as withdrawn; a withdrawal is never undone or rewritten.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from energy.audit import Actor
 from energy.errors import ValidationError
 from energy.i18n import template_env
 from energy.models import Role, User
 from energy.plots import PLOTLY_STATIC_PATH
-from meetkoffer.models import Campaign, SavingsRecord
+from meetkoffer.models import Campaign, SavingsRecord, Verification
 from meetkoffer.report import Report, finding_title
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 
@@ -69,6 +74,7 @@ class SavingsOut(BaseModel):
     ashrae14_pass: bool
     verification_id: int
     version: int
+    withdrawn_at: dt.datetime | None = None  # set: the verification is withdrawn
 
 
 class VersionOut(BaseModel):
@@ -86,6 +92,23 @@ class VersionOut(BaseModel):
     withdrawn_at: dt.datetime | None
     withdrawn_by: str | None
     withdrawn_reason: str | None
+
+
+class WithdrawIn(BaseModel):
+    """Why a savings verification is withdrawn (kept with it and in the audit log)."""
+
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
+
+
+class VerificationOut(BaseModel):
+    """A savings verification: its withdrawal and its (frozen, still readable) versions."""
+
+    id: int
+    campaign_id: int
+    withdrawn_at: dt.datetime | None
+    withdrawn_by: str | None
+    withdrawn_reason: str | None
+    versions: list[VersionOut]
 
 
 class CampaignOut(BaseModel):
@@ -173,7 +196,12 @@ def campaign_detail(
     return CampaignDetail(
         **_out(c).model_dump(),
         finding_list=[FindingOut.model_validate(f, from_attributes=True) for f in c.findings],
-        savings_list=[SavingsOut.model_validate(s, from_attributes=True) for s in c.savings],
+        savings_list=[
+            SavingsOut.model_validate(s, from_attributes=True).model_copy(
+                update={"withdrawn_at": s.verification.withdrawn_at}
+            )
+            for s in c.savings
+        ],
     )
 
 
@@ -345,15 +373,7 @@ def savings_report_csv(
     return _csv_response(rep, table, f"{c.name}_savings-{rec.id}_{table}.csv")
 
 
-@router.get("/{campaign_id}/savings/{savings_id}/versions", response_model=list[VersionOut])
-def savings_versions(
-    campaign_id: IdPath, savings_id: IdPath, user: CampaignReader, session: SessionDep
-) -> list[VersionOut]:
-    """Every version of the verification that savings record ``savings_id`` belongs to,
-    oldest first: frozen results, data digests, what changed; and its withdrawal."""
-    c = _campaign_for(session, user, campaign_id)
-    rec = _savings_for(session, c, savings_id)
-    v = rec.verification
+def _versions(v: Verification) -> list[VersionOut]:
     return [
         VersionOut(
             id=r.id,
@@ -371,3 +391,63 @@ def savings_versions(
         )
         for r in sorted(v.versions, key=lambda r: r.version)
     ]
+
+
+@router.get("/{campaign_id}/savings/{savings_id}/versions", response_model=list[VersionOut])
+def savings_versions(
+    campaign_id: IdPath, savings_id: IdPath, user: CampaignReader, session: SessionDep
+) -> list[VersionOut]:
+    """Every version of the verification that savings record ``savings_id`` belongs to,
+    oldest first: frozen results, data digests, what changed; and its withdrawal."""
+    c = _campaign_for(session, user, campaign_id)
+    return _versions(_savings_for(session, c, savings_id).verification)
+
+
+@router.post(
+    "/{campaign_id}/verifications/{verification_id}/withdraw",
+    response_model=VerificationOut,
+    responses={409: {"description": "withdrawn already, for another reason"}},
+)
+def withdraw_verification(
+    campaign_id: IdPath,
+    verification_id: IdPath,
+    body: WithdrawIn,
+    user: CampaignReader,
+    session: SessionDep,
+) -> VerificationOut:
+    """Withdraw a savings verification of the campaign, with the reason; who withdraws it is
+    the token's user, recorded with it and in the audit log (``verification.withdraw``).
+
+    Its versions stay stored and readable (reports, ``.../versions``) and show as withdrawn;
+    it is no longer recomputed. Sending the same withdrawal again changes nothing (200);
+    a verification withdrawn already for another reason answers 409.
+    """
+    from meetkoffer.campaign import verification_of
+    from meetkoffer.campaign import withdraw_verification as withdraw
+
+    c = _campaign_for(session, user, campaign_id)
+    try:
+        v = verification_of(session, c, verification_id)
+    except LookupError:
+        raise not_found("savings verification") from None
+    reason = body.reason.strip()
+    if v.withdrawn_at is None:
+        withdraw(session, c, v.id, reason, user.username, Actor(user.username, "api"))
+        session.commit()
+        session.refresh(v)
+    elif v.withdrawn_reason != reason:
+        raise HTTPException(
+            status_code=409,
+            detail=(
+                f"savings verification {v.id} was withdrawn already on "
+                f"{v.withdrawn_at:%Y-%m-%d %H:%M} UTC by {v.withdrawn_by}: {v.withdrawn_reason}"
+            ),
+        )
+    return VerificationOut(
+        id=v.id,
+        campaign_id=c.id,
+        withdrawn_at=v.withdrawn_at,
+        withdrawn_by=v.withdrawn_by,
+        withdrawn_reason=v.withdrawn_reason,
+        versions=_versions(v),
+    )
