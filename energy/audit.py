@@ -60,6 +60,8 @@ ACTIONS: dict[str, str] = {
     "quarantine.accept": "channel key (ts and values in detail)",
     "quarantine.reject": "channel key (ts and values in detail)",
     "verification.withdraw": "campaign/verification id (versions in detail)",
+    "ev_session.set": "site/asset of the car (the session in detail)",
+    "site.limits": "site (the manager's grid limit and battery reserve in detail)",
 }
 
 

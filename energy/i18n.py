@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import io
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -26,6 +28,48 @@ from energy.timegrid import LOCAL_TZ
 SUPPORTED_LOCALES = ("nl", "en")
 DEFAULT_LOCALE = "nl"
 _BABEL_LOCALE = {"nl": "nl_NL", "en": "en_GB"}
+
+
+@dataclass(frozen=True)
+class LangLink:
+    """One language of the switch: its code, how it names itself, the page in it."""
+
+    code: str
+    label: str
+    href: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class NavLink:
+    """A link of the page header (the user's tasks)."""
+
+    href: str
+    label: str
+    current: bool = False
+
+
+@dataclass(frozen=True)
+class PageChrome:
+    """What the header of a served page shows: the language switch and, when signed in, the
+    user's name and role, their task links and the sign-out form (with its ``csrf`` token).
+
+    Set per request by the application (``noaber.api.language.PageChromeMiddleware``) in
+    :data:`PAGE_CHROME`; ``noaber_base.html`` reads it through the ``chrome()`` global. A
+    document rendered outside a request (a PDF, a report file) has none and shows no header
+    controls.
+    """
+
+    locale: str
+    langs: tuple[LangLink, ...] = ()
+    user_name: str | None = None
+    role_label: str | None = None
+    nav: tuple[NavLink, ...] = ()
+    csrf: str | None = None
+
+
+#: The header of the page being served (None outside a request).
+PAGE_CHROME: ContextVar[PageChrome | None] = ContextVar("noaber_page_chrome", default=None)
 
 
 def _check_locale(locale: str) -> str:
@@ -131,6 +175,7 @@ def template_env(package: str, locale: str = DEFAULT_LOCALE) -> jinja2.Environme
     )
     env.install_gettext_translations(translations(package, locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals["locale"] = locale
+    env.globals["chrome"] = PAGE_CHROME.get
     env.filters["money"] = lambda c: format_money_cents(c, locale)
     env.filters["number"] = lambda v, d=0: format_number(v, d, locale)
     env.filters["kwh"] = lambda v, d=1: format_kwh(v, d, locale)

@@ -15,6 +15,54 @@ from html import escape
 from typing import Any
 
 PLOTLY_STATIC_PATH = "/static/plotly.min.js"
+#: The plotly.js version every page and report is drawn with: the offline bundle of the
+#: ``plotly`` Python package pinned in ``requirements.lock`` (a test fails when an upgrade
+#: changes it, so a new plotly.js is taken on purpose, with its config options checked).
+PLOTLY_JS_VERSION = "4.1.1"
+
+#: One colour per kind of asset or flow on every page and report (PV yellow everywhere).
+PALETTE: dict[str, str] = {
+    "pv": "#e0a800",  # solar: yellow
+    "load": "#2f5d8a",  # building or process load: blue
+    "battery": "#7a4fa3",  # the site battery: purple
+    "ev": "#2f7d4a",  # cars charging: green
+    "v2g": "#17a398",  # cars delivering to the building: teal
+    "grid": "#444444",  # the grid connection: dark grey
+    "grid_import": "#444444",
+    "grid_export": "#9a9a9a",
+    "price_import": "#b3261e",
+    "price_export": "#e07b39",
+    "money": "#1f5a8a",
+    "baseline": "#9a9a9a",
+}
+#: A series of another kind.
+OTHER_COLOUR = "#888888"
+
+
+def series_colour(kind: str) -> str:
+    """The colour of ``kind`` (a key of :data:`PALETTE`), else :data:`OTHER_COLOUR`."""
+    return PALETTE.get(kind, OTHER_COLOUR)
+
+
+def hover_unit(name: str, unit: str, decimals: int = 2, *, x: bool = True) -> str:
+    """A hover template that names the series and gives the value with its unit
+    (``Zonne-energie: 1,25 kW``; the decimal separator follows the figure's locale)."""
+    safe = name.replace("%", "%%").replace("{", "(").replace("}", ")")
+    when = " (%{x})" if x else ""
+    return f"{safe}: %{{y:,.{decimals}f}} {unit}{when}<extra></extra>"
+
+
+#: The Plotly config of every figure: no link or button that leaves the server (no "send to
+#: cloud", no "edit in Chart Studio", no logo link to plot.ly), responsive.
+FIGURE_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "showSendToCloud": False,
+    "showEditInChartStudio": False,
+    "showLink": False,
+    "sendData": False,
+    "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio", "lasso2d", "select2d"],
+    "responsive": True,
+}
 
 #: Plotly's Dutch locale (dates, decimal comma), registered by :data:`FIGURE_LOADER_JS`:
 #: month and day names and abbreviations as the CLDR ``nl`` locale has them (``mrt``), dates
@@ -105,7 +153,7 @@ def figure_html(
         fig.update_layout(height=height_px)
     height = fig.layout.height
     style = f"height:{height}px; width:100%;" if height else "height:100%; width:100%;"
-    cfg: dict[str, Any] = {"displaylogo": False, "responsive": True}
+    cfg: dict[str, Any] = dict(FIGURE_CONFIG)
     if locale is not None:
         fig.update_layout(separators=SEPARATORS[locale])
         cfg["locale"] = locale

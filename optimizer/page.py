@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from energy.i18n import template_env, translations
-from energy.plots import PLOTLY_STATIC_PATH, figure_html
+from energy.plots import PLOTLY_STATIC_PATH, figure_html, hover_unit, series_colour
 from energy.timegrid import LOCAL_TZ
 from optimizer.store import Schedule
 
@@ -46,8 +46,9 @@ def flows_figure(steps: pd.DataFrame, tz: str, _: Any) -> Any:
     x = _local(wide.index, tz)
     fig = go.Figure()
 
-    def area(name: str, y: np.ndarray, group: str) -> None:
+    def area(name: str, y: np.ndarray, group: str, kind: str) -> None:
         if np.abs(y).max(initial=0.0) > 1e-9:
+            colour = series_colour(kind)  # one palette on every page (energy.plots)
             fig.add_trace(
                 go.Scatter(
                     x=x,
@@ -55,20 +56,23 @@ def flows_figure(steps: pd.DataFrame, tz: str, _: Any) -> Any:
                     name=name,
                     stackgroup=group,
                     mode="lines",
-                    line={"width": 0.5, "shape": "hv"},
+                    line={"width": 0.5, "shape": "hv", "color": colour},
+                    fillcolor=colour,
+                    hovertemplate=hover_unit(name, "kW"),
                 )
             )
 
     col = lambda a: wide[a].fillna(0.0).to_numpy() if a in wide else np.zeros(len(wide))  # noqa: E731
-    area(_("PV"), -col("pv"), "supply")
+    area(_("PV"), -col("pv"), "supply", "pv")
     storage = [a for a, k in kinds.items() if k in ("battery", "ev")]
     for a in storage:
-        area(_("%(asset)s discharging") % {"asset": a}, np.maximum(-col(a), 0), "supply")
-    area(_("Grid import"), np.maximum(col("grid"), 0), "supply")
-    area(_("Building load"), -col("load"), "use")
+        kind = "battery" if kinds[a] == "battery" else "v2g"
+        area(_("%(asset)s discharging") % {"asset": a}, np.maximum(-col(a), 0), "supply", kind)
+    area(_("Grid import"), np.maximum(col("grid"), 0), "supply", "grid_import")
+    area(_("Building load"), -col("load"), "use", "load")
     for a in storage:
-        area(_("%(asset)s charging") % {"asset": a}, -np.maximum(col(a), 0), "use")
-    area(_("Grid export"), -np.maximum(-col("grid"), 0), "use")
+        area(_("%(asset)s charging") % {"asset": a}, -np.maximum(col(a), 0), "use", kinds[a])
+    area(_("Grid export"), -np.maximum(-col("grid"), 0), "use", "grid_export")
     fig.update_layout(yaxis_title="kW", **_STACKED)
     return fig
 
@@ -91,6 +95,7 @@ def soc_figure(steps: pd.DataFrame, tz: str, _: Any, assets: list[str] | None = 
                 name=str(asset),
                 mode="lines",
                 connectgaps=False,
+                hovertemplate=hover_unit(str(asset), "%", 1),
             )
         )
     fig.update_layout(yaxis_title="SoC %", yaxis_range=[0, 100], **_STACKED)
@@ -105,12 +110,20 @@ def price_figure(series: dict[str, Any], tz: str, _: Any) -> Any:
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=x, y=series["import_price_eur_per_kwh"], name=_("Import price"), line={"shape": "hv"}
+            x=x,
+            y=series["import_price_eur_per_kwh"],
+            name=_("Import price"),
+            line={"shape": "hv", "color": series_colour("price_import")},
+            hovertemplate=hover_unit(_("Import price"), "€/kWh", 3),
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=x, y=series["export_price_eur_per_kwh"], name=_("Export price"), line={"shape": "hv"}
+            x=x,
+            y=series["export_price_eur_per_kwh"],
+            name=_("Export price"),
+            line={"shape": "hv", "color": series_colour("price_export")},
+            hovertemplate=hover_unit(_("Export price"), "€/kWh", 3),
         )
     )
     fig.update_layout(yaxis_title="EUR/kWh", **_STACKED)
@@ -126,12 +139,12 @@ def render_site_page(
     summary = schedule.summary or {}
     tz = tz or summary.get("timezone", LOCAL_TZ)
     figures = {
-        "flows": figure_html(flows_figure(steps, tz, _), "flows", height_px=380),
-        "soc": figure_html(soc_figure(steps, tz, _), "soc", height_px=300),
+        "flows": figure_html(flows_figure(steps, tz, _), "flows", height_px=380, locale=locale),
+        "soc": figure_html(soc_figure(steps, tz, _), "soc", height_px=300, locale=locale),
     }
     if "series" in summary:
         figures["prices"] = figure_html(
-            price_figure(summary["series"], tz, _), "prices", height_px=260
+            price_figure(summary["series"], tz, _), "prices", height_px=260, locale=locale
         )
     departures = [
         {**d, "departure_ts": pd.Timestamp(d["departure"]).to_pydatetime()}
@@ -169,13 +182,24 @@ def render_ev_page(
     x = _local(car.index, tz)
     fig = go.Figure()
     power = car["power_kw"].fillna(0.0).to_numpy()
-    fig.add_trace(go.Bar(x=x, y=np.maximum(power, 0).round(3), name=_("Charging"), yaxis="y"))
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=np.maximum(power, 0).round(3),
+            name=_("Charging"),
+            yaxis="y",
+            marker_color=series_colour("ev"),
+            hovertemplate=hover_unit(_("Charging"), "kW"),
+        )
+    )
     fig.add_trace(
         go.Bar(
             x=x,
             y=np.minimum(power, 0).round(3),
             name=_("Delivering to the building (V2G)"),
             yaxis="y",
+            marker_color=series_colour("v2g"),
+            hovertemplate=hover_unit(_("Delivering to the building (V2G)"), "kW"),
         )
     )
     fig.add_trace(
@@ -186,6 +210,7 @@ def render_ev_page(
             yaxis="y2",
             mode="lines",
             connectgaps=False,
+            hovertemplate=hover_unit("SoC", "%", 1),
         )
     )
     fig.update_layout(
@@ -220,6 +245,6 @@ def render_ev_page(
         departures=departures,
         v2g_kwh=v2g,
         charged_kwh=charged_kwh,
-        figure=figure_html(fig, "car-plan", height_px=340),
+        figure=figure_html(fig, "car-plan", height_px=340, locale=locale),
         plotly_src=PLOTLY_STATIC_PATH,
     )

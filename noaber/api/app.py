@@ -14,6 +14,7 @@ from energy import __version__
 from energy.db import make_engine, session_factory
 from energy.settings import Settings, get_settings
 from noaber.api.hardening import SecurityHeadersMiddleware, same_origin
+from noaber.api.language import PageChromeMiddleware
 from noaber.api.problems import document_errors, install_error_handlers
 
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
         dependencies=[Depends(same_origin)],
     )
+    app.add_middleware(PageChromeMiddleware)  # page header and language cookie
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.settings = settings
     app.state.engine = engine
@@ -79,6 +81,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    from noaber.api.routers import manage, my
+
+    app.include_router(my.router)
+    app.include_router(manage.router)
     # --- end domain routers ---
     document_errors(app)
     return app

@@ -64,8 +64,14 @@ def problem(
 
 
 def wants_html(request: Request) -> bool:
-    """True for a browser asking for a page (``GET`` accepting ``text/html``)."""
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    """True for a browser asking for a page: ``GET``, or a page form's ``POST``
+    (``application/x-www-form-urlencoded``), accepting ``text/html``."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return False
+    if request.method == "GET":
+        return True
+    form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+    return request.method == "POST" and form
 
 
 def _error(
@@ -121,9 +127,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         # A browser asking for a page without a valid cookie gets the login form (still 401).
         if exc.status_code == status.HTTP_401_UNAUTHORIZED and wants_html(request):
-            from noaber.api.routers.pages import login_page, reader_locale
+            from noaber.api.language import reader_locale
+            from noaber.api.routers.pages import login_page
 
-            locale = reader_locale(request, request.app.state.settings)
+            locale = reader_locale(request)
             return login_page(request, locale, None, status.HTTP_401_UNAUTHORIZED)
         return _error(
             request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None)

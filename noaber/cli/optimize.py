@@ -282,6 +282,7 @@ def run_cmd(
     from energy.errors import NoaberError
     from energy.settings import get_settings
     from noaber.services.control import report_step
+    from noaber.services.siteplans import stored_ev_sessions, with_site_controls
     from optimizer.mpc import MPCController
     from optimizer.sitestore import (
         ev_sessions_from_yaml,
@@ -312,16 +313,22 @@ def run_cmd(
 
     def scenario_at(now: pd.Timestamp):
         with factory() as s:
-            return scenario_from_store(
+            # without --sessions: the sessions the owners set in the app; always the owners'
+            # minimum SoC / V2G choice and the manager's limits (noaber.services.siteplans)
+            sessions = ev_sessions
+            if sessions is None:
+                sessions = stored_ev_sessions(s, site, now, horizon_hours)
+            sc = scenario_from_store(
                 s,
                 site,
                 now,
                 horizon_hours,
                 prices,
-                ev_sessions,
+                sessions,
                 cloud_factor,
                 price_series=series,
             )
+            return with_site_controls(s, sc, now)
 
     scenario_at(clock())  # fail early on an unknown site or bad prices
     max_age = pd.Timedelta(minutes=soc_max_age_min)

@@ -33,6 +33,7 @@ from energy.errors import ValidationError
 from energy.models import IntervalReading, Member
 from energy.privacy import ErasureReport, core_export, erase_core, find_member, member_channel_ids
 from energy.siteconfig import normalise_iban
+from energy.sitecontrols import EvSession
 from optimizer.store import Schedule, ScheduleStep
 from settlement.community import bic_ok
 from settlement.ledger import member_account
@@ -116,6 +117,28 @@ def _plans(session: Session, ref: str) -> list[dict[str, Any]]:
     return _rows(session, stmt, cols)
 
 
+def _ev_sessions(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """The charging sessions the member announced (:mod:`energy.sitecontrols`)."""
+    cols = [
+        "id",
+        "asset_id",
+        "arrival_at",
+        "departure_at",
+        "soc_target_pct",
+        "soc_min_pct",
+        "soc_arrival_pct",
+        "v2g_allowed",
+        "created_at",
+        "cancelled_at",
+    ]
+    stmt = (
+        select(*(getattr(EvSession, c) for c in cols))
+        .where(EvSession.member_id == member_id)
+        .order_by(EvSession.id)
+    )
+    return _rows(session, stmt, cols)
+
+
 def export_member(session: Session, ref: str) -> dict[str, Any]:
     """Everything held about member ``ref``: ``{"member", "exported_at", "retention",
     "tables": {table: [row, ...]}}`` (JSON-ready; credentials are not exported)."""
@@ -124,6 +147,7 @@ def export_member(session: Session, ref: str) -> dict[str, Any]:
     tables["interval_readings"] = _readings(session, member)
     tables.update(_settlement(session, ref))
     tables["optimizer_schedule_steps"] = _plans(session, ref)
+    tables["ev_sessions"] = _ev_sessions(session, member.id)
     return {
         "member": ref,
         "exported_at": utc_now().isoformat(),

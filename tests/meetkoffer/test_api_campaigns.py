@@ -63,7 +63,7 @@ def test_firm_sees_only_its_campaigns(db_url: str) -> None:
     assert "Basislast van 1,0 kW buiten productietijd" in page.text  # from kind + evidence
     assert page.text.count("Basislast van") == 1  # not the other firm's finding
     assert "Bevindingen" in page.text and "Geverifieerde besparingen" in page.text
-    en = client.get("/campaigns/dashboard?locale=en", headers=_auth("firm"))
+    en = client.get("/campaigns/dashboard?lang=en", headers=_auth("firm"))
     assert "Verified savings" in en.text
 
 
@@ -79,7 +79,7 @@ def test_campaign_report_page(db_url: str) -> None:
     other = world.extra["campaign-other"]
     assert client.get(f"/campaigns/{other}/report", headers=_auth("firm")).status_code == 404
     page = client.get("/campaigns/dashboard", headers=_auth("firm"))
-    assert f'href="/campaigns/{own}/report?locale=nl"' in page.text
+    assert f'href="/campaigns/{own}/report?lang=nl"' in page.text
 
 
 def test_savings_report_page_and_downloads(db_url: str) -> None:
@@ -88,7 +88,7 @@ def test_savings_report_page_and_downloads(db_url: str) -> None:
     sid, other_sid = world.extra["savings-own"], world.extra["savings-other"]
     firm = _auth("firm")
     page = client.get("/campaigns/dashboard", headers=firm)
-    assert f'href="/campaigns/{own}/savings/{sid}?locale=nl"' in page.text
+    assert f'href="/campaigns/{own}/savings/{sid}?lang=nl"' in page.text
     assert f"/campaigns/{own}/savings/{sid}/pdf" in page.text and "per uur" in page.text
     r = client.get(f"/campaigns/{own}/savings/{sid}", headers=firm)
     assert r.status_code == 200
@@ -122,7 +122,7 @@ def test_campaign_report_downloads(db_url: str) -> None:
     client, world = _client(db_url)
     own, other = world.extra["campaign-own"], world.extra["campaign-other"]
     firm = _auth("firm")
-    r = client.get(f"/campaigns/{own}/report?locale=en", headers=firm)
+    r = client.get(f"/campaigns/{own}/report?lang=en", headers=firm)
     assert "no factor for 2026 configured; the 2021 factor is used" in r.text
     assert "base load: 1.0 kW" in r.text  # the seeded evidence, labelled with its unit
     links = re.findall(rf'href="(/campaigns/{own}/report/csv/[a-z_]+)"', r.text)
@@ -146,7 +146,7 @@ def test_pdf_downloads(tmp_path: Path) -> None:
     client, world = _client(db_url)
     own, sid = world.extra["campaign-own"], world.extra["savings-own"]
     # (the campaign report's PDF is printed in tests/meetkoffer/test_report.py)
-    url = f"/campaigns/{own}/savings/{sid}/pdf?locale=en"
+    url = f"/campaigns/{own}/savings/{sid}/pdf?lang=en"
     r = client.get(url, headers=_auth("firm"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")

@@ -128,6 +128,46 @@ def _new_user(_w: World, _role: str | None) -> dict[str, Any]:
     }
 
 
+MANAGERS = {"operator", "site_manager"}
+
+
+def _session_times() -> tuple[str, str]:
+    import datetime as dt
+
+    arrival = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(hours=1)
+    return arrival.isoformat(), (arrival + dt.timedelta(hours=6)).isoformat()
+
+
+def _session_json(w: World, _role: str | None) -> dict[str, Any]:
+    arrival, departure = _session_times()
+    return {
+        "asset_id": w.assets["hall-a/ev-own"],
+        "arrival": arrival,
+        "departure": departure,
+        "soc_target_pct": 80,
+        "soc_min_pct": 30,
+    }
+
+
+def _session_form(w: World, _role: str | None) -> dict[str, Any]:
+    arrival, departure = _session_times()
+    return {
+        "asset": str(w.assets["hall-a/ev-own"]),
+        "arrival": arrival[:16],
+        "departure": departure[:16],
+        "soc_target_pct": "80",
+        "soc_min_pct": "30",
+    }
+
+
+def _limits_form(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"grid_import_limit_kw": "1"}
+
+
+def _limits_json(_w: World, _role: str | None) -> dict[str, Any]:
+    return {"grid_import_limit_kw": 1}
+
+
 #: One case per (method, path) of the core app. Domain packages add theirs in
 #: ``tests/<pkg>/api_authz.py`` (see tests/noaber/api_world.py).
 CASES: dict[tuple[str, str], Case] = {
@@ -140,6 +180,7 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/openapi.json"): Case(public=True),
     ("GET", "/static/plotly.min.js"): Case(public=True),
+    ("GET", "/static/noaber.js"): Case(public=True),
     ("POST", "/auth/token"): Case(public=True, body=_login_form, form=True),
     ("POST", "/auth/logout"): Case(own={r: {} for r in ROLES}, ok=204),
     ("POST", "/login"): Case(public=True, body=_login_form, form=True, ok=303),
@@ -189,6 +230,31 @@ CASES: dict[tuple[str, str], Case] = {
         roles={"operator"}, own={"operator": {"ref": "m-leaver"}}
     ),
     ("GET", "/audit"): Case(roles={"operator"}, own={"operator": {}}),
+    # the start pages' tasks (noaber/api/routers/my.py, manage.py)
+    ("GET", "/my/devices"): Case(roles={"member"}, own={"member": {}}),
+    ("GET", "/my/session"): Case(roles={"member"}, own={"member": {}}),
+    ("POST", "/my/session"): Case(
+        roles={"member"}, own={"member": {}}, body=_session_form, form=True, ok=303
+    ),
+    ("GET", "/my/statements"): Case(roles={"member"}, own={"member": {}}),
+    ("GET", "/ev-sessions"): Case(roles={"member"}, own={"member": {}}),
+    ("POST", "/ev-sessions"): Case(
+        roles={"member"}, own={"member": {}}, body=_session_json, ok=201
+    ),
+    ("GET", "/sites/{site_name}/live"): Case(roles=MANAGERS, own=OWN_SITE, foreign=FOREIGN_SITES),
+    ("GET", "/sites/{site_name}/limits"): Case(roles=MANAGERS, own=OWN_SITE, foreign=FOREIGN_SITES),
+    ("POST", "/sites/{site_name}/limits"): Case(
+        roles=MANAGERS, own=OWN_SITE, foreign=FOREIGN_SITES, body=_limits_form, form=True, ok=303
+    ),
+    ("PUT", "/sites/{site_name}/limits"): Case(
+        roles=MANAGERS, own=OWN_SITE, foreign=FOREIGN_SITES, body=_limits_json
+    ),
+    # the building's statement: hall-a's member has one in the world, hall-b's none
+    ("GET", "/sites/{site_name}/statement"): Case(
+        roles=MANAGERS, own=OWN_SITE, also_foreign={"site_manager": [{"site_name": "hall-b"}]}
+    ),
+    ("GET", "/operator/province"): Case(roles={"operator"}, own={"operator": {}}),
+    ("GET", "/operator/province/csv"): Case(roles={"operator"}, own={"operator": {}}),
 }
 
 

@@ -51,7 +51,7 @@ def test_site_page_has_flows_soc_prices_and_savings(api) -> None:
     assert client.post("/members/m-ev/consents", json=consent, headers=owner).status_code == 201
     html = client.get("/schedules/sites/hall-a", headers=_h("mgr")).text
     assert "ev-own" in html and 'id="departures"' in html
-    en = client.get("/schedules/sites/hall-a?locale=en", headers=_h("mgr")).text
+    en = client.get("/schedules/sites/hall-a?lang=en", headers=_h("mgr")).text
     assert "Energy flows" in en and "Saved against no control" in en
     listing = client.get("/schedules/sites/hall-a/list", headers=_h("mgr")).json()
     assert len(listing) == 1 and listing[0]["site_name"] == "hall-a"
@@ -68,7 +68,7 @@ def test_schedule_csv(api) -> None:
 
 def test_ev_owner_sees_only_their_car(api) -> None:
     client, _ = api
-    r = client.get("/schedules/my-car?locale=en", headers=_h("evowner"))
+    r = client.get("/schedules/my-car?lang=en", headers=_h("evowner"))
     assert r.status_code == 200
     html = r.text
     assert "Charging plan for ev-own" in html and 'id="car-plan"' in html

@@ -31,7 +31,7 @@ def test_member_reads_own_statement_only(engine, sessions):
         page = client.get(f"/statements/{mine[0]['id']}", headers=member)
         assert page.status_code == 200 and "Afrekening" in page.text and "ev-jansen" in page.text
         assert (
-            "Statement" in client.get(f"/statements/{mine[0]['id']}?locale=en", headers=member).text
+            "Statement" in client.get(f"/statements/{mine[0]['id']}?lang=en", headers=member).text
         )
         csv = client.get(f"/statements/{mine[0]['id']}/csv", headers=member)
         assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("date,")

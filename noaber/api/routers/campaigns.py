@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -36,11 +36,11 @@ from energy.plots import PLOTLY_STATIC_PATH
 from meetkoffer.models import Campaign, SavingsRecord, Verification
 from meetkoffer.report import Report, finding_title
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
+from noaber.api.language import PageLang
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
 CampaignReader = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.FIRM))]
-Locale = Annotated[str, Query(pattern="^(nl|en)$", description="nl (default) or en")]
 
 
 class FindingOut(BaseModel):
@@ -177,7 +177,7 @@ def list_campaigns(user: CampaignReader, session: SessionDep) -> list[CampaignOu
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(user: CampaignReader, session: SessionDep, locale: Locale = "nl") -> HTMLResponse:
+def dashboard(user: CampaignReader, session: SessionDep, locale: PageLang) -> HTMLResponse:
     """The firm's dashboard: its campaigns, their ranked findings and verified savings."""
     env = template_env("meetkoffer", locale)
     env.globals["finding_title"] = lambda f: finding_title(f, locale)
@@ -304,7 +304,7 @@ def _csv_response(report: Report, table: str, filename: str) -> Response:
 
 @router.get("/{campaign_id}/report", response_class=HTMLResponse)
 def campaign_report_page(
-    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: PageLang
 ) -> HTMLResponse:
     """The interactive campaign report from stored data (plotly.js from /static, no CDN),
     with links to its PDF and to the CSV of every table."""
@@ -314,7 +314,7 @@ def campaign_report_page(
 
 @router.get("/{campaign_id}/report/pdf")
 def campaign_report_pdf(
-    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: Locale = "nl"
+    campaign_id: IdPath, user: CampaignReader, session: SessionDep, locale: PageLang
 ) -> Response:
     """The campaign report as PDF (headless Chromium; the same page, charts included)."""
     c = _campaign_for(session, user, campaign_id)
@@ -337,7 +337,7 @@ def savings_report_page(
     savings_id: IdPath,
     user: CampaignReader,
     session: SessionDep,
-    locale: Locale = "nl",
+    locale: PageLang,
 ) -> HTMLResponse:
     """The savings verification report (IPMVP, ASHRAE 14 metrics, uncertainty, CO2), with
     links to its PDF and CSV tables: the version's frozen result, never recomputed on
@@ -353,7 +353,7 @@ def savings_report_pdf(
     savings_id: IdPath,
     user: CampaignReader,
     session: SessionDep,
-    locale: Locale = "nl",
+    locale: PageLang,
 ) -> Response:
     """The savings verification report as PDF (headless Chromium)."""
     c = _campaign_for(session, user, campaign_id)

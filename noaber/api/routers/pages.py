@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from functools import lru_cache
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -21,13 +23,14 @@ from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
 from energy.audit import entries as audit_entries
-from energy.i18n import SUPPORTED_LOCALES, template_env, translations
+from energy.i18n import template_env, translations
 from energy.models import Role, User
-from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js
+from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js, series_colour
 from energy.security import InvalidTokenError, create_access_token, decode_access_token
-from energy.settings import Settings
 from energy.timegrid import ISP_S, LOCAL_TZ
 from energy.users import authenticate, check_totp, revoke_token, token_user, visible_sites
+from meetkoffer.report import finding_title
+from noaber.api import startpage
 from noaber.api.access import site_for
 from noaber.api.deps import (
     TOKEN_COOKIE,
@@ -37,6 +40,7 @@ from noaber.api.deps import (
     get_current_user,
     require_roles,
 )
+from noaber.api.language import ROLE_LABELS, PageLang, reader_locale
 from noaber.api.profile import latest_week, resolve_period, site_power_channels, site_profile
 from noaber.api.throttle import LoginThrottled, app_throttle, client_address
 from settlement.models import Statement
@@ -44,46 +48,17 @@ from settlement.models import Statement
 router = APIRouter(tags=["pages"])
 
 DashboardUser = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
-LangQ = Annotated[str | None, Query(description="Page language: nl or en")]
 #: At most this many statements are listed on the start page (newest first).
 HOME_STATEMENTS_MAX = 50
 
 #: Labels and colours of the profile groups in the chart.
 GROUP_STYLE = {
-    "pv": ("Solar", "#e0a800"),
-    "load": ("Load", "#2f5d8a"),
-    "battery": ("Battery", "#7a4fa3"),
-    "ev": ("EVs", "#2f7d4a"),
-    "grid": ("Grid", "#444444"),
+    "pv": ("Solar", series_colour("pv")),
+    "load": ("Load", series_colour("load")),
+    "battery": ("Battery", series_colour("battery")),
+    "ev": ("EVs", series_colour("ev")),
+    "grid": ("Grid", series_colour("grid")),
 }
-
-
-def page_locale(lang: str | None, settings_locale: str) -> str:
-    """The page locale: ``?lang=`` if supported, else the configured one."""
-    if lang in SUPPORTED_LOCALES:
-        return str(lang)
-    return settings_locale if settings_locale in SUPPORTED_LOCALES else "nl"
-
-
-def reader_locale(request: Request, settings: Settings) -> str:
-    """The reader's language: ``?lang=``, else the first supported one of ``Accept-Language``
-    (by its q-values), else the configured one."""
-    lang = request.query_params.get("lang")
-    if lang in SUPPORTED_LOCALES:
-        return str(lang)
-    ranked: list[tuple[float, str]] = []
-    for part in request.headers.get("accept-language", "").split(","):
-        tag, _, params = part.strip().partition(";")
-        q = params.strip().removeprefix("q=")
-        try:
-            weight = float(q) if q else 1.0
-        except ValueError:
-            continue
-        ranked.append((weight, tag.split("-")[0].strip().lower()))
-    for weight, tag in sorted(ranked, key=lambda r: -r[0]):
-        if weight > 0 and tag in SUPPORTED_LOCALES:
-            return tag
-    return page_locale(None, settings.locale)
 
 
 #: The heading of an error page per status (translated); other statuses use their phrase.
@@ -144,9 +119,8 @@ def login_page(
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def home(request: Request, session: SessionDep, settings: SettingsDep, lang: LangQ = None):
+def home(request: Request, session: SessionDep, settings: SettingsDep, locale: PageLang):
     """The site list when signed in (cookie), else the login form."""
-    locale = page_locale(lang, settings.locale)
     try:
         user = get_current_user(request, session, settings, None)
     except HTTPException:
@@ -155,6 +129,9 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, lang: Lan
     return render(
         "home.html",
         locale,
+        start=start_context(session, user, locale),
+        finding_title=lambda f: finding_title(f, locale),
+        role_label=lambda r: gettext(locale, ROLE_LABELS.get(r, r.value)),
         user=user,
         sites=visible_sites(session, user),
         can_dashboard=user.role is not Role.MEMBER,
@@ -166,6 +143,33 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, lang: Lan
             list(audit_entries(session, limit=HOME_AUDIT_MAX)) if user.role is Role.OPERATOR else []
         ),
     )
+
+
+#: The start page's template per role (``start_<name>.html``).
+START_TEMPLATES = {
+    Role.MEMBER: "member",
+    Role.SITE_MANAGER: "manager",
+    Role.FIRM: "firm",
+    Role.OPERATOR: "operator",
+}
+
+
+def start_context(session: Session, user: User, locale: str) -> dict[str, object]:
+    """What the role's start page shows (:mod:`noaber.api.startpage`)."""
+    role = START_TEMPLATES[user.role]
+    ctx: dict[str, object] = {"role": role}
+    if user.role is Role.MEMBER and user.member is not None:
+        ctx["month"] = startpage.member_month(session, user.member)
+        ctx["plans"] = startpage.car_plans(session, user.member)
+    elif user.role is Role.MEMBER:
+        ctx.update(month=None, plans=[])
+    elif user.role is Role.SITE_MANAGER:
+        ctx["sites"] = [startpage.manager_site(session, s) for s in visible_sites(session, user)]
+    elif user.role is Role.FIRM:
+        ctx["campaigns"] = startpage.firm_campaigns(session, user)
+    else:
+        ctx.update(startpage.operator_overview(session))
+    return ctx
 
 
 #: Audit entries on the operator's start page (all: ``GET /audit``, ``noaber audit list``).
@@ -203,11 +207,11 @@ def login(
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
     totp_code: Annotated[str, Form(max_length=16)] = "",
-    lang: LangQ = None,
+    *,
+    locale: PageLang,
 ) -> Response:
     """Check the form's credentials, set the token cookie and go to ``next`` (throttled as
     ``POST /auth/token``: 429 with the wait in the reader's language)."""
-    locale = page_locale(lang, settings.locale)
     if demo_login_refused(settings, username, password):
         msg = gettext(locale, "Demo users sign in only in local mode.")
         return login_page(request, locale, msg, status.HTTP_403_FORBIDDEN, next_url=next)
@@ -289,6 +293,29 @@ def plotly_bundle(request: Request) -> Response:
     )
 
 
+#: The pages' own script (tables as cards on a phone, live values), see its header comment.
+NOABER_JS_PATH = "/static/noaber.js"
+
+
+@lru_cache(maxsize=1)
+def _noaber_js() -> str:
+    return (Path(__file__).parents[1] / "static" / "noaber.js").read_text(encoding="utf-8")
+
+
+@router.get(NOABER_JS_PATH, include_in_schema=False)
+def noaber_script(request: Request) -> Response:
+    """The pages' script (cached by the browser, ETag checked)."""
+    js = _noaber_js()
+    etag = '"' + hashlib.sha256(js.encode()).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(
+        js,
+        media_type="application/javascript",
+        headers={"ETag": etag, "Cache-Control": "public, max-age=3600"},
+    )
+
+
 def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
     """A Plotly figure of a site's 15-minute profile [kW], labelled in local time.
 
@@ -301,7 +328,7 @@ def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
     when = [t.strftime("%d-%m-%Y %H:%M") for t in local]
     fig = go.Figure()
     for col in frame.columns:
-        label, colour = GROUP_STYLE.get(col, (col, "#888888"))
+        label, colour = GROUP_STYLE.get(col, (col, series_colour(col)))
         name = gettext(locale, label)
         fig.add_trace(
             go.Scatter(
@@ -335,18 +362,17 @@ def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
 
 @router.get("/sites/{site_name}/dashboard", response_class=HTMLResponse)
 def site_dashboard(
+    request: Request,
     site_name: str,
     user: DashboardUser,
     session: SessionDep,
-    settings: SettingsDep,
-    lang: LangQ = None,
+    locale: PageLang,
     start: Annotated[
         dt.datetime | None, Query(description="Start (with offset); default: latest week")
     ] = None,
     end: Annotated[dt.datetime | None, Query(description="End (exclusive, with offset)")] = None,
 ):
     """The site's dashboard: energy per group and an interactive 15-minute profile chart."""
-    locale = page_locale(lang, settings.locale)
     site = site_for(session, user, site_name)
     s, e = resolve_period(
         start, end, latest_week(session, list(site_power_channels(session, site)))
@@ -364,10 +390,10 @@ def site_dashboard(
         float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
     )
     chart = figure_html(
-        profile_figure(frame, locale, site.timezone), "profile-chart", height_px=480
+        profile_figure(frame, locale, site.timezone), "profile-chart", height_px=480, locale=locale
     )
     span = e - s
-    query = {"lang": lang} if lang else {}
+    query = {"lang": request.query_params["lang"]} if "lang" in request.query_params else {}
     nav = {
         "prev": "?" + urlencode({**query, "start": (s - span).isoformat(), "end": s.isoformat()}),
         "next": "?" + urlencode({**query, "start": e.isoformat(), "end": (e + span).isoformat()}),

@@ -26,6 +26,8 @@ from energy.models import Member as MemberRow
 from energy.privacy import has_consent
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
+from noaber.api.language import PageLang
+from noaber.api.startpage import plan_for_day
 from optimizer.page import render_ev_page, render_site_page
 from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
 
@@ -33,7 +35,6 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 SiteReader = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.SITE_MANAGER, Role.FIRM))]
 Member = Annotated[User, Depends(require_roles(Role.MEMBER))]
-Locale = Annotated[str, Query(pattern="^(nl|en)$", description="nl (default) or en")]
 
 
 class ScheduleOut(BaseModel):
@@ -122,13 +123,21 @@ def _schedule_for(session: Session, user: User, schedule_id: int) -> Schedule:
 
 @router.get("/sites/{site_name}", response_class=HTMLResponse)
 def site_schedule_page(
-    site_name: str, user: SiteReader, session: SessionDep, locale: Locale = "nl"
+    site_name: str,
+    user: SiteReader,
+    session: SessionDep,
+    locale: PageLang,
+    day: Annotated[
+        dt.date | None, Query(description="Local day (YYYY-MM-DD): the latest plan for it")
+    ] = None,
 ) -> HTMLResponse:
-    """The latest schedule of a site: flows, SoC curves, prices and savings (HTML)."""
+    """The latest schedule of a site, or of a local ``day``: flows, SoC curves, prices and
+    savings (HTML)."""
     site = site_for(session, user, site_name)
-    sched = latest_schedule(session, site.name)
+    sched = plan_for_day(session, site, day) if day else latest_schedule(session, site.name)
     if sched is None:
-        raise not_found(f"schedule for site {site_name!r}")
+        what = f" on {day.isoformat()}" if day else ""
+        raise not_found(f"schedule for site {site_name!r}{what}")
     steps = schedule_steps(session, sched.id)
     hidden = set(steps.loc[_hidden_cars(session, user, steps), "asset"])
     return HTMLResponse(
@@ -177,8 +186,8 @@ def schedule_csv(schedule_id: IdPath, user: SiteReader, session: SessionDep) -> 
 def my_car_page(
     user: Member,
     session: SessionDep,
+    locale: PageLang,
     car: Annotated[str | None, Query(max_length=100, description="Your car's asset name")] = None,
-    locale: Locale = "nl",
 ) -> HTMLResponse:
     """An EV owner's latest charging plan and guaranteed departure SoC (only their own car)."""
     ref = user.member.ref if user.member is not None else None

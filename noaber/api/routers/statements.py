@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from energy.models import Role, User
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
+from noaber.api.language import PageLang
 from settlement.models import Statement
 from settlement.proof import root_document, root_for
 from settlement.statements import render_csv, render_html, render_json, render_pdf
@@ -22,7 +23,6 @@ from settlement.statements import render_csv, render_html, render_json, render_p
 router = APIRouter(prefix="/statements", tags=["statements"])
 
 StatementReader = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.MEMBER))]
-Locale = Annotated[str, Query(pattern="^(nl|en)$", description="nl (default) or en")]
 
 
 class StatementOut(BaseModel):
@@ -68,7 +68,7 @@ def list_statements(
 
 @router.get("/{statement_id}", response_class=HTMLResponse)
 def statement_page(
-    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: Locale = "nl"
+    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: PageLang
 ) -> HTMLResponse:
     """The statement as an HTML page."""
     st = _statement_for(session, user, statement_id)
@@ -88,7 +88,7 @@ def statement_csv(statement_id: IdPath, user: StatementReader, session: SessionD
 
 @router.get("/{statement_id}/pdf")
 def statement_pdf(
-    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: Locale = "nl"
+    statement_id: IdPath, user: StatementReader, session: SessionDep, locale: PageLang
 ) -> Response:
     """The statement as PDF (headless Chromium)."""
     st = _statement_for(session, user, statement_id)
