@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from energy.alarms import DeviceAlarm, site_alarms
 from energy.clock import utc_now
 from energy.models import (
     Asset,
@@ -371,7 +372,8 @@ class Alert:
 
 
 def site_alerts(session: Session, site: Site) -> list[Alert]:
-    """Devices down, the newest plan not optimal, a failed control step in the audit log."""
+    """Devices down, the newest plan not optimal, a device the closed loop lost control of
+    (its newest alarm in :mod:`energy.alarms` is ``control_lost``)."""
     alerts = [
         Alert("device_down", h.device.name, h.last_reading)
         for h in device_health(session, site)
@@ -385,6 +387,15 @@ def site_alerts(session: Session, site: Site) -> list[Alert]:
     )
     if newest is not None and newest.status not in PLAN_OK:
         alerts.append(Alert("plan_failed", f"{newest.id} ({newest.status})", newest.created_at))
+    # the closed loop's alarms: a device whose newest alarm is control_lost (not restored since)
+    last: dict[tuple[str, str], DeviceAlarm] = {}
+    for alarm in site_alarms(session, site.id):  # newest first
+        last.setdefault((alarm.asset, alarm.device), alarm)
+    alerts += [
+        Alert("control_lost", f"{a.asset} ({a.device})", a.at)
+        for a in sorted(last.values(), key=lambda a: a.at)
+        if a.kind == "control_lost"
+    ]
     return alerts
 
 

@@ -228,3 +228,23 @@ def test_province_csv_totals_are_the_sum_of_the_sites(world_app) -> None:
         i = header.index(col)
         assert float(total[i]) == pytest.approx(sum(float(r[i]) for r in sites))
     assert re.fullmatch(r"[a-z_]+", header[0])
+
+
+def test_manager_sees_a_device_the_loop_lost_until_it_is_restored(world_app, sessions) -> None:
+    """The closed loop's control_lost alarm (energy.alarms) is an alert on the start page
+    until a later control_restored alarm of the same device."""
+    from energy.alarms import record_alarm
+
+    app, _world = world_app
+    client, _ = _client(app, "site_manager")
+    t0 = dt.datetime(2026, 6, 15, 8, 0, tzinfo=dt.UTC)
+    with sessions.begin() as s:
+        record_alarm(s, "hall-a", t0, "ev-9", "charger-9", "control_lost", "stays out of remote")
+    with client:
+        page = client.get("/", headers=HTML)
+        assert page.status_code == 200
+        assert "Sturing verloren: ev-9 (charger-9)" in page.text
+        with sessions.begin() as s:
+            later = t0 + dt.timedelta(minutes=15)
+            record_alarm(s, "hall-a", later, "ev-9", "charger-9", "control_restored", "again")
+        assert "ev-9 (charger-9)" not in client.get("/", headers=HTML).text
