@@ -331,6 +331,18 @@ def consume(
     max_future: Annotated[
         float, typer.Option(min=0.0, help="Samples more than this many seconds ahead are refused")
     ] = 300.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve this process's metrics (samples ingested, dead "
+            "letters) on HOST:PORT/metrics",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Interface of the metrics port (0.0.0.0 in a container network)")
+    ] = "127.0.0.1",
 ) -> None:
     """Centre: store the gateways' MQTT sample batches in the energy store, exactly once.
 
@@ -358,6 +370,11 @@ def consume(
         max_future_s=max_future,
     )
     topic = ingest.topic
+    if metrics_port is not None:
+        from noaber.services.metrics import serve
+
+        port = serve(metrics_port, metrics_host)
+        err_console.print(f"metrics on http://{metrics_host}:{port}/metrics")
     ingest.start(connect_timeout)
     err_console.print(
         f"consuming {topic} from {broker} into {ingest.store.root} "

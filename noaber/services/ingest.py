@@ -57,6 +57,7 @@ from modbus_gateway.mqtt import (
 )
 from modbus_gateway.profiles import Profile, get_profile
 from modbus_gateway.spool import Sample
+from noaber.services.metrics import SAMPLES_DEAD_LETTERED, SAMPLES_INGESTED
 
 log = logging.getLogger("noaber.services.ingest")
 
@@ -266,6 +267,9 @@ class CentreSink:
         dead = sum(len(r.samples) for r in refused.values())
         if refused or conflicts:
             self._record(b, gw, refused, conflicts, received)
+        SAMPLES_INGESTED.inc(stored)  # this process's Prometheus counters (consume --metrics-port)
+        for reason, r in refused.items():
+            SAMPLES_DEAD_LETTERED.labels(reason=reason).inc(len(r.samples))
         return Outcome(stored, dead, len(conflicts))
 
     def _record(

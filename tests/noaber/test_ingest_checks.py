@@ -98,8 +98,22 @@ def test_checks_each_sample_and_keeps_the_refused_with_the_reason(
         Sample("site-1/grid/power", NOW + 120 * S, 100.0, 0),  # 2 min ahead
         Sample("site-1/grid/power", NOW - 2 * 86_400 * S, 100.0, 0),  # older than the window
     ]
+    from noaber.services.metrics import REGISTRY
+
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        counted("noaber_samples_ingested_total"),
+        counted("noaber_samples_dead_lettered_total", reason="implausible_value"),
+    )
     out = sink.write_batch(_batch(good + bad))
     assert (out.stored, out.dead_lettered, out.quarantined) == (6, 8, 0)
+    # the process's Prometheus counters follow the outcome
+    assert counted("noaber_samples_ingested_total") - before[0] == 6
+    assert (
+        counted("noaber_samples_dead_lettered_total", reason="implausible_value") - before[1] == 4
+    )
     assert store.read(world["site-1/grid/power"]).ts.tolist() == [t, t + S, t + 2 * S]
     assert store.read(world["site-2/grid/power"]).ts.size == 0
     with sessions() as session:
