@@ -79,6 +79,7 @@ def test_the_writer_limits_of_a_site_description(tmp_path: Path) -> None:
     # wallbox_quasar.yaml: power_setpoint_w writable -7400..7400; the site narrows charger-1
     assert (limits["ev-1"].power_w_min, limits["ev-1"].power_w_max) == (-2000, 4000)
     assert (limits["ev-2"].power_w_min, limits["ev-2"].power_w_max) == (-7400, 7400)
-    # victron_gx.yaml: the ESS grid setpoint, writable -10000..10000 W
+    # victron_gx.yaml, ESS mode 3: the Multi's own power at its AC input (register 37 on the
+    # VE.Bus unit), writable -10000..10000 W: it bounds the battery, not the grid
     gx = limits["battery"]
-    assert (gx.quantity, gx.power_w_min, gx.power_w_max) == ("grid_power", -10000, 10000)
+    assert (gx.quantity, gx.power_w_min, gx.power_w_max) == ("device_power", -10000, 10000)
