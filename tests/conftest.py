@@ -169,14 +169,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoContext]:
     ctx.engine.dispose()
 
 
-@pytest.fixture
-def demo_copy(demo: DemoContext, tmp_path: Path) -> Iterator[DemoContext]:
-    """A copy of the session :func:`demo` in ``tmp_path``, for a test that writes to it."""
+def copy_demo(demo: DemoContext, data_dir: Path) -> Iterator[DemoContext]:
+    """A copy of the session :func:`demo` in ``data_dir`` (a generator for a fixture: the
+    copy's engine is disposed after the test or module that writes to it)."""
     from energy.samples import SampleStore
     from noaber.services.demo import demo_settings
 
     demo.engine.dispose()  # the last connection closed: the SQLite WAL is checkpointed
-    data_dir = tmp_path / "demo"
     shutil.copytree(demo.data_dir, data_dir)
     settings = demo_settings(data_dir, demo.settings)
     engine = make_engine(settings.sqlalchemy_url)
@@ -191,3 +190,9 @@ def demo_copy(demo: DemoContext, tmp_path: Path) -> Iterator[DemoContext]:
         notes=list(demo.notes),
     )
     engine.dispose()
+
+
+@pytest.fixture
+def demo_copy(demo: DemoContext, tmp_path: Path) -> Iterator[DemoContext]:
+    """A copy of the session :func:`demo` in ``tmp_path``, for a test that writes to it."""
+    yield from copy_demo(demo, tmp_path / "demo")

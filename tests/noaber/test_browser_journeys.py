@@ -11,10 +11,8 @@ it; the manager sets the grid limit. Screenshots go to ``$NOABER_ARTEFACTS`` (de
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from energy.db import make_engine, session_factory
 from noaber.services.demo import DEMO_SITE, DemoContext
 from tests.browser import live_server, loopback_page
+from tests.conftest import copy_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,25 +62,7 @@ def artefacts() -> Path:
 @pytest.fixture(scope="module")
 def world(demo: DemoContext, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoContext]:
     """A copy of the session demo for this module's writes."""
-    from energy.samples import SampleStore
-    from noaber.services.demo import demo_settings
-
-    demo.engine.dispose()
-    data_dir = tmp_path_factory.mktemp("journeys") / "demo"
-    shutil.copytree(demo.data_dir, data_dir)
-    settings = demo_settings(data_dir, demo.settings)
-    engine = make_engine(settings.sqlalchemy_url)
-    yield dataclasses.replace(
-        demo,
-        data_dir=data_dir,
-        settings=settings,
-        engine=engine,
-        sessions=session_factory(engine),
-        store=SampleStore(settings.samples_dir),
-        channels=dict(demo.channels),
-        notes=list(demo.notes),
-    )
-    engine.dispose()
+    yield from copy_demo(demo, tmp_path_factory.mktemp("journeys") / "demo")
 
 
 @pytest.fixture(scope="module")
