@@ -85,7 +85,7 @@ from settlement.pricing import (
     v2g_nc_per_wh,
     vat_cents,
 )
-from settlement.proof import seal_run
+from settlement.proof import MEMBER_DAY_FIELDS, seal_run
 from settlement.provenance import storage_provenance
 
 WH_CODES = ("shared", "supplied")
@@ -942,20 +942,8 @@ def _row(
     }
 
 
-_MEMBER_DAY_COLUMNS = (
-    "run_id",
-    "member_ref",
-    "day",
-    "offtake_wh",
-    "shared_wh",
-    "injection_wh",
-    "supplied_wh",
-    "discharge_wh",
-    "green_discharge_wh",
-    "green_supplied_wh",
-    "taxed_wh",
-    "connection",
-)
+_MEMBER_DAY_COLUMNS = (*MEMBER_DAY_FIELDS, "taxed_wh", "connection")
+"""The columns a run writes per member day: the sealed fields and the tax base."""
 
 
 def _store_member_days(session: Session, run_id: int, plan: EnergyPlan) -> None:
