@@ -5,6 +5,7 @@ Usage::
     python bench/kernels_bench.py                  # 10 M and 50 M samples; 100 x 500,000 channels
     python bench/kernels_bench.py --quick          # 200,000 and 1 M samples: the suite's smoke run
     python bench/kernels_bench.py --sizes 1e7 5e7 1e8
+    python bench/kernels_bench.py --quality        # with a quality flag per sample (all GOOD)
 
 For each size, one long channel (int64 ns timestamps, float64 watts, one sample per second)
 goes through :func:`energy.kernels.power_to_buckets` (energy, min, max, time-weighted mean,
@@ -12,11 +13,13 @@ count, coverage, invalid count, sum, first and last per ISP: the full statistics
 stores) on 1 thread and on all CPUs, and is compared with:
 
 * **the memory floor** per thread count: the time to stream the same input bytes once, a
-  Numba loop summing both arrays in one pass, split into as many contiguous parts as there
-  are threads (the same split as the kernel's chunks), run on a thread pool; for 1 thread the
-  faster of that and NumPy's ``ts.sum(); p.sum()``. Floor and kernel runs alternate, and
-  each figure is the best of a few, so both see the same load (targets: 1 thread <= 1.5x the
-  floor, all CPUs <= 1.2x);
+  Numba loop summing the arrays the kernel reads in one pass: the int64 timestamps and the
+  float64 values (16 bytes per sample) and, with ``--quality``, the uint8 quality flags too
+  (17 bytes), split into as many contiguous parts as there are threads (the same split as
+  the kernel's chunks), run on a thread pool; for 1 thread the faster of that and NumPy's
+  ``ts.sum(); p.sum()`` (``+ q.sum()``). Floor and kernel runs alternate, and each figure is
+  the best of a few, so both see the same load (targets: 1 thread <= 1.5x the floor, all
+  CPUs <= 1.2x);
 * **memory above the input** during the 1-thread run: the tracemalloc peak (NumPy
   allocations) and the RSS high-water mark (everything, also Numba's own), as a share of the
   input bytes (target <= 10 %);
@@ -101,27 +104,47 @@ def _stream(ts: np.ndarray, p: np.ndarray) -> float:
     return float(a) + b
 
 
-class Floor:
-    """The memory floor on ``threads`` threads: :func:`_stream` over contiguous parts."""
+@nb.njit(nogil=True, fastmath=True, cache=True)
+def _stream_q(ts: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
+    """Read every byte of the three arrays once (vectorised sums)."""
+    a = 0
+    b = 0.0
+    c = 0
+    for i in range(ts.shape[0]):
+        a += ts[i]
+        b += p[i]
+        c |= q[i]
+    return float(a) + b + c
 
-    def __init__(self, ts: np.ndarray, p: np.ndarray, threads: int) -> None:
+
+class Floor:
+    """The memory floor on ``threads`` threads: :func:`_stream` (:func:`_stream_q` with
+    quality flags) over contiguous parts."""
+
+    def __init__(
+        self, ts: np.ndarray, p: np.ndarray, threads: int, q: np.ndarray | None = None
+    ) -> None:
         n = ts.shape[0]
         cuts = [n * k // threads for k in range(threads + 1)]
-        self.parts = [(ts[a:b], p[a:b]) for a, b in itertools.pairwise(cuts)]
+        self.parts: list[tuple[np.ndarray, ...]] = [
+            (ts[a:b], p[a:b]) if q is None else (ts[a:b], p[a:b], q[a:b])
+            for a, b in itertools.pairwise(cuts)
+        ]
+        self.fn: Callable[..., float] = _stream if q is None else _stream_q
         self.pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
 
     def __call__(self) -> float:
         """Part 0 on the calling thread, the others on the pool (as the kernel does)."""
-        futs = [self.pool.submit(_stream, *pt) for pt in self.parts[1:]] if self.pool else []
-        return _stream(*self.parts[0]) + sum(f.result() for f in futs)
+        futs = [self.pool.submit(self.fn, *pt) for pt in self.parts[1:]] if self.pool else []
+        return self.fn(*self.parts[0]) + sum(f.result() for f in futs)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
 
 
-def numpy_floor(ts: np.ndarray, p: np.ndarray) -> float:
-    return float(ts.sum()) + float(p.sum())
+def numpy_floor(ts: np.ndarray, p: np.ndarray, q: np.ndarray | None = None) -> float:
+    return float(ts.sum()) + float(p.sum()) + (0.0 if q is None else float(q.sum()))
 
 
 CPU_S: dict[str, float] = {}
@@ -200,39 +223,49 @@ def agree(res: BucketResult, other: pd.DataFrame, name: str) -> None:
             raise SystemExit(f"{name}: column {col} disagrees with Noaber (max diff {worst})")
 
 
-def memory_above_input(ts: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+def memory_above_input(
+    ts: np.ndarray, p: np.ndarray, q: np.ndarray | None = None
+) -> tuple[float, float]:
     """Peak memory above the input during one 1-thread run [bytes]: tracemalloc and RSS."""
     gc.collect()
     base_rss = rss_kb("VmRSS")
     can_reset = reset_peak_rss()
     tracemalloc.start()
-    power_to_buckets(ts, p, n_threads=1)
+    power_to_buckets(ts, p, quality=q, n_threads=1)
     _, peak_traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     peak_rss = (rss_kb("VmHWM") - base_rss) * 1024.0 if can_reset else float("nan")
     return float(peak_traced), peak_rss
 
 
-def run_size(n: int, repeat: int, compare: bool) -> list[dict[str, float]]:
+def run_size(
+    n: int, repeat: int, compare: bool, with_quality: bool = False
+) -> list[dict[str, float]]:
     """All figures for one channel of ``n`` samples; one row per thread count."""
     ts, p = make_series(n, seed=1)
-    input_bytes = ts.nbytes + p.nbytes
+    q = np.zeros(n, np.uint8) if with_quality else None
+    input_bytes = ts.nbytes + p.nbytes + (0 if q is None else q.nbytes)
     cpus = os.cpu_count() or 1
-    print(f"one channel: {n:,} samples at 1 Hz ({input_bytes / 1e6:,.0f} MB), 15-min ISPs")
+    print(
+        f"one channel: {n:,} samples at 1 Hz ({input_bytes / 1e6:,.0f} MB"
+        f"{', with quality flags' if q is not None else ''}), 15-min ISPs"
+    )
     power_to_buckets(ts[:10_000], p[:10_000], n_threads=1)  # compile / load the cache
+    if q is not None:
+        power_to_buckets(ts[:10_000], p[:10_000], quality=q[:10_000], n_threads=1)
     rows = []
     ref: BucketResult | None = None
     for threads in sorted({1, cpus}):
-        floor = Floor(ts, p, threads)
+        floor = Floor(ts, p, threads, q)
         floor()
         fns: dict[str, Callable[[], Any]] = {"floor": floor}
         if threads == 1:
-            fns["numpy"] = lambda: numpy_floor(ts, p)
-        fns["noaber"] = lambda: power_to_buckets(ts, p, n_threads=threads)  # noqa: B023
+            fns["numpy"] = lambda: numpy_floor(ts, p, q)
+        fns["noaber"] = lambda: power_to_buckets(ts, p, quality=q, n_threads=threads)  # noqa: B023
         best = best_alternating(fns, repeat)
         floor.close()
         t_floor = min(best["floor"], best.get("numpy", np.inf))
-        res = power_to_buckets(ts, p, n_threads=threads)
+        res = power_to_buckets(ts, p, quality=q, n_threads=threads)
         if ref is None:
             ref = res
         for col in (*COLUMNS, "invalid_count", "sum_w", "first_w", "last_w"):
@@ -256,7 +289,7 @@ def run_size(n: int, repeat: int, compare: bool) -> list[dict[str, float]]:
         rows.append(
             {"samples": n, "threads": threads, "floor_s": t_floor, "noaber_s": best["noaber"]}
         )
-    traced, peak_rss = memory_above_input(ts, p)
+    traced, peak_rss = memory_above_input(ts, p, q)
     print(
         f"  memory above input (1 thread): tracemalloc peak {traced / 1e6:6.2f} MB ="
         f" {100 * traced / input_bytes:5.2f} %, RSS high-water {peak_rss / 1e6:6.2f} MB ="
@@ -331,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke version")
     ap.add_argument("--sizes", type=float, nargs="+", help="samples of the long channel")
+    ap.add_argument(
+        "--quality", action="store_true", help="give the channel quality flags (all GOOD)"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         sizes, n_ch, n_per, repeat = [200_000, 1_000_000], 8, 20_000, 3
@@ -343,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"before: {load()}")
     rows: list[dict[str, float]] = []
     for k, n in enumerate(sorted(sizes)):
-        rows += run_size(n, repeat, compare=k == 0)
+        rows += run_size(n, repeat, compare=k == 0, with_quality=args.quality)
         gc.collect()
     run_many(n_ch, n_per, repeat)
     summary(rows)

@@ -49,7 +49,7 @@ from energy.errors import NoaberError
 #: The states of a job, in the order a job goes through them.
 STATES = ("queued", "running", "done", "failed")
 #: The kinds of job (the worker's task of each is in :data:`noaber.services.jobs.TASKS`).
-KINDS = ("replan", "nightly", "settle", "statements_pdf")
+KINDS = ("replan", "nightly", "settle", "statements_pdf", "prices_fetch")
 #: The longest job key.
 KEY_MAX = 200
 

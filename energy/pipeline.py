@@ -24,6 +24,15 @@ those samples can change:
   ``floor(tmax + max_gap_ns)`` are recomputed from the samples within one more
   ``max_gap_ns`` on each side, which gives exactly what a full recomputation would.
 
+With the PostgreSQL store (:class:`energy.rawstore.PgSampleStore`) the "new part files" are
+the channel's rows in ``raw_sample_changes`` (each write's per-channel, per-hour span, written
+in the samples' transaction) and the state is its ``raw_sample_state`` row; both are advanced
+in the transaction that writes the readings, so a crash leaves the changes to do again. Each
+channel is updated under a transaction-level advisory lock taken with
+``pg_try_advisory_xact_lock``: several ingest workers update intervals at once, a channel
+another worker is updating is skipped (reported ``busy``) and left for a later round, and no
+worker ever waits for another.
+
 ISPs without data inside a recomputed range are written only where a reading existed
 before (then with count and coverage 0), so stale values never survive.
 
@@ -68,6 +77,7 @@ from sqlalchemy.orm import Session
 from energy.kernels.counters import counter_to_buckets
 from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
 from energy.models import Channel, DerivedGap, IntervalReading, Quantity
+from energy.rawstore import AnySampleStore, PgSampleStore, RawSampleChange, RawSampleState
 from energy.readings import read_readings, upsert_readings
 from energy.samples import Samples, SampleStore
 from energy.timegrid import ISP_NS, floor_isp_ns
@@ -165,6 +175,9 @@ class UpdateReport:
         Whether everything was recomputed (first run or changed aggregation).
     derived : bool
         A derived channel (computed from other channels' readings, not from samples).
+    busy : bool
+        PostgreSQL store: another worker holds this channel's pipeline lock; nothing was
+        done (its pending changes stay for a later round).
     missing_isps : int
         Derived: ISPs in the recomputed ranges left without a reading (see ``derived_gaps``).
     first_missing : str, optional
@@ -180,6 +193,7 @@ class UpdateReport:
     derived: bool = False
     missing_isps: int = 0
     first_missing: str | None = None
+    busy: bool = False
 
 
 @dataclass
@@ -201,7 +215,7 @@ class _Chunk:
     w1: int
 
 
-def state_path(store: SampleStore, channel_id: int) -> Path:
+def state_path(store: AnySampleStore, channel_id: int) -> Path:
     """Sidecar file of a channel's aggregation state."""
     return store.root / STATE_DIR / f"channel={channel_id}.json"
 
@@ -310,9 +324,31 @@ def _plan(
         newest = int(new_ts[-1]) if new_ts.size else None
         if max_seen is not None and (newest is None or max_seen > newest):
             newest = max_seen
+    clipped = _set_ranges(store, plan, clusters, state is None, max_seen, window)
+    if not clipped:
+        plan.state = {
+            "version": STATE_VERSION,
+            "settings": settings,
+            "parts": parts_now,
+            "max_ts": newest,
+        }
+    return plan
+
+
+def _set_ranges(
+    store: AnySampleStore,
+    plan: _Plan,
+    clusters: list[tuple[int, int]],
+    fresh: bool,
+    max_seen: int | None,
+    window: tuple[int, int] | None,
+) -> bool:
+    """The ISP ranges to recompute for new samples in ``clusters`` (see the module docstring)
+    into ``plan.report.ranges_ns``; whether the ``window`` left some out."""
+    channel_id, gap = plan.report.channel_id, plan.aggregation.max_gap_ns
     ranges = []
     for tmin, tmax in clusters:
-        if state is None:
+        if fresh:
             a, b = floor_isp_ns(tmin), floor_isp_ns(tmax) + ISP_NS
         elif max_seen is not None and tmin > max_seen:
             # Appended: only the interval from the last valid sample before tmin is new.
@@ -331,14 +367,83 @@ def _plan(
         clipped = any(a < lo or b > hi for a, b in ranges)
         ranges = [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
     plan.report.ranges_ns = ranges
+    return clipped
+
+
+def _merge_spans(spans: list[tuple[int, int]], join_ns: int) -> list[tuple[int, int]]:
+    """Sorted, merged ``[(tmin, tmax)]`` of spans, joined where less than ``join_ns`` apart."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a - out[-1][1] <= join_ns:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _plan_pg(
+    store: PgSampleStore,
+    session: Session,
+    channel_id: int,
+    aggregation: Aggregation,
+    full: bool,
+    window: tuple[int, int] | None,
+) -> _Plan:
+    """:func:`_plan` for the PostgreSQL store: the new samples are the channel's rows in
+    ``raw_sample_changes`` (read before the samples, so every change read has its samples
+    visible), the state its ``raw_sample_state`` row; both are advanced in the transaction
+    that writes the readings (:func:`_record_pg`)."""
+    settings = asdict(aggregation)
+    row = None if full else session.get(RawSampleState, channel_id)
+    fresh = row is None or row.settings != settings
+    plan = _Plan(aggregation, UpdateReport(channel_id, full=fresh))
+    changes = session.execute(
+        select(RawSampleChange.id, RawSampleChange.ts_min, RawSampleChange.ts_max).where(
+            RawSampleChange.channel_id == channel_id
+        )
+    ).all()
+    plan.report.new_parts = len(changes)
+    if not changes and not fresh:
+        return plan
+    gap = aggregation.max_gap_ns
+    max_seen = None if fresh or row is None else row.max_ts
+    if fresh:
+        bounds = store.ts_range(channel_id)
+        clusters = [bounds] if bounds else []
+        newest = bounds[1] if bounds else None
+    else:
+        clusters = _merge_spans([(a, b) for _i, a, b in changes], 2 * gap + 2 * ISP_NS)
+        newest = max([b for _a, b in clusters] + ([max_seen] if max_seen is not None else []))
+    clipped = _set_ranges(store, plan, clusters, fresh, max_seen, window)
     if not clipped:
         plan.state = {
-            "version": STATE_VERSION,
             "settings": settings,
-            "parts": parts_now,
             "max_ts": newest,
+            "change_ids": [int(i) for i, _a, _b in changes],
         }
     return plan
+
+
+def _record_pg(session: Session, plans: list[_Plan]) -> None:
+    """The PostgreSQL store's pipeline state of the planned channels, in the readings'
+    transaction: the state rows upserted, the changes aggregated deleted."""
+    done = [p for p in plans if p.state is not None]
+    if not done:
+        return
+    ids = [i for p in done for i in p.state["change_ids"]]  # type: ignore[index]
+    if ids:
+        session.execute(delete(RawSampleChange).where(RawSampleChange.id.in_(ids)))
+    for p in done:
+        assert p.state is not None
+        session.merge(
+            RawSampleState(
+                channel_id=p.report.channel_id,
+                settings=p.state["settings"],
+                max_ts=p.state["max_ts"],
+                updated_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
+            )
+        )
+    session.flush()
 
 
 def _batches(plans: list[_Plan], batch: int) -> Iterator[tuple[Aggregation, list[_Chunk]]]:
@@ -355,7 +460,7 @@ def _batches(plans: list[_Plan], batch: int) -> Iterator[tuple[Aggregation, list
             yield aggregation, chunks[i : i + size]
 
 
-def _read(store: SampleStore, chunks: list[_Chunk], gap: int) -> list[Samples]:
+def _read(store: AnySampleStore, chunks: list[_Chunk], gap: int) -> list[Samples]:
     """The samples each chunk is computed from, read in parallel threads.
 
     Samples within ``gap`` outside the chunk are read too: every sample interval that
@@ -420,7 +525,7 @@ def _write(session: Session, chunk: _Chunk, res: Any) -> int:
 
 
 def _update(
-    sample_store: SampleStore,
+    sample_store: AnySampleStore,
     session: Session,
     channels: list[tuple[int, Aggregation]],
     *,
@@ -436,8 +541,21 @@ def _update(
     tm = timings if timings is not None else {}
     for k in TIMINGS:
         tm.setdefault(k, 0.0)
+    pg = isinstance(sample_store, PgSampleStore)
+    busy: list[UpdateReport] = []
+    if pg:  # one worker per channel at a time; a busy channel waits for a later round
+        got = set(PgSampleStore.claim(session, [cid for cid, _agg in channels]))
+        busy = [UpdateReport(cid, busy=True) for cid, _agg in channels if cid not in got]
+        channels = [(cid, agg) for cid, agg in channels if cid in got]
     with _timed(tm, "read"):
-        plans = [_plan(sample_store, cid, agg, full, window) for cid, agg in channels]
+        if pg:
+            assert isinstance(sample_store, PgSampleStore)
+            plans = [
+                _plan_pg(sample_store, session, cid, agg, full, window) for cid, agg in channels
+            ]
+        else:
+            assert isinstance(sample_store, SampleStore)
+            plans = [_plan(sample_store, cid, agg, full, window) for cid, agg in channels]
     for aggregation, chunks in _batches(plans, batch):
         with _timed(tm, "read"):
             samples = _read(sample_store, chunks, aggregation.max_gap_ns)
@@ -452,17 +570,21 @@ def _update(
     with _timed(tm, "write"):
         derived = _update_derived(sample_store, session, derived_channels, plans, full)
     if commit and (any(p.state is not None for p in plans) or derived):
+        if pg:
+            _record_pg(session, plans)
         session.commit()
         for p in plans:
-            if p.state is not None:
+            if p.state is not None and not pg:
                 _save_state(state_path(sample_store, p.report.channel_id), p.state)
         for path, state, _report in derived:
             _save_state(path, state)
-    return [p.report for p in plans] + [r for _p, _s, r in derived]
+    elif pg and commit:
+        session.commit()  # releases the channels' locks
+    return [p.report for p in plans] + busy + [r for _p, _s, r in derived]
 
 
 def update_intervals(
-    sample_store: SampleStore,
+    sample_store: AnySampleStore,
     session: Session,
     channel_id: int,
     *,
@@ -476,8 +598,8 @@ def update_intervals(
 
     Parameters
     ----------
-    sample_store : SampleStore
-        The Parquet store of raw samples.
+    sample_store : SampleStore or PgSampleStore
+        The raw-sample store (Parquet files, or PostgreSQL: :mod:`energy.rawstore`).
     session : Session
         SQL session; readings are written with :func:`energy.readings.upsert_readings`.
     channel_id : int
@@ -510,7 +632,7 @@ def update_intervals(
 
 
 def update_many(
-    sample_store: SampleStore,
+    sample_store: AnySampleStore,
     session: Session,
     channel_ids: Sequence[int] | None = None,
     *,
@@ -525,8 +647,8 @@ def update_many(
 
     Parameters
     ----------
-    sample_store : SampleStore
-        The Parquet store of raw samples.
+    sample_store : SampleStore or PgSampleStore
+        The raw-sample store (Parquet files, or PostgreSQL: :mod:`energy.rawstore`).
     session : Session
         SQL session.
     channel_ids : sequence of int, optional
@@ -664,7 +786,7 @@ def derived_of(session: Session, channel_ids: Sequence[int] | None) -> list[Chan
     return out
 
 
-def derived_state_path(store: SampleStore, channel_id: int) -> Path:
+def derived_state_path(store: AnySampleStore, channel_id: int) -> Path:
     """Sidecar file of a derived channel's state."""
     return store.root / STATE_DIR / f"derived={channel_id}.json"
 
@@ -822,7 +944,7 @@ def _write_derived(
 
 
 def _update_derived(
-    store: SampleStore,
+    store: AnySampleStore,
     session: Session,
     channels: Sequence[Channel],
     plans: list[_Plan],
@@ -855,7 +977,7 @@ def _update_derived(
 
 
 def update_derived(
-    sample_store: SampleStore,
+    sample_store: AnySampleStore,
     session: Session,
     channel_ids: Sequence[int] | None = None,
     *,

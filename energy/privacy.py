@@ -30,7 +30,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from energy.clock import utc_now
@@ -177,6 +177,9 @@ def core_export(session: Session, member: Member) -> dict[str, list[dict[str, An
                 "email": p.email,
                 "address": p.address,
                 "iban": p.iban,
+                "bic": p.bic,
+                "sepa_mandate_id": p.sepa_mandate_id,
+                "sepa_mandate_date": _iso(p.sepa_mandate_date),
                 "licence_plate": p.licence_plate,
                 "label": p.label,
                 "extra": p.extra,
@@ -229,6 +232,7 @@ class ErasureReport:
     personal_deleted: bool = False
     users_disabled: list[int] = field(default_factory=list)
     consents_withdrawn: int = 0
+    ev_sessions_deleted: int = 0
     assets_renamed: list[int] = field(default_factory=list)
     channels_renamed: list[int] = field(default_factory=list)
 
@@ -239,6 +243,8 @@ def erase_core(session: Session, member: Member, at: dt.datetime | None = None) 
     - the ``member_personal`` row is deleted (:func:`energy.sites.erase_member_rows`);
     - every user acting for the member is disabled, renamed ``erased-<id>``, given an
       unusable password hash, no second factor, and all tokens revoked;
+    - the member's announced EV stays (``ev_sessions``: when the car comes and goes, and who
+      set it) are deleted; plans already made keep only the asset's pseudonymous steps;
     - active consents are withdrawn (the rows, which hold no personal data, stay as the
       record of what was agreed);
     - an asset name or channel key that still holds a word of the name (written before the
@@ -262,6 +268,10 @@ def erase_core(session: Session, member: Member, at: dt.datetime | None = None) 
         user.totp_last_step = None
         user.token_version += 1
         report.users_disabled.append(user.id)
+    from energy.sitecontrols import EvSession
+
+    gone = session.execute(delete(EvSession).where(EvSession.member_id == member.id))
+    report.ev_sessions_deleted = int(getattr(gone, "rowcount", 0) or 0)
     for consent in list(member.consents):
         if consent.withdrawn_at is None:
             consent.withdrawn_at = max(when, consent.given_at)
@@ -274,5 +284,14 @@ def personal_values(p: MemberPersonal | None) -> dict[str, str]:
     """The personal fields of a row that are set (for scans in tests and reports)."""
     if p is None:
         return {}
-    fields = ("name", "email", "address", "iban", "licence_plate", "label")
+    fields = (
+        "name",
+        "email",
+        "address",
+        "iban",
+        "bic",
+        "sepa_mandate_id",
+        "licence_plate",
+        "label",
+    )
     return {f: getattr(p, f) for f in fields if getattr(p, f)}

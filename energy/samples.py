@@ -10,9 +10,12 @@ sample again changes nothing, so re-imports are idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +95,49 @@ def _read_part(path: Path) -> pa.Table:
 
 
 class SampleStore:
-    """A Parquet store of raw samples under ``root``."""
+    """A Parquet store of raw samples under ``root``.
+
+    Safe with several writer processes on one file system: each write or compaction of a
+    channel holds an exclusive ``flock`` on ``<root>/channel=<id>/.lock``, so the check for
+    stored timestamps and the part it writes are one step (two writers never both store a
+    (channel, ts), nor lose a different value). For ingest workers on several machines use
+    the PostgreSQL store (:mod:`energy.rawstore`).
+    """
+
+    kind = "parquet"
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+
+    @contextlib.contextmanager
+    def _locked(self, channel_id: int) -> Iterator[None]:
+        """Exclusive, across processes, for the writes of one channel."""
+        base = self.root / f"channel={channel_id}"
+        base.mkdir(parents=True, exist_ok=True)
+        with open(base / ".lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _day_dir(self, channel_id: int, day_index: int) -> Path:
         day = np.datetime64(day_index, "D").astype(str)
         return self.root / f"channel={channel_id}" / f"date={day}"
 
     def append(
+        self,
+        channel_id: int,
+        ts_ns: np.ndarray,
+        value: np.ndarray,
+        quality: np.ndarray | None = None,
+    ) -> int:
+        """Append samples of one channel; returns the number of samples that were new (see
+        :meth:`_append`), under the channel's write lock."""
+        with self._locked(channel_id):
+            return self._append(channel_id, ts_ns, value, quality)
+
+    def _append(
         self,
         channel_id: int,
         ts_ns: np.ndarray,
@@ -155,6 +191,17 @@ class SampleStore:
         return written
 
     def append_new(
+        self,
+        channel_id: int,
+        ts_ns: np.ndarray,
+        value: np.ndarray,
+        quality: np.ndarray,
+    ) -> Conflicts:
+        """:meth:`_append_new` under the channel's write lock."""
+        with self._locked(channel_id):
+            return self._append_new(channel_id, ts_ns, value, quality)
+
+    def _append_new(
         self,
         channel_id: int,
         ts_ns: np.ndarray,
@@ -335,14 +382,15 @@ class SampleStore:
         """Merge each day's parts into one sorted, duplicate-free file; returns files removed."""
         removed = 0
         for ch in [channel_id] if channel_id is not None else self.channels():
-            for day in self.days(ch):
-                parts = self._parts(ch, day)
-                if len(parts) <= 1:
-                    continue
-                merged = self._read_day(ch, day)
-                assert merged is not None
-                self._write_part(self._day_dir(ch, day), merged)
-                for p in parts:
-                    p.unlink()
-                    removed += 1
+            with self._locked(ch):
+                for day in self.days(ch):
+                    parts = self._parts(ch, day)
+                    if len(parts) <= 1:
+                        continue
+                    merged = self._read_day(ch, day)
+                    assert merged is not None
+                    self._write_part(self._day_dir(ch, day), merged)
+                    for p in parts:
+                        p.unlink()
+                        removed += 1
         return removed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -9,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from energy.clock import LOCAL_TZ
@@ -49,6 +50,22 @@ class Settings(BaseSettings):
     timezone: str = LOCAL_TZ
     locale: str = "nl"
     mqtt_url: str | None = None
+    mqtt_ca_file: str | None = Field(
+        default=None,
+        description="CA certificate (PEM) the broker's TLS certificate is checked against, for "
+        "an mqtts:// NOABER_MQTT_URL (default: the system's CAs)",
+    )
+    mqtt_cert_file: str | None = Field(
+        default=None, description="Client certificate (PEM) for a TLS broker that asks for one"
+    )
+    mqtt_key_file: str | None = Field(
+        default=None, description="The client certificate's private key (PEM)"
+    )
+    sample_store: Literal["parquet", "postgresql"] = Field(
+        default="parquet",
+        description="where raw samples go: Parquet files in the data dir (the embedded "
+        "default) or the PostgreSQL database itself (energy.rawstore; several ingest workers)",
+    )
     rate_limit_storage: str = Field(
         default="memory://",
         description="Where login throttling counts failures (a `limits` storage URL): "
@@ -98,6 +115,18 @@ class Settings(BaseSettings):
         description="Stored price series 'IMPORT,EXPORT' the re-plans use (noaber prices import)",
     )
     replan_horizon_hours: float = Field(default=24.0, gt=0, le=168)
+    entsoe_token: SecretStr | None = Field(
+        default=None,
+        description="ENTSO-E Transparency Platform Web API token for `noaber prices fetch` "
+        "and the scheduler's daily fetch (no default; never printed)",
+    )
+    entsoe_zone: str = Field(
+        default="NL",
+        min_length=2,
+        max_length=16,
+        description="Bidding zone whose day-ahead prices the scheduler fetches (with "
+        "NOABER_ENTSOE_TOKEN) into entsoe-<zone>-day-ahead",
+    )
     # --- operations ---
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text or as one JSON object per line"
@@ -215,13 +244,21 @@ def data_dir_secret(data_dir: Path) -> str:
 
     path = data_dir / SECRET_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass  # made before (or by another process just now): read it below
-    else:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(generate_secret())
+    if not path.exists():
+        # written whole to a private temporary file, then linked into place: link() fails if
+        # the name exists, so of two processes starting at once one secret wins and neither
+        # ever reads a file that is created but not yet written
+        tmp = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(generate_secret())
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # made by another process just now
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise NoaberError(f"{path} may be read by others (mode {mode:04o}); run: chmod 600 {path}")

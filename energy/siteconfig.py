@@ -3,10 +3,12 @@
 A site description names one grid connection and what hangs behind it::
 
     site:      {name, display_name, ean, kind, latitude, longitude, timezone,
-                grid_import_limit_kw, grid_export_limit_kw, owner}
+                grid_import_limit_kw, grid_export_limit_kw, owner,
+                tariff: {capacity_eur_per_kw_month, contracted_kw, source}}  # energy.tariffs
     members:   [{ref, kind, name, email, address}]          # personal data kept apart
     community: {name, display_name, members: [ref, ...]}    # optional
     devices:   [{name, profile, transport, host, port, serial_port, unit_id, poll_interval_s, ...}]
+    ocpp:      {id_tokens, charge_points: [{id, ocpp_version, asset, rate_unit, max_power_w, ...}]}
     assets:    [{name, kind, owner, params, channels: [{quantity, unit, sign, device, register, key,
                                                           max_gap_s, derived}]}]
 
@@ -71,11 +73,12 @@ from energy.sites import (
     ensure_member,
     ensure_site,
 )
+from energy.tariffs import set_site_tariff
 from energy.yamlio import load_yaml_file, load_yaml_text
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 #: Sections other packages read from the same file; the core import leaves them alone.
-PASS_THROUGH_SECTIONS = ("gateway", "simulator", "optimizer", "meetkoffer", "settlement")
+PASS_THROUGH_SECTIONS = ("gateway", "simulator", "optimizer", "meetkoffer", "settlement", "ocpp")
 #: Accepted units per quantity and the factor to the stored unit.
 UNIT_FACTORS: dict[Quantity, dict[str, float]] = {
     Quantity.POWER: {"W": 1.0, "kW": 1000.0},
@@ -154,6 +157,14 @@ class MemberDoc(_Strict):
         return v
 
 
+class TariffDoc(_Strict):
+    """``site.tariff``: the capacity tariff the plans count (:mod:`energy.tariffs`)."""
+
+    capacity_eur_per_kw_month: float = Field(ge=0, le=1000)
+    contracted_kw: float = Field(default=0.0, ge=0, le=100_000)
+    source: str = Field(default="", max_length=300)
+
+
 class SiteDoc(_Strict):
     name: str
     display_name: str | None = None
@@ -167,6 +178,7 @@ class SiteDoc(_Strict):
     grid_import_limit_kw: float = Field(gt=0, le=100_000)
     grid_export_limit_kw: float = Field(ge=0, le=100_000)
     owner: str | None = None
+    tariff: TariffDoc | None = None
 
     _n = field_validator("name")(lambda v: _name(v, "site name"))
 
@@ -369,6 +381,8 @@ class SiteDocument(_Strict):
     optimizer: dict[str, Any] | None = None
     meetkoffer: dict[str, Any] | None = None
     settlement: dict[str, Any] | None = None
+    #: Charge points and id tokens (validated by :mod:`modbus_gateway.ocpp.config`).
+    ocpp: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _references(self) -> SiteDocument:
@@ -608,6 +622,12 @@ def _import_site_row(run: _Import, community: Community | None) -> Site:
     )
     got = ensure_site(run.session, spec, source=run.source, path="site")
     run.result.count("sites", got.change)
+    if s.tariff is not None:
+        t = s.tariff
+        if set_site_tariff(
+            run.session, got.row, t.capacity_eur_per_kw_month, t.contracted_kw, t.source
+        ):
+            run.result.count("site_tariffs", Change.UPDATED)
     return got.row
 
 

@@ -11,7 +11,9 @@ writes; ``tests/modbus_gateway/test_broker_auth.py`` checks a real Mosquitto acc
 that our check accepts a hash ``mosquitto_passwd`` made). Only the hash is kept anywhere.
 
 Both files are rewritten atomically (a temporary file in the same directory, then rename),
-keeping every other user's lines as they were.
+keeping every other user's lines as they were. A running Mosquitto picks them up on SIGHUP
+(it re-reads ``password_file`` and ``acl_file`` and applies them to new connections):
+:func:`reload_mosquitto` sends it to the pid of the broker's ``pid_file``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import signal
 from pathlib import Path
 
 from modbus_gateway.mqtt import ACK_TOPIC, TOPIC, TOPIC_ALL
@@ -132,3 +135,45 @@ def set_acl_entry(path: Path, user: str, block: list[str], centre_user: str = CE
     for lines_of in blocks.values():
         out.extend(["", *lines_of] if out else lines_of)
     _write_atomic(path, "\n".join(out) + "\n", 0o644)
+
+
+def reload_mosquitto(pid_file: Path) -> int:
+    """Tell the Mosquitto whose pid ``pid_file`` holds to re-read its password file and ACL
+    (SIGHUP, Mosquitto's documented reload); returns the pid signalled.
+
+    Raises
+    ------
+    ValueError
+        The pid file is missing or unreadable, does not hold a pid, or names no running
+        mosquitto process (or one this user may not signal), in one line naming the file.
+    """
+    try:
+        text = pid_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"Mosquitto pid file {pid_file}: {exc.strerror or exc}") from None
+    if not text.isdigit() or int(text) <= 1:
+        raise ValueError(f"Mosquitto pid file {pid_file}: holds {text[:40]!r}, not a process id")
+    pid = int(text)
+    comm = Path(f"/proc/{pid}/comm")  # Linux: never signal another program of a reused pid
+    try:
+        name = comm.read_text(encoding="utf-8").strip()
+    except OSError:
+        name = None
+    if name is not None and "mosquitto" not in name:
+        raise ValueError(
+            f"Mosquitto pid file {pid_file}: process {pid} is {name!r}, not mosquitto (a stale "
+            "pid file); not signalled"
+        )
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ValueError(
+            f"Mosquitto pid file {pid_file}: no process {pid} (the broker is not running, or "
+            "the file is stale)"
+        ) from None
+    except PermissionError:
+        raise ValueError(
+            f"Mosquitto pid file {pid_file}: not allowed to signal process {pid} (run as the "
+            "broker's user)"
+        ) from None
+    return pid

@@ -15,6 +15,11 @@ carry the site's assets, tariffs and so on. Example::
         poll_interval_s: 1
         channels: {total_power_w: main.power_w, import_energy_kwh: main.import_kwh}
         faults: [{kind: busy, probability: 0.2}]   # only used by ``noaber simulate``
+      - name: meter-barn                 # RS-485 behind a serial-to-Ethernet converter
+        profile: eastron_sdm120
+        host: 192.168.1.40
+        port: 4001
+        framer: rtu                      # RTU frames (with CRC) over TCP
       - name: ev-1
         profile: wallbox_quasar
         transport: rtu
@@ -87,6 +92,11 @@ class DeviceConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     profile: str
     transport: Literal["tcp", "rtu"] = "tcp"
+    #: Frames on a TCP transport: ``socket`` (Modbus TCP, MBAP header) or ``rtu`` (RTU frames
+    #: with CRC over TCP: a serial-to-Ethernet converter in transparent mode).
+    framer: Literal["socket", "rtu"] = "socket"
+    #: Silence between two requests on an RTU-over-TCP link [s] (the RS-485 bus behind it).
+    inter_frame_pause_s: float = Field(default=0.0, ge=0, le=5)
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=0, le=65535)
     bus: str | None = None
@@ -122,6 +132,8 @@ class DeviceConfig(_Strict):
             raise ValueError("transport rtu needs bus (an entry in buses) or serial_port")
         if self.unit_id == 0:
             raise ValueError("unit_id 0 is the broadcast address; devices have 1..247")
+        if self.transport == "rtu" and self.framer != "socket":
+            raise ValueError("framer is for transport tcp (RTU over TCP); rtu is RTU already")
         return self
 
 

@@ -6,6 +6,11 @@ one master: a lock serialises requests and, on RTU, a pause separates frames.
 
 pymodbus 3.10+ API: ``device_id=``; a reply with fewer registers than asked is returned as a
 success by pymodbus, so the count is checked here and raised as :class:`ShortReply`.
+
+Register kinds: function 1 coils and 2 discrete inputs (one bit each, returned as words of 0
+or 1; written with function 5 for one coil, 15 for several), 3 holding and 4 input registers
+(written with 6 for one, 16 for several). A TCP link may carry RTU frames (``framer="rtu"``:
+a serial-to-Ethernet converter that passes the RS-485 frames through unchanged).
 """
 
 from __future__ import annotations
@@ -96,11 +101,22 @@ class Link:
         self.requests = 0  # transactions attempted
 
     @classmethod
-    def tcp(cls, host: str, port: int, timeout_s: float) -> Link:
+    def tcp(
+        cls,
+        host: str,
+        port: int,
+        timeout_s: float,
+        framer: str = "socket",
+        inter_frame_pause_s: float = 0.0,
+    ) -> Link:
+        """A Modbus TCP link; ``framer="rtu"``: RTU frames (with CRC) over TCP, as a
+        serial-to-Ethernet converter in transparent mode passes them."""
+        kind = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
         client = AsyncModbusTcpClient(
-            host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
+            host, port=port, framer=kind, timeout=timeout_s, retries=0, reconnect_delay=0
         )
-        return cls(client, f"tcp://{host}:{port}", timeout_s)
+        scheme = "rtu-over-tcp" if framer == "rtu" else "tcp"
+        return cls(client, f"{scheme}://{host}:{port}", timeout_s, inter_frame_pause_s)
 
     @classmethod
     def rtu(
@@ -161,24 +177,50 @@ class Link:
             finally:
                 self._last_end = time.monotonic()
 
-    async def read(self, unit: int, function: int, address: int, count: int) -> list[int]:
-        """Read ``count`` registers; raises on timeout, exception reply or short reply."""
-        what = f"unit {unit} fc{function} {address}+{count}"
-        fn = (
-            self.client.read_holding_registers
-            if function == 3
-            else self.client.read_input_registers
-        )
-        rr = await self._call(what, fn, address, count=count, device_id=unit)
+    def _raise_for(self, rr: Any, what: str) -> None:
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0) or 0)
             if code == DEVICE_BUSY:
                 raise DeviceBusy(code, f"{self.name} {what}")
             raise ExceptionReply(code, f"{self.name} {what}")
+
+    async def read(self, unit: int, function: int, address: int, count: int) -> list[int]:
+        """Read ``count`` registers (function 3/4) or bits (1/2, as words of 0 or 1); raises on
+        timeout, exception reply or short reply."""
+        what = f"unit {unit} fc{function} {address}+{count}"
+        fns = {
+            1: self.client.read_coils,
+            2: self.client.read_discrete_inputs,
+            3: self.client.read_holding_registers,
+            4: self.client.read_input_registers,
+        }
+        if function not in fns:
+            raise NoaberError(f"function code {function} is not a read (1, 2, 3 or 4)")
+        rr = await self._call(what, fns[function], address, count=count, device_id=unit)
+        self._raise_for(rr, what)
+        if function in (1, 2):
+            # bits come padded to a whole byte; fewer than asked is a short reply
+            bits = list(rr.bits)
+            if len(bits) < count:
+                raise ShortReply(f"{self.name} {what}: got {len(bits)} bits")
+            return [1 if b else 0 for b in bits[:count]]
         regs = list(rr.registers)
         if len(regs) < count:
             raise ShortReply(f"{self.name} {what}: got {len(regs)} registers")
         return regs[:count]
+
+    async def write_coils(self, unit: int, address: int, bits: Sequence[int]) -> None:
+        """Write coils: function 5 for one coil, 15 for several."""
+        what = f"unit {unit} write coil {address}={list(bits)}"
+        if len(bits) == 1:
+            rr = await self._call(
+                what, self.client.write_coil, address, bool(bits[0]), device_id=unit
+            )
+        else:
+            rr = await self._call(
+                what, self.client.write_coils, address, [bool(b) for b in bits], device_id=unit
+            )
+        self._raise_for(rr, what)
 
     async def write(self, unit: int, address: int, words: Sequence[int]) -> None:
         """Write registers: function 6 for one register (some devices reject 16 for one), else 16."""
@@ -191,11 +233,7 @@ class Link:
             rr = await self._call(
                 what, self.client.write_registers, address, list(words), device_id=unit
             )
-        if rr.isError():
-            code = int(getattr(rr, "exception_code", 0) or 0)
-            if code == DEVICE_BUSY:
-                raise DeviceBusy(code, f"{self.name} {what}")
-            raise ExceptionReply(code, f"{self.name} {what}")
+        self._raise_for(rr, what)
 
     def close(self) -> None:
         self.client.close()
@@ -274,10 +312,20 @@ class Driver:
             raise WriteRefused(f"profile {self.profile.name} has no register {name!r}")
         if spec.writable is None:
             raise WriteRefused(f"register {name!r} of {self.profile.name} is not writable")
+        if spec.model is not None and not self.profile.addresses_known:
+            # a SunSpec register's address is relative to its model until discovery found
+            # the model's base: writing it now would hit whatever sits at that address
+            raise WriteRefused(
+                f"{name} of {self.profile.name}: SunSpec model {spec.model} not discovered "
+                "on the device yet (its address is unknown); nothing written"
+            )
         if not spec.writable.min <= value <= spec.writable.max:
             raise WriteRefused(
                 f"{name} = {value} outside [{spec.writable.min}, {spec.writable.max}]"
             )
         words = encode(self.profile, spec, value, scale_factor)
-        await self.link.write(self.unit_of(spec.unit_id), spec.address, words)
+        if spec.function == 1:
+            await self.link.write_coils(self.unit_of(spec.unit_id), spec.address, words)
+        else:
+            await self.link.write(self.unit_of(spec.unit_id), spec.address, words)
         return words

@@ -19,7 +19,10 @@ the store; samples of a key the database does not know (after one reload) go to 
 
 The broker is named by a URL ``mqtt://USER:PASSWORD@HOST:PORT`` (``NOABER_MQTT_URL``) or
 ``HOST[:PORT]`` (:func:`parse_broker_url`); the password is never logged or shown
-(:func:`redact_url`).
+(:func:`redact_url`). ``mqtts://USER:PASSWORD@HOST:8883`` is the same over TLS (:class:`Tls`:
+the server's certificate checked against a CA file, ``NOABER_MQTT_CA_FILE``, or the system's
+CAs, and its name against HOST; optionally a client certificate and key,
+``NOABER_MQTT_CERT_FILE``/``NOABER_MQTT_KEY_FILE``; ``docker/mosquitto-tls.conf``).
 
 Payload (JSON, UTF-8)::
 
@@ -33,11 +36,13 @@ Acknowledgement (JSON, on ``noaber/<gateway>/ack``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -48,6 +53,8 @@ from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from energy.clock import utc_now
 from energy.samples import SampleStore
@@ -71,6 +78,7 @@ def topic_gateway(topic: str) -> str | None:
 
 PAYLOAD_VERSION = 1
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
 
 
 def redact_url(text: str) -> str:
@@ -88,6 +96,27 @@ def redact_url(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """TLS to the broker: the server's certificate is verified (against ``ca_file``, or the
+    system's CAs without one) and its name must match the host; ``cert_file``/``key_file``
+    are a client certificate for a broker that asks for one (``require_certificate``)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def checked(self) -> Tls:
+        """This, after checking each named file can be read (one line naming it otherwise)."""
+        for what, path in (("CA", self.ca_file), ("certificate", self.cert_file),
+                           ("key", self.key_file)):  # fmt: skip
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"MQTT TLS {what} file {path}: not found or not readable")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError(f"MQTT TLS key file {self.key_file} given without a certificate file")
+        return self
+
+
+@dataclass(frozen=True)
 class BrokerUrl:
     """Where the MQTT broker is and who we are there (the password never shows in ``repr``)."""
 
@@ -95,14 +124,28 @@ class BrokerUrl:
     port: int = DEFAULT_PORT
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: Tls | None = None
 
     def __str__(self) -> str:
-        """``mqtt://USER:***@HOST:PORT`` (no password), for logs and messages."""
+        """``mqtt://USER:***@HOST:PORT`` (no password; ``mqtts://`` over TLS), for logs."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = ""
         if self.username is not None:
             user = self.username + (":***" if self.password is not None else "") + "@"
-        return f"mqtt://{user}{host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
+
+    def with_tls_files(
+        self, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+    ) -> BrokerUrl:
+        """This broker with TLS files set; files on a plain ``mqtt://`` URL are an error."""
+        if ca_file is None and cert_file is None and key_file is None:
+            return self
+        if self.tls is None:
+            raise ValueError(
+                f"MQTT broker {self}: TLS CA/certificate files are set but the URL is not "
+                "mqtts://USER:PASSWORD@HOST:PORT"
+            )
+        return dataclasses.replace(self, tls=Tls(ca_file, cert_file, key_file).checked())
 
 
 def parse_broker_url(text: str, default_port: int = DEFAULT_PORT) -> BrokerUrl:
@@ -120,11 +163,14 @@ def parse_broker_url(text: str, default_port: int = DEFAULT_PORT) -> BrokerUrl:
     if "://" not in text:
         text = "mqtt://" + text
     parts = urlsplit(text)
-    if parts.scheme not in {"mqtt", "tcp"}:
+    if parts.scheme not in {"mqtt", "tcp", "mqtts", "ssl"}:
         raise ValueError(
-            f"MQTT broker {shown!r}: scheme must be mqtt:// (got {parts.scheme}://); "
-            "expected mqtt://USER:PASSWORD@HOST:PORT or HOST[:PORT]"
+            f"MQTT broker {shown!r}: scheme must be mqtt:// or mqtts:// (TLS) (got "
+            f"{parts.scheme}://); expected mqtt://USER:PASSWORD@HOST:PORT or HOST[:PORT]"
         )
+    tls = Tls() if parts.scheme in {"mqtts", "ssl"} else None
+    if tls is not None and default_port == DEFAULT_PORT:
+        default_port = DEFAULT_TLS_PORT
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise ValueError(
             f"MQTT broker {shown!r}: unexpected path, query or fragment (percent-encode "
@@ -144,6 +190,7 @@ def parse_broker_url(text: str, default_port: int = DEFAULT_PORT) -> BrokerUrl:
         port=port if port is not None else default_port,
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
+        tls=tls,
     )
 
 
@@ -232,16 +279,35 @@ def decode_ack(payload: bytes) -> str:
 
 
 def _client(
-    client_id: str, clean_session: bool, username: str | None, password: str | None
+    client_id: str,
+    clean_session: bool,
+    username: str | None,
+    password: str | None,
+    mqtt5: bool = False,
+    tls: Tls | None = None,
 ) -> mqtt.Client:
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
-    )
+    if mqtt5:  # MQTT 5: the session's persistence is the CONNECT's clean_start/expiry
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    else:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
     if username is not None:
         c.username_pw_set(username, password)
+    if tls is not None:  # the server's certificate and host name are verified
+        try:
+            c.tls_set(
+                ca_certs=tls.ca_file,
+                certfile=tls.cert_file,
+                keyfile=tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"MQTT TLS settings {tls}: {exc}") from None
     c.reconnect_delay_set(min_delay=1, max_delay=5)
     return c
 
@@ -306,9 +372,11 @@ class MqttSampleSink:
         timeout_s: float = 5.0,
         username: str | None = None,
         password: str | None = None,
+        tls: Tls | None = None,
     ):
         self.host, self.port, self.gateway = host, port, gateway
         self.username, self._password = username, password
+        self.tls = tls
         self.topic = TOPIC.format(gateway=gateway)
         self.timeout_s = timeout_s
         self.ack_topic = ACK_TOPIC.format(gateway=gateway)
@@ -324,7 +392,8 @@ class MqttSampleSink:
     @classmethod
     def from_url(cls, broker: BrokerUrl, gateway: str, timeout_s: float = 5.0) -> MqttSampleSink:
         """A sink for the broker of a parsed ``mqtt://`` URL."""
-        return cls(broker.host, broker.port, gateway, timeout_s, broker.username, broker.password)
+        return cls(broker.host, broker.port, gateway, timeout_s, broker.username, broker.password,
+                   broker.tls)  # fmt: skip
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:  # write raises it (and the spool logs it)
@@ -358,7 +427,8 @@ class MqttSampleSink:
             self.on_ack(batch_id)
 
     def _start(self) -> mqtt.Client:
-        c = _client(f"noaber-gw-{self.gateway}", True, self.username, self._password)
+        c = _client(f"noaber-gw-{self.gateway}", True, self.username, self._password,
+                    tls=self.tls)  # fmt: skip
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
@@ -568,6 +638,20 @@ class Outcome:
     quarantined: int = 0
 
 
+SHARE_PREFIX = "$share/"
+"""MQTT 5 shared subscriptions: ``$share/<group>/<filter>`` spreads the filter's messages over
+the group's subscribers (each message to one of them)."""
+SESSION_EXPIRY_S = 7 * 86_400
+"""MQTT 5: how long the broker keeps a disconnected consumer's session (and queue) [s]."""
+
+
+def shared_topic(group: str, topic: str = TOPIC_ALL) -> str:
+    """``$share/<group>/<topic>``; ValueError for a group name MQTT does not allow."""
+    if not group or any(c in group for c in "/+#"):
+        raise ValueError(f"shared subscription group {group!r}: no '/', '+' or '#', not empty")
+    return f"{SHARE_PREFIX}{group}/{topic}"
+
+
 class BatchSink(Protocol):
     """A sink that checks each batch as received (gateway, topic) before storing it.
 
@@ -605,9 +689,16 @@ class MqttSampleConsumer:
         username: str | None = None,
         password: str | None = None,
         dead_letter: DeadLetterFile | None = None,
+        mqtt5: bool | None = None,
+        max_batches: int = 1,
+        tls: Tls | None = None,
     ):
         self.sink = sink
         self.topic = topic
+        #: MQTT 5 (default for a ``$share/...`` topic): shared subscriptions, session expiry
+        self.mqtt5 = topic.startswith(SHARE_PREFIX) if mqtt5 is None else mqtt5
+        #: batches handed at once to a sink with ``write_batches`` (one transaction)
+        self.max_batches = max(1, max_batches)
         self.retry_s = retry_s
         self.username = username
         self.dead_letter = dead_letter
@@ -625,7 +716,7 @@ class MqttSampleConsumer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._connected = threading.Event()
-        self.client = _client(client_id, False, username, password)
+        self.client = _client(client_id, False, username, password, self.mqtt5, tls)
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self._connected.clear()
@@ -644,6 +735,7 @@ class MqttSampleConsumer:
             sink,
             username=broker.username,
             password=broker.password,
+            tls=broker.tls,
             **kwargs,
         )
 
@@ -700,33 +792,63 @@ class MqttSampleConsumer:
 
         Returns False if the sink refused a batch (it stays first in the queue).
         """
+        many = getattr(self.sink, "write_batches", None) if self.max_batches > 1 else None
         with self._write_lock:
             while self._pending:
-                batch = self._pending[0]
-                outcome = None
+                group = [self._pending[0]]
+                if many is not None:  # several well-formed batches in one write
+                    # by index, not by iterating: the network thread appends meanwhile (a
+                    # deque iterated while it grows raises "deque mutated during iteration")
+                    n = min(len(self._pending), self.max_batches)
+                    for b in [self._pending[i] for i in range(1, n)]:
+                        if b.payload is not None:
+                            break
+                        group.append(b)
+                    if group[0].payload is not None:
+                        group = group[:1]
+                outcomes: list[Outcome | None]
                 try:
-                    outcome = self._write(batch)
+                    if len(group) > 1:
+                        outcomes = list(many(self._received(group)))  # type: ignore[misc]
+                        self._count(outcomes)
+                    else:
+                        outcomes = [self._write(group[0])]
                 except Exception as exc:  # the store is down: keep it, no ack, retry later
                     self.failures += 1
                     log.warning("store refused a batch (%s); %d waiting", exc, len(self._pending))
                     return False
-                self._pending.popleft()
-                gateway = topic_gateway(batch.topic)
-                if batch.batch_id is not None and gateway is not None and outcome is not None:
-                    # stored: tell the gateway, which may now delete the batch from its spool
-                    self.client.publish(
-                        ACK_TOPIC.format(gateway=gateway),
-                        encode_ack(
-                            batch.batch_id,
-                            outcome.stored,
-                            outcome.dead_lettered,
-                            outcome.quarantined,
-                        ),
-                        qos=1,
-                    )
-                    self.acks_sent += 1
-                self.client.ack(batch.mid, batch.qos)
+                for batch, outcome in zip(group, outcomes, strict=True):
+                    self._pending.popleft()
+                    self._acknowledge(batch, outcome)
         return True
+
+    @staticmethod
+    def _received(group: list[_Batch]) -> list[Received]:
+        return [
+            Received(b.topic, topic_gateway(b.topic), b.gateway, b.batch_id, b.samples)
+            for b in group
+        ]
+
+    def _count(self, outcomes: list[Outcome | None]) -> None:
+        for o in outcomes:
+            if o is not None:
+                self.stored += o.stored
+                self.dead_lettered += o.dead_lettered
+                self.quarantined += o.quarantined
+
+    def _acknowledge(self, batch: _Batch, outcome: Outcome | None) -> None:
+        """End to end to the gateway (it may delete the batch from its spool), then to the broker."""
+        gateway = topic_gateway(batch.topic)
+        if batch.batch_id is not None and gateway is not None and outcome is not None:
+            self.client.publish(
+                ACK_TOPIC.format(gateway=gateway),
+                encode_ack(
+                    batch.batch_id, outcome.stored, outcome.dead_lettered, outcome.quarantined
+                ),
+                qos=1,
+            )
+            self.acks_sent += 1
+        self.client.ack(batch.mid, batch.qos)
 
     def _write(self, batch: _Batch) -> Outcome | None:
         """Store one batch (or record it as a dead letter); raises when the store is down."""
@@ -768,8 +890,13 @@ class MqttSampleConsumer:
         while not self._stop.is_set():
             self._wake.wait(self.retry_s)
             self._wake.clear()
-            if self._pending and not self._drain():
-                self._stop.wait(self.retry_s)  # back off while the store is down
+            try:
+                if self._pending and not self._drain():
+                    self._stop.wait(self.retry_s)  # back off while the store is down
+            except Exception:  # never a dead writer with batches waiting: log, retry later
+                self.failures += 1
+                log.exception("storing the waiting batches failed; %d waiting", self.waiting)
+                self._stop.wait(self.retry_s)
         self._drain()  # what arrived before the stop is stored and acknowledged
 
     @property
@@ -782,7 +909,14 @@ class MqttSampleConsumer:
 
     def start(self, timeout_s: float = 5.0) -> None:
         """Connect, subscribe and start writing; raises ConnectionError (refused, unreachable)."""
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        if self.mqtt5:  # a persistent session: kept by the broker while we are away
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self.client.connect_async(
+                self.host, self.port, keepalive=30, clean_start=False, properties=props
+            )
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         self._writer.start()
         _await_connack(self._connected, lambda: self.refused, timeout_s)

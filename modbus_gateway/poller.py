@@ -13,7 +13,19 @@ Quality of each value (``energy.samples.Quality``):
 
 A device that fails ``dead_after`` polls in a row is backed off (exponentially, up to
 ``backoff_max_s``), so a dead slave cannot stall an RS-485 bus; it is picked up again on the
-first poll that succeeds. No exception escapes the loop (docs/SOURCES.md: evcc ``Site.Run``).
+first poll that succeeds. A poll fails when no block brought data or a real exception: silence,
+a lost link, busy after its retries (exception 6: a device that is always busy is backed off
+too) and 0x0A/0x0B from a Modbus gateway whose target is unreachable or silent. The device's
+transitions are logged once each (``up``, ``down`` after ``dead_after`` failed polls,
+``recovered``) and kept in :attr:`DeviceRuntime.transitions`, not logged per poll.
+
+Reads are coalesced (:func:`modbus_gateway.plan.plan_reads`), bridging gaps where the profile
+allows it; a device that answers a bridged read with exception 2 (illegal address) is read
+without bridging from then on, in the same poll.
+
+"On time": the share of the device's due slots (one per ``poll_interval_s``) polled within
+``on_time_s`` of the slot; slots skipped (an overrun, or backoff) count as not on time.
+No exception escapes the loop (docs/SOURCES.md: evcc ``Site.Run``).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from modbus_gateway.config import DeviceConfig, GatewayConfig
 from modbus_gateway.driver import (
     GATEWAY_PATH_UNAVAILABLE,
     GATEWAY_TARGET_NO_RESPONSE,
+    ILLEGAL_ADDRESS,
     DeviceBusy,
     DeviceTimeout,
     Driver,
@@ -61,6 +74,21 @@ class Clock:
         await asyncio.sleep(seconds)
 
 
+async def wait_or_stop(clock: Clock, stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` on ``clock`` (an injected clock's seconds, e.g. a simulated day's)
+    unless ``stop`` is set first; True: stopped."""
+    if stop.is_set():
+        return True
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, stopper):
+            task.cancel()
+    return stop.is_set()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retries and backoff of the core loop."""
@@ -89,7 +117,14 @@ class DeviceRuntime:
     polls: int = 0
     polls_on_time: int = 0
     polls_failed: int = 0
+    polls_skipped: int = 0  # due slots passed without a poll (overrun or backoff)
     requests: int = 0
+    #: Blocks bridging gaps are not used: the device refused one with exception 2.
+    gap_fill_refused: bool = False
+    #: ``None`` (not polled yet), True (answering) or False (down: ``dead_after`` failures).
+    up: bool | None = None
+    #: (monotonic time, "up" | "down" | "recovered", reason): one entry per transition.
+    transitions: list[tuple[float, str, str]] = field(default_factory=list)
     status: str = "starting"
     last_error: str = ""
     next_due: float = 0.0
@@ -97,6 +132,12 @@ class DeviceRuntime:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def on_time_pct(self) -> float:
+        """Due slots polled on time, skipped slots counted as late [%]."""
+        due = self.polls + self.polls_skipped
+        return 100.0 * self.polls_on_time / due if due else 0.0
 
     @property
     def stale_after_ns(self) -> int:
@@ -162,9 +203,11 @@ class Gateway:
                     b.inter_frame_pause_s,
                 )
         else:
-            key = f"tcp:{d.host}:{d.port}"
+            key = f"{d.framer}:{d.host}:{d.port}"
             if key not in self.links:
-                self.links[key] = Link.tcp(d.host, d.port, d.timeout_s)
+                self.links[key] = Link.tcp(
+                    d.host, d.port, d.timeout_s, d.framer, d.inter_frame_pause_s
+                )
         return self.links[key]
 
     @property
@@ -180,7 +223,9 @@ class Gateway:
             log.warning("%s: SunSpec models %s not found", dev.name, missing)
         prof = resolve_sunspec(dev.profile, bases)
         dev.driver.profile = prof
-        dev.blocks = plan_reads(prof, [r for r in dev.channels if r in prof.registers])
+        dev.blocks = plan_reads(
+            prof, [r for r in dev.channels if r in prof.registers], not dev.gap_fill_refused
+        )
         dev.discovered = True
 
     async def _read(self, dev: DeviceRuntime, block: ReadBlock) -> dict[str, list[int]]:
@@ -209,28 +254,34 @@ class Gateway:
                 errors.append(str(exc))
                 no_answer.update(dev.channels)
         silent = False
-        for block in dev.blocks:
+        queue = list(dev.blocks)
+        while queue:
+            block = queue.pop(0)
             if silent:
                 no_answer.update(block.registers)
                 continue
             try:
                 words.update(await self._read(dev, block))
                 answered = True
+            except ExceptionReply as exc:
+                if exc.code == ILLEGAL_ADDRESS and block.gap_filled:
+                    # the device refuses reads over undefined addresses: split, read again
+                    log.info("%s: %s; reading without gap filling", dev.name, exc)
+                    dev.gap_fill_refused = True
+                    dev.blocks = plan_reads(
+                        dev.driver.profile, [r for b in dev.blocks for r in b.registers], False
+                    )
+                    queue[:0] = plan_reads(dev.driver.profile, block.registers, False)
+                    continue
+                self._exception(exc, block, no_answer, invalid, errors)
+                if not isinstance(exc, DeviceBusy) and exc.code not in (
+                    GATEWAY_PATH_UNAVAILABLE,
+                    GATEWAY_TARGET_NO_RESPONSE,
+                ):
+                    answered = True
             except (DeviceTimeout, LinkDown) as exc:
                 silent = True  # the device is not answering: do not wait on every block
                 no_answer.update(block.registers)
-                errors.append(str(exc))
-            except DeviceBusy as exc:
-                answered = True
-                no_answer.update(block.registers)
-                errors.append(str(exc))
-            except ExceptionReply as exc:
-                answered = True
-                if exc.code in (GATEWAY_PATH_UNAVAILABLE, GATEWAY_TARGET_NO_RESPONSE):
-                    no_answer.update(block.registers)  # the device behind a gateway is silent
-                else:
-                    for r in block.registers:
-                        invalid[r] = str(exc)
                 errors.append(str(exc))
             except (ShortReply, ModbusError) as exc:
                 answered = True
@@ -258,14 +309,52 @@ class Gateway:
         if answered:
             dev.failures = 0
             dev.status = "ok" if ok else "degraded"
+            if dev.up is not True:
+                self._transition(dev, "up" if dev.up is None else "recovered", dev.last_error)
         else:
             dev.failures += 1
             dev.polls_failed += 1
-            dev.status = "backoff" if dev.failures >= self.policy.dead_after else "no reply"
-            if dev.profile.sunspec and dev.failures >= self.policy.dead_after:
+            dead = dev.failures >= self.policy.dead_after
+            dev.status = "backoff" if dead else "no reply"
+            if dead and dev.up is not False:
+                self._transition(dev, "down", dev.last_error)
+            if dev.profile.sunspec and dead:
                 dev.discovered = False  # rediscover: it may come back with another map
                 dev.blocks = []
         return samples
+
+    def _exception(
+        self,
+        exc: ExceptionReply,
+        block: ReadBlock,
+        no_answer: set[str],
+        invalid: dict[str, str],
+        errors: list[str],
+    ) -> None:
+        """Busy (after its retries) and 0x0A/0x0B from a gateway are no answer; any other
+        exception makes the block's values INVALID (the device answered)."""
+        if isinstance(exc, DeviceBusy) or exc.code in (
+            GATEWAY_PATH_UNAVAILABLE,
+            GATEWAY_TARGET_NO_RESPONSE,
+        ):
+            no_answer.update(block.registers)
+        else:
+            for r in block.registers:
+                invalid[r] = str(exc)
+        errors.append(str(exc))
+
+    def _transition(self, dev: DeviceRuntime, what: str, reason: str) -> None:
+        """Log a device going up, down or recovering: once per transition."""
+        dev.up = what != "down"
+        dev.transitions.append((self.clock.monotonic(), what, reason))
+        if what == "down":
+            log.warning(
+                "%s: down after %d failed polls (backing off): %s", dev.name, dev.failures, reason
+            )
+        elif what == "recovered":
+            log.warning("%s: recovered", dev.name)
+        else:
+            log.info("%s: up", dev.name)
 
     def _carry(self, dev: DeviceRuntime, reg: str, ts_ns: int) -> Decoded:
         last = dev.last_good.get(reg)
@@ -288,12 +377,8 @@ class Gateway:
             now = clock.monotonic()
             if until is not None and dev.next_due >= until:
                 return
-            if dev.next_due > now:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), dev.next_due - now)
-                    return
-                except TimeoutError:
-                    pass
+            if dev.next_due > now and await wait_or_stop(clock, self._stop, dev.next_due - now):
+                return
             start = clock.monotonic()
             dev.polls += 1
             if start - dev.next_due <= self.policy.on_time_s:
@@ -314,11 +399,14 @@ class Gateway:
                 except Exception:
                     log.exception("%s: sample consumer failed", dev.name)
             interval = self._interval(dev)
+            base = dev.config.poll_interval_s
             dev.next_due += interval
+            dev.polls_skipped += max(0, round(interval / base) - 1)  # backoff
             now = clock.monotonic()
             if dev.next_due < now:  # overran: skip the missed slots, keep the grid
                 missed = math.ceil((now - dev.next_due) / interval)
                 dev.next_due += missed * interval
+                dev.polls_skipped += round(missed * interval / base)
 
     async def run(self, duration_s: float | None = None) -> None:
         """Poll every device until :meth:`stop` (or for ``duration_s`` seconds)."""
@@ -350,7 +438,8 @@ class Gateway:
                     "device": dev.name,
                     "status": dev.status,
                     "polls": dev.polls,
-                    "on_time_pct": 100.0 * dev.polls_on_time / dev.polls if dev.polls else 0.0,
+                    "on_time_pct": dev.on_time_pct,
+                    "skipped": dev.polls_skipped,
                     "values": {r: (v, q) for r, (v, q, _) in dev.values.items()},
                     "error": dev.last_error,
                 }

@@ -20,12 +20,13 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from energy.errors import NoaberError
 from energy.errors import ValidationError as NoaberValidationError
 from energy.samples import Quality
 from energy.yamlio import load_yaml_file
+from modbus_gateway import sunspec_models
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -40,11 +41,13 @@ RegType = Literal[
     "float64",
     "string",
     "sunssf",
+    "bool",
 ]
 Order = Literal["big", "little"]
 
 #: Number of 16-bit registers per type (strings give their length explicitly).
 TYPE_WORDS: dict[str, int] = {
+    "bool": 1,  # one coil or discrete input (function 1/2): a "word" of 0 or 1
     "int16": 1,
     "uint16": 1,
     "sunssf": 1,
@@ -76,10 +79,35 @@ SUNSPEC_NOT_IMPLEMENTED: dict[str, int] = {
     "int64": 0x8000000000000000,
     "uint64": 0xFFFFFFFFFFFFFFFF,
 }
+#: SunSpec units -> the profile's unit names.
+SUNSPEC_UNITS = {"Secs": "s", "% WMax": "%", "Pct": "%", "%WHRtg": "%", "% WChaMax": "%"}
 #: Capability values a profile can map to a register (see :mod:`modbus_gateway.capabilities`).
 CAPABILITY_VALUES = ("power_w", "energy_import_wh", "energy_export_wh", "soc_pct", "grid_power_w")
 #: Maximum registers in one read request (Modbus Application Protocol V1.1b3, 6.3: 125).
 MODBUS_MAX_READ = 125
+#: Function codes of the register kinds: 1 coils, 2 discrete inputs, 3 holding, 4 input.
+BIT_FUNCTIONS = (1, 2)
+#: Datasheet register numbers (Modicon convention): the leading digit names the table,
+#: the rest is the 1-based register number (address = number - 1).
+DATASHEET_TABLES = {"0": 1, "1": 2, "3": 4, "4": 3}
+DATASHEET_RULE = (
+    "a datasheet register number is 0xxxx coil, 1xxxx discrete input, 3xxxx input register "
+    "or 4xxxx holding register with xxxx from 0001 to 9999 (5 digits), or the same with "
+    "00001 to 65536 (6 digits: 300053); the address is the number minus 1; coil numbers "
+    "(leading 0) must be quoted strings"
+)
+
+
+def parse_datasheet_number(number: int | str) -> tuple[int, int]:
+    """``30053`` -> (function 4, address 52); ``"000001"`` -> (1, 0); raises ValueError."""
+    text = str(number).strip()
+    if isinstance(number, bool) or not text.isdigit() or len(text) not in (5, 6):
+        raise ValueError(f"{number!r}: {DATASHEET_RULE}")
+    function = DATASHEET_TABLES.get(text[0])
+    n = int(text[1:])
+    if function is None or not 1 <= n <= (9999 if len(text) == 5 else 65536):
+        raise ValueError(f"{number!r}: {DATASHEET_RULE}")
+    return function, n - 1
 
 
 class _Strict(BaseModel):
@@ -122,7 +150,8 @@ class RegisterSpec(_Strict):
     """One register (or a group of registers holding one value)."""
 
     address: int = Field(ge=0, le=65535)
-    function: Literal[3, 4] = 3
+    #: 1 coil, 2 discrete input (both type ``bool``), 3 holding, 4 input register.
+    function: Literal[1, 2, 3, 4] = 3
     type: RegType = "uint16"
     length: int | None = Field(default=None, ge=1, le=125)  # words, for strings
     word_order: Order | None = None
@@ -137,6 +166,9 @@ class RegisterSpec(_Strict):
     #: Set on a device's watchdog or idle timeout register [s]: the values writes may give it.
     watchdog_timeout_s: TimeoutRange | None = None
     model: int | None = None  # SunSpec model id: address is then the offset in the model's data
+    #: The SunSpec point (``W``, ``WMaxLimPct``): address, type, length and scale factor come
+    #: from the official model definition (:mod:`modbus_gateway.sunspec_models`).
+    point: str | None = None
     #: The unit id that serves this register when it is not the device's own (a Victron GX
     #: serves its system values on unit 100 and its VE.Bus inverter/charger on another).
     unit_id: int | None = Field(default=None, ge=1, le=247)
@@ -148,16 +180,86 @@ class RegisterSpec(_Strict):
             return self.length or 1
         return TYPE_WORDS[self.type]
 
+    @property
+    def is_bit(self) -> bool:
+        """A coil or a discrete input (one bit, read with function 1 or 2)."""
+        return self.function in BIT_FUNCTIONS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _datasheet_number(cls, data: object) -> object:
+        """``number: 30053`` (the datasheet's register number) instead of address + function."""
+        if not isinstance(data, dict) or "number" not in data:
+            return data
+        data = dict(data)
+        function, address = parse_datasheet_number(data.pop("number"))
+        for key, value in (("address", address), ("function", function)):
+            if key in data and data[key] != value:
+                raise ValueError(
+                    f"number gives {key} {value}, but {key} {data[key]} is also given "
+                    "(give one or the other)"
+                )
+            data[key] = value
+        if function in BIT_FUNCTIONS:
+            data.setdefault("type", "bool")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sunspec_point(cls, data: object) -> object:
+        """``{model: 103, point: W}``: the rest from the generated SunSpec model."""
+        if not isinstance(data, dict) or data.get("point") is None:
+            return data
+        data = dict(data)
+        if data.get("model") is None:
+            raise ValueError("a SunSpec point needs its model (model: 103)")
+        try:
+            pt = sunspec_models.point(int(data["model"]), str(data["point"]))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        derived: dict[str, object] = {"address": pt.offset, "type": pt.type}
+        if pt.type == "string":
+            derived["length"] = pt.size
+        for key, value in derived.items():
+            if key in data and data[key] != value:
+                raise ValueError(
+                    f"SunSpec model {data['model']} point {data['point']} has {key} {value}, "
+                    f"not {data[key]} (leave {key} out)"
+                )
+            data[key] = value
+        if pt.sf is not None:
+            data.setdefault("scale_register", pt.sf)
+        if pt.units and "unit" not in data:
+            data["unit"] = SUNSPEC_UNITS.get(pt.units, pt.units)
+        if data.get("writable") is not None and pt.access != "RW":
+            raise ValueError(
+                f"SunSpec model {data['model']} point {data['point']} is read-only "
+                "in the model definition; it cannot be writable"
+            )
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> RegisterSpec:
+        if (self.type == "bool") != self.is_bit:
+            raise ValueError(
+                "coils and discrete inputs (function 1, 2) have type bool, and only they"
+            )
+        if self.is_bit and self.scale_register is not None:
+            raise ValueError("a coil or discrete input has no scale_register")
         if self.type == "string" and self.length is None:
             raise ValueError("a string register needs length (in registers)")
         if self.type != "string" and self.length is not None:
             raise ValueError(f"length is only for strings, not for {self.type}")
         if self.address + self.words > 65536:
             raise ValueError("address + length runs past 65535")
-        if self.writable is not None and self.function != 3:
-            raise ValueError("only holding registers (function 3) can be writable")
+        if self.writable is not None and self.function not in (1, 3):
+            raise ValueError("only holding registers (function 3) and coils (1) can be writable")
+        if (
+            self.writable is not None
+            and self.function == 1
+            and (self.writable.min < 0 or self.writable.max > 1)
+        ):
+            raise ValueError("a writable coil takes 0 or 1 (writable min/max within 0..1)")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
         t, w = self.watchdog_timeout_s, self.writable
@@ -249,7 +351,7 @@ class ControlSpec(_Strict):
 class ReadableRange(_Strict):
     """Addresses ``[start, end)`` of one function code that read without error as one block."""
 
-    function: Literal[3, 4]
+    function: Literal[1, 2, 3, 4]
     start: int = Field(ge=0, le=65535)
     end: int = Field(ge=1, le=65536)
 
@@ -259,11 +361,22 @@ class Profile(_Strict):
 
     name: str
     description: str = ""
+    #: The document the register map was written from: title, version and URL.
+    source: str = ""
     kind: Literal["meter", "battery", "charger", "inverter", "storage", "generic"] = "generic"
     default_unit_id: int = Field(default=1, ge=0, le=255)
     word_order: Order = "big"
     byte_order: Order = "big"
     max_read_count: int = Field(default=MODBUS_MAX_READ, ge=1, le=MODBUS_MAX_READ)
+    #: The most registers one read may ask for (alias of ``max_read_count``; the smaller wins).
+    max_registers: int | None = Field(default=None, ge=1, le=MODBUS_MAX_READ)
+    #: Read requests may bridge up to this many undefined registers between two wanted ones
+    #: (the device answers them, as an SDM630 does); None: 0, or for SunSpec (whose models
+    #: are contiguous) up to the read limit. A device that answers a bridged read with
+    #: exception 2 is read without bridging from then on.
+    max_gap: int | None = Field(default=None, ge=0, le=MODBUS_MAX_READ)
+    #: The device refuses reads over undefined addresses: never bridge (overrides max_gap).
+    no_gap_fill: bool = False
     sunspec: bool = False
     sunspec_models: list[int] = []
     readable_ranges: list[ReadableRange] = []
@@ -273,6 +386,48 @@ class Profile(_Strict):
     #: ``energy_export_wh``, ``soc_pct``, ``grid_power_w``: the power at the connection an
     #: ESS regulates; see :mod:`modbus_gateway.capabilities`).
     capabilities: dict[str, str] = {}
+    #: True once :func:`resolve_sunspec` gave the SunSpec registers their absolute addresses
+    #: (not settable from a profile file: only discovery makes the addresses known)
+    _sunspec_resolved: bool = PrivateAttr(default=False)
+
+    @property
+    def addresses_known(self) -> bool:
+        """Whether every register's address is absolute (a SunSpec profile after discovery)."""
+        return not self.sunspec or self._sunspec_resolved
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sunspec_scale_factors(cls, data: object) -> object:
+        """Add the scale-factor point of every SunSpec point that names one and is missing
+        (``W`` of model 103 brings ``W_SF``); a register of that name elsewhere is an error."""
+        if not isinstance(data, dict) or not isinstance(data.get("registers"), dict):
+            return data
+        regs = dict(data["registers"])
+        for name, r in list(regs.items()):
+            if not isinstance(r, dict) or r.get("point") is None or r.get("model") is None:
+                continue
+            if "scale_register" in r:
+                continue
+            try:
+                pt = sunspec_models.point(int(r["model"]), str(r["point"]))
+            except (KeyError, ValueError, TypeError):
+                continue  # the register's own validation names the problem
+            if pt.sf is None:
+                continue
+            have = regs.get(pt.sf)
+            if have is None:
+                regs[pt.sf] = {"model": r["model"], "point": pt.sf}
+            elif (
+                isinstance(have, dict)
+                and have.get("point") is not None
+                and (have.get("model"), have.get("point")) != (r["model"], pt.sf)
+            ):
+                raise ValueError(
+                    f"registers.{name}: its scale factor {pt.sf!r} is model {r['model']}'s, "
+                    f"but registers.{pt.sf} is model {have.get('model')} point "
+                    f"{have.get('point')}; give registers.{name} a scale_register"
+                )
+        return {**data, "registers": regs}
 
     @model_validator(mode="after")
     def _refs(self) -> Profile:
@@ -357,6 +512,20 @@ class Profile(_Strict):
                         f"{step.reg!r} (allowed {t.min:g} to {t.max:g} s)"
                     )
         return self
+
+    @property
+    def read_limit(self) -> int:
+        """Registers per read request at most (``max_read_count``, ``max_registers``)."""
+        return min(self.max_read_count, self.max_registers or MODBUS_MAX_READ)
+
+    @property
+    def gap_limit(self) -> int:
+        """Undefined registers a read request may bridge (0: none)."""
+        if self.no_gap_fill:
+            return 0
+        if self.max_gap is not None:
+            return self.max_gap
+        return self.read_limit if self.sunspec else 0
 
     def words_of(self, spec: RegisterSpec) -> tuple[Order, Order]:
         """Word and byte order of a register (its own, else the profile's)."""
@@ -448,6 +617,8 @@ def bytes_to_words(data: bytes, word_order: Order, byte_order: Order) -> list[in
 
 def raw_value(profile: Profile, spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
     """The raw (unscaled) value of a register from its words."""
+    if spec.type == "bool":
+        return 1 if words[0] else 0
     wo, bo = profile.words_of(spec)
     data = words_to_bytes(words, wo, bo)
     if spec.type == "string":
@@ -506,6 +677,10 @@ def encode(
     """Engineering value (our sign) to the register words; rounds to the register's resolution."""
     if spec.type == "string":
         raise NoaberError("writing strings is not supported")
+    if spec.type == "bool":
+        if value not in (0, 1):
+            raise NoaberError(f"a coil takes 0 or 1, not {value}")
+        return [int(value)]
     raw = value * spec.sign / spec.scale
     if spec.scale_register is not None:
         if scale_factor is None:
@@ -547,4 +722,6 @@ def resolve_sunspec(profile: Profile, model_bases: dict[int, int]) -> Profile:
             needed.append(ctrl.failsafe.reg)
         if any(n not in regs for n in needed):
             ctrl = None
-    return profile.model_copy(update={"registers": regs, "control": ctrl})
+    out = profile.model_copy(update={"registers": regs, "control": ctrl})
+    out._sunspec_resolved = True
+    return out

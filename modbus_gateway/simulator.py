@@ -32,14 +32,26 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from energy.errors import NoaberError
+from modbus_gateway import sunspec_models
 from modbus_gateway.config import FaultSpec, GatewayConfig
 from modbus_gateway.profiles import Profile, decode, encode, resolve_sunspec
 
 log = logging.getLogger(__name__)
 
 SUNSPEC_BASE = 40000
-SUNSPEC_MODEL_LEN = {1: 66, 802: 62, 124: 24, 103: 50, 121: 30, 123: 24}
+
+
+def sunspec_model_length(model_id: int) -> int:
+    """A model's length in the simulator's map: the official fixed length
+    (:mod:`modbus_gateway.sunspec_models`) plus one repeating block (model 160: one MPPT)."""
+    m = sunspec_models.models()[model_id]
+    return m.length + m.repeat_length
+
+
 SUNS_MARKER = [0x5375, 0x6E53]  # "SunS"
+#: The simulator's data table of each read function code: coils, discrete inputs, holding
+#: and input registers (a write with 5/15 goes to the coils, 6/16 to the holding registers).
+TABLES = {1: "c", 2: "d", 3: "h", 4: "i", 5: "c", 15: "c", 6: "h", 16: "h"}
 
 
 class Silence(Exception):
@@ -64,7 +76,7 @@ def sunspec_layout(
     addr = base + 2
     for m in models:
         out[m] = addr + 2
-        addr += 2 + SUNSPEC_MODEL_LEN[m]
+        addr += 2 + sunspec_model_length(m)
     return out
 
 
@@ -94,11 +106,16 @@ class SimulatedDevice:
     #: The firmware timeout of a device whose timeout is not a register (Victron ESS mode 3:
     #: 60 s); None: the profile's ``control.failsafe.timeout_s`` [s].
     fixed_timeout_s: float | None = None
+    #: Answer a read that spans undefined addresses with exception 2 even where the profile
+    #: allows gap filling (a device stricter than its profile says); None: as the profile says
+    #: (``Profile.gap_limit`` > 0: the gaps are read as 0, as an SDM630 does).
+    refuse_gap_reads: bool | None = None
 
     def __post_init__(self) -> None:
         self.t0 = self.clock()
         self.words: dict[tuple[str, int], int] = {}
-        self.writable: set[int] = set()
+        self.writable: set[int] = set()  # writable holding register addresses
+        self.writable_coils: set[int] = set()
         self.write_log: deque[WriteRecord] = deque(maxlen=10_000)
         self.requests = 0
         self.request_times: deque[float] = deque(maxlen=10_000)  # clock at each request
@@ -112,31 +129,35 @@ class SimulatedDevice:
             self.words[("h", SUNSPEC_BASE + 1)] = SUNS_MARKER[1]
             for m, data in bases.items():
                 self.words[("h", data - 2)] = m
-                self.words[("h", data - 1)] = SUNSPEC_MODEL_LEN[m]
-                for a in range(data, data + SUNSPEC_MODEL_LEN[m]):
+                self.words[("h", data - 1)] = sunspec_model_length(m)
+                for a in range(data, data + sunspec_model_length(m)):
                     self.words[("h", a)] = 0
-                end = data + SUNSPEC_MODEL_LEN[m]
+                end = data + sunspec_model_length(m)
             self.words[("h", end)] = 0xFFFF
             self.words[("h", end + 1)] = 0
         self.name_at: dict[tuple[str, int], str] = {}
         for name, spec in self.profile.registers.items():
-            table = "i" if spec.function == 4 else "h"
+            table = TABLES[spec.function]
             for a in range(spec.address, spec.address + spec.words):
                 self.words.setdefault((table, a), 0)
                 self.name_at[(table, a)] = name
                 if spec.writable is not None:
-                    self.writable.add(a)
+                    (self.writable_coils if table == "c" else self.writable).add(a)
         #: (table, address) -> the unit id it is served on (None: the device's own).
         self.unit_at: dict[tuple[str, int], int | None] = {}
         for spec in self.profile.registers.values():
-            table = "i" if spec.function == 4 else "h"
+            table = TABLES[spec.function]
             unit = None if spec.unit_id is None else self.unit_map.get(spec.unit_id, spec.unit_id)
             for a in range(spec.address, spec.address + spec.words):
                 self.unit_at[(table, a)] = unit
         self.state: dict[str, float] = {}
         self.last_t = self.clock()
-        self.model = MODELS.get(self.profile.kind, _generic_model)
-        self.timers = TIMERS.get(self.profile.kind)
+        kind = self.profile.kind
+        if not MODEL_NEEDS.get(kind, set()) <= set(self.profile.registers):
+            kind = "generic"  # a profile of this kind with other registers: sim_value only
+        self.model = MODELS.get(kind, _generic_model)
+        self.timers = TIMERS.get(kind)
+        self.sim_kind = kind
         self.reboots = 0
         self.model(self, 0.0, True)
 
@@ -165,7 +186,7 @@ class SimulatedDevice:
     def reboot(self) -> None:
         """A power cycle: control registers back to their power-on values, timers cleared,
         every TCP connection dropped (settings and the battery's charge are kept)."""
-        for name, value in POWER_ON.get(self.profile.kind, {}).items():
+        for name, value in POWER_ON.get(self.sim_kind, {}).items():
             if self.has(name):
                 self.set(name, value)
         for key in [k for k in self.state if k.startswith("written_t:")] + ["last_write_t"]:
@@ -197,14 +218,14 @@ class SimulatedDevice:
 
     def set_words(self, name: str, words: list[int]) -> None:
         spec = self.profile.registers[name]
-        table = "i" if spec.function == 4 else "h"
+        table = TABLES[spec.function]
         for i, w in enumerate(words):
             self.words[(table, spec.address + i)] = w & 0xFFFF
 
     def get(self, name: str) -> float:
         """The engineering value of a register (NaN if not decodable)."""
         spec = self.profile.registers[name]
-        table = "i" if spec.function == 4 else "h"
+        table = TABLES[spec.function]
         words = [self.words[(table, spec.address + i)] for i in range(spec.words)]
         d = decode(self.profile, spec, words, self._sf(name) if spec.scale_register else None)
         return float(d.value) if not isinstance(d.value, str) else math.nan
@@ -258,34 +279,50 @@ class SimulatedDevice:
         fault = self._fault_reply()
         if isinstance(fault, ExcCodes):
             return fault
-        table = "i" if function == 4 else "h"
-        if any((table, a) not in self.words for a in range(address, address + count)):
+        table = TABLES[function]
+        undefined = [a for a in range(address, address + count) if (table, a) not in self.words]
+        if undefined and not (
+            self.fills_gaps
+            and (table, address) in self.words
+            and (table, address + count - 1) in self.words
+        ):
             return ExcCodes.ILLEGAL_ADDRESS
         if self._wrong_unit(table, address, count, unit):
             return ExcCodes.ILLEGAL_ADDRESS
         self._step()
-        regs = [self.words[(table, a)] for a in range(address, address + count)]
+        regs = [self.words.get((table, a), 0) for a in range(address, address + count)]
         if fault == "short":
             return regs[:-1]
         if fault == "garbage":
             return [0xFFFF] * count
         return regs
 
+    @property
+    def fills_gaps(self) -> bool:
+        """Reads over undefined addresses between defined ones answer 0 there."""
+        if self.refuse_gap_reads is not None:
+            return not self.refuse_gap_reads
+        return self.profile.gap_limit > 0 and not self.profile.sunspec
+
     def write(
         self, function: int, address: int, values: list[int], unit: int | None = None
     ) -> ExcCodes | None:
-        """Serve a write (function 6 or 16) on ``unit`` (None: any): only writable registers."""
+        """Serve a write (function 6/16: holding registers, 5/15: coils) on ``unit`` (None:
+        any): only writable registers and coils."""
         self.requests += 1
         self.request_times.append(self.clock())
         fault = self._fault_reply()
         if isinstance(fault, ExcCodes):
             return fault
-        if any(a not in self.writable for a in range(address, address + len(values))):
+        table = TABLES.get(function, "h")
+        allowed = self.writable_coils if table == "c" else self.writable
+        if any(a not in allowed for a in range(address, address + len(values))):
             return ExcCodes.ILLEGAL_ADDRESS
-        if self._wrong_unit("h", address, len(values), unit):
+        if self._wrong_unit(table, address, len(values), unit):
             return ExcCodes.ILLEGAL_ADDRESS
         self._step()
-        name = self.name_at.get(("h", address))
+        values = [int(v) for v in values]  # coils arrive as bools
+        name = self.name_at.get((table, address))
         spec = self.profile.registers[name] if name else None
         if spec is not None and spec.words == len(values) and spec.writable is not None:
             d = decode(
@@ -294,7 +331,7 @@ class SimulatedDevice:
             if d.quality != 0 or not (spec.writable.min <= float(d.value) <= spec.writable.max):
                 return ExcCodes.ILLEGAL_VALUE
         for i, w in enumerate(values):
-            self.words[("h", address + i)] = int(w) & 0xFFFF
+            self.words[(table, address + i)] = int(w) & 0xFFFF
         self.write_log.append(WriteRecord(self.clock(), address, list(values), name))
         self.state["last_write_t"] = self.clock()
         if name is not None:
@@ -316,6 +353,12 @@ def _pv_w(dev: SimulatedDevice, peak_w: float) -> float:
     return peak_w * max(0.0, math.sin(math.pi * (tod - 6 * 3600) / (12 * 3600)))
 
 
+def _current(dev: SimulatedDevice, name: str, amps: float) -> float:
+    """A meter with an unsigned current register reports the magnitude (ABB B23, Socomec)."""
+    spec = dev.profile.registers.get(name)
+    return abs(amps) if spec is not None and spec.type.startswith("uint") else amps
+
+
 def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
     """Net power at a connection = building load - PV (positive = import)."""
     st = dev.state
@@ -334,12 +377,12 @@ def _meter_model(dev: SimulatedDevice, dt: float, init: bool) -> None:
         v = 230 + dev.rng.gauss(0, 0.5)
         p = net_w / len(phases)
         dev.set(f"voltage_l{n}_v", v)
-        dev.set(f"current_l{n}_a", p / v)
+        dev.set(f"current_l{n}_a", _current(dev, f"current_l{n}_a", p / v))
         dev.set(f"power_l{n}_w", p)
     if dev.has("voltage_v"):
         v = 230 + dev.rng.gauss(0, 0.5)
         dev.set("voltage_v", v)
-        dev.set("current_a", net_w / v)
+        dev.set("current_a", _current(dev, "current_a", net_w / v))
     dev.set("total_power_w", net_w)
     dev.set("frequency_hz", 50 + dev.rng.gauss(0, 0.01))
     dev.set("import_energy_kwh", round(st["import_wh"] / 1000, 1))
@@ -566,6 +609,15 @@ TIMERS: dict[str, Callable[[SimulatedDevice, float], None]] = {
     "storage": _storage_timers,
     "inverter": _inverter_timers,
 }
+#: The registers each physical model reads (a profile without them gets the generic model).
+MODEL_NEEDS: dict[str, set[str]] = {
+    "battery": {"ess_mode", "ess_setpoint_l1_w", "grid_setpoint_w", "disable_charge",
+                "disable_feed_in"},
+    "charger": {"control_mode", "modbus_idle_timeout_s", "action", "power_setpoint_w"},
+    "storage": {"controller_heartbeat", "revert_timeout_s", "storage_control_mode",
+                "discharge_rate_pct", "max_charge_w"},
+    "inverter": {"limit_revert_timeout_s", "limit_enabled", "limit_pct", "max_power_w"},
+}  # fmt: skip
 #: Control registers after a power cycle (settings such as the ESS mode or the charger's
 #: idle timeout are kept).
 POWER_ON: dict[str, dict[str, float]] = {
@@ -598,8 +650,9 @@ class SimContext(ModbusServerContext):
     async def async_getValues(self, device_id, func_code, address, count=1):
         dev = self._device(device_id)
         try:
-            if func_code in (6, 16, 22, 23):  # the echo after a write: no new fault roll
-                return [dev.words.get(("h", a), 0) for a in range(address, address + count)]
+            if func_code in (5, 6, 16, 22, 23):  # the echo after a write: no new fault roll
+                table = TABLES.get(func_code, "h")
+                return [dev.words.get((table, a), 0) for a in range(address, address + count)]
             return dev.read(func_code, address, count, device_id)
         except Silence:
             raise NoSuchIdException("silence") from None
@@ -629,6 +682,7 @@ class SimServer:
         serial_port: str | None = None,
         baudrate: int = 9600,
         tick_s: float = 0.1,
+        framer: str = "socket",
     ):
         self.devices = dict(devices)
         for dev in devices.values():  # a device that serves registers on more unit ids
@@ -641,6 +695,8 @@ class SimServer:
         self.port = port
         self.serial_port = serial_port
         self.baudrate = baudrate
+        #: ``rtu`` on TCP: RTU frames over TCP (a serial-to-Ethernet converter's port).
+        self.framer = framer
         self.context = SimContext(devices)
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
         for dev in devices.values():
@@ -657,7 +713,10 @@ class SimServer:
             )
         else:
             self.server = ModbusTcpServer(
-                self.context, address=(self.host, self.port), ignore_missing_devices=True
+                self.context,
+                address=(self.host, self.port),
+                framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET,
+                ignore_missing_devices=True,
             )
         self.context.server = self.server
         try:
@@ -728,15 +787,15 @@ async def serve_config(
     """Start simulators for every device of a site: one TCP server per host:port, one RTU
     server per bus (several unit ids each). Returns the servers and the devices by name."""
     devices = {d.name: device_from_config(cfg, d.name, clock, time_of_day_s) for d in cfg.devices}
-    groups: dict[tuple[str, str | int], dict[int, SimulatedDevice]] = {}
+    groups: dict[tuple, dict[int, SimulatedDevice]] = {}
     for d in cfg.devices:
-        key: tuple[str, str | int]
+        key: tuple
         if d.transport == "rtu":
             key = ("rtu", str(d.bus))
         elif d.port == 0:  # a free port of its own
-            key = (d.host, f"0:{d.name}")
+            key = (d.host, f"0:{d.name}", d.framer)
         else:
-            key = (d.host, d.port)
+            key = (d.host, d.port, d.framer)
         unit = cfg.unit_id(d)
         group = groups.setdefault(key, {})
         for u in {unit} | devices[d.name].extra_units:
@@ -750,6 +809,6 @@ async def serve_config(
             srv = SimServer(devs, serial_port=bus.port, baudrate=bus.baudrate)
         else:
             port = key[1] if isinstance(key[1], int) else 0
-            srv = SimServer(devs, host=str(key[0]), port=port)
+            srv = SimServer(devs, host=str(key[0]), port=port, framer=key[2])
         servers.append(await srv.start())
     return servers, devices

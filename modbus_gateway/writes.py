@@ -38,7 +38,7 @@ from pathlib import Path
 
 from energy.errors import NoaberError
 from modbus_gateway.driver import ModbusError, WriteRefused, WriteVerifyError
-from modbus_gateway.poller import Clock, DeviceRuntime, Gateway
+from modbus_gateway.poller import Clock, DeviceRuntime, Gateway, wait_or_stop
 from modbus_gateway.profiles import ControlSpec, RegisterSpec
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class _Control:
     spec: ControlSpec
     enabled: bool = False
     power_w: float | None = None  # last setpoint written [W]
+    written_w: float | None = None  # what the device read back of it [W, register resolution]
     target_w: float | None = None  # where the ramp is going, within the limits [W]
     ramp_by: str = ""  # who asked for the target
     read_back: bool = False  # the last apply() wrote the setpoint and read it back
@@ -241,7 +242,11 @@ class SafeWriter:
         value: float,
         requested_by: str,
         requested_value: float | None = None,
-    ) -> None:
+    ) -> float:
+        """Write ``value`` to ``register`` within the limits and read it back.
+
+        Returns the value the device reports: ``value`` at the register's resolution.
+        """
         prof = dev.driver.profile
         spec = prof.registers.get(register)
         try:
@@ -276,6 +281,7 @@ class SafeWriter:
             self._record(dev, register, value, requested_by, f"{kind}: {exc}", requested_value)
             raise
         self._record(dev, register, value, requested_by, "ok", requested_value)
+        return float(back.value)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ setpoints
     def _ctl(self, asset_name: str) -> _Control:
@@ -402,14 +408,16 @@ class SafeWriter:
                 power_w,
             )
             ctl.read_back = False
-            return value
-        await self._write(
+            return ctl.written_w if ctl.written_w is not None else value
+        back = await self._write(
             ctl.dev, ctl.spec.setpoint, self._to_register(ctl, value), requested_by, power_w
         )
         ctl.power_w = value
         ctl.setpoint_t = now
         ctl.read_back = True
-        return value
+        # what the device reports: the setpoint at the register's resolution (2177.7 W → 2178)
+        ctl.written_w = self._from_register(ctl, back)
+        return ctl.written_w
 
     async def _ramp_on(self, ctl: _Control) -> None:
         """The next step of a ramp under way (the asset's lock held)."""
@@ -419,7 +427,7 @@ class SafeWriter:
         value = self._ramped(ctl, ctl.target_w, ramp, now, hi)
         if value == ctl.power_w:
             return
-        await self._write(
+        back = await self._write(
             ctl.dev,
             ctl.spec.setpoint,
             self._to_register(ctl, value),
@@ -427,6 +435,7 @@ class SafeWriter:
             ctl.target_w,
         )
         ctl.power_w = value
+        ctl.written_w = self._from_register(ctl, back)
         ctl.setpoint_t = now
 
     async def release(self, asset_name: str, requested_by: str) -> None:
@@ -440,7 +449,7 @@ class SafeWriter:
                 except (ModbusError, NoaberError) as exc:
                     errors.append(str(exc))  # keep going: the next step may still help
             ctl.enabled = False
-            ctl.power_w = ctl.target_w = None
+            ctl.power_w = ctl.target_w = ctl.written_w = None
             ctl.read_back = False
             ctl.setpoint_t = -math.inf
             if errors:
@@ -600,11 +609,8 @@ class SafeWriter:
     async def run(self, stop: asyncio.Event) -> None:
         """Keep watchdogs alive until ``stop`` is set, then restore every safe default."""
         tick = self._tick_s()
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), tick)
-            except TimeoutError:
-                await self.keepalive_once()
+        while not await wait_or_stop(self.clock, stop, tick):
+            await self.keepalive_once()
         await self.close()
 
     async def close(self) -> None:

@@ -11,7 +11,8 @@ Modules, in the order of the staged method (docs/SOURCES.md, Patterns: oemof-sol
 * :mod:`optimizer.baselines`, :mod:`optimizer.kpis`, :mod:`optimizer.report` - no control and
   self-consumption baselines, KPIs, the schedule per step and asset;
 * :mod:`optimizer.mpc` - model-predictive control with a setpoint sink and a visible fallback;
-* :mod:`optimizer.batch` - many sites in a process pool;
+* :mod:`optimizer.batch`, :mod:`optimizer.batch_preload` - many sites in a process pool, and
+  what its fork server preloads;
 * :mod:`optimizer.store`, :mod:`optimizer.page` - schedules in SQL and their pages;
 * :mod:`noaber.cli.optimize` - ``noaber optimize``; :mod:`noaber.services.demo.optimizer` - the demo step.
 """

@@ -8,17 +8,27 @@ What the pool costs, and how it is kept small (issue 18; ``bench/optimizer_bench
 prints each figure):
 
 * start-up: workers are forked from a fork server that imported the optimizer once
-  (``forkserver`` with this module preloaded), so no worker imports pandas, Pyomo and highspy
-  again (a spawned worker needs ~1-2 s for that). The fork server itself never runs HiGHS, so
-  no worker inherits HiGHS's threads (forking a process that has run HiGHS can hang);
-* per task: jobs go out in chunks (a few per worker, so the slowest chunk is short) and
-  come back as compact :class:`BatchItem` records (a summary dict, no schedule frame);
+  (``forkserver`` with this module, the program's main module and
+  :mod:`optimizer.batch_preload` preloaded), so no worker imports pandas, Pyomo and highspy
+  again (a spawned worker needs ~1-2 s for that). The preload ends with a collection and
+  :func:`gc.freeze`, so a worker's collector never walks (and copies on write) the imported
+  modules' objects. The fork server itself never runs HiGHS, so no worker inherits HiGHS's
+  threads (forking a process that has run HiGHS can hang);
+* per task: jobs go out in balanced chunks, the larger first and many per worker (one site
+  each up to ``32 x workers`` sites), so the last chunks are one site and no core waits long
+  for another at the end; results come back as they finish, as compact :class:`BatchItem`
+  records (a summary dict, no schedule frame);
+* the parent: it only waits while the workers plan (it does not plan itself, so it does not
+  compete with them for a core); ``on_done`` runs in it per site;
 * per site: HiGHS runs single-threaded; the cores are the pool's.
+
+The nightly run of the deployment does not go through this pool: the ``nightly`` job
+(:mod:`noaber.services.jobs.tasks`) fans out one ``replan`` job per site to the queue's
+workers. This pool is for scenario files (``noaber optimize batch``) and the benchmark.
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import multiprocessing.context
 import os
@@ -89,6 +99,18 @@ def ping(_: object = None) -> int:
     return os.getpid()
 
 
+def worker_imports(job: Job) -> tuple[int, list[str]]:
+    """Plan ``job`` in a worker, then name the modules it imported beyond the fork server's.
+
+    What a worker imports itself it imports again in every worker (the benchmark prints it;
+    empty when the preload covers solving). Only meaningful in a ``forkserver`` pool.
+    """
+    from optimizer import batch_preload
+
+    plan_one(job, None, SolveOptions(threads=1))
+    return os.getpid(), sorted(set(sys.modules) - batch_preload.PRELOADED)
+
+
 def pool_context(method: str = "forkserver") -> multiprocessing.context.BaseContext:
     """The multiprocessing context of the batch pool (see the module docstring).
 
@@ -117,13 +139,30 @@ def preload_modules() -> list[str]:
         modules.append(spec.name)
     elif spec is None and getattr(main, "__file__", None):
         modules.append("__main__")  # a script: the fork server imports it from its path
+    modules.append(PRELOAD_LAST)  # after every other import: it freezes what they made
     return modules
 
 
-def chunks_of(n_jobs: int, workers: int, per_worker: int = 4) -> list[range]:
-    """Positions of ``n_jobs`` cut into about ``per_worker`` chunks per worker, in order."""
-    size = max(1, math.ceil(n_jobs / (workers * per_worker)))
-    return [range(i, min(i + size, n_jobs)) for i in range(0, n_jobs, size)]
+#: Imported last by the fork server (see :mod:`optimizer.batch_preload`).
+PRELOAD_LAST = "optimizer.batch_preload"
+
+
+def chunks_of(n_jobs: int, workers: int, per_worker: int = 32) -> list[range]:
+    """Positions of ``n_jobs`` in at most ``per_worker`` chunks per worker, in order.
+
+    The chunks are balanced (their sizes differ by at most one) and the larger come first,
+    so the chunks handed out last are the smallest: the workers finish close together.
+    """
+    if n_jobs <= 0:
+        return []
+    n_chunks = min(n_jobs, max(1, workers * per_worker))
+    size, larger = divmod(n_jobs, n_chunks)
+    out, start = [], 0
+    for k in range(n_chunks):
+        stop = start + size + (1 if k < larger else 0)
+        out.append(range(start, stop))
+        start = stop
+    return out
 
 
 def run_batch(

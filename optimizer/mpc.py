@@ -17,7 +17,14 @@ Each step (15 minutes by default) :class:`MPCController`:
    EV session appears, leaves or changes;
 4. hands the first step's battery and charger setpoints [W] (positive = charging) to a
    :class:`SetpointSink` (the closed loop's sink over the gateway's devices) with
-   ``requested_by``.
+   ``requested_by``; where the plan curtails PV (an export limit, a negative export price),
+   a :class:`LimitingSink` gets each limitable PV asset's production limit
+   (:func:`curtailment_limits_w`; the inverter's active-power limit), and the step's
+   setpoints list it as ``-max_production_w`` (production is negative at a meter), so the
+   loop keeps that limit and drops it in the first step without curtailment.
+
+A fallback warning (no SoC measured) is logged once per run at WARNING (repeats at DEBUG);
+:attr:`MPCStatus.warnings` lists every step's warnings, so nothing is lost for the user.
 
 If planning fails (an infeasible scenario, a solver error, a missing measurement), every
 controlled asset falls back to its safe default: when the sink is a :class:`ReleasableSink`
@@ -69,14 +76,48 @@ class ReleasableSink(SetpointSink, Protocol):
         ...
 
 
+@runtime_checkable
+class LimitingSink(SetpointSink, Protocol):
+    """A sink that can also cap a PV asset's production (the inverter's active-power limit)."""
+
+    async def limit(self, asset_name: str, max_production_w: float, requested_by: str) -> Any:
+        """Cap the production of PV asset ``asset_name`` at ``max_production_w`` [W, >= 0]."""
+        ...
+
+
+#: Curtailment below this is not sent as a limit [kW] (solver noise, rounding).
+CURTAIL_EPS_KW = 1e-3
+
+
+def curtailment_limits_w(sc: Scenario, row: pd.Series) -> dict[str, float]:
+    """The production limits [W] that carry out one step's planned curtailment.
+
+    The plan curtails ``curtailed_kw`` of the site's PV (``pv_kw`` used of
+    ``pv_available_kw``). Each PV asset of ``sc.pv_assets`` ({name: peak share}) gets its share
+    of the PV used as its production limit; a step without curtailment gives no limits (the
+    inverters run free). Empty without PV assets in the scenario.
+    """
+    shares = sc.pv_assets
+    if not shares or float(row["curtailed_kw"]) <= CURTAIL_EPS_KW:
+        return {}
+    used_kw = max(0.0, float(row["pv_kw"]))
+    total = sum(shares.values())
+    return {name: 1000.0 * used_kw * share / total for name, share in shares.items()}
+
+
 class RecordingSink:
     """A sink that records every setpoint (for dry runs and tests); no ``release``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, str]] = []
+        #: Production limits asked for: (PV asset, max production [W], requested_by).
+        self.limits: list[tuple[str, float, str]] = []
 
     async def apply(self, asset_name: str, power_w: float, requested_by: str) -> None:
         self.calls.append((asset_name, power_w, requested_by))
+
+    async def limit(self, asset_name: str, max_production_w: float, requested_by: str) -> None:
+        self.limits.append((asset_name, max_production_w, requested_by))
 
 
 class LoggingSink(RecordingSink):
@@ -85,6 +126,12 @@ class LoggingSink(RecordingSink):
     async def apply(self, asset_name: str, power_w: float, requested_by: str) -> None:
         await super().apply(asset_name, power_w, requested_by)
         log.info("dry run: %s -> %.0f W (%s)", asset_name, power_w, requested_by)
+
+    async def limit(self, asset_name: str, max_production_w: float, requested_by: str) -> None:
+        await super().limit(asset_name, max_production_w, requested_by)
+        log.info(
+            "dry run: %s production <= %.0f W (%s)", asset_name, max_production_w, requested_by
+        )
 
 
 @dataclass
@@ -165,7 +212,7 @@ def apply_measurements(
         if battery.name in m.soc_pct:
             raw = m.soc_pct[battery.name]
             value = min(max(raw, battery.soc_min_pct), battery.soc_max_pct)
-            if value != raw:
+            if abs(value - raw) > 1e-6:  # not the rounding of a value at its limit
                 warnings.append(
                     f"battery {battery.name}: measured SoC {raw:g} % lies outside its limits "
                     f"{battery.soc_min_pct:g}-{battery.soc_max_pct:g} %, planning from {value:g} %"
@@ -252,6 +299,9 @@ class MPCController:
         self.last_plan: Plan | None = None
         self.last_scenario: Scenario | None = None
         self._assets: list[str] = []
+        #: Fallback warnings already logged at WARNING in this run (each is logged once;
+        #: a repeat goes to DEBUG and stays in :attr:`MPCStatus.warnings` of its step).
+        self._warned: set[str] = set()
 
     def _defaults(self, sc: Scenario | None) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -295,7 +345,11 @@ class MPCController:
             soc = await self.measure()
             sc, st.warnings = apply_measurements(sc, soc, now)
             for w in st.warnings:
-                log.warning("%s", w)
+                if w in self._warned:
+                    log.debug("%s (again)", w)
+                else:
+                    self._warned.add(w)
+                    log.warning("%s (said once per run; every step's status lists it)", w)
             result, k = self._plan(sc, now)
             row = result.flows.iloc[k]
             setpoints: dict[str, float] = {}
@@ -310,6 +364,16 @@ class MPCController:
                     )
             for name, power_w in setpoints.items():
                 await self.sink.apply(name, round(power_w, 1), self.requested_by)
+            curtail = curtailment_limits_w(sc, row)
+            if curtail and isinstance(self.sink, LimitingSink):
+                for name, max_w in curtail.items():
+                    await self.sink.limit(name, round(max_w, 1), self.requested_by)
+                    setpoints[name] = -round(max_w, 1)
+            elif curtail:
+                log.warning(
+                    "the plan curtails PV (%s) but the sink cannot limit production",
+                    ", ".join(f"{n} <= {w:.0f} W" for n, w in curtail.items()),
+                )
         except Exception as exc:  # any failure: safe defaults, visibly
             st.failures += 1
             st.consecutive_failures += 1

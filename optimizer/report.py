@@ -120,5 +120,6 @@ def compare(scenario: Scenario, result: Plan, values: bool = True) -> dict[str, 
         },
         "asset_values": lines,
         "price_fallback": list(scenario.meta.get("price_fallback", [])),
+        "price_horizon": list(scenario.meta.get("price_horizon", [])),
         "writer_limits": list(scenario.meta.get("writer_limits", [])),
     }

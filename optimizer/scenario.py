@@ -153,6 +153,9 @@ class Scenario:
     time_limit_s: float = 60.0
     source: str = "<scenario>"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The site's PV assets whose production the loop can limit: name -> peak [kW]. The plan's
+    #: curtailment of ``pv_kw`` is shared over them by peak (:func:`optimizer.mpc.curtailment_limits_w`).
+    pv_assets: dict[str, float] = field(default_factory=dict)
 
     @property
     def index(self) -> pd.DatetimeIndex:

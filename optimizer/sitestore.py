@@ -1,6 +1,9 @@
 """Scenarios assembled from the store for a site (``noaber optimize run --site S``).
 
-* the site: grid limits, location and time zone from ``sites``;
+* the site: grid limits, location and time zone from ``sites``; its capacity tariff (kW-max
+  price, contracted kW) from ``site_tariffs`` (:mod:`energy.tariffs`), with this month's peak
+  import so far from the grid meter's readings as the sunk floor
+  (:func:`optimizer.tariff.month_peak_so_far_kw`);
 * PV: the ``pv`` assets' ``params`` (``peak_kw``, ``tilt_deg``, ``azimuth_deg``) through the
   clear-sky forecast times a cloud factor (:func:`optimizer.forecast.pv_clear_sky_kw`);
 * load: the time-of-week profile (:func:`optimizer.forecast.time_of_week_profile`) of the
@@ -32,10 +35,12 @@ from sqlalchemy.orm import Session
 from energy.errors import NotFoundError, ValidationError
 from energy.models import Asset, AssetKind, Channel, DerivedGap, IntervalReading, Quantity, Site
 from energy.readings import read_readings
+from energy.tariffs import site_tariff
 from energy.yamlio import load_yaml_file
 from optimizer.forecast import pv_clear_sky_kw, read_columns_csv, time_of_week_profile
 from optimizer.mpc import Measured
 from optimizer.scenario import Scenario, SiteSpec, _battery, _Doc, _ev
+from optimizer.tariff import month_peak_so_far_kw
 
 BATTERY_FIELDS = (
     "capacity_kwh",
@@ -200,20 +205,24 @@ def _prices_from_store(
     """Import and export prices per step from two stored series (a step's price is the price
     of the ISP it starts in); steps past the stored prices (tomorrow's day-ahead prices before
     their publication) take the last known week's shape (:func:`energy.prices.fill_unknown_prices`),
-    said in ``attrs["price_fallback"]``."""
+    said in ``attrs["price_fallback"]``; ``attrs["price_horizon"]`` counts per series the steps
+    with a known (imported or fetched) price and those on the fallback."""
     from energy.prices import read_horizon_prices
 
     out = {}
     notes = []
+    horizon = []
     for column, name in zip(
         ("import_price_eur_per_kwh", "export_price_eur_per_kwh"), price_series, strict=True
     ):
         got = read_horizon_prices(session, name, index, tz)
         out[column] = got.values
+        horizon.append(got.as_meta(name))
         if got.fallback:
             notes.append(got.fallback)
     frame = pd.DataFrame(out, index=index)
     frame.attrs["price_fallback"] = notes
+    frame.attrs["price_horizon"] = horizon
     return frame
 
 
@@ -243,12 +252,14 @@ def scenario_from_store(
     index = pd.date_range(start_ts, periods=n, freq=f"{step_minutes}min").as_unit("ns")
     source = f"store:{site_name}"
     pv = np.zeros(n)
+    pv_assets: dict[str, float] = {}
     battery = None
     evs = []
     for asset in site.assets:
         doc = _Doc(dict(asset.params or {}), source, f"assets[{asset.name}].params")
         if asset.kind == AssetKind.PV:
             pv += _pv_kw(asset, doc, site, index, cloud_factor, step_minutes)
+            pv_assets[asset.name] = float(doc.data["peak_kw"])
         elif asset.kind == AssetKind.BATTERY:
             battery = _battery(_fields(doc, BATTERY_FIELDS, name=asset.name))
         elif asset.kind == AssetKind.EV:
@@ -272,14 +283,19 @@ def scenario_from_store(
         },
         index=index,
     )
+    tariff = site_tariff(session, site)
     spec = SiteSpec(
         name=site.name,
         timezone=site.timezone,
         grid_import_limit_kw=site.grid_import_limit_kw,
         grid_export_limit_kw=site.grid_export_limit_kw,
+        capacity_tariff_eur_per_kw=0.0 if tariff is None else tariff.capacity_eur_per_kw_month,
+        contracted_kw=0.0 if tariff is None else tariff.contracted_kw,
         latitude=site.latitude,
         longitude=site.longitude,
     )
+    # the month's peak so far is sunk: only raising it costs (optimizer.tariff)
+    peak_so_far = 0.0 if tariff is None else month_peak_so_far_kw(session, site, start_ts)
     return Scenario(
         site=spec,
         series=series,
@@ -287,7 +303,12 @@ def scenario_from_store(
         battery=battery,
         evs=tuple(evs),
         source=source,
-        meta={"price_fallback": list(prices.attrs.get("price_fallback", []))},
+        meta={
+            "price_fallback": list(prices.attrs.get("price_fallback", [])),
+            "price_horizon": list(prices.attrs.get("price_horizon", [])),
+        },
+        pv_assets=pv_assets,
+        peak_so_far_kw=peak_so_far,
     )
 
 

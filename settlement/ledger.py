@@ -147,7 +147,8 @@ def _line(r: dict[str, Any]) -> str:
 
 _N_TABS = len(HASHED_FIELDS) - 1
 _N_FIELDS = len(HASHED_FIELDS)
-_BAD_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+"""A control character other than tab and newline (those are counted instead)."""
 
 
 def lock_chain(session: Session) -> ChainHead:
@@ -184,56 +185,69 @@ def append(
         An amount <= 0, or a text field with a control character (which the canonical
         serialisation cannot hold); nothing is written.
     """
-    seq, prev = int(head.last_seq), str(head.last_hash)
-    out = []
-    lines = []
-    leaves = session.info.setdefault(APPENDED_LEAVES, [])
-    sha = hashlib.sha256
+    seq0, prev = int(head.last_seq), str(head.last_hash)
     for row in rows:
         if int(row["amount"]) <= 0:
             raise ValueError(f"transfer {row['idempotency_id']}: amount must be > 0")
+    lines, leaves = _chain(rows, seq0, prev)
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        _copy_in(conn, lines, on_chunk)
+    else:
+        _insert_many(conn, rows, on_chunk)
+    session.info.setdefault(APPENDED_LEAVES, []).extend(leaves)
+    if rows:
+        head.last_seq = seq0 + len(rows)
+        head.last_hash = rows[-1]["hash"]
+    session.flush()
+    return list(range(seq0 + 1, seq0 + len(rows) + 1))
+
+
+def _chain(
+    rows: list[dict[str, Any]], seq: int, prev: str
+) -> tuple[list[str], list[tuple[int, str, str, bytes]]]:
+    """Number and hash-chain ``rows`` after transfer ``seq`` (hash ``prev``): sets ``seq``,
+    ``prev_hash`` and ``hash`` of each; returns each row's ``COPY`` line (its canonical line,
+    a tab, its hash) and its Merkle leaf ``(seq, community, period, leaf hash)``.
+
+    The hot path of posting: per row one f-string (:func:`_line`), two ``sha256`` and a list
+    append; what :func:`canonical` refuses (a tab, newline or other control character in a
+    text) is checked once over all the lines together, then row by row to name the first.
+    """
+    lines: list[str] = []
+    leaves: list[tuple[int, str, str, bytes]] = []
+    sha = hashlib.sha256
+    add_line, add_leaf, line_of = lines.append, leaves.append, _line
+    for row in rows:
         seq += 1
         row["seq"] = seq
         row["prev_hash"] = prev
-        text = _line(row)
-        if text.count("\t") != _N_TABS or _BAD_TEXT.search(text):
-            raise ValueError(
-                f"transfer {row['idempotency_id']!r}: a text field holds a control character"
-            )
+        text = line_of(row)
         data = text.encode()
         row["hash"] = prev = sha(data).hexdigest()
-        leaves.append((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
-        lines.append(text)
-        out.append(seq)
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        _copy_in(conn, rows, lines, on_chunk)
-    else:
-        _insert_many(conn, rows, on_chunk)
-    head.last_seq = seq
-    head.last_hash = prev
-    session.flush()
-    return out
+        add_leaf((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
+        add_line(f"{text}\t{prev}\n")
+    block = "".join(lines)
+    n = len(rows)
+    if block.count("\t") != (_N_TABS + 1) * n or block.count("\n") != n or _BAD_TEXT.search(block):
+        for row, line in zip(rows, lines):
+            body = line[:-1]
+            if body.count("\t") != _N_TABS + 1 or "\n" in body or _BAD_TEXT.search(body):
+                raise ValueError(
+                    f"transfer {row['idempotency_id']!r}: a text field holds a control character"
+                )
+    return lines, leaves
 
 
-def _copy_in(
-    conn: Any,
-    rows: list[dict[str, Any]],
-    lines: list[str],
-    on_chunk: Callable[[int, int], None] | None,
-) -> None:
+def _copy_in(conn: Any, lines: list[str], on_chunk: Callable[[int, int], None] | None) -> None:
     """``COPY settlement_transfers FROM STDIN``: each canonical line plus its hash."""
     cols = ", ".join((*HASHED_FIELDS, "hash"))
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"COPY {TRANSFERS.name} ({cols}) FROM STDIN") as copy:
-        for i in range(0, len(rows), CHUNK):
-            block = "".join(
-                f"{line}\t{row['hash']}\n"
-                for line, row in zip(lines[i : i + CHUNK], rows[i : i + CHUNK])
-            )
-            copy.write(block.encode())
+        for i in range(0, len(lines), CHUNK):
+            copy.write("".join(lines[i : i + CHUNK]).encode())
             if on_chunk is not None:
-                on_chunk(min(i + CHUNK, len(rows)), len(rows))
+                on_chunk(min(i + CHUNK, len(lines)), len(lines))
 
 
 def _insert_many(
@@ -496,39 +510,36 @@ def verify(
     """
     report = VerifyReport()
     prev_hash = GENESIS_HASH.encode()
-    expected_seq = 1
-    raw_leaves: dict[tuple[bytes, bytes], list[bytes]] = {}
-    raw_seqs: dict[tuple[bytes, bytes], list[int]] = {}
+    seq = 0
+    raw_leaves: dict[tuple[bytes, bytes], tuple[list[bytes], list[int]]] = {}
     sha = hashlib.sha256
-    ledgers = (b"wh", b"cents")
-    last_key: tuple[bytes, bytes] | None = None
+    ledgers = frozenset((b"wh", b"cents"))
+    not_positive = frozenset(b"-0")  # how COPY prints an integer <= 0 starts
+    last_c = last_p = None
     leaves: list[bytes] = []
     seqs: list[int] = []
     for line in stream_lines(session):
-        body, _, stored = line.rpartition(b"\t")
-        f = body.split(b"\t")
-        if len(f) != _N_FIELDS:  # a tab or newline in a text: no transfer appended that
+        f = line.split(b"\t")
+        if len(f) != _N_FIELDS + 1:  # a tab or newline in a text: no transfer appended that
             return report.broken(
-                f"transfer {expected_seq}",
-                "a text field holds a tab or newline (changed row)",
-                expected_seq,
+                f"transfer {seq + 1}", "a text field holds a tab or newline (changed row)", seq + 1
             )
-        seq = int(f[0])
-        if seq != expected_seq:
+        seq += 1
+        if int(f[0]) != seq:
             return report.broken(
-                f"transfer {expected_seq}",
-                f"sequence gap: expected transfer {expected_seq}, found {seq}",
-                expected_seq,
+                f"transfer {seq}", f"sequence gap: expected transfer {seq}, found {int(f[0])}", seq
             )
         if f[15] != prev_hash:
             return report.broken(
                 f"transfer {seq}", "prev_hash does not match the previous transfer's hash", seq
             )
+        stored = f[16]
+        body = line[: -1 - len(stored)]
         if sha(body).hexdigest().encode() != stored:
             return report.broken(
                 f"transfer {seq}", "hash does not match the transfer's contents (changed row)", seq
             )
-        if int(f[4]) <= 0 or f[1] not in ledgers or f[2] == f[3]:
+        if not f[4] or f[4][0] in not_positive or f[1] not in ledgers or f[2] == f[3]:
             return report.broken(f"transfer {seq}", "invalid amount, ledger or accounts", seq)
         if expected is not None:
             signed = expected(seq)
@@ -539,20 +550,18 @@ def verify(
                     "from here on)",
                     seq,
                 )
-        key = (f[9], f[10])  # decoded once per period at the end
-        if key != last_key:  # runs of one period follow each other: look up on a change
-            if key not in raw_leaves:
-                raw_leaves[key], raw_seqs[key] = [], []
-            leaves, seqs, last_key = raw_leaves[key], raw_seqs[key], key
-        leaves.append(sha(b"\x00" + body).digest())
+        if f[9] != last_c or f[10] != last_p:  # runs of one period follow each other
+            last_c, last_p = f[9], f[10]
+            leaves, seqs = raw_leaves.setdefault((last_c, last_p), ([], []))
+        leaves.append(sha(b"\x00" + body).digest())  # decoded once per period at the end
         seqs.append(seq)
         prev_hash = stored
-        expected_seq += 1
         if on_progress is not None and seq % VERIFY_BLOCK == 0:
             on_progress(seq)
-    report.checked = expected_seq - 1
-    report.leaves = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_leaves.items()}
-    report.leaf_seqs = {(_unescape(c), _unescape(p)): v for (c, p), v in raw_seqs.items()}
+    report.checked = seq
+    expected_seq = seq + 1
+    report.leaves = {(_unescape(c), _unescape(p)): v[0] for (c, p), v in raw_leaves.items()}
+    report.leaf_seqs = {(_unescape(c), _unescape(p)): v[1] for (c, p), v in raw_leaves.items()}
     if (bad := _bad_links(session)) is not None:
         return report.broken(f"transfer {bad[0]}", bad[1], bad[0])
     head = session.get(ChainHead, 1)
@@ -563,8 +572,7 @@ def verify(
             expected_seq,
         )
     _member_day_invariants(session, report)
-    for ledger_name in ("wh", "cents"):
-        bal = balances(session, ledger_name)
+    for ledger_name, bal in _all_balances(session).items():
         if sum(bal.values()) != 0:
             report.problems.append(f"ledger {ledger_name}: debits and credits differ")
         for account, value in sorted(bal.items()):
@@ -573,6 +581,27 @@ def verify(
                     f"ledger {ledger_name}: pool account {account} is off by {value}"
                 )
     return report
+
+
+def _all_balances(session: Session) -> dict[str, dict[str, int]]:
+    """Balance of every account per ledger over counting transfers (as :func:`balances`
+    gives them): both ledgers in one query of two aggregates (credits and debits per ledger
+    and account) instead of two queries per ledger."""
+    counting = Transfer.flags.in_(COUNTING_FLAGS)
+    credit = (
+        select(Transfer.ledger, Transfer.credit_account, func.sum(Transfer.amount))
+        .where(counting)
+        .group_by(Transfer.ledger, Transfer.credit_account)
+    )
+    debit = (
+        select(Transfer.ledger, Transfer.debit_account, -func.sum(Transfer.amount))
+        .where(counting)
+        .group_by(Transfer.ledger, Transfer.debit_account)
+    )
+    out: dict[str, dict[str, int]] = {"wh": defaultdict(int), "cents": defaultdict(int)}
+    for led, account, value in session.execute(credit.union_all(debit)):
+        out.setdefault(led, defaultdict(int))[account] += int(value)
+    return {led: dict(bal) for led, bal in out.items()}
 
 
 def _unescape(raw: bytes) -> str:

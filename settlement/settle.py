@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, literal_column, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.clock import utc_now
@@ -1000,7 +1000,8 @@ def _resolve_pending(factory: sessionmaker[Session], run_id: int, action: str) -
         pend = list(
             session.scalars(
                 select(Transfer)
-                .where(Transfer.run_id == run_id, Transfer.flags == "pending")
+                # the flag as a literal, so that SQLite uses the partial index on it
+                .where(Transfer.run_id == run_id, Transfer.flags == literal_column("'pending'"))
                 .order_by(Transfer.seq)
             )
         )

@@ -145,8 +145,12 @@ def _flush(out: Outputs, fb: int, carry_b: int, acc: tuple[Any, ...], last: floa
     return False
 
 
-BLOCK = 512
-"""Samples per vectorised block of the fast path."""
+BLOCK = 1024
+"""Most samples per block of the fast path: one 15-min bucket of 1 Hz samples is one block."""
+BLOCK_MIN = 16
+"""Fewest samples the fast path takes as a block."""
+BLOCK_RETRY = 64
+"""Smallest block tried after one that was not clean (NaN, flag, duplicate, gap)."""
 
 _FAST = {"nnan", "ninf", "nsz", "reassoc", "arcp", "contract"}
 
@@ -183,6 +187,31 @@ _KEY_LOWEST = -0x7FEFFFFFFFFFFFFF - 1
 """Order key of the most negative finite float64."""
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _min_total(a: float, b: float) -> float:
+    """The smaller of two non-NaN floats, -0.0 below +0.0 (the order of :func:`_order_key`),
+    so a bucket's min does not depend on which path or block saw its zeros."""
+    if b < a or (b == a and np.signbit(b)):
+        return b
+    return a
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _max_total(a: float, b: float) -> float:
+    """The larger of two non-NaN floats, +0.0 above -0.0 (see :func:`_min_total`)."""
+    if b > a or (b == a and not np.signbit(b)):
+        return b
+    return a
+
+
+_TWO52_BITS = 0x4330000000000000
+"""Bits of 2**52: ``f64(d | these bits) - 2**52`` is ``float(d)`` for ``0 <= d < 2**52``,
+exact, in two vector instructions (AVX2 has no int64 to float64 conversion)."""
+_TWO52 = 4503599627370496.0
+FAST_STEP_MAX = (1 << 52) - 1
+"""Longest time step the fast path converts [ns] (52 days); longer ones go the scalar way."""
+
+
 @nb.njit(cache=True, nogil=True, fastmath=_FAST)
 def _block(
     ts: np.ndarray,
@@ -194,47 +223,86 @@ def _block(
     k: int,
     tp: int,
     pp: float,
-) -> tuple[float, np.uint64, float, float, float, int]:
-    """Fast path over samples ``[i, i+k)`` that follow the valid sample ``(tp, pp)``.
+) -> tuple[float, int, int, float, float, float, bool]:
+    """Fast path over samples ``[i, i+k)`` (``k >= 2``) that follow the valid sample ``(tp,
+    pp)``: ONE pass over timestamps, values and quality flags, every reduction in registers.
 
-    Vectorised (fast-math reductions). Time steps are checked with one unsigned reduction:
-    ``max(uint64(dt - 1)) < max_gap_ns`` holds exactly when every step is in ``[1,
-    max_gap_ns]`` (a zero or negative step wraps to a huge value). Min and max run on order
-    keys (:func:`_order_key`) in a second pass from L1 cache: integer min/max reductions
-    vectorise where float ones do not, and NaN/inf show in them, bit patterns that fast-math
-    cannot optimise away. When ``bad`` is non-zero the float results are meaningless and the
-    caller takes the exact scalar path instead. Returns ``(2*energy [W*ns], max(uint64(dt -
-    1)), p_min, p_max, p_sum, bad)``.
+    Vectorised (fast-math reductions; only float sums, whose order it may change). The pass
+    checks that the time steps inside the block all equal the first one, ``D`` (an integer
+    OR of ``step ^ D``), and sums the values, so for regular sampling the trapezoid energy
+    is ``(pp + p_0) * d_0 + D * (2 * sum - p_0 - p_last)`` without converting a time step per
+    sample. Only irregular blocks take a second loop over the block (from L1 cache) for
+    ``sum (p_j + p_j+1) * d_j``, each step converted to float exactly with the 2**52 trick
+    (:data:`_TWO52_BITS`), and the signed min and max of the steps. The caller requires ``1
+    <= min step`` and ``max step <= min(max_gap_ns, FAST_STEP_MAX)``; a zero, negative or
+    too long step sends the block the exact scalar way. Min and max run on order keys
+    (:func:`_order_key`) of the loaded values: integer min/max reductions vectorise where
+    float ones do not, and NaN/inf show in them, bit patterns that fast-math cannot optimise
+    away. When ``bad`` is set the float results are meaningless and the caller takes the
+    exact scalar path instead. Returns ``(2*energy [W*ns], min step, max step, p_min, p_max,
+    p_sum, bad)``.
     """
     a = ts[i : i + k]
     b = p[i : i + k]
-    d0 = a[0] - tp
-    e = (pp + b[0]) * d0
-    step = np.uint64(d0 - 1)
-    sm = b[0]
-    for j in range(k - 1):
-        d = a[j + 1] - a[j]
-        e += (b[j] + b[j + 1]) * d
-        step = max(step, np.uint64(d - 1))
-        sm += b[j + 1]
-    # A second pass from L1 cache, on order keys: integer min/max vectorise, float ones do not.
     bits = pbits[i : i + k]
+    d0 = a[0] - tp
+    step = a[1] - a[0]
+    irregular = 0
+    sm = b[0]
     kmin = _order_key(bits[0])
     kmax = kmin
-    for j in range(1, k):
-        kj = _order_key(bits[j])
-        kmin = min(kmin, kj)
-        kmax = max(kmax, kj)
-    bad = (kmin < _KEY_LOWEST) | (kmax > _KEY_HIGHEST)
+    qb = 0
     if has_q:
         qq = q[i : i + k]
-        qb = 0
-        for j in range(k):
-            qb |= qq[j]
-        bad |= qb != 0
+        qb = qq[0]
+        for j in range(k - 1):
+            irregular |= (a[j + 1] - a[j]) ^ step
+            sm += b[j + 1]
+            kj = _order_key(bits[j + 1])
+            kmin = min(kmin, kj)
+            kmax = max(kmax, kj)
+            qb |= qq[j + 1]
+    else:
+        for j in range(k - 1):
+            irregular |= (a[j + 1] - a[j]) ^ step
+            sm += b[j + 1]
+            kj = _order_key(bits[j + 1])
+            kmin = min(kmin, kj)
+            kmax = max(kmax, kj)
+    bad = (kmin < _KEY_LOWEST) | (kmax > _KEY_HIGHEST) | (qb != 0)
     mn = _f64(_order_key(kmin))
     mx = _f64(_order_key(kmax))
-    return e, step, mn, mx, sm, bad
+    e = (pp + b[0]) * d0
+    if irregular == 0:
+        e += (2.0 * sm - b[0] - b[k - 1]) * step
+        return e, min(d0, step), max(d0, step), mn, mx, sm, bad
+    dmin = d0
+    dmax = d0
+    if not bad:
+        for j in range(k - 1):
+            d = a[j + 1] - a[j]
+            e += (b[j] + b[j + 1]) * (_f64(d | _TWO52_BITS) - _TWO52)
+            dmin = min(dmin, d)
+            dmax = max(dmax, d)
+    return e, dmin, dmax, mn, mx, sm, bad
+
+
+@nb.njit(cache=True, nogil=True)
+def _run_end(ts: np.ndarray, i: int, lim: int, fend: int, step: int) -> int:
+    """The first index in ``(i, lim]`` whose timestamp is not below ``fend`` (``lim`` when
+    none), given ``ts[i] < fend``; sorted ``ts[i:lim]`` assumed (the block checks it).
+
+    Regular sampling fast path: with the previous ``step`` the end is computed, then checked
+    with the two timestamps around it; a binary search only when that guess is wrong.
+    """
+    if step > 0:
+        j = i + (fend - 1 - ts[i]) // step + 1
+        if j >= lim:
+            if ts[lim - 1] < fend:
+                return lim
+        elif ts[j - 1] < fend <= ts[j]:
+            return j
+    return i + int(np.searchsorted(ts[i:lim], fend, side="left"))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -270,37 +338,47 @@ def _power_kernel(
     fend = edges[fb + 1] if have_prev else 0
     e_acc, cov_acc, cnt, mn, mx, s_acc, first = _NO_ACC
     pbits = p.view(np.int64)
-    gap_u = np.uint64(max_gap_ns)
+    step_max = min(max_gap_ns, FAST_STEP_MAX)
     last_ok = lo - 1 if (have_prev and lo > 0 and ts[lo - 1] == tp) else -2
     scalar_until = lo
+    blim = BLOCK
+    blim_b = -3
     i = lo - 1
     while True:
         i += 1
         if i >= hi:
             break
         if have_prev and last_ok == i - 1 and i >= scalar_until and ts[i] < fend:
-            # Fast path: a block of clean samples inside the frontier bucket.
-            k = min(BLOCK, hi - i)
-            if ts[i + k - 1] >= fend:
-                k = int(np.searchsorted(ts[i : i + k], fend, side="left"))
-            scalar_until = i + k
-            if k >= 16 and not (i + k < n and ts[i + k] == ts[i + k - 1]):
-                be, step, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
-                if bad == 0 and step < gap_u:
+            # Fast path: a block of clean samples inside the frontier bucket. The block size
+            # adapts within a bucket (a quarter after a block that was not clean, doubled
+            # after a clean one) and starts at BLOCK in every bucket, so the blocks of a
+            # bucket do not depend on where a chunk starts.
+            if blim_b != fb:
+                blim_b = fb
+                blim = BLOCK
+            k = _run_end(ts, i, min(blim + i, hi), fend, ts[i] - tp) - i
+            if k >= BLOCK_MIN and not (i + k < n and ts[i + k] == ts[i + k - 1]):
+                be, dmin, dmax, bmn, bmx, bs, bad = _block(ts, p, pbits, q, has_q, i, k, tp, pp)
+                if not bad and dmin >= 1 and dmax <= step_max:
                     e_acc += be
                     cov_acc += ts[i + k - 1] - tp
                     if cnt == 0:
                         first = p[i]
                     cnt += k
                     s_acc += bs
-                    mn = min(mn, bmn)
-                    mx = max(mx, bmx)
+                    mn = _min_total(mn, bmn)
+                    mx = _max_total(mx, bmx)
                     i += k - 1
                     tp = ts[i]
                     pp = p[i]
                     tlast = tp
                     last_ok = i
+                    blim = min(2 * blim, BLOCK)
                     continue
+                # Not clean: these samples go the exact scalar way, and the next block of the
+                # bucket is a quarter of this one (so that dirty data pays less for trying).
+                blim = max(k // 4, BLOCK_RETRY)
+            scalar_until = i + k
         t = ts[i]
         if t < tlast:
             return _ERR_UNSORTED, n_gaps, n_dup, carry_e, carry_cov, i
@@ -365,9 +443,10 @@ def _power_kernel(
             first = v
         cnt += 1
         s_acc += v
-        if v < mn:
+        # -0.0 below +0.0, as in _min_total/_max_total (ties are rare: predicted branches).
+        if v < mn or (v == mn and pbits[i] < 0):
             mn = v
-        if v > mx:
+        if v > mx or (v == mx and pbits[i] >= 0):
             mx = v
         tp = t
         pp = v

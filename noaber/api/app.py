@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from noaber.api.routers import alarms
 
     app.include_router(alarms.router)
+    from noaber.api.routers import gateways
+
+    app.include_router(gateways.router)
     from noaber.api.routers import jobs, ops
 
     app.include_router(jobs.router)

@@ -93,7 +93,7 @@ def _t(locale: str, message: str) -> str:
 ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
     Role.MEMBER: (
         ("/", "Start"),
-        ("/my/car", "My car"),
+        ("/#month", "My car"),
         ("/my/session", "My next session"),
         ("/my/statements", "My statements"),
     ),
@@ -102,7 +102,7 @@ ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
     Role.OPERATOR: (
         ("/", "Start"),
         ("/operator/province", "Province overview"),
-        ("/audit/page", "Audit log"),
+        ("/#audit", "Audit log"),
         ("/campaigns/dashboard", "Campaigns"),
     ),
 }

@@ -37,6 +37,13 @@ def control_run(
     ] = 1.0,
     store: Annotated[bool, typer.Option(help="Store every plan in the database")] = True,
     spool: Annotated[Path | None, typer.Option(help="Gateway spool file (SQLite)")] = None,
+    forecast: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV timestamp,load_kw,pv_kw covering every horizon, instead of the store's "
+            "load profile and clear-sky PV (an external forecast)"
+        ),
+    ] = None,
 ) -> None:
     """Poll SITE's devices and re-plan every step; battery and charger setpoints go through
     the gateway's safe writes. A failed plan hands the devices back to their safe default;
@@ -58,6 +65,7 @@ def control_run(
         store,
         spool,
         price_series=parse_price_series(price_series),
+        forecast_csv=forecast,
     )
     _audit_setpoints(site_file, run.setpoints)
     console.print(summary_line(run))

@@ -197,7 +197,7 @@ def run(
         from modbus_gateway.mqtt import MqttSampleSink
 
         settings = load_settings()
-        broker = _broker(mqtt, settings.mqtt_url, "--mqtt-from-env")
+        broker = _broker(mqtt, settings.mqtt_url, "--mqtt-from-env", settings)
         name = _gateway_name(site, gateway_name)
         sink, data_dir = MqttSampleSink.from_url(broker, name), settings.data_dir
     elif store:
@@ -276,8 +276,11 @@ def _gateway_name(site: Path, override: str | None) -> str:
     return name
 
 
-def _broker(arg: str | None, env_url: str | None, what: str):
-    """The broker of ``--mqtt`` or else ``NOABER_MQTT_URL``; a one-line error without either."""
+def _broker(arg: str | None, env_url: str | None, what: str, settings=None):
+    """The broker of ``--mqtt`` or else ``NOABER_MQTT_URL``; a one-line error without either.
+
+    An ``mqtts://`` URL is TLS, with ``settings``' CA and client certificate files
+    (``NOABER_MQTT_CA_FILE``, ``NOABER_MQTT_CERT_FILE``, ``NOABER_MQTT_KEY_FILE``)."""
     from modbus_gateway.mqtt import parse_broker_url
 
     url = arg if arg is not None else env_url
@@ -287,10 +290,18 @@ def _broker(arg: str | None, env_url: str | None, what: str):
             "or set NOABER_MQTT_URL"
         )
     try:
-        return parse_broker_url(url)
+        broker = parse_broker_url(url)
     except ValueError as exc:
         source = "--mqtt" if arg is not None else "NOABER_MQTT_URL"
         raise NoaberError(f"{source}: {exc}") from None
+    if settings is None:
+        return broker
+    try:
+        return broker.with_tls_files(
+            settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file
+        )
+    except ValueError as exc:
+        raise NoaberError(f"NOABER_MQTT_CA_FILE/CERT_FILE/KEY_FILE: {exc}") from None
 
 
 @gateway_app.command("consume")
@@ -343,6 +354,17 @@ def consume(
     metrics_host: Annotated[
         str, typer.Option(help="Interface of the metrics port (0.0.0.0 in a container network)")
     ] = "127.0.0.1",
+    share: Annotated[
+        str | None,
+        typer.Option(
+            metavar="GROUP",
+            help="Share the subscription with the other workers of GROUP (MQTT 5 "
+            "$share/GROUP/...): run several consume processes, each with its own --client-id",
+        ),
+    ] = None,
+    max_batches: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Batches stored together in one transaction")
+    ] = 64,
 ) -> None:
     """Centre: store the gateways' MQTT sample batches in the energy store, exactly once.
 
@@ -358,7 +380,7 @@ def consume(
     from noaber.services.ingest import Ingest
 
     settings = load_settings()
-    broker = _broker(mqtt, settings.mqtt_url, "noaber gateway consume")
+    broker = _broker(mqtt, settings.mqtt_url, "noaber gateway consume", settings)
     _setup_logging(None)
     ingest = Ingest(
         settings,
@@ -368,6 +390,8 @@ def consume(
         intervals_every_s=intervals_every,
         max_age_s=max_age_days * 86_400,
         max_future_s=max_future,
+        share=share,
+        max_batches=max_batches,
     )
     topic = ingest.topic
     if metrics_port is not None:
@@ -377,7 +401,13 @@ def consume(
         err_console.print(f"metrics on http://{metrics_host}:{port}/metrics")
     ingest.start(connect_timeout)
     err_console.print(
-        f"consuming {topic} from {broker} into {ingest.store.root} "
+        f"consuming {topic} from {broker} into "
+        + (
+            f"PostgreSQL {settings.database_for_display}"
+            if ingest.store.kind == "postgresql"
+            else str(ingest.store.root)
+        )
+        + " "
         f"({len(ingest.sink.channel_ids)} channels, {len(ingest.sink.bindings)} gateways "
         "known); " + ("SIGTERM/Ctrl-C stops" if max_seconds is None else f"for {max_seconds:g} s")
     )
@@ -430,16 +460,26 @@ def add(
     centre_user: Annotated[
         str, typer.Option(help="The centre's (ingest's) broker user, given read access")
     ] = "noaber",
+    mosquitto_pid_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="NOABER_MQTT_PID_FILE",
+            help="The running Mosquitto's pid_file: send it SIGHUP so it re-reads the "
+            "password file and ACL (the new gateway can connect without a restart)",
+        ),
+    ] = None,
 ) -> None:
     """Register a gateway: its own broker credentials (the password is shown once; only its
     hash is stored), its password-file and ACL entries (publish noaber/NAME/samples, read
-    noaber/NAME/ack) and its binding to the site(s); audited."""
+    noaber/NAME/ack) and its binding to the site(s); audited. With --mosquitto-pid-file the
+    running broker is told to reload them (SIGHUP)."""
     from energy.audit import record
     from energy.gateways import add_gateway
     from modbus_gateway.broker_auth import (
         acl_block,
         mosquitto_hash,
         new_password,
+        reload_mosquitto,
         set_acl_entry,
         set_password_entry,
     )
@@ -462,11 +502,25 @@ def add(
         gw_id = gw.id
     console.print(
         f"gateway {name} (id {gw_id}) added for site(s) {', '.join(site)}; broker entries in "
-        f"{pw_path} and {acl_path} (reload Mosquitto: kill -HUP its pid, or docker compose "
-        "kill -s HUP mqtt)"
+        f"{pw_path} and {acl_path}"
+        + (
+            ""
+            if mosquitto_pid_file is not None
+            else " (reload Mosquitto: --mosquitto-pid-file, kill -HUP its pid, or docker "
+            "compose kill -s HUP mqtt)"
+        )
     )
     console.print("its MQTT password, shown only now (give it to the gateway as NOABER_MQTT_URL):")
     console.print(f"mqtt://{name}:{password}@HOST:1883", soft_wrap=True, highlight=False)
+    if mosquitto_pid_file is not None:
+        try:
+            pid = reload_mosquitto(mosquitto_pid_file)
+        except ValueError as exc:
+            raise NoaberError(
+                f"gateway {name} is added and its broker entries are written, but {exc}; "
+                "reload Mosquitto by hand (kill -HUP its pid, or docker compose kill -s HUP mqtt)"
+            ) from None
+        console.print(f"Mosquitto (pid {pid}) told to reload its password file and ACL (SIGHUP)")
 
 
 @gateway_app.command("list")
@@ -535,7 +589,7 @@ def quarantine(
     from rich.table import Table
 
     from energy.gateways import open_quarantine
-    from energy.samples import SampleStore
+    from energy.rawstore import open_sample_store
     from energy.settings import load_settings
     from noaber.cli.audit import actor
     from noaber.services.ingest import resolve_quarantine
@@ -547,7 +601,7 @@ def quarantine(
         assert qid is not None
         q = resolve_quarantine(
             _sessions(),
-            SampleStore(load_settings().samples_dir),
+            open_sample_store(load_settings()),
             qid,
             accept is not None,
             actor(),
@@ -586,8 +640,12 @@ def read(
         list[str] | None, typer.Option(help="Only these registers (repeatable)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Timeout per request [s]")] = 2.0,
+    framer: Annotated[
+        str, typer.Option(help="socket (Modbus TCP) or rtu (RTU over TCP: a serial converter)")
+    ] = "socket",
 ) -> None:
-    """One-shot read of a device with a profile: every register, decoded, with its quality."""
+    """One-shot read of a device with a profile: every register (coils and discrete inputs
+    too), decoded, with its quality."""
     from rich.table import Table
 
     from modbus_gateway.driver import Driver, Link, ModbusError
@@ -603,8 +661,10 @@ def read(
     if unknown:
         raise NoaberError(f"profile {prof.name} has no register(s) {', '.join(unknown)}")
 
+    _check_framer(framer)
+
     async def main():
-        link = Link.tcp(host, port, timeout)
+        link = Link.tcp(host, port, timeout, framer)
         try:
             p = prof
             if prof.sunspec:
@@ -620,16 +680,73 @@ def read(
     except (ModbusError, NotSunSpec) as exc:
         raise NoaberError(f"{host}:{port} unit {unit_id}: {exc}") from None
     table = Table(title=f"{prof.name} at {host}:{port} unit {unit_id}")
-    for col in ("register", "address", "value", "unit", "quality"):
+    for col in ("register", "fc", "address", "value", "unit", "quality"):
         table.add_column(col)
     for name in names:
         if name not in values:
-            table.add_row(name, "—", "—", "", "model absent")
+            table.add_row(name, "—", "—", "—", "", "model absent")
             continue
         d = values[name]
         spec = p.registers[name]
-        table.add_row(name, str(spec.address), _fmt(d.value, d.quality), spec.unit, d.quality.name)
+        table.add_row(
+            name,
+            str(spec.function),
+            str(spec.address),
+            _fmt(d.value, d.quality),
+            spec.unit,
+            d.quality.name,
+        )
     console.print(table)
+
+
+def _check_framer(framer: str) -> None:
+    if framer not in {"socket", "rtu"}:
+        raise NoaberError(f"--framer must be socket or rtu, got {framer!r}")
+
+
+def _unit_range(text: str) -> list[int]:
+    """``1-247`` or ``1,2,10-12`` -> unit ids (1..247)."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise NoaberError(f"--units: expected e.g. 1-247 or 1,2,5-9, got {text!r}") from None
+        if not 1 <= a <= b <= 247:
+            raise NoaberError(f"--units: unit ids are 1..247 (low-high), got {part.strip()!r}")
+        out.extend(range(a, b + 1))
+    return sorted(set(out))
+
+
+async def scan_units(link, units: list[int], on_unit=None) -> list[tuple[int, str]]:
+    """Which unit ids answer: one holding-register read of address 0 per id, bounded by the
+    link's timeout. A normal reply or a Modbus exception (illegal address/function, busy)
+    means a device is there; silence, 0x0A/0x0B from a gateway, means none."""
+    from modbus_gateway.driver import (
+        GATEWAY_PATH_UNAVAILABLE,
+        GATEWAY_TARGET_NO_RESPONSE,
+        DeviceTimeout,
+        ExceptionReply,
+        LinkDown,
+        ModbusError,
+    )
+
+    found: list[tuple[int, str]] = []
+    for u in units:
+        try:
+            await link.read(u, 3, 0, 1)
+            found.append((u, "answers"))
+        except ExceptionReply as exc:
+            if exc.code not in (GATEWAY_PATH_UNAVAILABLE, GATEWAY_TARGET_NO_RESPONSE):
+                found.append((u, f"answers (exception {exc.code})"))
+        except LinkDown:
+            raise
+        except (DeviceTimeout, ModbusError):
+            pass
+        if on_unit is not None:
+            on_unit(u, len(found))
+    return found
 
 
 @gateway_app.command("scan")
@@ -637,18 +754,33 @@ def scan(
     target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Modbus TCP device")],
     unit: Annotated[int, typer.Option(min=1, max=247, help="Unit id")] = 1,
     timeout: Annotated[float, typer.Option(help="Timeout per request [s]")] = 2.0,
+    framer: Annotated[
+        str, typer.Option(help="socket (Modbus TCP) or rtu (RTU over TCP: a serial converter)")
+    ] = "socket",
+    units: Annotated[
+        str | None,
+        typer.Option(
+            help="Bus scan instead of SunSpec discovery: which of these unit ids answer "
+            "(e.g. 1-247), --timeout per id"
+        ),
+    ] = None,
 ) -> None:
-    """SunSpec discovery: find "SunS" (40000, 50000, 0) and list the model blocks."""
+    """SunSpec discovery: find "SunS" (40000, 50000, 0) and list the model blocks; with
+    --units, which unit ids on the bus answer."""
     from rich.table import Table
 
     from modbus_gateway.driver import Link, ModbusError
     from modbus_gateway.sunspec import NotSunSpec, discover
 
     host, port = _host_port(target)
+    _check_framer(framer)
     _setup_logging(None)
+    if units is not None:
+        _bus_scan(host, port, timeout, framer, _unit_range(units))
+        return
 
     async def main():
-        link = Link.tcp(host, port, timeout)
+        link = Link.tcp(host, port, timeout, framer)
         try:
             models = await discover(link, unit)
             common = None
@@ -676,6 +808,43 @@ def scan(
         table.add_column(col)
     for m in models:
         table.add_row(str(m.model_id), str(m.data_address - 2), str(m.length))
+    console.print(table)
+
+
+def _bus_scan(host: str, port: int, timeout: float, framer: str, ids: list[int]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from modbus_gateway.driver import Link, LinkDown
+
+    async def main():
+        link = Link.tcp(host, port, timeout, framer)
+        try:
+            with Progress(
+                TextColumn("scanning unit ids"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[found]} found"),
+                console=err_console,
+            ) as progress:
+                task = progress.add_task("scan", total=len(ids), found=0)
+
+                def step(_u: int, found: int) -> None:
+                    progress.update(task, advance=1, found=found)
+
+                return await scan_units(link, ids, step)
+        finally:
+            link.close()
+
+    try:
+        hits = asyncio.run(main())
+    except LinkDown as exc:
+        raise NoaberError(f"{host}:{port}: {exc}") from None
+    table = Table(title=f"Unit ids answering at {host}:{port} ({len(hits)} of {len(ids)})")
+    for col in ("unit", "reply"):
+        table.add_column(col)
+    for u, what in hits:
+        table.add_row(str(u), what)
     console.print(table)
 
 
@@ -724,3 +893,6 @@ def simulate(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+from noaber.cli import gateway_tools  # noqa: E402, F401  (gateway profiles, gateway write)

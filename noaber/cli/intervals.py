@@ -29,13 +29,13 @@ def intervals_update(
     from energy.db import make_engine, session_factory, upgrade
     from energy.models import Channel
     from energy.pipeline import update_many
-    from energy.samples import SampleStore
+    from energy.rawstore import open_sample_store
     from energy.settings import load_settings
 
     settings = load_settings()
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
-    store = SampleStore(settings.samples_dir)
+    store = open_sample_store(settings, engine)
     ids = list(channel) if channel else store.channels()
     with session_factory(engine)() as session:
         with progress() as bar:

@@ -268,7 +268,10 @@ def run_cmd(
 ) -> None:
     """Model-predictive control: re-plan every 15 minutes from measured SoC and send setpoints.
 
-    The battery starts from its SoC channel's latest reading, a plugged-in car from its
+    Each asset is planned within the limits the gateway's safe writer enforces for its device
+    (the tighter of the profile's setpoint range and the site file's devices[].limits): a
+    battery or charger setpoint bounds its own power; a grid setpoint (a GX in ESS mode 2)
+    bounds the site's import and export. The battery starts from its SoC channel's latest reading, a plugged-in car from its
     charger's SoC reading since it arrived; without one, the site file's soc_initial_pct or
     the session's arrival SoC is used and a warning says so. With the default sink this is a
     dry run; 'noaber control run SITE.yaml' runs the same loop with the site's gateway
@@ -281,8 +284,9 @@ def run_cmd(
     from energy.db import make_engine, session_factory
     from energy.errors import NoaberError
     from energy.settings import get_settings
-    from noaber.services.control import report_step
+    from noaber.services.control import report_step, stored_writer_limits
     from noaber.services.siteplans import stored_ev_sessions, with_site_controls
+    from optimizer.limits import apply_writer_limits
     from optimizer.mpc import MPCController
     from optimizer.sitestore import (
         ev_sessions_from_yaml,
@@ -310,6 +314,8 @@ def run_cmd(
     engine = make_engine(get_settings().sqlalchemy_url)
     factory = session_factory(engine)
     ev_sessions = ev_sessions_from_yaml(sessions_file) if sessions_file else None
+    with factory() as s:  # plan within what the gateway's safe writer will let through
+        writer = stored_writer_limits(s, site)
 
     def scenario_at(now: pd.Timestamp):
         with factory() as s:
@@ -328,9 +334,11 @@ def run_cmd(
                 cloud_factor,
                 price_series=series,
             )
-            return with_site_controls(s, sc, now)
+            return apply_writer_limits(with_site_controls(s, sc, now), writer)
 
-    scenario_at(clock())  # fail early on an unknown site or bad prices
+    first = scenario_at(clock())  # fail early on an unknown site or bad prices
+    for note in first.meta.get("writer_limits", []):
+        console.print(f"limit: {escape(note)}", highlight=False)
     max_age = pd.Timedelta(minutes=soc_max_age_min)
 
     async def measure():

@@ -50,20 +50,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pydantic
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.alarms import record_alarm
 from energy.db import transaction
-from energy.errors import NoaberError
+from energy.errors import NoaberError, ValidationError
 from energy.models import Asset, Channel, Quantity, Site
 from energy.samples import Quality, SampleStore
 from modbus_gateway.capabilities import Battery, PowerControl, PowerLimit, Written
-from modbus_gateway.config import GatewayConfig
+from modbus_gateway.config import GatewayConfig, LimitsConfig
+from modbus_gateway.poller import Clock, wait_or_stop
+from modbus_gateway.profiles import Profile, get_profile
 from modbus_gateway.service import GatewayService
-from modbus_gateway.spool import SampleStoreSink
+from modbus_gateway.spool import SampleSink, SampleStoreSink
 from modbus_gateway.writes import ControlCheck
 from noaber.console import console
+from optimizer.forecast import read_columns_csv
 from optimizer.limits import WriterLimit, apply_writer_limits
 from optimizer.model import SolveOptions
 from optimizer.mpc import MPCController, MPCStatus
@@ -77,6 +81,48 @@ log = logging.getLogger("noaber.services.control")
 REQUESTED_BY = "noaber control"
 #: Checks in a row that end out of control before a device raises an alarm and is excluded.
 LOST_AFTER_CHECKS = 2
+
+
+class ControlClock(Clock):
+    """The loop's clock: the gateway's (timestamps, scheduling, sleep) and :meth:`planning`.
+
+    The wall clock by default. A simulated one (a test's accelerated day) runs the
+    simulators, the gateway's poller and writer and the MPC on the same seconds.
+    """
+
+    def now(self) -> pd.Timestamp:
+        """The MPC's time (UTC)."""
+        return pd.Timestamp(self.time_ns(), unit="ns", tz="UTC")
+
+    def planning(self) -> contextlib.AbstractContextManager[None]:
+        """The context the loop's work at a step (checks, plan, setpoints, report) runs in.
+
+        Nothing for the wall clock: that work takes about a second of a 15-minute step. A
+        simulated clock stops its time there, so an accelerated day does not count a solve
+        that blocks the event loop as hundreds of simulated seconds.
+        """
+        return contextlib.nullcontext()
+
+
+FORECAST_COLUMNS = ("load_kw", "pv_kw")
+"""The columns of a forecast CSV (``--forecast``): the building's load and the PV [kW]."""
+
+
+def with_forecast(sc: Scenario, forecast_csv: Path) -> Scenario:
+    """``sc`` with the load and PV of a forecast CSV (``timestamp, load_kw, pv_kw``, every step
+    of the horizon) instead of the store's time-of-week profile and clear-sky forecast (an
+    external forecast service's, or a simulation's own).
+
+    Raises
+    ------
+    ValidationError
+        The file misses a column or a step of the horizon, naming the file and the step.
+    """
+    f = read_columns_csv(forecast_csv, sc.series.index, FORECAST_COLUMNS)
+    series = sc.series.copy()
+    for col in FORECAST_COLUMNS:
+        series[col] = f[col].to_numpy(float)
+    return sc.replace(series=series)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,22 +208,69 @@ def writer_limits(cfg: GatewayConfig, power_devices: Mapping[str, str]) -> list[
     """
     out: list[WriterLimit] = []
     for d in cfg.devices:
-        ctrl = cfg.profiles[d.name].control
-        if ctrl is None or ctrl.setpoint_quantity == "production_limit":
-            continue  # a PV limit caps production; it does not bound a planned power
         assets = [d.asset] if d.asset else [a for a, dev in power_devices.items() if dev == d.name]
         if not assets and d.asset_from_site:
             assets = [d.asset_from_site]
-        lo = hi = None
-        spec = cfg.profiles[d.name].registers[ctrl.setpoint].writable
-        if spec is not None and ctrl.setpoint_percent_of is None:
-            lo, hi = spec.min, spec.max
-        if d.limits.power_w_min is not None:
-            lo = d.limits.power_w_min if lo is None else max(lo, d.limits.power_w_min)
-        if d.limits.power_w_max is not None:
-            hi = d.limits.power_w_max if hi is None else min(hi, d.limits.power_w_max)
-        source = f"devices[{d.name}]: profile {d.profile} and site limits"
-        out += [WriterLimit(a, d.name, lo, hi, ctrl.setpoint_quantity, source) for a in assets]
+        out += device_writer_limits(d.name, d.profile, cfg.profiles[d.name], d.limits, assets)
+    return out
+
+
+def device_writer_limits(
+    device: str, profile_name: str, profile: Profile, limits: LimitsConfig, assets: list[str]
+) -> list[WriterLimit]:
+    """:func:`writer_limits` of one device (none for a device without a power setpoint or
+    with a production limit, which caps PV and bounds no planned power)."""
+    ctrl = profile.control
+    if ctrl is None or ctrl.setpoint_quantity == "production_limit":
+        return []
+    lo = hi = None
+    spec = profile.registers[ctrl.setpoint].writable
+    if spec is not None and ctrl.setpoint_percent_of is None:
+        lo, hi = spec.min, spec.max
+    if limits.power_w_min is not None:
+        lo = limits.power_w_min if lo is None else max(lo, limits.power_w_min)
+    if limits.power_w_max is not None:
+        hi = limits.power_w_max if hi is None else min(hi, limits.power_w_max)
+    source = f"devices[{device}]: profile {profile_name} and site limits"
+    return [WriterLimit(a, device, lo, hi, ctrl.setpoint_quantity, source) for a in assets]
+
+
+def stored_writer_limits(session: Session, site_name: str) -> list[WriterLimit]:
+    """:func:`writer_limits` from the store: the site's devices as imported from its site file
+    (profile, ``limits`` and ``asset`` in the device's params), each routed to its ``asset``
+    or to the asset whose ``power`` channel it measures. ``noaber optimize run`` and the
+    worker plan within these, as ``noaber control run`` does with the site file's.
+
+    Raises
+    ------
+    ValidationError
+        A stored device's ``limits`` are malformed, naming the device.
+    NoaberError
+        A device's profile cannot be found (a user's profile path is resolved from the
+        working directory).
+    """
+    site = session.scalars(select(Site).where(Site.name == site_name)).first()
+    if site is None:
+        raise NoaberError(f"site {site_name!r} does not exist")
+    power_of: dict[int, list[str]] = {}
+    for asset in site.assets:
+        for ch in session.scalars(select(Channel).where(Channel.asset_id == asset.id)):
+            if ch.quantity == Quantity.POWER and ch.device_id is not None:
+                power_of.setdefault(ch.device_id, []).append(asset.name)
+    out: list[WriterLimit] = []
+    for dev in sorted(site.devices, key=lambda d: d.name):
+        params = dict(dev.params or {})
+        try:
+            limits = LimitsConfig.model_validate(params.get("limits") or {})
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"device {dev.name!r}: limits {params.get('limits')!r}: {exc.errors()[0]['msg']}",
+                f"store:{site_name}",
+                f"devices[{dev.name}].limits",
+            ) from None
+        named = params.get("asset")
+        assets = [str(named)] if named else power_of.get(dev.id, [])
+        out += device_writer_limits(dev.name, dev.profile, get_profile(dev.profile), limits, assets)
     return out
 
 
@@ -234,7 +327,9 @@ class GatewaySetpoints:
 
     def excluded_assets(self) -> set[str]:
         """The site assets whose device is excluded (routes to an excluded control)."""
-        return {a for a, key in self.routes.items() if key in self.excluded}
+        return {a for a, key in self.routes.items() if key in self.excluded} | (
+            set(self.limits) & set(self.excluded)
+        )
 
     async def check_all(self, requested_by: str) -> list[ControlCheck]:
         """Check every control under way (see :class:`~modbus_gateway.writes.ControlCheck`);
@@ -468,11 +563,13 @@ OnStep = Callable[[int, MPCController], Awaitable[None]]
 async def _first_values(
     service: GatewayService, devices: set[str], timeout_s: float, stop: asyncio.Event
 ) -> None:
-    """Wait (at most ``timeout_s``) until every device in ``devices`` was polled once."""
+    """Wait (at most ``timeout_s``) until every device in ``devices`` answered a poll (a poll
+    under way is not enough: a SunSpec device's register map is known only once it answered,
+    and a write before that would go to the model-relative address)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
-        polls = service.counters().polls
-        if all(polls[d] > 0 for d in devices if d in polls):
+        status = service.counters().statuses
+        if all(status[d] in ("ok", "degraded") for d in devices if d in status):
             return
         await asyncio.sleep(0.05)
     log.warning("not every device answered within %.0f s; planning with what is there", timeout_s)
@@ -523,6 +620,10 @@ async def run_control(
     write_log_path: Path | None = None,
     first_poll_timeout_s: float = 10.0,
     price_series: tuple[str, str] | None = None,
+    clock: ControlClock | None = None,
+    sample_sink: SampleSink | None = None,
+    forecast_csv: Path | None = None,
+    until: pd.Timestamp | None = None,
 ) -> ControlRun:
     """Run the gateway and the MPC together for at most ``steps`` steps (see module doc).
 
@@ -546,6 +647,16 @@ async def run_control(
         Set it (a signal handler does) to stop early; safe defaults are restored.
     on_step : async callable, optional
         ``await on_step(i, controller)`` after each step's report (a test's probe).
+    clock : ControlClock, optional
+        The gateway's and the MPC's clock (default: the wall clock); steps wait on it.
+    sample_sink : SampleSink, optional
+        Where the gateway delivers its samples (default: ``sample_store`` directly; an
+        :class:`~modbus_gateway.mqtt.MqttSampleSink` sends them to the centre's ``consume``).
+    forecast_csv : Path, optional
+        Load and PV per step (:func:`with_forecast`) instead of the store's forecast.
+    until : Timestamp, optional
+        The horizon ends there at the latest (a plan for the rest of the day, shrinking each
+        step, as :func:`optimizer.replay.replay` does); a step at or after it stops the loop.
 
     Returns
     -------
@@ -556,43 +667,59 @@ async def run_control(
     if step_s <= 0:
         raise ValueError(f"step_s must be > 0, got {step_s}")
     stop = stop or asyncio.Event()
+    clock = clock or ControlClock()
     with sessions() as s:
         wiring = site_wiring(s, cfg)
     site = wiring.site
     limits = writer_limits(cfg, wiring.power_devices)  # plan within what the writer lets through
 
     excluded: set[str] = set()  # assets whose device raised an alarm
+    #: PV assets whose inverter the gateway can limit (filled once the sink exists): only
+    #: their curtailment is planned to be sent; other PV runs free
+    limitable: set[str] = set()
 
     def scenario_at(now: pd.Timestamp) -> Scenario:
         ev = ev_sessions_from_yaml(sessions_file) if sessions_file is not None else None
+        hours = horizon_hours
+        if until is not None:
+            hours = min(hours, (until - pd.Timestamp(now).floor("15min")) / pd.Timedelta(hours=1))
+            if hours <= 0:
+                raise NoaberError(f"the horizon ended at {until.isoformat()}")
         with sessions() as s:
             sc = scenario_from_store(
                 s,
                 site,
                 now,
-                horizon_hours,
+                hours,
                 prices_csv,
                 ev,
                 cloud_factor,
                 price_series=price_series,
             )
+        if forecast_csv is not None:
+            sc = with_forecast(sc, forecast_csv)
         sc = apply_writer_limits(sc, limits)
+        sc = sc.replace(
+            pv_assets={a: kw for a, kw in sc.pv_assets.items() if a in limitable - excluded}
+        )
         if not excluded:
             return sc
         battery = sc.battery if sc.battery is None or sc.battery.name not in excluded else None
         return sc.replace(battery=battery, evs=tuple(e for e in sc.evs if e.name not in excluded))
 
-    scenario_at(pd.Timestamp.now(tz="UTC"))  # fail early: bad prices, sessions, no history
+    scenario_at(clock.now())  # fail early: bad prices, sessions, forecast, no history
 
     service = GatewayService(
         cfg,
-        SampleStoreSink(sample_store, wiring.channel_ids),
+        sample_sink or SampleStoreSink(sample_store, wiring.channel_ids),
         spool_path,
         flush_interval_s=flush_interval_s,
         schedule_timeout_s=max(2.0 * step_s, 60.0),
         write_log_path=write_log_path,
+        clock=clock,
     )
     sink = GatewaySetpoints(service, wiring.power_devices)
+    limitable.update(sink.limits)
 
     async def measure() -> dict[str, float]:
         with sessions() as s:
@@ -602,7 +729,7 @@ async def run_control(
 
     options = SolveOptions(time_limit_s=min(60.0, max(5.0, step_s / 2)))
     controller = MPCController(
-        scenario_at, measure, sink, options=options, requested_by=REQUESTED_BY
+        scenario_at, measure, sink, clock=clock.now, options=options, requested_by=REQUESTED_BY
     )
     run = ControlRun(controller.status, sink.records, controller, service)
 
@@ -618,22 +745,29 @@ async def run_control(
     task = asyncio.create_task(service.run())
     try:
         devices = {d for d, _reg in wiring.soc_sources.values()}
-        devices |= {d for d, v in service.devices().items() if isinstance(v, PowerControl)}
+        # every device the loop writes to, PV inverters too: a SunSpec device's addresses
+        # are known only after its first poll
+        devices |= {
+            d for d, v in service.devices().items() if isinstance(v, PowerControl | PowerLimit)
+        }
         await _first_values(service, devices, first_poll_timeout_s, stop)
         for i in range(steps):
             if stop.is_set() or task.done():
                 break
-            await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
-            excluded |= sink.excluded_assets()
-            setpoints = await controller.step()
-            run.released.append(await _release_after(sink, controller, setpoints, i, steps))
-            report_step(controller, setpoints, i, steps, sessions if store_plans else None)
-            if on_step is not None:
-                await on_step(i, controller)
+            if until is not None and clock.now() >= until:
+                log.info("step %d/%d: the horizon ended at %s", i + 1, steps, until.isoformat())
+                break
+            with clock.planning():
+                await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
+                excluded |= sink.excluded_assets()
+                setpoints = await controller.step()
+                run.released.append(await _release_after(sink, controller, setpoints, i, steps))
+                report_step(controller, setpoints, i, steps, sessions if store_plans else None)
+                if on_step is not None:
+                    await on_step(i, controller)
             if i + 1 < steps:
-                wait = step_s - time.time() % step_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                wait = step_s - (clock.time_ns() / 1e9) % step_s
+                await wait_or_stop(clock, stop, wait)
         if task.done() and not stop.is_set():
             log.error("the gateway stopped during control: %s", task.exception() or "ended")
     finally:
@@ -686,6 +820,7 @@ def run_site(
     store_plans: bool,
     spool: Path | None,
     price_series: tuple[str, str] | None = None,
+    forecast_csv: Path | None = None,
 ) -> ControlRun:
     """``noaber control run``: the store of the settings, signal handlers, the loop (blocking)."""
     import signal
@@ -722,6 +857,7 @@ def run_site(
             stop,
             write_log_path=spool_path.with_name("gateway-writes.jsonl"),
             price_series=price_series,
+            forecast_csv=forecast_csv,
         )
 
     try:

@@ -20,12 +20,14 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +45,8 @@ from energy.gateways import (
 )
 from energy.models import Channel
 from energy.pipeline import update_many
-from energy.samples import SampleStore
+from energy.rawstore import AnySampleStore, ManyConflicts, PgSampleStore, open_sample_store
+from energy.samples import Conflicts, SampleStore
 from energy.settings import Settings
 from energy.siteconfig import UNIT_FACTORS
 from modbus_gateway.mqtt import (
@@ -53,6 +56,7 @@ from modbus_gateway.mqtt import (
     MqttSampleConsumer,
     Outcome,
     Received,
+    shared_topic,
     topic_gateway,
 )
 from modbus_gateway.profiles import Profile, get_profile
@@ -117,6 +121,23 @@ class _Refused:
     samples: list[Sample] = dataclasses.field(default_factory=list)
 
 
+@dataclass
+class _Checked:
+    """One batch after the centre's checks: the accepted samples as arrays, the refused."""
+
+    gateway: str
+    channel_id: np.ndarray  # int64
+    ts: np.ndarray  # int64 [ns]
+    value: np.ndarray  # float64
+    quality: np.ndarray  # uint8
+    refused: dict[str, _Refused]
+
+    @classmethod
+    def refusing(cls, refused: dict[str, _Refused], gateway: str) -> _Checked:
+        e = np.empty(0, np.int64)
+        return cls(gateway, e, e.copy(), np.empty(0), np.empty(0, np.uint8), refused)
+
+
 class CentreSink:
     """The centre's checks, then the sample store; what it refuses is kept with the reason.
 
@@ -135,7 +156,7 @@ class CentreSink:
 
     def __init__(
         self,
-        store: SampleStore,
+        store: AnySampleStore,
         engine: Engine,
         max_age_s: float = 35 * 86_400,
         max_future_s: float = 300,
@@ -155,6 +176,7 @@ class CentreSink:
         self.bindings, self.rules = load_rules(engine)
         self._loaded_at = time.monotonic()
         self._written: set[int] = set()
+        self._arrays: tuple | None = None
         self.compact_every = compact_every
         self._parts_written: dict[int, int] = {}
 
@@ -169,8 +191,27 @@ class CentreSink:
         self._loaded_at = time.monotonic()
         self.reloads += 1
 
-    def _check(self, b: Received) -> tuple[dict[int, list[Sample]], dict[str, _Refused], str]:
-        """``(accepted samples by channel id, refused by reason, gateway)``."""
+    def _index(self) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rules as arrays: ``(keys, channel id, site id, lo, hi)`` (rebuilt on reload)."""
+        if self._arrays is None or self._arrays[0] is not self.rules:
+            rules = list(self.rules.values())
+            self._arrays = (
+                self.rules,
+                pd.Index(list(self.rules)),
+                np.array([r.channel_id for r in rules], np.int64),
+                np.array([r.site_id for r in rules], np.int64),
+                np.array([r.lo for r in rules], np.float64),
+                np.array([r.hi for r in rules], np.float64),
+            )
+        return self._arrays[1:]
+
+    def _check(self, b: Received) -> _Checked:
+        """The accepted samples of a batch as arrays, and the refused ones by reason.
+
+        Vectorised (NumPy over the batch): one ``get_indexer`` maps the channel keys to
+        their rules, then one mask per check; the reasons are exclusive, in the order
+        unknown channel, other site, implausible time, implausible value.
+        """
         gw = b.topic_gateway
         refused: dict[str, _Refused] = {}
         if gw is None:
@@ -178,7 +219,7 @@ class CentreSink:
                 f"topic {b.topic!r} is not a gateway's samples topic noaber/<gateway>/samples",
                 list(b.samples),
             )
-            return {}, refused, b.gateway or "?"
+            return _Checked.refusing(refused, b.gateway or "?")
         if gw not in self.bindings:
             self._reload()
         if gw not in self.bindings:
@@ -187,90 +228,197 @@ class CentreSink:
                 "is disabled",
                 list(b.samples),
             )
-            return {}, refused, gw
+            return _Checked.refusing(refused, gw)
         if b.gateway != gw:
             refused["forged_topic"] = _Refused(
                 f"the payload names gateway {b.gateway!r} but came on {b.topic!r}",
                 list(b.samples),
             )
-            return {}, refused, gw
-        if any(s.channel not in self.rules for s in b.samples):
+            return _Checked.refusing(refused, gw)
+        samples = b.samples
+        n = len(samples)
+        keys, cids, site_ids, los, his = self._index()
+        idx = keys.get_indexer([s.channel for s in samples]) if n else np.empty(0, np.intp)
+        if (idx < 0).any():
             self._reload()
+            keys, cids, site_ids, los, his = self._index()
+            idx = keys.get_indexer([s.channel for s in samples])
+        ts = np.fromiter((s.ts_ns for s in samples), np.int64, n)
+        value = np.fromiter((s.value for s in samples), np.float64, n)
+        quality = np.fromiter((s.quality for s in samples), np.uint8, n)
         sites = self.bindings[gw]
         now = self.now_ns()
         oldest, newest = now - self.max_age_ns, now + self.max_future_ns
-        accepted: dict[int, list[Sample]] = {}
+        known = idx >= 0
+        safe = np.where(known, idx, 0)
+        unknown = ~known
+        other = known & ~np.isin(site_ids[safe], np.fromiter(sites, np.int64, len(sites)))
+        rest = known & ~other
+        bad_time = rest & ((ts < oldest) | (ts > newest))
+        rest &= ~bad_time
+        with np.errstate(invalid="ignore"):
+            bad_value = rest & ~np.isnan(value) & ((value < los[safe]) | (value > his[safe]))
+        ok = rest & ~bad_value
+        if not ok.all():
+            self._refuse(gw, samples, idx, unknown, other, bad_time, bad_value, newest, refused)
+        return _Checked(gw, cids[safe[ok]], ts[ok], value[ok], quality[ok], refused)
 
-        def refuse(reason: str, s: Sample, detail: str) -> None:
-            refused.setdefault(reason, _Refused(detail)).samples.append(s)
-
-        for s in b.samples:
-            rule = self.rules.get(s.channel)
-            if rule is None:
-                refuse("unknown_channel", s, f"no channel has the key {s.channel!r}")
-            elif rule.site_id not in sites:
-                refuse(
-                    "other_site",
-                    s,
+    def _refuse(
+        self,
+        gw: str,
+        samples: list[Sample],
+        idx: np.ndarray,
+        unknown: np.ndarray,
+        other: np.ndarray,
+        bad_time: np.ndarray,
+        bad_value: np.ndarray,
+        newest: int,
+        refused: dict[str, _Refused],
+    ) -> None:
+        """The refused samples by reason, each with the first one's problem in words."""
+        rules = list(self.rules.values())
+        sites = self.bindings[gw]
+        for reason, mask in (
+            ("unknown_channel", unknown),
+            ("other_site", other),
+            ("implausible_time", bad_time),
+            ("implausible_value", bad_value),
+        ):
+            where = np.flatnonzero(mask)
+            if not where.size:
+                continue
+            s = samples[int(where[0])]
+            rule = rules[int(idx[where[0]])] if idx[where[0]] >= 0 else None
+            if reason == "unknown_channel" or rule is None:
+                detail = f"no channel has the key {s.channel!r}"
+            elif reason == "other_site":
+                detail = (
                     f"channel {s.channel!r} belongs to site id {rule.site_id}, not to a site of "
-                    f"gateway {gw!r} (site ids {sorted(sites)})",
+                    f"gateway {gw!r} (site ids {sorted(sites)})"
                 )
-            elif not oldest <= s.ts_ns <= newest:
+            elif reason == "implausible_time":
                 when = np.datetime64(s.ts_ns, "ns").astype("datetime64[s]")
                 side = "in the future" if s.ts_ns > newest else "older than the retention window"
-                refuse("implausible_time", s, f"{s.channel!r} at {when}Z is {side}")
-            elif not math.isnan(s.value) and not rule.lo <= s.value <= rule.hi:
-                refuse(
-                    "implausible_value",
-                    s,
-                    f"{s.channel!r} = {s.value:g} is outside {rule.lo:g}..{rule.hi:g} ({rule.why})",
-                )
+                detail = f"{s.channel!r} at {when}Z is {side}"
             else:
-                accepted.setdefault(rule.channel_id, []).append(s)
-        return accepted, refused, gw
+                detail = (
+                    f"{s.channel!r} = {s.value:g} is outside {rule.lo:g}..{rule.hi:g} ({rule.why})"
+                )
+            refused[reason] = _Refused(detail, [samples[int(i)] for i in where])
 
     def write_batch(self, b: Received) -> Outcome:
-        accepted, refused, gw = self._check(b)
-        stored = 0
-        conflicts: list[QuarantinedSample] = []
+        return self.write_batches([b])[0]
+
+    def write_batches(self, batches: Sequence[Received]) -> list[Outcome]:
+        """Check and store several batches; one :class:`Outcome` per batch, in order.
+
+        With the PostgreSQL store every accepted sample of the batches goes in one
+        transaction (:meth:`~energy.rawstore.PgSampleStore.append_new_many`: one COPY, one
+        INSERT); with Parquet each batch's channels are appended in turn.
+        """
+        checked = [self._check(b) for b in batches]
         received = utc_now()
-        for cid, rows in accepted.items():
-            n = len(rows)
-            res = self.store.append_new(
-                cid,
-                np.fromiter((r.ts_ns for r in rows), np.int64, n),
-                np.fromiter((r.value for r in rows), np.float64, n),
-                np.fromiter((r.quality for r in rows), np.uint8, n),
-            )
-            stored += n - len(res)
-            if res.written:
-                self._written.add(cid)
-                parts = self._parts_written.get(cid, 0) + 1
-                self._parts_written[cid] = parts
-                if self.compact_every and parts % self.compact_every == 0:
-                    self.store.compact(cid)  # one file per day again: reads stay short
-            for i in range(len(res)):
-                conflicts.append(
-                    QuarantinedSample(
-                        received_at=received,
-                        gateway=gw,
-                        batch_id=b.batch_id,
-                        channel_id=cid,
-                        ts_ns=int(res.ts[i]),
-                        stored_value=_num(res.stored_value[i]),
-                        stored_quality=int(res.stored_quality[i]),
-                        value=_num(res.value[i]),
-                        quality=int(res.quality[i]),
-                        status="open",
-                    )
-                )
-        dead = sum(len(r.samples) for r in refused.values())
-        if refused or conflicts:
-            self._record(b, gw, refused, conflicts, received)
-        SAMPLES_INGESTED.inc(stored)  # this process's Prometheus counters (consume --metrics-port)
-        for reason, r in refused.items():
-            SAMPLES_DEAD_LETTERED.labels(reason=reason).inc(len(r.samples))
-        return Outcome(stored, dead, len(conflicts))
+        stored = [len(c.ts) for c in checked]
+        conflicts: list[list[QuarantinedSample]] = [[] for _ in checked]
+        if isinstance(self.store, PgSampleStore):
+            self._store_pg(batches, checked, received, stored, conflicts)
+        else:
+            self._store_parquet(batches, checked, received, stored, conflicts)
+        out = []
+        for b, c, n, q in zip(batches, checked, stored, conflicts, strict=True):
+            if c.refused or q:
+                self._record(b, c.gateway, c.refused, q, received)
+            SAMPLES_INGESTED.inc(n)  # this process's Prometheus counters (--metrics-port)
+            for reason, r in c.refused.items():
+                SAMPLES_DEAD_LETTERED.labels(reason=reason).inc(len(r.samples))
+            out.append(Outcome(n, sum(len(r.samples) for r in c.refused.values()), len(q)))
+        return out
+
+    def _store_pg(
+        self,
+        batches: Sequence[Received],
+        checked: list[_Checked],
+        received: dt.datetime,
+        stored: list[int],
+        conflicts: list[list[QuarantinedSample]],
+    ) -> None:
+        assert isinstance(self.store, PgSampleStore)
+        if not any(len(c.ts) for c in checked):
+            return
+        cid = np.concatenate([c.channel_id for c in checked])
+        ts = np.concatenate([c.ts for c in checked])
+        order = np.lexsort((ts, cid))
+        c_s, t_s = cid[order], ts[order]
+        if len(checked) > 1 and ((c_s[1:] == c_s[:-1]) & (t_s[1:] == t_s[:-1])).any():
+            # a (channel, ts) in two of the batches: one at a time, so the later one is
+            # compared with the earlier one (stored, or quarantined), never dropped
+            for i in range(len(checked)):
+                self._store_pg([batches[i]], [checked[i]], received, stored[i : i + 1],
+                               conflicts[i : i + 1])  # fmt: skip
+            return
+        which = np.concatenate([np.full(len(c.ts), i, np.int64) for i, c in enumerate(checked)])
+        res = self.store.append_new_many(
+            cid, ts, np.concatenate([c.value for c in checked]),
+            np.concatenate([c.quality for c in checked]),
+        )  # fmt: skip
+        self._written.update(np.unique(cid).tolist())
+        for j in range(len(res)):  # rare: each conflict to the batch that offered it
+            hit = np.flatnonzero((cid == res.channel_id[j]) & (ts == res.ts[j]))
+            i = int(which[hit[-1]])
+            stored[i] -= 1
+            conflicts[i].append(
+                self._quarantined(batches[i], checked[i].gateway, received, int(res.channel_id[j]),
+                                  int(res.ts[j]), res, j)
+            )  # fmt: skip
+
+    def _store_parquet(
+        self,
+        batches: Sequence[Received],
+        checked: list[_Checked],
+        received: dt.datetime,
+        stored: list[int],
+        conflicts: list[list[QuarantinedSample]],
+    ) -> None:
+        assert isinstance(self.store, SampleStore)
+        for i, c in enumerate(checked):
+            for cid in np.unique(c.channel_id).tolist():
+                sel = c.channel_id == cid
+                res = self.store.append_new(cid, c.ts[sel], c.value[sel], c.quality[sel])
+                stored[i] -= len(res)
+                if res.written:
+                    self._written.add(cid)
+                    parts = self._parts_written.get(cid, 0) + 1
+                    self._parts_written[cid] = parts
+                    if self.compact_every and parts % self.compact_every == 0:
+                        self.store.compact(cid)  # one file per day again: reads stay short
+                for j in range(len(res)):
+                    conflicts[i].append(
+                        self._quarantined(batches[i], c.gateway, received, cid, int(res.ts[j]),
+                                          res, j)
+                    )  # fmt: skip
+
+    @staticmethod
+    def _quarantined(
+        b: Received,
+        gw: str,
+        received: dt.datetime,
+        cid: int,
+        ts_ns: int,
+        res: Conflicts | ManyConflicts,
+        j: int,
+    ) -> QuarantinedSample:
+        return QuarantinedSample(
+            received_at=received,
+            gateway=gw,
+            batch_id=b.batch_id,
+            channel_id=cid,
+            ts_ns=ts_ns,
+            stored_value=_num(res.stored_value[j]),
+            stored_quality=int(res.stored_quality[j]),
+            value=_num(res.value[j]),
+            quality=int(res.quality[j]),
+            status="open",
+        )
 
     def _record(
         self,
@@ -366,27 +514,56 @@ def _rows(samples: list[Sample]) -> list[list]:
     return [[s.channel, s.ts_ns, _num(s.value), s.quality] for s in samples]
 
 
+INTERVAL_CHUNK = 16
+"""Channels per interval-update transaction with the PostgreSQL store (see
+:func:`update_written_intervals`)."""
+
+
 def update_written_intervals(
-    store: SampleStore, engine: Engine, sink: CentreSink | KeyedStoreSink, first: bool
+    store: AnySampleStore,
+    engine: Engine,
+    sink: CentreSink | KeyedStoreSink,
+    first: bool,
+    chunk: int = INTERVAL_CHUNK,
 ) -> int:
     """Run the incremental interval pipeline for what ``sink`` wrote; interval readings written.
 
     The first run covers every stored channel that is in the database (what an earlier run
     stored but did not aggregate); later runs only the channels written since.
+
+    With the PostgreSQL store the channels go ``chunk`` at a time, each chunk in its own
+    transaction that claims only its channels (:meth:`~energy.rawstore.PgSampleStore.claim`),
+    starting at a random place in the list: several workers updating at once split the
+    channels between them (a chunk another worker holds is skipped in a moment and left to
+    it), where one transaction over every dirty channel had one worker aggregate for all
+    while the others found every channel busy and waited (``bench/ingest_bench.py``).
     """
     known = set(sink.channel_ids.values())
     written: set[int] = sink.take_written()
+    pg = isinstance(store, PgSampleStore)
+    if isinstance(store, PgSampleStore):  # what any worker wrote and no one aggregated yet
+        written |= set(store.dirty_channels())
     if first:
         written |= set(store.channels())
     ids = sorted(written & known)
     if not ids:
         return 0
+    size = max(1, chunk) if pg else len(ids)
+    if pg and len(ids) > size:
+        start = random.randrange(len(ids))
+        ids = ids[start:] + ids[:start]
+    done = 0
+    total = 0
     try:
-        with session_factory(engine)() as session:
-            return sum(int(r.isps_written) for r in update_many(store, session, ids))
+        for a in range(0, len(ids), size):
+            with session_factory(engine)() as session:
+                part = update_many(store, session, ids[a : a + size])
+                total += sum(int(r.isps_written) for r in part)
+            done = a + size
     except Exception:
-        sink.mark_written(ids)  # tried again next round
+        sink.mark_written(ids[done:])  # tried again next round
         raise
+    return total
 
 
 @dataclass(frozen=True)
@@ -438,11 +615,18 @@ class Ingest:
         intervals_every_s: float | None = None,
         max_age_s: float = 35 * 86_400,
         max_future_s: float = 300.0,
+        share: str | None = None,
+        max_batches: int = 64,
     ):
         self.topic = topic or TOPIC_ALL
+        if share is not None:
+            try:
+                self.topic = shared_topic(share, self.topic)
+            except ValueError as exc:
+                raise NoaberError(str(exc)) from None
         self.intervals_every_s = intervals_every_s
         self.engine = make_engine(settings.sqlalchemy_url)
-        self.store = SampleStore(settings.samples_dir)
+        self.store = open_sample_store(settings, self.engine)
         try:
             self.sink = CentreSink(self.store, self.engine, max_age_s, max_future_s)
         except DBAPIError as exc:
@@ -456,6 +640,7 @@ class Ingest:
             self.sink,
             topic=self.topic,
             client_id=client_id or DEFAULT_CLIENT_ID,
+            max_batches=max_batches,
         )
         self.isps_written = 0
         self._first = True
@@ -471,10 +656,15 @@ class Ingest:
     def update_intervals(self) -> None:
         """One round of the interval pipeline (a failure is logged; the next round catches up)."""
         try:
-            with self.consumer.hold():  # no store writes (or compaction) while the pipeline reads
+            if isinstance(self.store, PgSampleStore):  # writes go on (MVCC, per-channel locks)
                 self.isps_written += update_written_intervals(
                     self.store, self.engine, self.sink, self._first
                 )
+            else:
+                with self.consumer.hold():  # no Parquet writes (or compaction) while it reads
+                    self.isps_written += update_written_intervals(
+                        self.store, self.engine, self.sink, self._first
+                    )
             self._first = False
         except Exception as exc:  # the pipeline is incremental: nothing is lost
             log.error("interval update failed: %s: %s", type(exc).__name__, exc)
@@ -515,7 +705,7 @@ class Ingest:
 
 def resolve_quarantine(
     sessions: sessionmaker[Session],
-    store: SampleStore,
+    store: AnySampleStore,
     quarantine_id: int,
     accept: bool,
     actor: Actor | None = None,

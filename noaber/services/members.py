@@ -30,10 +30,19 @@ from sqlalchemy.orm import Session
 from energy.audit import Actor, record
 from energy.clock import utc_now
 from energy.errors import ValidationError
-from energy.models import IntervalReading, Member
-from energy.privacy import ErasureReport, core_export, erase_core, find_member, member_channel_ids
+from energy.models import IntervalReading, Member, MemberKind, MemberPersonal
+from energy.privacy import (
+    ErasureReport,
+    core_export,
+    erase_core,
+    find_member,
+    member_channel_ids,
+    new_member_ref,
+)
+from energy.pseudonyms import check_pseudonymous, person_words
 from energy.siteconfig import normalise_iban
 from energy.sitecontrols import EvSession
+from energy.sites import MemberSpec, ensure_member
 from optimizer.store import Schedule, ScheduleStep
 from settlement.community import bic_ok
 from settlement.ledger import member_account
@@ -129,6 +138,7 @@ def _ev_sessions(session: Session, member_id: int) -> list[dict[str, Any]]:
         "soc_arrival_pct",
         "v2g_allowed",
         "created_at",
+        "created_by",
         "cancelled_at",
     ]
     stmt = (
@@ -283,3 +293,152 @@ def erase_member(session: Session, ref: str, actor: Actor) -> ErasureReport:
     detail["again"] = already
     record(session, actor, "member.erase", ref, detail)
     return report
+
+
+#: The personal fields an operator sets on a member (``member_personal``), with their most
+#: characters (the column widths of :class:`energy.models.MemberPersonal`).
+PERSONAL_FIELDS: dict[str, int] = {
+    "name": 200,
+    "email": 320,
+    "address": 500,
+    "iban": 34,
+    "licence_plate": 20,
+    "label": 100,
+}
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_PLATE = re.compile(r"[A-Z0-9]+(-[A-Z0-9]+)*")
+
+
+def clean_personal(values: dict[str, str | None], where: str) -> dict[str, str | None]:
+    """The personal fields of ``values`` checked and normalised (spaces collapsed; empty is
+    None; an IBAN by ISO 13616 without spaces; a licence plate upper case), only those given.
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        Naming ``where`` and the field: an unknown field, an empty name, a value longer than
+        its column, an e-mail without ``@`` and domain, a bad IBAN or licence plate.
+    """
+    out: dict[str, str | None] = {}
+    for field, raw in values.items():
+        if field not in PERSONAL_FIELDS:
+            raise ValidationError(f"unknown personal field {field!r}", where, field)
+        value = None if raw is None else " ".join(str(raw).split()) or None
+        if value is not None and len(value) > PERSONAL_FIELDS[field]:
+            raise ValidationError(
+                f"{field} is at most {PERSONAL_FIELDS[field]} characters, got {len(value)}",
+                where,
+                field,
+            )
+        if field == "name" and value is None:
+            raise ValidationError("a member needs a name", where, "name")
+        if field == "email" and value is not None and not _EMAIL.fullmatch(value):
+            raise ValidationError(f"not an e-mail address: {value!r}", where, "email")
+        if field == "iban" and value is not None:
+            try:
+                value = normalise_iban(value)
+            except ValueError as exc:
+                raise ValidationError(str(exc), where, "iban") from None
+        if field == "licence_plate" and value is not None:
+            value = value.upper().replace(" ", "-")
+            if not _PLATE.fullmatch(value):
+                raise ValidationError(
+                    f"a licence plate is letters and digits with dashes between, got {raw!r}",
+                    where,
+                    "licence_plate",
+                )
+        out[field] = value
+    return out
+
+
+def personal_values_of(personal: MemberPersonal | None) -> dict[str, str | None]:
+    """The :data:`PERSONAL_FIELDS` of a member's personal row (all None without one)."""
+    return {k: None if personal is None else getattr(personal, k) for k in PERSONAL_FIELDS}
+
+
+def add_member(
+    session: Session, actor: Actor, kind: MemberKind | str, personal: dict[str, str | None]
+) -> Member:
+    """A new member with a fresh opaque ref; ``personal`` (its name at least) goes to
+    ``member_personal`` only, and the audit log records the kind and which fields were given,
+    never their values (the log cannot be erased). The caller commits.
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        A kind that is not ``person`` or ``organisation``, or a personal field
+        :func:`clean_personal` refuses; nothing is stored then.
+    """
+    try:
+        mkind = MemberKind(kind)
+    except ValueError:
+        raise ValidationError(
+            f"kind must be person or organisation, got {kind!r}", "member", "kind"
+        ) from None
+    fields = clean_personal({"name": personal.get("name"), **personal}, "member")
+    ref = new_member_ref(session)
+    spec = MemberSpec(
+        ref,
+        mkind,
+        fields.get("name"),
+        fields.get("email"),
+        fields.get("address"),
+        fields.get("iban"),
+        fields.get("licence_plate"),
+        fields.get("label"),
+    )
+    got = ensure_member(session, spec, source="member", path="member")
+    given = sorted(k for k, v in fields.items() if v is not None)
+    record(session, actor, "member.add", ref, {"kind": mkind.value, "fields": given})
+    return got.row
+
+
+def update_member(
+    session: Session, ref: str, actor: Actor, personal: dict[str, str | None]
+) -> list[str]:
+    """Change the given personal fields of member ``ref`` (a field given as None or empty is
+    cleared; the name cannot be); the audit log records which fields changed, never their
+    values. Returns the changed fields' names (the caller commits).
+
+    Raises
+    ------
+    energy.errors.ValidationError
+        No member ``ref``; an erased member (its data do not come back through an edit); a
+        member without personal data and no name given; a field :func:`clean_personal`
+        refuses; a person's ref that would contain a word of the new name. Nothing is
+        changed then.
+    """
+    member = find_member(session, ref)
+    where = f"member {ref}"
+    fields = clean_personal(personal, where)
+    if member.erased_at is not None and member.personal is None:
+        raise ValidationError(f"{ref} was erased: its personal data are gone", where, "ref")
+    if member.personal is None and not fields.get("name"):
+        raise ValidationError(f"{ref} has no personal data yet: give a name", where, "name")
+    current = personal_values_of(member.personal)
+    after = {**current, **fields}
+    changed = [k for k in PERSONAL_FIELDS if k in fields and current[k] != fields[k]]
+    if member.kind is MemberKind.PERSON and changed:
+        words = person_words(after["name"], after["email"], after["label"])
+        check_pseudonymous(ref, words, "member ref", where, "ref")
+    if not changed:
+        return []
+    # through the core's one writer of members (energy.sites), which sets every field of
+    # ``after``: the unchanged ones keep their value, the given ones change or clear
+    ensure_member(
+        session,
+        MemberSpec(
+            member.ref,
+            member.kind,
+            after["name"],
+            after["email"],
+            after["address"],
+            after["iban"],
+            after["licence_plate"],
+            after["label"],
+        ),
+        source=where,
+        path="member",
+    )
+    record(session, actor, "member.update", ref, {"fields": changed})
+    return changed

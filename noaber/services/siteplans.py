@@ -6,7 +6,8 @@ then applies, per car, the owner's minimum SoC and V2G choice, and per site the 
 grid import limit and battery reserve (:class:`energy.sitecontrols.SiteOperatingLimits`),
 only ever tightening what the site's own data allow. :func:`plan_site` is the whole step:
 scenario, plan, store (``noaber optimize run`` and the jobs do the same through these two
-functions).
+functions), each within the limits the gateway's safe writer enforces
+(:func:`noaber.services.control.stored_writer_limits`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from energy.models import Asset, AssetKind
 from energy.sitecontrols import operating_limits, sessions_for_site
+from noaber.services.control import stored_writer_limits
+from optimizer.limits import apply_writer_limits
 from optimizer.model import plan
 from optimizer.mpc import with_measurements
 from optimizer.report import compare
@@ -140,6 +143,7 @@ def plan_site(
     if measured:
         sc = with_measurements(sc, measured, pd.Timestamp(start))
     sc = with_site_controls(session, sc, start)
+    sc = apply_writer_limits(sc, stored_writer_limits(session, site_name))
     result = plan(sc)
     return save_plan(session, sc, result, compare(sc, result))
 

@@ -318,3 +318,39 @@ def test_datetime64_input_is_accepted():
         assert res.energy_wh.sum() == pytest.approx(1799 / 3600 * 3600.0)
     with pytest.raises(ValueError, match="no time zone"):
         power_to_buckets(idx.tz_localize(None), np.ones(1800))
+
+
+@pytest.mark.parametrize("use_q", [False, True])
+def test_regular_and_jittered_blocks_match_reference(use_q):
+    """Long clean 1 Hz stretches take the one-pass block (regular: energy from the sum;
+    jittered: per-step conversion), broken by NaN, flags, duplicates and a gap."""
+    rng = np.random.default_rng(11)
+    n = 60_000
+    steps = np.full(n, S)
+    steps[20_000:40_000] = S + rng.integers(-3_000_000, 3_000_000, 20_000)  # jitter
+    steps[45_000] = 3 * 3600 * S  # one gap
+    steps[50_000:50_010] = 0  # a run of duplicates
+    ts = T0 + np.cumsum(steps)
+    p = rng.normal(1500, 400, n)
+    p[rng.integers(0, n, 30)] = np.nan
+    p[rng.integers(0, n, 5)] = np.inf
+    q = (rng.random(n) < 0.0005).astype(np.uint8) if use_q else None
+    one = power_to_buckets(ts, p, quality=q, n_threads=1)
+    assert_matches_ref(one, power_to_buckets_ref(ts, p, ISP_NS, 0, 2 * 3600 * S, q))
+    for threads in (2, 3):
+        assert_identical(
+            one, power_to_buckets(ts, p, quality=q, n_threads=threads, chunk_min=5_000)
+        )
+
+
+def test_min_max_of_signed_zeros_do_not_depend_on_the_path():
+    """-0.0 counts below +0.0 in min and max, in the block and in the scalar path alike."""
+    n = 900
+    ts = T0 + np.arange(n, dtype=np.int64) * S
+    for order in ((0.0, -0.0), (-0.0, 0.0)):
+        p = np.full(n, order[0])
+        p[n // 2 :] = order[1]
+        for quality in (None, np.r_[np.zeros(n - 1, np.uint8), 1]):  # the flag spoils blocks
+            for gap in (2 * 3600 * S, S // 2):  # 0.5 s: every step is a gap, all scalar
+                res = power_to_buckets(ts, p, max_gap_ns=gap, quality=quality, n_threads=1)
+                assert np.signbit(res.min_w[0]) and not np.signbit(res.max_w[0])

@@ -61,3 +61,32 @@ def test_environment_prefix(monkeypatch, tmp_path):
     monkeypatch.setenv("NOABER_DATABASE_URL", "postgresql://u@127.0.0.1/noaber")
     s = Settings()
     assert s.sqlalchemy_url == "postgresql://u@127.0.0.1/noaber"
+
+
+def test_first_uses_at_once_agree_on_one_whole_secret(tmp_path) -> None:
+    """Concurrent first logins: every caller gets the same full secret, none an empty file."""
+    import threading
+
+    from energy.settings import SECRET_MIN_CHARS, data_dir_secret
+
+    for round_ in range(20):
+        data_dir = tmp_path / f"d{round_}"
+        start = threading.Barrier(8)
+        got: list[str] = []
+        errors: list[BaseException] = []
+
+        def first_use(d=data_dir, b=start, got=got, errors=errors) -> None:
+            b.wait()
+            try:
+                got.append(data_dir_secret(d))
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first_use) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == [] and len(got) == 8
+        assert len(set(got)) == 1 and len(got[0]) >= SECRET_MIN_CHARS
+        assert sorted(p.name for p in data_dir.iterdir()) == ["secret_key"]  # no temp file left

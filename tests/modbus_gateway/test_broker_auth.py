@@ -5,6 +5,8 @@ its hash is stored, and the action is audited."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -183,3 +185,135 @@ def test_gateway_names_that_cannot_be_a_topic_level_or_user(name):
 
     with pytest.raises(NoaberError, match="gateway name"):
         check_gateway_name(name)
+
+
+def _sites_db(tmp_path, monkeypatch) -> None:
+    """A local SQLite database with sites site-a and site-b, for ``noaber gateway add``."""
+    from energy.settings import get_settings
+
+    monkeypatch.setenv("NOABER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NOABER_MODE", "local")
+    monkeypatch.delenv("NOABER_DATABASE_URL", raising=False)
+    (tmp_path / "data").mkdir()
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'noaber.db'}")
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        for n, ean in (("site-a", "871685900000000005"), ("site-b", "871685900000000029")):
+            s.add(Site(name=n, display_name=n, ean=ean, latitude=52.9, longitude=6.6,
+                       grid_import_limit_kw=40, grid_export_limit_kw=25))  # fmt: skip
+    engine.dispose()
+    get_settings.cache_clear()
+
+
+def _password_of(output: str, name: str) -> str:
+    return next(
+        ln.split(":", 2)[2].split("@")[0] for ln in output.splitlines() if f"mqtt://{name}:" in ln
+    )
+
+
+def test_gateway_add_reloads_the_running_broker(tmp_path, monkeypatch):
+    """``noaber gateway add --mosquitto-pid-file`` sends the running broker SIGHUP: the new
+    gateway connects (and publishes on its topic) without a restart. Without the reload the
+    broker still refuses it (Mosquitto reads its files only at start and on SIGHUP); a stale
+    or missing pid file is a clear error after the gateway was added, and signals nothing."""
+    from modbus_gateway.broker_auth import centre_acl_block
+    from noaber.cli import app
+    from tests.net import pick_port, wait_for_tcp
+
+    _sites_db(tmp_path, monkeypatch)
+    mq = tmp_path / "mqtt"
+    pw, acl, pid_file = mq / "passwords", mq / "acl", mq / "mosquitto.pid"
+    set_password_entry(pw, "noaber", mosquitto_hash("centre-pw"))
+    acl.write_text("\n".join(centre_acl_block()) + "\n", encoding="utf-8")
+    port = pick_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
+        f"acl_file {acl}\npid_file {pid_file}\nlog_dest file {tmp_path / 'mosquitto.log'}\n"
+        + ("user root\n" if os.geteuid() == 0 else ""),
+        encoding="utf-8",
+    )
+    # as an init script runs it: a daemon (-d) that writes its pid file
+    subprocess.run([need_executable("mosquitto"), "-d", "-c", str(conf)], check=True, timeout=30)
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "the pid file")
+    broker_pid = int(pid_file.read_text())
+    runner = CliRunner()
+    files = ["--password-file", str(pw), "--acl-file", str(acl)]
+    clients: list[mqtt.Client] = []
+    try:
+        wait_for_tcp(port)
+        # added without a reload: written, but the running broker does not know it yet
+        res = runner.invoke(app, ["gateway", "add", "gw-b", "--site", "site-b", *files])
+        assert res.exit_code == 0, res.output
+        assert "reload Mosquitto" in " ".join(res.output.split())
+        pw_b = _password_of(res.output, "gw-b")
+        c, rc = _connect(port, "gw-b", pw_b)
+        clients.append(c)
+        assert "Not authorized" in rc or "Bad user name or password" in rc, rc
+
+        centre, rc = _connect(port, "noaber", "centre-pw")
+        clients.append(centre)
+        assert rc == "Success", rc
+        seen: list[tuple[str, bytes]] = []
+        subscribed = threading.Event()
+        centre.on_message = lambda cl, u, m: seen.append((m.topic, m.payload))
+        centre.on_subscribe = lambda *a: subscribed.set()
+        centre.subscribe("noaber/+/samples", qos=1)
+        assert subscribed.wait(scaled(10))
+
+        res = runner.invoke(
+            app,
+            ["gateway", "add", "gw-a", "--site", "site-a", *files,
+             "--mosquitto-pid-file", str(pid_file)],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert f"Mosquitto (pid {broker_pid}) told to reload" in " ".join(res.output.split())
+        pw_a = _password_of(res.output, "gw-a")
+        got: dict[str, str] = {}
+
+        def connects() -> bool:  # the broker reloads asynchronously: bounded retries
+            cl, got["rc"] = _connect(port, "gw-a", pw_a)
+            clients.append(cl)
+            return got["rc"] == "Success"
+
+        wait_until(connects, "gw-a accepted by the running broker after the reload")
+        gw_a = clients[-1]
+        gw_a.publish("noaber/gw-b/samples", b"forged", qos=1).wait_for_publish(scaled(5))
+        gw_a.publish("noaber/gw-a/samples", b"own", qos=1).wait_for_publish(scaled(5))
+        wait_until(lambda: seen, "gw-a's batch at the centre")
+        # the same reload took gw-b's entries too; the broker never restarted
+        c, rc = _connect(port, "gw-b", pw_b)
+        clients.append(c)
+        assert rc == "Success", rc
+        assert int(pid_file.read_text()) == broker_pid
+        assert seen == [("noaber/gw-a/samples", b"own")]  # the ACL of the reload holds
+        assert "Reloading config" in (tmp_path / "mosquitto.log").read_text()
+
+        # a stale pid file (another program's pid) and a missing one: clear errors, no signal
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            stale = tmp_path / "stale.pid"
+            stale.write_text(f"{other.pid}\n")
+            res = runner.invoke(
+                app,
+                ["gateway", "add", "gw-c", "--site", "site-a", *files,
+                 "--mosquitto-pid-file", str(stale)],
+            )  # fmt: skip
+            assert res.exit_code == 1
+            msg = str(res.exception)
+            assert "gateway gw-c is added" in msg and "not mosquitto" in msg, msg
+            assert other.poll() is None  # not signalled (SIGHUP would have ended it)
+        finally:
+            other.kill()
+            other.wait(10)
+        res = runner.invoke(
+            app,
+            ["gateway", "add", "gw-d", "--site", "site-b", *files,
+             "--mosquitto-pid-file", str(tmp_path / "none.pid")],
+        )  # fmt: skip
+        assert res.exit_code == 1 and "none.pid" in str(res.exception), res.output
+    finally:
+        for cl in clients:
+            cl.loop_stop()
+            cl.disconnect()
+        os.kill(broker_pid, signal.SIGTERM)  # the daemon this test started, by its pid

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from energy.db import make_engine, session_factory
 from energy.gateways import DeadLetter, QuarantinedSample, add_gateway
 from energy.models import Asset, AssetKind, Channel, Quantity, Site
-from energy.samples import SampleStore
+from energy.rawstore import PgSampleStore, open_sample_store
 from energy.settings import Settings
 from modbus_gateway.broker_auth import (
     acl_block,
@@ -145,23 +145,77 @@ def _publish_as(port: int, user: str, password: str, topic: str, payload: bytes)
         c.disconnect()
 
 
-def run_fleet(tmp_path: Path, url: str, n: int, seconds: float) -> None:
+def run_fleet(
+    tmp_path: Path,
+    url: str,
+    n: int,
+    seconds: float,
+    sample_store: str = "parquet",
+    workers: int = 1,
+) -> None:
+    """``workers`` > 1: that many ingest workers share the subscription (MQTT 5)."""
     passwords, ids = _world(url, n)
     pwfile, aclfile = _broker_files(tmp_path, passwords)
     broker = shipped_broker(tmp_path, pwfile, aclfile)
     broker.start()
     assert broker.port is not None
     centre = parse_broker_url(f"mqtt://noaber:{CENTRE_PASSWORD}@127.0.0.1:{broker.port}")
-    settings = Settings(mode="local", data_dir=tmp_path / "centre", database_url=url)
-    store = SampleStore(settings.samples_dir)
+    settings = Settings(
+        mode="local", data_dir=tmp_path / "centre", database_url=url, sample_store=sample_store
+    )
+    store = open_sample_store(settings)
 
-    def start_ingest() -> tuple[Ingest, threading.Thread, threading.Event]:
-        ingest = Ingest(settings, centre, client_id="noaber-store")
+    def start_one(w: int) -> tuple[Ingest, threading.Thread, threading.Event]:
+        ingest = Ingest(
+            settings,
+            centre,
+            client_id="noaber-store" if workers == 1 else f"noaber-store-{w}",
+            share=None if workers == 1 else "store",
+            intervals_every_s=None if workers == 1 else 1.0,
+        )
         ingest.start(scaled(10))
         stop = threading.Event()
         t = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
         t.start()
         return ingest, t, stop
+
+    class _Fleet:
+        """The ingest workers, seen as one (waiting: all of theirs; stop: each)."""
+
+        def __init__(self, parts):
+            self.parts = parts
+            self.consumer = self
+
+        @property
+        def waiting(self) -> int:
+            return sum(i.consumer.waiting for i, _t, _s in self.parts)
+
+        @property
+        def stored(self) -> list[int]:
+            return [i.consumer.stored for i, _t, _s in self.parts]
+
+    class _Stop:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def set(self) -> None:
+            for _i, _t, s in self.parts:
+                s.set()
+
+    class _Join:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def join(self, timeout: float) -> None:
+            for _i, t, _s in self.parts:
+                t.join(timeout)
+
+    fleets: list[_Fleet] = []
+
+    def start_ingest() -> tuple[_Fleet, _Join, _Stop]:
+        parts = [start_one(w) for w in range(workers)]
+        fleets.append(_Fleet(parts))
+        return fleets[-1], _Join(parts), _Stop(parts)
 
     gateways = [
         SimGateway(
@@ -247,17 +301,24 @@ def run_fleet(tmp_path: Path, url: str, n: int, seconds: float) -> None:
         f"{n} gateways: {polled} samples polled, {resent} batches sent again, {failures} sends failed"
     )
     assert resent > 0  # after the broker's restart the in-flight batches went again
+    if workers > 1:  # each worker took part of the stream, after the restart too
+        assert all(n > 0 for n in fleets[-1].stored), fleets[-1].stored
     for g in gateways:
         for key in g.keys:
             want = [s for s in g.produced if s.channel == key]
             got = store.read(ids[key])
             assert got.ts.tolist() == [s.ts_ns for s in want], key
             assert got.value.tolist() == [s.value for s in want], key
-            on_disk = sum(
-                pq.read_metadata(p).num_rows
-                for p in (store.root / f"channel={ids[key]}").rglob("*.parquet")
-            )
+            if isinstance(store, PgSampleStore):
+                on_disk = store.count(ids[key])
+            else:
+                on_disk = sum(
+                    pq.read_metadata(p).num_rows
+                    for p in (store.root / f"channel={ids[key]}").rglob("*.parquet")
+                )
             assert on_disk == len(want), f"{key}: {on_disk} rows on disk for {len(want)} samples"
+    if isinstance(store, PgSampleStore):
+        store.engine.dispose()
     engine = make_engine(url)
     with session_factory(engine)() as session:
         reasons = sorted(d.reason for d in session.scalars(select(DeadLetter)))
@@ -293,6 +354,17 @@ def bad_actors(port: int, passwords: dict[str, str], stored: Sample) -> None:
 
 def test_fleet_small_every_sample_once_and_bad_actors_change_nothing(tmp_path, pg_url):
     run_fleet(tmp_path, pg_url, n=4, seconds=4)
+
+
+def test_fleet_two_workers_share_the_subscription_into_postgresql(tmp_path, pg_url):
+    """Two ingest workers on one MQTT 5 shared subscription, raw samples in PostgreSQL, both
+    updating intervals: the same guarantees as one worker."""
+    run_fleet(tmp_path, pg_url, n=4, seconds=4, sample_store="postgresql", workers=2)
+
+
+@pytest.mark.slow
+def test_fleet_of_100_gateways_two_workers_postgresql(tmp_path, pg_url):
+    run_fleet(tmp_path, pg_url, n=100, seconds=20, sample_store="postgresql", workers=2)
 
 
 @pytest.mark.slow

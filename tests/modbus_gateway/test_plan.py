@@ -6,9 +6,13 @@ from modbus_gateway.plan import plan_reads
 from modbus_gateway.profiles import parse_profile, shipped_profiles
 
 
-def test_sdm630_three_requests_not_spanning_holes():
+def test_sdm630_one_request_with_gaps_filled_three_without():
     p = shipped_profiles()["eastron_sdm630"]
     blocks = plan_reads(p, p.registers)
+    assert [(b.function, b.address, b.count, b.gap_filled) for b in blocks] == [
+        (4, 0x00, 0x4C, True)
+    ]
+    blocks = plan_reads(p, p.registers, gap_fill=False)
     assert [(b.function, b.address, b.count) for b in blocks] == [
         (4, 0x00, 0x12),
         (4, 0x34, 2),

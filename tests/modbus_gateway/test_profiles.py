@@ -223,6 +223,8 @@ def test_every_controllable_profile_declares_its_failsafe():
         "wallbox_quasar",
         "sunspec_storage",
         "sunspec_inverter",
+        "fronius_symo",
+        "sunspec_der_inverter",
     }
     for name, p in controllable.items():
         fs = p.control.failsafe

@@ -117,10 +117,22 @@ async def test_safe_default_on_shutdown_and_on_lost_schedule(serve):
     try:
         await w.apply("ev-charger-1", 1500, requested_by="mpc")
         stop = asyncio.Event()
-        task = asyncio.create_task(w.run(stop))
-        await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(task, 5)  # shutdown: safe default
+        ticks = 0
+        fake_sleep = clock.sleep
+
+        async def three_ticks_then_stop(s: float) -> None:
+            # the fake clock's sleep does not wait: a real-time pause here let the loop spin
+            # past schedule_timeout_s on a fast machine; stop after three keep-alive ticks
+            nonlocal ticks
+            ticks += 1
+            if ticks > 3:
+                stop.set()
+            await fake_sleep(s)
+            await asyncio.sleep(0)
+
+        clock.sleep = three_ticks_then_stop  # type: ignore[method-assign]
+        await asyncio.wait_for(w.run(stop), 5)  # shutdown: safe default
+        assert ticks == 4 and clock.t - 1000.0 < 120
         assert sim.get("control_mode") == 0 and sim.get("power_setpoint_w") == 0
         assert w.log[-1].requested_by == "gateway (shutdown)"
         # lost schedule: no apply() for longer than schedule_timeout_s

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from energy.models import AssetKind, MemberKind, Quantity
 from energy.readings import upsert_readings
+from energy.sitecontrols import EvSession
 from energy.sites import (
     AssetSpec,
     ChannelSpec,
@@ -59,6 +60,12 @@ PEOPLE = {
     },
 }
 USERNAMES = {LEAVER: "lid-101", STAYER: "lid-102"}
+#: Bank and SEPA mandate of each person (personal data beside the IBAN).
+BANK = {
+    LEAVER: {"bic": "ABNANL2A", "sepa_mandate_id": "MANDAAT-BAKKER-01"},
+    STAYER: {"bic": "RABONL2U", "sepa_mandate_id": "MANDAAT-HOFSTEE-02"},
+}
+MANDATE_DATE = dt.date(2026, 5, 1)
 
 
 @dataclass
@@ -102,12 +109,29 @@ def build(sessions: sessionmaker[Session]) -> PrivacyWorld:
             member = ensure_member(session, MemberSpec(ref, MemberKind.PERSON, **p)).row
             owners[ref] = (member, AssetKind.EV, f"ev-{k}", 1500.0 * k)
             create_user(session, USERNAMES[ref], PASSWORD, "member", member_ref=ref)
+            member.personal.bic = BANK[ref]["bic"]
+            member.personal.sepa_mandate_id = BANK[ref]["sepa_mandate_id"]
+            member.personal.sepa_mandate_date = MANDATE_DATE
         for ref, (member, kind, name, power_w) in owners.items():
             asset = ensure_asset(session, site, AssetSpec(name, kind, member.id)).row
             key = f"zaal/{name}/power"
             channel = ensure_channel(session, asset, ChannelSpec(key, Quantity.POWER, "W")).row
             _readings(session, channel.id, power_w)
             world.channels[ref], world.assets[ref] = channel.id, asset.id
+            if ref in USERNAMES:  # the owner announced a stay (set by their own user)
+                session.add(
+                    EvSession(
+                        asset_id=asset.id,
+                        member_id=member.id,
+                        arrival_at=dt.datetime(2026, 6, 2, 16, tzinfo=dt.UTC),
+                        departure_at=dt.datetime(2026, 6, 3, 7, tzinfo=dt.UTC),
+                        soc_target_pct=80.0,
+                        soc_min_pct=20.0,
+                        soc_arrival_pct=None,
+                        v2g_allowed=True,
+                        created_by=USERNAMES[ref],
+                    )
+                )
     community = parse_community(
         {
             "name": "zaal-energie",

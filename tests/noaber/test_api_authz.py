@@ -253,6 +253,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/sites/{site_name}/statement"): Case(
         roles=MANAGERS, own=OWN_SITE, also_foreign={"site_manager": [{"site_name": "hall-b"}]}
     ),
+    # the centre's refused samples (noaber/api/routers/gateways.py; rows seeded in api_authz)
+    ("GET", "/gateways/dead-letters"): Case(roles={"operator"}, own={"operator": {}}),
+    ("GET", "/gateways/quarantine"): Case(roles={"operator"}, own={"operator": {}}),
+    ("POST", "/gateways/quarantine/{quarantine_id}/accept"): Case(
+        roles={"operator"},
+        own={"operator": lambda w: {"quarantine_id": w.extra["quarantine-accept"]}},
+    ),
+    ("POST", "/gateways/quarantine/{quarantine_id}/reject"): Case(
+        roles={"operator"},
+        own={"operator": lambda w: {"quarantine_id": w.extra["quarantine-reject"]}},
+    ),
     ("GET", "/operator/province"): Case(roles={"operator"}, own={"operator": {}}),
     ("GET", "/operator/province/csv"): Case(roles={"operator"}, own={"operator": {}}),
 }
@@ -324,8 +335,8 @@ def _call(
 
 
 @pytest.mark.slow
-def test_authorization_walk(engine, sessions) -> None:
-    settings = Settings(mode="test", secret_key=SECRET)
+def test_authorization_walk(engine, sessions, tmp_path) -> None:
+    settings = Settings(mode="test", secret_key=SECRET, data_dir=tmp_path)
     with sessions() as session, session.begin():
         world = build_world(session)
         world.extra["sessions"] = sessions

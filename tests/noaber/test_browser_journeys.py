@@ -5,7 +5,9 @@ at 1400 px and at 390 px: each page answers 200 in Dutch with the header (name, 
 switch, sign-out), has no horizontal overflow, and axe-core (the copy bundled by
 ``axe-playwright-python``) finds no serious or critical violation; the start page's tasks are
 reached with the Tab key. The EV owner sets a session on the page and the next plan keeps
-it; the manager sets the grid limit. Screenshots go to ``$NOABER_ARTEFACTS`` (default
+it; the manager sets the grid limit and asks for a re-plan (its job's status page); the
+operator adds and edits a member, adds a user and changes their role, and queues a month's
+settlement (its job's status page), at both widths. Screenshots go to ``$NOABER_ARTEFACTS`` (default
 ``tmp/artefacts/browser`` in the working directory; not committed).
 """
 
@@ -49,7 +51,12 @@ TASKS = {
         "task-statement": f"/sites/{DEMO_SITE}/statement",
     },
     "firm": {"task-campaigns": "/campaigns/dashboard"},
-    "operator": {"task-province": "/operator/province"},
+    "operator": {
+        "task-province": "/operator/province",
+        "task-members": "/operator/members",
+        "task-runs": "/operator/runs",
+        "task-users": "/operator/users",
+    },
 }
 
 
@@ -222,3 +229,100 @@ def test_manager_sets_the_grid_limit(server, browser_page) -> None:
         page.click("#limits-submit")
     assert page.locator("#saved").count() == 1
     assert "12,5 kW" in page.inner_text("#current-limits")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_operator_adds_a_member_and_a_user(server, browser_page, width) -> None:
+    page, _outside = browser_page
+    page.set_viewport_size({"width": width, "height": 900})
+    failures: list[str] = []
+    sign_in(page, server, "operator")
+    with page.expect_navigation():
+        page.click("#add-member")
+    page.fill("#name", "Jan Hoekstra")
+    page.fill("#iban", "NL91 ABNA 0417 1643 01")  # a wrong check digit
+    with page.expect_navigation():
+        page.click("#member-add-submit")
+    assert "geldig IBAN" in page.inner_text("#form-errors")
+    check_page(page, f"operator-{width}-member-refused", failures)
+    page.fill("#iban", "NL91 ABNA 0417 1643 00")
+    with page.expect_navigation():
+        page.click("#member-add-submit")
+    assert page.locator("#saved").count() == 1, page.inner_text("main")
+    check_page(page, f"operator-{width}-member-added", failures)
+    ref = page.url.split("/operator/members/")[1].split("?")[0]
+    page.fill("#email", "jan@example.nl")
+    with page.expect_navigation():
+        page.click("#member-submit")
+    assert page.locator("#saved").count() == 1
+    assert page.input_value("#email") == "jan@example.nl"
+    # a user for the new member, then another role
+    page.goto(f"{server}/")
+    with page.expect_navigation():
+        page.click("#add-user")
+    page.fill("#username", f"lid-{width}")
+    page.fill("#password", "a-long-enough-password")
+    page.select_option("#role", "member")
+    page.select_option("#member_ref", ref)
+    with page.expect_navigation():
+        page.click("#user-add-submit")
+    assert page.locator("#saved").count() == 1, page.inner_text("main")
+    check_page(page, f"operator-{width}-user-added", failures)
+    page.select_option("#role", "site_manager")
+    page.select_option("#member_ref", "")
+    page.check(f"#site-{DEMO_SITE}")
+    with page.expect_navigation():
+        page.click("#role-submit")
+    assert page.locator("#saved").count() == 1, page.inner_text("main")
+    role = page.inner_text("#user-role")
+    assert "beheerder gebouw" in role and "Noaberhof" in role, role
+    assert failures == [], "\n".join(failures)
+
+
+def finish(world: DemoContext, url: str, result: dict[str, Any]) -> None:
+    """Mark the job of the status page ``url`` done, as a worker would (the test server has
+    no queue), so the page stops refreshing itself before it is checked; then reload it."""
+    from energy.jobs import Job
+
+    job_id = int(url.rstrip("/").rsplit("/", 1)[1])
+    with world.sessions() as s, s.begin():
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == "queued"
+        job.state, job.result = "done", result
+        job.started_at = job.finished_at = dt.datetime.now(dt.UTC)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_settlement_and_replan_go_through_jobs(server, browser_page, world, width) -> None:
+    page, _outside = browser_page
+    page.set_viewport_size({"width": width, "height": 900})
+    failures: list[str] = []
+    sign_in(page, server, "operator")
+    with page.expect_navigation():
+        page.click("#settle-month")
+    page.fill("#period", "2026-1")
+    with page.expect_navigation():
+        page.click("#run-submit")
+    assert "JJJJ-MM" in page.inner_text("#form-errors")
+    check_page(page, f"operator-{width}-runs-refused", failures)
+    period = world.start.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m")
+    page.fill("#period", period)
+    with page.expect_navigation():
+        page.click("#run-submit")
+    assert "/jobs/" in page.url
+    assert page.get_attribute("#job-state [data-state]", "data-state") == "queued"
+    finish(world, page.url, {"run_id": 1, "transfers": 0})
+    page.reload()
+    check_page(page, f"operator-{width}-job", failures)
+    assert "klaar" in page.inner_text("#job-state")
+    # the manager's re-plan button leads to its job's page
+    sign_in(page, server, "site_manager")
+    with page.expect_navigation():
+        page.click("#task-limits")
+    with page.expect_navigation():
+        page.click("#replan-submit")
+    assert "/jobs/" in page.url and page.locator("#job-progress").count() == 1
+    finish(world, page.url, {"site": DEMO_SITE, "status": "optimal"})
+    page.reload()
+    check_page(page, f"site_manager-{width}-replan-job", failures)
+    assert failures == [], "\n".join(failures)

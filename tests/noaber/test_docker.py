@@ -43,6 +43,34 @@ def test_compose_services_and_production_mode() -> None:
     assert doc["services"]["mqtt"]["image"].startswith("eclipse-mosquitto:")
 
 
+def test_centre_services_keep_raw_samples_in_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several ingest workers need one store: the centre's services read and write the raw
+    samples in PostgreSQL (NOABER_SAMPLE_STORE=postgresql), the settings accept it and the
+    store they open is the PostgreSQL one; the gateway has no database at all."""
+    from energy.rawstore import PgSampleStore, open_sample_store
+    from energy.settings import load_settings
+
+    doc = _compose()
+    for name in ("api", "ingest", "worker", "scheduler"):
+        assert doc["services"][name]["environment"]["NOABER_SAMPLE_STORE"] == "postgresql", name
+    assert "NOABER_SAMPLE_STORE" not in doc["services"]["gateway"]["environment"]
+    env = doc["services"]["ingest"]["environment"]
+    for key in list(os.environ):
+        if key.startswith("NOABER_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        value = re.sub(r"\$\{(\w+)[^}]*\}", lambda m: "x" * 40, str(value))
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(Path(__file__).parent)  # no .env of the checkout
+    settings = load_settings()
+    assert settings.sample_store == "postgresql"
+    store = open_sample_store(settings)  # no connection yet: the engine is lazy
+    try:
+        assert isinstance(store, PgSampleStore) and store.kind == "postgresql"
+    finally:
+        store.engine.dispose()
+
+
 def test_secrets_have_no_defaults() -> None:
     text = (DOCKER / "compose.yaml").read_text()
     for secret in SECRETS:

@@ -181,3 +181,20 @@ def test_replan_job_plans_the_demo_site_once(demo_copy, tmp_path: Path) -> None:
         assert pd.Timestamp(latest.start) == start and out["status"] == latest.status
         assert s.scalar(select(func.count()).select_from(Schedule)) == before + 1
         assert jobstore.claim(s, job_id, "w2", 60) is None  # a duplicate message: nothing
+        # planned within the safe writer's limits, as optimize run and control run plan
+        from noaber.services.control import stored_writer_limits
+        from optimizer.store import ScheduleStep
+
+        bound = [w for w in stored_writer_limits(s, DEMO_SITE) if w.asset == "battery"]
+        assert bound, "the demo battery has a writer limit"
+        power = [
+            abs(p)
+            for p in s.scalars(
+                select(ScheduleStep.power_kw).where(
+                    ScheduleStep.schedule_id == latest.id, ScheduleStep.asset == "battery"
+                )
+            )
+        ]
+        assert (
+            power and max(power) <= max(-bound[0].power_w_min, bound[0].power_w_max) / 1000 + 1e-6
+        )

@@ -49,11 +49,14 @@ def router_msgids() -> set[str]:
     """Strings :mod:`noaber.api` translates out of tables."""
     from noaber.api.language import ROLE_LABELS, ROLE_NAV
     from noaber.api.routers.my import SESSION_FIELDS
+    from noaber.api.routers.operator import FORM_ERRORS, MEMBER_LABELS
     from noaber.api.routers.pages import ERROR_TITLES, GROUP_STYLE
 
     ids = set(ERROR_TITLES.values()) | set(ROLE_LABELS.values()) | set(SESSION_FIELDS.values())
     ids |= {label for nav in ROLE_NAV.values() for _href, label in nav}
     ids |= {label for label, _colour in GROUP_STYLE.values()}
+    ids |= {msgid for _field, _part, msgid in FORM_ERRORS} | set(MEMBER_LABELS.values())
+    ids |= {"queued", "running", "done", "failed"}  # a job's state (job.html)
     # slugs shown by their display name (``_(site.kind)``, ``_(asset.kind.value)``, ...)
     ids |= {k.value for k in AssetKind} | {q.value for q in Quantity}
     ids |= {k.value for k in MemberKind} | {"posted", "pending", "voided"} | set(ACTIONS)

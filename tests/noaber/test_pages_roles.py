@@ -85,6 +85,16 @@ def test_start_page_links_all_work(world_app, role) -> None:
             if "/csv" not in href and "/export" not in href:
                 assert r.headers["content-type"].startswith("text/html"), (href, r.headers)
         assert broken == [], broken
+        # the header's menu always leads somewhere: 200, never a 404 page
+        from energy.models import Role
+        from noaber.api.language import ROLE_NAV
+
+        for href, label in ROLE_NAV[Role(role)]:
+            path, _, anchor = href.partition("#")
+            r = client.get(path or "/", headers=HTML)
+            assert r.status_code == 200, (role, label, href, r.status_code)
+            if anchor:
+                assert f'id="{anchor}"' in r.text, (role, label, href)
 
 
 def test_my_devices_is_an_html_page(world_app) -> None:

@@ -39,7 +39,9 @@ from settlement.statements import (
     statement_data,
     verify_json,
 )
+from tests.energy.test_migrations import MODEL_MODULES
 from tests.noaber.privacy_world import (
+    BANK,
     LEAVER,
     PASSWORD,
     PEOPLE,
@@ -48,9 +50,6 @@ from tests.noaber.privacy_world import (
     build,
 )
 
-#: Every module that declares tables (the scan must see all of them).
-MODEL_MODULES = ("energy.models", "energy.prices", "meetkoffer.models", "optimizer.store")
-MODEL_MODULES += ("settlement.models",)
 SECRET = "privacy-test-secret-" + "z" * 40
 
 
@@ -146,7 +145,9 @@ def test_erase_keeps_the_books_and_leaves_no_personal_field(sessions, cli) -> No
     )
     assert out.exit_code == 0, out.output
     values = _text_values(sessions)
-    assert _hits(values, PEOPLE[LEAVER]), "the scan must see the personal data before erasure"
+    leaver = {**PEOPLE[LEAVER], **BANK[LEAVER]}  # with the bank and SEPA mandate fields
+    assert _hits(values, leaver), "the scan must see the personal data before erasure"
+    assert any(USERNAMES[LEAVER] == v for t, _, v in values if t == "ev_sessions")
     before = _fingerprints(sessions, world.statements)
     assert cli("ledger", "verify").exit_code == 0
 
@@ -163,8 +164,12 @@ def test_erase_keeps_the_books_and_leaves_no_personal_field(sessions, cli) -> No
     assert after[LEAVER][2] == before[LEAVER][2]
 
     values = _text_values(sessions)
-    assert _hits(values, PEOPLE[LEAVER]) == []
-    assert _hits(values, PEOPLE[STAYER]), "the other member's personal data must stay"
+    assert _hits(values, leaver) == []
+    assert _hits(values, {**PEOPLE[STAYER], **BANK[STAYER]}), "the other member's data must stay"
+    # the leaver's announced stays are gone (who set them, when the car came); the other's stay
+    assert [v for t, c, v in values if t == "ev_sessions" and c == "created_by"] == [
+        USERNAMES[STAYER]
+    ]
     with sessions() as session:
         member = session.scalar(select(Member).where(Member.ref == LEAVER))
         assert member.erased_at is not None and member.personal is None
@@ -192,7 +197,11 @@ def test_export_has_everything_and_the_member_downloads_only_their_own(
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "export" / f"{LEAVER}.json").read_text(encoding="utf-8"))
     tables = data["tables"]
-    assert tables["member_personal"] == [{**PEOPLE[LEAVER], "extra": {}}]
+    assert tables["member_personal"] == [
+        {**PEOPLE[LEAVER], **BANK[LEAVER], "sepa_mandate_date": "2026-05-01", "extra": {}}
+    ]
+    (stay,) = tables["ev_sessions"]
+    assert stay["created_by"] == USERNAMES[LEAVER] and stay["soc_target_pct"] == 80.0
     assert [u["username"] for u in tables["users"]] == [USERNAMES[LEAVER]]
     assert "password_hash" not in tables["users"][0]
     assert len(tables["interval_readings"]) == 8 and tables["assets"][0]["name"] == "ev-1"
@@ -206,6 +215,7 @@ def test_export_has_everything_and_the_member_downloads_only_their_own(
     n_fields = sum(len(r) for rows in tables.values() for r in rows)
     assert len(csv_text.splitlines()) == 1 + 3 + n_fields  # header, export rows, every field
     assert "NL91ABNA0417164300" in csv_text and PEOPLE[STAYER]["iban"] not in csv_text
+    assert BANK[LEAVER]["sepa_mandate_id"] in csv_text and BANK[STAYER]["bic"] not in csv_text
 
     app = create_app(Settings(mode="test", secret_key=SECRET), engine)
     token = create_access_token(USERNAMES[LEAVER], "member", SECRET, 600)

@@ -27,4 +27,9 @@ def test_bench_quick_prints_every_figure_at_two_sizes() -> None:
     assert "(m) MPC, 24 h horizon" in out and "(m) MPC, 48 h horizon" in out
     assert "re-plan step median" in out and "target <= 20 ms" in out
     assert "(c) pool start-up (forkserver" in out
+    assert "(r) replay of 72 MPC steps" in out and "realised/planned x" in out
+    # the MPC bench measures no car SoC: each car's fallback is said once per run (two runs of
+    # four cars), not once per step
+    said = proc.stderr.count("the charger reports no SoC")
+    assert said <= 8, proc.stderr[-2000:]
     assert "(c) 2 sites" in out and "(c) 4 sites" in out and "speed-up x" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -91,26 +92,35 @@ def test_canonical_serialisation_is_stable():
     assert ledger.transfer_hash(row) == ledger.transfer_hash(dict(reversed(list(row.items()))))
 
 
-def test_append_refuses_a_control_character(sessions):
+@pytest.mark.parametrize("bad", ["a\tb", "a\nb", "a\rb", "a\x01b", "a\x7fb"])
+def test_append_refuses_a_control_character(sessions, bad):
+    """Checked over the whole batch at once; the first offending transfer is named and
+    nothing is written."""
     plan = make_plan()
     with sessions() as s, s.begin():
         head = ledger.lock_chain(s)
-        row = {f: None for f in ledger.HASHED_FIELDS if f not in ("seq", "prev_hash")}
-        row.update(
-            ledger="wh",
-            debit_account="a\tb",
-            credit_account="c",
-            amount=1,
-            run_id=1,
-            idempotency_id="x",
-            community="c",
-            period="2026-10",
-            code="shared",
-            day=plan.days[0],
-            flags="posted",
-        )
-        with pytest.raises(ValueError, match="control character"):
-            ledger.append(s, head, [row])
+        before = (head.last_seq, head.last_hash)
+        rows = []
+        for k in range(5):
+            row = {f: None for f in ledger.HASHED_FIELDS if f not in ("seq", "prev_hash")}
+            row.update(
+                ledger="wh",
+                debit_account=bad if k == 3 else "a",
+                credit_account="c",
+                amount=1,
+                run_id=1,
+                idempotency_id=f"x{k}",
+                community="c",
+                period="2026-10",
+                code="shared",
+                day=plan.days[0],
+                flags="posted",
+            )
+            rows.append(row)
+        with pytest.raises(ValueError, match="'x3': a text field holds a control character"):
+            ledger.append(s, head, rows)
+        assert (head.last_seq, head.last_hash) == before
+        assert s.execute(text("SELECT count(*) FROM settlement_transfers")).scalar_one() == 0
 
 
 def test_verify_checks_the_member_day_invariants(engine, sessions):
@@ -205,3 +215,49 @@ def test_insert_rows_keeps_every_character(sessions):
         assert sorted(tuple(r) for r in got) == docs
         counters = s.execute(select(DocCounter.series, DocCounter.last_number)).all()
         assert sorted(tuple(r) for r in counters) == [("x", 0), ("y", 2**31 - 1)]
+
+
+def _one_more(session, **change) -> None:
+    """Append one transfer like transfer 1 (new idempotency id), with ``change`` applied."""
+    t = session.get(ledger.Transfer, 1)
+    row = {f: getattr(t, f) for f in ledger.HASHED_FIELDS if f not in ("seq", "prev_hash")}
+    row["idempotency_id"] = "ref-test|" + row["idempotency_id"]
+    row.update(change)
+    ledger.append(session, ledger.lock_chain(session), [row])
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"run_id": 9999}, "run"),
+        ({"reverses_id": 999_999}, "reverses"),
+        ({"pending_id": 999_999}, "posts or voids"),
+    ],
+)
+def test_database_refuses_a_transfer_that_refers_to_nothing(engine, sessions, change, named):
+    """The references are checked once per INSERT statement (a trigger, not a per-row
+    foreign key) with the same guarantee: a run or transfer that does not exist is refused
+    and nothing is stored."""
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        n = s.execute(text("SELECT count(*) FROM settlement_transfers")).scalar_one()
+        # PostgreSQL: the driver's own error (append COPYs through the raw connection)
+        with pytest.raises((DBAPIError, psycopg.Error), match=named):
+            _one_more(s, **change)
+        s.rollback()
+        assert s.execute(text("SELECT count(*) FROM settlement_transfers")).scalar_one() == n
+        _one_more(s, run_id=s.get(ledger.Transfer, 1).run_id)  # the same, referring right
+        s.commit()
+        assert s.execute(text("SELECT count(*) FROM settlement_transfers")).scalar_one() == n + 1
+        report = ledger.verify(s)  # the chain holds; the extra pool transfer is seen
+        assert report.first_broken is None and "pool account" in report.problems[0]
+
+
+def test_database_refuses_deleting_a_run_with_transfers(engine, sessions):
+    post_run(sessions, make_plan())
+    with pytest.raises(DBAPIError, match="has transfers"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM settlement_runs"))
+    with pytest.raises(DBAPIError, match="has transfers"), engine.begin() as conn:
+        conn.execute(text("UPDATE settlement_runs SET id = id + 100"))
+    with engine.begin() as conn:  # other updates of a run stay possible (status of a run)
+        conn.execute(text("UPDATE settlement_runs SET n_transfers = n_transfers"))

@@ -20,10 +20,12 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from energy.clock import utc_now
 from energy.jobs import Job
-from energy.models import Community, Role, User
+from energy.models import Community, Role, Site, User
+from energy.settings import Settings
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, SettingsDep, not_found, require_roles
 
@@ -103,11 +105,17 @@ def replan_site(
     settings: SettingsDep,
     user: Planner,
 ) -> JobOut:
+    site = site_for(session, user, site_name)
+    return _accepted(response, enqueue_replan(request, settings, user, site))
+
+
+def enqueue_replan(request: Request, settings: Settings, user: User, site: Site) -> Job:
+    """Record (and send) the re-plan job of ``site`` from the current 15-minute ISP; the same
+    job while one is queued or running (the API route and the manager's page button)."""
     from energy.timegrid import floor_isp
     from noaber.services.jobs import submit_and_send
     from noaber.services.jobs.tasks import iso, replan_key
 
-    site = site_for(session, user, site_name)
     start = floor_isp(pd.Timestamp(utc_now()))
     job, _ = submit_and_send(
         request.app.state.sessions,
@@ -119,7 +127,7 @@ def replan_site(
         f"api:{user.username}",
         site_id=site.id,
     )
-    return _accepted(response, job)
+    return job
 
 
 @router.post(
@@ -137,6 +145,17 @@ def settlement_run(
     settings: SettingsDep,
     user: Operator,
 ) -> JobOut:
+    return _accepted(
+        response, enqueue_settlement(request, session, settings, user, community, body.period)
+    )
+
+
+def enqueue_settlement(
+    request: Request, session: Session, settings: Settings, user: User, community: str, period: str
+) -> Job:
+    """Record (and send) the settlement job of ``community`` for ``period`` (YYYY-MM): a final
+    run that posts only the difference with the ledger, so asking again after a change of
+    the data corrects the period. 404 for an unknown community."""
     from noaber.services.jobs import submit_and_send
     from noaber.services.jobs.tasks import settle_key
 
@@ -148,16 +167,17 @@ def settlement_run(
         settings,
         _queue(request),
         "settle",
-        settle_key(community, body.period),
-        {"community": community, "period": body.period},
+        settle_key(community, period),
+        {"community": community, "period": period},
         f"api:{user.username}",
         community=community,
     )
-    return _accepted(response, job)
+    return job
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, result or error")
-def get_job(job_id: IdPath, session: SessionDep, user: Planner) -> JobOut:
+def job_for(session: Session, user: User, job_id: int) -> Job:
+    """Job ``job_id`` if ``user`` may see it (an operator every job, a site manager those of
+    their sites); 404 otherwise."""
     job = session.get(Job, job_id)
     if job is None:
         raise not_found(f"job {job_id}")
@@ -165,4 +185,9 @@ def get_job(job_id: IdPath, session: SessionDep, user: Planner) -> JobOut:
         allowed = {s.id for s in user.sites}
         if job.site_id is None or job.site_id not in allowed:
             raise not_found(f"job {job_id}")
-    return _out(job)
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, result or error")
+def get_job(job_id: IdPath, session: SessionDep, user: Planner) -> JobOut:
+    return _out(job_for(session, user, job_id))

@@ -329,3 +329,9 @@ def province_csv(user: Operator, session: SessionDep) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="province-overview.csv"'},
     )
+
+
+# --- the operator's write pages and the job status page (noaber/api/routers/operator.py) ---
+from noaber.api.routers import operator as _operator_pages  # noqa: E402
+
+router.include_router(_operator_pages.router)

@@ -1,4 +1,6 @@
-"""Members' own data: consents, the download of everything held (AVG art. 15/20), erasure.
+"""Members: the operator lists, adds and edits them (``GET``/``POST /members``, ``PATCH
+/members/{ref}``: personal data only in ``member_personal``, the ref stays opaque); members'
+own data: consents, the download of everything held (AVG art. 15/20), erasure.
 
 Who may call: the operator for every member; a ``member`` or ``firm`` user for the member
 they act for (``user.member``); another member's ref answers 404, as an unknown one does.
@@ -13,14 +15,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response, status
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from energy.audit import Actor, record
 from energy.errors import ValidationError
-from energy.models import ConsentPurpose, Member, Role, User
+from energy.models import ConsentPurpose, Member, MemberKind, Role, User
 from energy.privacy import find_member, give_consent, parse_purpose, withdraw_consent
 from noaber.api.deps import SessionDep, not_found, require_roles
-from noaber.services.members import erase_member, export_and_audit, export_csv
+from noaber.services.members import (
+    PERSONAL_FIELDS,
+    add_member,
+    erase_member,
+    export_and_audit,
+    export_csv,
+    personal_values_of,
+    update_member,
+)
 
 router = APIRouter(prefix="/members", tags=["members"])
 
@@ -53,8 +64,58 @@ class ErasureOut(BaseModel):
     personal_deleted: bool
     users_disabled: list[int]
     consents_withdrawn: int
+    ev_sessions_deleted: int
     assets_renamed: list[int]
     channels_renamed: list[int]
+
+
+class MemberIn(BaseModel):
+    """A new member: its kind and personal data (stored apart from the ledger)."""
+
+    kind: MemberKind = Field(MemberKind.PERSON, description="person or organisation")
+    name: str = Field(max_length=PERSONAL_FIELDS["name"])
+    email: str | None = Field(None, max_length=PERSONAL_FIELDS["email"])
+    address: str | None = Field(None, max_length=PERSONAL_FIELDS["address"])
+    iban: str | None = Field(None, max_length=40, description="ISO 13616; spaces allowed")
+    licence_plate: str | None = Field(None, max_length=PERSONAL_FIELDS["licence_plate"])
+    label: str | None = Field(None, max_length=PERSONAL_FIELDS["label"])
+
+
+class MemberPatch(BaseModel):
+    """Personal fields to change; a field left out stays, ``null`` clears it (not the name)."""
+
+    name: str | None = Field(None, max_length=PERSONAL_FIELDS["name"])
+    email: str | None = Field(None, max_length=PERSONAL_FIELDS["email"])
+    address: str | None = Field(None, max_length=PERSONAL_FIELDS["address"])
+    iban: str | None = Field(None, max_length=40)
+    licence_plate: str | None = Field(None, max_length=PERSONAL_FIELDS["licence_plate"])
+    label: str | None = Field(None, max_length=PERSONAL_FIELDS["label"])
+
+
+class MemberOut(BaseModel):
+    """A member: the pseudonymous ref and kind, and its personal data (none once erased)."""
+
+    ref: str
+    kind: str
+    created_at: dt.datetime
+    erased_at: dt.datetime | None
+    name: str | None
+    email: str | None
+    address: str | None
+    iban: str | None
+    licence_plate: str | None
+    label: str | None
+
+
+def member_out(member: Member) -> MemberOut:
+    """The API view of a member."""
+    return MemberOut(
+        ref=member.ref,
+        kind=member.kind.value,
+        created_at=member.created_at,
+        erased_at=member.erased_at,
+        **personal_values_of(member.personal),
+    )
 
 
 def _actor(user: User) -> Actor:
@@ -145,3 +206,36 @@ def erase(ref: RefPath, user: Operator, session: SessionDep) -> ErasureOut:
     report = erase_member(session, ref, _actor(user))
     session.commit()
     return ErasureOut(**vars(report))
+
+
+@router.get("", response_model=list[MemberOut])
+def list_members(_: Operator, session: SessionDep) -> list[MemberOut]:
+    """All members by ref, with their personal data (operator only)."""
+    q = select(Member).order_by(Member.ref).options(selectinload(Member.personal))
+    return [member_out(m) for m in session.scalars(q)]
+
+
+@router.post("", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
+def create_member(body: MemberIn, user: Operator, session: SessionDep) -> MemberOut:
+    """Add a member with a new opaque ref (operator only; audited: the kind and which fields
+    were given, never their values). 422 names the field for invalid input."""
+    member = add_member(session, _actor(user), body.kind, body.model_dump(exclude={"kind"}))
+    session.commit()
+    return member_out(member)
+
+
+@router.get("/{ref}", response_model=MemberOut)
+def read_member(ref: RefPath, user: Holder, session: SessionDep) -> MemberOut:
+    """One member: the operator any, a member or firm user their own."""
+    return member_out(member_for(session, user, ref))
+
+
+@router.patch("/{ref}", response_model=MemberOut)
+def edit_member(ref: RefPath, body: MemberPatch, user: Operator, session: SessionDep) -> MemberOut:
+    """Change a member's personal data (operator only): the fields sent; audited with the
+    names of the fields that changed. 422 names the field; nothing changes then."""
+    member = member_for(session, user, ref)
+    update_member(session, ref, _actor(user), body.model_dump(exclude_unset=True))
+    session.commit()
+    session.refresh(member)
+    return member_out(member)

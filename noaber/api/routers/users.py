@@ -1,5 +1,6 @@
 """Users: everyone reads ``/users/me`` and changes their own password; the operator lists,
-reads and creates users and resets a user's password. A password change or reset revokes
+reads and creates users, changes a user's role (``PUT /users/{username}/role``) and resets a
+user's password. A password change or reset revokes
 every token of the user (:func:`energy.users.reset_password`). An operator may set up a TOTP
 second factor for themselves (``/users/me/totp``, then ``/users/me/totp/confirm``)."""
 
@@ -10,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from energy.audit import Actor, record
 from energy.errors import ValidationError
@@ -18,6 +19,7 @@ from energy.models import Role, User
 from energy.users import (
     PASSWORD_MAX_LEN,
     change_password,
+    change_role,
     confirm_totp,
     create_user,
     enrol_totp,
@@ -156,3 +158,54 @@ def reset_user_password(
     session.commit()
     app_throttle(request).forget_user(username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class RoleIn(BaseModel):
+    """A user's new role, with the member (firm, member) or the sites (site_manager) it needs."""
+
+    role: str = Field(max_length=20, description="operator, site_manager, firm or member")
+    member_ref: str | None = Field(None, max_length=64)
+    site_names: list[str] = Field(default_factory=list, max_length=100)
+
+
+def role_detail(user: User) -> dict[str, object]:
+    """The audit detail of a user's role (what the ``user.role`` entry records)."""
+    return {
+        "role": user.role.value,
+        "member": user.member.ref if user.member else None,
+        "sites": sorted(s.name for s in user.sites),
+    }
+
+
+def set_user_role(
+    session: Session, operator: User, username: str, body: RoleIn, via: str = "api"
+) -> User:
+    """Give ``username`` the role of ``body`` (audited; their tokens are revoked). An operator
+    cannot change their own role (no lock-out): 422 naming ``username``."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise not_found(f"user {username!r}")
+    if user.id == operator.id:
+        raise ValidationError(
+            "an operator cannot change their own role; ask another operator", "user", "username"
+        )
+    before = user.role.value
+    change_role(session, user, body.role, body.member_ref, body.site_names)
+    session.refresh(user)
+    record(
+        session,
+        Actor(operator.username, via),
+        "user.role",
+        username,
+        {"from": before, **role_detail(user)},
+    )
+    return user
+
+
+@router.put("/{username}/role", response_model=UserOut)
+def put_user_role(username: str, body: RoleIn, operator: Operator, session: SessionDep) -> UserOut:
+    """Change a user's role (operator only); their tokens, which carry the old role, are
+    revoked. 422 names the field (an unknown role, a missing member or site)."""
+    user = set_user_role(session, operator, username, body)
+    session.commit()
+    return user_out(user)

@@ -11,6 +11,12 @@ key, so however often it ticks (and however many schedulers run) a slot gets one
 - ``settle`` from day :data:`SETTLE_DAY` of a month at :data:`SETTLE_AT` local time: the
   previous month of every community file in ``communities_dir`` (key
   ``settle:<community>:<YYYY-MM>``).
+- ``prices_fetch`` when ``NOABER_ENTSOE_TOKEN`` is set: the zone's (``NOABER_ENTSOE_ZONE``)
+  day-ahead prices of today, and from :data:`PRICES_FETCH_FROM` local time of tomorrow
+  (published around 12:45), while the series ``entsoe-<zone>-day-ahead`` lacks an ISP of
+  that day; one job per day and local hour (key ``prices:<zone>:<day>:<HH>``), so a day
+  published late is tried again each hour and a stored day is not fetched again. The plans
+  take fetched prices over their fallback from the next re-plan on.
 
 After submitting, a tick sends the new jobs and re-sends queued jobs the broker may not have
 (:meth:`JobQueue.resend_stale`).
@@ -42,6 +48,9 @@ NIGHTLY_AT = dt.time(22, 0)
 #: Day of the month and local time from which the previous month is settled.
 SETTLE_DAY = 5
 SETTLE_AT = dt.time(6, 0)
+#: Local time from which tomorrow's day-ahead prices are fetched (the auction's results are
+#: published around 12:45: energy.prices.DAY_AHEAD_PUBLISHED_LOCAL).
+PRICES_FETCH_FROM = dt.time(13, 0)
 #: Who the scheduler's jobs are requested by.
 REQUESTER = "cli:scheduler"
 
@@ -97,7 +106,33 @@ def due_jobs(session: Session, settings: Settings, now: dt.datetime) -> list[Due
                     community=name,
                 )
             )
+    out.extend(_prices_due(session, settings, now_ts))
     return out
+
+
+def _prices_due(session: Session, settings: Settings, now: pd.Timestamp) -> list[Due]:
+    """The day-ahead fetches due at ``now`` (see the module docstring)."""
+    if settings.entsoe_token is None:
+        return []
+    from energy.prices import entsoe_area, entsoe_series_name
+    from noaber.services.prices import day_stored
+
+    zone = settings.entsoe_zone.upper()
+    _, tz = entsoe_area(zone)
+    local = now.tz_convert(ZoneInfo(tz))
+    days = [local.date()]
+    if local.time() >= PRICES_FETCH_FROM:
+        days.append(local.date() + dt.timedelta(days=1))
+    series = entsoe_series_name(zone)
+    return [
+        Due(
+            "prices_fetch",
+            f"prices:{zone}:{day.isoformat()}:{local:%H}",
+            {"zone": zone, "day": day.isoformat(), "series": series},
+        )
+        for day in days
+        if not day_stored(session, series, zone, day)
+    ]
 
 
 def tick(

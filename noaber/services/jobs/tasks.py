@@ -14,6 +14,11 @@ transient error), so each is idempotent:
   only the difference between what the data say and what the ledger holds: a second attempt
   after a committed posting posts nothing and returns the same run. Its audit entry and
   the follow-up ``statements_pdf`` job are written with the job's "done".
+- ``prices_fetch``: one local day of a zone's day-ahead prices from ENTSO-E into the store
+  (:func:`noaber.services.prices.store_fetched`: new ISPs stored, a changed price kept as
+  stored and reported, audited ``tariff.fetch``), in the transaction that marks the job done;
+  a second attempt stores nothing twice. "No prices yet" fails the job with ENTSO-E's answer
+  (the scheduler tries again the next hour).
 - ``statements_pdf``: every statement of the period as a PDF in
   ``<data_dir>/statements/<community>/<period>/`` (written to a temporary file, then
   renamed: a killed attempt leaves no half file).
@@ -75,6 +80,8 @@ def _price_series(ctx: JobContext) -> tuple[str, str]:
 
 def replan(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     """Plan ``args['site']`` for ``[start, start + horizon_hours)`` and store the schedule."""
+    from noaber.services.control import stored_writer_limits
+    from optimizer.limits import apply_writer_limits
     from optimizer.model import plan
     from optimizer.mpc import with_measurements
     from optimizer.report import compare
@@ -89,6 +96,8 @@ def replan(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         scenario = scenario_from_store(s, site, start, hours, price_series=series)
         # the measured state of charge, as the closed loop starts from (optimizer.mpc)
         scenario = with_measurements(scenario, measured_soc_pct(s, site), scenario.start)
+        # within the safe writer's limits, as `optimize run` and `control run` plan
+        scenario = apply_writer_limits(scenario, stored_writer_limits(s, site))
     result = plan(scenario)
     summary = compare(scenario, result)
     with ctx.sessions() as s, s.begin():
@@ -250,9 +259,47 @@ def statements_pdf(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     return {"files": files, "count": len(files)}
 
 
+def http_session() -> object | None:
+    """The ``requests`` session the ENTSO-E client sends through (None: entsoe-py makes its
+    own); the tests replace it with one that serves recorded answers."""
+    return None
+
+
+def prices_fetch(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Fetch ``args['day']`` of zone ``args['zone']`` from ENTSO-E into ``args['series']``."""
+    from energy.audit import Actor
+    from energy.prices import entsoe_series_name, fetch_day_ahead
+    from noaber.services.prices import store_fetched
+
+    zone, day = str(args["zone"]), dt.date.fromisoformat(str(args["day"]))
+    series = str(args.get("series") or entsoe_series_name(zone))
+    token = ctx.settings.entsoe_token
+    if token is None:
+        raise NoaberError("no ENTSO-E token: set NOABER_ENTSOE_TOKEN for the workers")
+    got = fetch_day_ahead(token.get_secret_value(), zone, day, session=http_session())
+    with ctx.sessions() as s, s.begin():
+        job = s.get(jobstore.Job, ctx.job_id)
+        via, _, who = (job.requested_by if job is not None else "cli:scheduler").partition(":")
+        diff = store_fetched(s, Actor(who or via, "api" if via == "api" else "cli"), got, series)
+        out = {
+            "series": series,
+            "zone": got.zone,
+            "day": day.isoformat(),
+            "isps": len(got.prices),
+            "new": len(diff.new),
+            "unchanged": diff.unchanged,
+            "changed_kept": len(diff.changed),
+            "document": got.document,
+            "revision": got.revision,
+        }
+        ctx.finish(s, out)
+    return out
+
+
 TASKS: dict[str, Task] = {
     "replan": replan,
     "nightly": nightly,
     "settle": settle,
     "statements_pdf": statements_pdf,
+    "prices_fetch": prices_fetch,
 }
