@@ -407,6 +407,16 @@ def _run_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         - plan["grid_export_kw"] @ plan["export_price_eur_per_kwh"]
     )
     ratio = realised / planned
+    if os.environ.get("LOOP_DUMP"):
+        import pickle
+        with sessions() as s:
+            allr = read_readings(s, list(ids.values()), DAY0.to_pydatetime(), DAY_END.to_pydatetime())
+        writes = {n: [(w.t, w.name, w.words) for w in sim.write_log] for n, sim in sims.items()}
+        recs = [(r.asset, r.control, r.planned_w, r.requested_w, r.written_w, r.requested_by) for r in run.setpoints]
+        wlog = [(e.ts_ns, e.device, e.register, e.value, e.requested_by, e.result) for e in run.service.writer.log]
+        with open(os.environ["LOOP_DUMP"], "wb") as f:
+            pickle.dump({"plans": plans, "readings": allr, "ids": ids, "writes": writes,
+                         "recs": recs, "wlog": wlog, "data": str(data)}, f)
     print(
         f"closed loop over {len(day)} ISPs: planned {planned:.4f} EUR, realised {realised:.4f} "
         f"EUR, x{ratio:.6f}; max import {imp.max():.3f} kW (limit {IMPORT_KW}), max export "
