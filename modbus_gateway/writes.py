@@ -591,6 +591,14 @@ class SafeWriter:
             self.events.append(check)
         return check
 
+    def ramping(self) -> set[str]:
+        """The controls (asset names) whose setpoint is still on its ramp to the target."""
+        return {
+            a
+            for a, c in self.controls.items()
+            if c.enabled and c.target_w is not None and c.target_w != c.power_w
+        }
+
     def take_events(self) -> list[ControlCheck]:
         """The out-of-control checks since the last call (oldest first)."""
         out = list(self.events)

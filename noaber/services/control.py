@@ -65,7 +65,7 @@ from modbus_gateway.poller import Clock, wait_or_stop
 from modbus_gateway.profiles import Profile, get_profile
 from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleSink, SampleStoreSink
-from modbus_gateway.writes import ControlCheck
+from modbus_gateway.writes import RAMP_STEP_S, ControlCheck
 from noaber.console import console
 from optimizer.forecast import read_columns_csv
 from optimizer.limits import WriterLimit, apply_writer_limits
@@ -353,6 +353,10 @@ class GatewaySetpoints:
         except NoaberError as exc:
             log.error("%s: safe default after losing control failed: %s", key, exc)
 
+    def controlled_devices(self) -> list[str]:
+        """The devices of every control not excluded (power controls and PV limits)."""
+        return sorted({self.device_of(k) for k in self._views() if k not in self.excluded})
+
     def device_of(self, key: str) -> str:
         return self._device_of.get(key, key)
 
@@ -602,6 +606,34 @@ async def _release_after(
     return released
 
 
+#: The longest a step's ramps are waited for before the sample after them [s].
+RAMPS_WAIT_MAX_S = 120.0
+
+
+async def sample_after_ramps(
+    service: GatewayService, clock: Clock, stop: asyncio.Event, devices: list[str]
+) -> None:
+    """Poll ``devices`` once the writer's ramps have ended (at least :data:`RAMP_STEP_S` after
+    the step, at most :data:`RAMPS_WAIT_MAX_S`).
+
+    With the poll right before the step's setpoints, this brackets each change: the pipeline
+    integrates power by the trapezoid rule between samples, so a setpoint step between two
+    scheduled polls (60 s apart) would count as a linear ramp over that minute, moving up to
+    ``dP * 60 / 2`` J of the change into the other ISP (a 6 kW step: up to 0.2 kW of an ISP's
+    mean). Bracketed, the samples follow the step and its ramp (linear, so the trapezoid is
+    exact at its ends), and the grid connection derived from the devices is metered as it
+    flowed.
+    """
+    waited = 0.0
+    while waited < RAMPS_WAIT_MAX_S:
+        if await wait_or_stop(clock, stop, RAMP_STEP_S):
+            return
+        waited += RAMP_STEP_S
+        if not service.writer.ramping():
+            break
+    await service.gateway.poll_now(devices)
+
+
 async def run_control(
     cfg: GatewayConfig,
     sessions: sessionmaker[Session],
@@ -751,6 +783,7 @@ async def run_control(
             d for d, v in service.devices().items() if isinstance(v, PowerControl | PowerLimit)
         }
         await _first_values(service, devices, first_poll_timeout_s, stop)
+        after: asyncio.Task[None] | None = None  # the sample after the last step's ramps
         for i in range(steps):
             if stop.is_set() or task.done():
                 break
@@ -760,17 +793,27 @@ async def run_control(
             with clock.planning():
                 await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
                 excluded |= sink.excluded_assets()
+                if after is not None:
+                    after.cancel()
+                # a sample of every controlled device right before the step's setpoints (and
+                # one once their ramps ended, below): see bracket_samples
+                await service.gateway.poll_now(sink.controlled_devices())
                 setpoints = await controller.step()
                 run.released.append(await _release_after(sink, controller, setpoints, i, steps))
                 report_step(controller, setpoints, i, steps, sessions if store_plans else None)
                 if on_step is not None:
                     await on_step(i, controller)
+            after = asyncio.create_task(
+                sample_after_ramps(service, clock, stop, sink.controlled_devices())
+            )
             if i + 1 < steps:
                 wait = step_s - (clock.time_ns() / 1e9) % step_s
                 await wait_or_stop(clock, stop, wait)
         if task.done() and not stop.is_set():
             log.error("the gateway stopped during control: %s", task.exception() or "ended")
     finally:
+        if after is not None:
+            after.cancel()
         service.stop()  # the writer restores every safe default; last flush to the store
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
