@@ -44,6 +44,7 @@ ACTIONS: dict[str, str] = {
     "tariff.import": "price series",
     "tariff.fetch": "price series (zone, day and ENTSO-E document in detail)",
     "tariff.correct": "price series (the replaced ISPs, old and new prices in detail)",
+    "tariff.version": "community (a settlement tariff version from a date: the fields set and the digests in detail)",
     "site.import": "site (limits in detail)",
     "user.add": "username",
     "user.disable": "username",

@@ -96,6 +96,23 @@ class TariffDocument(Base):
     document: Mapped[str] = mapped_column(Text)
 
 
+class CommunityTariff(Base):
+    """A community's tariff as the operator last set it (canonical YAML, like
+    :class:`TariffDocument`): each row is the whole tariff after one change, the newest is in
+    force for new runs (over the community file's tariff). Rows are only added."""
+
+    __tablename__ = "settlement_community_tariffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community: Mapped[str] = mapped_column(String(100), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    #: The local date from which the change holds (the version it added starts then).
+    changed_from: Mapped[dt.date] = mapped_column(Date)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
 class PaymentRun(Base):
     """A period's SEPA payment run: payouts (pain.001) and collections (pain.008), recorded in
     the ledger as transfers to and from the community's bank clearing account; one per

@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.include_router(my.router)
     app.include_router(manage.router)
+    from noaber.api.routers import tariffs
+
+    app.include_router(tariffs.router)
     # --- end domain routers ---
     document_errors(app)
     return app

@@ -108,7 +108,8 @@ def settle_run(
     tariff: Path | None = typer.Option(
         None,
         "--tariff",
-        help="Tariff YAML; default: the community's or the shipped 2026 tariff",
+        help="Tariff YAML; default: the operator's tariff versions of the community, else its "
+        "file's tariff or the shipped 2026 tariff",
         exists=True,
         dir_okay=False,
     ),
@@ -142,9 +143,14 @@ def settle_run(
         from settlement.pricing import read_day_ahead_csv
 
         prices = read_day_ahead_csv(day_ahead, isps)
-    plan = plan_energy(
-        community, period, data, load_tariff(tariff or community.tariff_path), prices
-    )
+    if tariff is not None:
+        in_force = load_tariff(tariff)
+    else:  # the operator's versions (`/operator/tariffs`) over the community file's tariff
+        from settlement.tariff_versions import community_tariff
+
+        with sessions() as session:
+            in_force = community_tariff(session, community.name, load_tariff(community.tariff_path))
+    plan = plan_energy(community, period, data, in_force, prices)
     with progress(transient=True) as p:
         task = p.add_task("posting transfers", total=None)
         result = post_run(

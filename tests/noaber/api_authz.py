@@ -202,6 +202,27 @@ CASES.update(
             form=True,
             ok=303,
         ),
+        # a community's settlement tariff versions (noaber/api/routers/tariffs.py)
+        ("GET", "/api/communities/{community}/tariff"): Case(
+            roles=OPERATOR, own={"operator": {"community": COMMUNITY}}
+        ),
+        ("POST", "/api/communities/{community}/tariff/versions"): Case(
+            roles=OPERATOR,
+            own={"operator": {"community": COMMUNITY}},
+            body=lambda _w, _r: {"valid_from": "2026-07-01", "shared_price_eur_per_kwh": "0.18"},
+            ok=201,
+        ),
+        ("GET", "/operator/tariffs"): Case(roles=OPERATOR, own={"operator": {}}),
+        ("GET", "/operator/tariffs/{community}"): Case(
+            roles=OPERATOR, own={"operator": {"community": COMMUNITY}}
+        ),
+        ("POST", "/operator/tariffs/{community}"): Case(
+            roles=OPERATOR,
+            own={"operator": {"community": COMMUNITY}},
+            body=lambda _w, _r: {"valid_from": "2026-09-01", "fixed_fee_eur_per_month": "2.00"},
+            form=True,
+            ok=303,
+        ),
         ("POST", "/operator/runs/{run_id}/post"): Case(
             roles=OPERATOR, own={"operator": _run("post")}, ok=303
         ),

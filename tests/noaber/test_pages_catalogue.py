@@ -56,6 +56,9 @@ def router_msgids() -> set[str]:
     ids |= {label for nav in ROLE_NAV.values() for _href, label in nav}
     ids |= {label for label, _colour in GROUP_STYLE.values()}
     ids |= {msgid for _field, _part, msgid in FORM_ERRORS} | set(MEMBER_LABELS.values())
+    from noaber.api.routers import tariffs
+
+    ids |= set(tariffs.LABELS.values()) | set(tariffs.ERRORS.values())
     ids |= {"queued", "running", "done", "failed"}  # a job's state (job.html)
     # slugs shown by their display name (``_(site.kind)``, ``_(asset.kind.value)``, ...)
     ids |= {k.value for k in AssetKind} | {q.value for q in Quantity}

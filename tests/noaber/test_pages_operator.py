@@ -438,3 +438,91 @@ def test_manager_replan_button_goes_through_the_job(world_app, sessions) -> None
             s.scalars(select(Job).where(Job.kind == "replan", Job.requested_by == "api:mgr"))
         )
         assert len(jobs) == 1 and jobs[0].args["site"] == "hall-a"
+
+
+def test_operator_adds_a_tariff_version_and_new_runs_use_it(world_app, sessions, tmp_path) -> None:
+    """From the start page to the tariff page; a refused value shows the form again in Dutch
+    and stores nothing; a version from 1 June 2026 at 0.18 EUR/kWh is shown, audited and is
+    what the next settlement run of June is priced with (its stored tariff digest)."""
+    from energy.jobs import claim
+    from energy.models import Community
+    from energy.settings import Settings
+    from noaber.services.jobs import tasks
+    from noaber.services.jobs.queue import JobContext
+    from settlement.models import CommunityTariff
+    from settlement.pricing import load_tariff
+
+    app, _world = world_app
+    communities = tmp_path / "communities"
+    communities.mkdir()
+    (communities / "energie-world.yaml").write_text(PREVIEW_COMMUNITY, encoding="utf-8")
+    with sessions() as s, s.begin():
+        s.add(Community(name="energie-world", display_name="World community"))
+    client, csrf = _client(app, "operator")
+    with client:
+        start = client.get("/", headers=HTML)
+        assert "/operator/tariffs" in links_of(start.text)
+        listing = client.get("/operator/tariffs", headers=HTML)
+        assert 'id="open-energie-world"' in listing.text
+        bad = client.post(
+            "/operator/tariffs/energie-world",
+            data={"csrf_token": csrf, "valid_from": "2026-06-01", "shared_price_eur_per_kwh": "-1"},
+            headers=HTML,
+        )  # fmt: skip
+        assert bad.status_code == 422 and "vul een prijs van ten minste 0 in" in bad.text
+        assert 'value="-1"' in bad.text  # what was typed stays in the form
+        gap = client.post(
+            "/operator/tariffs/energie-world",
+            data={"csrf_token": csrf, "valid_from": "2031-01-01", "vat_pct": "9"},
+            headers=HTML,
+        )
+        assert gap.status_code == 422 and "direct na de laatste" in gap.text
+        with sessions() as s:
+            assert s.scalar(select(CommunityTariff.id)) is None  # nothing stored
+        ok = client.post(
+            "/operator/tariffs/energie-world",
+            data={"csrf_token": csrf, "valid_from": "2026-06-01", "shared_price_eur_per_kwh": "0,18"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert ok.status_code == 303, ok.text
+        page = client.get(ok.headers["location"], headers=HTML)
+        assert 'id="saved"' in page.text and 'id="version-2026-06-01"' in page.text
+        assert "0,1800" in page.text and "vastgesteld door de beheerder" in page.text
+        api = client.get("/api/communities/energie-world/tariff").json()
+        assert api["source"] == "operator" and [v["valid_from"] for v in api["versions"]] == [
+            "2026-01-01", "2026-06-01"
+        ]  # fmt: skip
+        assert api["versions"][1]["shared_price_eur_per_kwh"] == "0.18"
+        # the API refuses out-of-range input with 422 and stores nothing more
+        r = client.post(
+            "/api/communities/energie-world/tariff/versions",
+            json={"valid_from": "2026-08-01", "vat_pct": 150},
+            headers=_bearer("operator"),
+        )
+        assert r.status_code == 422
+        r = client.post(
+            "/api/communities/energie-world/tariff/versions",
+            json={"valid_from": "2026-08-01"},
+            headers=_bearer("operator"),
+        )
+        assert r.status_code == 422  # no field changed
+        # the next run of June is priced with it
+        queued = client.post(
+            "/operator/runs",
+            data={"csrf_token": csrf, "community": "energie-world", "period": "2026-06"},
+            follow_redirects=False,
+        )
+        job_id = int(queued.headers["location"].rsplit("/", 1)[1])
+    with sessions() as s:
+        job = claim(s, job_id, "w1", 60)
+        assert job is not None
+        args = dict(job.args)
+    settings = Settings(
+        mode="test", secret_key=SECRET, data_dir=tmp_path / "data", communities_dir=communities
+    )
+    out = tasks.settle(JobContext(settings, sessions, job_id, "w1", 1), args)
+    with sessions() as s:
+        run = s.get(SettlementRun, out["run_id"])
+        assert run is not None and run.tariff_digest == api["digest"] != load_tariff(None).digest
+        assert s.scalars(select(CommunityTariff)).one().created_by == USERS["operator"]
+    assert [e.target for e in _audit(sessions, "tariff.version")] == ["energie-world"]

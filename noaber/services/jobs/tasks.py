@@ -165,6 +165,7 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     from settlement.community import load_community, read_meter_store
     from settlement.pricing import load_tariff
     from settlement.settle import period_isps, plan_energy, post_run
+    from settlement.tariff_versions import community_tariff
 
     name, period = str(args["community"]), str(args["period"])
     provisional = bool(args.get("provisional", False))
@@ -176,7 +177,8 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     isps = period_isps(period)
     with ctx.sessions() as s:
         data = read_meter_store(s, community, isps)
-    plan = plan_energy(community, period, data, load_tariff(community.tariff_path))
+        tariff = community_tariff(s, name, load_tariff(community.tariff_path))
+    plan = plan_energy(community, period, data, tariff)
     result = post_run(ctx.sessions, plan, provisional)
     with ctx.sessions() as s:
         after_posting(s, ctx.settings.data_dir)
