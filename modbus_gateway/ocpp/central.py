@@ -149,6 +149,7 @@ class ChargerState:
     handler: Any = None
     profile_ids: itertools.count = field(default_factory=lambda: itertools.count(100))
     last_profile: ProfileResult | None = None
+    power_w: float | None = None  # the latest Power.Active.Import it reported [W, charging +]
 
 
 class CentralSystem:
@@ -314,6 +315,8 @@ class CentralSystem:
                     log.warning("%s: %s value %r is not a number", cp_id, measurand, sv["value"])
                     continue
                 out.append(Sample(key, ts_ns, value, 0))
+                if measurand == "Power.Active.Import":
+                    state.power_w = value
         if out:
             self.samples_seen += len(out)
             self.on_samples(out)
@@ -452,6 +455,41 @@ class CentralSystem:
         )
         state.last_profile = result
         self._audit(cp_id, "TxProfile", sent_w, requested_by, text, power_w)
+        return result
+
+    def ready(self, cp_id: str) -> bool:
+        """The charge point is connected and its boot was accepted (profiles can go to it)."""
+        state = self.chargers[cp_id]
+        return state.handler is not None and state.accepted
+
+    async def composite_limit(self, cp_id: str) -> float | None:
+        """What the charger reports it applies now (``GetCompositeSchedule``), in its
+        profile unit; None when it reports no composite schedule.
+
+        Raises
+        ------
+        WriteRefused
+            The charger is not connected and accepted.
+        """
+        state = self.chargers[cp_id]
+        if state.handler is None or not state.accepted:
+            raise WriteRefused(f"{cp_id} is not connected and accepted (status {state.status})")
+        return await state.handler.composite_limit()
+
+    async def clear_profile(self, cp_id: str, requested_by: str) -> str:
+        """Clear one charger's TxProfiles: it goes back to its TxDefaultProfile (audited);
+        returns the result (``ok``, ``failed: ...``, or ``not connected`` when nothing could be
+        sent: its TxProfile then expires by itself at its ``validTo``)."""
+        state = self.chargers[cp_id]
+        if state.handler is None or not state.accepted:
+            result = "not connected: its TxProfile expires by itself"
+        else:
+            try:
+                status = await state.handler.clear_tx_profiles()
+                result = "ok" if status == "Accepted" else f"failed: charger answered {status}"
+            except Exception as exc:
+                result = f"failed: {exc!r}"
+        self._audit(cp_id, "ClearChargingProfile", 0.0, requested_by, result, None)
         return result
 
     async def clear_profiles(self, requested_by: str) -> None:

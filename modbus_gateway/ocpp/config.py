@@ -5,6 +5,8 @@ Example::
     ocpp:
       id_tokens: [04A1B2C3D4, 04FFEE0011]     # RFID cards / id tokens accepted at this site
       heartbeat_interval_s: 300
+      listen_host: 127.0.0.1                   # with listen_port: noaber control run starts
+      listen_port: 9000                        # the central system itself (0: a free port)
       charge_points:
         - id: CP-DORPSHUIS-1                   # the charger's identity (last path level of its URL)
           ocpp_version: "2.0.1"                # "1.6" (1.6J), "2.0.1" or "2.1"
@@ -100,6 +102,10 @@ class OcppConfig(_Strict):
     #: The identity the central system's samples arrive under at the centre (its checks bind
     #: it to the site); default ``ocpp-<site name>``.
     gateway: str | None = Field(default=None, min_length=1, max_length=63)
+    #: Where ``noaber control run`` listens for the site's chargers (it starts the central
+    #: system itself when ``listen_port`` is set; ``noaber ocpp serve`` takes --host/--port).
+    listen_host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    listen_port: int | None = Field(default=None, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _unique(self) -> OcppConfig:

@@ -259,9 +259,17 @@ class OcppService:
         self._audit(asset, power_w, requested_by, result, result.result)
         return result
 
+    async def release(self, asset: str, requested_by: str) -> str:
+        """Clear ``asset``'s TxProfile: its charger goes back to its TxDefaultProfile (in the
+        write log); returns the result (:meth:`CentralSystem.clear_profile`)."""
+        cp_id = self.site.config.by_asset_id().get(asset)
+        if cp_id is None:
+            raise NoaberError(f"no charge point drives asset {asset!r}")
+        return await self.central.clear_profile(cp_id, requested_by)
+
     def _audit(self, asset: str, power_w: float, by: str, r: ProfileResult | None, result: str):
         """One ``device.setpoint`` audit entry, as a Modbus setpoint gets (``read_back``: the
-        charger answered Accepted and its composite schedule, if reported, matches)."""
+        charger answered Accepted and its composite schedule reports the limit sent)."""
         with session_factory(self.engine).begin() as session:
             record(
                 session,
@@ -272,7 +280,9 @@ class OcppService:
                     "control": "ocpp",
                     "requested_w": round(float(power_w), 1),
                     "written_w": None if r is None else round(r.sent_w, 1),
-                    "read_back": r is not None and r.ok,
+                    # the charger reports the limit back (its composite schedule), not only
+                    # "Accepted"
+                    "read_back": r is not None and r.ok and r.composite_limit is not None,
                     "by": by,
                     "charge_point": self.site.config.by_asset_id().get(asset),
                     "limit": None if r is None else r.limit,
