@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +38,7 @@ from modbus_gateway.ocpp.sim import SimulatedCharger
 from modbus_gateway.simulator import serve_config
 from noaber.services.control import run_control
 from noaber.services.ocpp import ocpp_site
-from tests.net import pick_port, scaled
+from tests.net import pick_port, scaled, until
 from tests.noaber.test_control import SITE, SITE_FILE, _prices
 from tests.noaber.test_control_failsafe import _prepare
 
@@ -243,3 +247,65 @@ async def test_the_plan_reaches_an_ocpp_charger_within_the_site_limit_audited(
         for s in servers:
             await s.stop()
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_sigkill_of_control_run_leaves_the_ocpp_charger_on_its_fallback(
+    settings_env, tmp_path: Path
+) -> None:
+    """``noaber control run`` as a process drives the charger; after SIGKILL nobody clears
+    its profile, and the charger falls back to its TxDefaultProfile by itself when the
+    TxProfile expires (``profile_duration_s``)."""
+    duration_s = 5
+    port = pick_port()
+    doc = _doc("2.0.1", port, profile_duration_s=duration_s)
+    servers = await _serve_devices(doc, tmp_path)
+    charger = None
+    try:
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        _prepare(settings_env.sqlalchemy_url, site)
+        args = [sys.executable, "-m", "noaber.cli", "control", "run", str(site)]
+        args += ["--prices", str(_prices(tmp_path / "prices.csv")), "--steps", "1000"]
+        args += ["--step-seconds", "2", "--horizon-hours", "6", "--no-store"]
+        args += ["--sessions", str(_sessions(tmp_path / "sessions.yaml"))]
+        out = tmp_path / "control.out"
+        with out.open("wb") as f:
+            proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
+        charger = _Charger(port, "2.0.1")
+        try:
+            await until(
+                lambda: (
+                    charger.sim is not None
+                    and charger.sim.source == "TxProfile"
+                    and charger.sim.power_w == LIMIT_W
+                ),
+                "the charger on the plan's TxProfile",
+                timeout_s=90,
+                proc=proc,
+            )
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(scaled(10))
+            killed = time.monotonic()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL, out.read_text(errors="replace")
+        sim = charger.sim
+        assert sim is not None
+        received = len(sim.profiles_received)
+        assert sim.source == "TxProfile"  # no shutdown path ran: still the plan's profile
+        await until(lambda: sim.fell_back.is_set(), "the TxProfile expired", timeout_s=60)
+        took_s = time.monotonic() - killed
+        assert took_s <= scaled(duration_s + 2), took_s
+        assert sim.source == "TxDefaultProfile" and sim.power_w == FALLBACK_W
+        assert len(sim.profiles_received) == received  # nobody sent it: the charger did it
+        writes = (settings_env.data_dir / "gateway-writes.jsonl").read_text(encoding="utf-8")
+        assert '"register": "TxProfile"' in writes and "ClearChargingProfile" not in writes
+    finally:
+        if charger is not None:
+            await charger.close()
+        for s in servers:
+            await s.stop()
