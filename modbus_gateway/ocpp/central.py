@@ -169,6 +169,11 @@ class CentralSystem:
         setpoints are clamped to these too.
     log_path : Path, optional
         JSON-lines audit file of every profile sent.
+    boot_check : callable, optional
+        ``boot_check(cp_id)`` at every BootNotification of a configured charger: a reason to
+        reject it (the application's: its id is bound to another site), or None.
+    on_rejected : callable, optional
+        ``on_rejected(cp_id, why)`` after a boot is rejected (the application audits it).
     """
 
     def __init__(
@@ -179,6 +184,8 @@ class CentralSystem:
         site_bounds: Mapping[str, tuple[float, float]] | None = None,
         log_path: Path | str | None = None,
         response_timeout_s: float = 10.0,
+        boot_check: Callable[[str], str | None] | None = None,
+        on_rejected: Callable[[str, str], None] | None = None,
     ):
         self.config = config
         self.on_samples = on_samples
@@ -186,6 +193,8 @@ class CentralSystem:
         self.site_bounds = dict(site_bounds or {})
         self.log_path = Path(log_path) if log_path else None
         self.response_timeout_s = response_timeout_s
+        self.boot_check = boot_check
+        self.on_rejected = on_rejected
         self.chargers = {cp.id: ChargerState(cp) for cp in config.charge_points}
         self.by_asset = {cp.asset: cp.id for cp in config.charge_points}
         self.log: deque[WriteLogEntry] = deque(maxlen=10_000)
@@ -257,6 +266,8 @@ class CentralSystem:
             why = "not a charge point of this site"
         elif state.config.ocpp_version != version:
             why = f"configured for OCPP {state.config.ocpp_version}, connected with {version}"
+        elif self.boot_check is not None and (refused := self._boot_check(cp_id)) is not None:
+            why = refused
         else:
             state.accepted = state.connected = True
             state.handler = handler
@@ -265,7 +276,19 @@ class CentralSystem:
             return True
         self.rejected.append((cp_id, why))
         log.warning("boot of %r rejected: %s", cp_id, why)
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(cp_id, why)
+            except Exception as exc:  # the answer still goes out: Rejected
+                log.error("boot of %r: recording the rejection failed: %s", cp_id, exc)
         return False
+
+    def _boot_check(self, cp_id: str) -> str | None:
+        assert self.boot_check is not None
+        try:
+            return self.boot_check(cp_id)
+        except Exception as exc:  # cannot tell whom it belongs to: not accepted
+            return f"its binding could not be checked ({exc})"
 
     def after_boot(self, cp_id: str) -> None:
         """After the BootNotification response went out: send an accepted charger its
