@@ -20,6 +20,19 @@ Example::
           fallback_power_w: 4140               # the TxDefaultProfile: what it does on its own
           profile_duration_s: 900              # every TxProfile expires after this
           limits: {power_w_min: 0, power_w_max: 7400}   # as a Modbus device's limits
+          password_hash: $argon2id$v=19$...    # profiles 1-2: noaber ocpp hash-password
+      security_profile: 2                      # 0 (none: loopback only), 1 Basic auth,
+      tls:                                     # 2 TLS + Basic auth, 3 TLS client certificates
+        cert_file: /etc/noaber/ocpp/server.crt # the central system's certificate chain (PEM)
+        key_file: /etc/noaber/ocpp/server.key
+        client_ca_file: /etc/noaber/ocpp/chargers-ca.crt   # profile 3: who signs chargers
+
+Security profiles (OCPP 1.6 security whitepaper, OCPP 2.0.1 part 2 section A00): 1 is HTTP
+Basic authentication on the websocket upgrade, the username the charge point id of the URL,
+the password (16 to 40 characters) checked against its Argon2id ``password_hash`` (never
+stored in clear); 2 adds TLS (``wss://``, TLS 1.2 or later) with the central system's
+certificate; 3 is TLS where each charger shows a client certificate signed by
+``client_ca_file`` whose common name is its charge point id (no password).
 
 Every error names the path (``ocpp.charge_points[1].min_power_w``) and the value.
 """
@@ -65,6 +78,8 @@ class ChargePointConfig(_Strict):
     fallback_power_w: float = Field(ge=0, le=1_000_000)
     profile_duration_s: int = Field(default=900, ge=1, le=86_400)
     limits: LimitsConfig = LimitsConfig()
+    #: Security profiles 1 and 2: the Argon2id hash of its Basic auth password.
+    password_hash: str | None = Field(default=None, max_length=255, pattern=r"^\$argon2id\$")
 
     @model_validator(mode="after")
     def _consistent(self) -> ChargePointConfig:
@@ -113,6 +128,40 @@ class ChargePointConfig(_Strict):
         return 1.0 if self.rate_unit == "W" else self.phases * self.voltage_v
 
 
+#: A Basic auth password's length [characters]: OCPP 2.0.1 BasicAuthPassword (16 to 40); the
+#: OCPP 1.6 security whitepaper's AuthorizationKey (16 to 20 bytes) lies within.
+PASSWORD_LENGTH = (16, 40)
+
+
+def check_basic_auth_password(password: str) -> str:
+    """``password`` if it can be a charger's Basic auth password (security profiles 1, 2).
+
+    Raises
+    ------
+    ValueError
+        Its length is outside :data:`PASSWORD_LENGTH`, or it has a ``:`` or a control
+        character (neither can be sent in a Basic auth header), saying which.
+    """
+    lo, hi = PASSWORD_LENGTH
+    if not lo <= len(password) <= hi:
+        raise ValueError(
+            f"a charger's password has {lo} to {hi} characters (OCPP 2.0.1 BasicAuthPassword), "
+            f"got {len(password)}"
+        )
+    if any(c == ":" or ord(c) < 32 or ord(c) == 127 for c in password):
+        raise ValueError("a charger's password cannot hold ':' or control characters")
+    return password
+
+
+class TlsConfig(_Strict):
+    """The central system's TLS (security profiles 2 and 3): PEM files."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    #: Profile 3: the CA that signs the chargers' client certificates.
+    client_ca_file: str | None = Field(default=None, min_length=1)
+
+
 class OcppConfig(_Strict):
     """The ``ocpp:`` section of a site description."""
 
@@ -126,6 +175,32 @@ class OcppConfig(_Strict):
     #: system itself when ``listen_port`` is set; ``noaber ocpp serve`` takes --host/--port).
     listen_host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
     listen_port: int | None = Field(default=None, ge=0, le=65535)
+    #: 0: none (loopback or a trusted network only); 1: Basic auth; 2: TLS and Basic auth;
+    #: 3: TLS with client certificates (see the module docstring).
+    security_profile: Literal[0, 1, 2, 3] = 0
+    tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _security(self) -> OcppConfig:
+        profile = self.security_profile
+        if profile in (1, 2):
+            for i, cp in enumerate(self.charge_points):
+                if cp.password_hash is None:
+                    raise ValueError(
+                        f"charge_points[{i}].password_hash: security_profile {profile} needs "
+                        f"each charger's password hash (make one with noaber ocpp hash-password)"
+                    )
+        if profile >= 2 and self.tls is None:
+            raise ValueError(
+                f"tls: security_profile {profile} needs tls (cert_file and key_file of the "
+                "central system's certificate)"
+            )
+        if profile == 3 and (self.tls is None or self.tls.client_ca_file is None):
+            raise ValueError(
+                "tls: security_profile 3 needs tls.client_ca_file, the CA of the chargers' "
+                "client certificates"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> OcppConfig:
@@ -188,7 +263,8 @@ def parse_ocpp_section(
             head, _, msg = msg.partition(": ")
             return _raise(msg, source, f"ocpp.{head}")
         field_name, sep, rest = msg.partition(": ")
-        if err["type"] == "value_error" and sep and field_name in ChargePointConfig.model_fields:
+        fields = set(ChargePointConfig.model_fields) | set(OcppConfig.model_fields)
+        if err["type"] == "value_error" and sep and field_name in fields:
             return _raise(rest, source, f"{_where(loc)}.{field_name}")
         raise NoaberValidationError(msg, source, _where(loc)) from None
     if asset_names is not None:

@@ -821,10 +821,12 @@ async def run_control(
             port = await central.start(ocpp.config.listen_host, ocpp.config.listen_port)
             run.ocpp_port = port
             log.info(
-                "OCPP central system of %s on ws://%s:%d/<charge point id>",
+                "OCPP central system of %s on %s://%s:%d/<charge point id> (security profile %d)",
                 site,
+                "wss" if ocpp.config.security_profile >= 2 else "ws",
                 ocpp.config.listen_host,
                 port,
+                ocpp.config.security_profile,
             )
             keeper = asyncio.create_task(keep_profiles(chargers, clock, stop, REQUESTED_BY))
         devices = {d for d, _reg in wiring.soc_sources.values()}

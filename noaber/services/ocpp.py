@@ -225,7 +225,8 @@ class OcppService:
         """Listen for the site's chargers and forward their samples; returns the bound port."""
         self._stop.clear()
         self._flusher = asyncio.create_task(self.forwarder.run(self.flush_interval_s, self._stop))
-        return await self.central.start(host, port)
+        # TLS files (security profiles 2, 3) relative to the site file
+        return await self.central.start(host, port, Path(self.site.source).parent)
 
     async def apply(self, asset: str, power_w: float, requested_by: str,
                     duration_s: int | None = None) -> ProfileResult:  # fmt: skip
