@@ -28,6 +28,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from energy.alarms import DeviceAlarm
 from energy.audit import entries
 from energy.db import make_engine, session_factory
 from energy.models import Channel
@@ -309,3 +310,61 @@ async def test_sigkill_of_control_run_leaves_the_ocpp_charger_on_its_fallback(
             await charger.close()
         for s in servers:
             await s.stop()
+
+
+async def test_a_charger_that_disconnects_is_lost_and_planned_without(tmp_path: Path) -> None:
+    """The charger goes away after step 1: the next check raises ``control_lost`` (nothing
+    can reach it; its own profile expiry hands it to its fallback), the loop excludes it and
+    plans on without it, no step fails."""
+    port = pick_port()
+    doc = _doc("2.0.1", port, profile_duration_s=60)
+    servers = await _serve_devices(doc, tmp_path)
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'noaber.sqlite'}"
+    _prepare(url, site_file)
+    engine = make_engine(url)
+    charger = None
+    try:
+        sessions = session_factory(engine)
+        charger = _Charger(port, "2.0.1")
+
+        async def on_step(i: int, controller) -> None:
+            if i == 0:
+                assert charger.sim is not None and charger.sim.source == "TxProfile"
+                await charger.close()  # the charger's connection drops
+                central = controller.sink.ocpp["ev-4"].service.central
+                await until(lambda: not central.ready("CP-1"), "the charger gone")
+
+        run = await run_control(
+            parse_config(doc, str(site_file), tmp_path),
+            sessions,
+            SampleStore(tmp_path / "samples"),
+            _prices(tmp_path / "prices.csv"),
+            tmp_path / "spool.sqlite",
+            steps=3,
+            step_s=2.0,
+            sessions_file=_sessions(tmp_path / "sessions.yaml"),
+            horizon_hours=6,
+            flush_interval_s=0.2,
+            on_step=on_step,
+            ocpp=ocpp_site(parse_site_document(doc, str(site_file)), str(site_file)),
+        )
+        st = run.status
+        assert (st.steps, st.plans, st.failures) == (3, 3, 0), st.as_dict()
+        lost = [a for a in run.alarms if a.kind == "control_lost"]
+        assert [(a.asset, a.device) for a in lost] == [("ev-4", "CP-1")]
+        assert "not connected" in lost[0].message
+        planned = [r.asset for r in run.setpoints if r.requested_by == "noaber control"]
+        assert planned.count("ev-4") == 1  # step 1 only
+        assert run.controller.last_scenario is not None
+        assert "ev-4" not in {e.name for e in run.controller.last_scenario.evs}
+        with sessions() as s:
+            rows = s.scalars(select(DeviceAlarm)).all()
+        assert [(r.asset, r.kind) for r in rows] == [("ev-4", "control_lost")]
+    finally:
+        if charger is not None:
+            await charger.close()
+        for s in servers:
+            await s.stop()
+        engine.dispose()
