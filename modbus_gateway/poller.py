@@ -34,9 +34,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from energy.errors import NoaberError
 from energy.samples import Quality
 from modbus_gateway.config import DeviceConfig, GatewayConfig
 from modbus_gateway.driver import (
@@ -393,11 +394,7 @@ class Gateway:
                 samples = [
                     Sample(c, ts_ns, math.nan, int(Quality.MISSING)) for c in dev.channels.values()
                 ]
-            if samples and self.on_samples is not None:
-                try:
-                    self.on_samples(samples)
-                except Exception:
-                    log.exception("%s: sample consumer failed", dev.name)
+            self._deliver(dev, samples)
             interval = self._interval(dev)
             base = dev.config.poll_interval_s
             dev.next_due += interval
@@ -407,6 +404,37 @@ class Gateway:
                 missed = math.ceil((now - dev.next_due) / interval)
                 dev.next_due += missed * interval
                 dev.polls_skipped += round(missed * interval / base)
+
+    def _deliver(self, dev: DeviceRuntime, samples: list[Sample]) -> None:
+        if samples and self.on_samples is not None:
+            try:
+                self.on_samples(samples)
+            except Exception:
+                log.exception("%s: sample consumer failed", dev.name)
+
+    async def poll_now(self, names: Iterable[str]) -> int:
+        """Poll these devices once now, besides their schedule; returns the samples handed on.
+
+        For a caller that changes a device's power at a known moment (the closed loop at a
+        setpoint step): a sample right before and right after the change bracket it, so the
+        interval pipeline's trapezoid integrates the step where it happened instead of as a
+        linear ramp between two scheduled polls (up to ``poll_interval_s`` of the change
+        counted in the wrong ISP). Not counted in the schedule's counters; a device that does
+        not answer gets its usual STALE/MISSING samples.
+        """
+        n = 0
+        for name in names:
+            dev = self.devices.get(name)
+            if dev is None:
+                raise NoaberError(f"no device {name!r} to poll (known: {', '.join(self.devices)})")
+            try:
+                samples = await self.poll_once(dev)
+            except Exception:  # as in the schedule: one device never stops the caller
+                log.exception("%s: poll failed", dev.name)
+                continue
+            self._deliver(dev, samples)
+            n += len(samples)
+        return n
 
     async def run(self, duration_s: float | None = None) -> None:
         """Poll every device until :meth:`stop` (or for ``duration_s`` seconds)."""

@@ -374,12 +374,19 @@ class SafeWriter:
     ) -> float:
         """The setpoint the ramp allows now on the way from the last one to ``target_w`` [W].
 
-        A first setpoint ramps from rest: 0 W for a device's power, and no limit (``hi``) for
-        a production limit, so enabling curtailment never starts by throttling to 0.
+        A first setpoint ramps from rest: 0 W for a device's power, and for a production
+        limit what the device produces now (its last polled ``power_w``, else no limit,
+        ``hi``), so enabling curtailment never starts by throttling to 0 and its ramp acts
+        from the first write: a ramp from no limit spends its first seconds above the
+        production (10 kW down to 6 kW at 1 kW/s: 4 s without effect, while a battery or
+        charger change of the same step is already done, and the grid overshoots).
         """
         if ramp is None:
             return target_w
-        rest = hi if ctl.spec.setpoint_quantity == "production_limit" else 0.0
+        rest = 0.0
+        if ctl.spec.setpoint_quantity == "production_limit":
+            produced_w = self._reported_w(ctl)
+            rest = hi if produced_w is None else min(hi, abs(produced_w))
         last = ctl.power_w if ctl.power_w is not None else rest
         # time since the last write, at most one ramp step: a setpoint at rest for 15 minutes
         # earns no jump, the change goes out at ``ramp`` W/s from now on
@@ -590,6 +597,14 @@ class SafeWriter:
         if mismatches:
             self.events.append(check)
         return check
+
+    def ramping(self) -> set[str]:
+        """The controls (asset names) whose setpoint is still on its ramp to the target."""
+        return {
+            a
+            for a, c in self.controls.items()
+            if c.enabled and c.target_w is not None and c.target_w != c.power_w
+        }
 
     def take_events(self) -> list[ControlCheck]:
         """The out-of-control checks since the last call (oldest first)."""

@@ -1055,3 +1055,71 @@ def void_pending(factory: sessionmaker[Session], run_id: int) -> RunResult:
     """Void a provisional run: its pending transfers will never count (its data can be run
     again)."""
     return _resolve_pending(factory, run_id, "void")
+
+
+#: Cents codes a member is paid (+) or pays (-), as a statement's net (``DayLine.net_cents``).
+_OWED = {"supplied": 1, "v2g": 1, "shared": -1, "energy_tax": -1, "vat": -1, "fee": -1}
+
+
+@dataclass(frozen=True)
+class MemberPreview:
+    """What one run moves for one member: energy [Wh] and money [cents] per code (signed in
+    the code's direction, a correction's reversals included), and the net the member is owed
+    (negative: owes), as on the member's statement."""
+
+    member_ref: str
+    wh: dict[str, int]
+    cents: dict[str, int]
+
+    @property
+    def net_cents(self) -> int:
+        return sum(_OWED[c] * v for c, v in self.cents.items() if c in _OWED)
+
+
+@dataclass(frozen=True)
+class RunPreview:
+    """A run and what it moves per member: for a pending run, what posting it would count."""
+
+    run: SettlementRun
+    members: tuple[MemberPreview, ...]
+
+    @property
+    def net_cents(self) -> int:
+        return sum(m.net_cents for m in self.members)
+
+
+def run_preview(session: Session, run_id: int) -> RunPreview:
+    """What run ``run_id`` moves per member (its own transfers: pending ones for a
+    provisional run, posted ones otherwise; not the transfers that posted or voided it).
+
+    Raises
+    ------
+    energy.errors.NotFoundError
+        If there is no such run.
+    """
+    from energy.errors import NotFoundError
+
+    run = session.get(SettlementRun, run_id)
+    if run is None:
+        raise NotFoundError(f"no settlement run {run_id}")
+    rows = session.execute(
+        select(
+            Transfer.member_ref,
+            Transfer.ledger,
+            Transfer.code,
+            Transfer.debit_account,
+            Transfer.amount,
+        ).where(Transfer.run_id == run_id, Transfer.flags.in_(("pending", "posted")))
+    ).all()
+    wh: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    cents: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        if not r.member_ref or r.code not in SETTLED_CODES:
+            continue
+        signed = _signed(r, run.community)
+        (wh if r.ledger == "wh" else cents)[r.member_ref][r.code] += signed
+    refs = sorted(set(wh) | set(cents))
+    return RunPreview(
+        run,
+        tuple(MemberPreview(ref, dict(wh[ref]), dict(cents[ref])) for ref in refs),
+    )

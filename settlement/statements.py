@@ -481,15 +481,19 @@ def _days_in(period: str) -> int:
 
 
 def find_statement(
-    session: Session, member_ref: str, period: str, community: str | None = None
+    session: Session, member_ref: str, period: str | None, community: str | None = None
 ) -> Statement:
-    """The latest statement of a member for a period (a correction if there is one)."""
-    q = select(Statement).where(Statement.member_ref == member_ref, Statement.period == period)
+    """The latest statement of a member for a period (a correction if there is one); with
+    ``period=None``, of the member's latest settled period."""
+    q = select(Statement).where(Statement.member_ref == member_ref)
+    if period is not None:
+        q = q.where(Statement.period == period)
     if community is not None:
         q = q.where(Statement.community == community)
-    st = session.scalars(q.order_by(Statement.id.desc()).limit(1)).first()
+    st = session.scalars(q.order_by(Statement.period.desc(), Statement.id.desc()).limit(1)).first()
     if st is None:
-        raise NotFoundError(f"no statement for member {member_ref!r} in {period}")
+        where = f"in {period}" if period is not None else "in any period"
+        raise NotFoundError(f"no statement for member {member_ref!r} {where}")
     return st
 
 

@@ -41,13 +41,32 @@ def settle_allocate(
     )
 
 
-def _sessions():
+def _sessions(settings=None):
     from energy.db import make_engine, session_factory, upgrade
     from energy.settings import get_settings
 
-    engine = make_engine(get_settings().sqlalchemy_url)
+    engine = make_engine((settings or get_settings()).sqlalchemy_url)
     upgrade(engine)
     return session_factory(engine)
+
+
+def _read_settings():
+    """The settings of a read command (``statement``, ``ledger verify|root|reconcile|checkpoint``):
+    the configured ones, or the demo's right after ``make demo`` when nothing else is
+    configured (:func:`noaber.services.demo.builder.reading_demo`), said on stderr."""
+    from energy.settings import get_settings
+    from noaber.console import err_console
+    from noaber.services.demo.builder import reading_demo
+
+    settings = get_settings()
+    demo = reading_demo(settings)
+    if demo is None:
+        return settings
+    err_console.print(
+        f"no database in {settings.data_dir}: reading the demo's in {demo.data_dir} "
+        "(NOABER_DATA_DIR or NOABER_DATABASE_URL chooses another)"
+    )
+    return demo
 
 
 def _audit(sessions, action: str, target: str, detail: dict) -> None:
@@ -260,7 +279,9 @@ statement_app = typer.Typer(
 def statement_cmd(
     ctx: typer.Context,
     member: str | None = typer.Option(None, "--member", help="Member ref (pseudonymous id)"),
-    period: str | None = typer.Option(None, "--period", help="Month YYYY-MM"),
+    period: str | None = typer.Option(
+        None, "--period", help="Month YYYY-MM (default: the member's latest statement)"
+    ),
     pdf: bool = typer.Option(False, "--pdf", help="Write a PDF (headless Chromium)"),
     as_csv: bool = typer.Option(False, "--csv", help="Write CSV"),
     as_json: bool = typer.Option(
@@ -271,11 +292,12 @@ def statement_cmd(
     ),
     locale: str = typer.Option("nl", "--locale", help="nl or en"),
 ) -> None:
-    """Write a member's latest statement for a month as HTML (default), PDF, CSV or JSON."""
+    """Write a member's latest statement for a month (default: the latest month) as HTML
+    (default), PDF, CSV or JSON."""
     if ctx.invoked_subcommand is not None:
         return
-    if member is None or period is None:
-        raise typer.BadParameter("--member and --period are required", param_hint="statement")
+    if member is None:
+        raise typer.BadParameter("--member is required", param_hint="statement")
     from settlement.statements import (
         find_statement,
         render_csv,
@@ -284,7 +306,7 @@ def statement_cmd(
         render_pdf,
     )
 
-    with _sessions()() as session:
+    with _sessions(_read_settings())() as session:
         st = find_statement(session, member, period)
         ext = "pdf" if pdf else "csv" if as_csv else "json" if as_json else "html"
         target = out or Path(f"statement-{st.number}.{ext}")
@@ -360,18 +382,18 @@ def ledger_verify(
     """Recompute the hash chains and every invariant; with --checkpoints, check them against
     the signed checkpoints too. Names the first broken record."""
     from energy.errors import NoaberError
-    from energy.settings import get_settings
     from noaber.console import progress
     from settlement import checkpoints as cps
     from settlement.audit import verify
 
+    settings = _read_settings()
     mirror = None
     if checkpoints is not None:
         if not checkpoints.is_dir():
             raise NoaberError(f"--checkpoints {checkpoints}: no such directory")
-        key = cps.signing_key(get_settings().data_dir)
+        key = cps.signing_key(settings.data_dir)
         mirror = cps.load(checkpoints, key.public_key())
-    with _sessions()() as session, progress(transient=True) as p:
+    with _sessions(settings)() as session, progress(transient=True) as p:
         task = p.add_task("verifying transfers", total=None)
         report = verify(session, mirror, on_progress=lambda n: p.update(task, completed=n))
     if report.first_broken is not None:
@@ -391,13 +413,13 @@ def ledger_checkpoint(
     ),
 ) -> None:
     """Verify the ledger, then sign its chains' heads into a checkpoint outside the database."""
-    from energy.settings import get_settings
     from settlement import checkpoints as cps
     from settlement.audit import sign_checkpoint
 
-    data_dir = get_settings().data_dir
+    settings = _read_settings()
+    data_dir = settings.data_dir
     target = directory or cps.checkpoints_dir(data_dir)
-    with _sessions()() as session:
+    with _sessions(settings)() as session:
         path = sign_checkpoint(session, target, data_dir)
         session.commit()
     console.print(f"checkpoint signed: {path}" if path else "nothing new since the last checkpoint")
@@ -414,7 +436,7 @@ def ledger_root(
     from energy.errors import NotFoundError
     from settlement.models import PeriodRoot
 
-    with _sessions()() as session:
+    with _sessions(_read_settings())() as session:
         roots = list(
             session.scalars(
                 select(PeriodRoot)
@@ -441,7 +463,7 @@ def ledger_reconcile(
     from energy.errors import NoaberError
     from settlement.audit import reconcile
 
-    with _sessions()() as session:
+    with _sessions(_read_settings())() as session:
         report = reconcile(session, community, period)
     table = Table(title=f"{community} {period} (run {report.run_id})")
     for col in (

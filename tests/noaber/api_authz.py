@@ -194,6 +194,7 @@ CASES.update(
             ok=303,
         ),
         ("GET", "/operator/runs"): Case(roles=OPERATOR, own={"operator": {}}),
+        ("GET", "/operator/runs/{run_id}"): Case(roles=OPERATOR, own={"operator": _run("post")}),
         ("POST", "/operator/runs"): Case(
             roles=OPERATOR,
             own={"operator": {}},

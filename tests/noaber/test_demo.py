@@ -115,6 +115,45 @@ def test_demo_database_has_sites_users_and_a_week(demo_dir: Path) -> None:
     assert len(store.channels()) == 19  # every channel of both sites has samples
 
 
+@pytest.mark.slow  # uses the module's demo
+def test_readme_commands_read_the_demo_with_no_variable(demo_dir: Path, tmp_path: Path) -> None:
+    """After ``make demo`` (the demo in ``<data dir>/demo``, nothing in ``<data dir>``), the
+    README's ``noaber ledger verify`` and ``noaber statement --member M`` read the demo."""
+    base = demo_dir.parent
+    assert not (base / "noaber.db").exists()
+    out = _noaber("ledger", "verify", data_dir=base)
+    assert out.returncode == 0, out.stderr
+    assert "ledger ok:" in out.stdout and "transfers" in out.stdout
+    assert f"reading the demo's in {demo_dir}" in out.stderr.replace("\n", "")
+    target = tmp_path / "st.html"
+    out = _noaber("statement", "--member", "m-4c1e7a", "--out", str(target), data_dir=base)
+    assert out.returncode == 0, out.stderr
+    assert "statement" in out.stdout and target.stat().st_size > 1000
+    # an unknown member is one line naming it, not a traceback
+    out = _noaber("statement", "--member", "m-nobody", data_dir=base)
+    assert out.returncode == 1 and "m-nobody" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_reading_demo_only_where_nothing_else_is_configured(tmp_path: Path) -> None:
+    """A configured database (a file in the data dir, or NOABER_DATABASE_URL) is never
+    replaced by the demo's; without a demo there is nothing to fall back to."""
+    from noaber.services.demo.builder import reading_demo
+
+    settings = Settings(mode="local", data_dir=tmp_path)
+    assert reading_demo(settings) is None  # no demo
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / MARKER).write_text("made by `noaber demo`\n")
+    assert reading_demo(settings) is None  # a marker but no database
+    (tmp_path / "demo" / "noaber.db").write_bytes(b"")
+    demo = reading_demo(settings)
+    assert demo is not None and demo.data_dir == tmp_path / "demo"
+    assert demo.sqlalchemy_url.endswith("demo/noaber.db")
+    url = "postgresql://noaber@127.0.0.1/elsewhere"
+    assert reading_demo(Settings(mode="local", data_dir=tmp_path, database_url=url)) is None
+    (tmp_path / "noaber.db").write_bytes(b"")
+    assert reading_demo(settings) is None  # the data dir's own database wins
+
+
 def test_rebuild_replaces_the_demo(demo_dir: Path, tmp_path: Path) -> None:
     now = dt.datetime(2026, 10, 27, 12, tzinfo=dt.UTC)  # the week holds 25 October (DST)
     target = tmp_path / "again"

@@ -276,13 +276,17 @@ async def test_sigkill_of_control_run_leaves_the_ocpp_charger_on_its_fallback(
             proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
         charger = _Charger(port, "2.0.1")
         try:
+            jsonl = settings_env.data_dir / "gateway-writes.jsonl"
             await until(
                 lambda: (
                     charger.sim is not None
                     and charger.sim.source == "TxProfile"
                     and charger.sim.power_w == LIMIT_W
+                    # read back and logged (the line follows the composite schedule's answer)
+                    and jsonl.is_file()
+                    and '"register": "TxProfile"' in jsonl.read_text(encoding="utf-8")
                 ),
-                "the charger on the plan's TxProfile",
+                "the charger on the plan's TxProfile, logged",
                 timeout_s=90,
                 proc=proc,
             )
@@ -303,8 +307,7 @@ async def test_sigkill_of_control_run_leaves_the_ocpp_charger_on_its_fallback(
         assert took_s <= scaled(duration_s + 2), took_s
         assert sim.source == "TxDefaultProfile" and sim.power_w == FALLBACK_W
         assert len(sim.profiles_received) == received  # nobody sent it: the charger did it
-        writes = (settings_env.data_dir / "gateway-writes.jsonl").read_text(encoding="utf-8")
-        assert '"register": "TxProfile"' in writes and "ClearChargingProfile" not in writes
+        assert "ClearChargingProfile" not in jsonl.read_text(encoding="utf-8")
     finally:
         if charger is not None:
             await charger.close()

@@ -292,7 +292,9 @@ def test_settlement_run_is_queued_as_a_job_with_a_status_page(world_app, session
         # done: the result shows, no more refreshing
         with sessions() as s, s.begin():
             job = s.get(Job, job_id)
-            assert job is not None and job.args == {"community": COMMUNITY, "period": "2026-02"}
+            assert job is not None and job.args == {
+                "community": COMMUNITY, "period": "2026-02", "provisional": False
+            }  # fmt: skip
             job.state, job.result = "done", {"run_id": 7, "transfers": 12}
         page = client.get(f"/jobs/{job_id}", headers=HTML)
         assert 'data-state="done"' in page.text and 'id="job-result"' in page.text
@@ -327,6 +329,89 @@ def test_provisional_runs_are_posted_or_voided_once(world_app, sessions) -> None
         assert s.get(SettlementRun, post).status == "posted"
     assert [e.target for e in _audit(sessions, "settlement.void")] == [str(void)]
     assert [e.target for e in _audit(sessions, "settlement.post")] == [str(post)]
+
+
+PREVIEW_COMMUNITY = """\
+name: energie-world
+display_name: World community
+key:
+  type: priority
+  order: [m-hall-a, m-ev]
+members:
+  - ref: m-hall-a
+    meters: [hall-a/pv/power, hall-a/building/power]
+    assets: [pv, building]
+  - ref: m-ev
+    meters: [hall-a/ev-own/power]
+    assets: [{kind: ev, efficiency: "0.92"}]
+"""
+
+
+def test_a_preview_run_shows_what_posting_it_counts(world_app, sessions, tmp_path) -> None:
+    """Ticked "preview": the job makes a provisional run (no statements, no PDF job); its
+    page shows per member what posting it would count; after posting from that page, each
+    member's statement total is the preview's figure (the statement's own sums)."""
+    from energy.jobs import claim
+    from energy.models import Community
+    from energy.settings import Settings
+    from noaber.services.jobs import tasks
+    from noaber.services.jobs.queue import JobContext
+    from settlement.statements import find_statement, statement_data
+
+    app, _world = world_app
+    communities = tmp_path / "communities"
+    communities.mkdir()
+    (communities / "energie-world.yaml").write_text(PREVIEW_COMMUNITY, encoding="utf-8")
+    with sessions() as s, s.begin():
+        s.add(Community(name="energie-world", display_name="World community"))
+    client, csrf = _client(app, "operator")
+    with client:
+        ok = client.post(
+            "/operator/runs",
+            data={"csrf_token": csrf, "community": "energie-world", "period": "2026-06",
+                  "preview": "1"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert ok.status_code == 303, ok.text
+        job_id = int(ok.headers["location"].rsplit("/", 1)[1])
+        with sessions() as s:  # claim commits
+            job = claim(s, job_id, "w1", 60)
+            assert job is not None and job.key == "settle:energie-world:2026-06:preview"
+            args = dict(job.args)
+        settings = Settings(
+            mode="test", secret_key=SECRET, data_dir=tmp_path / "data", communities_dir=communities
+        )
+        out = tasks.settle(JobContext(settings, sessions, job_id, "w1", 1), args)
+        assert out["status"] == "pending" and out["provisional"] is True
+        assert "statements_pdf_job" not in out and out["statements"] == []
+        run_id = out["run_id"]
+        page = client.get(f"/operator/runs/{run_id}", headers=HTML)
+        assert page.status_code == 200 and 'id="preview-note"' in page.text
+        assert 'id="member-m-hall-a"' in page.text and 'id="member-m-ev"' in page.text
+        assert f'id="post-{run_id}"' in page.text
+        from settlement.settle import run_preview
+
+        with sessions() as s:
+            preview = {m.member_ref: m for m in run_preview(s, run_id).members}
+            from settlement.models import Statement
+
+            assert s.scalar(select(Statement.id).where(Statement.run_id == run_id)) is None
+        assert preview["m-ev"].wh.get("shared", 0) > 0  # the car charged community solar
+        posted = client.post(
+            f"/operator/runs/{run_id}/post", data={"csrf_token": csrf}, follow_redirects=False
+        )
+        assert posted.status_code == 303
+        assert 'id="preview-note"' not in client.get(f"/operator/runs/{run_id}", headers=HTML).text
+        assert client.get("/operator/runs/999999", headers=HTML).status_code == 404
+    with sessions() as s:
+        for ref, m in preview.items():
+            data = statement_data(s, find_statement(s, ref, "2026-06").id)
+            assert data.total.net_cents == m.net_cents, ref
+            assert data.total.received_wh == m.wh.get("shared", 0), ref
+    # a manager may not open a run
+    mgr, _ = _client(app, "site_manager")
+    with mgr:
+        assert mgr.get(f"/operator/runs/{run_id}", headers=HTML).status_code == 403
 
 
 def test_manager_replan_button_goes_through_the_job(world_app, sessions) -> None:

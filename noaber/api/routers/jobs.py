@@ -56,6 +56,11 @@ class SettlementRunIn(BaseModel):
     """A settlement run to enqueue."""
 
     period: str = Field(pattern=PERIOD.pattern, description="Month YYYY-MM (local time)")
+    provisional: bool = Field(
+        False,
+        description="A preview: a pending run whose transfers count only once it is posted "
+        "(POST /operator/runs/{id}/post); void it to discard",
+    )
 
 
 def _out(job: Job) -> JobOut:
@@ -146,16 +151,26 @@ def settlement_run(
     user: Operator,
 ) -> JobOut:
     return _accepted(
-        response, enqueue_settlement(request, session, settings, user, community, body.period)
+        response,
+        enqueue_settlement(
+            request, session, settings, user, community, body.period, body.provisional
+        ),
     )
 
 
 def enqueue_settlement(
-    request: Request, session: Session, settings: Settings, user: User, community: str, period: str
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user: User,
+    community: str,
+    period: str,
+    provisional: bool = False,
 ) -> Job:
     """Record (and send) the settlement job of ``community`` for ``period`` (YYYY-MM): a final
     run that posts only the difference with the ledger, so asking again after a change of
-    the data corrects the period. 404 for an unknown community."""
+    the data corrects the period; with ``provisional``, a preview run to post or void after
+    checking. 404 for an unknown community."""
     from noaber.services.jobs import submit_and_send
     from noaber.services.jobs.tasks import settle_key
 
@@ -167,8 +182,8 @@ def enqueue_settlement(
         settings,
         _queue(request),
         "settle",
-        settle_key(community, period),
-        {"community": community, "period": period},
+        settle_key(community, period, provisional),
+        {"community": community, "period": period, "provisional": provisional},
         f"api:{user.username}",
         community=community,
     )

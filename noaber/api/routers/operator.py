@@ -8,8 +8,9 @@
   reset forms; audited ``user.add``, ``user.role``, ``user.password_reset``);
 * ``/operator/runs``: the settlement runs, a form that queues a community's month as a job
   (a final run posting only the difference with the ledger, so running a month again after
-  its data changed corrects it), and post/void of a provisional run (audited
-  ``settlement.post``/``settlement.void``);
+  its data changed corrects it; or, ticked "preview", a provisional run), and post/void of a
+  provisional run (audited ``settlement.post``/``settlement.void``);
+  ``/operator/runs/{id}``: what a run moves per member, the preview to check before posting;
 * ``/jobs/{job_id}``: a job's state (queued, running, done, failed), its steps with their
   times, its result or error; refreshes itself while the job is queued or running;
 * ``POST /sites/{site_name}/replan``: the manager's "re-plan now" button (the job of
@@ -567,9 +568,11 @@ def runs_queue(
     locale: PageLang,
     community: Short = "",
     period: Annotated[str, Form(max_length=20)] = "",
+    preview: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Queue the settlement of a community's month (303 to the job's status page) or show
-    the form again with the reason."""
+    the form again with the reason; with ``preview`` ticked, a provisional run that counts
+    only once posted from its page (``/operator/runs/{id}``)."""
     _must_be(user, Role.OPERATOR)
     errors = []
     period = period.strip()
@@ -583,12 +586,28 @@ def runs_queue(
             session,
             user,
             locale,
-            values={"community": community, "period": period},
+            values={"community": community, "period": period, "preview": preview},
             errors=errors,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    job = enqueue_settlement(request, session, settings, user, community, period)
+    job = enqueue_settlement(
+        request, session, settings, user, community, period, provisional=bool(preview)
+    )
     return _see_other(f"/jobs/{job.id}")
+
+
+@router.get("/operator/runs/{run_id}", response_class=HTMLResponse)
+def run_page(run_id: IdPath, user: Operator, session: SessionDep, locale: PageLang) -> HTMLResponse:
+    """One run and what it moves per member (kWh shared and supplied, each cents line, the
+    net each pays or is paid): for a provisional run the preview to check before posting it."""
+    from energy.errors import NotFoundError
+    from settlement.settle import run_preview
+
+    try:
+        preview = run_preview(session, run_id)
+    except NotFoundError:
+        raise not_found(f"settlement run {run_id}") from None
+    return _page("operator_run.html", locale, user=user, preview=preview, run=preview.run)
 
 
 def _resolve(

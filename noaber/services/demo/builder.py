@@ -144,6 +144,21 @@ def demo_settings(data_dir: Path, base: Settings | None = None) -> Settings:
     return base.model_copy(update={"data_dir": data_dir})
 
 
+def reading_demo(settings: Settings) -> Settings | None:
+    """The demo's settings when ``settings`` point at nothing yet but ``noaber demo`` has run:
+    no ``NOABER_DATABASE_URL``, no ``<data_dir>/noaber.db``, and a demo in
+    ``<data_dir>/demo`` (its marker file). Read commands (``noaber ledger verify``,
+    ``noaber statement``) then work on the demo right after ``make demo``; anything else
+    (a site import, ``serve``) keeps the configured data directory, so nothing real is
+    written where the next demo would clear it. ``None`` otherwise."""
+    if settings.database_url or (settings.data_dir / "noaber.db").exists():
+        return None
+    demo = settings.data_dir / "demo"
+    if not ((demo / MARKER).exists() and (demo / "noaber.db").exists()):
+        return None
+    return settings.model_copy(update={"data_dir": demo})
+
+
 #: The table by which the demo knows a database it made (and may therefore empty).
 DEMO_TABLE = "noaber_demo"
 

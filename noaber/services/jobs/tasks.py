@@ -62,9 +62,10 @@ def replan_key(site: str, start: dt.datetime | pd.Timestamp) -> str:
     return f"replan:{site}:{iso(start)}"
 
 
-def settle_key(community: str, period: str) -> str:
-    """The job key of a community's settlement run of ``period`` (YYYY-MM)."""
-    return f"settle:{community}:{period}"
+def settle_key(community: str, period: str, provisional: bool = False) -> str:
+    """The job key of a community's settlement run of ``period`` (YYYY-MM); a preview
+    (a provisional run, posted or voided after checking) has its own."""
+    return f"settle:{community}:{period}" + (":preview" if provisional else "")
 
 
 def _price_series(ctx: JobContext) -> tuple[str, str]:
@@ -156,7 +157,9 @@ def community_file(ctx: JobContext, name: str) -> Path:
 
 
 def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-    """Settle ``args['community']`` for ``args['period']`` (a final run, idempotent)."""
+    """Settle ``args['community']`` for ``args['period']`` (a final run, idempotent); with
+    ``args['provisional']``, a preview: a pending run whose transfers do not count until an
+    operator posts it (``post_pending``) or voids it."""
     from energy.audit import Actor, record
     from settlement.audit import after_posting
     from settlement.community import load_community, read_meter_store
@@ -164,6 +167,7 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     from settlement.settle import period_isps, plan_energy, post_run
 
     name, period = str(args["community"]), str(args["period"])
+    provisional = bool(args.get("provisional", False))
     community = load_community(community_file(ctx, name))
     if community.name != name:
         raise ValidationError(
@@ -173,7 +177,7 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
     with ctx.sessions() as s:
         data = read_meter_store(s, community, isps)
     plan = plan_energy(community, period, data, load_tariff(community.tariff_path))
-    result = post_run(ctx.sessions, plan, False)
+    result = post_run(ctx.sessions, plan, provisional)
     with ctx.sessions() as s:
         after_posting(s, ctx.settings.data_dir)
     out = {
@@ -186,6 +190,7 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         "coverage_days": result.coverage_days,
         "period_days": result.period_days,
         "data_version": result.data_version,
+        "provisional": provisional,
     }
     with ctx.sessions() as s, s.begin():
         job = s.get(jobstore.Job, ctx.job_id)
@@ -215,20 +220,23 @@ def settle(ctx: JobContext, args: dict[str, Any]) -> dict[str, Any]:
                         "transfers": result.n_transfers,
                         "job_id": ctx.job_id,
                         "tariff_digest": plan.tariff.digest,
+                        "provisional": provisional,
                     },
                 )
-        pdf = jobstore.submit(
-            s,
-            "statements_pdf",
-            f"statements_pdf:{name}:{period}:{result.run_id}",
-            {"community": name, "period": period, "run_id": result.run_id},
-            f"job:{ctx.job_id}",
-            community=name,
-        )
-        s.flush()
-        out["statements_pdf_job"] = pdf.job.id
+        pdf = None
+        if not provisional:  # a preview issues no statements (posting it does)
+            pdf = jobstore.submit(
+                s,
+                "statements_pdf",
+                f"statements_pdf:{name}:{period}:{result.run_id}",
+                {"community": name, "period": period, "run_id": result.run_id},
+                f"job:{ctx.job_id}",
+                community=name,
+            )
+            s.flush()
+            out["statements_pdf_job"] = pdf.job.id
         ctx.finish(s, out)
-    if ctx.queue is not None and pdf.created:
+    if ctx.queue is not None and pdf is not None and pdf.created:
         ctx.queue.publish([pdf.job.id])
     return out
 
