@@ -61,6 +61,7 @@ ACTIONS: dict[str, str] = {
     "device.setpoint": "site/asset (written W in detail)",
     "device.write": "site/device (register, asked, written and read-back value in detail)",
     "gateway.add": "gateway name (sites in detail)",
+    "ocpp.boot_rejected": "site/charge point id (bound to another site; why in detail)",
     "quarantine.accept": "channel key (ts and values in detail)",
     "quarantine.reject": "channel key (ts and values in detail)",
     "verification.withdraw": "campaign/verification id (versions in detail)",

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.chargepoints import Binding, bind_charge_points
 from energy.clock import LOCAL_TZ
 from energy.errors import ValidationError
 from energy.models import (
@@ -59,6 +60,7 @@ from energy.models import (
     Quantity,
     Site,
 )
+from energy.ocppconfig import check_site_ocpp, parse_ocpp_section
 from energy.sites import (
     AssetSpec,
     Change,
@@ -381,7 +383,8 @@ class SiteDocument(_Strict):
     optimizer: dict[str, Any] | None = None
     meetkoffer: dict[str, Any] | None = None
     settlement: dict[str, Any] | None = None
-    #: Charge points and id tokens (validated by :mod:`modbus_gateway.ocpp.config`).
+    #: Charge points and id tokens (validated by :func:`energy.ocppconfig.check_site_ocpp`
+    #: when the document is parsed; their ids are bound to the site on import).
     ocpp: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -512,7 +515,7 @@ def parse_site_document(data: Any, source: str = "<document>") -> SiteDocument:
             f"expected a mapping with a 'site' section, got {type(data).__name__}", source
         )
     try:
-        return SiteDocument.model_validate(data)
+        doc = SiteDocument.model_validate(data)
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
@@ -526,6 +529,9 @@ def parse_site_document(data: Any, source: str = "<document>") -> SiteDocument:
             msg += f" (value: {value!r})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ValidationError(msg + more, source, _loc(loc) or None) from None
+    if doc.ocpp is not None:  # charge points: ids, duplicates, assets, limits
+        check_site_ocpp(doc, source)
+    return doc
 
 
 def load_site_file(path: Path | str) -> SiteDocument:
@@ -694,7 +700,22 @@ def import_site(session: Session, doc: SiteDocument, source: str = "<document>")
     community = _import_community(run)
     site = _import_site_row(run, community)
     _import_assets(run, site, _import_devices(run, site))
+    _import_charge_points(run, site)
     return run.result
+
+
+def _import_charge_points(run: _Import, site: Site) -> None:
+    """Bind the ``ocpp:`` section's charge point ids to the site (unbind those it dropped)."""
+    section = run.doc.ocpp
+    cps = [] if section is None else parse_ocpp_section(section, run.source).charge_points
+    got = bind_charge_points(
+        run.session,
+        site,
+        [Binding(cp.id, cp.ocpp_version, cp.asset) for cp in cps],
+        run.source,
+    )
+    run.result.count("ocpp_charge_points", Change.CREATED, got.created)
+    run.result.count("ocpp_charge_points", Change.UPDATED, got.updated + got.removed)
 
 
 def import_site_file(path: Path | str, sessions: Any) -> ImportResult:

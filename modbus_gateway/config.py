@@ -38,6 +38,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from energy.errors import ValidationError as NoaberValidationError
+from energy.setpointlimits import LimitsConfig as LimitsConfig  # the schema lives in the core
 from energy.yamlio import load_yaml_file
 from modbus_gateway.profiles import Profile, _where, get_profile
 
@@ -68,22 +69,6 @@ class BusConfig(_Strict):
     bytesize: Literal[7, 8] = 8
     inter_frame_pause_s: float = Field(default=0.03, ge=0, le=5)
     timeout_s: float = Field(default=0.5, gt=0, le=30)
-
-
-class LimitsConfig(_Strict):
-    """The site's limits on a device's power setpoint [W], stricter than the profile's.
-
-    They bound what the setpoint register means (the profile's ``control.setpoint_quantity``):
-    for ``device_power`` (a battery inverter, a charger) the asset's own power, + = charging,
-    so ``power_w_max`` caps charging and ``-power_w_min`` discharging (V2G); for
-    ``grid_power`` (a Victron GX, the ESS grid setpoint) the power at the grid connection,
-    + = import, so they cap the site's import and export, not the battery's power. The
-    optimiser plans within the same numbers (``optimizer.limits``).
-    """
-
-    power_w_min: float | None = None
-    power_w_max: float | None = None
-    ramp_w_per_s: float | None = Field(default=None, gt=0)
 
 
 class DeviceConfig(_Strict):

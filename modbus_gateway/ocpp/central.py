@@ -42,10 +42,12 @@ import itertools
 import json
 import logging
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +63,13 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import InvalidHeader
+from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
+from websockets.http11 import Request, Response
 
 from energy.errors import NoaberError
+from energy.ocppconfig import TlsConfig
+from energy.security import DUMMY_HASH, verify_password
 from modbus_gateway.driver import WriteRefused, WriteVerifyError
 from modbus_gateway.ocpp.config import SUBPROTOCOLS, VERSION_OF, ChargePointConfig, OcppConfig
 from modbus_gateway.spool import Sample
@@ -97,6 +104,48 @@ def iso(t: dt.datetime) -> str:
 def parse_time(text: str) -> dt.datetime:
     t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def server_ssl_context(tls: TlsConfig, base: Path, client_certs: bool) -> ssl.SSLContext:
+    """The central system's TLS context: TLS 1.2 or later (OCPP 2.0.1 part 2 A00.FR.314),
+    its certificate and key; with ``client_certs`` (profile 3) a client certificate signed
+    by ``tls.client_ca_file`` is required.
+
+    Raises
+    ------
+    NoaberError
+        A file that is missing or not a matching certificate/key, naming it.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert, key = base / tls.cert_file, base / tls.key_file
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise NoaberError(
+            f"ocpp.tls: cannot load cert_file {cert} with key_file {key}: {exc}"
+        ) from None
+    if client_certs:
+        assert tls.client_ca_file is not None
+        ca = base / tls.client_ca_file
+        try:
+            ctx.load_verify_locations(ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise NoaberError(f"ocpp.tls: cannot load client_ca_file {ca}: {exc}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _client_certificate_problem(ws: ServerConnection, cp_id: str) -> str | None:
+    """Why the connection's client certificate does not identify ``cp_id`` (None: it does)."""
+    ssl_object = ws.transport.get_extra_info("ssl_object") if ws.transport else None
+    cert = ssl_object.getpeercert() if ssl_object is not None else None
+    if not cert:
+        return "no client certificate"
+    names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    if cp_id not in names:
+        return f"client certificate common name {', '.join(names) or 'none'} is not {cp_id!r}"
+    return None
 
 
 def profile_limit(power_w: float, lo_w: float, hi_w: float, w_per_unit: float) -> float:
@@ -149,6 +198,7 @@ class ChargerState:
     handler: Any = None
     profile_ids: itertools.count = field(default_factory=lambda: itertools.count(100))
     last_profile: ProfileResult | None = None
+    power_w: float | None = None  # the latest Power.Active.Import it reported [W, charging +]
 
 
 class CentralSystem:
@@ -168,6 +218,11 @@ class CentralSystem:
         setpoints are clamped to these too.
     log_path : Path, optional
         JSON-lines audit file of every profile sent.
+    boot_check : callable, optional
+        ``boot_check(cp_id)`` at every BootNotification of a configured charger: a reason to
+        reject it (the application's: its id is bound to another site), or None.
+    on_rejected : callable, optional
+        ``on_rejected(cp_id, why)`` after a boot is rejected (the application audits it).
     """
 
     def __init__(
@@ -178,6 +233,8 @@ class CentralSystem:
         site_bounds: Mapping[str, tuple[float, float]] | None = None,
         log_path: Path | str | None = None,
         response_timeout_s: float = 10.0,
+        boot_check: Callable[[str], str | None] | None = None,
+        on_rejected: Callable[[str, str], None] | None = None,
     ):
         self.config = config
         self.on_samples = on_samples
@@ -185,27 +242,94 @@ class CentralSystem:
         self.site_bounds = dict(site_bounds or {})
         self.log_path = Path(log_path) if log_path else None
         self.response_timeout_s = response_timeout_s
+        self.boot_check = boot_check
+        self.on_rejected = on_rejected
         self.chargers = {cp.id: ChargerState(cp) for cp in config.charge_points}
         self.by_asset = {cp.asset: cp.id for cp in config.charge_points}
         self.log: deque[WriteLogEntry] = deque(maxlen=10_000)
         self.rejected: list[tuple[str, str]] = []  # (charge point id, why) of refused boots
         self.refused_tokens: list[tuple[str, str]] = []  # (charge point id, token)
+        #: (charge point id, why) of websocket upgrades refused with 401 (profiles 1-3)
+        self.refused_connections: list[tuple[str, str]] = []
         self.samples_seen = 0
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._tx_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ server
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen for chargers; returns the bound port (``port=0``: a free one)."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls_base: Path | str | None = None
+    ) -> int:
+        """Listen for chargers; returns the bound port (``port=0``: a free one).
+
+        With ``security_profile`` 2 or 3 it listens with TLS (``wss://``), its files relative
+        to ``tls_base`` (the site file's directory; default the working directory); with 1
+        or 2 every websocket upgrade needs Basic auth, with 3 a client certificate.
+
+        Raises
+        ------
+        NoaberError
+            A TLS file that cannot be read or does not fit, naming it.
+        """
+        profile = self.config.security_profile
+        ctx = None
+        if profile >= 2:
+            assert self.config.tls is not None  # the config's validator
+            ctx = server_ssl_context(self.config.tls, Path(tls_base or "."), profile == 3)
+        elif host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "OCPP central system on %s without security profile: any charger that knows a "
+                "charge point id can connect; use security_profile 1-3 outside a trusted network",
+                host,
+            )
         self._server = await serve(
             self._connection,
             host,
             port,
             subprotocols=list(SUBPROTOCOLS.values()),  # type: ignore[arg-type]
+            process_request=self._authenticate if profile else None,
+            ssl=ctx,
         )
         sock = next(iter(self._server.sockets))
         return int(sock.getsockname()[1])
+
+    async def _authenticate(self, ws: ServerConnection, request: Request) -> Response | None:
+        """The websocket upgrade of security profiles 1-3 (OCPP 2.0.1 part 2 A00.FR): Basic
+        auth whose username is the charge point id of the URL and whose password matches its
+        Argon2id hash (1, 2), or a client certificate whose common name is that id (3); any
+        other upgrade is answered 401 and logged."""
+        cp_id = request.path.rstrip("/").rsplit("/", 1)[-1]
+        state = self.chargers.get(cp_id)
+        if self.config.security_profile == 3:
+            why = _client_certificate_problem(ws, cp_id)
+            if why is None and state is not None:
+                return None
+            return self._unauthorized(ws, cp_id, why or "not a charge point of this site")
+        header = request.headers.get("Authorization")
+        if header is None:
+            return self._unauthorized(ws, cp_id, "no credentials (Basic auth required)")
+        try:
+            username, password = parse_authorization_basic(header)
+        except InvalidHeader:
+            return self._unauthorized(ws, cp_id, "credentials are not Basic auth")
+        known = state is not None and state.config.password_hash is not None
+        stored = state.config.password_hash if known and state is not None else DUMMY_HASH
+        # Argon2id takes tens of ms of CPU: off the event loop; an unknown id costs the same
+        ok = await asyncio.to_thread(verify_password, str(stored), password)
+        if not (ok and known and username == cp_id):
+            why = "wrong password" if known and username == cp_id else "unknown charge point"
+            if known and username != cp_id:
+                why = f"username {username!r} is not the charge point id of the URL"
+            return self._unauthorized(ws, cp_id, why)
+        return None
+
+    def _unauthorized(self, ws: ServerConnection, cp_id: str, why: str) -> Response:
+        self.refused_connections.append((cp_id, why))
+        log.warning("connection of %r refused (401): %s", cp_id, why)
+        response = ws.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        if self.config.security_profile in (1, 2):
+            response.headers["WWW-Authenticate"] = build_www_authenticate_basic("noaber ocpp")
+        return response
 
     async def stop(self) -> None:
         """Close every charger's connection and stop listening (the chargers keep their
@@ -256,6 +380,8 @@ class CentralSystem:
             why = "not a charge point of this site"
         elif state.config.ocpp_version != version:
             why = f"configured for OCPP {state.config.ocpp_version}, connected with {version}"
+        elif self.boot_check is not None and (refused := self._boot_check(cp_id)) is not None:
+            why = refused
         else:
             state.accepted = state.connected = True
             state.handler = handler
@@ -264,7 +390,19 @@ class CentralSystem:
             return True
         self.rejected.append((cp_id, why))
         log.warning("boot of %r rejected: %s", cp_id, why)
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(cp_id, why)
+            except Exception as exc:  # the answer still goes out: Rejected
+                log.error("boot of %r: recording the rejection failed: %s", cp_id, exc)
         return False
+
+    def _boot_check(self, cp_id: str) -> str | None:
+        assert self.boot_check is not None
+        try:
+            return self.boot_check(cp_id)
+        except Exception as exc:  # cannot tell whom it belongs to: not accepted
+            return f"its binding could not be checked ({exc})"
 
     def after_boot(self, cp_id: str) -> None:
         """After the BootNotification response went out: send an accepted charger its
@@ -314,6 +452,8 @@ class CentralSystem:
                     log.warning("%s: %s value %r is not a number", cp_id, measurand, sv["value"])
                     continue
                 out.append(Sample(key, ts_ns, value, 0))
+                if measurand == "Power.Active.Import":
+                    state.power_w = value
         if out:
             self.samples_seen += len(out)
             self.on_samples(out)
@@ -452,6 +592,41 @@ class CentralSystem:
         )
         state.last_profile = result
         self._audit(cp_id, "TxProfile", sent_w, requested_by, text, power_w)
+        return result
+
+    def ready(self, cp_id: str) -> bool:
+        """The charge point is connected and its boot was accepted (profiles can go to it)."""
+        state = self.chargers[cp_id]
+        return state.handler is not None and state.accepted
+
+    async def composite_limit(self, cp_id: str) -> float | None:
+        """What the charger reports it applies now (``GetCompositeSchedule``), in its
+        profile unit; None when it reports no composite schedule.
+
+        Raises
+        ------
+        WriteRefused
+            The charger is not connected and accepted.
+        """
+        state = self.chargers[cp_id]
+        if state.handler is None or not state.accepted:
+            raise WriteRefused(f"{cp_id} is not connected and accepted (status {state.status})")
+        return await state.handler.composite_limit()
+
+    async def clear_profile(self, cp_id: str, requested_by: str) -> str:
+        """Clear one charger's TxProfiles: it goes back to its TxDefaultProfile (audited);
+        returns the result (``ok``, ``failed: ...``, or ``not connected`` when nothing could be
+        sent: its TxProfile then expires by itself at its ``validTo``)."""
+        state = self.chargers[cp_id]
+        if state.handler is None or not state.accepted:
+            result = "not connected: its TxProfile expires by itself"
+        else:
+            try:
+                status = await state.handler.clear_tx_profiles()
+                result = "ok" if status == "Accepted" else f"failed: charger answered {status}"
+            except Exception as exc:
+                result = f"failed: {exc!r}"
+        self._audit(cp_id, "ClearChargingProfile", 0.0, requested_by, result, None)
         return result
 
     async def clear_profiles(self, requested_by: str) -> None:

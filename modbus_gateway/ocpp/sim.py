@@ -15,6 +15,11 @@ replaced the charger falls back by itself (:attr:`SimulatedCharger.fell_back` is
 time in :attr:`fell_back_at`), whether or not the central system is still connected.
 A negative limit (discharge) is accepted only on OCPP 2.1 (``CentralSetpoint``); on 1.6 and
 2.0.1 the profile is ``Rejected``, as their schema allows only charging.
+
+For the security profiles it sends HTTP Basic auth (its id and ``password``) on the
+websocket upgrade and connects with TLS (``wss://`` and ``ssl_context``, which carries its
+client certificate for profile 3); a refused upgrade raises ``InvalidStatus`` (401) from
+:meth:`SimulatedCharger.run`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +44,7 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.headers import build_authorization_basic
 
 from modbus_gateway.ocpp.central import iso, parse_time
 from modbus_gateway.ocpp.config import SUBPROTOCOLS
@@ -74,6 +81,8 @@ class SimulatedCharger:
         connector_id: int = 1,
         meter_interval_s: float = 0.2,
         composite_schedule: bool = True,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         self.url = url.rstrip("/") + "/" + cp_id
         self.cp_id = cp_id
@@ -85,6 +94,10 @@ class SimulatedCharger:
         self.connector_id = connector_id
         self.meter_interval_s = meter_interval_s
         self.composite_schedule = composite_schedule
+        #: Security profiles 1-2: Basic auth as the charge point id with this password;
+        #: profiles 2-3: TLS (``wss://``) with this context (a client certificate for 3).
+        self.password = password
+        self.ssl_context = ssl_context
         self.profiles: dict[str, HeldProfile] = {}
         self.energy_wh = 0.0
         self.power_w = 0.0
@@ -164,7 +177,16 @@ class SimulatedCharger:
         answering a call) leaves the charger charging on its profiles until :meth:`stop`.
         """
         proto = SUBPROTOCOLS[self.version]
-        async with connect(self.url, subprotocols=[proto]) as ws:  # type: ignore[list-item]
+        headers = {}
+        if self.password is not None:
+            headers["Authorization"] = build_authorization_basic(self.cp_id, self.password)
+        extra: dict[str, Any] = {} if self.ssl_context is None else {"ssl": self.ssl_context}
+        async with connect(
+            self.url,
+            subprotocols=[proto],  # type: ignore[list-item]
+            additional_headers=headers,
+            **extra,
+        ) as ws:
             self._ws = ws
             cls: Any = {"1.6": _Sim16, "2.0.1": _Sim201, "2.1": _Sim21}[self.version]
             cp = cls(self.cp_id, ws, self)

@@ -49,6 +49,7 @@ def control_run(
     the gateway's safe writes. A failed plan hands the devices back to their safe default;
     Ctrl-C/SIGTERM and the end restore every safe default."""
     from energy.errors import NoaberError
+    from noaber.cli.audit import actor
     from noaber.services.control import run_site, summary_line
     from optimizer.sitestore import parse_price_series
 
@@ -66,6 +67,7 @@ def control_run(
         spool,
         price_series=parse_price_series(price_series),
         forecast_csv=forecast,
+        actor=actor(),
     )
     _audit_setpoints(site_file, run.setpoints)
     console.print(summary_line(run))
@@ -87,6 +89,8 @@ def _audit_setpoints(site_file: Path, setpoints: list) -> None:
     who = actor()
     with transaction(session_factory(make_engine(get_settings().sqlalchemy_url))) as session:
         for sp in setpoints:
+            if sp.via == "ocpp":  # audited by the central system as each profile went out
+                continue
             detail = {
                 "site_file": site_file.name,
                 "control": sp.control,

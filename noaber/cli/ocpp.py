@@ -1,4 +1,4 @@
-"""``noaber ocpp serve|check|simulate``: the OCPP central system of a site and a test charger.
+"""``noaber ocpp serve|check|simulate|hash-password``: the OCPP central system of a site and a test charger.
 
 Registered on the root app by :func:`register` (``noaber.cli.COMMAND_MODULES``).
 """
@@ -99,7 +99,9 @@ def serve(
                 loop.add_signal_handler(sig, stop.set)
         bound = await service.start(host, port)
         err_console.print(
-            f"OCPP central system of {s.doc.site.name} on ws://{host}:{bound}/<charge point id> "
+            f"OCPP central system of {s.doc.site.name} on "
+            f"{'wss' if s.config.security_profile >= 2 else 'ws'}://{host}:{bound}/<charge point id> "
+            f"(security profile {s.config.security_profile}) "
             f"({', '.join(cp.id for cp in s.config.charge_points)})",
             soft_wrap=True,
         )
@@ -122,6 +124,32 @@ def serve(
         asyncio.run(main())
 
 
+@ocpp_app.command("hash-password")
+def hash_password_command(
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the password from standard input (one line)")
+    ] = False,
+) -> None:
+    """Print the Argon2id hash of a charger's Basic auth password (security profiles 1 and 2)
+    for its ``password_hash:`` in the site file's ocpp: section; the password itself is
+    never stored. 16 to 40 characters (OCPP 2.0.1 BasicAuthPassword)."""
+    import sys
+
+    from energy.errors import NoaberError
+    from energy.ocppconfig import check_basic_auth_password
+    from energy.security import hash_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_basic_auth_password(password)
+    except ValueError as exc:
+        raise NoaberError(str(exc)) from None
+    typer.echo(hash_password(password))
+
+
 @ocpp_app.command("simulate")
 def simulate(
     url: Annotated[str, typer.Option(help="The central system, e.g. ws://127.0.0.1:9000")],
@@ -133,6 +161,20 @@ def simulate(
         float, typer.Option(min=0.05, help="Seconds between meter values")
     ] = 5.0,
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds to run")] = 60.0,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NOABER_OCPP_PASSWORD",
+            help="Basic auth password (security profiles 1, 2); also from NOABER_OCPP_PASSWORD",
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="CA certificate to trust for wss:// (profiles 2, 3)")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (profile 3), with --key")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(help="The client certificate's key")] = None,
 ) -> None:
     """A charger: boots, authorises, charges along its charging profiles, sends meter values."""
     from energy.errors import NoaberError
@@ -141,8 +183,24 @@ def simulate(
 
     if version not in SUBPROTOCOLS:
         raise NoaberError(f"--version {version!r}: use one of {', '.join(SUBPROTOCOLS)}")
+    ctx = None
+    if url.startswith("wss://"):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if (cert is None) != (key is None):
+            raise NoaberError("give --cert and --key together (a client certificate)")
+        if cert is not None and key is not None:
+            ctx.load_cert_chain(cert, key)
     sim = SimulatedCharger(
-        url, charge_point, version, token, max_power, meter_interval_s=meter_interval
+        url,
+        charge_point,
+        version,
+        token,
+        max_power,
+        meter_interval_s=meter_interval,
+        password=password,
+        ssl_context=ctx,
     )
 
     async def main() -> None:

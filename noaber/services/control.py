@@ -51,14 +51,16 @@ from pathlib import Path
 
 import pandas as pd
 import pydantic
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy.alarms import record_alarm
+from energy.audit import Actor
 from energy.db import transaction
 from energy.errors import NoaberError, ValidationError
 from energy.models import Asset, Channel, Quantity, Site
 from energy.samples import Quality, SampleStore
+from energy.siteconfig import load_site_file
 from modbus_gateway.capabilities import Battery, PowerControl, PowerLimit, Written
 from modbus_gateway.config import GatewayConfig, LimitsConfig
 from modbus_gateway.poller import Clock, wait_or_stop
@@ -67,6 +69,14 @@ from modbus_gateway.service import GatewayService
 from modbus_gateway.spool import SampleSink, SampleStoreSink
 from modbus_gateway.writes import RAMP_STEP_S, ControlCheck
 from noaber.console import console
+from noaber.services.ocpp import OcppService, OcppSite, ocpp_site
+from noaber.services.ocpp_control import (
+    OcppPowerControl,
+    keep_profiles,
+    ocpp_controls,
+    ocpp_writer_limits,
+    wait_ready,
+)
 from optimizer.forecast import read_columns_csv
 from optimizer.limits import WriterLimit, apply_writer_limits
 from optimizer.model import SolveOptions
@@ -324,6 +334,7 @@ class SetpointRecord:
     written_w: float  # after the profile's and site's limits and the ramp
     requested_by: str
     read_back: bool  # the device read the written setpoint back (False: unchanged)
+    via: str = "modbus"  # "ocpp": a charging profile through the site's central system
 
 
 class GatewaySetpoints:
@@ -338,8 +349,16 @@ class GatewaySetpoints:
         site asset to a device whose control is named after the device (an ESS).
     """
 
-    def __init__(self, service: GatewayService, power_devices: dict[str, str]):
+    def __init__(
+        self,
+        service: GatewayService,
+        power_devices: dict[str, str],
+        ocpp: Mapping[str, OcppPowerControl] | None = None,
+    ):
         self.controls: dict[str, PowerControl] = {}
+        #: The site's OCPP chargers by asset (:mod:`noaber.services.ocpp_control`): routed
+        #: and checked as the gateway's devices are.
+        self.ocpp: dict[str, OcppPowerControl] = dict(ocpp or {})
         self.routes: dict[str, str] = {}
         #: PV curtailment: asset -> its inverter's :class:`PowerLimit` view (:meth:`limit`).
         self.limits: dict[str, PowerLimit] = {}
@@ -353,6 +372,14 @@ class GatewaySetpoints:
             for asset, dev in power_devices.items():
                 if dev == dev_name:
                     self.routes.setdefault(asset, view.asset)
+        for asset, charger in self.ocpp.items():
+            if asset in self.routes:
+                raise NoaberError(
+                    f"asset {asset!r} is driven by gateway device {self.routes[asset]!r} and by "
+                    f"OCPP charge point {charger.name!r}: give it one"
+                )
+            self.controls[asset] = charger
+            self.routes[asset] = asset
         self.records: list[SetpointRecord] = []
         self.checks: list[ControlCheck] = []
         #: Control name -> why it is excluded (the loop sends it nothing more).
@@ -363,6 +390,12 @@ class GatewaySetpoints:
             for n, v in service.devices().items()
             if isinstance(v, PowerControl | PowerLimit)
         }
+        self._device_of.update({a: c.name for a, c in self.ocpp.items()})
+
+    def offline_assets(self) -> set[str]:
+        """The assets of OCPP chargers that are not connected and booted now (planned
+        without: nothing could reach them)."""
+        return {a for a, c in self.ocpp.items() if not c.ready}
 
     def excluded_assets(self) -> set[str]:
         """The site assets whose device is excluded (routes to an excluded control)."""
@@ -380,9 +413,12 @@ class GatewaySetpoints:
                 continue
             check = await view.check(requested_by)
             self.checks.append(check)
-            if not check.mismatches:
+            if not check.mismatches:  # those out of control come with the events
                 out.append(check)
-        return [*self._service.writer.take_events(), *out]
+        events = self._service.writer.take_events()
+        for charger in self.ocpp.values():  # an OCPP charger keeps its own (its keepalive's)
+            events += charger.take_events()
+        return [*sorted(events, key=lambda c: c.ts_ns), *out]
 
     async def exclude(self, key: str, reason: str, requested_by: str) -> None:
         """Stop driving control ``key``: release it (best effort) and send it nothing more."""
@@ -393,8 +429,15 @@ class GatewaySetpoints:
             log.error("%s: safe default after losing control failed: %s", key, exc)
 
     def controlled_devices(self) -> list[str]:
-        """The devices of every control not excluded (power controls and PV limits)."""
-        return sorted({self.device_of(k) for k in self._views() if k not in self.excluded})
+        """The gateway devices of every control not excluded (power controls and PV limits;
+        not the OCPP chargers, whose meter values come on their own)."""
+        return sorted(
+            {
+                self.device_of(k)
+                for k in self._views()
+                if k not in self.excluded and k not in self.ocpp
+            }
+        )
 
     def device_of(self, key: str) -> str:
         return self._device_of.get(key, key)
@@ -425,6 +468,7 @@ class GatewaySetpoints:
                 written.written_w,
                 requested_by,
                 written.read_back,
+                "ocpp" if key in self.ocpp else "modbus",
             )
         )
         return written
@@ -544,6 +588,7 @@ class ControlRun:
     released: list[list[str]] = field(default_factory=list)  # per step, by this loop
     alarms: list[Alarm] = field(default_factory=list)
     checks: list[ControlCheck] = field(default_factory=list)
+    ocpp_port: int | None = None  # where the site's OCPP central system listened
 
 
 async def _check_controls(
@@ -695,6 +740,8 @@ async def run_control(
     sample_sink: SampleSink | None = None,
     forecast_csv: Path | None = None,
     until: pd.Timestamp | None = None,
+    ocpp: OcppSite | None = None,
+    actor: Actor | None = None,
     grid_limit_margin_kw: float = GRID_LIMIT_MARGIN_KW,
 ) -> ControlRun:
     """Run the gateway and the MPC together for at most ``steps`` steps (see module doc).
@@ -729,6 +776,12 @@ async def run_control(
     until : Timestamp, optional
         The horizon ends there at the latest (a plan for the rest of the day, shrinking each
         step, as :func:`optimizer.replay.replay` does); a step at or after it stops the loop.
+    ocpp : OcppSite, optional
+        The site's ``ocpp:`` section: with ``listen_port`` the loop starts the site's OCPP
+        central system itself and drives its chargers (:mod:`noaber.services.ocpp_control`);
+        their meter values go through the centre's checks into ``sample_store``.
+    actor : Actor, optional
+        Who the OCPP setpoints are audited as (default ``noaber-control``, cli).
     grid_limit_margin_kw : float
         Kept below the site's grid import and export limits in every plan
         (:data:`GRID_LIMIT_MARGIN_KW`, :func:`with_limit_margin`) [kW].
@@ -751,6 +804,7 @@ async def run_control(
     limits = writer_limits(cfg, wiring.power_devices)  # plan within what the writer lets through
 
     excluded: set[str] = set()  # assets whose device raised an alarm
+    offline: set[str] = set()  # assets of OCPP chargers not connected at this step
     #: PV assets whose inverter the gateway can limit (filled once the sink exists): only
     #: their curtailment is planned to be sent; other PV runs free
     limitable: set[str] = set()
@@ -779,10 +833,11 @@ async def run_control(
         sc = sc.replace(
             pv_assets={a: kw for a, kw in sc.pv_assets.items() if a in limitable - excluded}
         )
-        if not excluded:
+        left_out = excluded | offline
+        if not left_out:
             return sc
-        battery = sc.battery if sc.battery is None or sc.battery.name not in excluded else None
-        return sc.replace(battery=battery, evs=tuple(e for e in sc.evs if e.name not in excluded))
+        battery = sc.battery if sc.battery is None or sc.battery.name not in left_out else None
+        return sc.replace(battery=battery, evs=tuple(e for e in sc.evs if e.name not in left_out))
 
     scenario_at(clock.now())  # fail early: bad prices, sessions, forecast, no history
 
@@ -795,7 +850,30 @@ async def run_control(
         write_log_path=write_log_path,
         clock=clock,
     )
-    sink = GatewaySetpoints(service, wiring.power_devices)
+    central: OcppService | None = None
+    chargers: dict[str, OcppPowerControl] = {}
+    if ocpp is not None and ocpp.config.listen_port is not None:
+        if ocpp.doc.site.name != site:
+            service.close()
+            raise NoaberError(
+                f"the ocpp: section is of site {ocpp.doc.site.name!r}, the devices of {site!r}"
+            )
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, Engine):
+            service.close()
+            raise NoaberError("the OCPP central system needs the session factory's engine")
+        central = OcppService(
+            ocpp,
+            engine,
+            sample_store,
+            spool_path.with_name(f"ocpp-{site}-spool.sqlite"),
+            actor or Actor("noaber-control", "cli"),
+            log_path=write_log_path,
+            flush_interval_s=flush_interval_s,
+        )
+        chargers = ocpp_controls(central, clock, LOST_AFTER_CHECKS)
+        limits += ocpp_writer_limits(central)
+    sink = GatewaySetpoints(service, wiring.power_devices, chargers)
     limitable.update(sink.limits)
 
     async def measure() -> dict[str, float]:
@@ -820,7 +898,21 @@ async def run_control(
             log.error("alarm not stored: %s", exc)
 
     task = asyncio.create_task(service.run())
+    keeper: asyncio.Task | None = None
     try:
+        if central is not None:
+            assert ocpp is not None and ocpp.config.listen_port is not None
+            port = await central.start(ocpp.config.listen_host, ocpp.config.listen_port)
+            run.ocpp_port = port
+            log.info(
+                "OCPP central system of %s on %s://%s:%d/<charge point id> (security profile %d)",
+                site,
+                "wss" if ocpp.config.security_profile >= 2 else "ws",
+                ocpp.config.listen_host,
+                port,
+                ocpp.config.security_profile,
+            )
+            keeper = asyncio.create_task(keep_profiles(chargers, clock, stop, REQUESTED_BY))
         devices = {d for d, _reg in wiring.soc_sources.values()}
         # every device the loop writes to, PV inverters too: a SunSpec device's addresses
         # are known only after its first poll
@@ -828,6 +920,8 @@ async def run_control(
             d for d, v in service.devices().items() if isinstance(v, PowerControl | PowerLimit)
         }
         await _first_values(service, devices, first_poll_timeout_s, stop)
+        if chargers:
+            await wait_ready(chargers, first_poll_timeout_s, stop)
         after: asyncio.Task[None] | None = None  # the sample after the last step's ramps
         for i in range(steps):
             if stop.is_set() or task.done():
@@ -838,6 +932,14 @@ async def run_control(
             with clock.planning():
                 await _check_controls(sink, site, run.alarms, i, steps, store_alarm)
                 excluded |= sink.excluded_assets()
+                now_offline = sink.offline_assets() - excluded
+                for a in sorted(now_offline - offline):
+                    log.warning(
+                        "step %d/%d: OCPP charger %s of %s not connected: planned without it",
+                        i + 1, steps, sink.device_of(a), a,
+                    )  # fmt: skip
+                offline.clear()
+                offline.update(now_offline)
                 if after is not None:
                     after.cancel()
                 # a sample of every controlled device right before the step's setpoints (and
@@ -860,6 +962,17 @@ async def run_control(
         if after is not None:
             after.cancel()
         service.stop()  # the writer restores every safe default; last flush to the store
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+        if central is not None:
+            try:  # TxProfiles cleared: each charger back on its TxDefaultProfile
+                await central.stop()
+            except Exception as exc:
+                log.error("OCPP central system: stop failed: %s", exc)
+            finally:
+                central.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
         counters = service.counters()
@@ -909,8 +1022,12 @@ def run_site(
     spool: Path | None,
     price_series: tuple[str, str] | None = None,
     forecast_csv: Path | None = None,
+    actor: Actor | None = None,
 ) -> ControlRun:
-    """``noaber control run``: the store of the settings, signal handlers, the loop (blocking)."""
+    """``noaber control run``: the store of the settings, signal handlers, the loop (blocking).
+
+    A site file whose ``ocpp:`` section has ``listen_port`` gets its OCPP central system
+    started by the loop (validated against the file's assets first)."""
     import signal
 
     from energy.db import make_engine, session_factory, upgrade
@@ -919,6 +1036,10 @@ def run_site(
 
     settings = get_settings()
     cfg = load_config(site_file)
+    doc = load_site_file(site_file)
+    ocpp = None
+    if doc.ocpp is not None and doc.ocpp.get("listen_port") is not None:
+        ocpp = ocpp_site(doc, str(site_file))
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     spool_path = spool or Path(cfg.spool_path or settings.data_dir / "gateway-spool.sqlite")
@@ -946,6 +1067,8 @@ def run_site(
             write_log_path=spool_path.with_name("gateway-writes.jsonl"),
             price_series=price_series,
             forecast_csv=forecast_csv,
+            ocpp=ocpp,
+            actor=actor,
         )
 
     try:

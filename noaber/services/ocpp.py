@@ -37,30 +37,23 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from energy.audit import Actor, record
+from energy.chargepoints import bound_site
 from energy.db import session_factory
 from energy.errors import NoaberError, ValidationError
 from energy.gateways import Gateway, GatewaySite, add_gateway, check_gateway_name
-from energy.models import Quantity, Site
+from energy.models import Site
+from energy.ocppconfig import check_site_ocpp
 from energy.rawstore import AnySampleStore
 from energy.siteconfig import SiteDocument, load_site_file
 from modbus_gateway.driver import WriteRefused, WriteVerifyError
 from modbus_gateway.mqtt import Received
 from modbus_gateway.ocpp.central import CentralSystem, ProfileResult
-from modbus_gateway.ocpp.config import OcppConfig, parse_ocpp_section
+from modbus_gateway.ocpp.config import OcppConfig
 from modbus_gateway.spool import Sample, StoreAndForward
 from noaber.services.ingest import CentreSink
 
 log = logging.getLogger("noaber.services.ocpp")
 
-#: Channel quantity -> the OCPP measurand whose values it stores.
-MEASURANDS: dict[Quantity, str] = {
-    Quantity.POWER: "Power.Active.Import",
-    Quantity.ENERGY_IMPORT: "Energy.Active.Import.Register",
-    Quantity.ENERGY_EXPORT: "Energy.Active.Export.Register",
-    Quantity.SOC: "SoC",
-    Quantity.CURRENT: "Current.Import",
-    Quantity.VOLTAGE: "Voltage",
-}
 #: The password hash of the central system's gateway identity: no broker login matches it
 #: (it sends in-process, never over MQTT).
 NO_BROKER_LOGIN = "!ocpp-central-system"
@@ -86,7 +79,8 @@ class OcppSite:
 
 
 def ocpp_site(doc: SiteDocument, source: str) -> OcppSite:
-    """Validate ``doc``'s ``ocpp:`` section against the rest of the site description.
+    """Validate ``doc``'s ``ocpp:`` section against the rest of the site description
+    (:func:`energy.ocppconfig.check_site_ocpp`, as the site import does) and its gateway name.
 
     Raises
     ------
@@ -94,49 +88,12 @@ def ocpp_site(doc: SiteDocument, source: str) -> OcppSite:
         No ``ocpp:`` section, a charge point driving an unknown asset or one without a
         channel for its meter values, a bad gateway name; naming the path.
     """
-    if doc.ocpp is None:
-        raise ValidationError("the site description has no ocpp: section", source, "ocpp")
-    assets = {a.name: a for a in doc.assets}
-    cfg = parse_ocpp_section(doc.ocpp, source, set(assets))
-    out = OcppSite(doc, cfg, source)
+    checked = check_site_ocpp(doc, source)
+    out = OcppSite(doc, checked.config, source, checked.channels, checked.signs, checked.bounds)
     try:
         check_gateway_name(out.gateway)
     except NoaberError as exc:
         raise ValidationError(str(exc), source, "ocpp.gateway") from None
-    s = doc.site
-    for i, cp in enumerate(cfg.charge_points):
-        asset = assets[cp.asset]
-        chans: dict[str, str] = {}
-        for ch in asset.channels:
-            if ch.derived is None and ch.device is None and ch.quantity in MEASURANDS:
-                key = doc.channel_key(asset, ch)
-                chans[MEASURANDS[ch.quantity]] = key
-                out.signs[key] = ch.sign
-        if not chans:
-            raise ValidationError(
-                f"asset {cp.asset!r} has no channel for the charger's meter values (give it "
-                "channels with quantity power and/or energy_import, without device)",
-                source,
-                f"ocpp.charge_points[{i}].asset",
-            )
-        out.channels[cp.id] = chans
-        params = asset.params or {}
-        hi = s.grid_import_limit_kw * 1000.0
-        lo = -s.grid_export_limit_kw * 1000.0
-        if params.get("max_charge_kw") is not None:
-            hi = min(hi, float(params["max_charge_kw"]) * 1000.0)
-        if params.get("max_discharge_kw") is not None:
-            lo = max(lo, -float(params["max_discharge_kw"]) * 1000.0)
-        elif cp.min_power_w < 0:
-            lo = max(lo, cp.min_power_w)
-        out.bounds[cp.id] = (lo, hi)
-        if cp.fallback_power_w > hi:
-            raise ValidationError(
-                f"fallback_power_w {cp.fallback_power_w:g} W is above the site's bound for "
-                f"{cp.asset} ({hi:g} W: connection and the asset's max_charge_kw)",
-                source,
-                f"ocpp.charge_points[{i}].fallback_power_w",
-            )
     return out
 
 
@@ -222,10 +179,36 @@ class OcppService:
             site.channels,
             site.bounds,
             log_path=log_path,
+            boot_check=self._bound_elsewhere,
+            on_rejected=self._audit_rejected,
         )
         self.flush_interval_s = flush_interval_s
         self._stop = asyncio.Event()
         self._flusher: asyncio.Task | None = None
+
+    def _bound_elsewhere(self, cp_id: str) -> str | None:
+        """Why a configured charger may not boot here: its id is bound to another site
+        (:mod:`energy.chargepoints`, by the site import); None when it may."""
+        with session_factory(self.engine)() as session:
+            bound = bound_site(session, cp_id)
+        here = self.site.doc.site.name
+        if bound is not None and bound != here:
+            return f"charge point id bound to site {bound!r}, not {here!r}"
+        return None
+
+    def _audit_rejected(self, cp_id: str, why: str) -> None:
+        """A boot rejected because its id is bound to another site goes to the audit log
+        (``ocpp.boot_rejected``); other rejections (unknown ids, retries) are logged only."""
+        if "bound to site" not in why:
+            return
+        with session_factory(self.engine).begin() as session:
+            record(
+                session,
+                self.actor,
+                "ocpp.boot_rejected",
+                f"{self.site.doc.site.name}/{cp_id}",
+                {"charge_point": cp_id, "why": why},
+            )
 
     def _samples(self, samples: list[Sample]) -> None:
         signs = self.site.signs
@@ -242,7 +225,8 @@ class OcppService:
         """Listen for the site's chargers and forward their samples; returns the bound port."""
         self._stop.clear()
         self._flusher = asyncio.create_task(self.forwarder.run(self.flush_interval_s, self._stop))
-        return await self.central.start(host, port)
+        # TLS files (security profiles 2, 3) relative to the site file
+        return await self.central.start(host, port, Path(self.site.source).parent)
 
     async def apply(self, asset: str, power_w: float, requested_by: str,
                     duration_s: int | None = None) -> ProfileResult:  # fmt: skip
@@ -259,9 +243,17 @@ class OcppService:
         self._audit(asset, power_w, requested_by, result, result.result)
         return result
 
+    async def release(self, asset: str, requested_by: str) -> str:
+        """Clear ``asset``'s TxProfile: its charger goes back to its TxDefaultProfile (in the
+        write log); returns the result (:meth:`CentralSystem.clear_profile`)."""
+        cp_id = self.site.config.by_asset_id().get(asset)
+        if cp_id is None:
+            raise NoaberError(f"no charge point drives asset {asset!r}")
+        return await self.central.clear_profile(cp_id, requested_by)
+
     def _audit(self, asset: str, power_w: float, by: str, r: ProfileResult | None, result: str):
         """One ``device.setpoint`` audit entry, as a Modbus setpoint gets (``read_back``: the
-        charger answered Accepted and its composite schedule, if reported, matches)."""
+        charger answered Accepted and its composite schedule reports the limit sent)."""
         with session_factory(self.engine).begin() as session:
             record(
                 session,
@@ -272,7 +264,9 @@ class OcppService:
                     "control": "ocpp",
                     "requested_w": round(float(power_w), 1),
                     "written_w": None if r is None else round(r.sent_w, 1),
-                    "read_back": r is not None and r.ok,
+                    # the charger reports the limit back (its composite schedule), not only
+                    # "Accepted"
+                    "read_back": r is not None and r.ok and r.composite_limit is not None,
                     "by": by,
                     "charge_point": self.site.config.by_asset_id().get(asset),
                     "limit": None if r is None else r.limit,

@@ -109,3 +109,38 @@ def test_check_names_the_place_of_a_bad_charge_point(tmp_path, capsys):
     assert exc.value.code == 0
     out = "".join(capsys.readouterr().out.split())
     assert "CP-1:OCPP2.0.1,drivesev-1,profilesinW,0..7400W,fallback4140W" in out
+
+
+def test_hash_password_prints_an_argon2id_hash_the_central_system_checks(tmp_path):
+    """``noaber ocpp hash-password --stdin``: the hash for a charger's ``password_hash:``
+    (verifies with the password, not with another); a too short one is one error line."""
+    from energy.ocppconfig import parse_ocpp_section
+    from energy.security import verify_password
+
+    env = _env(tmp_path)
+    password = "Zon0p-Het-Dak!2026"
+    done = subprocess.run(
+        [sys.executable, "-m", "noaber.cli", "ocpp", "hash-password", "--stdin"],
+        input=password + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert done.returncode == 0, done.stderr
+    digest = done.stdout.strip()
+    assert digest.startswith("$argon2id$") and password not in done.stdout
+    assert verify_password(digest, password) and not verify_password(digest, password + "x")
+    cp = {"id": "CP-1", "asset": "ev-1", "max_power_w": 11000, "fallback_power_w": 0}
+    section = {"security_profile": 1, "charge_points": [{**cp, "password_hash": digest}]}
+    assert parse_ocpp_section(section, "site.yaml").charge_points[0].password_hash == digest
+    short = subprocess.run(
+        [sys.executable, "-m", "noaber.cli", "ocpp", "hash-password", "--stdin"],
+        input="kort\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert short.returncode == 1 and "16 to 40 characters" in short.stderr
+    assert "Traceback" not in short.stderr and short.stdout == ""
