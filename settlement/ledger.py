@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import pq
 from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -470,17 +471,7 @@ def stream_lines(
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         query = f"SELECT {_CHAIN_COLUMNS} FROM {TRANSFERS.name}{where} ORDER BY seq"
-        conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
-        raw: Any = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
-            pending = b""
-            for block in copy:
-                data = pending + bytes(block)
-                parts = data.split(b"\n")
-                pending = parts.pop()
-                yield from parts
-            if pending:
-                yield pending
+        yield from _copy_lines(conn, query, params, in_key_order=not conds)
         return
     query = f"SELECT {_line_sql()} FROM {TRANSFERS.name}{where} ORDER BY seq"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -490,6 +481,55 @@ def stream_lines(
     while batch := result.fetchmany(VERIFY_BLOCK):
         for (text,) in batch:
             yield text.encode()
+
+
+_PG_STREAM_SETTINGS = (("enable_sort", "off"), ("max_parallel_workers_per_gather", "0"))
+"""Planner settings while the chain is streamed: the primary key's index gives the rows in
+``seq`` order as they are read (first row at once, no sort of the whole table first, no
+parallel workers taking the cores the hashing needs); restored afterwards."""
+
+
+def _copy_lines(
+    conn: Any, query: str, params: list[Any], in_key_order: bool = False
+) -> Iterator[bytes]:
+    """The rows of ``query`` as PostgreSQL's ``COPY … TO STDOUT`` text, one line each
+    (without its newline), streamed in the order of the query; ``in_key_order``: the whole
+    table in primary-key order, read along its index (:data:`_PG_STREAM_SETTINGS`).
+
+    libpq hands over one data row per message; a message that is not exactly one line is
+    split (and a partial one joined with the next), so the lines are right either way.
+    """
+    conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+    settings = _PG_STREAM_SETTINGS if in_key_order else ()
+    names = [name for name, _ in settings]
+    before = (
+        conn.exec_driver_sql("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).one()
+        if names
+        else ()
+    )
+    for name, value in settings:
+        conn.exec_driver_sql(f"SELECT set_config('{name}', '{value}', true)")
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
+            pending = b""
+            nl = 10  # b"\n"
+            for block in copy:
+                data = bytes(block)
+                if pending:
+                    data, pending = pending + data, b""
+                if data[-1] == nl and data.find(b"\n", 0, -1) < 0:  # the usual case
+                    yield data[:-1]
+                    continue
+                parts = data.split(b"\n")
+                pending = parts.pop()
+                yield from parts
+            if pending:
+                yield pending
+    finally:
+        if raw.info.transaction_status == pq.TransactionStatus.INTRANS:  # still usable
+            for name, value in zip(names, before):
+                conn.exec_driver_sql(f"SELECT set_config('{name}', '{value}', true)")
 
 
 def verify(
@@ -505,8 +545,11 @@ def verify(
     checkpoint holds for it, see :mod:`settlement.checkpoints`), the hash equals it. Then: a
     reversal mirrors the transfer it reverses (same ledger and amount, accounts swapped) and
     comes after it; a post/void of a pending transfer matches it; the chain head points at the
-    last transfer; every pool account balances to zero per ledger. The first broken transfer
-    is named; the Merkle leaf hashes of each period are kept for :mod:`settlement.proof`.
+    last transfer; every pool account balances to zero per ledger over the counting
+    transfers (summed from the same stream, no second pass over the table; the sum over all
+    accounts is zero by construction, each transfer debiting and crediting one amount, so it
+    is not recomputed). The first broken transfer is named; the Merkle leaf hashes of each
+    period are kept for :mod:`settlement.proof`.
     """
     report = VerifyReport()
     prev_hash = GENESIS_HASH.encode()
@@ -518,6 +561,8 @@ def verify(
     last_c = last_p = None
     leaves: list[bytes] = []
     seqs: list[int] = []
+    counting = frozenset(f.encode() for f in COUNTING_FLAGS)
+    pool: dict[tuple[bytes, bytes], int] = defaultdict(int)
     for line in stream_lines(session):
         f = line.split(b"\t")
         if len(f) != _N_FIELDS + 1:  # a tab or newline in a text: no transfer appended that
@@ -556,6 +601,10 @@ def verify(
         leaves.append(sha(b"\x00" + body).digest())  # decoded once per period at the end
         seqs.append(seq)
         prev_hash = stored
+        if f[14] in counting and (f[2].endswith(b":pool") or f[3].endswith(b":pool")):
+            amount = int(f[4])
+            pool[(f[1], f[3])] += amount
+            pool[(f[1], f[2])] -= amount
         if on_progress is not None and seq % VERIFY_BLOCK == 0:
             on_progress(seq)
     report.checked = seq
@@ -572,36 +621,14 @@ def verify(
             expected_seq,
         )
     _member_day_invariants(session, report)
-    for ledger_name, bal in _all_balances(session).items():
-        if sum(bal.values()) != 0:
-            report.problems.append(f"ledger {ledger_name}: debits and credits differ")
-        for account, value in sorted(bal.items()):
-            if account.endswith(":pool") and value != 0:
+    off = {(_unescape(led), _unescape(a)): v for (led, a), v in pool.items() if v != 0}
+    for ledger_name in ("wh", "cents"):
+        for (led, account), value in sorted(off.items()):
+            if led == ledger_name and account.endswith(":pool"):
                 report.problems.append(
                     f"ledger {ledger_name}: pool account {account} is off by {value}"
                 )
     return report
-
-
-def _all_balances(session: Session) -> dict[str, dict[str, int]]:
-    """Balance of every account per ledger over counting transfers (as :func:`balances`
-    gives them): both ledgers in one query of two aggregates (credits and debits per ledger
-    and account) instead of two queries per ledger."""
-    counting = Transfer.flags.in_(COUNTING_FLAGS)
-    credit = (
-        select(Transfer.ledger, Transfer.credit_account, func.sum(Transfer.amount))
-        .where(counting)
-        .group_by(Transfer.ledger, Transfer.credit_account)
-    )
-    debit = (
-        select(Transfer.ledger, Transfer.debit_account, -func.sum(Transfer.amount))
-        .where(counting)
-        .group_by(Transfer.ledger, Transfer.debit_account)
-    )
-    out: dict[str, dict[str, int]] = {"wh": defaultdict(int), "cents": defaultdict(int)}
-    for led, account, value in session.execute(credit.union_all(debit)):
-        out.setdefault(led, defaultdict(int))[account] += int(value)
-    return {led: dict(bal) for led, bal in out.items()}
 
 
 def _unescape(raw: bytes) -> str:

@@ -261,3 +261,38 @@ def test_database_refuses_deleting_a_run_with_transfers(engine, sessions):
         conn.execute(text("UPDATE settlement_runs SET id = id + 100"))
     with engine.begin() as conn:  # other updates of a run stay possible (status of a run)
         conn.execute(text("UPDATE settlement_runs SET n_transfers = n_transfers"))
+
+
+def test_verify_sums_the_pool_over_counting_transfers_only(engine, sessions):
+    """The pool balances are summed from the streamed chain: a pending transfer into the pool
+    does not count (its run is not posted), a posted one does, with the pool named and the
+    amount it is off by; both ledgers, both directions."""
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        t = s.get(ledger.Transfer, 1)
+        pool = t.debit_account if t.debit_account.endswith(":pool") else t.credit_account
+        assert pool.endswith(":pool")
+        _one_more(s, flags="pending", amount=7)
+        s.commit()
+        assert ledger.verify(s).ok
+        _one_more(s, idempotency_id="second", amount=5, ledger="cents")
+        s.commit()
+        report = ledger.verify(s)
+    sign = 5 if t.credit_account == pool else -5
+    assert report.first_broken is None
+    assert report.problems == [f"ledger cents: pool account {pool} is off by {sign}"]
+
+
+def test_verify_restores_the_planner_settings(engine, sessions):
+    """On PostgreSQL the chain is read along the primary key (no sort, no parallel workers);
+    the settings are back as they were for the rest of the transaction."""
+    if not is_postgres(engine):
+        pytest.skip("planner settings are PostgreSQL's")
+    post_run(sessions, make_plan())
+    query = text(
+        "SELECT current_setting('enable_sort'), current_setting('max_parallel_workers_per_gather')"
+    )
+    with sessions() as s:
+        before = tuple(s.execute(query).one())
+        assert ledger.verify(s).ok
+        assert tuple(s.execute(query).one()) == before
