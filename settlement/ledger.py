@@ -23,6 +23,7 @@ transfers posted or voided; "always add more transfers").
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import re
@@ -129,27 +130,33 @@ def transfer_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
-def _line(r: dict[str, Any]) -> str:
-    """:func:`canonical` as text, for one row with the usual types (the hot path: one
-    f-string; the per-field rule only when a text holds a backslash)."""
+def _head(seq: int, r: dict[str, Any]) -> str:
+    """:func:`canonical` as text without its last field (``prev_hash``), for transfer ``seq``
+    with the usual types and no backslash in a text (:func:`_chain` checks that over the
+    whole batch and falls back on the per-field rule): the hot path of posting, one
+    f-string."""
     null = "\\N"
     rev, pend, ref = r["reverses_id"], r["pending_id"], r["member_ref"]
-    line = (
-        f"{r['seq']:d}\t{r['ledger']}\t{r['debit_account']}\t{r['credit_account']}"
+    return (
+        f"{seq:d}\t{r['ledger']}\t{r['debit_account']}\t{r['credit_account']}"
         f"\t{r['amount']:d}\t{r['idempotency_id']}\t{null if rev is None else f'{rev:d}'}"
         f"\t{null if pend is None else f'{pend:d}'}\t{r['run_id']:d}\t{r['community']}"
         f"\t{r['period']}\t{r['code']}\t{r['day'].isoformat()}\t{null if ref is None else ref}"
-        f"\t{r['flags']}\t{r['prev_hash']}"
+        f"\t{r['flags']}\t"
     )
-    if line.count("\\") != (rev is None) + (pend is None) + (ref is None):
-        return "\t".join(text_field(r.get(f)) for f in HASHED_FIELDS)
-    return line
+
+
+def _head_exact(seq: int, r: dict[str, Any]) -> str:
+    """:func:`_head` by the per-field rule of :func:`canonical` (a backslash doubled)."""
+    return "\t".join(text_field(seq if f == "seq" else r.get(f)) for f in HASHED_FIELDS[:-1]) + "\t"
 
 
 _N_TABS = len(HASHED_FIELDS) - 1
 _N_FIELDS = len(HASHED_FIELDS)
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """A control character other than tab and newline (those are counted instead)."""
+_CONTROL_BYTES = bytes((*range(0x09), *range(0x0A, 0x20), 0x7F))
+"""Every control character but tab, as UTF-8 bytes (each is one byte there)."""
 
 
 def lock_chain(session: Session) -> ChainHead:
@@ -206,47 +213,66 @@ def append(
 
 def _chain(
     rows: list[dict[str, Any]], seq: int, prev: str
-) -> tuple[list[str], list[tuple[int, str, str, bytes]]]:
+) -> tuple[list[bytes], list[tuple[int, str, str, bytes]]]:
     """Number and hash-chain ``rows`` after transfer ``seq`` (hash ``prev``): sets ``seq``,
     ``prev_hash`` and ``hash`` of each; returns each row's ``COPY`` line (its canonical line,
-    a tab, its hash) and its Merkle leaf ``(seq, community, period, leaf hash)``.
+    a tab, its hash and a newline; UTF-8) and its Merkle leaf ``(seq, community, period, leaf
+    hash)``.
 
-    The hot path of posting: per row one f-string (:func:`_line`), two ``sha256`` and a list
-    append; what :func:`canonical` refuses (a tab, newline or other control character in a
-    text) is checked once over all the lines together, then row by row to name the first.
+    The hot path of posting, in three passes: every line but its ``prev_hash`` formatted at
+    once (one f-string per row, :func:`_head`) and encoded in one call; the one check over the
+    whole batch that no text holds a backslash (the backslashes are exactly the NULL markers;
+    else the rows are formatted again by the per-field rule) nor what :func:`canonical`
+    refuses (a tab, newline or other control character; then checked row by row to name the
+    first); then the chain itself, per row a bytes concatenation and two ``sha256``.
     """
-    lines: list[str] = []
-    leaves: list[tuple[int, str, str, bytes]] = []
-    sha = hashlib.sha256
-    add_line, add_leaf, line_of = lines.append, leaves.append, _line
-    for row in rows:
-        seq += 1
-        row["seq"] = seq
-        row["prev_hash"] = prev
-        text = line_of(row)
-        data = text.encode()
-        row["hash"] = prev = sha(data).hexdigest()
-        add_leaf((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
-        add_line(f"{text}\t{prev}\n")
-    block = "".join(lines)
+    seq0 = seq
+    heads = [_head(seq0 + k, row) for k, row in enumerate(rows, 1)]
+    backslashes = sum(h.count("\\") for h in heads)
+    nulls = sum(
+        (r["reverses_id"] is None) + (r["pending_id"] is None) + (r["member_ref"] is None)
+        for r in rows
+    )
+    if backslashes != nulls:
+        heads = [_head_exact(seq0 + k, row) for k, row in enumerate(rows, 1)]
     n = len(rows)
-    if block.count("\t") != (_N_TABS + 1) * n or block.count("\n") != n or _BAD_TEXT.search(block):
-        for row, line in zip(rows, lines):
-            body = line[:-1]
-            if body.count("\t") != _N_TABS + 1 or "\n" in body or _BAD_TEXT.search(body):
+    joined = "\n".join(heads).encode()
+    encoded = joined.split(b"\n") if rows else []
+    if (
+        len(encoded) != n
+        or joined.count(b"\t") != _N_TABS * n
+        or len(joined) - len(joined.translate(None, _CONTROL_BYTES)) != max(n - 1, 0)
+    ):  # a tab, newline or other control character in a text (the n - 1 joins aside)
+        for row, head in zip(rows, heads):
+            if head.count("\t") != _N_TABS or "\n" in head or _BAD_TEXT.search(head):
                 raise ValueError(
                     f"transfer {row['idempotency_id']!r}: a text field holds a control character"
                 )
+        raise ValueError("a transfer's text field holds a control character")
+    lines: list[bytes] = []
+    leaves: list[tuple[int, str, str, bytes]] = []
+    sha, hexlify = hashlib.sha256, binascii.hexlify
+    add_line, add_leaf = lines.append, leaves.append
+    prev_b = prev.encode()
+    for row, head_b in zip(rows, encoded):
+        seq += 1
+        data = head_b + prev_b
+        row["seq"] = seq
+        row["prev_hash"] = prev
+        prev_b = hexlify(sha(data).digest())
+        row["hash"] = prev = prev_b.decode()
+        add_leaf((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
+        add_line(data + b"\t" + prev_b + b"\n")
     return lines, leaves
 
 
-def _copy_in(conn: Any, lines: list[str], on_chunk: Callable[[int, int], None] | None) -> None:
+def _copy_in(conn: Any, lines: list[bytes], on_chunk: Callable[[int, int], None] | None) -> None:
     """``COPY settlement_transfers FROM STDIN``: each canonical line plus its hash."""
     cols = ", ".join((*HASHED_FIELDS, "hash"))
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"COPY {TRANSFERS.name} ({cols}) FROM STDIN") as copy:
         for i in range(0, len(lines), CHUNK):
-            copy.write("".join(lines[i : i + CHUNK]).encode())
+            copy.write(b"".join(lines[i : i + CHUNK]))
             if on_chunk is not None:
                 on_chunk(min(i + CHUNK, len(lines)), len(lines))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 from sqlalchemy import text
@@ -296,3 +298,46 @@ def test_verify_restores_the_planner_settings(engine, sessions):
         before = tuple(s.execute(query).one())
         assert ledger.verify(s).ok
         assert tuple(s.execute(query).one()) == before
+
+
+@pytest.mark.parametrize("odd", [None, "a\\b", "\\N", "gewoon € ü"])
+def test_chain_lines_are_the_canonical_rows(odd):
+    """The posting hot path (:func:`ledger._chain`: lines formatted at once, backslashes
+    checked over the whole batch) against the reference :func:`ledger.canonical` and
+    :func:`ledger.transfer_hash` row by row, with NULLs, a backslash in a text, a text that
+    reads like NULL and non-ASCII text; the chain links each row to the one before."""
+    import datetime as dt
+
+    rows = []
+    for k in range(6):
+        rows.append(
+            {
+                "ledger": "wh" if k % 2 else "cents",
+                "debit_account": f"member:m{k}" if k != 4 or odd is None else f"member:{odd}",
+                "credit_account": "community:c:pool",
+                "amount": 10 + k,
+                "idempotency_id": f"c|2026-10|{k}",
+                "reverses_id": 3 if k == 2 else None,
+                "pending_id": 1 if k == 5 else None,
+                "run_id": 1,
+                "community": "c",
+                "period": "2026-10",
+                "code": "shared",
+                "day": dt.date(2026, 10, 1 + k),
+                "member_ref": None if k == 1 else (odd if k == 3 and odd else f"m{k}"),
+                "flags": "posted",
+            }
+        )
+    prev0 = "ab" * 32
+    lines, leaves = ledger._chain(rows, 41, prev0)
+    prev = prev0
+    for k, (row, line, leaf) in enumerate(zip(rows, lines, leaves)):
+        ref = {**row, "seq": 42 + k, "prev_hash": prev}
+        assert line == ledger.canonical(ref) + b"\t" + ledger.transfer_hash(ref).encode() + b"\n"
+        assert row["seq"] == 42 + k and row["prev_hash"] == prev
+        assert row["hash"] == ledger.transfer_hash(ref)
+        assert (
+            leaf[0] == 42 + k
+            and leaf[3] == hashlib.sha256(b"\x00" + ledger.canonical(ref)).digest()
+        )
+        prev = row["hash"]
