@@ -7,7 +7,8 @@ plain NumPy pro-rata split; posting (``post_run``, transfers/s) against a raw in
 same rows into an unindexed copy of the table (``COPY`` on PostgreSQL, ``executemany`` on
 SQLite); ``ledger verify`` (transfers/s) against raw ``hashlib`` over the same canonical
 lines; all statements of the period as HTML (``render_period_html``) against one statement at
-a time. PostgreSQL is used if reachable at ``NOABER_TEST_PG_URL`` or 127.0.0.1:5432.
+a time, on SQLite and on PostgreSQL. PostgreSQL is used if reachable at ``NOABER_TEST_PG_URL`` or
+127.0.0.1:5432.
 Targets (issue 13 point 7): posting >= 50,000 transfers/s on PostgreSQL, verify >= 200,000
 transfers/s, statements for 1,000 members <= 5 s. Posting, verify and statements also print
 this process's CPU time, and on PostgreSQL (when it runs on this machine) the CPU time of its
@@ -184,10 +185,13 @@ def post_and_render(url: str, plan, render: bool) -> dict:
         out["raw_insert"] = _raw_insert(s, lines)
         out["append"] = _append_again(s)
         if render:
+            s0 = server_cpu(eng)
             t0, c0 = time.perf_counter(), time.process_time()
             pages = render_period_html(s, plan.community.name, plan.period)
             out["html"] = time.perf_counter() - t0
             out["html_cpu"] = time.process_time() - c0
+            s1 = server_cpu(eng)
+            out["html_server"] = None if s0 is None or s1 is None else s1 - s0
             out["n_st"] = len(pages)
             ids = list(s.scalars(select(Statement.id)))[:20]
             t0 = time.perf_counter()
@@ -264,6 +268,17 @@ def report_sizes(label: str, figures: dict) -> None:
     )
 
 
+def report_statements(label: str, figures: dict) -> None:
+    n_st = max(figures["n_st"], 1)
+    print(
+        f"{label:<10} statements as HTML {figures['html']:8.3f} s   (target <= 5 s for 1,000 members)  "
+        f"{figures['n_st']} statements, {figures['html'] / n_st * 1000:.1f} ms each; "
+        f"ratio to one at a time {figures['html'] / n_st / figures['html_one']:.2f}x "
+        f"({figures['html_one'] * 1000:.1f} ms each); cpu {figures['html_cpu']:.3f} s"
+        f"{_server(figures.get('html_server'))}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="40 members: a smoke version")
@@ -311,20 +326,16 @@ def run_size(n: int) -> int:
         sq = post_and_render(f"sqlite:///{tmp}/bench.db", plan, render=True)
     report_sizes("SQLite", sq)
     print(f"post to SQLite        {sq['post']:8.3f} s   {sq['n']} transfers")
-    print(
-        f"statements as HTML    {sq['html']:8.3f} s   (target <= 5 s for 1,000 members)  "
-        f"{sq['n_st']} statements, {sq['html'] / max(sq['n_st'], 1) * 1000:.1f} ms each; "
-        f"ratio to one at a time {sq['html'] / max(sq['n_st'], 1) / sq['html_one']:.2f}x "
-        f"({sq['html_one'] * 1000:.1f} ms each); cpu {sq['html_cpu']:.3f} s"
-    )
+    report_statements("SQLite", sq)
     admin, db = pg_database()
     if db is None:
         print("post to PostgreSQL    skipped: PostgreSQL not reachable at " + PG_ADMIN_URL)
         return 0
     try:
-        pg = post_and_render(db[1], plan, render=False)
+        pg = post_and_render(db[1], plan, render=True)
         report_sizes("PostgreSQL", pg)
         print(f"post to PostgreSQL    {pg['post']:8.3f} s   {pg['n']} transfers")
+        report_statements("PostgreSQL", pg)
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{db[0]}" WITH (FORCE)'))

@@ -23,6 +23,7 @@ transfers posted or voided; "always add more transfers").
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import re
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import pq
 from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -128,27 +130,33 @@ def transfer_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
-def _line(r: dict[str, Any]) -> str:
-    """:func:`canonical` as text, for one row with the usual types (the hot path: one
-    f-string; the per-field rule only when a text holds a backslash)."""
+def _head(seq: int, r: dict[str, Any]) -> str:
+    """:func:`canonical` as text without its last field (``prev_hash``), for transfer ``seq``
+    with the usual types and no backslash in a text (:func:`_chain` checks that over the
+    whole batch and falls back on the per-field rule): the hot path of posting, one
+    f-string."""
     null = "\\N"
     rev, pend, ref = r["reverses_id"], r["pending_id"], r["member_ref"]
-    line = (
-        f"{r['seq']:d}\t{r['ledger']}\t{r['debit_account']}\t{r['credit_account']}"
+    return (
+        f"{seq:d}\t{r['ledger']}\t{r['debit_account']}\t{r['credit_account']}"
         f"\t{r['amount']:d}\t{r['idempotency_id']}\t{null if rev is None else f'{rev:d}'}"
         f"\t{null if pend is None else f'{pend:d}'}\t{r['run_id']:d}\t{r['community']}"
         f"\t{r['period']}\t{r['code']}\t{r['day'].isoformat()}\t{null if ref is None else ref}"
-        f"\t{r['flags']}\t{r['prev_hash']}"
+        f"\t{r['flags']}\t"
     )
-    if line.count("\\") != (rev is None) + (pend is None) + (ref is None):
-        return "\t".join(text_field(r.get(f)) for f in HASHED_FIELDS)
-    return line
+
+
+def _head_exact(seq: int, r: dict[str, Any]) -> str:
+    """:func:`_head` by the per-field rule of :func:`canonical` (a backslash doubled)."""
+    return "\t".join(text_field(seq if f == "seq" else r.get(f)) for f in HASHED_FIELDS[:-1]) + "\t"
 
 
 _N_TABS = len(HASHED_FIELDS) - 1
 _N_FIELDS = len(HASHED_FIELDS)
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """A control character other than tab and newline (those are counted instead)."""
+_CONTROL_BYTES = bytes((*range(0x09), *range(0x0A, 0x20), 0x7F))
+"""Every control character but tab, as UTF-8 bytes (each is one byte there)."""
 
 
 def lock_chain(session: Session) -> ChainHead:
@@ -205,47 +213,66 @@ def append(
 
 def _chain(
     rows: list[dict[str, Any]], seq: int, prev: str
-) -> tuple[list[str], list[tuple[int, str, str, bytes]]]:
+) -> tuple[list[bytes], list[tuple[int, str, str, bytes]]]:
     """Number and hash-chain ``rows`` after transfer ``seq`` (hash ``prev``): sets ``seq``,
     ``prev_hash`` and ``hash`` of each; returns each row's ``COPY`` line (its canonical line,
-    a tab, its hash) and its Merkle leaf ``(seq, community, period, leaf hash)``.
+    a tab, its hash and a newline; UTF-8) and its Merkle leaf ``(seq, community, period, leaf
+    hash)``.
 
-    The hot path of posting: per row one f-string (:func:`_line`), two ``sha256`` and a list
-    append; what :func:`canonical` refuses (a tab, newline or other control character in a
-    text) is checked once over all the lines together, then row by row to name the first.
+    The hot path of posting, in three passes: every line but its ``prev_hash`` formatted at
+    once (one f-string per row, :func:`_head`) and encoded in one call; the one check over the
+    whole batch that no text holds a backslash (the backslashes are exactly the NULL markers;
+    else the rows are formatted again by the per-field rule) nor what :func:`canonical`
+    refuses (a tab, newline or other control character; then checked row by row to name the
+    first); then the chain itself, per row a bytes concatenation and two ``sha256``.
     """
-    lines: list[str] = []
-    leaves: list[tuple[int, str, str, bytes]] = []
-    sha = hashlib.sha256
-    add_line, add_leaf, line_of = lines.append, leaves.append, _line
-    for row in rows:
-        seq += 1
-        row["seq"] = seq
-        row["prev_hash"] = prev
-        text = line_of(row)
-        data = text.encode()
-        row["hash"] = prev = sha(data).hexdigest()
-        add_leaf((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
-        add_line(f"{text}\t{prev}\n")
-    block = "".join(lines)
+    seq0 = seq
+    heads = [_head(seq0 + k, row) for k, row in enumerate(rows, 1)]
+    backslashes = sum(h.count("\\") for h in heads)
+    nulls = sum(
+        (r["reverses_id"] is None) + (r["pending_id"] is None) + (r["member_ref"] is None)
+        for r in rows
+    )
+    if backslashes != nulls:
+        heads = [_head_exact(seq0 + k, row) for k, row in enumerate(rows, 1)]
     n = len(rows)
-    if block.count("\t") != (_N_TABS + 1) * n or block.count("\n") != n or _BAD_TEXT.search(block):
-        for row, line in zip(rows, lines):
-            body = line[:-1]
-            if body.count("\t") != _N_TABS + 1 or "\n" in body or _BAD_TEXT.search(body):
+    joined = "\n".join(heads).encode()
+    encoded = joined.split(b"\n") if rows else []
+    if (
+        len(encoded) != n
+        or joined.count(b"\t") != _N_TABS * n
+        or len(joined) - len(joined.translate(None, _CONTROL_BYTES)) != max(n - 1, 0)
+    ):  # a tab, newline or other control character in a text (the n - 1 joins aside)
+        for row, head in zip(rows, heads):
+            if head.count("\t") != _N_TABS or "\n" in head or _BAD_TEXT.search(head):
                 raise ValueError(
                     f"transfer {row['idempotency_id']!r}: a text field holds a control character"
                 )
+        raise ValueError("a transfer's text field holds a control character")
+    lines: list[bytes] = []
+    leaves: list[tuple[int, str, str, bytes]] = []
+    sha, hexlify = hashlib.sha256, binascii.hexlify
+    add_line, add_leaf = lines.append, leaves.append
+    prev_b = prev.encode()
+    for row, head_b in zip(rows, encoded):
+        seq += 1
+        data = head_b + prev_b
+        row["seq"] = seq
+        row["prev_hash"] = prev
+        prev_b = hexlify(sha(data).digest())
+        row["hash"] = prev = prev_b.decode()
+        add_leaf((seq, row["community"], row["period"], sha(b"\x00" + data).digest()))
+        add_line(data + b"\t" + prev_b + b"\n")
     return lines, leaves
 
 
-def _copy_in(conn: Any, lines: list[str], on_chunk: Callable[[int, int], None] | None) -> None:
+def _copy_in(conn: Any, lines: list[bytes], on_chunk: Callable[[int, int], None] | None) -> None:
     """``COPY settlement_transfers FROM STDIN``: each canonical line plus its hash."""
     cols = ", ".join((*HASHED_FIELDS, "hash"))
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"COPY {TRANSFERS.name} ({cols}) FROM STDIN") as copy:
         for i in range(0, len(lines), CHUNK):
-            copy.write("".join(lines[i : i + CHUNK]).encode())
+            copy.write(b"".join(lines[i : i + CHUNK]))
             if on_chunk is not None:
                 on_chunk(min(i + CHUNK, len(lines)), len(lines))
 
@@ -470,17 +497,7 @@ def stream_lines(
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         query = f"SELECT {_CHAIN_COLUMNS} FROM {TRANSFERS.name}{where} ORDER BY seq"
-        conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
-        raw: Any = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
-            pending = b""
-            for block in copy:
-                data = pending + bytes(block)
-                parts = data.split(b"\n")
-                pending = parts.pop()
-                yield from parts
-            if pending:
-                yield pending
+        yield from _copy_lines(conn, query, params, in_key_order=not conds)
         return
     query = f"SELECT {_line_sql()} FROM {TRANSFERS.name}{where} ORDER BY seq"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -490,6 +507,55 @@ def stream_lines(
     while batch := result.fetchmany(VERIFY_BLOCK):
         for (text,) in batch:
             yield text.encode()
+
+
+_PG_STREAM_SETTINGS = (("enable_sort", "off"), ("max_parallel_workers_per_gather", "0"))
+"""Planner settings while the chain is streamed: the primary key's index gives the rows in
+``seq`` order as they are read (first row at once, no sort of the whole table first, no
+parallel workers taking the cores the hashing needs); restored afterwards."""
+
+
+def _copy_lines(
+    conn: Any, query: str, params: list[Any], in_key_order: bool = False
+) -> Iterator[bytes]:
+    """The rows of ``query`` as PostgreSQL's ``COPY … TO STDOUT`` text, one line each
+    (without its newline), streamed in the order of the query; ``in_key_order``: the whole
+    table in primary-key order, read along its index (:data:`_PG_STREAM_SETTINGS`).
+
+    libpq hands over one data row per message; a message that is not exactly one line is
+    split (and a partial one joined with the next), so the lines are right either way.
+    """
+    conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+    settings = _PG_STREAM_SETTINGS if in_key_order else ()
+    names = [name for name, _ in settings]
+    before = (
+        conn.exec_driver_sql("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).one()
+        if names
+        else ()
+    )
+    for name, value in settings:
+        conn.exec_driver_sql(f"SELECT set_config('{name}', '{value}', true)")
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT", params or None) as copy:
+            pending = b""
+            nl = 10  # b"\n"
+            for block in copy:
+                data = bytes(block)
+                if pending:
+                    data, pending = pending + data, b""
+                if data[-1] == nl and data.find(b"\n", 0, -1) < 0:  # the usual case
+                    yield data[:-1]
+                    continue
+                parts = data.split(b"\n")
+                pending = parts.pop()
+                yield from parts
+            if pending:
+                yield pending
+    finally:
+        if raw.info.transaction_status == pq.TransactionStatus.INTRANS:  # still usable
+            for name, value in zip(names, before):
+                conn.exec_driver_sql(f"SELECT set_config('{name}', '{value}', true)")
 
 
 def verify(
@@ -505,8 +571,11 @@ def verify(
     checkpoint holds for it, see :mod:`settlement.checkpoints`), the hash equals it. Then: a
     reversal mirrors the transfer it reverses (same ledger and amount, accounts swapped) and
     comes after it; a post/void of a pending transfer matches it; the chain head points at the
-    last transfer; every pool account balances to zero per ledger. The first broken transfer
-    is named; the Merkle leaf hashes of each period are kept for :mod:`settlement.proof`.
+    last transfer; every pool account balances to zero per ledger over the counting
+    transfers (summed from the same stream, no second pass over the table; the sum over all
+    accounts is zero by construction, each transfer debiting and crediting one amount, so it
+    is not recomputed). The first broken transfer is named; the Merkle leaf hashes of each
+    period are kept for :mod:`settlement.proof`.
     """
     report = VerifyReport()
     prev_hash = GENESIS_HASH.encode()
@@ -518,6 +587,8 @@ def verify(
     last_c = last_p = None
     leaves: list[bytes] = []
     seqs: list[int] = []
+    counting = frozenset(f.encode() for f in COUNTING_FLAGS)
+    pool: dict[tuple[bytes, bytes], int] = defaultdict(int)
     for line in stream_lines(session):
         f = line.split(b"\t")
         if len(f) != _N_FIELDS + 1:  # a tab or newline in a text: no transfer appended that
@@ -556,6 +627,10 @@ def verify(
         leaves.append(sha(b"\x00" + body).digest())  # decoded once per period at the end
         seqs.append(seq)
         prev_hash = stored
+        if f[14] in counting and (f[2].endswith(b":pool") or f[3].endswith(b":pool")):
+            amount = int(f[4])
+            pool[(f[1], f[3])] += amount
+            pool[(f[1], f[2])] -= amount
         if on_progress is not None and seq % VERIFY_BLOCK == 0:
             on_progress(seq)
     report.checked = seq
@@ -572,36 +647,14 @@ def verify(
             expected_seq,
         )
     _member_day_invariants(session, report)
-    for ledger_name, bal in _all_balances(session).items():
-        if sum(bal.values()) != 0:
-            report.problems.append(f"ledger {ledger_name}: debits and credits differ")
-        for account, value in sorted(bal.items()):
-            if account.endswith(":pool") and value != 0:
+    off = {(_unescape(led), _unescape(a)): v for (led, a), v in pool.items() if v != 0}
+    for ledger_name in ("wh", "cents"):
+        for (led, account), value in sorted(off.items()):
+            if led == ledger_name and account.endswith(":pool"):
                 report.problems.append(
                     f"ledger {ledger_name}: pool account {account} is off by {value}"
                 )
     return report
-
-
-def _all_balances(session: Session) -> dict[str, dict[str, int]]:
-    """Balance of every account per ledger over counting transfers (as :func:`balances`
-    gives them): both ledgers in one query of two aggregates (credits and debits per ledger
-    and account) instead of two queries per ledger."""
-    counting = Transfer.flags.in_(COUNTING_FLAGS)
-    credit = (
-        select(Transfer.ledger, Transfer.credit_account, func.sum(Transfer.amount))
-        .where(counting)
-        .group_by(Transfer.ledger, Transfer.credit_account)
-    )
-    debit = (
-        select(Transfer.ledger, Transfer.debit_account, -func.sum(Transfer.amount))
-        .where(counting)
-        .group_by(Transfer.ledger, Transfer.debit_account)
-    )
-    out: dict[str, dict[str, int]] = {"wh": defaultdict(int), "cents": defaultdict(int)}
-    for led, account, value in session.execute(credit.union_all(debit)):
-        out.setdefault(led, defaultdict(int))[account] += int(value)
-    return {led: dict(bal) for led, bal in out.items()}
 
 
 def _unescape(raw: bytes) -> str:

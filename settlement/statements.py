@@ -505,25 +505,44 @@ def _grouped(value: Decimal, decimals: int, locale: str) -> str:
     return text.translate(_SWAP_NL) if locale == "nl" else text
 
 
+def _grouped_int(units: int, decimals: int, locale: str) -> str:
+    """``units / 10**decimals`` (``units`` >= 0, an integer) with thousands grouped, as
+    :func:`_grouped` writes it, by integer arithmetic."""
+    if decimals:
+        whole, frac = divmod(units, 10**decimals)
+        text = f"{whole:,}.{frac:0{decimals}d}"
+    else:
+        text = f"{units:,}"
+    return text.translate(_SWAP_NL) if locale == "nl" else text
+
+
 def fast_money(cents: int, locale: str = "nl") -> str:
     """:func:`energy.i18n.format_money_cents` for ``nl``/``en`` without Babel's per-call cost
-    (a statement formats a few hundred amounts); equal output is checked in the tests."""
-    neg = int(cents) < 0
-    digits = _grouped(abs(Decimal(int(cents)).scaleb(-2)), 2, locale)
+    (a statement formats a few hundred amounts), by integer arithmetic; equal output is
+    checked in the tests."""
+    cents = int(cents)
+    digits = _grouped_int(-cents if cents < 0 else cents, 2, locale)
     if locale == "nl":
-        return "\u20ac\xa0" + ("-" if neg else "") + digits
-    return ("-" if neg else "") + "\u20ac" + digits
+        return "\u20ac\xa0" + ("-" if cents < 0 else "") + digits
+    return ("-" if cents < 0 else "") + "\u20ac" + digits
 
 
 def fast_kwh(energy_wh: int | None, decimals: int = 1, locale: str = "nl") -> str:
-    """:func:`energy.i18n.format_kwh` for integer Wh, without Babel's per-call cost."""
+    """:func:`energy.i18n.format_kwh` for integer Wh, without Babel's per-call cost: Wh to
+    kWh rounded half to even by integer arithmetic (up to 3 decimals, exact; more by
+    ``Decimal``); a negative amount keeps its sign even where it rounds to zero, as Babel."""
     if energy_wh is None:
         return "\u2013"
-    value = (
-        Decimal(int(energy_wh)).scaleb(-3).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
-    )
-    sign = "-" if value.is_signed() else ""
-    return f"{sign}{_grouped(abs(value), decimals, locale)} kWh"
+    wh = int(energy_wh)
+    if decimals > 3:
+        value = Decimal(wh).scaleb(-3).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
+        sign = "-" if value.is_signed() else ""
+        return f"{sign}{_grouped(abs(value), decimals, locale)} kWh"
+    step = 10 ** (3 - decimals)
+    units, rest = divmod(-wh if wh < 0 else wh, step)
+    if 2 * rest > step or (2 * rest == step and units % 2):
+        units += 1
+    return f"{'-' if wh < 0 else ''}{_grouped_int(units, decimals, locale)} kWh"
 
 
 def fast_number(value: Decimal | int | None, decimals: int = 0, locale: str = "nl") -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 from sqlalchemy import text
@@ -261,3 +263,81 @@ def test_database_refuses_deleting_a_run_with_transfers(engine, sessions):
         conn.execute(text("UPDATE settlement_runs SET id = id + 100"))
     with engine.begin() as conn:  # other updates of a run stay possible (status of a run)
         conn.execute(text("UPDATE settlement_runs SET n_transfers = n_transfers"))
+
+
+def test_verify_sums_the_pool_over_counting_transfers_only(engine, sessions):
+    """The pool balances are summed from the streamed chain: a pending transfer into the pool
+    does not count (its run is not posted), a posted one does, with the pool named and the
+    amount it is off by; both ledgers, both directions."""
+    post_run(sessions, make_plan())
+    with sessions() as s:
+        t = s.get(ledger.Transfer, 1)
+        pool = t.debit_account if t.debit_account.endswith(":pool") else t.credit_account
+        assert pool.endswith(":pool")
+        _one_more(s, flags="pending", amount=7)
+        s.commit()
+        assert ledger.verify(s).ok
+        _one_more(s, idempotency_id="second", amount=5, ledger="cents")
+        s.commit()
+        report = ledger.verify(s)
+    sign = 5 if t.credit_account == pool else -5
+    assert report.first_broken is None
+    assert report.problems == [f"ledger cents: pool account {pool} is off by {sign}"]
+
+
+def test_verify_restores_the_planner_settings(engine, sessions):
+    """On PostgreSQL the chain is read along the primary key (no sort, no parallel workers);
+    the settings are back as they were for the rest of the transaction."""
+    if not is_postgres(engine):
+        pytest.skip("planner settings are PostgreSQL's")
+    post_run(sessions, make_plan())
+    query = text(
+        "SELECT current_setting('enable_sort'), current_setting('max_parallel_workers_per_gather')"
+    )
+    with sessions() as s:
+        before = tuple(s.execute(query).one())
+        assert ledger.verify(s).ok
+        assert tuple(s.execute(query).one()) == before
+
+
+@pytest.mark.parametrize("odd", [None, "a\\b", "\\N", "gewoon € ü"])
+def test_chain_lines_are_the_canonical_rows(odd):
+    """The posting hot path (:func:`ledger._chain`: lines formatted at once, backslashes
+    checked over the whole batch) against the reference :func:`ledger.canonical` and
+    :func:`ledger.transfer_hash` row by row, with NULLs, a backslash in a text, a text that
+    reads like NULL and non-ASCII text; the chain links each row to the one before."""
+    import datetime as dt
+
+    rows = []
+    for k in range(6):
+        rows.append(
+            {
+                "ledger": "wh" if k % 2 else "cents",
+                "debit_account": f"member:m{k}" if k != 4 or odd is None else f"member:{odd}",
+                "credit_account": "community:c:pool",
+                "amount": 10 + k,
+                "idempotency_id": f"c|2026-10|{k}",
+                "reverses_id": 3 if k == 2 else None,
+                "pending_id": 1 if k == 5 else None,
+                "run_id": 1,
+                "community": "c",
+                "period": "2026-10",
+                "code": "shared",
+                "day": dt.date(2026, 10, 1 + k),
+                "member_ref": None if k == 1 else (odd if k == 3 and odd else f"m{k}"),
+                "flags": "posted",
+            }
+        )
+    prev0 = "ab" * 32
+    lines, leaves = ledger._chain(rows, 41, prev0)
+    prev = prev0
+    for k, (row, line, leaf) in enumerate(zip(rows, lines, leaves)):
+        ref = {**row, "seq": 42 + k, "prev_hash": prev}
+        assert line == ledger.canonical(ref) + b"\t" + ledger.transfer_hash(ref).encode() + b"\n"
+        assert row["seq"] == 42 + k and row["prev_hash"] == prev
+        assert row["hash"] == ledger.transfer_hash(ref)
+        assert (
+            leaf[0] == 42 + k
+            and leaf[3] == hashlib.sha256(b"\x00" + ledger.canonical(ref)).digest()
+        )
+        prev = row["hash"]

@@ -141,6 +141,10 @@ def test_fast_formatting_equals_babel():
         150,
         250,
         -1250,
+        -500,
+        1500,
+        2500,
+        -2500,
         999_999,
         1_000_000,
         123_456_789,
@@ -150,7 +154,8 @@ def test_fast_formatting_equals_babel():
     for locale in ("nl", "en"):
         for v in values:
             assert fast_money(v, locale) == format_money_cents(v, locale), (v, locale)
-            assert fast_kwh(v, 1, locale) == format_kwh(v, 1, locale), (v, locale)
+            for d in (0, 1, 3, 4):  # the statement uses 1 and 3; 4 takes the Decimal path
+                assert fast_kwh(v, d, locale) == format_kwh(v, d, locale), (v, d, locale)
 
 
 def test_fast_number_and_pct_equal_babel():
