@@ -618,6 +618,23 @@ def _unsorted_error(ts: np.ndarray, i: int) -> ValueError:
     )
 
 
+def n_chunks_for(n: int, n_threads: int, chunk_min: int = CHUNK_MIN) -> int:
+    """How many chunks one channel of ``n`` samples is cut into for ``n_threads`` threads.
+
+    A whole multiple of the thread count (up to :data:`CHUNKS_PER_THREAD` per thread, each
+    of at least ``chunk_min`` samples), so that the threads get equal shares: 5 chunks on 2
+    threads leave one thread a chunk alone at the end. A channel too short for one chunk per
+    thread is cut into as many chunks as it holds ``chunk_min`` samples (1 on one thread).
+    """
+    if n_threads <= 1 or n <= 0:
+        return 1
+    fits = n // max(chunk_min, 1)
+    per_thread = min(CHUNKS_PER_THREAD, fits // n_threads)
+    if per_thread >= 1:
+        return per_thread * n_threads
+    return max(1, min(n_threads, fits))
+
+
 def _split_points(ts: np.ndarray, edges: np.ndarray, n_chunks: int) -> list[int]:
     """Chunk starts: about equal sizes, each at the first sample of a bucket."""
     n = ts.shape[0]
@@ -643,9 +660,7 @@ def _run(
     ts = s[0]
     out = _zero_outputs(edges.shape[0] - 1)
     n = ts.shape[0]
-    n_chunks = max(1, min(CHUNKS_PER_THREAD * n_threads, n // max(chunk_min, 1)))
-    if n_threads == 1:
-        n_chunks = 1
+    n_chunks = n_chunks_for(n, n_threads, chunk_min)
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
     bounds = list(zip(cuts, [*cuts[1:], n]))
 
