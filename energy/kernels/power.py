@@ -242,48 +242,46 @@ def _block(
     exact scalar path instead. Returns ``(2*energy [W*ns], min step, max step, p_min, p_max,
     p_sum, bad)``.
     """
-    # Unsigned indices: Numba adds no negative-index wraparound to them, so the loops below
-    # index the arrays directly (no slice views: no reference counting per block) and
-    # vectorise as before, with the same reductions in the same order (bit-identical sums).
-    u = np.uint64(i)
-    m = np.uint64(k - 1)
-    d0 = ts[u] - tp
-    step = ts[u + np.uint64(1)] - ts[u]
+    a = ts[i : i + k]
+    b = p[i : i + k]
+    bits = pbits[i : i + k]
+    d0 = a[0] - tp
+    step = a[1] - a[0]
     irregular = 0
-    sm = p[u]
-    kmin = _order_key(pbits[u])
+    sm = b[0]
+    kmin = _order_key(bits[0])
     kmax = kmin
     qb = 0
-    one = np.uint64(1)
     if has_q:
-        qb = q[u]
-        for j in range(m):
-            irregular |= (ts[u + j + one] - ts[u + j]) ^ step
-            sm += p[u + j + one]
-            kj = _order_key(pbits[u + j + one])
+        qq = q[i : i + k]
+        qb = qq[0]
+        for j in range(k - 1):
+            irregular |= (a[j + 1] - a[j]) ^ step
+            sm += b[j + 1]
+            kj = _order_key(bits[j + 1])
             kmin = min(kmin, kj)
             kmax = max(kmax, kj)
-            qb |= q[u + j + one]
+            qb |= qq[j + 1]
     else:
-        for j in range(m):
-            irregular |= (ts[u + j + one] - ts[u + j]) ^ step
-            sm += p[u + j + one]
-            kj = _order_key(pbits[u + j + one])
+        for j in range(k - 1):
+            irregular |= (a[j + 1] - a[j]) ^ step
+            sm += b[j + 1]
+            kj = _order_key(bits[j + 1])
             kmin = min(kmin, kj)
             kmax = max(kmax, kj)
     bad = (kmin < _KEY_LOWEST) | (kmax > _KEY_HIGHEST) | (qb != 0)
     mn = _f64(_order_key(kmin))
     mx = _f64(_order_key(kmax))
-    e = (pp + p[u]) * d0
+    e = (pp + b[0]) * d0
     if irregular == 0:
-        e += (2.0 * sm - p[u] - p[u + m]) * step
+        e += (2.0 * sm - b[0] - b[k - 1]) * step
         return e, min(d0, step), max(d0, step), mn, mx, sm, bad
     dmin = d0
     dmax = d0
     if not bad:
-        for j in range(m):
-            d = ts[u + j + one] - ts[u + j]
-            e += (p[u + j] + p[u + j + one]) * (_f64(d | _TWO52_BITS) - _TWO52)
+        for j in range(k - 1):
+            d = a[j + 1] - a[j]
+            e += (b[j] + b[j + 1]) * (_f64(d | _TWO52_BITS) - _TWO52)
             dmin = min(dmin, d)
             dmax = max(dmax, d)
     return e, dmin, dmax, mn, mx, sm, bad
