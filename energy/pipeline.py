@@ -75,7 +75,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from energy.kernels.counters import counter_to_buckets
+from energy.kernels.counters import warm_up as counter_warm_up
 from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
+from energy.kernels.power import warm_up as power_warm_up
 from energy.models import Channel, DerivedGap, IntervalReading, Quantity
 from energy.rawstore import AnySampleStore, PgSampleStore, RawSampleChange, RawSampleState
 from energy.readings import read_readings, upsert_readings
@@ -477,6 +479,18 @@ def _read(store: AnySampleStore, chunks: list[_Chunk], gap: int) -> list[Samples
         return list(ex.map(one, chunks))
 
 
+_KERNEL_OF = {"power": "power", "instant": "power", "counter": "counter"}
+"""The kernel that aggregates each kind (see :func:`_kernel`)."""
+
+
+def _warm_up(kernel: str) -> None:
+    """Load a kernel's machine code (see :func:`energy.kernels.power.warm_up`)."""
+    if kernel == "power":
+        power_warm_up()
+    else:
+        counter_warm_up()
+
+
 def _kernel(aggregation: Aggregation, samples: list[Samples], n_threads: int | None) -> list[Any]:
     """Bucket results (:class:`energy.kernels.BucketResult` or ``CounterResult``) per chunk."""
     if aggregation.kind in ("power", "instant"):
@@ -556,17 +570,35 @@ def _update(
         else:
             assert isinstance(sample_store, SampleStore)
             plans = [_plan(sample_store, cid, agg, full, window) for cid, agg in channels]
-    for aggregation, chunks in _batches(plans, batch):
-        with _timed(tm, "read"):
-            samples = _read(sample_store, chunks, aggregation.max_gap_ns)
-        for ch, s in zip(chunks, samples):
-            ch.plan.report.samples_read += len(s)
-        with _timed(tm, "kernel"):
-            results = _kernel(aggregation, samples, n_threads)
-        del samples
-        with _timed(tm, "write"):
-            for ch, res in zip(chunks, results):
-                ch.plan.report.isps_written += _write(session, ch, res)
+    batches = list(_batches(plans, batch))
+    # Two helper threads: one loads the kernels (Numba's start-up, or their compilation with
+    # an empty cache) while the first batch is read; one reads the next batch from Parquet
+    # while this one is written to SQL (a PostgreSQL store reads on the caller's connection).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="noaber-pipeline") as helper:
+        kernels = {_KERNEL_OF.get(aggregation.kind, "counter") for aggregation, _c in batches}
+        warm = [helper.submit(_warm_up, kernel) for kernel in sorted(kernels)]
+        ahead = None
+        for n_done, (aggregation, chunks) in enumerate(batches):
+            with _timed(tm, "read"):
+                if ahead is None:
+                    samples = _read(sample_store, chunks, aggregation.max_gap_ns)
+                else:
+                    samples = ahead.result()
+                    ahead = None
+            for ch, s in zip(chunks, samples):
+                ch.plan.report.samples_read += len(s)
+            with _timed(tm, "kernel"):
+                for w in warm:
+                    w.result()
+                warm = []
+                results = _kernel(aggregation, samples, n_threads)
+            del samples
+            if not pg and n_done + 1 < len(batches):
+                nxt_agg, nxt = batches[n_done + 1]
+                ahead = helper.submit(_read, sample_store, nxt, nxt_agg.max_gap_ns)
+            with _timed(tm, "write"):
+                for ch, res in zip(chunks, results):
+                    ch.plan.report.isps_written += _write(session, ch, res)
     with _timed(tm, "write"):
         derived = _update_derived(sample_store, session, derived_channels, plans, full)
     if commit and (any(p.state is not None for p in plans) or derived):

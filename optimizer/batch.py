@@ -135,12 +135,32 @@ def preload_modules() -> list[str]:
     modules = [__name__]
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
+    os.environ.pop(MAIN_PATH_ENV, None)
     if spec is not None and spec.name and not spec.name.endswith("__main__"):
         modules.append(spec.name)
     elif spec is None and getattr(main, "__file__", None):
-        modules.append("__main__")  # a script: the fork server imports it from its path
+        # A script: the fork server imports it from its path. CPython 3.11's fork server
+        # drops that path (it keeps a "main_path" key its preparation data never has), so
+        # the path also goes in MAIN_PATH_ENV, which the fork server inherits and
+        # optimizer.batch_preload reads.
+        modules.append("__main__")
+        os.environ[MAIN_PATH_ENV] = main_script_path(str(main.__file__))  # type: ignore[union-attr]
     modules.append(PRELOAD_LAST)  # after every other import: it freezes what they made
     return modules
+
+
+def main_script_path(path: str) -> str:
+    """A main script's path as multiprocessing hands it to a worker (absolute, normalised), so
+    the worker finds its fork server's ``__main__`` to be that script and does not run it
+    again."""
+    original_dir = getattr(multiprocessing.process, "ORIGINAL_DIR", None)  # the cwd at start-up
+    if not os.path.isabs(path) and original_dir is not None:
+        path = os.path.join(original_dir, path)
+    return os.path.normpath(path)
+
+
+#: Environment variable with the main script's path, for the fork server's preload.
+MAIN_PATH_ENV = "NOABER_BATCH_MAIN_PATH"
 
 
 #: Imported last by the fork server (see :mod:`optimizer.batch_preload`).

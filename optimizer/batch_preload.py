@@ -14,14 +14,41 @@ Imported anywhere else it freezes that process's heap the same way; nothing else
 from __future__ import annotations
 
 import gc
+import os
 import sys
+from multiprocessing import process, spawn
 
 # pandas imports this lazily when it unpickles a scenario's frame: once here, not per worker
 import pyarrow.pandas_compat
 import pyarrow.vendored.version  # noqa: F401
 
-import optimizer.batch  # noqa: F401  (solving: the optimizer, pandas, Pyomo, highspy)
+import optimizer.batch  # (solving: the optimizer, pandas, Pyomo, highspy)
 
+
+def _import_main_script() -> None:
+    """Import the program's main script as the fork server's ``__main__`` (``__mp_main__``,
+    so its ``if __name__ == "__main__":`` part does not run), as multiprocessing would have
+    done had CPython 3.11 passed the path on (see :func:`optimizer.batch.preload_modules`).
+
+    A worker forked from here then finds ``__main__`` to be that script and does not run it
+    again: its imports are in the frozen heap and in :data:`PRELOADED`. Nothing happens where
+    ``__main__`` is that script already (the parent, or a Python that passed the path).
+    """
+    path = os.environ.get(optimizer.batch.MAIN_PATH_ENV)
+    if not path or not os.path.isfile(path):
+        return
+    current = getattr(sys.modules.get("__main__"), "__file__", None)
+    if current and optimizer.batch.main_script_path(str(current)) == path:
+        return
+    me = process.current_process()
+    me._inheriting = True  # type: ignore[attr-defined]
+    try:
+        spawn.import_main_path(path)
+    finally:
+        del me._inheriting  # type: ignore[attr-defined]
+
+
+_import_main_script()
 gc.collect()
 gc.freeze()
 

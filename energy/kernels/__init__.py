@@ -4,6 +4,8 @@ Every kernel has a plain NumPy/pandas reference in :mod:`energy.kernels.referenc
 tests compare it with (docs/SOURCES.md, Patterns: pvlib).
 """
 
+from energy.kernels import counters as _counters
+from energy.kernels import power as _power
 from energy.kernels.calendar import fixed_edges, local_calendar_edges, utc_bucket_starts
 from energy.kernels.counters import CounterResult, counter_to_buckets
 from energy.kernels.derived import bucket_percentiles, load_duration_curve, peak_demand
@@ -15,6 +17,16 @@ from energy.kernels.power import (
     power_to_edges,
 )
 from energy.kernels.stats import StatsResult, bucket_stats
+
+
+def warm_up() -> None:
+    """Load, or compile into the cache, the kernels of the interval pipeline (power and
+    counter): ``make .venv/.installed`` runs it, so the first aggregation after a fresh clone
+    does not compile them (seconds each; Numba caches them in ``__pycache__`` beside the
+    source, valid until the source changes)."""
+    _power.warm_up()
+    _counters.warm_up()
+
 
 __all__ = [
     "DEFAULT_MAX_GAP_NS",
@@ -32,4 +44,5 @@ __all__ = [
     "power_to_buckets_many",
     "power_to_edges",
     "utc_bucket_starts",
+    "warm_up",
 ]

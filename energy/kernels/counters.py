@@ -36,6 +36,7 @@ from energy.kernels.power import (
     _check_gap,
     _first_drop,
     _unsorted_error,
+    frozen_samples,
     sort_samples,
 )
 from energy.timegrid import ISP_NS
@@ -278,6 +279,7 @@ def counter_to_buckets(
         )
     if ts[-1] < ts[0]:
         raise _unsorted_error(ts, _first_drop(ts))
+    ts, c, q, has_q = frozen_samples((ts, c, q, has_q))
     edges = fixed_edges(int(ts[0]), int(ts[-1]), bucket_ns, origin_ns)
     nbk = edges.shape[0] - 1
     cap = min(n, 1024)
@@ -320,3 +322,9 @@ def counter_to_buckets(
         gap_energy_wh=gap_e[:n_g].copy(),
         duplicate_count=int(n_dup),
     )
+
+
+def warm_up() -> None:
+    """Load the counter kernel's machine code (see :func:`energy.kernels.power.warm_up`)."""
+    ts = np.array([0, 1_000_000_000, 2_000_000_000], np.int64)
+    counter_to_buckets(ts, np.array([0.0, 1.0, 2.0]), quality=np.zeros(3, np.uint8))

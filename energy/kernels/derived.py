@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from energy.kernels.calendar import check_edges, fixed_edges
-from energy.kernels.power import _as_inputs, _first_drop, _unsorted_error
+from energy.kernels.power import _as_inputs, _first_drop, _unsorted_error, frozen_samples
 from energy.timegrid import ISP_NS
 
 
@@ -146,7 +146,7 @@ def bucket_percentiles(
     pcts = np.asarray(percentiles, dtype=np.float64).ravel()
     if pcts.size == 0 or np.any((pcts < 0) | (pcts > 100) | np.isnan(pcts)):
         raise ValueError(f"percentiles must lie in [0, 100], got {list(pcts)}")
-    ts, v, q, has_q = _as_inputs(ts_ns, values, quality)
+    ts, v, q, has_q = frozen_samples(_as_inputs(ts_ns, values, quality))
     if edges is not None:
         e = check_edges(edges)
     elif ts.shape[0]:

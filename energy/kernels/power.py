@@ -604,6 +604,25 @@ def _as_inputs(ts_ns: Any, power_w: Any, quality: Any) -> Samples:
     return ts, p, q, True
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def frozen_samples(s: Samples) -> Samples:
+    """Read-only views of the sample arrays (no copy), as every kernel call takes them.
+
+    Numba compiles (and caches) one machine-code version per argument type, and a read-only
+    array is another type than a writable one: samples read from a single Parquet part come
+    read-only (pyarrow's zero-copy buffers), concatenated or sorted ones writable. Handing the
+    kernels read-only views always keeps one signature per kernel, compiled once, instead of
+    a new compilation (seconds) the first time a process meets the other kind.
+    """
+    ts, values, q, has_q = s
+    return _readonly(ts), _readonly(values), _readonly(q), has_q
+
+
 def sort_samples(s: Samples) -> Samples:
     """Sort samples by time, stably (equal timestamps keep their input order)."""
     ts, values, q, has_q = s
@@ -616,6 +635,23 @@ def _unsorted_error(ts: np.ndarray, i: int) -> ValueError:
         f"timestamps must not decrease: ts_ns[{i}]={int(ts[i])} < ts_ns[{i - 1}]="
         f"{int(ts[i - 1])}; sort the samples or pass unsorted='sort'"
     )
+
+
+def n_chunks_for(n: int, n_threads: int, chunk_min: int = CHUNK_MIN) -> int:
+    """How many chunks one channel of ``n`` samples is cut into for ``n_threads`` threads.
+
+    A whole multiple of the thread count (up to :data:`CHUNKS_PER_THREAD` per thread, each
+    of at least ``chunk_min`` samples), so that the threads get equal shares: 5 chunks on 2
+    threads leave one thread a chunk alone at the end. A channel too short for one chunk per
+    thread is cut into as many chunks as it holds ``chunk_min`` samples (1 on one thread).
+    """
+    if n_threads <= 1 or n <= 0:
+        return 1
+    fits = n // max(chunk_min, 1)
+    per_thread = min(CHUNKS_PER_THREAD, fits // n_threads)
+    if per_thread >= 1:
+        return per_thread * n_threads
+    return max(1, min(n_threads, fits))
 
 
 def _split_points(ts: np.ndarray, edges: np.ndarray, n_chunks: int) -> list[int]:
@@ -640,12 +676,11 @@ def _run(
 ) -> tuple[Outputs, np.ndarray, int]:
     """Run the kernel over all samples (chunked over threads when long): outputs, gaps and
     the number of duplicates."""
+    s = frozen_samples(s)
     ts = s[0]
     out = _zero_outputs(edges.shape[0] - 1)
     n = ts.shape[0]
-    n_chunks = max(1, min(CHUNKS_PER_THREAD * n_threads, n // max(chunk_min, 1)))
-    if n_threads == 1:
-        n_chunks = 1
+    n_chunks = n_chunks_for(n, n_threads, chunk_min)
     cuts = _split_points(ts, edges, n_chunks) if n_chunks > 1 else [0]
     bounds = list(zip(cuts, [*cuts[1:], n]))
 
@@ -840,6 +875,20 @@ def power_to_edges(
             np.zeros(nbk), z.copy(),
         )  # fmt: skip
     return _result(ext, *_run(s, ext, max_gap_ns, _threads(n_threads), chunk_min), slice(1, -1))
+
+
+def warm_up() -> None:
+    """Load the power kernels' machine code (compiling it the first time, into the cache).
+
+    The first kernel call of a process pays Numba's start-up (its target context, about a
+    second) and, with an empty cache (a fresh clone), the compilation of the kernels (several
+    seconds); this does it on three samples, so a caller can do it in a thread while it reads
+    the real samples (:func:`energy.pipeline.update_many`).
+    """
+    ts = np.array([0, 1_000_000_000, 2_000_000_000], np.int64)
+    s = frozen_samples((ts, np.zeros(3), np.zeros(3, np.uint8), True))
+    power_to_buckets(s[0], s[1], quality=s[2], n_threads=1)
+    _prev_valid(s, 1)
 
 
 def power_to_buckets_many(
