@@ -136,6 +136,14 @@ def sessions(engine: Engine):
     return session_factory(engine)
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's default data directory (``Settings().data_dir``: ledger checkpoints and
+    signing key, secrets, samples) is its own, never the checkout's ``./data``: a checkpoint
+    one test signs there would make another test's fresh ledger refuse to verify."""
+    monkeypatch.setenv("NOABER_DATA_DIR", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Point NOABER_* at a temporary data dir (SQLite) and return fresh settings."""

@@ -27,12 +27,24 @@ VENV = Path.home() / ".cache" / "noaber" / "venv-opendsm"
 
 
 def _opendsm_python() -> Path:
-    """The interpreter with opendsm; built on first use, skipped where pip cannot get it."""
+    """The interpreter with opendsm; built on first use, skipped where pip cannot get it.
+
+    Built under a lock (two suites at once build it once) and marked complete only after
+    opendsm imports in it, so a build cut off half-way (a timeout, a kill) is built again
+    instead of being taken for a working one."""
     env = os.environ.get("NOABER_OPENDSM_PYTHON")
     if env:
         return Path(env)
-    py = VENV / "bin" / "python"
-    if not py.exists():
+    import fcntl
+    import shutil
+
+    py, done = VENV / "bin" / "python", VENV / ".noaber-complete"
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / "venv-opendsm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return py
+        shutil.rmtree(VENV, ignore_errors=True)
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", str(VENV)], check=True)
         pip = subprocess.run(
@@ -42,6 +54,12 @@ def _opendsm_python() -> Path:
         )
         if pip.returncode:
             pytest.skip(f"opendsm could not be installed: {pip.stderr[-500:]}")
+        check = subprocess.run(
+            [str(py), "-c", "import opendsm"], capture_output=True, text=True, timeout=600
+        )
+        if check.returncode:
+            pytest.fail(f"opendsm installed but does not import: {check.stderr[-500:]}")
+        done.write_text("opendsm installed and imported\n")
     return py
 
 
@@ -68,6 +86,7 @@ def _two_years(seed: int = 11) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first run builds OpenDSM's environment and compiles it
 def test_daily_savings_agree_with_opendsm(tmp_path: Path) -> None:
     py = _opendsm_python()
     data = _two_years()

@@ -12,12 +12,14 @@ from tests.noaber.test_api_authz import SECRET, _plugin_modules
 
 
 @pytest.fixture
-def world_app(engine, sessions):
-    """``(app, world)``: the seeded world on ``engine`` (SQLite and PostgreSQL)."""
+def world_app(engine, sessions, tmp_path):
+    """``(app, world)``: the seeded world on ``engine`` (SQLite and PostgreSQL); its data
+    directory (ledger checkpoints, signing key) is the test's own, never ``./data``."""
     with sessions() as session, session.begin():
         world = build_world(session)
         for mod in _plugin_modules():
             if hasattr(mod, "seed"):
                 mod.seed(session, world)
     world.extra["sessions"] = sessions  # cases that need the store (a TOTP code) read it here
-    return create_app(Settings(mode="test", secret_key=SECRET), engine), world
+    settings = Settings(mode="test", secret_key=SECRET, data_dir=tmp_path / "data")
+    return create_app(settings, engine), world

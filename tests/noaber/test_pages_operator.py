@@ -315,7 +315,7 @@ def test_provisional_runs_are_posted_or_voided_once(world_app, sessions) -> None
         ok = client.post(
             f"/operator/runs/{void}/void", data={"csrf_token": csrf}, follow_redirects=False
         )
-        assert ok.status_code == 303
+        assert ok.status_code == 303, ok.text
         again = client.post(f"/operator/runs/{void}/post", data={"csrf_token": csrf}, headers=HTML)
         assert again.status_code == 409 and "alleen een voorlopige" in again.text
         ok = client.post(

@@ -159,6 +159,9 @@ def reading_demo(settings: Settings) -> Settings | None:
     return settings.model_copy(update={"data_dir": demo})
 
 
+#: One ISP [ns].
+ISP_NS = 900 * 10**9
+
 #: The table by which the demo knows a database it made (and may therefore empty).
 DEMO_TABLE = "noaber_demo"
 
@@ -488,18 +491,22 @@ def step_readings(ctx: DemoContext) -> None:
         update_many(ctx.store, session)
 
 
-def step_live_readings(ctx: DemoContext) -> None:
-    """Readings of the ISPs from the end of the demo week on (the gateway step's live polls).
+def step_live_readings(ctx: DemoContext, now: dt.datetime | None = None) -> None:
+    """Readings of the ISPs of the gateway step's live polls: from the end of the demo week
+    on, and only in the two hours up to the demo's clock ``now`` (default: the real clock).
 
     The week was settled as it was synthesised; a live poll shortly after midnight must not
     reach back into the week's last ISP (the pipeline bridges gaps up to 2 h), so only ISPs
-    that start at or after ``ctx.end`` are written.
+    that start at or after ``ctx.end`` are written. The polls run on the real clock: a demo
+    built at another ``now`` (the tests' fixed day) writes none of them, so its readings do
+    not depend on the day it was built.
     """
     from energy.pipeline import update_many
 
-    end_ns = pd.Timestamp(ctx.end).as_unit("ns").value
+    clock = pd.Timestamp(now or utc_now()).as_unit("ns").value
+    lo = max(pd.Timestamp(ctx.end).as_unit("ns").value, clock - 8 * ISP_NS)
     with ctx.sessions() as session:
-        update_many(ctx.store, session, window=(end_ns, end_ns + 7 * 86_400 * 10**9))
+        update_many(ctx.store, session, window=(lo, clock + 4 * ISP_NS))
 
 
 CORE_STEPS: tuple[tuple[str, DemoStep], ...] = (
@@ -561,7 +568,7 @@ def build_demo(
         step(ctx)
     if extra_steps:
         # Samples the domain steps added (the gateway's live polls) become readings too.
-        step_live_readings(ctx)
+        step_live_readings(ctx, now)
     return ctx
 
 
