@@ -79,8 +79,13 @@ def _check_locale(locale: str) -> str:
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=32)
 def translations(package: str, locale: str) -> gettext.NullTranslations:
-    """The gettext translations of ``package`` for ``locale`` (``energy``'s as fallback)."""
+    """The gettext translations of ``package`` for ``locale`` (``energy``'s as fallback).
+
+    Kept per (package, locale) once read: parsing the ``.po`` catalogues took longer than
+    rendering a page. The result is shared; callers only read it (``gettext``).
+    """
     _check_locale(locale)
     result: gettext.NullTranslations | None = None
     for pkg in dict.fromkeys((package, "energy")):
