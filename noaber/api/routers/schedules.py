@@ -27,8 +27,9 @@ from energy.privacy import has_consent
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from noaber.api.language import PageLang
+from noaber.api.pagecache import PageCacheDep
 from noaber.api.startpage import plan_for_day
-from optimizer.page import render_ev_page, render_site_page
+from optimizer.page import render_ev_page, render_site_page, site_page_figures
 from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -54,19 +55,50 @@ class ScheduleOut(BaseModel):
 EV_TOTAL = "ev-total"
 
 
+def _allowed_owners(session: Session, user: User, refs: set[str]) -> set[str] | None:
+    """The owner refs among ``refs`` whose cars ``user`` may see one by one; None: all (the
+    reader is no site manager)."""
+    if user.role is not Role.SITE_MANAGER:
+        return None
+    members: list[MemberRow] = (
+        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
+    )
+    return {
+        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
+    }
+
+
 def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series:
     """Which rows of ``steps`` are cars ``user`` may not see one by one (a site manager and
     no ``ev_detail_site_manager`` consent of the owner)."""
     if user.role is not Role.SITE_MANAGER or steps.empty:
         return pd.Series(False, index=steps.index)
     refs = {r for r in steps.loc[steps["kind"] == "ev", "owner_ref"].dropna().unique()}
-    members: list[MemberRow] = (
-        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
-    )
-    allowed = {
-        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
-    }
+    allowed = _allowed_owners(session, user, refs) or set()
     return (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+
+
+def schedule_cars(session: Session, schedule_id: int) -> tuple[tuple[str, str | None], ...]:
+    """The distinct ``(asset, owner_ref)`` of a schedule's EV steps."""
+    return tuple(
+        session.execute(
+            select(ScheduleStep.asset, ScheduleStep.owner_ref)
+            .where(ScheduleStep.schedule_id == schedule_id, ScheduleStep.kind == "ev")
+            .distinct()
+            .order_by(ScheduleStep.asset, ScheduleStep.owner_ref)
+        ).all()
+    )
+
+
+def hidden_cars(
+    session: Session, user: User, cars: tuple[tuple[str, str | None], ...]
+) -> frozenset[tuple[str, str | None]]:
+    """The ``(asset, owner_ref)`` of ``cars`` that ``user`` may not see one by one: the same
+    rule as :func:`_hidden_cars`, from the schedule's cars instead of its steps."""
+    allowed = _allowed_owners(session, user, {ref for _a, ref in cars if ref is not None})
+    if allowed is None:
+        return frozenset()
+    return frozenset((asset, ref) for asset, ref in cars if ref not in allowed)
 
 
 def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
@@ -97,11 +129,14 @@ def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
     return Schedule(**{**columns, "summary": summary})
 
 
-def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
+def consented_steps(
+    session: Session, user: User, steps: pd.DataFrame, hidden: pd.Series | None = None
+) -> pd.DataFrame:
     """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
     the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
-    summed, no SoC, no owner)."""
-    hidden = _hidden_cars(session, user, steps)
+    summed, no SoC, no owner). ``hidden`` marks those rows when already known."""
+    if hidden is None:
+        hidden = _hidden_cars(session, user, steps)
     if not hidden.any():
         return steps
     total = steps[hidden].groupby("ts", as_index=False)["power_kw"].sum()
@@ -127,6 +162,7 @@ def site_schedule_page(
     user: SiteReader,
     session: SessionDep,
     locale: PageLang,
+    cache: PageCacheDep,
     day: Annotated[
         dt.date | None, Query(description="Local day (YYYY-MM-DD): the latest plan for it")
     ] = None,
@@ -138,14 +174,28 @@ def site_schedule_page(
     if sched is None:
         what = f" on {day.isoformat()}" if day else ""
         raise not_found(f"schedule for site {site_name!r}{what}")
-    steps = schedule_steps(session, sched.id)
-    hidden = set(steps.loc[_hidden_cars(session, user, steps), "asset"])
+    # a stored plan never changes (a new plan is a new id): its cars are kept by id, and its
+    # charts per reader's view (the cars this reader may not see one by one), locale and zone
+    sched_id = sched.id
+    cars = cache.get(("schedule-cars", sched_id), lambda: schedule_cars(session, sched_id))
+    hidden = hidden_cars(session, user, cars)
+    summary = consented_summary(sched, {asset for asset, _ref in hidden})
+
+    def figures() -> dict[str, str]:
+        steps = schedule_steps(session, sched_id)
+        pairs = pd.Series(list(zip(steps["asset"], steps["owner_ref"], strict=True)), dtype=object)
+        mask = (steps["kind"] == "ev") & pairs.isin(hidden).to_numpy()
+        return site_page_figures(
+            summary, consented_steps(session, user, steps, mask), locale, site.timezone
+        )
+
     return HTMLResponse(
         render_site_page(
-            consented_summary(sched, hidden),
-            consented_steps(session, user, steps),
+            summary,
+            pd.DataFrame(),
             locale,
             site.timezone,
+            figures=cache.get(("schedule", sched_id, locale, site.timezone, hidden), figures),
         )
     )
 
