@@ -41,6 +41,7 @@ from noaber.api.access import site_for
 from noaber.api.deps import SessionDep, not_found, require_roles
 from noaber.api.forms import FormUser
 from noaber.api.language import PageLang
+from noaber.api.pagecache import PageCacheDep
 from noaber.api.routers.my import control_error_text
 from noaber.api.routers.pages import gettext, render
 from noaber.api.startpage import (
@@ -50,7 +51,7 @@ from noaber.api.startpage import (
     live_values,
     province_rows,
 )
-from settlement.statements import render_html
+from settlement.statements import detached, member_name, render_data_html, statement_data
 
 router = APIRouter(tags=["manage"])
 
@@ -239,16 +240,25 @@ def building_statement_page(
     user: Manager,
     session: SessionDep,
     locale: PageLang,
+    cache: PageCacheDep,
     period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
 ) -> HTMLResponse:
-    """The building's statement (the site's own member): the newest, or of ``period``."""
+    """The building's statement (the site's own member): the newest, or of ``period``.
+
+    Its figures are kept per statement and the member's name as stored now (a statement's
+    ledger lines never change; a name may, or be erased); access is checked first."""
     site = site_for(session, user, site_name)
     rows = building_statements(session, site)
     if period is not None:
         rows = [s for s in rows if s.period == period]
     if not rows:
         raise not_found(f"statement of the building of site {site_name!r}")
-    return HTMLResponse(render_html(session, rows[0].id, locale))
+    st_id, ref = rows[0].id, rows[0].member_ref
+    data = cache.get(
+        ("statement", st_id, member_name(session, ref)),
+        lambda: detached(statement_data(session, st_id)),
+    )
+    return HTMLResponse(render_data_html(data, locale))
 
 
 # --- operator: the province overview --------------------------------------------------------
