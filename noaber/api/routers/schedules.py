@@ -22,8 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from energy.models import ConsentPurpose, Role, User
-from energy.models import Member as MemberRow
-from energy.privacy import has_consent
+from energy.privacy import consenting_refs
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from noaber.api.language import PageLang
@@ -60,12 +59,7 @@ def _allowed_owners(session: Session, user: User, refs: set[str]) -> set[str] | 
     reader is no site manager)."""
     if user.role is not Role.SITE_MANAGER:
         return None
-    members: list[MemberRow] = (
-        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
-    )
-    return {
-        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
-    }
+    return consenting_refs(session, refs, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
 
 
 def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series:
@@ -179,7 +173,15 @@ def site_schedule_page(
     sched_id = sched.id
     cars = cache.get(("schedule-cars", sched_id), lambda: schedule_cars(session, sched_id))
     hidden = hidden_cars(session, user, cars)
-    summary = consented_summary(sched, {asset for asset, _ref in hidden})
+    hidden_assets = frozenset(asset for asset, _ref in hidden)
+    summary = (  # the copy without the hidden cars' figures, kept (deep-copying took long)
+        cache.get(
+            ("schedule-summary", sched_id, hidden_assets),
+            lambda: consented_summary(sched, set(hidden_assets)),
+        )
+        if hidden_assets
+        else sched
+    )
 
     def figures() -> dict[str, str]:
         steps = schedule_steps(session, sched_id)
