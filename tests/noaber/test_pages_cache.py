@@ -25,6 +25,7 @@ from energy.models import (
 )
 from energy.readings import readings_changed, readings_versions, upsert_readings
 from energy.security import create_access_token
+from noaber.api.deps import TOKEN_COOKIE
 from noaber.api.pagecache import PageCache
 from optimizer.model import plan
 from optimizer.report import compare
@@ -42,6 +43,14 @@ def _client(app, username: str) -> TestClient:
     client.headers.update(
         {**HTML, "Authorization": f"Bearer {create_access_token(username, '', SECRET, 600)}"}
     )
+    return client
+
+
+def _cookie_client(app, username: str) -> TestClient:
+    """A browser's way in: the token cookie (the page header shows the user)."""
+    client = TestClient(app)
+    client.headers.update(HTML)
+    client.cookies.set(TOKEN_COOKIE, create_access_token(username, "", SECRET, 600))
     return client
 
 
@@ -179,6 +188,14 @@ def test_a_reader_never_gets_another_readers_page(world_app) -> None:
     assert mgr_b.get("/sites/hall-a/statement").status_code == 404
     assert mgr_b.get("/sites/hall-b/statement").status_code == 404
     assert _client(app, "firm").get("/sites/hall-a/statement").status_code == 403
+    # the same statement page for two signed-in readers: each sees their own header
+    browsers = {u: _cookie_client(app, u) for u in ("mgr", "oper")}
+    pages = {u: c.get("/sites/hall-a/statement").text for u, c in browsers.items()}
+    assert '<span id="user-name">mgr ' in pages["mgr"] and "oper" not in pages["mgr"]
+    assert '<span id="user-name">oper ' in pages["oper"]
+    hits = app.state.page_cache.hits
+    assert browsers["mgr"].get("/sites/hall-a/statement").text == pages["mgr"]
+    assert app.state.page_cache.hits > hits
 
 
 def test_a_new_plan_changes_the_next_schedule_page(world_app) -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from energy.audit import Actor
-from energy.i18n import format_local_datetime, format_number
+from energy.i18n import format_local_datetime, format_number, page_chrome
 from energy.models import Role, Site, User
 from energy.sitecontrols import (
     ControlError,
@@ -246,19 +246,25 @@ def building_statement_page(
     """The building's statement (the site's own member): the newest, or of ``period``.
 
     Its figures are kept per statement and the member's name as stored now (a statement's
-    ledger lines never change; a name may, or be erased); access is checked first."""
+    ledger lines never change; a name may, or be erased), the page also per locale and the
+    reader's header; access is checked first."""
     site = site_for(session, user, site_name)
     rows = building_statements(session, site)
     if period is not None:
         rows = [s for s in rows if s.period == period]
     if not rows:
         raise not_found(f"statement of the building of site {site_name!r}")
-    st_id, ref = rows[0].id, rows[0].member_ref
-    data = cache.get(
-        ("statement", st_id, member_name(session, ref)),
-        lambda: detached(statement_data(session, st_id)),
-    )
-    return HTMLResponse(render_data_html(data, locale))
+    st_id, name = rows[0].id, member_name(session, rows[0].member_ref)
+
+    def page() -> str:
+        data = cache.get(
+            ("statement", st_id, name), lambda: detached(statement_data(session, st_id))
+        )
+        return render_data_html(data, locale)
+
+    # the whole page, per reader's header too (their name, links, sign-out token): a page
+    # is only ever served again to the same signed-in session
+    return HTMLResponse(cache.get(("statement-page", st_id, name, locale, page_chrome()), page))
 
 
 # --- operator: the province overview --------------------------------------------------------
