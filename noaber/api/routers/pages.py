@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
 from energy.audit import entries as audit_entries
-from energy.i18n import template_env, translations
+from energy.i18n import page_chrome, template_env, translations
 from energy.models import Role, Site, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js, series_colour
 from energy.readings import read_readings
@@ -100,10 +100,13 @@ def _page_env(locale: str) -> jinja2.Environment:
     return template_env("noaber.api", locale)
 
 
+def _render_html(template: str, locale: str, **context: object) -> str:
+    return str(_page_env(locale).get_template(template).render(**context))
+
+
 def render(template: str, locale: str, status_code: int = 200, **context: object) -> HTMLResponse:
     """Render a template of ``noaber/api/templates`` in ``locale``."""
-    html = _page_env(locale).get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code)
+    return HTMLResponse(_render_html(template, locale, **context), status_code=status_code)
 
 
 def _safe_next(next_url: str | None) -> str:
@@ -445,27 +448,33 @@ def site_dashboard(
     else:
         default = (start, end)
     s, e = resolve_period(start, end, default)
-    parts = cache.get(
-        ("dashboard", site.id, site.timezone, s, e, locale, channels),
-        lambda: dashboard_parts(session, site, groups, s, e, locale),
-    )
+    parts_key = ("dashboard", site.id, site.timezone, s, e, locale, channels)
+    parts = cache.get(parts_key, lambda: dashboard_parts(session, site, groups, s, e, locale))
     span = e - s
     query = {"lang": request.query_params["lang"]} if "lang" in request.query_params else {}
     nav = {
         "prev": "?" + urlencode({**query, "start": (s - span).isoformat(), "end": s.isoformat()}),
         "next": "?" + urlencode({**query, "start": e.isoformat(), "end": (e + span).isoformat()}),
     }
-    return render(
-        "dashboard.html",
-        locale,
-        user=user,
-        site=site,
-        start=s,
-        end=e,
-        kpis=[{"label": label, "energy_wh": wh} for label, wh in parts.kpis],
-        peak_import_kw=parts.peak_import_kw,
-        has_data=parts.has_data,
-        chart=parts.chart,
-        nav=nav,
-        plotly_src=PLOTLY_STATIC_PATH,
-    )
+
+    def page() -> str:
+        return _render_html(
+            "dashboard.html",
+            locale,
+            user=user,
+            site=site,
+            start=s,
+            end=e,
+            kpis=[{"label": label, "energy_wh": wh} for label, wh in parts.kpis],
+            peak_import_kw=parts.peak_import_kw,
+            has_data=parts.has_data,
+            chart=parts.chart,
+            nav=nav,
+            plotly_src=PLOTLY_STATIC_PATH,
+        )
+
+    # the whole page too, per the site's shown fields, the links and the reader's header
+    # (their name and token-bound CSRF value: only the same signed-in session gets it again)
+    links = (nav["prev"], nav["next"])
+    key = ("dashboard-page", site.display_name, site.grid_import_limit_kw, links, page_chrome())
+    return HTMLResponse(cache.get((*key, parts_key), page))

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.i18n import page_chrome
 from energy.models import ConsentPurpose, Role, User
 from energy.privacy import consenting_refs
 from noaber.api.access import site_for
@@ -191,15 +192,14 @@ def site_schedule_page(
             summary, consented_steps(session, user, steps, mask), locale, site.timezone
         )
 
-    return HTMLResponse(
-        render_site_page(
-            summary,
-            pd.DataFrame(),
-            locale,
-            site.timezone,
-            figures=cache.get(("schedule", sched_id, locale, site.timezone, hidden), figures),
-        )
-    )
+    def page() -> str:
+        charts = cache.get(("schedule", sched_id, locale, site.timezone, hidden), figures)
+        return render_site_page(summary, pd.DataFrame(), locale, site.timezone, figures=charts)
+
+    # the whole page too, per the reader's header (their name and token-bound CSRF value:
+    # only the same signed-in session gets it again)
+    key = ("schedule-page", sched_id, locale, site.timezone, hidden, page_chrome())
+    return HTMLResponse(cache.get(key, page))
 
 
 @router.get("/sites/{site_name}/list", response_model=list[ScheduleOut])
