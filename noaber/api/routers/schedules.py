@@ -30,7 +30,7 @@ from noaber.api.language import PageLang
 from noaber.api.pagecache import PageCacheDep
 from noaber.api.startpage import plan_for_day
 from optimizer.page import render_ev_page, render_site_page, site_page_figures
-from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
+from optimizer.store import Schedule, ScheduleStep, latest_schedule_id, schedule_steps
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -165,26 +165,33 @@ def site_schedule_page(
     """The latest schedule of a site, or of a local ``day``: flows, SoC curves, prices and
     savings (HTML)."""
     site = site_for(session, user, site_name)
-    sched = plan_for_day(session, site, day) if day else latest_schedule(session, site.name)
-    if sched is None:
+    if day:
+        found = plan_for_day(session, site, day)
+        sched_id = None if found is None else found.id
+    else:  # the id only: the row (its summary is large) is read when a page is built
+        sched_id = latest_schedule_id(session, site.name)
+    if sched_id is None:
         what = f" on {day.isoformat()}" if day else ""
         raise not_found(f"schedule for site {site_name!r}{what}")
     # a stored plan never changes (a new plan is a new id): its cars are kept by id, and its
     # charts per reader's view (the cars this reader may not see one by one), locale and zone
-    sched_id = sched.id
     cars = cache.get(("schedule-cars", sched_id), lambda: schedule_cars(session, sched_id))
     hidden = hidden_cars(session, user, cars)
     hidden_assets = frozenset(asset for asset, _ref in hidden)
-    summary = (  # the copy without the hidden cars' figures, kept (deep-copying took long)
-        cache.get(
+
+    def consented() -> Schedule:
+        sched = session.get(Schedule, sched_id)
+        assert sched is not None  # found above, in this request's transaction
+        if not hidden_assets:
+            return sched
+        # the copy without the hidden cars' figures, kept (deep-copying took long)
+        return cache.get(
             ("schedule-summary", sched_id, hidden_assets),
             lambda: consented_summary(sched, set(hidden_assets)),
         )
-        if hidden_assets
-        else sched
-    )
 
     def figures() -> dict[str, str]:
+        summary = consented()
         steps = schedule_steps(session, sched_id)
         pairs = pd.Series(list(zip(steps["asset"], steps["owner_ref"], strict=True)), dtype=object)
         mask = (steps["kind"] == "ev") & pairs.isin(hidden).to_numpy()
@@ -194,7 +201,7 @@ def site_schedule_page(
 
     def page() -> str:
         charts = cache.get(("schedule", sched_id, locale, site.timezone, hidden), figures)
-        return render_site_page(summary, pd.DataFrame(), locale, site.timezone, figures=charts)
+        return render_site_page(consented(), pd.DataFrame(), locale, site.timezone, figures=charts)
 
     # the whole page too, per the reader's header (their name and token-bound CSRF value:
     # only the same signed-in session gets it again)
