@@ -4,7 +4,7 @@
     python bench/pages_bench.py --quick    # 8 users, 4 rounds (run from a test)
 
 Builds the demo (``noaber demo --no-serve``'s steps) into a temporary directory, serves its
-app with uvicorn on 127.0.0.1 (a socket bound to port 0) in a thread, and drives it with a
+app with uvicorn on 127.0.0.1 (a socket bound to port 0 as ``noaber serve`` binds) in a thread, and drives it with a
 real HTTP client (``httpx.AsyncClient``): ``--users`` clients, each logged in through the
 login form with its own cookie (the operator and the dorpshuis manager in turn), request
 the pages one after the other, all clients at once. Per page it prints p50/p95 [ms] and the
@@ -33,6 +33,7 @@ import uvicorn
 
 from energy.settings import Settings
 from noaber.api import create_app
+from noaber.cli.serve import _bind as bind
 from noaber.services.demo import DOMAIN_STEPS
 from noaber.services.demo.builder import DEMO_LOGINS, DEMO_SITE, build_demo
 
@@ -115,9 +116,7 @@ def main() -> int:
             f"demo built in {time.perf_counter() - t0:.1f} s ({ctx.settings.database_for_display})"
         )
         app = create_app(ctx.settings, ctx.engine)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = bind("127.0.0.1", 0)  # as `noaber serve` binds (TCP_NODELAY)
         port = sock.getsockname()[1]
         server, thread = serve(app, sock)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import io
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,9 +20,16 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import (
+    NumberPattern,
+    format_currency,
+    format_decimal,
+    format_percent,
+    parse_pattern,
+)
 
 from energy.timegrid import LOCAL_TZ
 
@@ -70,6 +78,22 @@ class PageChrome:
 
 #: The header of the page being served (None outside a request).
 PAGE_CHROME: ContextVar[PageChrome | None] = ContextVar("noaber_page_chrome", default=None)
+#: Or what makes it, called only when a page shows the header (a JSON answer never needs the
+#: header, so it need not look up the user for it); the caller makes it keep its result.
+PAGE_CHROME_SOURCE: ContextVar[Callable[[], PageChrome | None] | None] = ContextVar(
+    "noaber_page_chrome_source", default=None
+)
+
+
+def page_chrome() -> PageChrome | None:
+    """The header of the page being served: :data:`PAGE_CHROME`, else the result of
+    :data:`PAGE_CHROME_SOURCE`; None outside a request (templates' ``chrome()``)."""
+    chrome = PAGE_CHROME.get()
+    if chrome is None:
+        source = PAGE_CHROME_SOURCE.get()
+        if source is not None:
+            chrome = source()
+    return chrome
 
 
 def _check_locale(locale: str) -> str:
@@ -79,8 +103,13 @@ def _check_locale(locale: str) -> str:
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=32)
 def translations(package: str, locale: str) -> gettext.NullTranslations:
-    """The gettext translations of ``package`` for ``locale`` (``energy``'s as fallback)."""
+    """The gettext translations of ``package`` for ``locale`` (``energy``'s as fallback).
+
+    Kept per (package, locale) once read: parsing the ``.po`` catalogues took longer than
+    rendering a page. The result is shared; callers only read it (``gettext``).
+    """
     _check_locale(locale)
     result: gettext.NullTranslations | None = None
     for pkg in dict.fromkeys((package, "energy")):
@@ -103,6 +132,19 @@ def translations(package: str, locale: str) -> gettext.NullTranslations:
     return result or gettext.NullTranslations()
 
 
+@lru_cache(maxsize=8)
+def _babel_locale(locale: str) -> Locale:
+    """Babel's parsed locale of ``nl``/``en``, kept (parsing it again took most of a number's
+    formatting time on a page)."""
+    return Locale.parse(_BABEL_LOCALE[_check_locale(locale)])
+
+
+@lru_cache(maxsize=64)
+def _number_pattern(fmt: str) -> NumberPattern:
+    """Babel's parsed number pattern ``fmt``, kept (what ``format_decimal`` parses per call)."""
+    return parse_pattern(fmt)
+
+
 def format_money_cents(cents: int, locale: str = DEFAULT_LOCALE) -> str:
     """Integer euro cents as money in the locale: ``123456`` -> ``€ 1.234,56`` (nl)."""
     return format_currency(
@@ -117,7 +159,7 @@ def format_number(
     if value is None:
         return "–"
     fmt = "#,##0" + ("." + "0" * decimals if decimals > 0 else "")
-    return format_decimal(value, format=fmt, locale=_BABEL_LOCALE[_check_locale(locale)])
+    return format_decimal(value, format=_number_pattern(fmt), locale=_babel_locale(locale))
 
 
 def format_kwh(
@@ -134,7 +176,7 @@ def format_pct(share: float | None, decimals: int = 1, locale: str = DEFAULT_LOC
     if share is None:
         return "–"
     fmt = "#,##0" + ("." + "0" * decimals if decimals > 0 else "") + "%"
-    return format_percent(share, format=fmt, locale=_BABEL_LOCALE[_check_locale(locale)])
+    return format_percent(share, format=_number_pattern(fmt), locale=_babel_locale(locale))
 
 
 def format_local_datetime(
@@ -175,7 +217,7 @@ def template_env(package: str, locale: str = DEFAULT_LOCALE) -> jinja2.Environme
     )
     env.install_gettext_translations(translations(package, locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals["locale"] = locale
-    env.globals["chrome"] = PAGE_CHROME.get
+    env.globals["chrome"] = page_chrome
     env.filters["money"] = lambda c: format_money_cents(c, locale)
     env.filters["number"] = lambda v, d=0: format_number(v, d, locale)
     env.filters["kwh"] = lambda v, d=1: format_kwh(v, d, locale)

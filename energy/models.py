@@ -294,6 +294,9 @@ class Channel(Base):
     (:func:`energy.pipeline.update_derived`): ``{"formula": "grid - pv - battery",
     "terms": [[channel key, coefficient], ...], "min_coverage": 0.5}``; NULL for a measured
     channel.
+    ``readings_version`` grows by one in every transaction that writes or deletes readings of
+    the channel (:func:`energy.readings.upsert_readings`), so a page built from the readings
+    can be kept until it changes (``noaber.api.pagecache``).
     """
 
     __tablename__ = "channels"
@@ -308,6 +311,7 @@ class Channel(Base):
     sign: Mapped[int] = mapped_column(Integer, default=1)
     max_gap_s: Mapped[int | None] = mapped_column(Integer)
     derived: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    readings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     asset: Mapped[Asset] = relationship(back_populates="channels")
     device: Mapped[Device | None] = relationship()

@@ -80,7 +80,7 @@ from energy.kernels.power import DEFAULT_MAX_GAP_NS, power_to_buckets_many
 from energy.kernels.power import warm_up as power_warm_up
 from energy.models import Channel, DerivedGap, IntervalReading, Quantity
 from energy.rawstore import AnySampleStore, PgSampleStore, RawSampleChange, RawSampleState
-from energy.readings import read_readings, upsert_readings
+from energy.readings import read_readings, readings_changed, upsert_readings
 from energy.samples import Samples, SampleStore
 from energy.timegrid import ISP_NS, floor_isp_ns
 
@@ -960,6 +960,7 @@ def _write_derived(
             session.execute(
                 delete(IntervalReading).where(in_range & IntervalReading.isp_start.in_(times))
             )
+            readings_changed(session, cid)
             session.execute(  # Core rows: no ORM identity to clash with an earlier round's
                 insert(DerivedGap),
                 [

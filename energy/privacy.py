@@ -97,6 +97,24 @@ def has_consent(session: Session, member_id: int | None, purpose: ConsentPurpose
     return member_id is not None and active_consent(session, member_id, purpose) is not None
 
 
+def consenting_refs(session: Session, refs: set[str], purpose: ConsentPurpose) -> set[str]:
+    """The refs among ``refs`` of members with an active consent for ``purpose`` (one query;
+    :func:`has_consent` of each)."""
+    if not refs:
+        return set()
+    return set(
+        session.scalars(
+            select(Member.ref)
+            .join(Consent, Consent.member_id == Member.id)
+            .where(
+                Member.ref.in_(sorted(refs)),
+                Consent.purpose == purpose,
+                Consent.withdrawn_at.is_(None),
+            )
+        )
+    )
+
+
 def give_consent(
     session: Session, member: Member, purpose: str | ConsentPurpose, at: dt.datetime | None = None
 ) -> tuple[Consent, bool]:

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from energy.models import IntervalReading
+from energy.models import Channel, IntervalReading
 from energy.timegrid import ISP_NS
 
 READING_COLUMNS = (
@@ -44,6 +44,49 @@ def _check(channel_id: int, frame: pd.DataFrame) -> None:
     cov = frame["coverage"].to_numpy(dtype=float)
     if ((cov < 0) | (cov > 1) | np.isnan(cov)).any():
         raise ValueError(f"channel {channel_id}: coverage must lie in [0, 1]")
+
+
+#: ``Session.info`` key of the channels whose readings the session's transaction changed.
+_CHANGED_KEY = "energy.readings.changed_channels"
+
+
+def readings_changed(session: Session, channel_id: int) -> None:
+    """Note that this transaction wrote or deleted readings of ``channel_id``: its
+    ``channels.readings_version`` grows by one when the transaction commits.
+
+    The bump waits for the commit, in one ``UPDATE`` of all noted channels in id order, so a
+    writer holds the channel rows' locks only while committing (concurrent ingest workers do
+    not queue behind each other for a whole transaction, nor deadlock over the order).
+    """
+    session.info.setdefault(_CHANGED_KEY, set()).add(int(channel_id))
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_readings_versions(session: Session) -> None:
+    changed = session.info.pop(_CHANGED_KEY, None)
+    if changed:
+        session.execute(
+            update(Channel)
+            .where(Channel.id.in_(sorted(changed)))
+            .values(readings_version=Channel.readings_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_readings_changes(session: Session) -> None:
+    session.info.pop(_CHANGED_KEY, None)
+
+
+def readings_versions(session: Session, channel_ids: Sequence[int]) -> dict[int, int]:
+    """``channels.readings_version`` of each channel (see :func:`readings_changed`)."""
+    if not channel_ids:
+        return {}
+    return dict(
+        session.execute(
+            select(Channel.id, Channel.readings_version).where(Channel.id.in_(list(channel_ids)))
+        ).all()
+    )
 
 
 def upsert_readings(session: Session, channel_id: int, frame: pd.DataFrame) -> int:
@@ -96,6 +139,7 @@ def upsert_readings(session: Session, channel_id: int, frame: pd.DataFrame) -> i
         params = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values())]
     session.flush()  # pending ORM changes go first, as with session.execute
     session.connection().exec_driver_sql(compiled.string, params)
+    readings_changed(session, channel_id)
     return n
 
 

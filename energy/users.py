@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import pyotp
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from energy.clock import utc_now
 from energy.errors import ValidationError
@@ -249,12 +249,21 @@ def token_user(session: Session, claims: TokenClaims) -> User | None:
     Revoked means: issued before the user's last password change or reset (an older
     ``token_version``), or logged out (its id is in ``token_denylist``).
     """
-    user = session.scalar(
-        select(User).where(User.username == claims.username).options(selectinload(User.sites))
+    # one query: the user, their sites and whether the token is on the denylist
+    revoked = select(RevokedToken.jti).where(RevokedToken.jti == claims.token_id).exists()
+    row = (
+        session.execute(
+            select(User, revoked)
+            .where(User.username == claims.username)
+            .options(joinedload(User.sites))
+        )
+        .unique()
+        .first()
     )
-    if user is None or user.disabled or user.token_version != claims.token_version:
+    if row is None:
         return None
-    if session.get(RevokedToken, claims.token_id) is not None:
+    user, is_revoked = row
+    if user.disabled or user.token_version != claims.token_version or is_revoked:
         return None
     return user
 

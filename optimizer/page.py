@@ -8,6 +8,7 @@ divs without plotly.js: served pages load it from :data:`energy.plots.PLOTLY_STA
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -130,11 +131,11 @@ def price_figure(series: dict[str, Any], tz: str, _: Any) -> Any:
     return fig
 
 
-def render_site_page(
+def site_page_figures(
     schedule: Schedule, steps: pd.DataFrame, locale: str = "nl", tz: str | None = None
-) -> str:
-    """The site manager's page of a stored schedule (HTML)."""
-    env = template_env("optimizer", locale)
+) -> dict[str, str]:
+    """The charts of the site manager's page (flows, SoC, prices) as :func:`figure_html`
+    blocks, by name: the costly part of :func:`render_site_page`."""
     _ = translations("optimizer", locale).gettext
     summary = schedule.summary or {}
     tz = tz or summary.get("timezone", LOCAL_TZ)
@@ -146,18 +147,44 @@ def render_site_page(
         figures["prices"] = figure_html(
             price_figure(summary["series"], tz, _), "prices", height_px=260, locale=locale
         )
+    return figures
+
+
+@lru_cache(maxsize=4)
+def _env(locale: str) -> Any:
+    """The schedule pages' environment in ``locale``, kept: Jinja compiles a template once
+    per environment, and compiling the site page took longer than rendering it."""
+    return template_env("optimizer", locale)
+
+
+def render_site_page(
+    schedule: Schedule,
+    steps: pd.DataFrame,
+    locale: str = "nl",
+    tz: str | None = None,
+    figures: dict[str, str] | None = None,
+) -> str:
+    """The site manager's page of a stored schedule (HTML); ``figures`` as from
+    :func:`site_page_figures` of the same arguments (made here when not given)."""
+    if figures is None:
+        figures = site_page_figures(schedule, steps, locale, tz)
+    summary = schedule.summary or {}
     departures = [
         {**d, "departure_ts": pd.Timestamp(d["departure"]).to_pydatetime()}
         for d in summary.get("kpis", {}).get("optimized", {}).get("departures", [])
     ]
-    return env.get_template("schedule_site.html").render(
-        schedule=schedule,
-        summary=summary,
-        kpis=summary.get("kpis", {}),
-        figures=figures,
-        departures=departures,
-        plotly_src=PLOTLY_STATIC_PATH,
-        baselines=("optimized", "no_control", "self_consumption", "no_battery"),
+    return str(
+        _env(locale)
+        .get_template("schedule_site.html")
+        .render(
+            schedule=schedule,
+            summary=summary,
+            kpis=summary.get("kpis", {}),
+            figures=figures,
+            departures=departures,
+            plotly_src=PLOTLY_STATIC_PATH,
+            baselines=("optimized", "no_control", "self_consumption", "no_battery"),
+        )
     )
 
 
@@ -170,7 +197,7 @@ def render_ev_page(
     """
     import plotly.graph_objects as go
 
-    env = template_env("optimizer", locale)
+    env = _env(locale)
     _ = translations("optimizer", locale).gettext
     summary = schedule.summary or {}
     tz = summary.get("timezone", LOCAL_TZ)

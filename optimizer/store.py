@@ -127,12 +127,18 @@ def save_plan(session: Session, scenario: Scenario, result: Plan, summary: dict[
 
 def latest_schedule(session: Session, site_name: str) -> Schedule | None:
     """The most recently created schedule of a site, or None."""
-    return session.scalars(
-        select(Schedule)
+    sched_id = latest_schedule_id(session, site_name)
+    return None if sched_id is None else session.get(Schedule, sched_id)
+
+
+def latest_schedule_id(session: Session, site_name: str) -> int | None:
+    """The id of :func:`latest_schedule` (without loading its summary), or None."""
+    return session.scalar(
+        select(Schedule.id)
         .where(Schedule.site_name == site_name)
         .order_by(Schedule.created_at.desc(), Schedule.id.desc())
         .limit(1)
-    ).first()
+    )
 
 
 def get_schedule(session: Session, schedule_id: int) -> Schedule:

@@ -19,7 +19,7 @@ import datetime as dt
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -578,8 +578,37 @@ def _template(locale: str) -> Any:
 
 def render_html(session: Session, statement_id: int, locale: str = "nl") -> str:
     """The statement as an HTML page (Dutch by default, English with ``locale='en'``)."""
-    data = statement_data(session, statement_id)
+    return render_data_html(statement_data(session, statement_id), locale)
+
+
+def render_data_html(data: StatementData, locale: str = "nl") -> str:
+    """A statement's figures (:func:`statement_data`) as an HTML page in ``locale``."""
     return str(_template(locale).render(s=data))
+
+
+def detached(data: StatementData) -> StatementData:
+    """``data`` with its statement rows replaced by plain copies bound to no session, so it
+    can be kept past the session that read it (a page cache) and rendered again."""
+
+    def copy(st: Statement | None) -> Statement | None:
+        if st is None:
+            return None
+        return Statement(**{c.key: getattr(st, c.key) for c in Statement.__table__.columns})
+
+    statement = copy(data.statement)
+    assert statement is not None
+    return replace(data, statement=statement, corrects=copy(data.corrects))
+
+
+def member_name(session: Session, member_ref: str) -> str | None:
+    """The member's name as stored now (None: no personal data, e.g. erased)."""
+    from energy.models import Member, MemberPersonal
+
+    return session.scalar(
+        select(MemberPersonal.name)
+        .join(Member, Member.id == MemberPersonal.member_id)
+        .where(Member.ref == member_ref)
+    )
 
 
 def render_period_html(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from energy.models import Asset, Channel, Site, User
 from energy.users import user_may_see_asset, user_may_see_site
@@ -11,10 +11,11 @@ from noaber.api.deps import not_found
 
 
 def site_for(session: Session, user: User, site_name: str) -> Site:
-    """The site named ``site_name`` if ``user`` may see it; 404 otherwise."""
-    site = session.scalar(
-        select(Site).where(Site.name == site_name).options(selectinload(Site.assets))
-    )
+    """The site named ``site_name`` if ``user`` may see it; 404 otherwise.
+
+    The site's assets load when first used (a member's check, a route's list): most page
+    requests of a manager or an operator never need them."""
+    site = session.scalar(select(Site).where(Site.name == site_name))
     if site is None or not user_may_see_site(user, site):
         raise not_found(f"site {site_name!r}")
     return site

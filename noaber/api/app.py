@@ -15,6 +15,7 @@ from energy.db import make_engine, session_factory
 from energy.settings import Settings, get_settings
 from noaber.api.hardening import SecurityHeadersMiddleware, same_origin
 from noaber.api.language import PageChromeMiddleware
+from noaber.api.pagecache import PageCache
 from noaber.api.problems import document_errors, install_error_handlers
 
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.page_cache = PageCache()  # parts of pages, kept until their data change
     install_error_handlers(app)
 
     from noaber.api.routers import (

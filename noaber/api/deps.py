@@ -86,9 +86,12 @@ def get_current_user(
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
     """The user of a valid, unrevoked token (header, or cookie for GET/HEAD); 401 otherwise."""
-    user = token_user(session, get_token_claims(request, settings, bearer))
+    claims = get_token_claims(request, settings, bearer)
+    user = token_user(session, claims)
     if user is None:
         raise _unauthorized("unknown or disabled user, or a revoked token")
+    # the page header of this request shows this user for the same token, not looked up again
+    request.state.current_user = (claims.token_id, user)
     return user
 
 

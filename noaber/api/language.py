@@ -9,23 +9,26 @@ switch (docs/ARCHITECTURE.md, Language), whatever their browser was set up with.
 
 :class:`PageChromeMiddleware` also puts the :class:`energy.i18n.PageChrome` of the request
 (who is signed in, their start page's links, the language switch) in
-:data:`energy.i18n.PAGE_CHROME`, which ``noaber_base.html`` reads: so every page, whichever
-package renders it, has the same header with the user's name, the switch and sign-out.
+:data:`energy.i18n.PAGE_CHROME_SOURCE`, made when ``noaber_base.html`` first reads it (a JSON
+answer never does) and reusing the user the route's :func:`noaber.api.deps.get_current_user`
+checked for the same token: so every page, whichever package renders it, has the same header
+with the user's name, the switch and sign-out.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy import inspect as sa_inspect
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from energy.i18n import (
     DEFAULT_LOCALE,
-    PAGE_CHROME,
+    PAGE_CHROME_SOURCE,
     SUPPORTED_LOCALES,
     LangLink,
     NavLink,
@@ -162,7 +165,7 @@ def chrome_for(
 
 
 class PageChromeMiddleware:
-    """ASGI middleware: the page header of each request (:data:`energy.i18n.PAGE_CHROME`) and
+    """ASGI middleware: the page header of each request (:data:`energy.i18n.PAGE_CHROME_SOURCE`) and
     the language cookie when ``?lang=`` chose a language."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -173,12 +176,14 @@ class PageChromeMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        request.state  # noqa: B018  (made now, so the routes' requests share it: current_user)
         chosen = request.query_params.get(LANG_PARAM)
         chosen = chosen if chosen in SUPPORTED_LOCALES else None
-        chrome = None
+        source = None
         if request.method in ("GET", "HEAD", "POST") and not request.url.path.startswith("/static"):
-            chrome = await run_in_threadpool(self._chrome, request)
-        token = PAGE_CHROME.set(chrome)
+            # made when a template first asks for it (in the thread rendering it), then kept
+            source = functools.cache(functools.partial(self._chrome, request))
+        token = PAGE_CHROME_SOURCE.set(source)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and chosen is not None:
@@ -193,7 +198,7 @@ class PageChromeMiddleware:
         try:
             await self.app(scope, receive, send_with_cookie)
         finally:
-            PAGE_CHROME.reset(token)
+            PAGE_CHROME_SOURCE.reset(token)
 
     @staticmethod
     def _chrome(request: Request) -> PageChrome:
@@ -207,6 +212,22 @@ class PageChromeMiddleware:
                 claims = decode_access_token(raw, settings.signing_key)
             except InvalidTokenError:
                 claims = None
+            known = getattr(request.state, "current_user", None)
+            if (
+                claims is not None
+                and known is not None
+                and known[0] == claims.token_id
+                and sa_inspect(known[1]).session is not None
+            ):
+                # the route checked this token (noaber.api.deps.get_current_user) and its
+                # session is open (an error page may come after the route's session closed)
+                return chrome_for(
+                    known[1],
+                    locale,
+                    request.url.path,
+                    request.url.query,
+                    csrf_token(settings, claims),
+                )
             if claims is not None:
                 with request.app.state.sessions() as session:
                     user = token_user(session, claims)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from energy.clock import utc_now
 from energy.errors import ValidationError
-from energy.models import AssetKind, IntervalReading, Quantity, Site
+from energy.models import Asset, AssetKind, Channel, IntervalReading, Quantity, Site
 from energy.readings import read_readings
 from energy.timegrid import ISP_S, ceil_isp, floor_isp, isp_range
 
@@ -32,17 +32,50 @@ GROUP_ORDER = ("pv", "load", "battery", "ev", "grid")
 MAX_SPAN_DAYS = 366
 
 
+def power_channel_state(session: Session, site: Site) -> tuple[tuple[int, str, int], ...]:
+    """``(channel id, profile group, readings version)`` of each power channel of ``site``,
+    by channel id, in one query.
+
+    The readings version (``channels.readings_version``) grows with every write of the
+    channel's readings, so the tuple changes whenever the site's profile may have.
+    """
+    rows = session.execute(
+        select(Channel.id, Asset.kind, Channel.readings_version)
+        .join(Asset, Channel.asset_id == Asset.id)
+        .where(Asset.site_id == site.id, Channel.quantity == Quantity.POWER)
+        .order_by(Channel.id)
+    )
+    return tuple(
+        (cid, PROFILE_GROUPS[kind], int(version))
+        for cid, kind, version in rows
+        if kind in PROFILE_GROUPS
+    )
+
+
 def site_power_channels(session: Session, site: Site) -> dict[int, str]:
     """Power channels of ``site`` mapped to their profile group."""
-    out: dict[int, str] = {}
-    for asset in site.assets:
-        group = PROFILE_GROUPS.get(asset.kind)
-        if group is None:
-            continue
-        for ch in asset.channels:
-            if ch.quantity is Quantity.POWER:
-                out[ch.id] = group
-    return out
+    return {cid: group for cid, group, _version in power_channel_state(session, site)}
+
+
+def latest_reading(session: Session, channel_ids: list[int]) -> dt.datetime | None:
+    """The start of the latest reading of the channels (None without readings)."""
+    if not channel_ids:
+        return None
+    return session.scalar(
+        select(func.max(IntervalReading.isp_start)).where(
+            IntervalReading.channel_id.in_(channel_ids)
+        )
+    )
+
+
+def week_before(last: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """``[end - 7 days, end)`` where ``end`` follows ``last`` (the latest reading's start);
+    without one, the seven days up to the current ISP."""
+    if last is None:
+        end = floor_isp(pd.Timestamp(utc_now())).to_pydatetime()
+    else:
+        end = last + dt.timedelta(seconds=ISP_S)
+    return end - dt.timedelta(days=7), end
 
 
 def latest_week(session: Session, channel_ids: list[int]) -> tuple[dt.datetime, dt.datetime]:
@@ -50,18 +83,7 @@ def latest_week(session: Session, channel_ids: list[int]) -> tuple[dt.datetime, 
 
     Without readings, the seven days up to the current ISP.
     """
-    last = None
-    if channel_ids:
-        last = session.scalar(
-            select(func.max(IntervalReading.isp_start)).where(
-                IntervalReading.channel_id.in_(channel_ids)
-            )
-        )
-    if last is None:
-        end = floor_isp(pd.Timestamp(utc_now())).to_pydatetime()
-    else:
-        end = last + dt.timedelta(seconds=ISP_S)
-    return end - dt.timedelta(days=7), end
+    return week_before(latest_reading(session, channel_ids))
 
 
 def profile_frame(readings: pd.DataFrame, groups: dict[int, str], isps: pd.DatetimeIndex):

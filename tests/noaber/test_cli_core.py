@@ -169,3 +169,19 @@ def test_production_without_secret_is_one_line(tmp_path: Path, args: tuple[str, 
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "NOABER_SECRET_KEY must be set" in lines[0], lines
     assert not (tmp_path / "data").exists()  # nothing created
+
+
+def test_serve_socket_sends_small_responses_without_delay() -> None:
+    """The connections `noaber serve` accepts have TCP_NODELAY (asyncio sets it only on
+    sockets it made): else a small response's second write waits for a delayed ACK."""
+    import socket
+
+    from noaber.cli.serve import _bind
+
+    with _bind("127.0.0.1", 0) as listener:
+        with socket.create_connection(listener.getsockname()[:2], timeout=5) as client:
+            conn, _addr = listener.accept()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+                client.sendall(b"x")
+                assert conn.recv(1) == b"x"

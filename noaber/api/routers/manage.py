@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from energy.audit import Actor
-from energy.i18n import format_local_datetime, format_number
+from energy.i18n import format_local_datetime, format_number, page_chrome
 from energy.models import Role, Site, User
 from energy.sitecontrols import (
     ControlError,
@@ -41,6 +41,7 @@ from noaber.api.access import site_for
 from noaber.api.deps import SessionDep, not_found, require_roles
 from noaber.api.forms import FormUser
 from noaber.api.language import PageLang
+from noaber.api.pagecache import PageCacheDep
 from noaber.api.routers.my import control_error_text
 from noaber.api.routers.pages import gettext, render
 from noaber.api.startpage import (
@@ -50,7 +51,7 @@ from noaber.api.startpage import (
     live_values,
     province_rows,
 )
-from settlement.statements import render_html
+from settlement.statements import detached, member_name, render_data_html, statement_data
 
 router = APIRouter(tags=["manage"])
 
@@ -239,16 +240,31 @@ def building_statement_page(
     user: Manager,
     session: SessionDep,
     locale: PageLang,
+    cache: PageCacheDep,
     period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
 ) -> HTMLResponse:
-    """The building's statement (the site's own member): the newest, or of ``period``."""
+    """The building's statement (the site's own member): the newest, or of ``period``.
+
+    Its figures are kept per statement and the member's name as stored now (a statement's
+    ledger lines never change; a name may, or be erased), the page also per locale and the
+    reader's header; access is checked first."""
     site = site_for(session, user, site_name)
     rows = building_statements(session, site)
     if period is not None:
         rows = [s for s in rows if s.period == period]
     if not rows:
         raise not_found(f"statement of the building of site {site_name!r}")
-    return HTMLResponse(render_html(session, rows[0].id, locale))
+    st_id, name = rows[0].id, member_name(session, rows[0].member_ref)
+
+    def page() -> str:
+        data = cache.get(
+            ("statement", st_id, name), lambda: detached(statement_data(session, st_id))
+        )
+        return render_data_html(data, locale)
+
+    # the whole page, per reader's header too (their name, links, sign-out token): a page
+    # is only ever served again to the same signed-in session
+    return HTMLResponse(cache.get(("statement-page", st_id, name, locale, page_chrome()), page))
 
 
 # --- operator: the province overview --------------------------------------------------------

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
+import jinja2
 import plotly.graph_objects as go
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,11 +25,12 @@ from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
 from energy.audit import entries as audit_entries
-from energy.i18n import template_env, translations
-from energy.models import Role, User
+from energy.i18n import page_chrome, template_env, translations
+from energy.models import Role, Site, User
 from energy.plots import PLOTLY_STATIC_PATH, figure_html, plotly_js, series_colour
+from energy.readings import read_readings
 from energy.security import InvalidTokenError, create_access_token, decode_access_token
-from energy.timegrid import ISP_S, LOCAL_TZ
+from energy.timegrid import ISP_S, LOCAL_TZ, isp_range
 from energy.users import authenticate, check_totp, revoke_token, token_user, visible_sites
 from meetkoffer.report import finding_title
 from noaber.api import startpage
@@ -41,7 +44,14 @@ from noaber.api.deps import (
     require_roles,
 )
 from noaber.api.language import ROLE_LABELS, PageLang, reader_locale
-from noaber.api.profile import latest_week, resolve_period, site_power_channels, site_profile
+from noaber.api.pagecache import PageCacheDep
+from noaber.api.profile import (
+    latest_reading,
+    power_channel_state,
+    profile_frame,
+    resolve_period,
+    week_before,
+)
 from noaber.api.throttle import LoginThrottled, app_throttle, client_address
 from settlement.models import Statement
 
@@ -82,11 +92,21 @@ def gettext(locale: str, message: str) -> str:
     return translations("noaber.api", locale).gettext(message)
 
 
+@lru_cache(maxsize=4)
+def _page_env(locale: str) -> jinja2.Environment:
+    """The pages' environment in ``locale``, kept: Jinja compiles a template once per
+    environment, and compiling the dashboard's took longer than rendering it. Its globals are
+    set when it is made and never changed, so the API's threads share it safely."""
+    return template_env("noaber.api", locale)
+
+
+def _render_html(template: str, locale: str, **context: object) -> str:
+    return str(_page_env(locale).get_template(template).render(**context))
+
+
 def render(template: str, locale: str, status_code: int = 200, **context: object) -> HTMLResponse:
     """Render a template of ``noaber/api/templates`` in ``locale``."""
-    env = template_env("noaber.api", locale)
-    html = env.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code)
+    return HTMLResponse(_render_html(template, locale, **context), status_code=status_code)
 
 
 def _safe_next(next_url: str | None) -> str:
@@ -360,31 +380,35 @@ def profile_figure(frame, locale: str, tz: str = LOCAL_TZ) -> go.Figure:
     return fig
 
 
-@router.get("/sites/{site_name}/dashboard", response_class=HTMLResponse)
-def site_dashboard(
-    request: Request,
-    site_name: str,
-    user: DashboardUser,
-    session: SessionDep,
-    locale: PageLang,
-    start: Annotated[
-        dt.datetime | None, Query(description="Start (with offset); default: latest week")
-    ] = None,
-    end: Annotated[dt.datetime | None, Query(description="End (exclusive, with offset)")] = None,
-):
-    """The site's dashboard: energy per group and an interactive 15-minute profile chart."""
-    site = site_for(session, user, site_name)
-    s, e = resolve_period(
-        start, end, latest_week(session, list(site_power_channels(session, site)))
-    )
-    frame = site_profile(session, site, s, e)
-    kpis = [
-        {
-            "label": gettext(locale, GROUP_STYLE.get(c, (c, ""))[0]),
-            "energy_wh": float(frame[c].sum(skipna=True)) * ISP_S / 3600.0,
-        }
+@dataclass(frozen=True)
+class DashboardParts:
+    """What a dashboard shows of a site's readings: the energy per group, the grid's peak
+    and the profile chart (built by :func:`dashboard_parts`, kept in the page cache)."""
+
+    kpis: tuple[tuple[str, float], ...]  # (label, energy [Wh])
+    peak_import_kw: float
+    has_data: bool
+    chart: str
+
+
+def dashboard_parts(
+    session: Session,
+    site: Site,
+    groups: dict[int, str],
+    start: dt.datetime,
+    end: dt.datetime,
+    locale: str,
+) -> DashboardParts:
+    """The readings' part of a site's dashboard over ``[start, end)`` in ``locale``."""
+    readings = read_readings(session, list(groups), start, end)
+    frame = profile_frame(readings, groups, isp_range(start, end))
+    kpis = tuple(
+        (
+            gettext(locale, GROUP_STYLE.get(c, (c, ""))[0]),
+            float(frame[c].sum(skipna=True)) * ISP_S / 3600.0,
+        )
         for c in frame.columns
-    ]
+    )
     has_data = bool(frame.notna().any().any())
     peak_kw = (
         float(frame["grid"].max(skipna=True)) / 1000.0 if "grid" in frame and has_data else 0.0
@@ -392,23 +416,65 @@ def site_dashboard(
     chart = figure_html(
         profile_figure(frame, locale, site.timezone), "profile-chart", height_px=480, locale=locale
     )
+    return DashboardParts(kpis, peak_kw if peak_kw == peak_kw else 0.0, has_data, chart)
+
+
+@router.get("/sites/{site_name}/dashboard", response_class=HTMLResponse)
+def site_dashboard(
+    request: Request,
+    site_name: str,
+    user: DashboardUser,
+    session: SessionDep,
+    locale: PageLang,
+    cache: PageCacheDep,
+    start: Annotated[
+        dt.datetime | None, Query(description="Start (with offset); default: latest week")
+    ] = None,
+    end: Annotated[dt.datetime | None, Query(description="End (exclusive, with offset)")] = None,
+):
+    """The site's dashboard: energy per group and an interactive 15-minute profile chart.
+
+    The readings' part is kept per site, period, locale, time zone and the readings versions
+    of the site's power channels (:mod:`noaber.api.pagecache`); access is checked first.
+    """
+    site = site_for(session, user, site_name)
+    channels = power_channel_state(session, site)
+    groups = {cid: group for cid, group, _version in channels}
+    if start is None or end is None:
+        last = cache.get(
+            ("latest-reading", site.id, channels), lambda: latest_reading(session, list(groups))
+        )
+        default = week_before(last)
+    else:
+        default = (start, end)
+    s, e = resolve_period(start, end, default)
+    parts_key = ("dashboard", site.id, site.timezone, s, e, locale, channels)
+    parts = cache.get(parts_key, lambda: dashboard_parts(session, site, groups, s, e, locale))
     span = e - s
     query = {"lang": request.query_params["lang"]} if "lang" in request.query_params else {}
     nav = {
         "prev": "?" + urlencode({**query, "start": (s - span).isoformat(), "end": s.isoformat()}),
         "next": "?" + urlencode({**query, "start": e.isoformat(), "end": (e + span).isoformat()}),
     }
-    return render(
-        "dashboard.html",
-        locale,
-        user=user,
-        site=site,
-        start=s,
-        end=e,
-        kpis=kpis,
-        peak_import_kw=peak_kw if peak_kw == peak_kw else 0.0,
-        has_data=has_data,
-        chart=chart,
-        nav=nav,
-        plotly_src=PLOTLY_STATIC_PATH,
-    )
+
+    def page() -> str:
+        return _render_html(
+            "dashboard.html",
+            locale,
+            user=user,
+            site=site,
+            start=s,
+            end=e,
+            kpis=[{"label": label, "energy_wh": wh} for label, wh in parts.kpis],
+            peak_import_kw=parts.peak_import_kw,
+            has_data=parts.has_data,
+            chart=parts.chart,
+            nav=nav,
+            plotly_src=PLOTLY_STATIC_PATH,
+        )
+
+    # the whole page too, per the site's shown fields, the links and the reader's header
+    # (their name and token-bound CSRF value: only the same signed-in session gets it again)
+    links = (nav["prev"], nav["next"])
+    key = ("dashboard-page", site.display_name, site.grid_import_limit_kw, links, page_chrome())
+    return HTMLResponse(cache.get((*key, parts_key), page))

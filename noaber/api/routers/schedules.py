@@ -21,15 +21,16 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from energy.i18n import page_chrome
 from energy.models import ConsentPurpose, Role, User
-from energy.models import Member as MemberRow
-from energy.privacy import has_consent
+from energy.privacy import consenting_refs
 from noaber.api.access import site_for
 from noaber.api.deps import IdPath, SessionDep, not_found, require_roles
 from noaber.api.language import PageLang
+from noaber.api.pagecache import PageCacheDep
 from noaber.api.startpage import plan_for_day
-from optimizer.page import render_ev_page, render_site_page
-from optimizer.store import Schedule, ScheduleStep, latest_schedule, schedule_steps
+from optimizer.page import render_ev_page, render_site_page, site_page_figures
+from optimizer.store import Schedule, ScheduleStep, latest_schedule_id, schedule_steps
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -54,19 +55,45 @@ class ScheduleOut(BaseModel):
 EV_TOTAL = "ev-total"
 
 
+def _allowed_owners(session: Session, user: User, refs: set[str]) -> set[str] | None:
+    """The owner refs among ``refs`` whose cars ``user`` may see one by one; None: all (the
+    reader is no site manager)."""
+    if user.role is not Role.SITE_MANAGER:
+        return None
+    return consenting_refs(session, refs, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
+
+
 def _hidden_cars(session: Session, user: User, steps: pd.DataFrame) -> pd.Series:
     """Which rows of ``steps`` are cars ``user`` may not see one by one (a site manager and
     no ``ev_detail_site_manager`` consent of the owner)."""
     if user.role is not Role.SITE_MANAGER or steps.empty:
         return pd.Series(False, index=steps.index)
     refs = {r for r in steps.loc[steps["kind"] == "ev", "owner_ref"].dropna().unique()}
-    members: list[MemberRow] = (
-        list(session.scalars(select(MemberRow).where(MemberRow.ref.in_(refs)))) if refs else []
-    )
-    allowed = {
-        m.ref for m in members if has_consent(session, m.id, ConsentPurpose.EV_DETAIL_SITE_MANAGER)
-    }
+    allowed = _allowed_owners(session, user, refs) or set()
     return (steps["kind"] == "ev") & ~steps["owner_ref"].isin(allowed)
+
+
+def schedule_cars(session: Session, schedule_id: int) -> tuple[tuple[str, str | None], ...]:
+    """The distinct ``(asset, owner_ref)`` of a schedule's EV steps."""
+    return tuple(
+        session.execute(
+            select(ScheduleStep.asset, ScheduleStep.owner_ref)
+            .where(ScheduleStep.schedule_id == schedule_id, ScheduleStep.kind == "ev")
+            .distinct()
+            .order_by(ScheduleStep.asset, ScheduleStep.owner_ref)
+        ).all()
+    )
+
+
+def hidden_cars(
+    session: Session, user: User, cars: tuple[tuple[str, str | None], ...]
+) -> frozenset[tuple[str, str | None]]:
+    """The ``(asset, owner_ref)`` of ``cars`` that ``user`` may not see one by one: the same
+    rule as :func:`_hidden_cars`, from the schedule's cars instead of its steps."""
+    allowed = _allowed_owners(session, user, {ref for _a, ref in cars if ref is not None})
+    if allowed is None:
+        return frozenset()
+    return frozenset((asset, ref) for asset, ref in cars if ref not in allowed)
 
 
 def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
@@ -97,11 +124,14 @@ def consented_summary(schedule: Schedule, hidden_cars: set[str]) -> Schedule:
     return Schedule(**{**columns, "summary": summary})
 
 
-def consented_steps(session: Session, user: User, steps: pd.DataFrame) -> pd.DataFrame:
+def consented_steps(
+    session: Session, user: User, steps: pd.DataFrame, hidden: pd.Series | None = None
+) -> pd.DataFrame:
     """``steps`` as ``user`` may see them: for a site manager, the EV rows of owners without
     the ``ev_detail_site_manager`` consent summed per step into :data:`EV_TOTAL` (power
-    summed, no SoC, no owner)."""
-    hidden = _hidden_cars(session, user, steps)
+    summed, no SoC, no owner). ``hidden`` marks those rows when already known."""
+    if hidden is None:
+        hidden = _hidden_cars(session, user, steps)
     if not hidden.any():
         return steps
     total = steps[hidden].groupby("ts", as_index=False)["power_kw"].sum()
@@ -127,6 +157,7 @@ def site_schedule_page(
     user: SiteReader,
     session: SessionDep,
     locale: PageLang,
+    cache: PageCacheDep,
     day: Annotated[
         dt.date | None, Query(description="Local day (YYYY-MM-DD): the latest plan for it")
     ] = None,
@@ -134,20 +165,48 @@ def site_schedule_page(
     """The latest schedule of a site, or of a local ``day``: flows, SoC curves, prices and
     savings (HTML)."""
     site = site_for(session, user, site_name)
-    sched = plan_for_day(session, site, day) if day else latest_schedule(session, site.name)
-    if sched is None:
+    if day:
+        found = plan_for_day(session, site, day)
+        sched_id = None if found is None else found.id
+    else:  # the id only: the row (its summary is large) is read when a page is built
+        sched_id = latest_schedule_id(session, site.name)
+    if sched_id is None:
         what = f" on {day.isoformat()}" if day else ""
         raise not_found(f"schedule for site {site_name!r}{what}")
-    steps = schedule_steps(session, sched.id)
-    hidden = set(steps.loc[_hidden_cars(session, user, steps), "asset"])
-    return HTMLResponse(
-        render_site_page(
-            consented_summary(sched, hidden),
-            consented_steps(session, user, steps),
-            locale,
-            site.timezone,
+    # a stored plan never changes (a new plan is a new id): its cars are kept by id, and its
+    # charts per reader's view (the cars this reader may not see one by one), locale and zone
+    cars = cache.get(("schedule-cars", sched_id), lambda: schedule_cars(session, sched_id))
+    hidden = hidden_cars(session, user, cars)
+    hidden_assets = frozenset(asset for asset, _ref in hidden)
+
+    def consented() -> Schedule:
+        sched = session.get(Schedule, sched_id)
+        assert sched is not None  # found above, in this request's transaction
+        if not hidden_assets:
+            return sched
+        # the copy without the hidden cars' figures, kept (deep-copying took long)
+        return cache.get(
+            ("schedule-summary", sched_id, hidden_assets),
+            lambda: consented_summary(sched, set(hidden_assets)),
         )
-    )
+
+    def figures() -> dict[str, str]:
+        summary = consented()
+        steps = schedule_steps(session, sched_id)
+        pairs = pd.Series(list(zip(steps["asset"], steps["owner_ref"], strict=True)), dtype=object)
+        mask = (steps["kind"] == "ev") & pairs.isin(hidden).to_numpy()
+        return site_page_figures(
+            summary, consented_steps(session, user, steps, mask), locale, site.timezone
+        )
+
+    def page() -> str:
+        charts = cache.get(("schedule", sched_id, locale, site.timezone, hidden), figures)
+        return render_site_page(consented(), pd.DataFrame(), locale, site.timezone, figures=charts)
+
+    # the whole page too, per the reader's header (their name and token-bound CSRF value:
+    # only the same signed-in session gets it again)
+    key = ("schedule-page", sched_id, locale, site.timezone, hidden, page_chrome())
+    return HTMLResponse(cache.get(key, page))
 
 
 @router.get("/sites/{site_name}/list", response_model=list[ScheduleOut])
