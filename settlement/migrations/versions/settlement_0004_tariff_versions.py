@@ -41,7 +41,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_settlement_community_tariffs_community"), "settlement_community_tariffs"
-    )
+    op.drop_index(op.f("ix_settlement_community_tariffs_community"), "settlement_community_tariffs")
     op.drop_table("settlement_community_tariffs")
