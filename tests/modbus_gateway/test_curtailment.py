@@ -45,9 +45,14 @@ async def test_curtailment_setpoint_reaches_the_inverter_and_reads_back(serve):
         await gw.poll_once(gw.devices["inv"])  # SunSpec discovery
         view = device(gw, writer, "inv")
         assert isinstance(view, PowerLimit) and not isinstance(view, PowerControl)
+        inv = gw.devices["inv"]
+        produced = abs(float(inv.values[inv.profile.capabilities["power_w"]][0]))
+        assert 3000 < produced < 10_000  # noon, below WMax
         first = await view.limit_w(3000, requested_by="mpc")
-        # enabling starts from no limit (10 kW) and ramps down at 10 %/s of WMax = 1 kW/s
-        assert first.requested_w == 3000 and first.written_w == 9000 and first.read_back
+        # enabling starts from what the inverter produces now (not from no limit, 10 kW) and
+        # ramps down at 10 %/s of WMax = 1 kW/s
+        assert first.requested_w == 3000 and first.read_back
+        assert first.written_w == pytest.approx(produced - 1000, abs=10)  # 0.1 % of WMax
         names = [w.name for w in sim.write_log]
         assert names[:3] == ["limit_revert_timeout_s", "limit_enabled", "limit_pct"]
         assert sim.get("limit_revert_timeout_s") == 60 and sim.get("limit_enabled") == 1

@@ -199,8 +199,14 @@ async def test_new_controllable_inverters_limit_and_fail_safe_by_themselves(serv
         await gw.poll_once(gw.devices["inv"])  # SunSpec discovery
         view = device(gw, writer, "inv")
         assert isinstance(view, PowerLimit)
+        inv = gw.devices["inv"]
+        produced = abs(float(inv.values[inv.profile.capabilities["power_w"]][0]))
+        assert 3000 < produced < 10_000
         first = await view.limit_w(3000, requested_by="mpc")
-        assert first.read_back and first.written_w == 9000  # ramps down from no limit
+        # ramps down at 1 kW/s from what the inverter produces now, not from no limit
+        assert first.read_back and first.written_w == pytest.approx(
+            produced - 1000, abs=10
+        )  # 0.1 % of WMax
         for _ in range(8):
             clock.advance(1)
             await writer.keepalive_once()
