@@ -179,7 +179,9 @@ def test_tasks_reachable_by_keyboard(server, browser_page, role) -> None:
     assert next(iter(TASKS[role].values())) in page.url
 
 
-def test_ev_owner_session_changes_the_next_plan(server, browser_page, world) -> None:
+def test_ev_owner_session_changes_the_next_plan(server, browser_page, world, tmp_path) -> None:
+    import pandas as pd
+
     from noaber.services.siteplans import plan_site
 
     page, _outside = browser_page
@@ -190,6 +192,19 @@ def test_ev_owner_session_changes_the_next_plan(server, browser_page, world) -> 
     start = world.end  # the demo's plan starts at the end of its week
     tz = ZoneInfo("Europe/Amsterdam")
     day = start.astimezone(tz).date()
+    # the form refuses a departure in the past (the real clock): late in the day the session
+    # is tomorrow's, and so is the plan that must carry it
+    prices = world.data_dir / "optimizer" / "prices.csv"
+    if dt.datetime.combine(day, dt.time(19, 0), tz) < dt.datetime.now(tz) + dt.timedelta(hours=1):
+        day += dt.timedelta(days=1)
+        start = dt.datetime.combine(day, dt.time(0, 0), tz).astimezone(dt.UTC)
+        # the demo's prices cover its own next day: the same prices a day later
+        frame = pd.read_csv(prices)
+        frame["timestamp"] = (pd.to_datetime(frame["timestamp"]) + pd.Timedelta(days=1)).map(
+            pd.Timestamp.isoformat
+        )
+        prices = tmp_path / "prices.csv"
+        frame.to_csv(prices, index=False)
     arrival = dt.datetime.combine(day, dt.time(10, 0), tz)
     departure = dt.datetime.combine(day, dt.time(19, 0), tz)
     # a bad one first: departure before arrival is refused, in Dutch, naming the field
@@ -208,7 +223,7 @@ def test_ev_owner_session_changes_the_next_plan(server, browser_page, world) -> 
     page.screenshot(path=str(artefacts() / "member-session-saved.png"), full_page=True)
     # the next plan (what the re-plan job runs) keeps the owner's departure and target
     with world.sessions() as s, s.begin():
-        sid = plan_site(s, DEMO_SITE, start, 24, world.data_dir / "optimizer" / "prices.csv")
+        sid = plan_site(s, DEMO_SITE, start, 24, prices)
     page.goto(f"{server}/schedules/my-car")
     text = page.inner_text(".kpi.departure")
     assert "93" in text and departure.strftime("%H:%M") in text, (sid, text)
