@@ -407,14 +407,15 @@ def _parse_wide(f: _Csv, known: set[str]) -> dict[str, ChannelData]:
             col = fast.column(c)
             v = col.to_numpy(zero_copy_only=False)  # an empty cell (null) becomes NaN
             fast = fast.drop_columns([c])
-            nan = np.isnan(v) if col.null_count else None
-            # Every NaN an empty cell and no infinity: else the row-by-row parser names the line.
-            n_nan = 0 if nan is None else int(np.count_nonzero(nan))
-            if n_nan != col.null_count or np.isinf(v).any():
+            # Every non-finite value an empty cell (no 'nan' or 'inf' written in the file):
+            # else the row-by-row parser names the line. One pass over the column.
+            nan = ~np.isfinite(v)
+            n_bad = int(np.count_nonzero(nan))
+            if n_bad != col.null_count:
                 fast = None
                 break
             values.append(v)
-            nulls.append(nan)
+            nulls.append(nan if n_bad else None)
     if fast is None:
         ts, lines, slow_values, slow_nulls = _wide_slow(f, len(names))
         values, nulls, increasing = slow_values, list(slow_nulls), False

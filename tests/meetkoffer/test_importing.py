@@ -193,6 +193,10 @@ def test_wide_fast_path_agrees_with_the_row_by_row_parser() -> None:
         bad = text.replace("2026-03-02T07:00:03Z,1.5,103", f"2026-03-02T07:00:03Z,1.5,{word}")
         with pytest.raises(ValidationError, match=f"line 5: value '{word}' is not a finite"):
             importing.parse_samples("x.csv", ["a", "b"], text=bad)
+        # Also in a column without any empty cell (where pyarrow reports no nulls at all).
+        bad = text.replace("2026-03-02T07:00:03Z,1.5,", f"2026-03-02T07:00:03Z,{word},")
+        with pytest.raises(ValidationError, match=f"line 5: value '{word}' is not a finite"):
+            importing.parse_samples("x.csv", ["a", "b"], text=bad)
     # Out of time order: sorted per channel; one time twice with two values is refused.
     swapped = "".join([*lines_[:2], lines_[3], lines_[2], *lines_[4:]])
     out = importing.parse_samples("x.csv", ["a", "b"], text=swapped)
