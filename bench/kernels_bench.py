@@ -23,6 +23,8 @@ stores) on 1 thread and on all CPUs, and is compared with:
 * **memory above the input** during the 1-thread run: the tracemalloc peak (NumPy
   allocations) and the RSS high-water mark (everything, also Numba's own), as a share of the
   input bytes (target <= 10 %);
+* **the serial part**: the CPU time of allocating the per-bucket outputs and assembling the
+  result on the calling thread, which no thread count shortens, as a share of each run;
 * polars ``group_by_dynamic`` and pandas ``resample`` computing the same buckets (smallest
   size only), after checking that all three agree.
 
@@ -223,6 +225,34 @@ def agree(res: BucketResult, other: pd.DataFrame, name: str) -> None:
             raise SystemExit(f"{name}: column {col} disagrees with Noaber (max diff {worst})")
 
 
+def serial_part(ts: np.ndarray, rows: list[dict[str, float]]) -> None:
+    """Print the fixed cost around the kernel that no thread count shortens: allocating the
+    per-bucket outputs (``_zero_outputs``, first touch of fresh pages) and assembling the
+    :class:`BucketResult` (``_result``), both on the calling thread, as CPU time and as a share
+    of each kernel figure of this run (an upper bound on what overlapping them could save)."""
+    from energy.kernels import power as kp
+
+    edges = kp.fixed_edges(int(ts[0]), int(ts[-1]), ISP_NS, 0)
+    n_b = edges.shape[0] - 1
+    out = kp._zero_outputs(n_b)
+    gaps = np.empty((0, 2), np.int64)
+    best_alternating(
+        {
+            "alloc": lambda: kp._zero_outputs(n_b),
+            "assemble": lambda: kp._result(edges, out, gaps, 0),
+        },
+        7,
+    )
+    serial = CPU_S["alloc"] + CPU_S["assemble"]
+    shares = ", ".join(
+        f"{100 * serial / r['noaber_s']:.0f} % of the {int(r['threads'])}-thread run" for r in rows
+    )
+    print(
+        f"  serial part ({n_b:,} buckets, CPU time): outputs allocated {CPU_S['alloc'] * 1e3:6.2f} ms,"
+        f" result assembled {CPU_S['assemble'] * 1e3:6.2f} ms = {serial * 1e3:6.2f} ms ({shares})"
+    )
+
+
 def memory_above_input(
     ts: np.ndarray, p: np.ndarray, q: np.ndarray | None = None
 ) -> tuple[float, float]:
@@ -289,6 +319,7 @@ def run_size(
         rows.append(
             {"samples": n, "threads": threads, "floor_s": t_floor, "noaber_s": best["noaber"]}
         )
+    serial_part(ts, rows)
     traced, peak_rss = memory_above_input(ts, p, q)
     print(
         f"  memory above input (1 thread): tracemalloc peak {traced / 1e6:6.2f} MB ="
